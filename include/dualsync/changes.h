@@ -1,0 +1,79 @@
+/*
+ * changes.h: turns decoded pgoutput messages into Kafka records (topic, key, value).
+ *
+ * This is the pure core of capture: no sockets, no clock (the caller passes the time), so
+ * the golden tests can feed it recorded streams and diff its output. It tracks the current
+ * transaction (xid, commit time, origin), applies the Debezium rules (a delete is followed by
+ * a tombstone; an update that changes the key is a delete of the old key, its tombstone, then
+ * a create of the new one; truncate is op "t" with a null key), and skips transactions whose
+ * replication origin is configured to be skipped.
+ */
+#ifndef DUALSYNC_CHANGES_H
+#define DUALSYNC_CHANGES_H
+
+#include "dualsync/buf.h"
+#include "dualsync/common.h"
+#include "dualsync/envelope.h"
+#include "dualsync/pgoutput.h"
+
+/* One record to publish. All pointers are borrowed and valid only during the callback. */
+typedef struct ds_change_record {
+    const char *topic;     /* "<topic_prefix>.<schema>.<table>", NUL-terminated */
+    const char *key;       /* JSON, or NULL for a truncate (Debezium sends it keyless) */
+    size_t key_len;
+    const char *value;     /* JSON, or NULL for a tombstone */
+    size_t value_len;
+    ds_lsn_t lsn;          /* LSN of the change, for error messages */
+    char op;               /* 'c','u','d','t','r', or 0 for a tombstone */
+} ds_change_record_t;
+
+/* Called once per record, in stream order. Returning false stops ds_changes_handle(), which
+ * then returns false with the callback's errstr. */
+typedef bool (*ds_change_emit_fn)(void *ctx, const ds_change_record_t *rec, char *errstr,
+                                  size_t errstr_size);
+
+/* Key columns of a table whose replica identity is FULL, where pgoutput flags every column
+ * as identity: Debezium keys such rows by the primary key. Returns a borrowed NULL-terminated
+ * list of column names, or NULL when the table has no primary key (then all columns are the
+ * key). */
+typedef const char *const *(*ds_primary_key_fn)(void *ctx, const char *schema, const char *table);
+
+typedef struct ds_changes_options {
+    const char *topic_prefix;       /* required */
+    const char *db;                 /* database name for source.db */
+    const char *version;            /* source.version */
+    bool tombstones_on_delete;      /* default true */
+    const char *unavailable_value_placeholder; /* default "__debezium_unavailable_value" */
+    const char *const *skip_origins; /* NULL-terminated origin names whose transactions are
+                                      * dropped; NULL for none */
+    ds_primary_key_fn primary_key;  /* may be NULL: FULL tables are then keyed by all columns */
+    void *primary_key_ctx;
+} ds_changes_options_t;
+
+typedef struct ds_changes ds_changes_t;
+
+/** @brief A new builder; copies what it needs from @p options. NULL when out of memory. */
+ds_changes_t *ds_changes_new(const ds_changes_options_t *options);
+
+/** @brief Accepts NULL. */
+void ds_changes_free(ds_changes_t *changes);
+
+/**
+ * @brief Handles one decoded message.
+ *
+ * @param wal_start  the XLogData header's dataStart: the change's LSN (source.lsn).
+ * @param now_us     the current time, microseconds since the Unix epoch (top-level ts_ms).
+ * @return false with errstr set when a record cannot be built (a NULL key column, a value
+ *         the type mapping rejects) or when @p emit fails. Errors name the table and LSN.
+ */
+bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_lsn_t wal_start,
+                       int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                       size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief True between a Begin and its Commit. */
+bool ds_changes_in_transaction(const ds_changes_t *changes);
+
+/** @brief True when the current transaction is being skipped (origin filter). */
+bool ds_changes_skipping(const ds_changes_t *changes);
+
+#endif
