@@ -32,7 +32,7 @@ typedef struct ds_column {
 
 typedef struct ds_relation {
     uint32_t relid;        /* pg_class OID; the key of the relation cache */
-    char *schema;          /* namespace name, "public" when pgoutput sends "" (pg_catalog) */
+    char *schema;          /* namespace name; "pg_catalog" when pgoutput sends "" */
     char *table;           /* relation name */
     char replident;        /* one of DS_REPLIDENT_* */
     int ncolumns;          /* number of entries in columns */
