@@ -1,0 +1,530 @@
+/*
+ * capture.c: the capture loop.
+ *
+ * One thread, one libev loop, three event sources:
+ *   - the replication socket: read XLogData, decode, build envelopes, hand them to Kafka;
+ *   - librdkafka's wakeup pipe: serve delivery reports, which complete transactions and
+ *     move the confirmed position;
+ *   - a timer: standby status updates (write = what we received, flush = what Kafka holds).
+ * Reading stops (the socket watcher is stopped) while more than capture.max_inflight_* is
+ * unacknowledged, which bounds memory when the broker is slow or down.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "dualsync/capture.h"
+#include "dualsync/changes.h"
+#include "dualsync/inflight.h"
+#include "dualsync/log.h"
+#include "dualsync/pgoutput.h"
+#include "dualsync/preflight.h"
+#include "dualsync/producer.h"
+#include "dualsync/replication.h"
+
+/* Messages handled per socket callback before delivery reports get a turn. */
+#define MESSAGES_PER_POLL 1000
+/* Reading resumes once in-flight work falls below this fraction of the limits. */
+#define RESUME_PERCENT 50
+#define RECONNECT_BACKOFF_MAX_MS 30000
+#define PROGRESS_LOG_INTERVAL_S 30.0
+
+typedef struct capture {
+    const ds_config_t *config;
+    struct ev_loop *loop;
+    ds_source_catalog_t *catalog; /* replica identity and primary keys of the tables */
+    ds_replication_t *repl;       /* NULL between sessions */
+    ds_repl_identity_t identity;  /* what IDENTIFY_SYSTEM said */
+    ds_pgoutput_t *decoder;       /* relation cache; rebuilt for each session */
+    ds_changes_t *changes;        /* transaction state; rebuilt for each session */
+    ds_producer_t *producer;
+    ds_inflight_t *inflight;      /* unacknowledged transactions */
+
+    uint64_t tx_seq;          /* in-flight sequence of the open transaction */
+    bool in_tx;               /* between Begin and Commit */
+    ds_lsn_t received_lsn;    /* furthest WAL position the server reported */
+    ds_lsn_t confirmed_lsn;   /* every change before it is acknowledged by Kafka */
+    ds_lsn_t last_msg_lsn;    /* LSN of the last XLogData, for error messages */
+
+    bool paused;              /* socket watcher stopped for back-pressure */
+    bool stopping;            /* SIGINT/SIGTERM received */
+    bool stop_now;            /* a second signal: do not wait for Kafka */
+    bool failed;              /* a fatal error; error says what */
+    bool session_lost;        /* the replication connection failed (retriable) */
+    char error[1024];
+
+    uint64_t messages_sent;   /* totals, for the progress line */
+    uint64_t messages_acked;
+    uint64_t bytes_sent;
+    ev_tstamp last_progress;  /* when the progress line was last written */
+
+    ev_io repl_watcher;       /* the replication socket */
+    ev_io kafka_watcher;      /* librdkafka's wakeup pipe */
+    ev_timer status_timer;    /* standby status updates */
+    ev_idle resume_idle;      /* re-drains libpq's buffer after a pause ends */
+    ev_signal sigint_watcher;
+    ev_signal sigterm_watcher;
+} capture_t;
+
+static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
+
+static void fail(capture_t *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->failed)
+        return; /* keep the first error: later ones are usually its consequences */
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof(c->error), fmt, ap);
+    va_end(ap);
+    c->failed = true;
+    ev_break(c->loop, EVBREAK_ALL);
+}
+
+static bool over_limits(const capture_t *c, int percent)
+{
+    return ds_inflight_bytes(c->inflight) * 100 >
+               (size_t)c->config->max_inflight_bytes * (size_t)percent ||
+           ds_inflight_messages(c->inflight) * 100 >
+               (size_t)c->config->max_inflight_messages * (size_t)percent;
+}
+
+static void advance_confirmed(capture_t *c)
+{
+    ds_lsn_t lsn = ds_inflight_pop_completed(c->inflight);
+
+    if (lsn > c->confirmed_lsn)
+        c->confirmed_lsn = lsn;
+}
+
+static bool send_status(capture_t *c, bool reply_requested)
+{
+    char errstr[512];
+
+    if (!c->repl)
+        return true;
+    if (!ds_replication_send_status(c->repl, c->received_lsn, c->confirmed_lsn, reply_requested,
+                                    errstr, sizeof(errstr))) {
+        snprintf(c->error, sizeof(c->error), "%s", errstr);
+        c->session_lost = true;
+        ev_break(c->loop, EVBREAK_ALL);
+        return false;
+    }
+    return true;
+}
+
+/* ---- Kafka side ---- */
+
+static void on_ack(void *ctx, uint64_t tag, size_t bytes, const char *err)
+{
+    capture_t *c = ctx;
+    char lsn[DS_LSN_STRLEN];
+
+    if (err) {
+        /* With message.timeout.ms=0 librdkafka retries transient failures forever; what
+         * reaches us is permanent (message too large, authorization). The slot stays before
+         * this transaction, so nothing is lost: a restart sends it again. */
+        fail(c, "%s; the slot stays at %s, so this change is sent again after the cause is "
+                "fixed and capture restarted",
+             err, ds_lsn_format(c->confirmed_lsn, lsn));
+        return;
+    }
+    ds_inflight_acked(c->inflight, tag, bytes);
+    c->messages_acked++;
+    advance_confirmed(c);
+
+    if (c->paused && c->repl && !over_limits(c, RESUME_PERCENT) && !c->stopping) {
+        c->paused = false;
+        ev_io_start(c->loop, &c->repl_watcher);
+        /* libpq may already hold data the socket will not signal again. */
+        ev_idle_start(c->loop, &c->resume_idle);
+        ds_debug("in-flight below %d%% of the limits; reading WAL again", RESUME_PERCENT);
+    }
+}
+
+static void serve_kafka(capture_t *c)
+{
+    const char *fatal;
+
+    while (ds_producer_poll(c->producer, 0) > 0)
+        ;
+    fatal = ds_producer_fatal_error(c->producer);
+    if (fatal)
+        fail(c, "%s", fatal);
+}
+
+static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    capture_t *c = w->data;
+
+    ds_producer_drain_wakeup(c->producer);
+    serve_kafka(c);
+}
+
+static bool emit_record(void *ctx, const ds_change_record_t *rec, char *errstr,
+                        size_t errstr_size)
+{
+    capture_t *c = ctx;
+
+    if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
+                          rec->value_len, c->tx_seq, errstr, errstr_size))
+        return false;
+    ds_inflight_sent(c->inflight, c->tx_seq, rec->key_len + rec->value_len);
+    c->messages_sent++;
+    c->bytes_sent += rec->key_len + rec->value_len;
+    return true;
+}
+
+/* ---- PostgreSQL side ---- */
+
+static void handle_xlogdata(capture_t *c, const ds_repl_msg_t *msg)
+{
+    ds_pgoutput_msg_t decoded;
+    char errstr[1024];
+    char lsn[DS_LSN_STRLEN];
+
+    c->last_msg_lsn = msg->wal_start;
+    if (msg->wal_end > c->received_lsn)
+        c->received_lsn = msg->wal_end;
+
+    if (!ds_pgoutput_decode(c->decoder, msg->data, msg->len, &decoded, errstr,
+                            sizeof(errstr))) {
+        fail(c, "cannot decode the pgoutput message at LSN %s: %s",
+             ds_lsn_format(msg->wal_start, lsn), errstr);
+        return;
+    }
+    if (decoded.type == DS_PGOUTPUT_BEGIN) {
+        c->tx_seq = ds_inflight_begin(c->inflight);
+        c->in_tx = true;
+    }
+    if (!ds_changes_handle(c->changes, &decoded, msg->wal_start, ds_now_us(), emit_record, c,
+                           errstr, sizeof(errstr))) {
+        fail(c, "%s", errstr);
+        return;
+    }
+    if (decoded.type == DS_PGOUTPUT_COMMIT) {
+        if (!c->in_tx) {
+            fail(c, "Commit without Begin at LSN %s", ds_lsn_format(msg->wal_start, lsn));
+            return;
+        }
+        ds_inflight_commit(c->inflight, c->tx_seq, decoded.u.commit.end_lsn);
+        c->in_tx = false;
+        advance_confirmed(c);
+    }
+}
+
+static void handle_keepalive(capture_t *c, const ds_repl_msg_t *msg)
+{
+    if (msg->wal_end > c->received_lsn)
+        c->received_lsn = msg->wal_end;
+    /* Nothing in flight and no open transaction: everything the server sent up to wal_end
+     * is in Kafka (or was not published at all), so the slot may move there. Without this a
+     * busy database whose published tables are idle would make the slot retain WAL. */
+    if (!c->in_tx && ds_inflight_transactions(c->inflight) == 0 &&
+        msg->wal_end > c->confirmed_lsn)
+        c->confirmed_lsn = msg->wal_end;
+    if (msg->reply_requested)
+        send_status(c, false);
+}
+
+static void process_stream(capture_t *c)
+{
+    ds_repl_msg_t msg;
+    char errstr[1024];
+    int handled = 0;
+
+    while (!c->paused && !c->stopping && !c->failed && !c->session_lost) {
+        switch (ds_replication_read(c->repl, &msg, errstr, sizeof(errstr))) {
+        case DS_REPL_READ_MESSAGE:
+            if (msg.type == DS_REPL_XLOGDATA)
+                handle_xlogdata(c, &msg);
+            else
+                handle_keepalive(c, &msg);
+            break;
+        case DS_REPL_READ_WOULDBLOCK:
+            return;
+        case DS_REPL_READ_END:
+            snprintf(c->error, sizeof(c->error), "the server ended the replication stream");
+            c->session_lost = true;
+            ev_break(c->loop, EVBREAK_ALL);
+            return;
+        case DS_REPL_READ_ERROR:
+            snprintf(c->error, sizeof(c->error), "%s", errstr);
+            c->session_lost = true;
+            ev_break(c->loop, EVBREAK_ALL);
+            return;
+        }
+        if (++handled % MESSAGES_PER_POLL == 0)
+            serve_kafka(c);
+        if (over_limits(c, 100)) {
+            c->paused = true;
+            ev_io_stop(c->loop, &c->repl_watcher);
+            ds_debug("%zu messages (%zu bytes) in flight; pausing WAL reading",
+                     ds_inflight_messages(c->inflight), ds_inflight_bytes(c->inflight));
+        }
+    }
+}
+
+static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    process_stream(w->data);
+}
+
+static void on_resume_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    capture_t *c = w->data;
+
+    ev_idle_stop(loop, w);
+    if (c->repl && !c->paused)
+        process_stream(c);
+}
+
+static void log_progress(capture_t *c)
+{
+    char confirmed[DS_LSN_STRLEN], received[DS_LSN_STRLEN];
+
+    ds_info("progress: %llu messages sent (%.1f MB), %llu acknowledged, %zu in flight; "
+            "received %s, confirmed %s",
+            (unsigned long long)c->messages_sent, (double)c->bytes_sent / 1e6,
+            (unsigned long long)c->messages_acked, ds_inflight_messages(c->inflight),
+            ds_lsn_format(c->received_lsn, received), ds_lsn_format(c->confirmed_lsn, confirmed));
+}
+
+static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    capture_t *c = w->data;
+
+    serve_kafka(c);
+    send_status(c, false);
+    if (ev_now(loop) - c->last_progress >= PROGRESS_LOG_INTERVAL_S) {
+        c->last_progress = ev_now(loop);
+        log_progress(c);
+    }
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    capture_t *c = w->data;
+
+    if (c->stopping) {
+        ds_warning("second signal: stopping without waiting for Kafka; unacknowledged "
+                   "changes will be sent again on the next start");
+        c->stop_now = true;
+    } else {
+        ds_info("signal %d: finishing: waiting for Kafka to acknowledge what was sent", w->signum);
+        c->stopping = true;
+    }
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- sessions ---- */
+
+/* Waits until Kafka acknowledged everything sent, a deadline passes, or a second signal. */
+static bool drain_inflight(capture_t *c, int timeout_ms)
+{
+    ev_tstamp deadline = ev_time() + timeout_ms / 1000.0;
+
+    while (ds_inflight_messages(c->inflight) > 0 && !c->stop_now && !c->failed) {
+        if (timeout_ms >= 0 && ev_time() >= deadline)
+            break;
+        ds_producer_poll(c->producer, 100);
+        serve_kafka(c);
+        /* Keep the walsender from timing us out while we wait. */
+        if (c->repl)
+            send_status(c, false);
+        ev_run(c->loop, EVRUN_NOWAIT); /* lets a second signal through */
+    }
+    advance_confirmed(c);
+    return ds_inflight_messages(c->inflight) == 0;
+}
+
+static void end_session(capture_t *c)
+{
+    if (!c->repl)
+        return;
+    ev_io_stop(c->loop, &c->repl_watcher);
+    ev_idle_stop(c->loop, &c->resume_idle);
+    if (!c->session_lost) {
+        send_status(c, false);
+        ds_replication_stop(c->repl);
+    }
+    ds_replication_free(c->repl);
+    c->repl = NULL;
+}
+
+static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
+{
+    ds_changes_options_t options;
+    bool created;
+    char lsn[DS_LSN_STRLEN];
+
+    /* Each session gets its Relation messages again, and any transaction the last session
+     * left open is resent whole, so decoder and builder start fresh. */
+    ds_pgoutput_free(c->decoder);
+    ds_changes_free(c->changes);
+    c->changes = NULL;
+    c->in_tx = false;
+    c->decoder = ds_pgoutput_new();
+    memset(&options, 0, sizeof(options));
+    options.topic_prefix = c->config->topic_prefix;
+    options.version = DUALSYNC_VERSION;
+    options.tombstones_on_delete = c->config->tombstones_on_delete;
+    options.unavailable_value_placeholder = c->config->unavailable_value_placeholder;
+    options.skip_origins = (const char *const *)c->config->skip_origins;
+    options.primary_key = ds_source_catalog_primary_key;
+    options.primary_key_ctx = c->catalog;
+
+    c->repl = ds_replication_connect(c->config->source_conninfo, &c->identity, errstr,
+                                     errstr_size);
+    if (!c->repl)
+        return false;
+    options.db = c->identity.dbname;
+    c->changes = ds_changes_new(&options);
+    if (!c->decoder || !c->changes)
+        return ds_fail(errstr, errstr_size, "out of memory");
+    if (!ds_replication_ensure_slot(c->repl, c->config->slot, c->identity.dbname, &created,
+                                    errstr, errstr_size))
+        return false;
+    if (created)
+        ds_info("created logical replication slot \"%s\" (pgoutput)", c->config->slot);
+    if (!ds_replication_start(c->repl, c->config->slot, c->config->publication, c->confirmed_lsn,
+                              errstr, errstr_size))
+        return false;
+    ds_info("streaming from slot \"%s\" of database \"%s\" (publication \"%s\") from %s",
+            c->config->slot, c->identity.dbname, c->config->publication,
+            c->confirmed_lsn ? ds_lsn_format(c->confirmed_lsn, lsn) : "its confirmed position");
+
+    c->session_lost = false;
+    c->paused = false;
+    ev_io_init(&c->repl_watcher, on_repl_readable, ds_replication_socket(c->repl), EV_READ);
+    c->repl_watcher.data = c;
+    ev_io_start(c->loop, &c->repl_watcher);
+    /* The startup exchange may have left stream data in libpq's buffer already. */
+    ev_idle_start(c->loop, &c->resume_idle);
+    return true;
+}
+
+static void capture_free(capture_t *c)
+{
+    end_session(c);
+    ds_producer_free(c->producer, 0);
+    ds_changes_free(c->changes);
+    ds_pgoutput_free(c->decoder);
+    ds_inflight_free(c->inflight);
+    ds_source_catalog_free(c->catalog);
+    if (c->loop)
+        ev_loop_destroy(c->loop);
+}
+
+int ds_capture_run(const ds_config_t *config)
+{
+    capture_t c;
+    char errstr[1024];
+    char lsn[DS_LSN_STRLEN];
+    int backoff_ms = 500;
+    int status = DS_EXIT_FAILURE;
+
+    memset(&c, 0, sizeof(c));
+    c.config = config;
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
+        return DS_EXIT_FAILURE;
+    }
+    c.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    c.inflight = ds_inflight_new();
+    c.producer = ds_producer_new(config, on_ack, &c, errstr, sizeof(errstr));
+    if (!c.loop || !c.inflight || !c.producer) {
+        ds_error("%s", c.producer ? "out of memory" : errstr);
+        capture_free(&c);
+        return DS_EXIT_FAILURE;
+    }
+
+    ev_io_init(&c.kafka_watcher, on_kafka_readable, ds_producer_wakeup_fd(c.producer), EV_READ);
+    c.kafka_watcher.data = &c;
+    ev_io_start(c.loop, &c.kafka_watcher);
+    ev_timer_init(&c.status_timer, on_status_timer, config->status_interval_ms / 1000.0,
+                  config->status_interval_ms / 1000.0);
+    c.status_timer.data = &c;
+    ev_timer_start(c.loop, &c.status_timer);
+    ev_idle_init(&c.resume_idle, on_resume_idle);
+    c.resume_idle.data = &c;
+    ev_signal_init(&c.sigint_watcher, on_signal, SIGINT);
+    c.sigint_watcher.data = &c;
+    ev_signal_start(c.loop, &c.sigint_watcher);
+    ev_signal_init(&c.sigterm_watcher, on_signal, SIGTERM);
+    c.sigterm_watcher.data = &c;
+    ev_signal_start(c.loop, &c.sigterm_watcher);
+    c.last_progress = ev_now(c.loop);
+
+    /* The first session must start: a wrong host or a missing privilege is a setup error
+     * to report now, not to retry forever. Later losses are retried with backoff. */
+    if (!start_session(&c, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
+        capture_free(&c);
+        return DS_EXIT_FAILURE;
+    }
+
+    for (;;) {
+        ev_run(c.loop, 0);
+        if (c.failed || c.stopping)
+            break;
+        if (c.session_lost) {
+            /* Let Kafka confirm what this session sent, so the next one starts after it. */
+            ds_warning("replication connection lost at LSN %s: %s; reconnecting",
+                       ds_lsn_format(c.last_msg_lsn, lsn), c.error);
+            end_session(&c);
+            if (!drain_inflight(&c, -1))
+                break;
+            /* Messages of a transaction left open were acknowledged but never committed:
+             * forget them; the new session resends that transaction whole. */
+            ds_inflight_free(c.inflight);
+            c.inflight = ds_inflight_new();
+            if (!c.inflight) {
+                fail(&c, "out of memory");
+                break;
+            }
+            while (!c.stopping && !c.failed) {
+                ev_sleep(backoff_ms / 1000.0);
+                ev_run(c.loop, EVRUN_NOWAIT);
+                if (c.stopping)
+                    break;
+                if (start_session(&c, errstr, sizeof(errstr))) {
+                    backoff_ms = 500;
+                    break;
+                }
+                end_session(&c);
+                ds_warning("%s; retrying in %d ms", errstr, backoff_ms * 2);
+                backoff_ms = backoff_ms * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS
+                                                                      : backoff_ms * 2;
+            }
+            if (c.stopping || c.failed)
+                break;
+        }
+    }
+
+    if (c.failed) {
+        ds_error("%s", c.error);
+        /* Confirm what Kafka already holds so a restart resends as little as possible. */
+        drain_inflight(&c, 0);
+        status = DS_EXIT_FAILURE;
+    } else if (drain_inflight(&c, config->shutdown_timeout_ms)) {
+        status = DS_EXIT_OK;
+    } else {
+        ds_error("%zu messages were not acknowledged by Kafka within %d ms; they are sent again "
+                 "on the next start",
+                 ds_inflight_messages(c.inflight), config->shutdown_timeout_ms);
+        status = DS_EXIT_FAILURE;
+    }
+    log_progress(&c);
+    ds_info("stopped; slot \"%s\" confirmed up to %s", config->slot,
+            ds_lsn_format(c.confirmed_lsn, lsn));
+    capture_free(&c);
+    return status;
+}

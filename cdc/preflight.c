@@ -1,0 +1,390 @@
+/*
+ * preflight.c: source checks and publication setup before capture streams.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "dualsync/buf.h"
+#include "dualsync/log.h"
+#include "dualsync/preflight.h"
+
+/* Reads one identifier at *p (quoted or not) into a new string; advances *p. */
+static char *read_identifier(const char **p)
+{
+    const char *s = *p;
+    ds_buf_t out = DS_BUF_INIT;
+
+    if (*s == '"') {
+        s++;
+        for (;;) {
+            if (*s == '\0')
+                goto bad;
+            if (*s == '"') {
+                if (s[1] == '"') {
+                    ds_buf_append_char(&out, '"');
+                    s += 2;
+                    continue;
+                }
+                s++;
+                break;
+            }
+            ds_buf_append_char(&out, *s++);
+        }
+    } else {
+        while (*s && *s != '.' && *s != ',' && *s != '"')
+            ds_buf_append_char(&out, (char)tolower((unsigned char)*s++));
+    }
+    if (out.len == 0)
+        goto bad;
+    *p = s;
+    return out.data;
+bad:
+    ds_buf_free(&out);
+    return NULL;
+}
+
+bool ds_qualified_name_split(const char *qualified, char **schema, char **table)
+{
+    const char *p = qualified;
+
+    *schema = *table = NULL;
+    *schema = read_identifier(&p);
+    if (!*schema || *p != '.')
+        goto bad;
+    p++;
+    *table = read_identifier(&p);
+    if (!*table || *p != '\0')
+        goto bad;
+    return true;
+bad:
+    free(*schema);
+    free(*table);
+    *schema = *table = NULL;
+    return false;
+}
+
+void ds_source_catalog_free(ds_source_catalog_t *catalog)
+{
+    if (!catalog)
+        return;
+    for (int i = 0; i < catalog->ntables; i++) {
+        ds_source_table_t *t = &catalog->tables[i];
+
+        free(t->schema);
+        free(t->table);
+        if (t->primary_key) {
+            for (char **c = t->primary_key; *c; c++)
+                free(*c);
+            free(t->primary_key);
+        }
+    }
+    free(catalog->tables);
+    free(catalog);
+}
+
+const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
+                                                 const char *table)
+{
+    const ds_source_catalog_t *catalog = ctx;
+
+    for (int i = 0; i < catalog->ntables; i++) {
+        if (strcmp(catalog->tables[i].schema, schema) == 0 &&
+            strcmp(catalog->tables[i].table, table) == 0)
+            return (const char *const *)catalog->tables[i].primary_key;
+    }
+    return NULL;
+}
+
+static const char *conn_error(PGconn *conn)
+{
+    static __thread char msg[512];
+    size_t len;
+
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+    len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+        msg[--len] = '\0';
+    return msg;
+}
+
+static bool check_wal_level(PGconn *conn, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(conn, "SHOW wal_level");
+    bool ok;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ds_fail(errstr, errstr_size, "cannot read wal_level: %s", conn_error(conn));
+        PQclear(res);
+        return false;
+    }
+    ok = strcmp(PQgetvalue(res, 0, 0), "logical") == 0;
+    if (!ok)
+        ds_fail(errstr, errstr_size,
+                "the source server runs with wal_level=%s, but logical replication needs "
+                "wal_level=logical: run ALTER SYSTEM SET wal_level = logical (or set it in "
+                "postgresql.conf) and restart the server",
+                PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return ok;
+}
+
+/* Fills @p t from the catalog: existence, kind, replica identity, primary key. */
+static bool inspect_table(PGconn *conn, const ds_config_t *config, int index,
+                          ds_source_table_t *t, char *errstr, size_t errstr_size)
+{
+    static const char *const sql =
+        "SELECT c.relkind, c.relreplident, "
+        "       (SELECT string_agg(quote_ident(a.attname), ',' "
+        "                          ORDER BY array_position(i.indkey::int2[], a.attnum)) "
+        "          FROM pg_catalog.pg_index i "
+        "          JOIN pg_catalog.pg_attribute a "
+        "            ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[]) "
+        "         WHERE i.indrelid = c.oid AND i.indisprimary), "
+        "       EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+        "                WHERE i.indrelid = c.oid AND i.indisreplident) "
+        "  FROM pg_catalog.pg_class c "
+        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        " WHERE n.nspname = $1 AND c.relname = $2";
+    const char *params[2] = {t->schema, t->table};
+    const char *name = config->tables[index];
+    PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    bool ok = false;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ds_fail(errstr, errstr_size, "cannot inspect table %s: %s", name, conn_error(conn));
+        goto done;
+    }
+    if (PQntuples(res) == 0) {
+        ds_fail(errstr, errstr_size,
+                "%s: $.source.tables[%d]: table %s does not exist in the source database",
+                config->path, index, name);
+        goto done;
+    }
+    if (strchr("rp", PQgetvalue(res, 0, 0)[0]) == NULL) {
+        ds_fail(errstr, errstr_size,
+                "%s: $.source.tables[%d]: %s is not a table (relkind '%s'); only tables can be "
+                "published",
+                config->path, index, name, PQgetvalue(res, 0, 0));
+        goto done;
+    }
+    t->replident = PQgetvalue(res, 0, 1)[0];
+
+    if (!PQgetisnull(res, 0, 2)) {
+        /* The names came back quote_ident()ed and comma-separated; split them. */
+        const char *p = PQgetvalue(res, 0, 2);
+        size_t n = 1;
+
+        for (const char *q = p; *q; q++)
+            n += *q == ',';
+        t->primary_key = calloc(n + 1, sizeof(char *));
+        if (!t->primary_key) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        for (size_t k = 0; k < n; k++) {
+            t->primary_key[k] = read_identifier(&p);
+            if (!t->primary_key[k] || (*p != ',' && *p != '\0')) {
+                ds_fail(errstr, errstr_size, "cannot parse the primary key of %s", name);
+                goto done;
+            }
+            if (*p == ',')
+                p++;
+        }
+    }
+
+    switch (t->replident) {
+    case 'n':
+        ds_fail(errstr, errstr_size,
+                "table %s has REPLICA IDENTITY NOTHING, so PostgreSQL cannot publish its updates "
+                "and deletes: run ALTER TABLE %s REPLICA IDENTITY DEFAULT (it needs a primary "
+                "key) or REPLICA IDENTITY FULL",
+                name, name);
+        goto done;
+    case 'd':
+        if (!t->primary_key) {
+            ds_fail(errstr, errstr_size,
+                    "table %s has no primary key and REPLICA IDENTITY DEFAULT, so PostgreSQL "
+                    "would reject its UPDATE and DELETE once published: add a primary key, or "
+                    "run ALTER TABLE %s REPLICA IDENTITY FULL",
+                    name, name);
+            goto done;
+        }
+        break;
+    case 'i':
+        if (strcmp(PQgetvalue(res, 0, 3), "t") != 0) {
+            ds_fail(errstr, errstr_size,
+                    "table %s has REPLICA IDENTITY USING INDEX but the index is gone: run ALTER "
+                    "TABLE %s REPLICA IDENTITY DEFAULT or FULL",
+                    name, name);
+            goto done;
+        }
+        break;
+    default:
+        break;
+    }
+    ok = true;
+done:
+    PQclear(res);
+    return ok;
+}
+
+/* Creates the publication, or adds the configured tables it lacks. */
+static bool prepare_publication(PGconn *conn, const ds_config_t *config,
+                                const ds_source_catalog_t *catalog, char *errstr,
+                                size_t errstr_size)
+{
+    const char *pub = config->publication;
+    const char *params[3] = {pub, NULL, NULL};
+    PGresult *res = NULL;
+    ds_buf_t sql = DS_BUF_INIT;
+    char *pub_ident = PQescapeIdentifier(conn, pub, strlen(pub));
+    bool exists, ok = false;
+    int added = 0;
+
+    if (!pub_ident) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    res = PQexecParams(conn,
+                       "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate "
+                       "  FROM pg_catalog.pg_publication WHERE pubname = $1",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ds_fail(errstr, errstr_size, "cannot look up publication \"%s\": %s", pub,
+                conn_error(conn));
+        goto done;
+    }
+    exists = PQntuples(res) == 1;
+    if (exists && (strcmp(PQgetvalue(res, 0, 2), "t") != 0 ||
+                   strcmp(PQgetvalue(res, 0, 3), "t") != 0 ||
+                   strcmp(PQgetvalue(res, 0, 1), "t") != 0))
+        ds_warning("publication \"%s\" does not publish every insert, update and delete; "
+                   "changes it leaves out never reach Kafka",
+                   pub);
+    PQclear(res);
+    res = NULL;
+
+    for (int i = 0; i < catalog->ntables; i++) {
+        const ds_source_table_t *t = &catalog->tables[i];
+        char *schema_ident = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
+        char *table_ident = PQescapeIdentifier(conn, t->table, strlen(t->table));
+        bool member = false;
+
+        if (exists) {
+            params[1] = t->schema;
+            params[2] = t->table;
+            res = PQexecParams(conn,
+                               "SELECT 1 FROM pg_catalog.pg_publication_tables "
+                               " WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+                               3, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                ds_fail(errstr, errstr_size, "cannot read publication \"%s\": %s", pub,
+                        conn_error(conn));
+                PQfreemem(schema_ident);
+                PQfreemem(table_ident);
+                goto done;
+            }
+            member = PQntuples(res) > 0;
+            PQclear(res);
+            res = NULL;
+        }
+        if (!member) {
+            if (!schema_ident || !table_ident) {
+                PQfreemem(schema_ident);
+                PQfreemem(table_ident);
+                ds_fail(errstr, errstr_size, "out of memory");
+                goto done;
+            }
+            ds_buf_appendf(&sql, "%s%s.%s", added ? ", " : "", schema_ident, table_ident);
+            added++;
+        }
+        PQfreemem(schema_ident);
+        PQfreemem(table_ident);
+    }
+    if (added == 0) {
+        ok = true;
+        goto done;
+    }
+    if (!config->create_publication) {
+        ds_fail(errstr, errstr_size,
+                "publication \"%s\" %s: create it (or add the tables: %s), or set "
+                "source.create_publication to true",
+                pub, exists ? "lacks some configured tables" : "does not exist", sql.data);
+        goto done;
+    }
+    {
+        char *stmt = NULL;
+
+        if (asprintf(&stmt, exists ? "ALTER PUBLICATION %s ADD TABLE %s"
+                                   : "CREATE PUBLICATION %s FOR TABLE %s",
+                     pub_ident, sql.data) < 0) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        res = PQexec(conn, stmt);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ds_fail(errstr, errstr_size, "%s failed: %s", stmt, conn_error(conn));
+            free(stmt);
+            goto done;
+        }
+        ds_info("%s", stmt);
+        free(stmt);
+    }
+    ok = true;
+done:
+    PQclear(res);
+    PQfreemem(pub_ident);
+    ds_buf_free(&sql);
+    return ok;
+}
+
+bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_out, char *errstr,
+                      size_t errstr_size)
+{
+    ds_source_catalog_t *catalog = calloc(1, sizeof(*catalog));
+    PGconn *conn = NULL;
+    bool ok = false;
+
+    *catalog_out = NULL;
+    if (!catalog || !(catalog->tables = calloc((size_t)config->ntables, sizeof(*catalog->tables)))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    catalog->ntables = config->ntables;
+    for (int i = 0; i < config->ntables; i++) {
+        if (!ds_qualified_name_split(config->tables[i], &catalog->tables[i].schema,
+                                     &catalog->tables[i].table)) {
+            ds_fail(errstr, errstr_size,
+                    "%s: $.source.tables[%d]: \"%s\" is not a schema-qualified table name",
+                    config->path, i, config->tables[i]);
+            goto done;
+        }
+    }
+
+    conn = PQconnectdb(config->source_conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        ds_fail(errstr, errstr_size, "cannot connect to the source database: %s",
+                conn_error(conn));
+        goto done;
+    }
+    if (!check_wal_level(conn, errstr, errstr_size))
+        goto done;
+    for (int i = 0; i < catalog->ntables; i++) {
+        if (!inspect_table(conn, config, i, &catalog->tables[i], errstr, errstr_size))
+            goto done;
+    }
+    if (!prepare_publication(conn, config, catalog, errstr, errstr_size))
+        goto done;
+    ok = true;
+done:
+    PQfinish(conn);
+    if (ok)
+        *catalog_out = catalog;
+    else
+        ds_source_catalog_free(catalog);
+    return ok;
+}

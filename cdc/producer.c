@@ -1,0 +1,247 @@
+/*
+ * producer.c: librdkafka producer setup, sends, and delivery reports.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dualsync/log.h"
+#include "dualsync/producer.h"
+
+struct ds_producer {
+    rd_kafka_t *rk;           /* the client */
+    rd_kafka_queue_t *mainq;  /* its main queue, where delivery reports arrive */
+    int wakeup_pipe[2];       /* librdkafka writes a byte to [1] when mainq gets an event */
+    ds_producer_ack_fn ack;   /* called once per delivery report */
+    void *ack_ctx;
+    char fatal[512];          /* set by the error callback on a fatal error */
+};
+
+/* dualsync's defaults, applied before the user's properties. */
+static const struct {
+    const char *name;
+    const char *value;
+} producer_defaults[] = {
+    {"enable.idempotence", "true"},
+    {"acks", "all"},
+    /* Retry forever: a broker outage must pause capture, not fail messages. */
+    {"message.timeout.ms", "0"},
+    /* The Java client's partitioner, so keys map to the same partitions as other tools. */
+    {"partitioner", "murmur2_random"},
+    {"linger.ms", "5"},
+    {"compression.type", "lz4"},
+    /* Capture bounds what is in flight itself (capture.max_inflight_*); keep librdkafka's
+     * own queue above that so a send never has to block. */
+    {"queue.buffering.max.messages", "2000000"},
+    {"queue.buffering.max.kbytes", "4194304"},
+    {"client.id", "dualsync-capture"},
+};
+
+/* Settings whose user value would break the delivery guarantees. */
+static const struct {
+    const char *name;
+    const char *required;
+} producer_locked[] = {
+    {"enable.idempotence", "true"},
+    {"acks", "all"},
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    ds_producer_t *producer = opaque;
+    size_t bytes = msg->len + msg->key_len;
+    char err[512];
+
+    if (msg->err) {
+        snprintf(err, sizeof(err), "delivery to topic %s partition %d failed: %s",
+                 rd_kafka_topic_name(msg->rkt), (int)msg->partition, rd_kafka_err2str(msg->err));
+        producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
+    } else {
+        producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, NULL);
+    }
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    ds_producer_t *producer = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal_reason[400];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
+
+        snprintf(producer->fatal, sizeof(producer->fatal), "fatal Kafka producer error: %s: %s",
+                 rd_kafka_err2name(orig), fatal_reason);
+        ds_error("%s", producer->fatal);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        ds_warning("Kafka: all brokers are down (%s); capture pauses and keeps retrying",
+                   reason);
+        return;
+    }
+    /* Transport errors are retried by librdkafka itself; say so once per event. */
+    ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
+{
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug. */
+    if (level <= 3)
+        ds_error("librdkafka %s: %s", facility, buf);
+    else if (level == 4)
+        ds_warning("librdkafka %s: %s", facility, buf);
+    else
+        ds_debug("librdkafka %s: %s", facility, buf);
+}
+
+static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
+                         char *errstr, size_t errstr_size)
+{
+    char rderr[512];
+
+    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK)
+        return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
+                       secret ? "<hidden>" : value, rderr);
+    return true;
+}
+
+static bool is_secret(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl");
+}
+
+ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
+                               char *errstr, size_t errstr_size)
+{
+    ds_producer_t *producer = calloc(1, sizeof(*producer));
+    rd_kafka_conf_t *conf = NULL;
+    char rderr[512];
+
+    if (!producer) {
+        ds_fail(errstr, errstr_size, "out of memory creating the Kafka producer");
+        return NULL;
+    }
+    producer->wakeup_pipe[0] = producer->wakeup_pipe[1] = -1;
+    producer->ack = ack;
+    producer->ack_ctx = ack_ctx;
+
+    for (int i = 0; i < config->nkafka; i++) {
+        for (size_t j = 0; j < DS_ARRAY_LEN(producer_locked); j++) {
+            if (strcmp(config->kafka_names[i], producer_locked[j].name) == 0 &&
+                strcmp(config->kafka_values[i], producer_locked[j].required) != 0) {
+                ds_fail(errstr, errstr_size,
+                        "%s: $.kafka.%s: must be \"%s\": without it a retried send can "
+                        "duplicate or reorder row changes",
+                        config->path, producer_locked[j].name, producer_locked[j].required);
+                goto error;
+            }
+        }
+    }
+
+    conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
+        if (!set_property(conf, producer_defaults[i].name, producer_defaults[i].value, false,
+                          errstr, errstr_size))
+            goto error;
+    }
+    for (int i = 0; i < config->nkafka; i++) {
+        if (!set_property(conf, config->kafka_names[i], config->kafka_values[i],
+                          is_secret(config->kafka_names[i]), errstr, errstr_size))
+            goto error;
+    }
+    rd_kafka_conf_set_opaque(conf, producer);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    if (!producer->rk) {
+        ds_fail(errstr, errstr_size, "cannot create the Kafka producer: %s", rderr);
+        goto error; /* conf is still ours when rd_kafka_new fails */
+    }
+    conf = NULL; /* owned by rk now */
+
+    if (pipe2(producer->wakeup_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        ds_fail(errstr, errstr_size, "cannot create the Kafka wakeup pipe: %s", strerror(errno));
+        goto error;
+    }
+    producer->mainq = rd_kafka_queue_get_main(producer->rk);
+    rd_kafka_queue_io_event_enable(producer->mainq, producer->wakeup_pipe[1], "1", 1);
+    return producer;
+
+error:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    ds_producer_free(producer, 0);
+    return NULL;
+}
+
+void ds_producer_free(ds_producer_t *producer, int timeout_ms)
+{
+    if (!producer)
+        return;
+    if (producer->rk) {
+        if (timeout_ms > 0)
+            rd_kafka_flush(producer->rk, timeout_ms);
+        if (producer->mainq) {
+            rd_kafka_queue_io_event_enable(producer->mainq, -1, NULL, 0);
+            rd_kafka_queue_destroy(producer->mainq);
+        }
+        rd_kafka_destroy(producer->rk);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (producer->wakeup_pipe[i] >= 0)
+            close(producer->wakeup_pipe[i]);
+    }
+    free(producer);
+}
+
+bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *key,
+                      size_t key_len, const char *value, size_t value_len, uint64_t tag,
+                      char *errstr, size_t errstr_size)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
+
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return true;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            /* Never drop: serve delivery reports until the queue has room. */
+            rd_kafka_poll(producer->rk, 100);
+            continue;
+        }
+        return ds_fail(errstr, errstr_size, "cannot queue a message for topic %s: %s", topic,
+                       rd_kafka_err2str(err));
+    }
+}
+
+int ds_producer_poll(ds_producer_t *producer, int timeout_ms)
+{
+    return rd_kafka_poll(producer->rk, timeout_ms);
+}
+
+int ds_producer_wakeup_fd(const ds_producer_t *producer)
+{
+    return producer->wakeup_pipe[0];
+}
+
+void ds_producer_drain_wakeup(ds_producer_t *producer)
+{
+    char junk[256];
+
+    while (read(producer->wakeup_pipe[0], junk, sizeof(junk)) > 0)
+        ;
+}
+
+const char *ds_producer_fatal_error(const ds_producer_t *producer)
+{
+    return producer->fatal[0] ? producer->fatal : NULL;
+}

@@ -1,0 +1,49 @@
+/*
+ * preflight.h: what capture checks and prepares on the source before it streams.
+ *
+ * On an ordinary (non-replication) connection: wal_level must be logical; every configured
+ * table must exist and be able to publish updates and deletes (a primary key under REPLICA
+ * IDENTITY DEFAULT, or an index or FULL identity); the publication is created, or missing
+ * tables added to it, when source.create_publication allows. Each failure explains the fix.
+ */
+#ifndef DUALSYNC_PREFLIGHT_H
+#define DUALSYNC_PREFLIGHT_H
+
+#include "dualsync/common.h"
+#include "dualsync/config.h"
+
+typedef struct ds_source_table {
+    char *schema;        /* namespace name, unquoted */
+    char *table;         /* relation name, unquoted */
+    char replident;      /* pg_class.relreplident */
+    char **primary_key;  /* NULL-terminated column names in key order; NULL without a PK */
+} ds_source_table_t;
+
+typedef struct ds_source_catalog {
+    int ntables;               /* entries in tables, one per source.tables entry */
+    ds_source_table_t *tables; /* owned */
+} ds_source_catalog_t;
+
+/**
+ * @brief Splits "schema.table" (each part optionally double-quoted, with "" for a quote;
+ *        unquoted parts folded to lower case as PostgreSQL does) into its two names.
+ * @return false when it is not exactly two non-empty identifiers. *schema and *table are
+ *         malloc'ed; the caller frees them.
+ */
+bool ds_qualified_name_split(const char *qualified, char **schema, char **table) DS_MUST_CHECK;
+
+/**
+ * @brief Runs the checks and prepares the publication.
+ * @param catalog  set to what was learned about each table; free with ds_source_catalog_free.
+ */
+bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog, char *errstr,
+                      size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Accepts NULL. */
+void ds_source_catalog_free(ds_source_catalog_t *catalog);
+
+/** @brief The primary key of schema.table or NULL (a ds_primary_key_fn; ctx is the catalog). */
+const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
+                                                 const char *table);
+
+#endif

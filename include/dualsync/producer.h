@@ -1,0 +1,58 @@
+/*
+ * producer.h: the Kafka producer capture publishes through.
+ *
+ * Idempotent (enable.idempotence=true, acks=all) so a retried send is never duplicated or
+ * reordered within a partition; keys are hashed with murmur2 as the Java client does, so a
+ * key lands on the partition any Kafka tool expects. message.timeout.ms defaults to 0
+ * (retry forever): while the broker is down, messages wait and capture stops reading WAL
+ * instead of failing them. Delivery reports are served on the caller's thread, through
+ * ds_producer_poll(), and wake an event loop through ds_producer_wakeup_fd().
+ */
+#ifndef DUALSYNC_PRODUCER_H
+#define DUALSYNC_PRODUCER_H
+
+#include "dualsync/common.h"
+#include "dualsync/config.h"
+
+typedef struct ds_producer ds_producer_t;
+
+/* One delivery report. err is NULL on success; otherwise a message naming the topic,
+ * partition and the broker's error. */
+typedef void (*ds_producer_ack_fn)(void *ctx, uint64_t tag, size_t bytes, const char *err);
+
+/**
+ * @brief Creates the producer with the config's "kafka" properties over dualsync's defaults.
+ *
+ * The user cannot turn idempotence or acks=all off: without them a retry can duplicate or
+ * reorder a row change, so such a setting is refused with an error.
+ */
+ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
+                               char *errstr, size_t errstr_size);
+
+/** @brief Waits up to @p timeout_ms for outstanding deliveries, then frees; accepts NULL. */
+void ds_producer_free(ds_producer_t *producer, int timeout_ms);
+
+/**
+ * @brief Queues one message. @p value NULL sends a tombstone; @p key NULL a keyless message.
+ *
+ * When librdkafka's queue is full this serves delivery reports and retries (never drops).
+ * @return false on a non-retriable error (unknown topic name syntax, message too large,
+ *         fatal producer state), with errstr naming the topic.
+ */
+bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *key,
+                      size_t key_len, const char *value, size_t value_len, uint64_t tag,
+                      char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Serves queued delivery reports and errors; returns how many events were served. */
+int ds_producer_poll(ds_producer_t *producer, int timeout_ms);
+
+/** @brief Readable when delivery reports are waiting; drain it, then ds_producer_poll(). */
+int ds_producer_wakeup_fd(const ds_producer_t *producer);
+
+/** @brief Empties the wakeup descriptor. */
+void ds_producer_drain_wakeup(ds_producer_t *producer);
+
+/** @brief A fatal producer error (idempotence state lost), or NULL. Borrowed. */
+const char *ds_producer_fatal_error(const ds_producer_t *producer);
+
+#endif
