@@ -44,6 +44,16 @@ bool ds_envelope_write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *
                            const ds_tuple_t *tup, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /**
+ * @brief Like ds_envelope_write_key(), but a NULL key column is written as null.
+ *
+ * For tables keyed by all their columns (REPLICA IDENTITY FULL without a primary key),
+ * where NULL is an ordinary value of a nullable column and must not stop capture.
+ */
+bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel,
+                                    const bool *key_mask, const ds_tuple_t *tup, char *errstr,
+                                    size_t errstr_size) DS_MUST_CHECK;
+
+/**
  * @brief Writes the message value.
  *
  * @param op      'c', 'u', 'd', 'r' (read: backfill) or 't' (truncate: before/after null).

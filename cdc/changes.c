@@ -1,0 +1,645 @@
+/*
+ * changes.c: decoded pgoutput messages -> Kafka records, with Debezium's rules.
+ *
+ * Per relation the builder caches the topic name and the key mask, recomputed when the
+ * decoder's generation of the relation changes (a Relation message after DDL). The row path
+ * allocates nothing: the key and value are written into buffers the builder keeps.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dualsync/changes.h"
+
+#define DEFAULT_PLACEHOLDER "__debezium_unavailable_value"
+
+/* What the builder knows about one relation. */
+typedef struct rel_entry {
+    uint32_t relid;      /* pg_class OID; 0 marks an empty slot (no relation has OID 0) */
+    uint32_t generation; /* the decoder's generation this entry was computed for; 0: stale */
+    char *topic;         /* owned "<topic_prefix>.<schema>.<table>" */
+    bool *key_mask;      /* owned, mask_cap entries; the first ncolumns are in use */
+    int mask_cap;        /* entries allocated in key_mask */
+    int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
+    bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
+} rel_entry_t;
+
+struct ds_changes {
+    /* Options, copied. */
+    char *topic_prefix;     /* first part of every topic */
+    char *db;               /* source.db, may be NULL */
+    char *version;          /* source.version */
+    char *placeholder;      /* written for unchanged TOASTed values */
+    char **skip_origins;    /* NULL-terminated, owned */
+    bool tombstones;        /* a tombstone follows every delete */
+    ds_primary_key_fn primary_key; /* key columns of FULL tables, may be NULL */
+    void *primary_key_ctx;  /* its argument */
+
+    /* The current transaction. */
+    bool in_tx;             /* between Begin and Commit */
+    bool skipping;          /* its origin is in skip_origins: drop its rows */
+    uint32_t xid;           /* source.txId */
+    int64_t commit_time_us; /* Begin's commit time, microseconds since the Unix epoch */
+    ds_lsn_t last_commit_lsn; /* end LSN of the previous Commit, 0 before the first */
+
+    /* Relation cache: open addressing keyed by relid, never shrinks (one entry per table). */
+    rel_entry_t *rels;      /* rels_cap slots */
+    size_t rels_cap;        /* a power of two, or 0 before the first relation */
+    size_t rels_count;      /* occupied slots */
+
+    /* Reused for every record. */
+    ds_buf_t key;           /* the key JSON */
+    ds_buf_t value;         /* the value JSON */
+    ds_value_t *merged;     /* new tuple with unchanged-TOAST key values taken from the old */
+    int merged_cap;         /* entries in merged */
+};
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *copy;
+
+    if (!s)
+        return NULL;
+    copy = strdup(s);
+    if (!copy)
+        *ok = false;
+    return copy;
+}
+
+ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
+{
+    ds_changes_t *ch;
+    bool ok = true;
+    size_t n = 0;
+
+    /* A missing topic_prefix is a caller bug, reported the same way as out of memory. */
+    if (!options || !options->topic_prefix)
+        return NULL;
+    ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return NULL;
+    ch->topic_prefix = dup_or_null(options->topic_prefix, &ok);
+    ch->db = dup_or_null(options->db, &ok);
+    ch->version = dup_or_null(options->version ? options->version : DUALSYNC_VERSION, &ok);
+    ch->placeholder = dup_or_null(options->unavailable_value_placeholder
+                                      ? options->unavailable_value_placeholder
+                                      : DEFAULT_PLACEHOLDER,
+                                  &ok);
+    ch->tombstones = options->tombstones_on_delete;
+    ch->primary_key = options->primary_key;
+    ch->primary_key_ctx = options->primary_key_ctx;
+    if (options->skip_origins)
+        while (options->skip_origins[n])
+            n++;
+    ch->skip_origins = calloc(n + 1, sizeof(char *));
+    if (!ch->skip_origins)
+        ok = false;
+    for (size_t i = 0; ok && i < n; i++)
+        ch->skip_origins[i] = dup_or_null(options->skip_origins[i], &ok);
+    if (!ok) {
+        ds_changes_free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
+void ds_changes_free(ds_changes_t *changes)
+{
+    if (!changes)
+        return;
+    free(changes->topic_prefix);
+    free(changes->db);
+    free(changes->version);
+    free(changes->placeholder);
+    if (changes->skip_origins)
+        for (char **o = changes->skip_origins; *o; o++)
+            free(*o);
+    free(changes->skip_origins);
+    for (size_t i = 0; i < changes->rels_cap; i++) {
+        free(changes->rels[i].topic);
+        free(changes->rels[i].key_mask);
+    }
+    free(changes->rels);
+    ds_buf_free(&changes->key);
+    ds_buf_free(&changes->value);
+    free(changes->merged);
+    free(changes);
+}
+
+bool ds_changes_in_transaction(const ds_changes_t *changes)
+{
+    return changes->in_tx;
+}
+
+bool ds_changes_skipping(const ds_changes_t *changes)
+{
+    return changes->skipping;
+}
+
+/* ---- relation cache ------------------------------------------------------------------- */
+
+/* Relation OIDs are handed out sequentially: mix them before masking (murmur3 finalizer). */
+static size_t hash_relid(uint32_t relid, size_t cap)
+{
+    relid ^= relid >> 16;
+    relid *= 0x85ebca6bu;
+    relid ^= relid >> 13;
+    relid *= 0xc2b2ae35u;
+    relid ^= relid >> 16;
+    return (size_t)relid & (cap - 1);
+}
+
+static rel_entry_t *rel_slot(rel_entry_t *rels, size_t cap, uint32_t relid)
+{
+    size_t i = hash_relid(relid, cap);
+
+    while (rels[i].relid != 0 && rels[i].relid != relid)
+        i = (i + 1) & (cap - 1);
+    return &rels[i];
+}
+
+/* The entry for relid, created empty (stale) when missing; NULL when out of memory. */
+static rel_entry_t *rel_entry(ds_changes_t *ch, uint32_t relid)
+{
+    rel_entry_t *e;
+
+    /* Keep the load under one half so probes stay short. */
+    if ((ch->rels_count + 1) * 2 > ch->rels_cap) {
+        size_t cap = ch->rels_cap ? ch->rels_cap * 2 : 32;
+        rel_entry_t *rels = calloc(cap, sizeof(*rels));
+
+        if (!rels)
+            return NULL;
+        for (size_t i = 0; i < ch->rels_cap; i++)
+            if (ch->rels[i].relid != 0)
+                *rel_slot(rels, cap, ch->rels[i].relid) = ch->rels[i];
+        free(ch->rels);
+        ch->rels = rels;
+        ch->rels_cap = cap;
+    }
+    e = rel_slot(ch->rels, ch->rels_cap, relid);
+    if (e->relid == 0) {
+        e->relid = relid;
+        ch->rels_count++;
+    }
+    return e;
+}
+
+/* Fills e->key_mask / nkeys / nullable_key for rel. */
+static bool compute_key(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
+                        char *errstr, size_t errstr_size)
+{
+    const char *const *pk = NULL;
+
+    if (rel->ncolumns > e->mask_cap) {
+        bool *mask = realloc(e->key_mask, (size_t)rel->ncolumns * sizeof(bool));
+
+        if (!mask)
+            return ds_fail(errstr, errstr_size, "out of memory caching the key of %s.%s",
+                           rel->schema, rel->table);
+        e->key_mask = mask;
+        e->mask_cap = rel->ncolumns;
+    }
+    e->nkeys = 0;
+    e->nullable_key = false;
+
+    /* Under REPLICA IDENTITY FULL pgoutput flags every column as identity; Debezium keys such
+     * tables by their primary key, so ask for it. */
+    if (rel->replident == DS_REPLIDENT_FULL && ch->primary_key)
+        pk = ch->primary_key(ch->primary_key_ctx, rel->schema, rel->table);
+
+    if (pk && pk[0]) {
+        for (int i = 0; i < rel->ncolumns; i++)
+            e->key_mask[i] = false;
+        for (const char *const *name = pk; *name; name++) {
+            int i;
+
+            for (i = 0; i < rel->ncolumns; i++)
+                if (strcmp(rel->columns[i].name, *name) == 0)
+                    break;
+            if (i == rel->ncolumns)
+                return ds_fail(errstr, errstr_size,
+                               "primary key column \"%s\" of %s.%s is not among the columns "
+                               "the publication sends; publish every primary key column",
+                               *name, rel->schema, rel->table);
+            if (!e->key_mask[i]) {
+                e->key_mask[i] = true;
+                e->nkeys++;
+            }
+        }
+        return true;
+    }
+    if (rel->replident == DS_REPLIDENT_FULL) {
+        /* FULL without a primary key (or without a way to ask): the whole row is the key,
+         * and a NULL in it is just a value. */
+        for (int i = 0; i < rel->ncolumns; i++)
+            e->key_mask[i] = true;
+        e->nkeys = rel->ncolumns;
+        e->nullable_key = true;
+        return true;
+    }
+    for (int i = 0; i < rel->ncolumns; i++) {
+        e->key_mask[i] = rel->columns[i].is_key;
+        e->nkeys += rel->columns[i].is_key;
+    }
+    return true;
+}
+
+/* The cache entry for rel, recomputed when the decoder replaced the relation. */
+static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char *errstr,
+                                size_t errstr_size)
+{
+    rel_entry_t *e = rel_entry(ch, rel->relid);
+    size_t prefix_len, schema_len, table_len;
+    char *topic;
+
+    if (!e) {
+        ds_fail(errstr, errstr_size, "out of memory caching relation %s.%s", rel->schema,
+                rel->table);
+        return NULL;
+    }
+    if (e->generation == rel->generation && e->generation != 0)
+        return e;
+
+    /* A Relation message may rename the table, so the topic is rebuilt too. */
+    prefix_len = strlen(ch->topic_prefix);
+    schema_len = strlen(rel->schema);
+    table_len = strlen(rel->table);
+    topic = malloc(prefix_len + schema_len + table_len + 3);
+    if (!topic) {
+        ds_fail(errstr, errstr_size, "out of memory caching relation %s.%s", rel->schema,
+                rel->table);
+        return NULL;
+    }
+    memcpy(topic, ch->topic_prefix, prefix_len);
+    topic[prefix_len] = '.';
+    memcpy(topic + prefix_len + 1, rel->schema, schema_len);
+    topic[prefix_len + 1 + schema_len] = '.';
+    memcpy(topic + prefix_len + 2 + schema_len, rel->table, table_len + 1);
+    free(e->topic);
+    e->topic = topic;
+
+    e->generation = 0;
+    if (!compute_key(ch, e, rel, errstr, errstr_size))
+        return NULL;
+    e->generation = rel->generation;
+    return e;
+}
+
+/* ---- records -------------------------------------------------------------------------- */
+
+/* Appends " (LSN X/X)" to an error from a lower layer, so every error says where it was. */
+static bool fail_at(char *errstr, size_t errstr_size, ds_lsn_t lsn)
+{
+    char lsn_text[DS_LSN_STRLEN];
+    size_t used;
+
+    if (!errstr || !errstr_size)
+        return false;
+    used = strnlen(errstr, errstr_size);
+    if (used + 1 < errstr_size)
+        snprintf(errstr + used, errstr_size - used, " (LSN %s)", ds_lsn_format(lsn, lsn_text));
+    return false;
+}
+
+static void fill_source(const ds_changes_t *ch, ds_lsn_t lsn, ds_envelope_source_t *src)
+{
+    src->version = ch->version;
+    src->name = ch->topic_prefix;
+    src->db = ch->db;
+    src->snapshot = "false";
+    src->commit_time_us = ch->commit_time_us;
+    src->xid = ch->xid;
+    src->lsn = lsn;
+    src->last_commit_lsn = ch->last_commit_lsn;
+}
+
+/* Writes the key of tup into ch->key; false with errstr set on failure. *has_key is false
+ * for a keyless table. */
+static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
+                      const ds_tuple_t *tup, bool *has_key, char *errstr, size_t errstr_size)
+{
+    ds_buf_reset(&ch->key);
+    *has_key = e->nkeys > 0;
+    if (!*has_key)
+        return true;
+    if (e->nullable_key)
+        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr,
+                                              errstr_size);
+    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+}
+
+/* Builds the value for op and emits one record with the key already in ch->key. */
+static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
+                        char op, bool has_key, const ds_tuple_t *before,
+                        const ds_tuple_t *after, ds_lsn_t lsn, int64_t now_us,
+                        ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                        size_t errstr_size)
+{
+    ds_envelope_source_t src;
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder};
+    ds_change_record_t rec;
+
+    fill_source(ch, lsn, &src);
+    ds_buf_reset(&ch->value);
+    if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us,
+                                 errstr, errstr_size))
+        return fail_at(errstr, errstr_size, lsn);
+    rec.topic = e->topic;
+    rec.key = has_key ? ch->key.data : NULL;
+    rec.key_len = has_key ? ch->key.len : 0;
+    rec.value = ch->value.data;
+    rec.value_len = ch->value.len;
+    rec.lsn = lsn;
+    rec.op = op;
+    return emit(emit_ctx, &rec, errstr, errstr_size);
+}
+
+/* Debezium follows every delete with a tombstone (same key, null value) so log compaction
+ * can drop the key. A keyless table has nothing to compact. */
+static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key, ds_lsn_t lsn,
+                           ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                           size_t errstr_size)
+{
+    ds_change_record_t rec;
+
+    if (!ch->tombstones || !has_key)
+        return true;
+    rec.topic = e->topic;
+    rec.key = ch->key.data;
+    rec.key_len = ch->key.len;
+    rec.value = NULL;
+    rec.value_len = 0;
+    rec.lsn = lsn;
+    rec.op = 0;
+    return emit(emit_ctx, &rec, errstr, errstr_size);
+}
+
+/* Two values of the same column are the same datum. An unchanged-TOAST value was not sent
+ * because it did not change, so it equals whatever the other side holds. */
+static bool same_value(const ds_value_t *a, const ds_value_t *b)
+{
+    if (a->kind == DS_VALUE_UNCHANGED_TOAST || b->kind == DS_VALUE_UNCHANGED_TOAST)
+        return true;
+    if (a->kind != b->kind)
+        return false;
+    if (a->kind == DS_VALUE_NULL)
+        return true;
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static bool key_changed(const rel_entry_t *e, const ds_relation_t *rel, const ds_tuple_t *old,
+                        const ds_tuple_t *new)
+{
+    for (int i = 0; i < rel->ncolumns; i++)
+        if (e->key_mask[i] && !same_value(&old->values[i], &new->values[i]))
+            return true;
+    return false;
+}
+
+/* The new tuple, with key columns pgoutput left out as unchanged TOAST filled in from the
+ * old tuple so the key can be written. Returns newtup itself when nothing needs filling. */
+static const ds_tuple_t *fill_key_from_old(ds_changes_t *ch, const rel_entry_t *e,
+                                           const ds_relation_t *rel, const ds_tuple_t *old,
+                                           const ds_tuple_t *newtup, ds_tuple_t *merged,
+                                           char *errstr, size_t errstr_size)
+{
+    bool needed = false;
+
+    if (!old || old->nvalues != rel->ncolumns || newtup->nvalues != rel->ncolumns)
+        return newtup;
+    for (int i = 0; i < rel->ncolumns && !needed; i++)
+        needed = e->key_mask[i] && newtup->values[i].kind == DS_VALUE_UNCHANGED_TOAST;
+    if (!needed)
+        return newtup;
+    if (rel->ncolumns > ch->merged_cap) {
+        ds_value_t *vals = realloc(ch->merged, (size_t)rel->ncolumns * sizeof(ds_value_t));
+
+        if (!vals) {
+            ds_fail(errstr, errstr_size, "out of memory merging the key of %s.%s", rel->schema,
+                    rel->table);
+            return NULL;
+        }
+        ch->merged = vals;
+        ch->merged_cap = rel->ncolumns;
+    }
+    for (int i = 0; i < rel->ncolumns; i++)
+        ch->merged[i] = e->key_mask[i] && newtup->values[i].kind == DS_VALUE_UNCHANGED_TOAST
+                            ? old->values[i]
+                            : newtup->values[i];
+    merged->nvalues = rel->ncolumns;
+    merged->values = ch->merged;
+    return merged;
+}
+
+/* ---- messages ------------------------------------------------------------------------- */
+
+/* Row messages only make sense inside a transaction: source.txId and ts_ms come from its
+ * Begin. */
+static bool require_tx(const ds_changes_t *ch, const char *what, const ds_relation_t *rel,
+                       ds_lsn_t lsn, char *errstr, size_t errstr_size)
+{
+    char lsn_text[DS_LSN_STRLEN];
+
+    if (ch->in_tx)
+        return true;
+    return ds_fail(errstr, errstr_size,
+                   "%s for %s.%s at LSN %s outside a transaction (no Begin before it)", what,
+                   rel ? rel->schema : "?", rel ? rel->table : "?",
+                   ds_lsn_format(lsn, lsn_text));
+}
+
+static bool handle_insert(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
+                          int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                          size_t errstr_size)
+{
+    const ds_relation_t *rel = msg->u.insert.rel;
+    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    bool has_key;
+
+    if (!e)
+        return fail_at(errstr, errstr_size, lsn);
+    if (!build_key(ch, e, rel, &msg->u.insert.newtup, &has_key, errstr, errstr_size))
+        return fail_at(errstr, errstr_size, lsn);
+    return emit_change(ch, e, rel, 'c', has_key, NULL, &msg->u.insert.newtup, lsn, now_us, emit,
+                       emit_ctx, errstr, errstr_size);
+}
+
+static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
+                          int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                          size_t errstr_size)
+{
+    const ds_relation_t *rel = msg->u.update.rel;
+    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    const ds_tuple_t *old = msg->u.update.old_kind ? &msg->u.update.oldtup : NULL;
+    const ds_tuple_t *newtup = &msg->u.update.newtup;
+    const ds_tuple_t *keytup;
+    ds_tuple_t merged;
+    bool has_key;
+
+    if (!e)
+        return fail_at(errstr, errstr_size, lsn);
+    if (old && (old->nvalues != rel->ncolumns || newtup->nvalues != rel->ncolumns)) {
+        char lsn_text[DS_LSN_STRLEN];
+
+        return ds_fail(errstr, errstr_size,
+                       "update of %s.%s at LSN %s: old and new tuples do not match the "
+                       "relation's %d columns",
+                       rel->schema, rel->table, ds_lsn_format(lsn, lsn_text), rel->ncolumns);
+    }
+    keytup = fill_key_from_old(ch, e, rel, old, newtup, &merged, errstr, errstr_size);
+    if (!keytup)
+        return fail_at(errstr, errstr_size, lsn);
+
+    /* pgoutput sends the old key ('K') when the replica identity changed (or held TOASTed
+     * values), and the whole old row ('O') under FULL. When the message key changes,
+     * Debezium writes a delete of the old key, its tombstone and a create of the new key, so
+     * compaction and consumers keyed by the old key see the row leave. */
+    if (old && e->nkeys > 0 && key_changed(e, rel, old, newtup)) {
+        if (!build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
+            return fail_at(errstr, errstr_size, lsn);
+        if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx,
+                         errstr, errstr_size))
+            return false;
+        if (!emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size))
+            return false;
+        if (!build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
+            return fail_at(errstr, errstr_size, lsn);
+        return emit_change(ch, e, rel, 'c', has_key, NULL, newtup, lsn, now_us, emit, emit_ctx,
+                           errstr, errstr_size);
+    }
+
+    if (!build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
+        return fail_at(errstr, errstr_size, lsn);
+    return emit_change(ch, e, rel, 'u', has_key, msg->u.update.old_kind == 'O' ? old : NULL,
+                       newtup, lsn, now_us, emit, emit_ctx, errstr, errstr_size);
+}
+
+static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
+                          int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                          size_t errstr_size)
+{
+    const ds_relation_t *rel = msg->u.delete.rel;
+    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    const ds_tuple_t *old = &msg->u.delete.oldtup;
+    bool has_key;
+
+    if (!e)
+        return fail_at(errstr, errstr_size, lsn);
+    if (!build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
+        return fail_at(errstr, errstr_size, lsn);
+    if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx, errstr,
+                     errstr_size))
+        return false;
+    return emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size);
+}
+
+/* Debezium sends a truncate keyless, one record per table, before and after null. */
+static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
+                            int64_t now_us, ds_change_emit_fn emit, void *emit_ctx,
+                            char *errstr, size_t errstr_size)
+{
+    for (int i = 0; i < msg->u.truncate.nrelations; i++) {
+        const ds_relation_t *rel = msg->u.truncate.rels[i];
+        const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+
+        if (!e)
+            return fail_at(errstr, errstr_size, lsn);
+        if (!emit_change(ch, e, rel, 't', false, NULL, NULL, lsn, now_us, emit, emit_ctx,
+                         errstr, errstr_size))
+            return false;
+    }
+    return true;
+}
+
+static bool origin_skipped(const ds_changes_t *ch, const char *name)
+{
+    if (!name)
+        return false;
+    for (char **o = ch->skip_origins; *o; o++)
+        if (strcmp(*o, name) == 0)
+            return true;
+    return false;
+}
+
+bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_lsn_t wal_start,
+                       int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                       size_t errstr_size)
+{
+    ds_changes_t *ch = changes;
+    char lsn_text[DS_LSN_STRLEN];
+    rel_entry_t *e;
+
+    switch (msg->type) {
+    case DS_PGOUTPUT_BEGIN:
+        /* A Begin while one is open can only follow a stream restart in the middle of a
+         * transaction; the server resends it whole, so start over. */
+        ch->in_tx = true;
+        ch->skipping = false;
+        ch->xid = msg->u.begin.xid;
+        ch->commit_time_us = msg->u.begin.commit_time + DS_PG_EPOCH_OFFSET_US;
+        return true;
+
+    case DS_PGOUTPUT_COMMIT:
+        if (!ch->in_tx)
+            return ds_fail(errstr, errstr_size, "Commit at LSN %s without a Begin",
+                           ds_lsn_format(wal_start, lsn_text));
+        /* The next transaction's source.sequence starts with where this one ended. */
+        ch->last_commit_lsn = msg->u.commit.end_lsn;
+        ch->in_tx = false;
+        ch->skipping = false;
+        return true;
+
+    case DS_PGOUTPUT_ORIGIN:
+        if (!ch->in_tx)
+            return ds_fail(errstr, errstr_size, "Origin \"%s\" at LSN %s outside a transaction",
+                           msg->u.origin.name ? msg->u.origin.name : "",
+                           ds_lsn_format(wal_start, lsn_text));
+        if (origin_skipped(ch, msg->u.origin.name))
+            ch->skipping = true;
+        return true;
+
+    case DS_PGOUTPUT_RELATION:
+        /* Recompute lazily, at the relation's next row: the key lookup may query the
+         * catalog, and a table whose rows are all skipped never needs it. Forcing the
+         * generation to 0 also covers a decoder that restarted its generations. */
+        e = rel_entry(ch, msg->u.relation.rel->relid);
+        if (!e)
+            return ds_fail(errstr, errstr_size, "out of memory caching relation %s.%s",
+                           msg->u.relation.rel->schema, msg->u.relation.rel->table);
+        e->generation = 0;
+        return true;
+
+    case DS_PGOUTPUT_TYPE:
+    case DS_PGOUTPUT_MESSAGE:
+        return true;
+
+    case DS_PGOUTPUT_INSERT:
+        if (!require_tx(ch, "Insert", msg->u.insert.rel, wal_start, errstr, errstr_size))
+            return false;
+        return ch->skipping || handle_insert(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
+                                             errstr_size);
+
+    case DS_PGOUTPUT_UPDATE:
+        if (!require_tx(ch, "Update", msg->u.update.rel, wal_start, errstr, errstr_size))
+            return false;
+        return ch->skipping || handle_update(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
+                                             errstr_size);
+
+    case DS_PGOUTPUT_DELETE:
+        if (!require_tx(ch, "Delete", msg->u.delete.rel, wal_start, errstr, errstr_size))
+            return false;
+        return ch->skipping || handle_delete(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
+                                             errstr_size);
+
+    case DS_PGOUTPUT_TRUNCATE:
+        if (!require_tx(ch, "Truncate",
+                        msg->u.truncate.nrelations > 0 ? msg->u.truncate.rels[0] : NULL,
+                        wal_start, errstr, errstr_size))
+            return false;
+        return ch->skipping || handle_truncate(ch, msg, wal_start, now_us, emit, emit_ctx,
+                                               errstr, errstr_size);
+    }
+    return ds_fail(errstr, errstr_size, "unexpected pgoutput message type '%c' at LSN %s",
+                   (char)msg->type, ds_lsn_format(wal_start, lsn_text));
+}
