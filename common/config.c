@@ -1,0 +1,1487 @@
+/*
+ * config.c: reads, validates and frees the dualsync configuration file.
+ *
+ * Every setting is declared once, in settings[] below: its JSON path, type, default, bounds,
+ * where it lives in ds_config_t and what it means. Defaults, validation, error messages and
+ * freeing are all driven by that table, so a new setting is one new row (plus its field in
+ * config.h and its line in docs/configuration.md).
+ *
+ * The file is walked in file order, so the first problem reported is the first one a reader
+ * meets going down the file; required settings that are missing are reported when the walk
+ * leaves the object that should have held them.
+ *
+ * jansson does not remember where values sit in the text, so error positions come from a small
+ * tokenizer (locate()) that walks the already-validated text to a JSON path. Lines and columns
+ * are 1-based; columns count characters (UTF-8 sequences), as jansson's own do.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "dualsync/config.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * The settings table
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum setting_type {
+    SETTING_STRING,      /* char * */
+    SETTING_BOOL,        /* bool */
+    SETTING_INT,         /* int, bounded by min..max */
+    SETTING_INT64,       /* int64_t, bounded by min..max */
+    SETTING_STRING_LIST, /* char ** (NULL-terminated) + int count */
+    SETTING_KAFKA,       /* char **names, char **values + int count, in file order */
+} setting_type_t;
+
+typedef struct setting {
+    const char *path;           /* below the root, sections dotted: "capture.status_interval_ms" */
+    setting_type_t type;        /* how the JSON value is checked and stored */
+    bool required;              /* no default: the file must set it */
+    const char *default_string; /* SETTING_STRING default, copied */
+    int64_t default_number;     /* SETTING_BOOL (0/1), SETTING_INT, SETTING_INT64 default */
+    const char *const *default_list; /* SETTING_STRING_LIST default, NULL-terminated */
+    int64_t min, max;                /* numbers: inclusive bounds; lists: min = fewest entries */
+    bool secret;                     /* the value may hold a password: never shown in messages */
+    bool (*valid)(const char *text); /* extra rule for a string or each list entry, or NULL */
+    const char *expected;            /* that rule in words, after "expected " */
+    const char *list_expected;       /* lists: the whole array in words, after "expected " */
+    bool (*same)(const char *a, const char *b); /* lists: entries naming one thing are an error */
+    size_t offset;                              /* of the field in ds_config_t */
+    size_t count_offset;                        /* lists, kafka: of the int count */
+    size_t values_offset;                       /* kafka: of kafka_values (offset is kafka_names) */
+    const char *description;                    /* one line, as in docs/configuration.md */
+} setting_t;
+
+static bool valid_publication(const char *text);
+static bool valid_slot(const char *text);
+static bool valid_table(const char *text);
+static bool same_table(const char *a, const char *b);
+static bool valid_topic_prefix(const char *text);
+static bool valid_nonempty(const char *text);
+static bool valid_log_level(const char *text);
+
+static const char *const default_skip_origins[] = {"dualsync", NULL};
+
+#define MIB INT64_C(1048576)
+#define GIB (INT64_C(1024) * MIB)
+
+/* Keep docs/configuration.md in step with this table (the tests load its example file). */
+static const setting_t settings[] = {
+    {.path = "source.conninfo",
+     .type = SETTING_STRING,
+     .required = true,
+     .secret = true,
+     .expected = "a string (a libpq connection string)",
+     .offset = offsetof(ds_config_t, source_conninfo),
+     .description = "libpq connection string of the captured database"},
+    {.path = "source.publication",
+     .type = SETTING_STRING,
+     .default_string = "dualsync",
+     .valid = valid_publication,
+     .expected = "a publication name (1 to 63 bytes)",
+     .offset = offsetof(ds_config_t, publication),
+     .description = "publication to read; created when missing"},
+    {.path = "source.slot",
+     .type = SETTING_STRING,
+     .default_string = "dualsync",
+     .valid = valid_slot,
+     .expected = "a replication slot name (1 to 63 lowercase letters, digits and underscores)",
+     .offset = offsetof(ds_config_t, slot),
+     .description = "logical replication slot; created when missing"},
+    {.path = "source.tables",
+     .type = SETTING_STRING_LIST,
+     .required = true,
+     .min = 1,
+     .valid = valid_table,
+     .expected = "a schema-qualified table name (\"schema.table\")",
+     .list_expected = "a non-empty array of \"schema.table\" names",
+     .same = same_table,
+     .offset = offsetof(ds_config_t, tables),
+     .count_offset = offsetof(ds_config_t, ntables),
+     .description = "tables to capture, each \"schema.table\""},
+    {.path = "source.create_publication",
+     .type = SETTING_BOOL,
+     .default_number = 1,
+     .offset = offsetof(ds_config_t, create_publication),
+     .description = "create the publication, or add missing tables to it"},
+    {.path = "kafka",
+     .type = SETTING_KAFKA,
+     .required = true,
+     .offset = offsetof(ds_config_t, kafka_names),
+     .values_offset = offsetof(ds_config_t, kafka_values),
+     .count_offset = offsetof(ds_config_t, nkafka),
+     .description = "librdkafka producer properties, passed through in file order"},
+    {.path = "topic_prefix",
+     .type = SETTING_STRING,
+     .required = true,
+     .valid = valid_topic_prefix,
+     .expected = "a Kafka topic prefix (1 to 200 characters from a-z A-Z 0-9 . _ -)",
+     .offset = offsetof(ds_config_t, topic_prefix),
+     .description = "topics are <topic_prefix>.<schema>.<table>"},
+    {.path = "capture.tombstones_on_delete",
+     .type = SETTING_BOOL,
+     .default_number = 1,
+     .offset = offsetof(ds_config_t, tombstones_on_delete),
+     .description = "follow each delete event with a null-value tombstone"},
+    {.path = "capture.unavailable_value_placeholder",
+     .type = SETTING_STRING,
+     .default_string = "__debezium_unavailable_value",
+     .offset = offsetof(ds_config_t, unavailable_value_placeholder),
+     .description = "stands for unchanged TOAST values the WAL does not carry"},
+    {.path = "capture.skip_origins",
+     .type = SETTING_STRING_LIST,
+     .default_list = default_skip_origins,
+     .valid = valid_nonempty,
+     .expected = "a replication origin name (a non-empty string)",
+     .list_expected = "an array of replication origin names",
+     .offset = offsetof(ds_config_t, skip_origins),
+     .count_offset = offsetof(ds_config_t, nskip_origins),
+     .description = "transactions replayed under these origins are not published"},
+    {.path = "capture.status_interval_ms",
+     .type = SETTING_INT,
+     .default_number = 1000,
+     .min = 100,
+     .max = 600000,
+     .offset = offsetof(ds_config_t, status_interval_ms),
+     .description = "period of standby status updates to the server"},
+    {.path = "capture.max_inflight_bytes",
+     .type = SETTING_INT64,
+     .default_number = 32 * MIB,
+     .min = 1 * MIB,
+     .max = 16 * GIB,
+     .offset = offsetof(ds_config_t, max_inflight_bytes),
+     .description = "stop reading WAL while more unacknowledged bytes than this are queued"},
+    {.path = "capture.max_inflight_messages",
+     .type = SETTING_INT,
+     .default_number = 100000,
+     .min = 100,
+     .max = 10000000,
+     .offset = offsetof(ds_config_t, max_inflight_messages),
+     .description = "likewise, in messages"},
+    {.path = "capture.shutdown_timeout_ms",
+     .type = SETTING_INT,
+     .default_number = 30000,
+     .min = 0,
+     .max = 3600000,
+     .offset = offsetof(ds_config_t, shutdown_timeout_ms),
+     .description = "how long SIGTERM waits for Kafka to acknowledge what is queued"},
+    {.path = "log_level",
+     .type = SETTING_STRING,
+     .default_string = "info",
+     .valid = valid_log_level,
+     .expected = "one of \"debug\", \"info\", \"warning\", \"error\"",
+     .offset = offsetof(ds_config_t, log_level),
+     .description = "least severe level logged"},
+};
+
+#define NSETTINGS DS_ARRAY_LEN(settings)
+
+/* The name librdkafka needs before anything can be produced. */
+#define KAFKA_BOOTSTRAP "bootstrap.servers"
+
+#define FIELD(config, offset, type) ((type *)((char *)(config) + (offset)))
+
+/* ---------------------------------------------------------------------------------------------
+ * Value rules
+ * ------------------------------------------------------------------------------------------- */
+
+/* PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a longer name would silently
+ * become another one. */
+#define PG_MAX_IDENTIFIER 63
+
+static bool valid_publication(const char *text)
+{
+    size_t len = strlen(text);
+
+    return len >= 1 && len <= PG_MAX_IDENTIFIER;
+}
+
+/* ReplicationSlotValidateName(): lowercase letters, digits and underscores only. */
+static bool valid_slot(const char *text)
+{
+    size_t len = strlen(text);
+
+    if (len < 1 || len > PG_MAX_IDENTIFIER)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool is_ident_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool is_ident_char(unsigned char c)
+{
+    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+/*
+ * Reads one identifier of a qualified name at *p: either unquoted (folded to lowercase, as the
+ * server does) or double-quoted with "" standing for a quote. Writes its canonical form to
+ * out (PG_MAX_IDENTIFIER + 1 bytes) when out is not NULL, and moves *p past it.
+ */
+static bool read_identifier(const char **p, char *out)
+{
+    const char *s = *p;
+    size_t n = 0;
+
+    if (*s == '"') {
+        s++;
+        for (;;) {
+            if (*s == '\0')
+                return false;
+            if (*s == '"') {
+                if (s[1] != '"')
+                    break;
+                s++;
+            }
+            if (n == PG_MAX_IDENTIFIER)
+                return false;
+            if (out)
+                out[n] = *s;
+            n++;
+            s++;
+        }
+        s++; /* the closing quote */
+    } else {
+        if (!is_ident_start((unsigned char)*s))
+            return false;
+        while (is_ident_char((unsigned char)*s)) {
+            if (n == PG_MAX_IDENTIFIER)
+                return false;
+            if (out)
+                out[n] = (*s >= 'A' && *s <= 'Z') ? (char)(*s - 'A' + 'a') : *s;
+            n++;
+            s++;
+        }
+    }
+    if (n == 0)
+        return false;
+    if (out)
+        out[n] = '\0';
+    *p = s;
+    return true;
+}
+
+/* "schema.table": two identifiers joined by one unquoted dot, nothing else. */
+static bool parse_table(const char *text, char *schema, char *table)
+{
+    const char *p = text;
+
+    return read_identifier(&p, schema) && *p++ == '.' && read_identifier(&p, table) && *p == '\0';
+}
+
+static bool valid_table(const char *text)
+{
+    return parse_table(text, NULL, NULL);
+}
+
+/* public.users, "public"."users" and Public.Users all name the same table. */
+static bool same_table(const char *a, const char *b)
+{
+    char schema_a[PG_MAX_IDENTIFIER + 1], table_a[PG_MAX_IDENTIFIER + 1];
+    char schema_b[PG_MAX_IDENTIFIER + 1], table_b[PG_MAX_IDENTIFIER + 1];
+
+    if (!parse_table(a, schema_a, table_a) || !parse_table(b, schema_b, table_b))
+        return strcmp(a, b) == 0;
+    return strcmp(schema_a, schema_b) == 0 && strcmp(table_a, table_b) == 0;
+}
+
+/* The prefix is joined to ".<schema>.<table>"; Kafka allows [a-zA-Z0-9._-] and 249 bytes. */
+static bool valid_topic_prefix(const char *text)
+{
+    size_t len = strlen(text);
+
+    if (len < 1 || len > 200)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool valid_nonempty(const char *text)
+{
+    return text[0] != '\0';
+}
+
+static bool valid_log_level(const char *text)
+{
+    static const char *const levels[] = {"debug", "info", "warning", "error"};
+
+    for (size_t i = 0; i < DS_ARRAY_LEN(levels); i++) {
+        if (strcmp(text, levels[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* librdkafka values under these names are credentials (sasl.password, ssl.key.password, ...). */
+static bool kafka_name_is_secret(const char *name)
+{
+    return strcasestr(name, "password") || strcasestr(name, "secret") || strcasestr(name, "sasl");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Position locator: a minimal JSON tokenizer over the file text
+ * ------------------------------------------------------------------------------------------- */
+
+/* One step of a JSON path: an object key, or an array index when key is NULL. */
+typedef struct segment {
+    const char *key; /* borrowed from the json_t being walked */
+    size_t index;    /* when key is NULL */
+} segment_t;
+
+typedef struct scanner {
+    const char *p;   /* next byte */
+    const char *end; /* end of the text */
+    int line;        /* of p, 1-based */
+    int col;         /* of p, 1-based, in characters */
+} scanner_t;
+
+/* Where a value (or key) starts, and where its text ends. */
+typedef struct position {
+    const char *start; /* first byte */
+    const char *end;   /* one past the last byte */
+    int line;          /* 1-based */
+    int col;           /* 1-based, characters */
+} position_t;
+
+static void scan_advance(scanner_t *sc)
+{
+    unsigned char c = (unsigned char)*sc->p++;
+
+    if (c == '\n') {
+        sc->line++;
+        sc->col = 1;
+    } else if ((c & 0xC0) != 0x80) {
+        /* UTF-8 continuation bytes belong to the character already counted. */
+        sc->col++;
+    }
+}
+
+static void scan_ws(scanner_t *sc)
+{
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
+        scan_advance(sc);
+}
+
+static bool scan_expect(scanner_t *sc, char c)
+{
+    if (sc->p >= sc->end || *sc->p != c)
+        return false;
+    scan_advance(sc);
+    return true;
+}
+
+/* Skips a string token; *raw and *raw_len receive its content between the quotes. */
+static bool scan_string(scanner_t *sc, const char **raw, size_t *raw_len)
+{
+    if (!scan_expect(sc, '"'))
+        return false;
+    *raw = sc->p;
+    while (sc->p < sc->end && *sc->p != '"') {
+        if (*sc->p == '\\') {
+            scan_advance(sc);
+            if (sc->p >= sc->end)
+                return false;
+        }
+        scan_advance(sc);
+    }
+    *raw_len = (size_t)(sc->p - *raw);
+    return scan_expect(sc, '"');
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static long read_hex4(const char *p, const char *end)
+{
+    long v = 0;
+
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int d = hex_digit(p[i]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/*
+ * Decodes the content of a JSON string (escapes included) into out, which holds at least
+ * len + 1 bytes: no escape decodes to more bytes than it is written with. Lenient, because it
+ * also reads text jansson rejected: a bad escape is copied as written.
+ */
+static void json_unescape(const char *raw, size_t len, char *out)
+{
+    const char *p = raw, *end = raw + len;
+    char *o = out;
+
+    while (p < end) {
+        if (*p != '\\' || p + 1 >= end) {
+            *o++ = *p++;
+            continue;
+        }
+        p++;
+        switch (*p) {
+        case 'b':
+            *o++ = '\b';
+            p++;
+            break;
+        case 'f':
+            *o++ = '\f';
+            p++;
+            break;
+        case 'n':
+            *o++ = '\n';
+            p++;
+            break;
+        case 'r':
+            *o++ = '\r';
+            p++;
+            break;
+        case 't':
+            *o++ = '\t';
+            p++;
+            break;
+        case 'u': {
+            long cp = read_hex4(p + 1, end);
+            if (cp < 0) {
+                *o++ = *p++;
+                break;
+            }
+            p += 5;
+            if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+                long lo = read_hex4(p + 2, end);
+                if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+            }
+            if (cp < 0x80) {
+                *o++ = (char)cp;
+            } else if (cp < 0x800) {
+                *o++ = (char)(0xC0 | (cp >> 6));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                *o++ = (char)(0xE0 | (cp >> 12));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            } else {
+                *o++ = (char)(0xF0 | (cp >> 18));
+                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+                *o++ = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            *o++ = *p++;
+            break; /* \" \\ \/ and, in rejected text, anything */
+        }
+    }
+    *o = '\0';
+}
+
+/* Whether a string token's content decodes to key. */
+static bool string_equals(const char *raw, size_t raw_len, const char *key)
+{
+    char small[256], *buf = small;
+    bool equal;
+
+    /* Without escapes the text is the key; most keys take this way. */
+    if (!memchr(raw, '\\', raw_len))
+        return strlen(key) == raw_len && memcmp(raw, key, raw_len) == 0;
+    if (raw_len >= sizeof(small) && !(buf = malloc(raw_len + 1)))
+        return false;
+    json_unescape(raw, raw_len, buf);
+    equal = strcmp(buf, key) == 0;
+    if (buf != small)
+        free(buf);
+    return equal;
+}
+
+static bool scan_value(scanner_t *sc);
+
+static bool scan_container(scanner_t *sc, char open, char close)
+{
+    if (!scan_expect(sc, open))
+        return false;
+    scan_ws(sc);
+    if (scan_expect(sc, close))
+        return true;
+    for (;;) {
+        if (open == '{') {
+            const char *raw;
+            size_t raw_len;
+
+            if (!scan_string(sc, &raw, &raw_len))
+                return false;
+            scan_ws(sc);
+            if (!scan_expect(sc, ':'))
+                return false;
+            scan_ws(sc);
+        }
+        if (!scan_value(sc))
+            return false;
+        scan_ws(sc);
+        if (scan_expect(sc, close))
+            return true;
+        if (!scan_expect(sc, ','))
+            return false;
+        scan_ws(sc);
+    }
+}
+
+/* Skips one value (the text was accepted by jansson, whose depth limit bounds the recursion). */
+static bool scan_value(scanner_t *sc)
+{
+    const char *raw;
+    size_t raw_len;
+
+    if (sc->p >= sc->end)
+        return false;
+    switch (*sc->p) {
+    case '{':
+        return scan_container(sc, '{', '}');
+    case '[':
+        return scan_container(sc, '[', ']');
+    case '"':
+        return scan_string(sc, &raw, &raw_len);
+    default: {
+        const char *start = sc->p;
+        while (sc->p < sc->end && !strchr(" \t\r\n,:]}", *sc->p))
+            scan_advance(sc);
+        return sc->p > start;
+    }
+    }
+}
+
+/*
+ * Finds the value at path (or, with at_key, the key naming its last step) in text. Only asked
+ * about paths that exist in the document jansson parsed from this very text.
+ */
+static bool locate(const char *text, size_t len, const segment_t *path, int depth, bool at_key,
+                   position_t *pos)
+{
+    scanner_t sc = {.p = text, .end = text + len, .line = 1, .col = 1};
+    scanner_t key_sc = sc;
+
+    scan_ws(&sc);
+    for (int i = 0; i < depth; i++) {
+        bool found = false;
+
+        if (path[i].key) {
+            if (!scan_expect(&sc, '{'))
+                return false;
+            scan_ws(&sc);
+            while (!found) {
+                const char *raw;
+                size_t raw_len;
+
+                key_sc = sc;
+                if (!scan_string(&sc, &raw, &raw_len))
+                    return false;
+                scan_ws(&sc);
+                if (!scan_expect(&sc, ':'))
+                    return false;
+                scan_ws(&sc);
+                /* jansson rejected duplicate keys, so the first match is the one. */
+                if (string_equals(raw, raw_len, path[i].key)) {
+                    found = true;
+                } else {
+                    if (!scan_value(&sc))
+                        return false;
+                    scan_ws(&sc);
+                    if (!scan_expect(&sc, ','))
+                        return false;
+                    scan_ws(&sc);
+                }
+            }
+        } else {
+            if (!scan_expect(&sc, '['))
+                return false;
+            scan_ws(&sc);
+            for (size_t k = 0; k < path[i].index; k++) {
+                if (!scan_value(&sc))
+                    return false;
+                scan_ws(&sc);
+                if (!scan_expect(&sc, ','))
+                    return false;
+                scan_ws(&sc);
+            }
+        }
+    }
+    if (at_key && depth > 0 && path[depth - 1].key)
+        sc = key_sc;
+    pos->start = sc.p;
+    pos->line = sc.line;
+    pos->col = sc.col;
+    if (at_key && depth > 0 && path[depth - 1].key) {
+        const char *raw;
+        size_t raw_len;
+        if (!scan_string(&sc, &raw, &raw_len))
+            return false;
+    } else if (!scan_value(&sc)) {
+        return false;
+    }
+    pos->end = sc.p;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Error messages
+ * ------------------------------------------------------------------------------------------- */
+
+/* Everything a load needs to walk the document and to say where a problem is. */
+typedef struct loader {
+    const char *file;                  /* as given by the caller, for messages */
+    const char *text;                  /* the file's bytes */
+    size_t len;                        /* their number */
+    ds_config_t *config;               /* being filled */
+    bool seen[DS_ARRAY_LEN(settings)]; /* settings the file sets */
+    segment_t path[4];                 /* JSON path of the value being checked */
+    int depth;                         /* steps in path */
+    char *errstr;                      /* the caller's */
+    size_t errstr_size;                /* its size */
+} loader_t;
+
+static bool is_plain_key(const char *key)
+{
+    if (!(*key == '_' || (*key >= 'a' && *key <= 'z') || (*key >= 'A' && *key <= 'Z')))
+        return false;
+    for (const char *p = key; *p; p++) {
+        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9')))
+            return false;
+    }
+    return true;
+}
+
+/* Appends like snprintf, never past size. */
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) DS_PRINTF(4, 5);
+
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*used >= size)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used = (size_t)n >= size - *used ? size : *used + (size_t)n;
+}
+
+/* "$.source.tables[2]", "$.kafka[\"bootstrap.servers\"]" */
+static void format_path(const segment_t *path, int depth, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    append(buf, size, &used, "$");
+    for (int i = 0; i < depth; i++) {
+        if (!path[i].key) {
+            append(buf, size, &used, "[%zu]", path[i].index);
+        } else if (is_plain_key(path[i].key)) {
+            append(buf, size, &used, ".%s", path[i].key);
+        } else {
+            append(buf, size, &used, "[\"");
+            for (const unsigned char *p = (const unsigned char *)path[i].key; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                    append(buf, size, &used, "\\%c", *p);
+                else if (*p < 0x20)
+                    append(buf, size, &used, "\\u%04x", *p);
+                else
+                    append(buf, size, &used, "%c", *p);
+            }
+            append(buf, size, &used, "\"]");
+        }
+    }
+}
+
+/* Longest stretch of a value's text quoted in a message. */
+#define MAX_SHOWN 60
+
+/*
+ * What was found at the current path, as written in the file: 5000, "fast", [] — or "an
+ * object", "an array" for non-empty containers, "<hidden>" for secrets.
+ */
+static void describe_found(const loader_t *ld, const json_t *value, bool secret, char *buf,
+                           size_t size)
+{
+    position_t pos;
+    size_t used = 0, len;
+
+    buf[0] = '\0';
+    if (secret) {
+        append(buf, size, &used, "<hidden>");
+        return;
+    }
+    if (json_is_object(value) && json_object_size(value) > 0) {
+        append(buf, size, &used, "an object");
+        return;
+    }
+    if (json_is_array(value) && json_array_size(value) > 0) {
+        append(buf, size, &used, "an array");
+        return;
+    }
+    if (!locate(ld->text, ld->len, ld->path, ld->depth, false, &pos)) {
+        append(buf, size, &used, "%s", json_is_string(value) ? "a string" : "another value");
+        return;
+    }
+    len = (size_t)(pos.end - pos.start);
+    if (len <= MAX_SHOWN) {
+        append(buf, size, &used, "%.*s", (int)len, pos.start);
+        return;
+    }
+    /* Cut at a character boundary, never inside a UTF-8 sequence. */
+    len = MAX_SHOWN;
+    while (len > 0 && ((unsigned char)pos.start[len] & 0xC0) == 0x80)
+        len--;
+    append(buf, size, &used, "%.*s...", (int)len, pos.start);
+}
+
+/*
+ * Reports "FILE:LINE:COL: JPATH: message". The position is that of the value at the first
+ * locate_depth steps of ld->path (of its key with at_key); the path shown is all of ld->path.
+ */
+static bool report(loader_t *ld, int locate_depth, bool at_key, const char *fmt, ...)
+    DS_PRINTF(4, 5);
+
+static bool report(loader_t *ld, int locate_depth, bool at_key, const char *fmt, ...)
+{
+    char jpath[512], message[1024];
+    position_t pos;
+    va_list ap;
+
+    format_path(ld->path, ld->depth, jpath, sizeof(jpath));
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (locate(ld->text, ld->len, ld->path, locate_depth, at_key, &pos))
+        return ds_fail(ld->errstr, ld->errstr_size, "%s:%d:%d: %s: %s", ld->file, pos.line, pos.col,
+                       jpath, message);
+    return ds_fail(ld->errstr, ld->errstr_size, "%s: %s: %s", ld->file, jpath, message);
+}
+
+/* "expected <what>, got <what the file says>" about the value at the current path. */
+static bool report_expected(loader_t *ld, const json_t *value, bool secret, const char *what)
+{
+    char found[MAX_SHOWN + 16];
+
+    describe_found(ld, value, secret, found, sizeof(found));
+    return report(ld, ld->depth, false, "expected %s, got %s", what, found);
+}
+
+static bool out_of_memory(loader_t *ld)
+{
+    return ds_fail(ld->errstr, ld->errstr_size, "%s: out of memory", ld->file);
+}
+
+/* Levenshtein distance, or limit + 1 once it is certainly above limit. */
+static size_t edit_distance(const char *a, const char *b, size_t limit)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[128], prev_diag, i, j;
+
+    if ((la > lb ? la - lb : lb - la) > limit || lb >= DS_ARRAY_LEN(row))
+        return limit + 1;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t best;
+
+        prev_diag = row[0];
+        row[0] = i;
+        best = row[0];
+        for (j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t v = prev_diag + cost;
+
+            if (row[j] + 1 < v)
+                v = row[j] + 1;
+            if (row[j - 1] + 1 < v)
+                v = row[j - 1] + 1;
+            row[j] = v;
+            prev_diag = up;
+            if (v < best)
+                best = v;
+        }
+        if (best > limit)
+            return limit + 1;
+    }
+    return row[lb];
+}
+
+static const char *leaf_name(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+
+    return dot ? dot + 1 : path;
+}
+
+/* Copies candidate[0..n) into best when it is closer to name than *best_distance. */
+static void consider(const char *name, const char *candidate, size_t n, char *best,
+                     size_t best_size, size_t *best_distance)
+{
+    char text[128];
+    size_t d;
+
+    if (n >= sizeof(text))
+        return;
+    memcpy(text, candidate, n);
+    text[n] = '\0';
+    d = edit_distance(name, text, *best_distance - 1);
+    if (d < *best_distance) {
+        snprintf(best, best_size, "%s", text);
+        *best_distance = d;
+    }
+}
+
+/*
+ * The known name closest to name (dotted, as "capture.status_intervl_ms") within two edits,
+ * into best; false when none is that close.
+ */
+static bool closest_setting(const char *name, char *best, size_t best_size)
+{
+    size_t best_distance = 3;
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *path = settings[i].path;
+        const char *dot = strchr(path, '.');
+
+        consider(name, path, strlen(path), best, best_size, &best_distance);
+        if (dot) /* a misspelled section: "sorce" -> "source" */
+            consider(name, path, (size_t)(dot - path), best, best_size, &best_distance);
+    }
+    if (best_distance <= 2)
+        return true;
+    /* A setting put in the wrong object: "status_interval_ms" at the top level. */
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *path = settings[i].path;
+        size_t d = edit_distance(leaf_name(name), leaf_name(path), best_distance - 1);
+
+        if (d < best_distance) {
+            snprintf(best, best_size, "%s", path);
+            best_distance = d;
+        }
+    }
+    return best_distance <= 2;
+}
+
+static bool report_unknown(loader_t *ld, const char *section, const char *key)
+{
+    char name[256], suggestion[128];
+
+    snprintf(name, sizeof(name), "%s%s%s", section ? section : "", section ? "." : "", key);
+    if (!closest_setting(name, suggestion, sizeof(suggestion)))
+        return report(ld, ld->depth, true, "unknown setting");
+    if (strcmp(suggestion, name) == 0) {
+        /* "capture.status_interval_ms" written as one key at the top level. */
+        const char *dot = strchr(suggestion, '.');
+        return report(ld, ld->depth, true,
+                      "unknown setting, did you mean \"%s\" inside the \"%.*s\" object?", dot + 1,
+                      (int)(dot - suggestion), suggestion);
+    }
+    return report(ld, ld->depth, true, "unknown setting, did you mean \"%s\"?", suggestion);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Storing values
+ * ------------------------------------------------------------------------------------------- */
+
+static void free_list(char **list, int n)
+{
+    if (!list)
+        return;
+    for (int i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* Frees what setting s holds in config and leaves the field empty. */
+static void free_setting(ds_config_t *config, const setting_t *s)
+{
+    switch (s->type) {
+    case SETTING_STRING:
+        free(*FIELD(config, s->offset, char *));
+        *FIELD(config, s->offset, char *) = NULL;
+        break;
+    case SETTING_STRING_LIST:
+        free_list(*FIELD(config, s->offset, char **), *FIELD(config, s->count_offset, int));
+        *FIELD(config, s->offset, char **) = NULL;
+        *FIELD(config, s->count_offset, int) = 0;
+        break;
+    case SETTING_KAFKA:
+        free_list(*FIELD(config, s->offset, char **), *FIELD(config, s->count_offset, int));
+        free_list(*FIELD(config, s->values_offset, char **), *FIELD(config, s->count_offset, int));
+        *FIELD(config, s->offset, char **) = NULL;
+        *FIELD(config, s->values_offset, char **) = NULL;
+        *FIELD(config, s->count_offset, int) = 0;
+        break;
+    case SETTING_BOOL:
+    case SETTING_INT:
+    case SETTING_INT64:
+        break;
+    }
+}
+
+/* Copies a NULL-terminated list of n strings; NULL when memory runs out. */
+static char **copy_list(const char *const *list, size_t n)
+{
+    char **copy = calloc(n + 1, sizeof(char *));
+
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!(copy[i] = strdup(list[i]))) {
+            free_list(copy, (int)i);
+            return NULL;
+        }
+    }
+    return copy;
+}
+
+/* The one place defaults are set: every optional setting, from the table. */
+static bool apply_defaults(ds_config_t *config)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+
+        switch (s->type) {
+        case SETTING_STRING:
+            if (s->default_string &&
+                !(*FIELD(config, s->offset, char *) = strdup(s->default_string)))
+                return false;
+            break;
+        case SETTING_BOOL:
+            *FIELD(config, s->offset, bool) = s->default_number != 0;
+            break;
+        case SETTING_INT:
+            *FIELD(config, s->offset, int) = (int)s->default_number;
+            break;
+        case SETTING_INT64:
+            *FIELD(config, s->offset, int64_t) = s->default_number;
+            break;
+        case SETTING_STRING_LIST:
+            if (s->default_list) {
+                size_t n = 0;
+                while (s->default_list[n])
+                    n++;
+                if (!(*FIELD(config, s->offset, char **) = copy_list(s->default_list, n)))
+                    return false;
+                *FIELD(config, s->count_offset, int) = (int)n;
+            }
+            break;
+        case SETTING_KAFKA:
+            break;
+        }
+    }
+    return true;
+}
+
+static void push_key(loader_t *ld, const char *key)
+{
+    ld->path[ld->depth].key = key;
+    ld->path[ld->depth].index = 0;
+    ld->depth++;
+}
+
+static void push_index(loader_t *ld, size_t index)
+{
+    ld->path[ld->depth].key = NULL;
+    ld->path[ld->depth].index = index;
+    ld->depth++;
+}
+
+static bool set_string(loader_t *ld, const setting_t *s, const json_t *value)
+{
+    char *copy;
+
+    if (!json_is_string(value) || (s->valid && !s->valid(json_string_value(value))))
+        return report_expected(ld, value, s->secret, s->expected ? s->expected : "a string");
+    if (!(copy = strdup(json_string_value(value))))
+        return out_of_memory(ld);
+    free_setting(ld->config, s);
+    *FIELD(ld->config, s->offset, char *) = copy;
+    return true;
+}
+
+static bool set_number(loader_t *ld, const setting_t *s, const json_t *value)
+{
+    json_int_t n;
+    char what[96];
+
+    snprintf(what, sizeof(what), "an integer between %" PRId64 " and %" PRId64, s->min, s->max);
+    if (!json_is_integer(value))
+        return report_expected(ld, value, s->secret, what);
+    n = json_integer_value(value);
+    if (n < s->min || n > s->max)
+        return report_expected(ld, value, s->secret, what);
+    if (s->type == SETTING_INT)
+        *FIELD(ld->config, s->offset, int) = (int)n;
+    else
+        *FIELD(ld->config, s->offset, int64_t) = (int64_t)n;
+    return true;
+}
+
+static bool set_list(loader_t *ld, const setting_t *s, const json_t *array)
+{
+    size_t n, i;
+    char **list;
+    bool ok = true;
+
+    if (!json_is_array(array) || json_array_size(array) < (size_t)s->min)
+        return report_expected(ld, array, s->secret, s->list_expected);
+    n = json_array_size(array);
+    if (n > INT32_MAX)
+        return report_expected(ld, array, s->secret, s->list_expected);
+    if (!(list = calloc(n + 1, sizeof(char *))))
+        return out_of_memory(ld);
+    for (i = 0; ok && i < n; i++) {
+        const json_t *item = json_array_get(array, i);
+        const char *text = json_string_value(item);
+
+        push_index(ld, i);
+        if (!text || (s->valid && !s->valid(text))) {
+            ok = report_expected(ld, item, s->secret, s->expected);
+        } else {
+            for (size_t k = 0; ok && s->same && k < i; k++) {
+                if (s->same(list[k], text)) {
+                    char found[MAX_SHOWN + 16], first[256];
+
+                    describe_found(ld, item, s->secret, found, sizeof(found));
+                    ld->path[ld->depth - 1].index = k;
+                    format_path(ld->path, ld->depth, first, sizeof(first));
+                    ld->path[ld->depth - 1].index = i;
+                    ok = report(ld, ld->depth, false, "duplicate entry %s, already listed at %s",
+                                found, first);
+                }
+            }
+            if (ok && !(list[i] = strdup(text)))
+                ok = out_of_memory(ld);
+        }
+        ld->depth--;
+    }
+    if (!ok) {
+        free_list(list, (int)n); /* entries not reached are still NULL */
+        return false;
+    }
+    free_setting(ld->config, s);
+    *FIELD(ld->config, s->offset, char **) = list;
+    *FIELD(ld->config, s->count_offset, int) = (int)n;
+    return true;
+}
+
+/* A librdkafka property's value as librdkafka wants it: text. NULL when it has no text form. */
+static char *kafka_value_text(const json_t *value)
+{
+    char number[32];
+
+    if (json_is_string(value))
+        return strdup(json_string_value(value));
+    if (json_is_boolean(value))
+        return strdup(json_is_true(value) ? "true" : "false");
+    if (json_is_integer(value)) {
+        snprintf(number, sizeof(number), "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        return strdup(number);
+    }
+    return NULL;
+}
+
+static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
+{
+    size_t n, i = 0;
+    char **names, **values;
+    const char *name;
+    json_t *value;
+    bool ok = true, has_bootstrap = false;
+
+    if (!json_is_object(object))
+        return report_expected(ld, object, false, "an object of librdkafka properties");
+    n = json_object_size(object);
+    names = calloc(n + 1, sizeof(char *));
+    values = calloc(n + 1, sizeof(char *));
+    if (!names || !values) {
+        free(names);
+        free(values);
+        return out_of_memory(ld);
+    }
+    /* jansson iterates keys in insertion order, which is file order. */
+    json_object_foreach((json_t *)object, name, value)
+    {
+        bool secret = kafka_name_is_secret(name);
+
+        push_key(ld, name);
+        if (name[0] == '\0') {
+            ok = report(ld, ld->depth, true, "expected a librdkafka property name, got \"\"");
+        } else if (!json_is_string(value) && !json_is_integer(value) && !json_is_boolean(value)) {
+            ok = report_expected(ld, value, secret, "a string, integer or boolean");
+        } else if (strcmp(name, KAFKA_BOOTSTRAP) == 0 &&
+                   !(json_is_string(value) && json_string_length(value) > 0)) {
+            ok = report_expected(ld, value, secret, "a non-empty string (\"host:port,...\")");
+        } else if (!(names[i] = strdup(name)) || !(values[i] = kafka_value_text(value))) {
+            i++; /* free what was copied */
+            ok = out_of_memory(ld);
+        } else {
+            has_bootstrap = has_bootstrap || strcmp(name, KAFKA_BOOTSTRAP) == 0;
+            i++;
+        }
+        ld->depth--;
+        if (!ok)
+            break;
+    }
+    if (ok && !has_bootstrap) {
+        push_key(ld, KAFKA_BOOTSTRAP);
+        ok = report(ld, ld->depth - 1, false, "required setting is missing");
+        ld->depth--;
+    }
+    if (!ok) {
+        free_list(names, (int)i);
+        free_list(values, (int)i);
+        return false;
+    }
+    free_setting(ld->config, s);
+    *FIELD(ld->config, s->offset, char **) = names;
+    *FIELD(ld->config, s->values_offset, char **) = values;
+    *FIELD(ld->config, s->count_offset, int) = (int)n;
+    return true;
+}
+
+static bool set_value(loader_t *ld, const setting_t *s, const json_t *value)
+{
+    ld->seen[s - settings] = true;
+    switch (s->type) {
+    case SETTING_STRING:
+        return set_string(ld, s, value);
+    case SETTING_BOOL:
+        if (!json_is_boolean(value))
+            return report_expected(ld, value, s->secret, "true or false");
+        *FIELD(ld->config, s->offset, bool) = json_is_true(value);
+        return true;
+    case SETTING_INT:
+    case SETTING_INT64:
+        return set_number(ld, s, value);
+    case SETTING_STRING_LIST:
+        return set_list(ld, s, value);
+    case SETTING_KAFKA:
+        return set_kafka(ld, s, value);
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Walking the document
+ * ------------------------------------------------------------------------------------------- */
+
+/* The setting named key inside section (NULL: the top level), or NULL. */
+static const setting_t *find_setting(const char *section, const char *key)
+{
+    size_t section_len = section ? strlen(section) : 0;
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const char *path = settings[i].path;
+
+        if (section) {
+            if (strncmp(path, section, section_len) == 0 && path[section_len] == '.' &&
+                strcmp(path + section_len + 1, key) == 0)
+                return &settings[i];
+        } else if (!strchr(path, '.') && strcmp(path, key) == 0) {
+            return &settings[i];
+        }
+    }
+    return NULL;
+}
+
+static bool is_section(const char *key)
+{
+    size_t len = strlen(key);
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (strncmp(settings[i].path, key, len) == 0 && settings[i].path[len] == '.')
+            return true;
+    }
+    return false;
+}
+
+static bool in_section(const setting_t *s, const char *section)
+{
+    size_t len = strlen(section);
+
+    return strncmp(s->path, section, len) == 0 && s->path[len] == '.';
+}
+
+/*
+ * Reports the first required setting of section (NULL: of any section) that the file does not
+ * set, at the position of the object at the current path, which should have held it.
+ */
+static bool check_required(loader_t *ld, const char *section)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        char jpath[256];
+        position_t pos;
+
+        if (!s->required || ld->seen[i] || (section && !in_section(s, section)))
+            continue;
+        /* Setting paths are plain keys, so they extend the JSON path as written. */
+        format_path(ld->path, ld->depth, jpath, sizeof(jpath));
+        if (!locate(ld->text, ld->len, ld->path, ld->depth, false, &pos))
+            return ds_fail(ld->errstr, ld->errstr_size, "%s: %s.%s: required setting is missing",
+                           ld->file, jpath, section ? leaf_name(s->path) : s->path);
+        return ds_fail(ld->errstr, ld->errstr_size, "%s:%d:%d: %s.%s: required setting is missing",
+                       ld->file, pos.line, pos.col, jpath, section ? leaf_name(s->path) : s->path);
+    }
+    return true;
+}
+
+/* Walks one object: the top level (section NULL) or a section such as "capture". */
+static bool walk_object(loader_t *ld, const char *section, json_t *object)
+{
+    const char *key;
+    json_t *value;
+
+    if (!json_is_object(object))
+        return report_expected(ld, object, false, "an object");
+    json_object_foreach(object, key, value)
+    {
+        const setting_t *s = find_setting(section, key);
+        bool ok;
+
+        push_key(ld, key);
+        if (s)
+            ok = set_value(ld, s, value);
+        else if (!section && is_section(key))
+            ok = walk_object(ld, key, value);
+        else
+            ok = report_unknown(ld, section, key);
+        ld->depth--;
+        if (!ok)
+            return false;
+    }
+    return check_required(ld, section);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading the file
+ * ------------------------------------------------------------------------------------------- */
+
+/* A configuration file is a few kilobytes; this only stops reading /dev/zero forever. */
+#define MAX_FILE_SIZE (16 * 1024 * 1024)
+
+static bool read_file(const char *path, char **text, size_t *len, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t used = 0, size = 0;
+
+    if (!f)
+        return ds_fail(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
+    for (;;) {
+        size_t n;
+
+        if (size - used < 4096) {
+            char *bigger;
+
+            if (size >= MAX_FILE_SIZE) {
+                free(buf);
+                fclose(f);
+                return ds_fail(errstr, errstr_size, "%s: cannot read: larger than %d bytes", path,
+                               MAX_FILE_SIZE);
+            }
+            size = size ? size * 2 : 8192;
+            if (!(bigger = realloc(buf, size))) {
+                free(buf);
+                fclose(f);
+                return ds_fail(errstr, errstr_size, "%s: out of memory", path);
+            }
+            buf = bigger;
+        }
+        n = fread(buf + used, 1, size - used - 1, f);
+        used += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int saved = errno;
+
+        free(buf);
+        fclose(f);
+        return ds_fail(errstr, errstr_size, "%s: cannot read: %s", path, strerror(saved));
+    }
+    fclose(f);
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    return true;
+}
+
+/*
+ * Whether the syntax error at byte offset error_at may sit inside a secret value: true when
+ * the last key written before it is "conninfo" or names a credential. The text is not valid
+ * JSON, so this reads it leniently and errs towards hiding.
+ */
+static bool error_in_secret(const char *text, size_t len, size_t error_at)
+{
+    const char *p = text, *end = text + (error_at < len ? error_at : len);
+    const char *last_key = NULL;
+    size_t last_key_len = 0;
+    bool secret = false;
+
+    while (p < end) {
+        const char *raw, *q;
+
+        if (*p != '"') {
+            p++;
+            continue;
+        }
+        raw = ++p;
+        while (p < end && *p != '"' && *p != '\n') {
+            if (*p == '\\' && p + 1 < end)
+                p++;
+            p++;
+        }
+        if (p >= end || *p != '"') {
+            p++;
+            continue; /* the string the error is in */
+        }
+        q = p + 1;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+            q++;
+        if (q < end && *q == ':') {
+            last_key = raw;
+            last_key_len = (size_t)(p - raw);
+        }
+        p++;
+    }
+    if (last_key) {
+        char *key = malloc(last_key_len + 1);
+
+        if (!key)
+            return true;
+        json_unescape(last_key, last_key_len, key);
+        secret = strcmp(key, "conninfo") == 0 || kafka_name_is_secret(key);
+        free(key);
+    }
+    return secret;
+}
+
+static bool report_syntax(const char *file, const char *text, size_t len, const json_error_t *error,
+                          char *errstr, size_t errstr_size)
+{
+    int line = error->line > 0 ? error->line : 1;
+    int col = error->column > 0 ? error->column : 1;
+    size_t keep = strlen(error->text);
+
+    /*
+     * jansson quotes the token it stopped at ("invalid escape near '\"host=db password=x\\q'"),
+     * which may be a password. A duplicate key is a key, never a secret.
+     */
+    if (json_error_code(error) != json_error_duplicate_key &&
+        error_in_secret(text, len, (size_t)(error->position > 0 ? error->position : 0))) {
+        const char *near = strstr(error->text, " near ");
+        const char *quote = strchr(error->text, '\'');
+
+        if (near)
+            keep = (size_t)(near - error->text);
+        if (quote && (size_t)(quote - error->text) < keep)
+            keep = (size_t)(quote - error->text);
+        while (keep > 0 && error->text[keep - 1] == ' ')
+            keep--;
+        return ds_fail(errstr, errstr_size, "%s:%d:%d: invalid JSON: %.*s near <hidden>", file,
+                       line, col, (int)keep, error->text);
+    }
+    return ds_fail(errstr, errstr_size, "%s:%d:%d: invalid JSON: %s", file, line, col, error->text);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Public functions
+ * ------------------------------------------------------------------------------------------- */
+
+bool ds_config_load(const char *path, ds_config_t **config, char *errstr, size_t errstr_size)
+{
+    loader_t ld = {.file = path, .errstr = errstr, .errstr_size = errstr_size};
+    char *text = NULL;
+    size_t len = 0;
+    json_t *root = NULL;
+    json_error_t error;
+    bool ok = false;
+
+    *config = NULL;
+    if (!read_file(path, &text, &len, errstr, errstr_size))
+        return false;
+    /* jansson takes one top-level value and refuses duplicate keys, so a repeated setting
+     * cannot silently win over the first. */
+    root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+    if (!root) {
+        ok = report_syntax(path, text, len, &error, errstr, errstr_size);
+        goto done;
+    }
+    ld.text = text;
+    ld.len = len;
+    if (!(ld.config = calloc(1, sizeof(*ld.config))) || !(ld.config->path = strdup(path)) ||
+        !apply_defaults(ld.config)) {
+        ok = out_of_memory(&ld);
+        goto done;
+    }
+    if (!walk_object(&ld, NULL, root))
+        goto done;
+    *config = ld.config;
+    ld.config = NULL;
+    ok = true;
+
+done:
+    ds_config_free(ld.config);
+    json_decref(root);
+    free(text);
+    return ok;
+}
+
+void ds_config_free(ds_config_t *config)
+{
+    if (!config)
+        return;
+    for (size_t i = 0; i < NSETTINGS; i++)
+        free_setting(config, &settings[i]);
+    free(config->path);
+    free(config);
+}
+
+const char *ds_config_kafka_get(const ds_config_t *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (int i = 0; i < config->nkafka; i++) {
+        if (strcmp(config->kafka_names[i], name) == 0)
+            return config->kafka_values[i];
+    }
+    return NULL;
+}
