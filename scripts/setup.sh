@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# setup.sh: installs what building dualsync and running its tests needs on Debian 12.
+#
+#   sudo bash scripts/setup.sh
+#
+# 1. Debian packages: compilers and CMake, the client libraries dualsync links (libpq,
+#    librdkafka, jansson, libev), and the servers the integration tests start (PostgreSQL 15,
+#    Java 17 for Kafka, Maven to fetch Kafka). apt is skipped entirely when all are installed.
+# 2. The Apache Kafka 3.9.1 broker jars, resolved by Maven from Maven Central through
+#    scripts/kafka-pom.xml into ${DUALSYNC_CACHE:-<repo>/.cache}/kafka-3.9.1/. Skipped when
+#    a previous run completed (the directory holds the marker file .complete).
+#
+# Idempotent: run it as often as you like; when everything is there it only checks.
+# Debian's postgresql package creates and may start its own cluster (15/main, port 5432);
+# dualsync's tests do not use it: tests/harness/services.sh runs a private cluster.
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${DUALSYNC_CACHE:-$REPO_DIR/.cache}"
+KAFKA_VERSION=3.9.1
+KAFKA_JARS="$CACHE_DIR/kafka-$KAFKA_VERSION"
+
+PACKAGES=(
+    build-essential cmake ninja-build pkg-config
+    libpq-dev librdkafka-dev libjansson-dev libev-dev
+    postgresql-15 postgresql-client-15
+    openjdk-17-jre-headless maven
+    python3
+)
+
+say() {
+    printf 'setup: %s\n' "$*"
+}
+
+die() {
+    printf 'setup: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- 1. Debian packages -------------------------------------------------------------------
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    # "install ok installed" is the only state in which the package is usable; half-installed
+    # or config-files states count as missing so apt repairs them.
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    say "all ${#PACKAGES[@]} Debian packages already installed; skipping apt"
+else
+    say "missing Debian packages: ${missing[*]}"
+    if ((EUID != 0)); then
+        die "installing packages needs root: run 'sudo bash $0'"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    say "apt-get update"
+    apt-get update -q
+    say "apt-get install ${missing[*]}"
+    # </dev/null: CI has no terminal, and no maintainer script may wait for an answer.
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+    for pkg in "${missing[@]}"; do
+        status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+        [[ "$status" == "install ok installed" ]] || die "package $pkg is still not installed after apt-get install"
+    done
+    say "Debian packages installed"
+fi
+
+# --- 2. Kafka broker jars --------------------------------------------------------------------
+
+if [[ -f "$KAFKA_JARS/.complete" ]]; then
+    say "Kafka $KAFKA_VERSION jars already in $KAFKA_JARS; skipping Maven"
+else
+    command -v mvn >/dev/null || die "mvn not found (package maven)"
+    say "fetching Kafka $KAFKA_VERSION broker jars with Maven into $KAFKA_JARS"
+    mkdir -p "$CACHE_DIR"
+    # Download into a scratch directory and rename it at the end, so an interrupted run never
+    # leaves a half-filled directory that looks complete.
+    staging="$(mktemp -d "$CACHE_DIR/kafka-$KAFKA_VERSION.XXXXXX")"
+    trap 'rm -rf "$staging"' EXIT
+    mvn -q -B -Dstyle.color=never -f "$REPO_DIR/scripts/kafka-pom.xml" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" </dev/null ||
+        die "Maven could not resolve the Kafka jars (see its output above)"
+    # copy-dependencies may leave the pom's build directory behind next to the pom.
+    rm -rf "$REPO_DIR/scripts/target"
+    [[ -f "$staging/kafka_2.13-$KAFKA_VERSION.jar" ]] ||
+        die "Maven finished but $staging has no kafka_2.13-$KAFKA_VERSION.jar"
+    [[ -f "$staging/slf4j-reload4j-1.7.36.jar" ]] ||
+        die "Maven finished but $staging has no slf4j-reload4j-1.7.36.jar"
+    njars="$(find "$staging" -maxdepth 1 -name '*.jar' | wc -l)"
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$staging/.complete"
+    rm -rf "$KAFKA_JARS"
+    mv "$staging" "$KAFKA_JARS"
+    chmod 755 "$KAFKA_JARS"
+    trap - EXIT
+    say "Kafka $KAFKA_VERSION: $njars jars in $KAFKA_JARS"
+fi
+
+say "done"
