@@ -81,9 +81,14 @@ else
     # leaves a half-filled directory that looks complete.
     staging="$(mktemp -d "$CACHE_DIR/kafka-$KAFKA_VERSION.XXXXXX")"
     trap 'rm -rf "$staging"' EXIT
-    mvn -q -B -Dstyle.color=never -f "$REPO_DIR/scripts/kafka-pom.xml" \
-        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" </dev/null ||
-        die "Maven could not resolve the Kafka jars (see its output above)"
+    # Maven's output goes to a log, shown only when it fails.
+    if ! mvn -q -B -Dstyle.color=never -f "$REPO_DIR/scripts/kafka-pom.xml" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" \
+        </dev/null >"$staging/maven.log" 2>&1; then
+        cat "$staging/maven.log" >&2
+        die "Maven could not resolve the Kafka jars (its output is above)"
+    fi
+    rm -f "$staging/maven.log"
     # copy-dependencies may leave the pom's build directory behind next to the pom.
     rm -rf "$REPO_DIR/scripts/target"
     [[ -f "$staging/kafka_2.13-$KAFKA_VERSION.jar" ]] ||

@@ -447,13 +447,13 @@ cmd_start() {
             pg_stop
         ) || die "cannot stop the services an earlier run left in $DIR"
     fi
+    set_paths
     check_jars
     check_topic_dump
     rm -rf "$DIR/pg" "$DIR/kafka" "$DIR/env.sh" "$DIR/env.json"
     mkdir -p "$DIR"
     chmod 755 "$DIR"
 
-    set_paths
     local ports
     ports="$(free_ports 3)" || die "cannot find free TCP ports"
     read -r PGPORT DS_KAFKA_PORT DS_KAFKA_CONTROLLER_PORT <<<"$ports"
