@@ -13,7 +13,8 @@
 #
 # The server lives in a temporary directory, listens only on a Unix socket there, and is
 # stopped (and the directory removed) on exit, failure included. As root, the server runs as
-# the postgres user. PGBIN overrides /usr/lib/postgresql/15/bin.
+# the postgres user. PGBIN overrides /usr/lib/postgresql/15/bin; GOLDEN_OUT writes the files
+# elsewhere (to try a change without touching the committed recordings).
 
 set -euo pipefail
 
@@ -27,7 +28,7 @@ BUILD=$(cd "$1" && pwd)
 shift
 RECORDER=$BUILD/tests/pgoutput_record
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-OUT=$HERE/pgoutput
+OUT=${GOLDEN_OUT:-$HERE/pgoutput}
 
 if [ ! -x "$RECORDER" ]; then
     echo "record.sh: $RECORDER not found; build the pgoutput_record target first" >&2
