@@ -1344,54 +1344,69 @@ static bool read_file(const char *path, char **text, size_t *len, char *errstr, 
     return true;
 }
 
+/* Whether a key (possibly mistyped) names a value that must not be shown. */
+static bool key_is_secret(const char *raw, size_t raw_len)
+{
+    char small[256], *key = small;
+    bool secret;
+
+    if (raw_len >= sizeof(small) && !(key = malloc(raw_len + 1)))
+        return true;
+    json_unescape(raw, raw_len, key);
+    secret = edit_distance(key, "conninfo", 2) <= 2 || kafka_name_is_secret(key);
+    if (key != small)
+        free(key);
+    return secret;
+}
+
 /*
- * Whether the syntax error at byte offset error_at may sit inside a secret value: true when
- * the last key written before it is "conninfo" or names a credential. The text is not valid
- * JSON, so this reads it leniently and errs towards hiding.
+ * Whether the syntax error at byte offset error_at may sit inside a secret value. The text is
+ * not valid JSON (a colon or a quote may be what is missing), so this reads it leniently and
+ * errs towards hiding: any string naming a secret (or a near miss of "conninfo") makes the rest
+ * of its object member secret, up to the next comma or closing bracket at its own depth.
  */
 static bool error_in_secret(const char *text, size_t len, size_t error_at)
 {
     const char *p = text, *end = text + (error_at < len ? error_at : len);
-    const char *last_key = NULL;
-    size_t last_key_len = 0;
-    bool secret = false;
+    long depth = 0, secret_depth = -1;
 
     while (p < end) {
-        const char *raw, *q;
+        const char *raw;
 
-        if (*p != '"') {
-            p++;
-            continue;
-        }
-        raw = ++p;
-        while (p < end && *p != '"' && *p != '\n') {
-            if (*p == '\\' && p + 1 < end)
+        switch (*p) {
+        case '{':
+        case '[':
+            depth++;
+            break;
+        case '}':
+        case ']':
+            depth--;
+            if (depth < secret_depth)
+                secret_depth = -1;
+            break;
+        case ',':
+            if (depth == secret_depth)
+                secret_depth = -1;
+            break;
+        case '"':
+            /* A string ends at its quote; one jansson stopped in ends at the line or the error. */
+            raw = ++p;
+            while (p < end && *p != '"' && *p != '\n') {
+                if (*p == '\\' && p + 1 < end)
+                    p++;
                 p++;
-            p++;
-        }
-        if (p >= end || *p != '"') {
-            p++;
-            continue; /* the string the error is in */
-        }
-        q = p + 1;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-            q++;
-        if (q < end && *q == ':') {
-            last_key = raw;
-            last_key_len = (size_t)(p - raw);
+            }
+            if (secret_depth < 0 && key_is_secret(raw, (size_t)(p - raw)))
+                secret_depth = depth;
+            if (p >= end)
+                return secret_depth >= 0;
+            break;
+        default:
+            break;
         }
         p++;
     }
-    if (last_key) {
-        char *key = malloc(last_key_len + 1);
-
-        if (!key)
-            return true;
-        json_unescape(last_key, last_key_len, key);
-        secret = strcmp(key, "conninfo") == 0 || kafka_name_is_secret(key);
-        free(key);
-    }
-    return secret;
+    return secret_depth >= 0;
 }
 
 static bool report_syntax(const char *file, const char *text, size_t len, const json_error_t *error,
@@ -1403,19 +1418,18 @@ static bool report_syntax(const char *file, const char *text, size_t len, const 
 
     /*
      * jansson quotes the token it stopped at ("invalid escape near '\"host=db password=x\\q'"),
-     * which may be a password. A duplicate key is a key, never a secret.
+     * or the escape it could not decode ("invalid Unicode '\\uDC00'"), which may be part of a
+     * password. Keep its words, drop the quoted text. A duplicate key is a key, never a secret.
      */
     if (json_error_code(error) != json_error_duplicate_key &&
         error_in_secret(text, len, (size_t)(error->position > 0 ? error->position : 0))) {
         const char *near = strstr(error->text, " near ");
-        const char *quote = strchr(error->text, '\'');
+        const char *unicode = strstr(error->text, "invalid Unicode '");
 
         if (near)
             keep = (size_t)(near - error->text);
-        if (quote && (size_t)(quote - error->text) < keep)
-            keep = (size_t)(quote - error->text);
-        while (keep > 0 && error->text[keep - 1] == ' ')
-            keep--;
+        if (unicode && (size_t)(unicode - error->text) + 15 < keep)
+            keep = (size_t)(unicode - error->text) + 15; /* "invalid Unicode" */
         return ds_fail(errstr, errstr_size, "%s:%d:%d: invalid JSON: %.*s near <hidden>", file,
                        line, col, (int)keep, error->text);
     }
