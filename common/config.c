@@ -637,18 +637,12 @@ static bool locate(const char *text, size_t len, const segment_t *path, int dept
         }
     }
     if (at_key && depth > 0 && path[depth - 1].key)
-        sc = key_sc;
+        sc = key_sc; /* the key is a string value as far as extent goes */
     pos->start = sc.p;
     pos->line = sc.line;
     pos->col = sc.col;
-    if (at_key && depth > 0 && path[depth - 1].key) {
-        const char *raw;
-        size_t raw_len;
-        if (!scan_string(&sc, &raw, &raw_len))
-            return false;
-    } else if (!scan_value(&sc)) {
+    if (!scan_value(&sc))
         return false;
-    }
     pos->end = sc.p;
     return true;
 }
@@ -855,7 +849,7 @@ static void consider(const char *name, const char *candidate, size_t n, char *be
     char text[128];
     size_t d;
 
-    if (n >= sizeof(text))
+    if (n >= sizeof(text) || *best_distance == 0)
         return;
     memcpy(text, candidate, n);
     text[n] = '\0';
