@@ -241,8 +241,9 @@ static void test_bad_topic_prefix_character_is_rejected(void)
 
 static void test_bad_slot_name_is_rejected(void)
 {
-    expect_error("bad_slot.json", "4:13: $.source.slot: expected a replication slot name (1 to 63 "
-                                  "lowercase letters, digits and underscores), got \"Clinic-Slot\"");
+    expect_error("bad_slot.json",
+                 "4:13: $.source.slot: expected a replication slot name (1 to 63 "
+                 "lowercase letters, digits and underscores), got \"Clinic-Slot\"");
 }
 
 static void test_kafka_password_value_is_not_echoed(void)
@@ -252,8 +253,8 @@ static void test_kafka_password_value_is_not_echoed(void)
 
     expect_error("kafka_password_hidden.json", "5:22: $.kafka[\"sasl.password\"]: expected a "
                                                "string, integer or boolean, got <hidden>");
-    DS_CHECK(!ds_config_load(fixture("kafka_password_hidden.json"), &config, errstr,
-                             sizeof(errstr)));
+    DS_CHECK(
+        !ds_config_load(fixture("kafka_password_hidden.json"), &config, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "271828") == NULL);
 }
 
@@ -263,8 +264,8 @@ static void test_kafka_password_in_syntax_error_is_not_echoed(void)
     ds_config_t *config = NULL;
 
     expect_error("kafka_password_syntax.json", "5:31: invalid JSON: invalid escape near <hidden>");
-    DS_CHECK(!ds_config_load(fixture("kafka_password_syntax.json"), &config, errstr,
-                             sizeof(errstr)));
+    DS_CHECK(
+        !ds_config_load(fixture("kafka_password_syntax.json"), &config, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "hunter") == NULL);
 }
 
