@@ -11,6 +11,9 @@
 #include "dualsync/envelope.h"
 #include "dualsync/typemap.h"
 
+/* Appends a string literal without a strlen at run time: these run once per row. */
+#define APPEND_LITERAL(out, lit) ds_buf_append((out), (lit), sizeof(lit) - 1)
+
 /* Debezium's default for unavailable.value.placeholder. */
 #define DEFAULT_PLACEHOLDER "__debezium_unavailable_value"
 
@@ -184,21 +187,21 @@ static int64_t us_to_ms(int64_t us)
 static void append_source(ds_buf_t *out, const ds_relation_t *rel,
                           const ds_envelope_source_t *source)
 {
-    ds_buf_append_str(out, "{\"version\":");
+    APPEND_LITERAL(out, "{\"version\":");
     append_string_or_null(out, source->version);
-    ds_buf_append_str(out, ",\"connector\":\"postgresql\",\"name\":");
+    APPEND_LITERAL(out, ",\"connector\":\"postgresql\",\"name\":");
     append_string_or_null(out, source->name);
-    ds_buf_append_str(out, ",\"ts_ms\":");
+    APPEND_LITERAL(out, ",\"ts_ms\":");
     ds_buf_append_int(out, us_to_ms(source->commit_time_us));
-    ds_buf_append_str(out, ",\"snapshot\":");
+    APPEND_LITERAL(out, ",\"snapshot\":");
     append_string_or_null(out, source->snapshot ? source->snapshot : "false");
-    ds_buf_append_str(out, ",\"db\":");
+    APPEND_LITERAL(out, ",\"db\":");
     append_string_or_null(out, source->db);
 
     /* Debezium's "sequence" is a string holding a JSON array of two strings, the last
      * commit LSN and this change's LSN in decimal, so that consumers can order and
      * deduplicate events across restarts. Digits need no escaping inside the string. */
-    ds_buf_append_str(out, ",\"sequence\":\"[");
+    APPEND_LITERAL(out, ",\"sequence\":\"[");
     if (source->last_commit_lsn == DS_INVALID_LSN) {
         ds_buf_append(out, "null", 4);
     } else {
@@ -210,16 +213,16 @@ static void append_source(ds_buf_t *out, const ds_relation_t *rel,
     append_uint64(out, source->lsn);
     ds_buf_append(out, "\\\"]\"", 4);
 
-    ds_buf_append_str(out, ",\"schema\":");
+    APPEND_LITERAL(out, ",\"schema\":");
     append_string_or_null(out, rel->schema);
-    ds_buf_append_str(out, ",\"table\":");
+    APPEND_LITERAL(out, ",\"table\":");
     append_string_or_null(out, rel->table);
-    ds_buf_append_str(out, ",\"txId\":");
+    APPEND_LITERAL(out, ",\"txId\":");
     append_uint64(out, source->xid);
-    ds_buf_append_str(out, ",\"lsn\":");
+    APPEND_LITERAL(out, ",\"lsn\":");
     append_uint64(out, source->lsn);
     /* xmin is only set by Debezium's xmin.fetch.interval.ms, which dualsync does not have. */
-    ds_buf_append_str(out, ",\"xmin\":null}");
+    APPEND_LITERAL(out, ",\"xmin\":null}");
 }
 
 bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
@@ -239,17 +242,17 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
     if (op == 't')
         before = after = NULL;
 
-    ds_buf_append_str(out, "{\"before\":");
+    APPEND_LITERAL(out, "{\"before\":");
     if (!append_tuple(out, rel, before, placeholder, errstr, errstr_size))
         return false;
-    ds_buf_append_str(out, ",\"after\":");
+    APPEND_LITERAL(out, ",\"after\":");
     if (!append_tuple(out, rel, after, placeholder, errstr, errstr_size))
         return false;
-    ds_buf_append_str(out, ",\"source\":");
+    APPEND_LITERAL(out, ",\"source\":");
     append_source(out, rel, source);
-    ds_buf_append_str(out, ",\"op\":");
+    APPEND_LITERAL(out, ",\"op\":");
     ds_buf_append(out, op_text, sizeof(op_text));
-    ds_buf_append_str(out, ",\"ts_ms\":");
+    APPEND_LITERAL(out, ",\"ts_ms\":");
     ds_buf_append_int(out, us_to_ms(now_us));
     ds_buf_append_char(out, '}');
     return true;
