@@ -103,17 +103,26 @@ alive_with() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$text"
 }
 
-# Picks N free TCP ports on 127.0.0.1 below the ephemeral range (32768 on Linux).
+# Picks N free TCP ports on 127.0.0.1 in [20000, 32000), below the kernel's ephemeral range
+# (usually from 32768), so no outgoing connection can hold one while its server is down.
 free_ports() {
     python3 - "$1" <<'EOF'
 import random, socket, sys
 want = int(sys.argv[1])
+low, high = 20000, 32000
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    if ephemeral_low > low + 1000:
+        high = min(high, ephemeral_low)
+except (OSError, ValueError, IndexError):
+    pass
 rng = random.SystemRandom()
 ports = []
 for _ in range(1000):
     if len(ports) == want:
         break
-    port = rng.randrange(20000, 32000)
+    port = rng.randrange(low, high)
     if port in ports:
         continue
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -101,6 +101,18 @@ class KafkaTest(dstest.ServicesTestCase):
         self.produce_three()
         self.check_three(dstest.consume([self.topic], idle_ms=500, timeout_ms=30000))
 
+    def test_bytes_that_are_not_utf8_are_replaced_not_lost(self):
+        proc = subprocess.run(
+            [dstest.topic_dump_bin(), "-b", dstest.kafka_bootstrap(), "-t", self.topic, "--produce"],
+            input=b"bin\t\xff\xfeabc\xc3\xa9\xe2\x82\n",
+            capture_output=True,
+            timeout=60,
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        [message] = dstest.consume([self.topic], count=1, timeout_ms=30000)
+        self.assertEqual(message["key"], "bin")
+        self.assertEqual(message["value"], "\ufffd\ufffdabc\u00e9\ufffd\ufffd")
+
     def test_missing_messages_fail_the_read(self):
         self.produce_three()
         with self.assertRaisesRegex(AssertionError, "read 3 of the 4 expected"):

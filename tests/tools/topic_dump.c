@@ -31,12 +31,12 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
-#define DEFAULT_IDLE_MS 2000
-#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_IDLE_MS          2000
+#define DEFAULT_TIMEOUT_MS       30000
 #define DEFAULT_PROBE_TIMEOUT_MS 5000
 /* How often metadata is asked again for a topic that does not exist yet. */
 #define TOPIC_RETRY_MS 250
-#define MAX_TOPICS 64
+#define MAX_TOPICS     64
 #define MAX_PROPERTIES 64
 
 typedef enum tool_mode {
@@ -46,23 +46,23 @@ typedef enum tool_mode {
 } tool_mode_t;
 
 typedef struct tool_options {
-    tool_mode_t mode;                      /* what to do */
-    const char *bootstrap;                 /* bootstrap.servers */
-    const char *topics[MAX_TOPICS];        /* -t, in command-line order */
-    int ntopics;                           /* entries used in topics */
-    long count;                            /* -n; -1 when not given */
-    int idle_ms;                           /* -i */
-    int timeout_ms;                        /* -T */
+    tool_mode_t mode;                       /* what to do */
+    const char *bootstrap;                  /* bootstrap.servers */
+    const char *topics[MAX_TOPICS];         /* -t, in command-line order */
+    int ntopics;                            /* entries used in topics */
+    long count;                             /* -n; -1 when not given */
+    int idle_ms;                            /* -i */
+    int timeout_ms;                         /* -T */
     const char *properties[MAX_PROPERTIES]; /* -X NAME=VALUE, passed to librdkafka */
-    int nproperties;                       /* entries used in properties */
+    int nproperties;                        /* entries used in properties */
 } tool_options_t;
 
 /* One topic being consumed. */
 typedef struct consumed_topic {
-    const char *name;     /* borrowed from the options */
+    const char *name;      /* borrowed from the options */
     rd_kafka_topic_t *rkt; /* NULL until the topic exists and its partitions are started */
-    int npartitions;      /* partitions started */
-    bool *at_eof;         /* per partition: at the end, and no message since */
+    int npartitions;       /* partitions started */
+    bool *at_eof;          /* per partition: at the end, and no message since */
 } consumed_topic_t;
 
 /* Set by SIGINT/SIGTERM; the loops check it. */
@@ -142,7 +142,13 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
                 fprintf(stderr, "topic_dump: at most %d topics\n", MAX_TOPICS);
                 return false;
             }
-            opts->topics[opts->ntopics++] = optarg;
+            /* Starting a partition twice is an error in librdkafka; a repeated -t adds nothing. */
+            for (int i = 0; i < opts->ntopics; i++) {
+                if (strcmp(opts->topics[i], optarg) == 0)
+                    optarg = NULL;
+            }
+            if (optarg)
+                opts->topics[opts->ntopics++] = optarg;
             break;
         case 'n':
             if (!parse_int(optarg, "-n COUNT", 0, 1000000000L, &value))
@@ -232,8 +238,7 @@ static rd_kafka_conf_t *conf_new(const tool_options_t *opts)
         size_t len = (size_t)(eq - opts->properties[i]);
 
         if (len >= sizeof(name)) {
-            fprintf(stderr, "topic_dump: property name too long in \"%s\"\n",
-                    opts->properties[i]);
+            fprintf(stderr, "topic_dump: property name too long in \"%s\"\n", opts->properties[i]);
             goto error;
         }
         memcpy(name, opts->properties[i], len);
@@ -378,15 +383,15 @@ static int run_produce(const tool_options_t *opts)
         tab = memchr(line, '\t', (size_t)len);
         for (;;) {
             if (tab)
-                err = rd_kafka_producev(
-                    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(line, (size_t)(tab - line)),
-                    RD_KAFKA_V_VALUE(tab + 1, (size_t)(len - (tab + 1 - line))),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            else
                 err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                        RD_KAFKA_V_KEY(line, (size_t)len),
-                                        RD_KAFKA_V_VALUE(NULL, 0),
+                                        RD_KAFKA_V_KEY(line, (size_t)(tab - line)),
+                                        RD_KAFKA_V_VALUE(tab + 1, (size_t)(len - (tab + 1 - line))),
                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            else
+                err =
+                    rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_KEY(line, (size_t)len), RD_KAFKA_V_VALUE(NULL, 0),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             /* The local queue is full: serve delivery reports to make room, never drop. */
@@ -423,8 +428,10 @@ static int run_produce(const tool_options_t *opts)
 
 done:
     free(line);
-    /* Unacknowledged messages are abandoned on purpose: the exit status already says so. */
+    /* Unacknowledged messages are abandoned on purpose: the exit status already says so.
+     * Polling serves their (failed) delivery reports so destroy finds nothing queued. */
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(rk, 0);
     rd_kafka_destroy(rk);
     return status;
 }
@@ -448,7 +455,7 @@ static json_t *string_from_bytes(const char *data, size_t len)
         return NULL;
     for (size_t i = 0; i < len;) {
         const unsigned char *p = (const unsigned char *)data + i;
-        size_t need = p[0] < 0x80            ? 1
+        size_t need = p[0] < 0x80             ? 1
                       : (p[0] & 0xE0) == 0xC0 ? 2
                       : (p[0] & 0xF0) == 0xE0 ? 3
                       : (p[0] & 0xF8) == 0xF0 ? 4
@@ -499,7 +506,8 @@ static bool print_message(const rd_kafka_message_t *rkm)
     json_t *line = json_object();
     bool ok;
 
-    ok = line && json_object_set_new(line, "topic", json_string(rd_kafka_topic_name(rkm->rkt))) == 0 &&
+    ok = line &&
+         json_object_set_new(line, "topic", json_string(rd_kafka_topic_name(rkm->rkt))) == 0 &&
          json_object_set_new(line, "partition", json_integer(rkm->partition)) == 0 &&
          json_object_set_new(line, "offset", json_integer(rkm->offset)) == 0 &&
          json_object_set_new(line, "key", payload_to_json(rkm->key, rkm->key_len)) == 0 &&
@@ -556,8 +564,8 @@ static bool start_topic(rd_kafka_t *rk, rd_kafka_queue_t *queue, consumed_topic_
             fprintf(stderr, "topic_dump: %s: unexpected partition id %" PRId32 "\n", topic->name,
                     partition);
             ok = false;
-        } else if (rd_kafka_consume_start_queue(rkt, partition, RD_KAFKA_OFFSET_BEGINNING,
-                                                queue) == -1) {
+        } else if (rd_kafka_consume_start_queue(rkt, partition, RD_KAFKA_OFFSET_BEGINNING, queue) ==
+                   -1) {
             fprintf(stderr, "topic_dump: cannot start %s [%" PRId32 "]: %s\n", topic->name,
                     partition, rd_kafka_err2str(rd_kafka_last_error()));
             ok = false;
@@ -659,13 +667,17 @@ static int run_consume(const tool_options_t *opts)
         rd_kafka_message_t *rkm;
         int wait_ms;
 
+        if (opts->count >= 0 && printed >= opts->count) {
+            status = 0;
+            goto done;
+        }
         if (stop_requested) {
             fprintf(stderr, "topic_dump: interrupted after %ld messages\n", printed);
             goto done;
         }
         if (now >= deadline) {
-            fprintf(stderr, "topic_dump: timed out after %d ms having read %ld messages", opts->timeout_ms,
-                    printed);
+            fprintf(stderr, "topic_dump: timed out after %d ms having read %ld messages",
+                    opts->timeout_ms, printed);
             if (opts->count >= 0)
                 fprintf(stderr, " of the %ld expected", opts->count);
             describe_missing(topics, opts->ntopics);
@@ -705,8 +717,7 @@ static int run_consume(const tool_options_t *opts)
             continue;
 
         {
-            consumed_topic_t *topic =
-                rkm->rkt ? find_topic(topics, opts->ntopics, rkm->rkt) : NULL;
+            consumed_topic_t *topic = rkm->rkt ? find_topic(topics, opts->ntopics, rkm->rkt) : NULL;
             bool known = topic && topic->at_eof && rkm->partition >= 0 &&
                          rkm->partition < topic->npartitions;
 
@@ -730,11 +741,6 @@ static int run_consume(const tool_options_t *opts)
             }
         }
         rd_kafka_message_destroy(rkm);
-
-        if (opts->count >= 0 && printed >= opts->count) {
-            status = 0;
-            goto done;
-        }
     }
 
 done:
