@@ -26,32 +26,32 @@ typedef struct rel_entry {
 
 struct ds_changes {
     /* Options, copied. */
-    char *topic_prefix;     /* first part of every topic */
-    char *db;               /* source.db, may be NULL */
-    char *version;          /* source.version */
-    char *placeholder;      /* written for unchanged TOASTed values */
-    char **skip_origins;    /* NULL-terminated, owned */
-    bool tombstones;        /* a tombstone follows every delete */
+    char *topic_prefix;            /* first part of every topic */
+    char *db;                      /* source.db, may be NULL */
+    char *version;                 /* source.version */
+    char *placeholder;             /* written for unchanged TOASTed values */
+    char **skip_origins;           /* NULL-terminated, owned */
+    bool tombstones;               /* a tombstone follows every delete */
     ds_primary_key_fn primary_key; /* key columns of FULL tables, may be NULL */
-    void *primary_key_ctx;  /* its argument */
+    void *primary_key_ctx;         /* its argument */
 
     /* The current transaction. */
-    bool in_tx;             /* between Begin and Commit */
-    bool skipping;          /* its origin is in skip_origins: drop its rows */
-    uint32_t xid;           /* source.txId */
-    int64_t commit_time_us; /* Begin's commit time, microseconds since the Unix epoch */
+    bool in_tx;               /* between Begin and Commit */
+    bool skipping;            /* its origin is in skip_origins: drop its rows */
+    uint32_t xid;             /* source.txId */
+    int64_t commit_time_us;   /* Begin's commit time, microseconds since the Unix epoch */
     ds_lsn_t last_commit_lsn; /* end LSN of the previous Commit, 0 before the first */
 
     /* Relation cache: open addressing keyed by relid, never shrinks (one entry per table). */
-    rel_entry_t *rels;      /* rels_cap slots */
-    size_t rels_cap;        /* a power of two, or 0 before the first relation */
-    size_t rels_count;      /* occupied slots */
+    rel_entry_t *rels; /* rels_cap slots */
+    size_t rels_cap;   /* a power of two, or 0 before the first relation */
+    size_t rels_count; /* occupied slots */
 
     /* Reused for every record. */
-    ds_buf_t key;           /* the key JSON */
-    ds_buf_t value;         /* the value JSON */
-    ds_value_t *merged;     /* new tuple with unchanged-TOAST key values taken from the old */
-    int merged_cap;         /* entries in merged */
+    ds_buf_t key;       /* the key JSON */
+    ds_buf_t value;     /* the value JSON */
+    ds_value_t *merged; /* new tuple with unchanged-TOAST key values taken from the old */
+    int merged_cap;     /* entries in merged */
 };
 
 static char *dup_or_null(const char *s, bool *ok)
@@ -81,10 +81,10 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     ch->topic_prefix = dup_or_null(options->topic_prefix, &ok);
     ch->db = dup_or_null(options->db, &ok);
     ch->version = dup_or_null(options->version ? options->version : DUALSYNC_VERSION, &ok);
-    ch->placeholder = dup_or_null(options->unavailable_value_placeholder
-                                      ? options->unavailable_value_placeholder
-                                      : DEFAULT_PLACEHOLDER,
-                                  &ok);
+    ch->placeholder =
+        dup_or_null(options->unavailable_value_placeholder ? options->unavailable_value_placeholder
+                                                           : DEFAULT_PLACEHOLDER,
+                    &ok);
     ch->tombstones = options->tombstones_on_delete;
     ch->primary_key = options->primary_key;
     ch->primary_key_ctx = options->primary_key_ctx;
@@ -186,8 +186,8 @@ static rel_entry_t *rel_entry(ds_changes_t *ch, uint32_t relid)
 }
 
 /* Fills e->key_mask / nkeys / nullable_key for rel. */
-static bool compute_key(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
-                        char *errstr, size_t errstr_size)
+static bool compute_key(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, char *errstr,
+                        size_t errstr_size)
 {
     const char *const *pk = NULL;
 
@@ -324,17 +324,15 @@ static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_
     if (!*has_key)
         return true;
     if (e->nullable_key)
-        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr,
-                                              errstr_size);
+        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
     return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
 }
 
 /* Builds the value for op and emits one record with the key already in ch->key. */
-static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
-                        char op, bool has_key, const ds_tuple_t *before,
-                        const ds_tuple_t *after, ds_lsn_t lsn, int64_t now_us,
-                        ds_change_emit_fn emit, void *emit_ctx, char *errstr,
-                        size_t errstr_size)
+static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel, char op,
+                        bool has_key, const ds_tuple_t *before, const ds_tuple_t *after,
+                        ds_lsn_t lsn, int64_t now_us, ds_change_emit_fn emit, void *emit_ctx,
+                        char *errstr, size_t errstr_size)
 {
     ds_envelope_source_t src;
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder};
@@ -342,8 +340,8 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
 
     fill_source(ch, lsn, &src);
     ds_buf_reset(&ch->value);
-    if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us,
-                                 errstr, errstr_size))
+    if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us, errstr,
+                                 errstr_size))
         return fail_at(errstr, errstr_size, lsn);
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
@@ -358,8 +356,7 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
 /* Debezium follows every delete with a tombstone (same key, null value) so log compaction
  * can drop the key. A keyless table has nothing to compact. */
 static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key, ds_lsn_t lsn,
-                           ds_change_emit_fn emit, void *emit_ctx, char *errstr,
-                           size_t errstr_size)
+                           ds_change_emit_fn emit, void *emit_ctx, char *errstr, size_t errstr_size)
 {
     ds_change_record_t rec;
 
@@ -445,8 +442,7 @@ static bool require_tx(const ds_changes_t *ch, const char *what, const ds_relati
         return true;
     return ds_fail(errstr, errstr_size,
                    "%s for %s.%s at LSN %s outside a transaction (no Begin before it)", what,
-                   rel ? rel->schema : "?", rel ? rel->table : "?",
-                   ds_lsn_format(lsn, lsn_text));
+                   rel ? rel->schema : "?", rel ? rel->table : "?", ds_lsn_format(lsn, lsn_text));
 }
 
 static bool handle_insert(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
@@ -498,8 +494,8 @@ static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
     if (old && e->nkeys > 0 && key_changed(e, rel, old, newtup)) {
         if (!build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
             return fail_at(errstr, errstr_size, lsn);
-        if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx,
-                         errstr, errstr_size))
+        if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx, errstr,
+                         errstr_size))
             return false;
         if (!emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size))
             return false;
@@ -511,8 +507,8 @@ static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
 
     if (!build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
-    return emit_change(ch, e, rel, 'u', has_key, msg->u.update.old_kind == 'O' ? old : NULL,
-                       newtup, lsn, now_us, emit, emit_ctx, errstr, errstr_size);
+    return emit_change(ch, e, rel, 'u', has_key, msg->u.update.old_kind == 'O' ? old : NULL, newtup,
+                       lsn, now_us, emit, emit_ctx, errstr, errstr_size);
 }
 
 static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
@@ -536,8 +532,8 @@ static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
 
 /* Debezium sends a truncate keyless, one record per table, before and after null. */
 static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
-                            int64_t now_us, ds_change_emit_fn emit, void *emit_ctx,
-                            char *errstr, size_t errstr_size)
+                            int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                            size_t errstr_size)
 {
     for (int i = 0; i < msg->u.truncate.nrelations; i++) {
         const ds_relation_t *rel = msg->u.truncate.rels[i];
@@ -545,8 +541,8 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
 
         if (!e)
             return fail_at(errstr, errstr_size, lsn);
-        if (!emit_change(ch, e, rel, 't', false, NULL, NULL, lsn, now_us, emit, emit_ctx,
-                         errstr, errstr_size))
+        if (!emit_change(ch, e, rel, 't', false, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
+                         errstr_size))
             return false;
     }
     return true;
@@ -617,28 +613,28 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
     case DS_PGOUTPUT_INSERT:
         if (!require_tx(ch, "Insert", msg->u.insert.rel, wal_start, errstr, errstr_size))
             return false;
-        return ch->skipping || handle_insert(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
-                                             errstr_size);
+        return ch->skipping ||
+               handle_insert(ch, msg, wal_start, now_us, emit, emit_ctx, errstr, errstr_size);
 
     case DS_PGOUTPUT_UPDATE:
         if (!require_tx(ch, "Update", msg->u.update.rel, wal_start, errstr, errstr_size))
             return false;
-        return ch->skipping || handle_update(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
-                                             errstr_size);
+        return ch->skipping ||
+               handle_update(ch, msg, wal_start, now_us, emit, emit_ctx, errstr, errstr_size);
 
     case DS_PGOUTPUT_DELETE:
         if (!require_tx(ch, "Delete", msg->u.delete.rel, wal_start, errstr, errstr_size))
             return false;
-        return ch->skipping || handle_delete(ch, msg, wal_start, now_us, emit, emit_ctx, errstr,
-                                             errstr_size);
+        return ch->skipping ||
+               handle_delete(ch, msg, wal_start, now_us, emit, emit_ctx, errstr, errstr_size);
 
     case DS_PGOUTPUT_TRUNCATE:
         if (!require_tx(ch, "Truncate",
-                        msg->u.truncate.nrelations > 0 ? msg->u.truncate.rels[0] : NULL,
-                        wal_start, errstr, errstr_size))
+                        msg->u.truncate.nrelations > 0 ? msg->u.truncate.rels[0] : NULL, wal_start,
+                        errstr, errstr_size))
             return false;
-        return ch->skipping || handle_truncate(ch, msg, wal_start, now_us, emit, emit_ctx,
-                                               errstr, errstr_size);
+        return ch->skipping ||
+               handle_truncate(ch, msg, wal_start, now_us, emit, emit_ctx, errstr, errstr_size);
     }
     return ds_fail(errstr, errstr_size, "unexpected pgoutput message type '%c' at LSN %s",
                    (char)msg->type, ds_lsn_format(wal_start, lsn_text));

@@ -53,8 +53,8 @@ static bool check_tuple(const ds_relation_t *rel, const ds_tuple_t *tup, char *e
 {
     if (tup->nvalues != rel->ncolumns)
         return ds_fail(errstr, errstr_size,
-                       "tuple of %s.%s has %d values but the relation has %d columns",
-                       rel->schema, rel->table, tup->nvalues, rel->ncolumns);
+                       "tuple of %s.%s has %d values but the relation has %d columns", rel->schema,
+                       rel->table, tup->nvalues, rel->ncolumns);
     return true;
 }
 
@@ -73,8 +73,8 @@ static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
         ds_buf_append_json_string(out, placeholder, strlen(placeholder));
         return true;
     case DS_VALUE_TEXT:
-        if (ds_typemap_append_json(out, rel->columns[i].type_oid, value->data, value->len,
-                                   inner, sizeof(inner)))
+        if (ds_typemap_append_json(out, rel->columns[i].type_oid, value->data, value->len, inner,
+                                   sizeof(inner)))
             return true;
         return ds_fail(errstr, errstr_size, "column %s.%s.%s: %s", rel->schema, rel->table,
                        rel->columns[i].name, inner);
@@ -170,9 +170,8 @@ bool ds_envelope_write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *
     return write_key(out, rel, key_mask, tup, false, errstr, errstr_size);
 }
 
-bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel,
-                                    const bool *key_mask, const ds_tuple_t *tup, char *errstr,
-                                    size_t errstr_size)
+bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel, const bool *key_mask,
+                                    const ds_tuple_t *tup, char *errstr, size_t errstr_size)
 {
     return write_key(out, rel, key_mask, tup, true, errstr, errstr_size);
 }
@@ -228,8 +227,8 @@ static void append_source(ds_buf_t *out, const ds_relation_t *rel,
 bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
                              const ds_tuple_t *before, const ds_tuple_t *after,
                              const ds_envelope_source_t *source,
-                             const ds_envelope_options_t *options, int64_t now_us,
-                             char *errstr, size_t errstr_size)
+                             const ds_envelope_options_t *options, int64_t now_us, char *errstr,
+                             size_t errstr_size)
 {
     const char *placeholder = options && options->unavailable_value_placeholder
                                   ? options->unavailable_value_placeholder

@@ -309,8 +309,7 @@ bad:
                    errstr, errstr_size);
 }
 
-static bool map_bool(ds_buf_t *out, const char *text, size_t len, char *errstr,
-                     size_t errstr_size)
+static bool map_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
 {
     if (len == 1 && text[0] == 't') {
         ds_buf_append(out, "true", 4);
@@ -344,8 +343,7 @@ static inline bool is_octal(char c)
  * The bytes are decoded in chunks of a multiple of three and each chunk is encoded at once,
  * so a large value needs no allocation and base64 padding only appears at the very end.
  */
-static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr,
-                      size_t errstr_size)
+static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
 {
     uint8_t chunk[3 * 256];
     size_t n = 0, i;
@@ -360,8 +358,8 @@ static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr,
             int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
 
             if (hi < 0 || lo < 0)
-                return invalid(DS_OID_BYTEA, text, len, "expected hex digits after \\x",
-                               errstr, errstr_size);
+                return invalid(DS_OID_BYTEA, text, len, "expected hex digits after \\x", errstr,
+                               errstr_size);
             chunk[n++] = (uint8_t)(hi << 4 | lo);
             if (n == sizeof(chunk)) {
                 ds_buf_append_base64(out, chunk, n);
@@ -403,8 +401,8 @@ static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr,
 }
 
 /* Reads between min_digits and max_digits digits at text[*pos] into *value. */
-static bool parse_number(const char *text, size_t len, size_t *pos, int min_digits,
-                         int max_digits, int *value)
+static bool parse_number(const char *text, size_t len, size_t *pos, int min_digits, int max_digits,
+                         int *value)
 {
     int n = 0, v = 0;
 
@@ -426,15 +424,15 @@ static bool expect_char(const char *text, size_t len, size_t *pos, char c)
     return false;
 }
 
-/* A broken-down date and time; sec_frac points at the '.' of the fraction, if any. */
+/* A broken-down date and time, as parsed from PostgreSQL's ISO output. */
 typedef struct civil {
-    int year;      /* as written, before any BC */
-    int month;     /* 1..12 */
-    int day;       /* 1..31 */
-    int hour;      /* 0..24 (24 only for time: "24:00:00") */
-    int minute;    /* 0..59 */
-    int second;    /* 0..60 */
-    size_t frac;   /* offset of the fraction's '.', or the end of the seconds when none */
+    int year;        /* as written, before any BC */
+    int month;       /* 1..12 */
+    int day;         /* 1..31 */
+    int hour;        /* 0..24 (24 only for time: "24:00:00") */
+    int minute;      /* 0..59 */
+    int second;      /* 0..60 */
+    size_t frac;     /* offset of the fraction's '.', or the end of the seconds when none */
     size_t frac_len; /* bytes of ".123456", 0 when none */
 } civil_t;
 
@@ -484,8 +482,7 @@ static bool is_infinity(const char *text, size_t len)
 }
 
 /* date: the ISO text as it is ("2024-01-31", "infinity", "0044-03-15 BC"). */
-static bool map_date(ds_buf_t *out, const char *text, size_t len, char *errstr,
-                     size_t errstr_size)
+static bool map_date(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
 {
     size_t pos = 0, end = len;
     civil_t c;
@@ -501,15 +498,13 @@ static bool map_date(ds_buf_t *out, const char *text, size_t len, char *errstr,
 }
 
 /* time: "10:00:00.123" as it is. */
-static bool map_time(ds_buf_t *out, const char *text, size_t len, char *errstr,
-                     size_t errstr_size)
+static bool map_time(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
 {
     size_t pos = 0;
     civil_t c;
 
     if (!parse_time(text, len, &pos, &c) || pos != len)
-        return invalid(DS_OID_TIME, text, len, "expected HH:MM:SS[.ffffff]", errstr,
-                       errstr_size);
+        return invalid(DS_OID_TIME, text, len, "expected HH:MM:SS[.ffffff]", errstr, errstr_size);
     append_quoted_plain(out, text, len);
     return true;
 }
@@ -632,9 +627,8 @@ static bool map_timestamptz(ds_buf_t *out, const char *text, size_t len, char *e
     }
 
     /* Local time minus the offset is UTC. The fraction is not touched by whole seconds. */
-    int64_t secs = days_from_civil(c.year, c.month, c.day) * 86400 + c.hour * 3600 +
-                   c.minute * 60 + c.second -
-                   sign * ((int64_t)off_h * 3600 + off_m * 60 + off_s);
+    int64_t secs = days_from_civil(c.year, c.month, c.day) * 86400 + c.hour * 3600 + c.minute * 60 +
+                   c.second - sign * ((int64_t)off_h * 3600 + off_m * 60 + off_s);
     int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
     int64_t sod = secs - days * 86400, year;
     int month, day;
@@ -685,15 +679,15 @@ static bool map_interval(ds_buf_t *out, const char *text, size_t len, char *errs
  * double-quoted with '"' and '\' backslash-escaped; an unquoted NULL is the null element.
  */
 typedef struct array_parser {
-    const char *text;    /* the whole literal, for messages */
-    size_t len;          /* its length */
-    size_t pos;          /* the next byte to read */
-    uint32_t array_oid;  /* the array type, for messages */
-    uint32_t elem_oid;   /* what each element is mapped as */
-    ds_buf_t scratch;    /* unescaped copy of a quoted element that has backslashes */
-    ds_buf_t *out;       /* where the JSON goes */
-    char *errstr;        /* the caller's error buffer */
-    size_t errstr_size;  /* its size */
+    const char *text;   /* the whole literal, for messages */
+    size_t len;         /* its length */
+    size_t pos;         /* the next byte to read */
+    uint32_t array_oid; /* the array type, for messages */
+    uint32_t elem_oid;  /* what each element is mapped as */
+    ds_buf_t scratch;   /* unescaped copy of a quoted element that has backslashes */
+    ds_buf_t *out;      /* where the JSON goes */
+    char *errstr;       /* the caller's error buffer */
+    size_t errstr_size; /* its size */
 } array_parser_t;
 
 static bool array_error(array_parser_t *p, const char *why)
@@ -836,8 +830,8 @@ static bool array_parse_level(array_parser_t *p, int depth)
 }
 
 /* "[lb:ub]" per dimension then '='. JSON arrays have no lower bound, so the bounds are read
- * only to be skipped: the elements come out in order from index 0, as Debezium's JDBC-based
- * array conversion also writes them. */
+ * only to be skipped: the elements come out in order, and a consumer that needs the bounds
+ * cannot get them from JSON anyway (documented in docs/type-mapping.md). */
 static bool array_skip_dimensions(array_parser_t *p)
 {
     const char *s = p->text;

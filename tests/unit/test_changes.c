@@ -10,15 +10,24 @@
 #include "dualsync/typemap.h"
 #include "ds_test.h"
 
-#define TEXT(s) {DS_VALUE_TEXT, (s), sizeof(s) - 1}
-#define NULLV {DS_VALUE_NULL, NULL, 0}
-#define TOAST {DS_VALUE_UNCHANGED_TOAST, NULL, 0}
+#define TEXT(s)                                                                                    \
+    {                                                                                              \
+        DS_VALUE_TEXT, (s), sizeof(s) - 1                                                          \
+    }
+#define NULLV                                                                                      \
+    {                                                                                              \
+        DS_VALUE_NULL, NULL, 0                                                                     \
+    }
+#define TOAST                                                                                      \
+    {                                                                                              \
+        DS_VALUE_UNCHANGED_TOAST, NULL, 0                                                          \
+    }
 
 /* Unix 2024-01-31T10:00:00.123456Z as PostgreSQL-epoch microseconds. */
 #define COMMIT_TIME_PG INT64_C(760010400123456)
-#define COMMIT_TS_MS "1706695200123"
-#define NOW_US INT64_C(1706695201999999)
-#define LSN1 ((ds_lsn_t)0x16B3748) /* 23803720 */
+#define COMMIT_TS_MS   "1706695200123"
+#define NOW_US         INT64_C(1706695201999999)
+#define LSN1           ((ds_lsn_t)0x16B3748) /* 23803720 */
 
 /* public.users (id int4, name text), REPLICA IDENTITY DEFAULT with id the primary key. */
 static ds_column_t user_cols[] = {{"id", DS_OID_INT4, -1, true}, {"name", DS_OID_TEXT, -1, false}};
@@ -27,8 +36,8 @@ static ds_relation_t users = {16384, "public", "users", DS_REPLIDENT_DEFAULT, 2,
 /* public.accounts (id int4, owner text), REPLICA IDENTITY FULL, primary key id. */
 static ds_column_t account_cols[] = {{"id", DS_OID_INT4, -1, true},
                                      {"owner", DS_OID_TEXT, -1, true}};
-static ds_relation_t accounts = {16400, "public", "accounts", DS_REPLIDENT_FULL, 2, account_cols,
-                                 1};
+static ds_relation_t accounts = {16400, "public",     "accounts", DS_REPLIDENT_FULL,
+                                 2,     account_cols, 1};
 
 /* public.logs (msg text, n int4), REPLICA IDENTITY FULL, no primary key. */
 static ds_column_t log_cols[] = {{"msg", DS_OID_TEXT, -1, true}, {"n", DS_OID_INT4, -1, true}};
@@ -302,8 +311,8 @@ static void test_delete_emits_delete_then_tombstone(void)
     DS_CHECK_INT(nrecs, 2);
     DS_CHECK_INT(recs[0].op, 'd');
     DS_CHECK_STR(recs[0].key, "{\"id\":1}");
-    DS_CHECK(contains(recs[0].value,
-                      "{\"before\":{\"id\":1,\"name\":null},\"after\":null,\"source\":"));
+    DS_CHECK(
+        contains(recs[0].value, "{\"before\":{\"id\":1,\"name\":null},\"after\":null,\"source\":"));
     DS_CHECK(contains(recs[0].value, "\"op\":\"d\""));
     DS_CHECK_INT(recs[1].op, 0);
     DS_CHECK_STR(recs[1].topic, "clinic.public.users");
@@ -463,8 +472,8 @@ static void test_full_update_with_unchanged_toast_in_all_column_key(void)
     DS_CHECK_INT(nrecs, 1);
     DS_CHECK_INT(recs[0].op, 'u');
     DS_CHECK_STR(recs[0].key, "{\"msg\":\"long text\",\"n\":1}");
-    DS_CHECK(contains(recs[0].value,
-                      "\"after\":{\"msg\":\"__debezium_unavailable_value\",\"n\":1}"));
+    DS_CHECK(
+        contains(recs[0].value, "\"after\":{\"msg\":\"__debezium_unavailable_value\",\"n\":1}"));
     clear_records();
     ds_changes_free(ch);
 }
@@ -613,8 +622,8 @@ static void test_unchanged_toast_gets_default_placeholder(void)
 
     DS_CHECK(one_row_tx(ch, 794, update_msg(&users, 0, NULL, v), LSN1));
     DS_CHECK_INT(nrecs, 1);
-    DS_CHECK(contains(recs[0].value,
-                      "\"after\":{\"id\":1,\"name\":\"__debezium_unavailable_value\"}"));
+    DS_CHECK(
+        contains(recs[0].value, "\"after\":{\"id\":1,\"name\":\"__debezium_unavailable_value\"}"));
     clear_records();
     ds_changes_free(ch);
 }

@@ -14,8 +14,8 @@ static ds_column_t user_columns[] = {
     {"active", DS_OID_BOOL, -1, false},
     {"created", DS_OID_TIMESTAMPTZ, -1, false},
 };
-static const ds_relation_t users = {16384, "public", "users", DS_REPLIDENT_DEFAULT, 4,
-                                    user_columns, 1};
+static const ds_relation_t users = {16384, "public",     "users", DS_REPLIDENT_DEFAULT,
+                                    4,     user_columns, 1};
 
 /* public.pairs (a int4 key, b text key, note text): a composite key */
 static ds_column_t pair_columns[] = {
@@ -23,12 +23,21 @@ static ds_column_t pair_columns[] = {
     {"b", DS_OID_TEXT, -1, true},
     {"note", DS_OID_TEXT, -1, false},
 };
-static const ds_relation_t pairs = {16390, "public", "pairs", DS_REPLIDENT_DEFAULT, 3,
-                                    pair_columns, 1};
+static const ds_relation_t pairs = {16390, "public",     "pairs", DS_REPLIDENT_DEFAULT,
+                                    3,     pair_columns, 1};
 
-#define TEXT(s) {DS_VALUE_TEXT, (s), sizeof(s) - 1}
-#define NULLV {DS_VALUE_NULL, NULL, 0}
-#define TOAST {DS_VALUE_UNCHANGED_TOAST, NULL, 0}
+#define TEXT(s)                                                                                    \
+    {                                                                                              \
+        DS_VALUE_TEXT, (s), sizeof(s) - 1                                                          \
+    }
+#define NULLV                                                                                      \
+    {                                                                                              \
+        DS_VALUE_NULL, NULL, 0                                                                     \
+    }
+#define TOAST                                                                                      \
+    {                                                                                              \
+        DS_VALUE_UNCHANGED_TOAST, NULL, 0                                                          \
+    }
 
 static ds_value_t row_values[] = {TEXT("42"), TEXT("Ann \"A\""), TEXT("t"),
                                   TEXT("2024-01-31 10:00:00.5+00")};
@@ -62,7 +71,8 @@ static const ds_envelope_source_t source = {
     "\"txId\":770,\"lsn\":23803720,\"xmin\":null}"
 
 #define ROW_JSON                                                                                   \
-    "{\"id\":42,\"name\":\"Ann \\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.5Z\"}"
+    "{\"id\":42,\"name\":\"Ann "                                                                   \
+    "\\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.5Z\"}"
 #define ROW2_JSON "{\"id\":42,\"name\":\"Ann B\",\"active\":false,\"created\":null}"
 
 static ds_buf_t out = DS_BUF_INIT;
@@ -213,8 +223,7 @@ static void test_delete_value_with_old_key_before(void)
 {
     DS_CHECK_STR(value('d', &users, &oldkey, NULL, &source, NULL),
                  "{\"before\":{\"id\":42,\"name\":null,\"active\":null,\"created\":null},"
-                 "\"after\":null,\"source\":" SOURCE_JSON
-                 ",\"op\":\"d\",\"ts_ms\":1706695201999}");
+                 "\"after\":null,\"source\":" SOURCE_JSON ",\"op\":\"d\",\"ts_ms\":1706695201999}");
 }
 
 static void test_read_value_for_backfill(void)

@@ -351,13 +351,13 @@ static void test_unknown_type_is_a_string(void)
 static void test_array_element_types_of_builtin_arrays(void)
 {
     static const uint32_t pairs[][2] = {
-        {1005, DS_OID_INT2},      {1007, DS_OID_INT4},        {1016, DS_OID_INT8},
-        {1009, DS_OID_TEXT},      {1015, DS_OID_VARCHAR},     {1014, DS_OID_BPCHAR},
-        {1021, DS_OID_FLOAT4},    {1022, DS_OID_FLOAT8},      {1000, DS_OID_BOOL},
-        {1231, DS_OID_NUMERIC},   {2951, DS_OID_UUID},        {1182, DS_OID_DATE},
-        {1183, DS_OID_TIME},      {1115, DS_OID_TIMESTAMP},   {1185, DS_OID_TIMESTAMPTZ},
-        {1187, DS_OID_INTERVAL},  {199, DS_OID_JSON},         {3807, DS_OID_JSONB},
-        {1001, DS_OID_BYTEA},     {1028, DS_OID_OID},         {1003, DS_OID_NAME},
+        {1005, DS_OID_INT2},     {1007, DS_OID_INT4},      {1016, DS_OID_INT8},
+        {1009, DS_OID_TEXT},     {1015, DS_OID_VARCHAR},   {1014, DS_OID_BPCHAR},
+        {1021, DS_OID_FLOAT4},   {1022, DS_OID_FLOAT8},    {1000, DS_OID_BOOL},
+        {1231, DS_OID_NUMERIC},  {2951, DS_OID_UUID},      {1182, DS_OID_DATE},
+        {1183, DS_OID_TIME},     {1115, DS_OID_TIMESTAMP}, {1185, DS_OID_TIMESTAMPTZ},
+        {1187, DS_OID_INTERVAL}, {199, DS_OID_JSON},       {3807, DS_OID_JSONB},
+        {1001, DS_OID_BYTEA},    {1028, DS_OID_OID},       {1003, DS_OID_NAME},
         {1002, DS_OID_CHAR},
     };
 
