@@ -392,6 +392,21 @@ kafka_start() {
     say "Kafka ready (pid $pid, log $DS_KAFKA_LOG)"
 }
 
+# One acknowledged write (acks=all) before the first test: proves the broker takes writes,
+# not only metadata requests, and makes it hand out its first block of producer ids now
+# (until then every idempotent producer is told "coordinator load in progress" and retries).
+kafka_warm_up() {
+    local topic=dualsync.harness.warmup
+    if ! printf 'warmup\tready\n' |
+        "$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" -t "$topic" --produce -T 30000 \
+            >>"$DS_KAFKA_DIR/warmup.log" 2>&1; then
+        cat "$DS_KAFKA_DIR/warmup.log" >&2
+        log_tail "$DS_KAFKA_LOG"
+        die "Kafka on $DS_KAFKA_BOOTSTRAP answers metadata requests but did not acknowledge a write to $topic"
+    fi
+    say "Kafka acknowledged a write to $topic"
+}
+
 kafka_stop() {
     local pid
     pid="$(kafka_pid)"
@@ -476,6 +491,7 @@ cmd_start() {
     pg_start
     kafka_init
     kafka_start
+    kafka_warm_up
     START_DONE=1
     trap - EXIT
     say "ready; environment in $DIR/env.sh and $DIR/env.json"
