@@ -25,7 +25,7 @@ PACKAGES=(
     libpq-dev librdkafka-dev libjansson-dev libev-dev
     postgresql-15 postgresql-client-15
     openjdk-17-jre-headless maven
-    python3
+    python3 bc
 )
 
 say() {
