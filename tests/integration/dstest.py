@@ -20,7 +20,7 @@ Typical use:
             with self.start_capture(cfg):
                 self.psql("INSERT INTO t VALUES (1, 'a')")
                 msgs = self.consume([cfg.topic("public.t")], count=1)
-            self.assertEqual(msgs[0]["value"]["payload"]["after"]["v"], "a")
+            self.assertEqual(msgs[0]["value"]["after"]["v"], "a")
 """
 
 import csv

@@ -1,0 +1,412 @@
+"""Capture: how each PostgreSQL type reaches Kafka (docs/type-mapping.md), end to end.
+
+One table holds a column per type. The class starts capture once, writes a row of awkward
+values (id 1), a row of NULLs (id 2) and a row of edge values (id 3), reads exactly those
+three create events, and each test checks the columns of one family against the mapping
+the documentation promises.
+"""
+
+import base64
+import json
+import os
+import unittest
+
+import dstest
+
+TABLE = "public.type_matrix"
+
+# Column name -> SQL type, in table order.
+COLUMNS = [
+    ("id", "int PRIMARY KEY"),
+    ("c_int2", "int2"),
+    ("c_int4", "int4"),
+    ("c_int8", "int8"),
+    ("c_oid", "oid"),
+    ("c_numeric", "numeric(10,3)"),
+    ("c_numeric_nan", "numeric"),
+    ("c_numeric_big", "numeric"),
+    ("c_numeric_tiny", "numeric"),
+    ("c_numeric_inf", "numeric"),
+    ("c_float4", "float4"),
+    ("c_float4_nan", "float4"),
+    ("c_float4_inf", "float4"),
+    ("c_float4_ninf", "float4"),
+    ("c_float8", "float8"),
+    ("c_float8_nan", "float8"),
+    ("c_float8_inf", "float8"),
+    ("c_float8_ninf", "float8"),
+    ("c_float8_small", "float8"),
+    ("c_float8_max", "float8"),
+    ("c_bool_t", "bool"),
+    ("c_bool_f", "bool"),
+    ("c_text", "text"),
+    ("c_text_empty", "text"),
+    ("c_varchar", "varchar(20)"),
+    ("c_char3", "char(3)"),
+    ("c_uuid", "uuid"),
+    ("c_mood", "mood"),
+    ("c_date", "date"),
+    ("c_date_inf", "date"),
+    ("c_date_bc", "date"),
+    ("c_time", "time"),
+    ("c_timetz", "timetz"),
+    ("c_timestamp", "timestamp"),
+    ("c_timestamp_whole", "timestamp"),
+    ("c_timestamp_ninf", "timestamp"),
+    ("c_timestamptz", "timestamptz"),
+    ("c_timestamptz_offset", "timestamptz"),
+    ("c_interval", "interval"),
+    ("c_interval_neg", "interval"),
+    ("c_json", "json"),
+    ("c_jsonb", "jsonb"),
+    ("c_bytea", "bytea"),
+    ("c_bytea_all", "bytea"),
+    ("c_bytea_empty", "bytea"),
+    ("c_int_arr", "int[]"),
+    ("c_int_arr_empty", "int[]"),
+    ("c_int_arr_2d", "int[]"),
+    ("c_int_arr_lb", "int[]"),
+    ("c_text_arr", "text[]"),
+    ("c_numeric_arr", "numeric[]"),
+    ("c_float8_arr", "float8[]"),
+    ("c_bool_arr", "bool[]"),
+    ("c_tstz_arr", "timestamptz[]"),
+    ("c_bytea_arr", "bytea[]"),
+    ("c_mood_arr", "mood[]"),
+]
+
+# The text column: quotes, backslashes, newline, carriage return, tab, a control character,
+# Korean and an emoji (a 4-byte UTF-8 sequence, a surrogate pair in JSON's \u escapes).
+AWKWARD_TEXT = "it's \"quoted\" \\ back\\slash\nnew line\r\ttab \x01ctl 한국어 😀"
+
+# Row 1: SQL literal per column (id excluded). The INSERT runs in a session whose TimeZone
+# is Asia/Seoul (UTC+9), so timestamptz values without an offset are Seoul time.
+ROW1_SQL = {
+    "c_int2": "-32768",
+    "c_int4": "2147483647",
+    "c_int8": "-9223372036854775808",
+    "c_oid": "4294967295",
+    "c_numeric": "1234567.891",
+    "c_numeric_nan": "'NaN'",
+    "c_numeric_big": "123456789012345678901234567890",
+    "c_numeric_tiny": "-0.000000000000000000000000000001",
+    "c_numeric_inf": "'Infinity'",
+    "c_float4": "3.14",
+    "c_float4_nan": "'NaN'",
+    "c_float4_inf": "'Infinity'",
+    "c_float4_ninf": "'-Infinity'",
+    "c_float8": "2.718281828459045",
+    "c_float8_nan": "'NaN'",
+    "c_float8_inf": "'Infinity'",
+    "c_float8_ninf": "'-Infinity'",
+    "c_float8_small": "1.5e-7",
+    "c_float8_max": "1.7976931348623157e308",
+    "c_bool_t": "true",
+    "c_bool_f": "false",
+    "c_text": "E'" + AWKWARD_TEXT.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    .replace("\r", "\\r").replace("\t", "\\t").replace("\x01", "\\x01") + "'",
+    "c_text_empty": "''",
+    "c_varchar": "'varchar value'",
+    "c_char3": "'ab'",
+    "c_uuid": "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+    "c_mood": "'happy'",
+    "c_date": "'2024-02-29'",
+    "c_date_inf": "'infinity'",
+    "c_date_bc": "'0044-03-15 BC'",
+    "c_time": "'23:59:59.999999'",
+    "c_timetz": "'10:00:00+05:30'",
+    "c_timestamp": "'2024-02-29 12:34:56.789012'",
+    "c_timestamp_whole": "'2024-01-31 10:00:00'",
+    "c_timestamp_ninf": "'-infinity'",
+    "c_timestamptz": "'2024-02-29 21:34:56.789012'",  # Seoul time: 12:34:56.789012 UTC
+    "c_timestamptz_offset": "'2024-01-31 10:00:00.5+05:30'",
+    "c_interval": "'1 year 2 months 3 days 4 hours 5 minutes 6.5 seconds'",
+    "c_interval_neg": "'-1 day'",
+    "c_json": """'{"a": [1, 2.5, "x"], "b": null}'""",
+    "c_jsonb": """'{"b": null, "a": [1, 2.5, "x"]}'""",
+    "c_bytea": "'\\x00ff10'",
+    "c_bytea_all": "(SELECT decode(string_agg(lpad(to_hex(g), 2, '0'), '' ORDER BY g), 'hex')"
+    " FROM generate_series(0, 255) g)",
+    "c_bytea_empty": "''::bytea",
+    "c_int_arr": "'{1,NULL,3}'",
+    "c_int_arr_empty": "'{}'",
+    "c_int_arr_2d": "'{{1,2},{3,NULL}}'",
+    "c_int_arr_lb": "'[0:1]={7,8}'",
+    "c_text_arr": "ARRAY['a,b', 'c d', 'e\"f', E'g\\\\h', 'NULL', NULL, '', '{x}', '한국어']",
+    "c_numeric_arr": "'{1.50,NaN,-3}'",
+    "c_float8_arr": "'{1.5,NaN,-Infinity}'",
+    "c_bool_arr": "'{t,f,NULL}'",
+    "c_tstz_arr": "ARRAY['2024-02-29 09:00:00+09', NULL]::timestamptz[]",
+    "c_bytea_arr": "ARRAY['\\x0a0b'::bytea, NULL]",
+    "c_mood_arr": "'{sad,happy}'",
+}
+
+# Row 3: values chosen to sit at the other end of some ranges.
+ROW3_SQL = {
+    "c_int2": "32767",
+    "c_int4": "-2147483648",
+    "c_int8": "9223372036854775807",
+    "c_oid": "0",
+    "c_numeric": "-0.500",
+    "c_numeric_big": "-99999999999999999999999999999.999999999",
+    "c_float8": "-1e-300",
+    "c_float8_small": "0",
+    "c_text": "'plain'",
+    "c_interval": "'0'",
+    "c_json": "'[]'",
+    "c_jsonb": """'{"k\\"ey": "한국어", "n": 1.10}'""",
+    "c_int_arr": "'{-1}'",
+    "c_text_arr": "'{}'",
+}
+
+
+def wait_streaming(cfg, timeout=30):
+    """Waits until capture holds its slot with a consistent start point: a change committed
+    after this returns is captured."""
+    return dstest.wait_for(
+        lambda: (lambda i: i and i["active"] and i["confirmed_flush_lsn"])(dstest.slot_info(cfg.slot)),
+        timeout=timeout,
+        what=f"capture to stream from slot {cfg.slot}",
+    )
+
+
+def insert_sql(row_id, values):
+    cols = ["id"] + list(values)
+    vals = [str(row_id)] + [values[c] for c in values]
+    return f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join(vals)});\n"
+
+
+class CaptureTypeMappingTest(dstest.ServicesTestCase):
+    """Every column of a type matrix table, as it arrives in the "after" of create events."""
+
+    messages = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        dstest.psql(
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');\n"
+            f"CREATE TABLE {TABLE} (\n  "
+            + ",\n  ".join(f"{name} {sqltype}" for name, sqltype in COLUMNS)
+            + "\n);",
+            db=cls.db,
+        )
+        token = dstest.unique_name("types")
+        cls.cfg = dstest.write_capture_config(
+            os.path.join(cls.work_dir, f"{token}.json"),
+            cls.db,
+            [TABLE],
+            slot=token,
+            publication=token,
+            topic_prefix=f"ds.{token}",
+        )
+        cls.capture = dstest.Capture(cls.cfg, os.path.join(cls.work_dir, f"{token}-capture.log"))
+        cls.capture.start()
+        try:
+            wait_streaming(cls.cfg)
+            dstest.psql(
+                "SET TimeZone = 'Asia/Seoul';\n"
+                + insert_sql(1, ROW1_SQL)
+                + f"INSERT INTO {TABLE} (id) VALUES (2);\n"
+                + insert_sql(3, ROW3_SQL),
+                db=cls.db,
+            )
+            cls.messages = dstest.consume([cls.cfg.topic(TABLE)], count=3, timeout_ms=60000)
+            cls.capture.stop(expect_exit=0)
+        except BaseException:
+            cls.capture.kill()
+            raise
+        cls.after = {m["value"]["after"]["id"]: m["value"]["after"] for m in cls.messages}
+
+    def check_columns(self, row_id, expected):
+        after = self.after[row_id]
+        for column, value in expected.items():
+            with self.subTest(column=column):
+                self.assertIn(column, after)
+                self.assertEqual(after[column], value)
+                # 1 == 1.0 == True in Python: the JSON type must match too.
+                self.assertIs(type(after[column]), type(value))
+
+    # ---- shape ----
+
+    def test_three_create_events_keyed_by_id(self):
+        self.assertEqual([m["key"] for m in self.messages], [{"id": 1}, {"id": 2}, {"id": 3}])
+        self.assertEqual([m["value"]["op"] for m in self.messages], ["c", "c", "c"])
+        self.assertEqual([m["value"]["before"] for m in self.messages], [None, None, None])
+
+    def test_after_holds_every_column_in_table_order(self):
+        names = [name for name, _ in COLUMNS]
+        for row_id in (1, 2, 3):
+            self.assertEqual(list(self.after[row_id]), names)
+
+    def test_null_row_has_null_in_every_column(self):
+        self.assertEqual(
+            self.after[2], dict([("id", 2)] + [(name, None) for name, _ in COLUMNS[1:]])
+        )
+
+    # ---- numbers ----
+
+    def test_integers_are_json_numbers(self):
+        self.check_columns(
+            1,
+            {
+                "id": 1,
+                "c_int2": -32768,
+                "c_int4": 2147483647,
+                "c_int8": -9223372036854775808,
+                "c_oid": 4294967295,
+            },
+        )
+        self.check_columns(
+            3, {"c_int2": 32767, "c_int4": -2147483648, "c_int8": 9223372036854775807, "c_oid": 0}
+        )
+
+    def test_numeric_is_a_string_with_every_digit(self):
+        self.check_columns(
+            1,
+            {
+                "c_numeric": "1234567.891",
+                "c_numeric_nan": "NaN",
+                "c_numeric_big": "123456789012345678901234567890",
+                "c_numeric_tiny": "-0.000000000000000000000000000001",
+                "c_numeric_inf": "Infinity",
+            },
+        )
+        self.check_columns(
+            3,
+            {"c_numeric": "-0.500", "c_numeric_big": "-99999999999999999999999999999.999999999"},
+        )
+
+    def test_floats_are_numbers_and_special_values_strings(self):
+        self.check_columns(
+            1,
+            {
+                "c_float4": 3.14,
+                "c_float4_nan": "NaN",
+                "c_float4_inf": "Infinity",
+                "c_float4_ninf": "-Infinity",
+                "c_float8": 2.718281828459045,
+                "c_float8_nan": "NaN",
+                "c_float8_inf": "Infinity",
+                "c_float8_ninf": "-Infinity",
+                "c_float8_small": 1.5e-07,
+                "c_float8_max": 1.7976931348623157e308,
+            },
+        )
+        self.check_columns(3, {"c_float8": -1e-300})
+        # float8 0 is written "0" by PostgreSQL: a JSON integer.
+        self.check_columns(3, {"c_float8_small": 0})
+
+    def test_booleans(self):
+        self.check_columns(1, {"c_bool_t": True, "c_bool_f": False})
+
+    # ---- text ----
+
+    def test_text_keeps_quotes_control_characters_and_unicode(self):
+        self.check_columns(
+            1,
+            {
+                "c_text": AWKWARD_TEXT,
+                "c_text_empty": "",
+                "c_varchar": "varchar value",
+                "c_char3": "ab ",
+            },
+        )
+        self.check_columns(3, {"c_text": "plain"})
+
+    def test_uuid_and_enum_are_strings(self):
+        self.check_columns(
+            1, {"c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "c_mood": "happy"}
+        )
+
+    # ---- dates and times ----
+
+    def test_dates(self):
+        self.check_columns(
+            1, {"c_date": "2024-02-29", "c_date_inf": "infinity", "c_date_bc": "0044-03-15 BC"}
+        )
+
+    def test_times(self):
+        self.check_columns(1, {"c_time": "23:59:59.999999", "c_timetz": "10:00:00+05:30"})
+
+    def test_timestamps_are_iso_8601(self):
+        self.check_columns(
+            1,
+            {
+                "c_timestamp": "2024-02-29T12:34:56.789012",
+                "c_timestamp_whole": "2024-01-31T10:00:00",
+                "c_timestamp_ninf": "-infinity",
+            },
+        )
+
+    def test_timestamptz_written_in_another_time_zone_is_utc(self):
+        self.check_columns(
+            1,
+            {
+                "c_timestamptz": "2024-02-29T12:34:56.789012Z",
+                "c_timestamptz_offset": "2024-01-31T04:30:00.5Z",
+            },
+        )
+
+    def test_intervals_are_iso_8601_durations(self):
+        self.check_columns(1, {"c_interval": "P1Y2M3DT4H5M6.5S", "c_interval_neg": "P-1D"})
+        self.check_columns(3, {"c_interval": "PT0S"})
+
+    # ---- documents and bytes ----
+
+    def test_json_and_jsonb_are_strings_holding_the_document(self):
+        self.check_columns(
+            1,
+            {
+                "c_json": '{"a": [1, 2.5, "x"], "b": null}',  # json keeps the text as written
+                "c_jsonb": '{"a": [1, 2.5, "x"], "b": null}',  # jsonb normalizes key order
+            },
+        )
+        self.check_columns(3, {"c_json": "[]", "c_jsonb": '{"n": 1.10, "k\\"ey": "한국어"}'})
+        self.assertEqual(json.loads(self.after[3]["c_jsonb"]), {"k\"ey": "한국어", "n": 1.1})
+
+    def test_bytea_is_padded_base64_of_the_bytes(self):
+        self.check_columns(1, {"c_bytea": "AP8Q", "c_bytea_empty": ""})
+        self.assertEqual(base64.b64decode(self.after[1]["c_bytea"], validate=True), b"\x00\xff\x10")
+        self.assertEqual(
+            base64.b64decode(self.after[1]["c_bytea_all"], validate=True), bytes(range(256))
+        )
+
+    # ---- arrays ----
+
+    def test_int_arrays_nest_per_dimension_with_null_elements(self):
+        self.check_columns(
+            1,
+            {
+                "c_int_arr": [1, None, 3],
+                "c_int_arr_empty": [],
+                "c_int_arr_2d": [[1, 2], [3, None]],
+                "c_int_arr_lb": [7, 8],  # the [0:1] lower bound is dropped
+            },
+        )
+        self.check_columns(3, {"c_int_arr": [-1]})
+
+    def test_text_array_unquotes_elements_and_tells_null_from_the_string_null(self):
+        self.check_columns(
+            1, {"c_text_arr": ["a,b", "c d", 'e"f', "g\\h", "NULL", None, "", "{x}", "한국어"]}
+        )
+        self.check_columns(3, {"c_text_arr": []})
+
+    def test_array_elements_are_mapped_as_their_type(self):
+        self.check_columns(
+            1,
+            {
+                "c_numeric_arr": ["1.50", "NaN", "-3"],
+                "c_float8_arr": [1.5, "NaN", "-Infinity"],
+                "c_bool_arr": [True, False, None],
+                "c_tstz_arr": ["2024-02-29T00:00:00Z", None],
+                "c_bytea_arr": ["Cgs=", None],
+            },
+        )
+
+    def test_enum_array_is_the_array_literal(self):
+        self.check_columns(1, {"c_mood_arr": "{sad,happy}"})
+
+
+if __name__ == "__main__":
+    unittest.main()
