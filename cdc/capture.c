@@ -33,6 +33,7 @@
 #define RESUME_PERCENT 50
 #define RECONNECT_BACKOFF_MAX_MS 30000
 #define PROGRESS_LOG_INTERVAL_S 30.0
+#define STATUS_MIN_INTERVAL_S 0.1
 
 typedef struct capture {
     const ds_config_t *config;
@@ -62,6 +63,8 @@ typedef struct capture {
     uint64_t messages_acked;
     uint64_t bytes_sent;
     ev_tstamp last_progress;  /* when the progress line was last written */
+    ev_tstamp last_status;    /* when a standby status update was last sent */
+    ds_lsn_t reported_lsn;    /* the flush position that update carried */
 
     ev_io repl_watcher;       /* the replication socket */
     ev_io kafka_watcher;      /* librdkafka's wakeup pipe */
@@ -94,12 +97,20 @@ static bool over_limits(const capture_t *c, int percent)
                (size_t)c->config->max_inflight_messages * (size_t)percent;
 }
 
+static bool send_status(capture_t *c, bool reply_requested);
+
 static void advance_confirmed(capture_t *c)
 {
     ds_lsn_t lsn = ds_inflight_pop_completed(c->inflight);
 
     if (lsn > c->confirmed_lsn)
         c->confirmed_lsn = lsn;
+    /* Tell the server soon rather than at the next timer tick, so the slot (and anyone
+     * watching it) follows Kafka closely; at most every STATUS_MIN_INTERVAL_S, as each
+     * update costs the walsender a round of slot bookkeeping. */
+    if (c->confirmed_lsn > c->reported_lsn && c->repl &&
+        ev_now(c->loop) - c->last_status >= STATUS_MIN_INTERVAL_S)
+        send_status(c, false);
 }
 
 static bool send_status(capture_t *c, bool reply_requested)
@@ -108,6 +119,8 @@ static bool send_status(capture_t *c, bool reply_requested)
 
     if (!c->repl)
         return true;
+    c->last_status = ev_now(c->loop);
+    c->reported_lsn = c->confirmed_lsn;
     if (!ds_replication_send_status(c->repl, c->received_lsn, c->confirmed_lsn, reply_requested,
                                     errstr, sizeof(errstr))) {
         snprintf(c->error, sizeof(c->error), "%s", errstr);
@@ -300,7 +313,11 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
     capture_t *c = w->data;
 
     serve_kafka(c);
-    send_status(c, false);
+    /* The timer ticks every STATUS_MIN_INTERVAL_S: a confirmation held back by that
+     * spacing goes out now; otherwise the server hears from us every status interval. */
+    if (c->confirmed_lsn > c->reported_lsn ||
+        ev_now(loop) - c->last_status >= c->config->status_interval_ms / 1000.0)
+        send_status(c, false);
     if (ev_now(loop) - c->last_progress >= PROGRESS_LOG_INTERVAL_S) {
         c->last_progress = ev_now(loop);
         log_progress(c);
@@ -409,6 +426,30 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     return true;
 }
 
+/* Looks up the configured tables' topics before streaming, so the first changes do not
+ * wait for partition leaders. A broker that is down now is not an error: sends wait. */
+static void warm_up_topics(capture_t *c)
+{
+    const ds_source_catalog_t *catalog = c->catalog;
+    char **topics = calloc((size_t)catalog->ntables, sizeof(char *));
+    char errstr[512];
+    int n = 0;
+
+    if (!topics)
+        return;
+    for (int i = 0; i < catalog->ntables; i++) {
+        if (asprintf(&topics[n], "%s.%s.%s", c->config->topic_prefix, catalog->tables[i].schema,
+                     catalog->tables[i].table) >= 0)
+            n++;
+    }
+    if (!ds_producer_warm_up(c->producer, (const char *const *)topics, n, 10000, errstr,
+                             sizeof(errstr)))
+        ds_warning("Kafka: %s; changes wait for the broker", errstr);
+    for (int i = 0; i < n; i++)
+        free(topics[i]);
+    free(topics);
+}
+
 static void capture_free(capture_t *c)
 {
     end_session(c);
@@ -446,11 +487,11 @@ int ds_capture_run(const ds_config_t *config)
         return DS_EXIT_FAILURE;
     }
 
+    warm_up_topics(&c);
     ev_io_init(&c.kafka_watcher, on_kafka_readable, ds_producer_wakeup_fd(c.producer), EV_READ);
     c.kafka_watcher.data = &c;
     ev_io_start(c.loop, &c.kafka_watcher);
-    ev_timer_init(&c.status_timer, on_status_timer, config->status_interval_ms / 1000.0,
-                  config->status_interval_ms / 1000.0);
+    ev_timer_init(&c.status_timer, on_status_timer, STATUS_MIN_INTERVAL_S, STATUS_MIN_INTERVAL_S);
     c.status_timer.data = &c;
     ev_timer_start(c.loop, &c.status_timer);
     ev_idle_init(&c.resume_idle, on_resume_idle);

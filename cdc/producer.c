@@ -223,6 +223,28 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
     }
 }
 
+bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int ntopics,
+                         int timeout_ms, char *errstr, size_t errstr_size)
+{
+    for (int i = 0; i < ntopics; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer->rk, topics[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+
+        if (!rkt)
+            return ds_fail(errstr, errstr_size, "topic %s: %s", topics[i],
+                           rd_kafka_err2str(rd_kafka_last_error()));
+        err = rd_kafka_metadata(producer->rk, 0, rkt, &md, timeout_ms);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        if (err)
+            return ds_fail(errstr, errstr_size, "no metadata for topic %s yet: %s", topics[i],
+                           rd_kafka_err2str(err));
+    }
+    return true;
+}
+
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms)
 {
     return rd_kafka_poll(producer->rk, timeout_ms);

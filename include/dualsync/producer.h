@@ -43,6 +43,15 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
                       size_t key_len, const char *value, size_t value_len, uint64_t tag,
                       char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
+/**
+ * @brief Fetches metadata for @p topics (creating them where the broker auto-creates), so
+ *        the first row change does not wait for a partition leader lookup.
+ * @return false (errstr says why) when the broker did not answer within @p timeout_ms; not
+ *         fatal: sends wait for the broker anyway.
+ */
+bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int ntopics,
+                         int timeout_ms, char *errstr, size_t errstr_size);
+
 /** @brief Serves queued delivery reports and errors; returns how many events were served. */
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms);
 
