@@ -1,0 +1,141 @@
+/*
+ * mapping.h: declarative mappings from a captured legacy table to new tables.
+ *
+ * A mapping file (format: mappings/README.md) names one source table and one or more
+ * targets. At start every file is loaded and compiled: expressions into evaluation trees,
+ * each target into two or three prepared statements whose text is fixed for the life of the
+ * process. Per change, ds_mapping_eval() computes, in C, the parameter values of those
+ * statements; the apply runtime only executes them. Everything a target write needs beyond
+ * its own row (the links that make merges and filter transitions work, deletes of rows no
+ * source produces any more) is inside the generated SQL, so the runtime never builds SQL.
+ *
+ * Row values only ever travel as statement parameters; identifiers are quoted.
+ */
+#ifndef DUALSYNC_MAPPING_H
+#define DUALSYNC_MAPPING_H
+
+#include <jansson.h>
+
+#include "dualsync/common.h"
+
+/*
+ * The bookkeeping dualsync keeps in every target database (schema "dualsync"), created by
+ * the apply runtime at start; the generated statements read and write dualsync.links.
+ *   links:   which source row (topic + Kafka key text) produced which target row (target id
+ *            + target key as a JSON array text). A target row is deleted (or soft-deleted)
+ *            only when its last link goes: that is how merged rows survive a partial delete
+ *            and how a row that stops matching a filter removes what it produced.
+ *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
+ *            the same transaction as the rows (exactly once in effect).
+ *   pending: changes waiting for a parent row (child before parent), retried after batches.
+ */
+#define DS_APPLY_SCHEMA_SQL                                                                        \
+    "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
+    "CREATE TABLE IF NOT EXISTS dualsync.links ("                                                  \
+    " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"                 \
+    " target_key text NOT NULL,"                                                                   \
+    " PRIMARY KEY (target, source_topic, source_key, target_key));"                                \
+    "CREATE INDEX IF NOT EXISTS links_by_target_key ON dualsync.links (target, target_key);"       \
+    "CREATE TABLE IF NOT EXISTS dualsync.offsets ("                                                \
+    " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"                        \
+    " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"                 \
+    " PRIMARY KEY (group_id, topic, partition));"                                                  \
+    "CREATE TABLE IF NOT EXISTS dualsync.pending ("                                                \
+    " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
+    " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \
+    " error text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now(),"                         \
+    " UNIQUE (target, topic, source_key));"
+
+typedef struct ds_mapping_set ds_mapping_set_t;
+
+/* One compiled target of one mapping. Fields are read-only for the runtime. */
+typedef struct ds_target {
+    const char *id;           /* "<file stem>/<target name>", stored in dualsync.links */
+    const char *file;         /* the mapping file, for messages */
+    const char *connection;   /* name of the config's "targets" entry (a database) */
+    const char *table;        /* quoted, qualified table name, for messages */
+    bool in_place;            /* mode "update": only UPDATE the mapped columns of an
+                               * existing row; no links, never insert or delete */
+    const char *write_sql;    /* upsert (or in-place update) statement, $1..$write_nparams */
+    int write_nparams;
+    const char *unlink_sql;   /* "this source row no longer produces a row here": drop its
+                               * links, then apply on_delete to target rows left without
+                               * any; NULL for in-place targets */
+    int unlink_nparams;
+    const char *truncate_sql; /* every link from the source topic goes (TRUNCATE); NULL for
+                               * in-place targets */
+    int truncate_nparams;
+} ds_target_t;
+
+typedef enum ds_write_kind {
+    DS_WRITE_UPSERT,   /* run target->write_sql (an upsert, or the in-place update) */
+    DS_WRITE_UNLINK,   /* run target->unlink_sql */
+    DS_WRITE_TRUNCATE, /* run target->truncate_sql */
+} ds_write_kind_t;
+
+/* One statement execution a change asks for. */
+typedef struct ds_target_write {
+    const ds_target_t *target;
+    ds_write_kind_t kind;
+    int nparams;
+    const char *const *params; /* text-format values, NULL for SQL NULL; borrowed from the
+                                * set, valid until the next ds_mapping_eval() */
+} ds_target_write_t;
+
+/** @brief What one change maps to: writes in target order. Borrowed from the set. */
+typedef struct ds_write_list {
+    int nwrites;
+    const ds_target_write_t *writes;
+} ds_write_list_t;
+
+/**
+ * @brief Loads and compiles mapping files.
+ *
+ * @param paths         mapping files (JSON).
+ * @param topic_prefix  capture's topic prefix: a mapping of source "public.users" reads
+ *                      topic "<topic_prefix>.public.users".
+ * @param connections   names of the config's "targets" entries, NULL-terminated; a target
+ *                      naming another connection is an error.
+ * @return false with errstr holding EVERY problem found, one per line, each as
+ *         "FILE:LINE:COL: JSON.PATH: what is wrong" (all files are checked before failing).
+ */
+bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic_prefix,
+                         const char *const *connections, ds_mapping_set_t **set, char *errstr,
+                         size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Accepts NULL. */
+void ds_mapping_set_free(ds_mapping_set_t *set);
+
+/** @brief The distinct source topics the set reads, for the consumer's subscription. */
+int ds_mapping_set_ntopics(const ds_mapping_set_t *set);
+const char *ds_mapping_set_topic(const ds_mapping_set_t *set, int i);
+
+/** @brief All compiled targets, in file order. */
+int ds_mapping_set_ntargets(const ds_mapping_set_t *set);
+const ds_target_t *ds_mapping_set_target(const ds_mapping_set_t *set, int i);
+
+/**
+ * @brief Checks every target against its database's catalog: table exists, every mapped
+ *        column exists, the key columns carry a unique index (or primary key), types of
+ *        constants and casts fit. Collects all problems (with file and JSON path) into
+ *        errstr, one per line.
+ * @param conn  a libpq PGconn * for @p connection (void * keeps libpq out of this header).
+ */
+bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *connection,
+                                  void *conn, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Maps one Debezium change message to target writes.
+ *
+ * @param topic  the message's topic; @p key the message key as JSON text (the source key
+ *               recorded in links); @p value the parsed value (NULL for a tombstone, which
+ *               maps to nothing).
+ * @return false with errstr (naming the mapping file, the target column and the value)
+ *         when the change cannot be mapped: an unmapped enum value, an unparseable value, a
+ *         malformed message. The runtime sends such a change to the dead-letter topic.
+ */
+bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
+                     const json_t *value, ds_write_list_t *writes, char *errstr,
+                     size_t errstr_size) DS_MUST_CHECK;
+
+#endif
