@@ -10,6 +10,7 @@
 
 #include "dualsync/buf.h"
 #include "dualsync/log.h"
+#include "dualsync/pgutil.h"
 #include "dualsync/preflight.h"
 
 /* Reads one identifier at *p (quoted or not) into a new string; advances *p. */
@@ -99,17 +100,6 @@ const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
     return NULL;
 }
 
-static const char *conn_error(PGconn *conn)
-{
-    static __thread char msg[512];
-    size_t len;
-
-    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-    len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-        msg[--len] = '\0';
-    return msg;
-}
 
 /* libpq's messages about a malformed connection string quote pieces of it: the whole URI,
  * a percent-encoded token, the word after an unquoted value. Any of them may hold the
@@ -143,7 +133,7 @@ static bool check_wal_level(PGconn *conn, char *errstr, size_t errstr_size)
     bool ok;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ds_fail(errstr, errstr_size, "cannot read wal_level: %s", conn_error(conn));
+        ds_fail(errstr, errstr_size, "cannot read wal_level: %s", ds_pg_error(conn));
         PQclear(res);
         return false;
     }
@@ -181,7 +171,7 @@ static bool inspect_table(PGconn *conn, const ds_config_t *config, int index,
     bool ok = false;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ds_fail(errstr, errstr_size, "cannot inspect table %s: %s", name, conn_error(conn));
+        ds_fail(errstr, errstr_size, "cannot inspect table %s: %s", name, ds_pg_error(conn));
         goto done;
     }
     if (PQntuples(res) == 0) {
@@ -281,7 +271,7 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ds_fail(errstr, errstr_size, "cannot look up publication \"%s\": %s", pub,
-                conn_error(conn));
+                ds_pg_error(conn));
         goto done;
     }
     exists = PQntuples(res) == 1;
@@ -309,7 +299,7 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
                                3, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 ds_fail(errstr, errstr_size, "cannot read publication \"%s\": %s", pub,
-                        conn_error(conn));
+                        ds_pg_error(conn));
                 PQfreemem(schema_ident);
                 PQfreemem(table_ident);
                 goto done;
@@ -353,7 +343,7 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
         }
         res = PQexec(conn, stmt);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            ds_fail(errstr, errstr_size, "%s failed: %s", stmt, conn_error(conn));
+            ds_fail(errstr, errstr_size, "%s failed: %s", stmt, ds_pg_error(conn));
             free(stmt);
             goto done;
         }
@@ -408,7 +398,7 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
     conn = PQconnectdb(config->source_conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
         ds_fail(errstr, errstr_size, "cannot connect to the source database: %s",
-                conn_error(conn));
+                ds_pg_error(conn));
         goto done;
     }
     if (!check_wal_level(conn, errstr, errstr_size))

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "dualsync/log.h"
+#include "dualsync/pgutil.h"
 #include "dualsync/replication.h"
 
 /* XLogData: 'w' + dataStart + walEnd + sendTime; keepalive: 'k' + walEnd + sendTime + reply. */
@@ -36,19 +37,6 @@ static void write_u64(char *p, uint64_t v)
 {
     v = htobe64(v);
     memcpy(p, &v, 8);
-}
-
-/* libpq error text without the trailing newline. */
-static const char *conn_error(PGconn *conn)
-{
-    static __thread char msg[512];
-    size_t len;
-
-    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-    len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-        msg[--len] = '\0';
-    return msg;
 }
 
 ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_t *identity,
@@ -108,13 +96,13 @@ ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_
     repl->conn = PQconnectdbParams(keywords, values, 0);
     if (PQstatus(repl->conn) != CONNECTION_OK) {
         ds_fail(errstr, errstr_size, "cannot open a replication connection to the source: %s",
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         goto error;
     }
 
     res = PQexec(repl->conn, "IDENTIFY_SYSTEM");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4) {
-        ds_fail(errstr, errstr_size, "IDENTIFY_SYSTEM failed: %s", conn_error(repl->conn));
+        ds_fail(errstr, errstr_size, "IDENTIFY_SYSTEM failed: %s", ds_pg_error(repl->conn));
         goto error;
     }
     if (identity) {
@@ -182,7 +170,7 @@ bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const 
     res = PQexec(repl->conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ds_fail(errstr, errstr_size, "cannot look up replication slot \"%s\": %s", slot,
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         goto done;
     }
     if (PQntuples(res) == 1) {
@@ -218,7 +206,7 @@ bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const 
     res = PQexec(repl->conn, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ds_fail(errstr, errstr_size, "cannot create replication slot \"%s\": %s", slot,
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         goto done;
     }
     *created = true;
@@ -256,12 +244,12 @@ bool ds_replication_start(ds_replication_t *repl, const char *slot, const char *
     res = PQexec(repl->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         ds_fail(errstr, errstr_size, "START_REPLICATION on slot \"%s\" failed: %s", slot,
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         goto done;
     }
     if (PQsetnonblocking(repl->conn, 1) != 0) {
         ds_fail(errstr, errstr_size, "cannot make the replication connection non-blocking: %s",
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         goto done;
     }
     ok = true;
@@ -283,7 +271,7 @@ static ds_repl_read_status_t stream_ended(ds_replication_t *repl, char *errstr,
     ds_repl_read_status_t status = DS_REPL_READ_END;
 
     if (res && PQresultStatus(res) != PGRES_COMMAND_OK) {
-        ds_fail(errstr, errstr_size, "replication stream ended: %s", conn_error(repl->conn));
+        ds_fail(errstr, errstr_size, "replication stream ended: %s", ds_pg_error(repl->conn));
         status = DS_REPL_READ_ERROR;
     }
     PQclear(res);
@@ -305,7 +293,7 @@ ds_repl_read_status_t ds_replication_read(ds_replication_t *repl, ds_repl_msg_t 
     if (len == 0) {
         if (!PQconsumeInput(repl->conn)) {
             ds_fail(errstr, errstr_size, "replication connection lost: %s",
-                    conn_error(repl->conn));
+                    ds_pg_error(repl->conn));
             return DS_REPL_READ_ERROR;
         }
         len = PQgetCopyData(repl->conn, &repl->copybuf, 1);
@@ -316,7 +304,7 @@ ds_repl_read_status_t ds_replication_read(ds_replication_t *repl, ds_repl_msg_t 
         return stream_ended(repl, errstr, errstr_size);
     if (len < 0) {
         ds_fail(errstr, errstr_size, "reading the replication stream failed: %s",
-                conn_error(repl->conn));
+                ds_pg_error(repl->conn));
         return DS_REPL_READ_ERROR;
     }
 
@@ -368,7 +356,7 @@ bool ds_replication_send_status(ds_replication_t *repl, ds_lsn_t write, ds_lsn_t
 
     if (PQputCopyData(repl->conn, msg, sizeof(msg)) <= 0)
         return ds_fail(errstr, errstr_size, "cannot send a standby status update: %s",
-                       conn_error(repl->conn));
+                       ds_pg_error(repl->conn));
     return ds_replication_flush(repl, errstr, errstr_size);
 }
 
@@ -377,7 +365,7 @@ bool ds_replication_flush(ds_replication_t *repl, char *errstr, size_t errstr_si
     /* 1 means data remains queued; the next flush (or status update) sends it. */
     if (PQflush(repl->conn) < 0)
         return ds_fail(errstr, errstr_size, "cannot send to the replication connection: %s",
-                       conn_error(repl->conn));
+                       ds_pg_error(repl->conn));
     return true;
 }
 
