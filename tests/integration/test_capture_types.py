@@ -176,18 +176,24 @@ def insert_sql(row_id, values):
     return f"INSERT INTO {TABLE} ({', '.join(cols)}) VALUES ({', '.join(vals)});\n"
 
 
-class CaptureTypeMappingTest(dstest.ServicesTestCase):
-    """Every column of a type matrix table, as it arrives in the "after" of create events."""
+class TypeMatrixCase(dstest.ServicesTestCase):
+    """Creates TABLE with COLUMNS in the class database (after DB_SETUP_SQL, where {db} is
+    the quoted database name), starts capture once, runs ROWS_SQL in one psql session, reads
+    ROWS create events and stops capture (exit 0); self.after[id] is each row's "after"."""
 
-    messages = None
+    COLUMNS = None
+    DB_SETUP_SQL = ""
+    ROWS_SQL = None
+    ROWS = None
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        if cls.DB_SETUP_SQL:
+            dstest.psql(cls.DB_SETUP_SQL.format(db=dstest.quote_ident(cls.db)), db=cls.db)
         dstest.psql(
-            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');\n"
             f"CREATE TABLE {TABLE} (\n  "
-            + ",\n  ".join(f"{name} {sqltype}" for name, sqltype in COLUMNS)
+            + ",\n  ".join(f"{name} {sqltype}" for name, sqltype in cls.COLUMNS)
             + "\n);",
             db=cls.db,
         )
@@ -204,14 +210,8 @@ class CaptureTypeMappingTest(dstest.ServicesTestCase):
         cls.capture.start()
         try:
             wait_streaming(cls.cfg)
-            dstest.psql(
-                "SET TimeZone = 'Asia/Seoul';\n"
-                + insert_sql(1, ROW1_SQL)
-                + f"INSERT INTO {TABLE} (id) VALUES (2);\n"
-                + insert_sql(3, ROW3_SQL),
-                db=cls.db,
-            )
-            cls.messages = dstest.consume([cls.cfg.topic(TABLE)], count=3, timeout_ms=60000)
+            dstest.psql(cls.ROWS_SQL, db=cls.db)
+            cls.messages = dstest.consume([cls.cfg.topic(TABLE)], count=cls.ROWS, timeout_ms=60000)
             cls.capture.stop(expect_exit=0)
         except BaseException:
             cls.capture.kill()
@@ -226,6 +226,20 @@ class CaptureTypeMappingTest(dstest.ServicesTestCase):
                 self.assertEqual(after[column], value)
                 # 1 == 1.0 == True in Python: the JSON type must match too.
                 self.assertIs(type(after[column]), type(value))
+
+
+class CaptureTypeMappingTest(TypeMatrixCase):
+    """Every column of a type matrix table, as it arrives in the "after" of create events."""
+
+    COLUMNS = COLUMNS
+    DB_SETUP_SQL = "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')"
+    ROWS_SQL = (
+        "SET TimeZone = 'Asia/Seoul';\n"
+        + insert_sql(1, ROW1_SQL)
+        + f"INSERT INTO {TABLE} (id) VALUES (2);\n"
+        + insert_sql(3, ROW3_SQL)
+    )
+    ROWS = 3
 
     # ---- shape ----
 
@@ -406,6 +420,190 @@ class CaptureTypeMappingTest(dstest.ServicesTestCase):
 
     def test_enum_array_is_the_array_literal(self):
         self.check_columns(1, {"c_mood_arr": "{sad,happy}"})
+
+
+class CaptureTypeEdgeValuesTest(TypeMatrixCase):
+    """Less common types and values at the edges of the documented forms."""
+
+    COLUMNS = [
+        ("id", "int PRIMARY KEY"),
+        ("c_name", "name"),
+        ("c_char", '"char"'),
+        ("c_money", "money"),
+        ("c_date_far", "date"),
+        ("c_timestamp_far", "timestamp"),
+        ("c_timestamp_bc", "timestamp"),
+        ("c_timestamptz_inf", "timestamptz"),
+        ("c_timestamptz_bc", "timestamptz"),
+        ("c_interval_mixed", "interval"),
+        ("c_text_2d", "text[]"),
+        ("c_bpchar_arr", "char(2)[]"),
+        ("c_uuid_arr", "uuid[]"),
+        ("c_date_arr", "date[]"),
+        ("c_interval_arr", "interval[]"),
+        ("c_jsonb_arr", "jsonb[]"),
+        ("c_timetz_arr", "timetz[]"),
+        ("c_int8_arr", "int8[]"),
+        ("c_float4_arr", "float4[]"),
+    ]
+    ROWS_SQL = insert_sql(
+        1,
+        {
+            "c_name": "'a name'",
+            "c_char": "'x'",
+            "c_money": "1234.56",
+            "c_date_far": "'12345-06-07'",
+            "c_timestamp_far": "'12345-06-07 08:09:10.5'",
+            "c_timestamp_bc": "'0044-03-15 10:00:00 BC'",
+            "c_timestamptz_inf": "'infinity'",
+            "c_timestamptz_bc": "'0044-03-15 10:00:00+00 BC'",
+            "c_interval_mixed": "'-1 year -2 mons +3 days -04:05:06.789'",
+            "c_text_2d": """'{{"a b",NULL},{"}","\\\\"}}'""",
+            "c_bpchar_arr": "'{a,bc}'",
+            "c_uuid_arr": "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'",
+            "c_date_arr": "'{2024-01-31,infinity}'",
+            "c_interval_arr": "'{1 day,-00:00:01}'",
+            "c_jsonb_arr": """ARRAY['{"a": 1}'::jsonb, '[1, "two"]', NULL]""",
+            "c_timetz_arr": "'{10:00:00+05:30}'",
+            "c_int8_arr": "'{-9223372036854775808,9223372036854775807}'",
+            "c_float4_arr": "'{3.14,Infinity}'",
+        },
+    )
+    ROWS = 1
+
+    def test_name_char_and_money_are_strings_of_their_text(self):
+        money = dstest.psql_value("SELECT 1234.56::money", db=self.db)
+        self.check_columns(1, {"c_name": "a name", "c_char": "x", "c_money": money})
+
+    def test_years_past_9999_keep_their_digits(self):
+        self.check_columns(
+            1, {"c_date_far": "12345-06-07", "c_timestamp_far": "12345-06-07T08:09:10.5"}
+        )
+
+    def test_timestamps_before_year_1_keep_the_era_marker(self):
+        self.check_columns(
+            1,
+            {
+                "c_timestamp_bc": "0044-03-15 10:00:00 BC",
+                "c_timestamptz_bc": "0044-03-15 10:00:00+00 BC",
+                "c_timestamptz_inf": "infinity",
+            },
+        )
+
+    def test_interval_with_mixed_signs(self):
+        self.check_columns(1, {"c_interval_mixed": "P-1Y-2M3DT-4H-5M-6.789S"})
+
+    def test_more_arrays_map_their_elements(self):
+        self.check_columns(
+            1,
+            {
+                "c_text_2d": [["a b", None], ["}", "\\"]],
+                "c_bpchar_arr": ["a ", "bc"],
+                "c_uuid_arr": ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"],
+                "c_date_arr": ["2024-01-31", "infinity"],
+                "c_interval_arr": ["P1D", "PT-1S"],
+                "c_jsonb_arr": ['{"a": 1}', '[1, "two"]', None],
+                "c_int8_arr": [-9223372036854775808, 9223372036854775807],
+                "c_float4_arr": [3.14, "Infinity"],
+            },
+        )
+
+    def test_array_of_an_unlisted_type_is_the_array_literal(self):
+        self.check_columns(1, {"c_timetz_arr": "{10:00:00+05:30}"})
+
+
+class CaptureDatabaseSettingsTest(TypeMatrixCase):
+    """Settings of the database (ALTER DATABASE ... SET) that change how PostgreSQL writes
+    values as text do not change the messages: capture sets its own session."""
+
+    COLUMNS = [
+        ("id", "int PRIMARY KEY"),
+        ("c_bytea", "bytea"),
+        ("c_timestamptz", "timestamptz"),
+        ("c_timestamp", "timestamp"),
+        ("c_date", "date"),
+        ("c_interval", "interval"),
+        ("c_float8", "float8"),
+    ]
+    DB_SETUP_SQL = (
+        "ALTER DATABASE {db} SET bytea_output = 'escape';"
+        "ALTER DATABASE {db} SET TimeZone = 'America/New_York';"
+        "ALTER DATABASE {db} SET DateStyle = 'SQL, DMY';"
+        "ALTER DATABASE {db} SET IntervalStyle = 'postgres_verbose';"
+        "ALTER DATABASE {db} SET extra_float_digits = -3;"
+    )
+    ROWS_SQL = insert_sql(
+        1,
+        {
+            "c_bytea": "(SELECT decode(string_agg(lpad(to_hex(g), 2, '0'), '' ORDER BY g), 'hex')"
+            " FROM generate_series(0, 255) g)",
+            "c_timestamptz": "'2024-02-29 12:34:56.789012+00'",
+            "c_timestamp": "'2024-02-29 12:34:56.789012'",
+            "c_date": "'2024-02-29'",
+            "c_interval": "'1 day 2 hours'",
+            "c_float8": "2.718281828459045",
+        },
+    )
+    ROWS = 1
+
+    def test_the_sessions_of_this_database_see_the_settings(self):
+        # Proof the settings are in force for new sessions, so the test below means something.
+        self.assertEqual(dstest.psql_value("SHOW bytea_output", db=self.db), "escape")
+        self.assertEqual(dstest.psql_value("SHOW DateStyle", db=self.db), "SQL, DMY")
+
+    def test_bytea_is_still_base64_of_the_bytes(self):
+        self.assertEqual(base64.b64decode(self.after[1]["c_bytea"], validate=True), bytes(range(256)))
+
+    def test_dates_times_and_numbers_are_unchanged(self):
+        self.check_columns(
+            1,
+            {
+                "c_timestamptz": "2024-02-29T12:34:56.789012Z",
+                "c_timestamp": "2024-02-29T12:34:56.789012",
+                "c_date": "2024-02-29",
+                "c_interval": "P1DT2H",
+                "c_float8": 2.718281828459045,
+            },
+        )
+
+
+class CaptureSqlAsciiTest(TypeMatrixCase):
+    """In a SQL_ASCII database text may hold bytes that are not UTF-8: each becomes U+FFFD,
+    so the message stays valid JSON."""
+
+    COLUMNS = [("id", "int PRIMARY KEY"), ("c_text", "text")]
+    ROWS_SQL = insert_sql(1, {"c_text": "E'caf\\xe9 ok \\xff\\xfe end'"}) + insert_sql(
+        2, {"c_text": "E'\\xc3\\xa9 is UTF-8'"}
+    )
+    ROWS = 2
+
+    @classmethod
+    def setUpClass(cls):
+        # The base class's database is UTF-8: make this class's one SQL_ASCII instead.
+        cls._orig_create = dstest.create_database
+        dstest.create_database = create_sql_ascii_database
+        try:
+            super().setUpClass()
+        finally:
+            dstest.create_database = cls._orig_create
+
+    def test_database_is_sql_ascii(self):
+        self.assertEqual(dstest.psql_value("SHOW server_encoding", db=self.db), "SQL_ASCII")
+
+    def test_bytes_that_are_not_utf8_become_replacement_characters(self):
+        self.check_columns(1, {"c_text": "caf\ufffd ok \ufffd\ufffd end"})
+
+    def test_valid_utf8_passes_through(self):
+        self.check_columns(2, {"c_text": "\u00e9 is UTF-8"})
+
+
+def create_sql_ascii_database(prefix):
+    name = dstest.unique_name("ds_" + prefix)
+    dstest.psql(
+        f"CREATE DATABASE {dstest.quote_ident(name)} ENCODING 'SQL_ASCII' TEMPLATE template0 "
+        "LC_COLLATE 'C' LC_CTYPE 'C'"
+    )
+    return name
 
 
 if __name__ == "__main__":
