@@ -37,12 +37,16 @@ typedef enum setting_type {
     SETTING_INT64,       /* int64_t, bounded by min..max */
     SETTING_STRING_LIST, /* char ** (NULL-terminated) + int count */
     SETTING_KAFKA,       /* char **names, char **values + int count, in file order */
+    SETTING_TARGETS,     /* name -> {"conninfo"}: char **names, char **conninfos + int count */
 } setting_type_t;
 
 typedef struct setting {
     const char *path;           /* below the root, sections dotted: "capture.status_interval_ms" */
     setting_type_t type;        /* how the JSON value is checked and stored */
-    bool required;              /* no default: the file must set it */
+    bool required;              /* no default: the file must set it (within its section when
+                                 * the section is present; see needed_by otherwise) */
+    unsigned needed_by;         /* DS_CONFIG_FOR_* uses that need a required setting whose
+                                 * section is absent; 0: every use */
     const char *default_string; /* SETTING_STRING default, copied */
     int64_t default_number;     /* SETTING_BOOL (0/1), SETTING_INT, SETTING_INT64 default */
     const char *const *default_list; /* SETTING_STRING_LIST default, NULL-terminated */
@@ -52,9 +56,12 @@ typedef struct setting {
     const char *expected;            /* that rule in words, after "expected " */
     const char *list_expected;       /* lists: the whole array in words, after "expected " */
     bool (*same)(const char *a, const char *b); /* lists: entries naming one thing are an error */
+    bool relative_to_file;                      /* lists: paths resolved against the config
+                                                 * file's directory */
     size_t offset;                              /* of the field in ds_config_t */
     size_t count_offset;                        /* lists, kafka: of the int count */
-    size_t values_offset;                       /* kafka: of kafka_values (offset is kafka_names) */
+    size_t values_offset;                       /* kafka, targets: of the values (offset is of
+                                                 * the names) */
     const char *description;                    /* one line, as in docs/configuration.md */
 } setting_t;
 
@@ -65,6 +72,11 @@ static bool same_table(const char *a, const char *b);
 static bool valid_topic_prefix(const char *text);
 static bool valid_nonempty(const char *text);
 static bool valid_log_level(const char *text);
+static bool same_string(const char *a, const char *b);
+static bool valid_group_id(const char *text);
+static bool valid_on_error(const char *text);
+static bool valid_origin(const char *text);
+static bool valid_topic(const char *text);
 
 static const char *const default_skip_origins[] = {"dualsync", NULL};
 
@@ -76,6 +88,7 @@ static const setting_t settings[] = {
     {.path = "source.conninfo",
      .type = SETTING_STRING,
      .required = true,
+     .needed_by = DS_CONFIG_FOR_CAPTURE,
      .secret = true,
      .expected = "a string (a libpq connection string)",
      .offset = offsetof(ds_config_t, source_conninfo),
@@ -97,6 +110,7 @@ static const setting_t settings[] = {
     {.path = "source.tables",
      .type = SETTING_STRING_LIST,
      .required = true,
+     .needed_by = DS_CONFIG_FOR_CAPTURE,
      .min = 1,
      .valid = valid_table,
      .expected = "a schema-qualified table name (\"schema.table\")",
@@ -116,7 +130,8 @@ static const setting_t settings[] = {
      .offset = offsetof(ds_config_t, kafka_names),
      .values_offset = offsetof(ds_config_t, kafka_values),
      .count_offset = offsetof(ds_config_t, nkafka),
-     .description = "librdkafka producer properties, passed through in file order"},
+     .description = "librdkafka properties of capture's producer and apply's consumer and "
+                    "dead-letter producer, passed through in file order"},
     {.path = "topic_prefix",
      .type = SETTING_STRING,
      .required = true,
@@ -178,6 +193,68 @@ static const setting_t settings[] = {
      .expected = "one of \"debug\", \"info\", \"warning\", \"error\"",
      .offset = offsetof(ds_config_t, log_level),
      .description = "least severe level logged"},
+    {.path = "targets",
+     .type = SETTING_TARGETS,
+     .required = true,
+     .needed_by = DS_CONFIG_FOR_APPLY,
+     .offset = offsetof(ds_config_t, target_names),
+     .values_offset = offsetof(ds_config_t, target_conninfos),
+     .count_offset = offsetof(ds_config_t, ntargets),
+     .description = "databases apply writes: name -> {\"conninfo\": libpq connection string}"},
+    {.path = "mappings",
+     .type = SETTING_STRING_LIST,
+     .required = true,
+     .needed_by = DS_CONFIG_FOR_APPLY,
+     .min = 1,
+     .valid = valid_nonempty,
+     .expected = "a mapping file path (a non-empty string)",
+     .list_expected = "a non-empty array of mapping file paths",
+     .same = same_string,
+     .relative_to_file = true,
+     .offset = offsetof(ds_config_t, mappings),
+     .count_offset = offsetof(ds_config_t, nmappings),
+     .description = "mapping files, relative to the configuration file's directory"},
+    {.path = "apply.group_id",
+     .type = SETTING_STRING,
+     .default_string = "dualsync-apply",
+     .valid = valid_group_id,
+     .expected = "a Kafka consumer group id (1 to 200 characters from a-z A-Z 0-9 . _ -)",
+     .offset = offsetof(ds_config_t, apply_group_id),
+     .description = "Kafka consumer group; also the key of the offsets kept in each target"},
+    {.path = "apply.batch_max_messages",
+     .type = SETTING_INT,
+     .default_number = 1000,
+     .min = 1,
+     .max = 1000000,
+     .offset = offsetof(ds_config_t, apply_batch_max_messages),
+     .description = "most messages applied in one transaction per target database"},
+    {.path = "apply.batch_max_ms",
+     .type = SETTING_INT,
+     .default_number = 100,
+     .min = 1,
+     .max = 600000,
+     .offset = offsetof(ds_config_t, apply_batch_max_ms),
+     .description = "longest a batch waits to fill after its first message"},
+    {.path = "apply.on_error",
+     .type = SETTING_STRING,
+     .default_string = "dlq",
+     .valid = valid_on_error,
+     .expected = "\"dlq\" or \"stop\"",
+     .offset = offsetof(ds_config_t, apply_on_error),
+     .description = "a change that cannot be applied goes to the dead-letter topic, or stops apply"},
+    {.path = "apply.origin",
+     .type = SETTING_STRING,
+     .default_string = "dualsync",
+     .valid = valid_origin,
+     .expected = "a replication origin name (1 to 512 bytes)",
+     .offset = offsetof(ds_config_t, apply_origin),
+     .description = "replication origin of apply's transactions (capture skips it)"},
+    {.path = "apply.dlq_topic",
+     .type = SETTING_STRING,
+     .valid = valid_topic,
+     .expected = "a Kafka topic name (1 to 249 characters from a-z A-Z 0-9 . _ -)",
+     .offset = offsetof(ds_config_t, apply_dlq_topic),
+     .description = "dead-letter topic; default \"<topic_prefix>.dlq\""},
 };
 
 #define NSETTINGS DS_ARRAY_LEN(settings)
@@ -316,6 +393,57 @@ static bool valid_topic_prefix(const char *text)
 static bool valid_nonempty(const char *text)
 {
     return text[0] != '\0';
+}
+
+static bool same_string(const char *a, const char *b)
+{
+    return strcmp(a, b) == 0;
+}
+
+/* Kafka's legal topic characters, [a-zA-Z0-9._-], between min and max of them. */
+static bool kafka_name(const char *text, size_t min, size_t max)
+{
+    size_t len = strlen(text);
+
+    if (len < min || len > max)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool valid_topic(const char *text)
+{
+    return kafka_name(text, 1, 249) && strcmp(text, ".") != 0 && strcmp(text, "..") != 0;
+}
+
+/* Group ids are free text to Kafka; the same characters as topics keep them printable and
+ * usable in "<group_id>.dlq-retry". */
+static bool valid_group_id(const char *text)
+{
+    return kafka_name(text, 1, 200);
+}
+
+static bool valid_on_error(const char *text)
+{
+    return strcmp(text, "dlq") == 0 || strcmp(text, "stop") == 0;
+}
+
+/* pg_replication_origin_create() refuses names longer than 512 bytes. */
+static bool valid_origin(const char *text)
+{
+    size_t len = strlen(text);
+
+    return len >= 1 && len <= 512;
+}
+
+/* A target's name is what mapping files write as "connection" and what messages show. */
+static bool valid_target_name(const char *text)
+{
+    return kafka_name(text, 1, 63);
 }
 
 static bool valid_log_level(const char *text)
@@ -659,6 +787,7 @@ typedef struct loader {
     ds_config_t *config;               /* being filled */
     bool seen[DS_ARRAY_LEN(settings)]; /* settings the file sets */
     segment_t path[4];                 /* JSON path of the value being checked */
+    unsigned uses;                     /* DS_CONFIG_FOR_* the caller needs */
     int depth;                         /* steps in path */
     char *errstr;                      /* the caller's */
     size_t errstr_size;                /* its size */
@@ -935,6 +1064,7 @@ static void free_setting(ds_config_t *config, const setting_t *s)
         *FIELD(config, s->count_offset, int) = 0;
         break;
     case SETTING_KAFKA:
+    case SETTING_TARGETS:
         free_list(*FIELD(config, s->offset, char **), *FIELD(config, s->count_offset, int));
         free_list(*FIELD(config, s->values_offset, char **), *FIELD(config, s->count_offset, int));
         *FIELD(config, s->offset, char **) = NULL;
@@ -996,6 +1126,7 @@ static bool apply_defaults(ds_config_t *config)
             }
             break;
         case SETTING_KAFKA:
+        case SETTING_TARGETS:
             break;
         }
     }
@@ -1047,6 +1178,22 @@ static bool set_number(loader_t *ld, const setting_t *s, const json_t *value)
     return true;
 }
 
+/*
+ * path as seen from the directory of the config file: a relative path in the file means
+ * "next to this file", wherever the command runs from. NULL when memory runs out.
+ */
+static char *resolve_path(const char *file, const char *path)
+{
+    const char *slash = strrchr(file, '/');
+    char *joined;
+
+    if (path[0] == '/' || !slash)
+        return strdup(path);
+    if (asprintf(&joined, "%.*s/%s", (int)(slash - file), file, path) < 0)
+        return NULL;
+    return joined;
+}
+
 static bool set_list(loader_t *ld, const setting_t *s, const json_t *array)
 {
     size_t n, i;
@@ -1080,7 +1227,8 @@ static bool set_list(loader_t *ld, const setting_t *s, const json_t *array)
                                 found, first);
                 }
             }
-            if (ok && !(list[i] = strdup(text)))
+            if (ok && !(list[i] = s->relative_to_file ? resolve_path(ld->file, text)
+                                                      : strdup(text)))
                 ok = out_of_memory(ld);
         }
         ld->depth--;
@@ -1170,6 +1318,88 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     return true;
 }
 
+/* One entry of "targets": {"conninfo": "..."} and nothing else. */
+static bool set_target(loader_t *ld, const json_t *entry, char **conninfo)
+{
+    const char *key;
+    json_t *value;
+
+    if (!json_is_object(entry))
+        return report_expected(ld, entry, false, "an object {\"conninfo\": \"...\"}");
+    json_object_foreach((json_t *)entry, key, value)
+    {
+        bool ok;
+
+        push_key(ld, key);
+        if (strcmp(key, "conninfo") != 0)
+            ok = report(ld, ld->depth, true, "unknown setting (a target has only \"conninfo\")");
+        else if (!json_is_string(value))
+            ok = report_expected(ld, value, true, "a string (a libpq connection string)");
+        else if (!(*conninfo = strdup(json_string_value(value))))
+            ok = out_of_memory(ld);
+        else
+            ok = true;
+        ld->depth--;
+        if (!ok)
+            return false;
+    }
+    if (!*conninfo) {
+        push_key(ld, "conninfo");
+        report(ld, ld->depth - 1, false, "required setting is missing");
+        ld->depth--;
+        return false;
+    }
+    return true;
+}
+
+static bool set_targets(loader_t *ld, const setting_t *s, const json_t *object)
+{
+    size_t n, i = 0;
+    char **names, **conninfos;
+    const char *name;
+    json_t *value;
+    bool ok = true;
+
+    if (!json_is_object(object) || json_object_size(object) == 0)
+        return report_expected(ld, object, false,
+                               "an object naming at least one target database "
+                               "({\"NAME\": {\"conninfo\": \"...\"}})");
+    n = json_object_size(object);
+    names = calloc(n + 1, sizeof(char *));
+    conninfos = calloc(n + 1, sizeof(char *));
+    if (!names || !conninfos) {
+        free(names);
+        free(conninfos);
+        return out_of_memory(ld);
+    }
+    json_object_foreach((json_t *)object, name, value)
+    {
+        push_key(ld, name);
+        if (!valid_target_name(name)) {
+            ok = report(ld, ld->depth, true,
+                        "expected a target name (1 to 63 characters from a-z A-Z 0-9 . _ -)");
+        } else if (!set_target(ld, value, &conninfos[i])) {
+            ok = false;
+        } else if (!(names[i] = strdup(name))) {
+            ok = out_of_memory(ld);
+        }
+        i++; /* whatever was copied is freed below */
+        ld->depth--;
+        if (!ok)
+            break;
+    }
+    if (!ok) {
+        free_list(names, (int)i);
+        free_list(conninfos, (int)i);
+        return false;
+    }
+    free_setting(ld->config, s);
+    *FIELD(ld->config, s->offset, char **) = names;
+    *FIELD(ld->config, s->values_offset, char **) = conninfos;
+    *FIELD(ld->config, s->count_offset, int) = (int)n;
+    return true;
+}
+
 static bool set_value(loader_t *ld, const setting_t *s, const json_t *value)
 {
     ld->seen[s - settings] = true;
@@ -1188,6 +1418,8 @@ static bool set_value(loader_t *ld, const setting_t *s, const json_t *value)
         return set_list(ld, s, value);
     case SETTING_KAFKA:
         return set_kafka(ld, s, value);
+    case SETTING_TARGETS:
+        return set_targets(ld, s, value);
     }
     return false;
 }
@@ -1234,17 +1466,40 @@ static bool in_section(const setting_t *s, const char *section)
 }
 
 /*
+ * The uses whose sections must be complete: those the caller asked for, and any side the file
+ * has begun (a "source" without its tables is a mistake even for apply). A file with neither
+ * side, when the caller takes either, is reported as lacking the capture side, as before apply
+ * existed.
+ */
+static unsigned uses_required(const loader_t *ld)
+{
+    unsigned uses = ld->uses;
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (ld->seen[i] && settings[i].needed_by)
+            uses |= settings[i].needed_by;
+    }
+    return uses ? uses : DS_CONFIG_FOR_CAPTURE;
+}
+
+/*
  * Reports the first required setting of section (NULL: of any section) that the file does not
  * set, at the position of the object at the current path, which should have held it.
  */
 static bool check_required(loader_t *ld, const char *section)
 {
+    unsigned uses = section ? 0 : uses_required(ld);
+
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         char jpath[256];
         position_t pos;
 
         if (!s->required || ld->seen[i] || (section && !in_section(s, section)))
+            continue;
+        /* Inside a present section everything required is; at the top level, only what the
+         * uses need (an absent "source" is fine for apply). */
+        if (!section && s->needed_by && !(s->needed_by & uses))
             continue;
         /* Setting paths are plain keys, so they extend the JSON path as written. */
         format_path(ld->path, ld->depth, jpath, sizeof(jpath));
@@ -1436,7 +1691,13 @@ static bool report_syntax(const char *file, const char *text, size_t len, const 
 
 bool ds_config_load(const char *path, ds_config_t **config, char *errstr, size_t errstr_size)
 {
-    loader_t ld = {.file = path, .errstr = errstr, .errstr_size = errstr_size};
+    return ds_config_load_for(path, DS_CONFIG_FOR_CAPTURE, config, errstr, errstr_size);
+}
+
+bool ds_config_load_for(const char *path, unsigned uses, ds_config_t **config, char *errstr,
+                        size_t errstr_size)
+{
+    loader_t ld = {.file = path, .uses = uses, .errstr = errstr, .errstr_size = errstr_size};
     char *text = NULL;
     size_t len = 0;
     json_t *root = NULL;
@@ -1462,6 +1723,13 @@ bool ds_config_load(const char *path, ds_config_t **config, char *errstr, size_t
     }
     if (!walk_object(&ld, NULL, root))
         goto done;
+    /* The one default computed from another setting. */
+    if (!ld.config->apply_dlq_topic &&
+        asprintf(&ld.config->apply_dlq_topic, "%s.dlq", ld.config->topic_prefix) < 0) {
+        ld.config->apply_dlq_topic = NULL;
+        ok = out_of_memory(&ld);
+        goto done;
+    }
     *config = ld.config;
     ld.config = NULL;
     ok = true;
@@ -1481,6 +1749,17 @@ void ds_config_free(ds_config_t *config)
         free_setting(config, &settings[i]);
     free(config->path);
     free(config);
+}
+
+const char *ds_config_target_conninfo(const ds_config_t *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (int i = 0; i < config->ntargets; i++) {
+        if (strcmp(config->target_names[i], name) == 0)
+            return config->target_conninfos[i];
+    }
+    return NULL;
 }
 
 const char *ds_config_kafka_get(const ds_config_t *config, const char *name)

@@ -9,8 +9,15 @@
  *     },
  *     "kafka": { "bootstrap.servers": "127.0.0.1:9092", "...": "any librdkafka property" },
  *     "topic_prefix": "clinic",
- *     "capture": { "tombstones_on_delete": true, ... }
+ *     "capture": { "tombstones_on_delete": true, ... },
+ *     "targets": { "clinic": { "conninfo": "host=db2 dbname=clinic_new" } },
+ *     "mappings": ["mappings/users.json"],
+ *     "apply": { "group_id": "dualsync-apply", "on_error": "dlq", ... }
  *   }
+ *
+ * `dualsync capture` needs "source"; `dualsync apply` needs "targets" and "mappings". One file
+ * may hold both sides; each command asks ds_config_load_for() for the sections it needs, so a
+ * missing one is reported with the file and its JSON path.
  *
  * Every setting is declared once, with its type, default and bounds, in the table in
  * common/config.c; README.md documents them. Unknown keys are errors (a typo must not
@@ -51,16 +58,50 @@ typedef struct ds_config {
     int shutdown_timeout_ms;              /* how long SIGTERM waits for Kafka, default 30000 */
 
     char *log_level; /* "debug", "info" (default), "warning", "error" */
+
+    /* "targets": the databases apply writes, name -> conninfo, in file order */
+    char **target_names;     /* keys of "targets" (what a mapping's "connection" names) */
+    char **target_conninfos; /* their libpq connection strings (never logged) */
+    int ntargets;
+
+    /* "mappings": mapping files, resolved against the config file's directory */
+    char **mappings; /* NULL-terminated too */
+    int nmappings;
+
+    /* "apply" */
+    char *apply_group_id;          /* Kafka consumer group, default "dualsync-apply" */
+    int apply_batch_max_messages;  /* messages per database transaction, default 1000 */
+    int apply_batch_max_ms;        /* longest a batch waits to fill, default 100 */
+    char *apply_on_error;          /* "dlq" (default) or "stop" */
+    char *apply_origin;            /* replication origin of apply's writes, default "dualsync" */
+    char *apply_dlq_topic;         /* dead-letter topic, default "<topic_prefix>.dlq" */
 } ds_config_t;
 
+/* What a command needs from the file (ds_config_load_for's uses, a bit mask). */
+#define DS_CONFIG_FOR_CAPTURE 0x1u /* "source" */
+#define DS_CONFIG_FOR_APPLY 0x2u   /* "targets" and "mappings" */
+
 /**
- * @brief Reads and validates @p path.
+ * @brief Reads and validates @p path for capture: ds_config_load_for(DS_CONFIG_FOR_CAPTURE).
  *
  * Reports the first problem as "FILE:LINE:COL: JSON.PATH: what was expected, what was
  * found" (LINE:COL of the offending value where it can be located).
  */
 bool ds_config_load(const char *path, ds_config_t **config, char *errstr,
                     size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Reads and validates @p path, requiring the sections @p uses names.
+ *
+ * @param uses  DS_CONFIG_FOR_CAPTURE and/or DS_CONFIG_FOR_APPLY; 0 accepts a file with either
+ *              side (or both), and a side that is present must be complete.
+ * A side's section that is present is always validated completely, needed or not.
+ */
+bool ds_config_load_for(const char *path, unsigned uses, ds_config_t **config, char *errstr,
+                        size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief The conninfo of target database @p name, or NULL. Borrowed. */
+const char *ds_config_target_conninfo(const ds_config_t *config, const char *name);
 
 /** @brief Accepts NULL. */
 void ds_config_free(ds_config_t *config);

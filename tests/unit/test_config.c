@@ -191,7 +191,7 @@ static void test_unknown_key_suggests_closest_name(void)
 
 static void test_unknown_key_without_close_name(void)
 {
-    expect_error("unknown_key_far.json", "5:3: $.targets: unknown setting");
+    expect_error("unknown_key_unrelated.json", "5:3: $.replicas: unknown setting");
 }
 
 static void test_key_in_wrong_object_suggests_its_place(void)
@@ -286,6 +286,203 @@ static void test_column_counts_characters_not_bytes(void)
                                      "between 100 and 600000, got 1");
 }
 
+/* ---- the apply side: "targets", "mappings", "apply" ---- */
+
+/* Like expect_error, for a load that asks for @uses. */
+static void expect_error_for(const char *name, unsigned uses, const char *rest)
+{
+    char errstr[1024] = "", want[4096 + 1024];
+    ds_config_t *config = (ds_config_t *)1;
+    const char *path = fixture(name);
+
+    snprintf(want, sizeof(want), "%s:%s", path, rest);
+    DS_CHECK(!ds_config_load_for(path, uses, &config, errstr, sizeof(errstr)));
+    DS_CHECK(config == NULL);
+    DS_CHECK_STR(errstr, want);
+}
+
+static ds_config_t *load_ok_for(const char *name, unsigned uses)
+{
+    char errstr[1024] = "";
+    ds_config_t *config = NULL;
+
+    if (!ds_config_load_for(fixture(name), uses, &config, errstr, sizeof(errstr))) {
+        fprintf(stderr, "unexpected error: %s\n", errstr);
+        return NULL;
+    }
+    return config;
+}
+
+static void test_apply_file_sets_every_apply_setting(void)
+{
+    ds_config_t *c = load_ok_for("apply_full.json", DS_CONFIG_FOR_APPLY);
+    char want[4200];
+
+    DS_CHECK(c != NULL);
+    if (!c)
+        return;
+    DS_CHECK(c->source_conninfo == NULL);
+    DS_CHECK_INT(c->ntables, 0);
+    DS_CHECK_INT(c->ntargets, 2);
+    if (c->ntargets == 2) {
+        /* File order, which is also the order databases are committed in. */
+        DS_CHECK_STR(c->target_names[0], "clinic_new");
+        DS_CHECK_STR(c->target_conninfos[0], "host=db2 dbname=clinic_new");
+        DS_CHECK_STR(c->target_names[1], "billing");
+        DS_CHECK_STR(c->target_conninfos[1], "host=db3 dbname=billing");
+    }
+    DS_CHECK_STR(ds_config_target_conninfo(c, "billing"), "host=db3 dbname=billing");
+    DS_CHECK(ds_config_target_conninfo(c, "nope") == NULL);
+    DS_CHECK_INT(c->nmappings, 2);
+    if (c->nmappings == 2) {
+        /* Relative to the configuration file's directory; absolute paths stay. */
+        snprintf(want, sizeof(want), "%s", fixture("mappings/users.json"));
+        DS_CHECK_STR(c->mappings[0], want);
+        DS_CHECK_STR(c->mappings[1], "/etc/dualsync/invoices.json");
+        DS_CHECK(c->mappings[2] == NULL);
+    }
+    DS_CHECK_STR(c->apply_group_id, "clinic-apply-2");
+    DS_CHECK_INT(c->apply_batch_max_messages, 250);
+    DS_CHECK_INT(c->apply_batch_max_ms, 40);
+    DS_CHECK_STR(c->apply_on_error, "stop");
+    DS_CHECK_STR(c->apply_origin, "dualsync_apply");
+    DS_CHECK_STR(c->apply_dlq_topic, "clinic.dead-letters");
+    ds_config_free(c);
+}
+
+static void test_apply_file_gets_every_apply_default(void)
+{
+    ds_config_t *c = load_ok_for("apply_minimal.json", DS_CONFIG_FOR_APPLY);
+
+    DS_CHECK(c != NULL);
+    if (!c)
+        return;
+    DS_CHECK_INT(c->ntargets, 1);
+    DS_CHECK_STR(c->apply_group_id, "dualsync-apply");
+    DS_CHECK_INT(c->apply_batch_max_messages, 1000);
+    DS_CHECK_INT(c->apply_batch_max_ms, 100);
+    DS_CHECK_STR(c->apply_on_error, "dlq");
+    DS_CHECK_STR(c->apply_origin, "dualsync");
+    /* Derived from topic_prefix. */
+    DS_CHECK_STR(c->apply_dlq_topic, "clinic.dlq");
+    ds_config_free(c);
+}
+
+static void test_capture_file_has_no_targets(void)
+{
+    ds_config_t *c = load_ok("minimal.json");
+
+    DS_CHECK(c != NULL);
+    if (!c)
+        return;
+    DS_CHECK_INT(c->ntargets, 0);
+    DS_CHECK(c->target_names == NULL);
+    DS_CHECK_INT(c->nmappings, 0);
+    DS_CHECK_STR(c->apply_dlq_topic, "clinic.dlq");
+    ds_config_free(c);
+}
+
+static void test_apply_file_is_refused_for_capture(void)
+{
+    /* ds_config_load() is capture's: the source is required. */
+    expect_error("apply_minimal.json", "1:1: $.source.conninfo: required setting is missing");
+    expect_error_for("apply_minimal.json", DS_CONFIG_FOR_CAPTURE,
+                     "1:1: $.source.conninfo: required setting is missing");
+}
+
+static void test_capture_file_is_refused_for_apply(void)
+{
+    expect_error_for("minimal.json", DS_CONFIG_FOR_APPLY,
+                     "1:1: $.targets: required setting is missing");
+}
+
+static void test_file_with_both_sides_serves_both(void)
+{
+    ds_config_t *c = load_ok_for("both_sides.json", DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY);
+
+    DS_CHECK(c != NULL);
+    if (c) {
+        DS_CHECK_STR(c->source_conninfo, "dbname=clinic");
+        DS_CHECK_INT(c->ntargets, 1);
+    }
+    ds_config_free(c);
+}
+
+static void test_either_side_is_enough_when_any_use_will_do(void)
+{
+    ds_config_t *capture = load_ok_for("minimal.json", 0);
+    ds_config_t *apply = load_ok_for("apply_minimal.json", 0);
+
+    DS_CHECK(capture != NULL);
+    DS_CHECK(apply != NULL);
+    ds_config_free(capture);
+    ds_config_free(apply);
+    /* Neither side: reported as before apply existed. */
+    expect_error_for("missing_section.json", 0,
+                     "1:1: $.source.conninfo: required setting is missing");
+}
+
+static void test_begun_apply_side_must_be_complete(void)
+{
+    /* "mappings" without "targets" is a mistake whichever command reads the file. */
+    expect_error_for("apply_missing_targets.json", 0,
+                     "1:1: $.targets: required setting is missing");
+    expect_error_for("apply_missing_targets.json", DS_CONFIG_FOR_APPLY,
+                     "1:1: $.targets: required setting is missing");
+}
+
+static void test_targets_must_be_a_non_empty_object(void)
+{
+    expect_error("unknown_key_far.json",
+                 "5:14: $.targets: expected an object naming at least one target database "
+                 "({\"NAME\": {\"conninfo\": \"...\"}}), got []");
+}
+
+static void test_target_unknown_key_is_rejected(void)
+{
+    expect_error_for("target_unknown_key.json", DS_CONFIG_FOR_APPLY,
+                     "5:54: $.targets.clinic_new.schema: unknown setting (a target has only "
+                     "\"conninfo\")");
+}
+
+static void test_target_without_conninfo_points_at_it(void)
+{
+    expect_error_for("target_missing_conninfo.json", DS_CONFIG_FOR_APPLY,
+                     "5:19: $.targets.clinic_new.conninfo: required setting is missing");
+}
+
+static void test_target_conninfo_is_never_shown(void)
+{
+    char errstr[1024] = "";
+    ds_config_t *config = NULL;
+
+    expect_error_for("target_conninfo_hidden.json", DS_CONFIG_FOR_APPLY,
+                     "5:33: $.targets.clinic_new.conninfo: expected a string (a libpq connection "
+                     "string), got <hidden>");
+    DS_CHECK(!ds_config_load_for(fixture("target_conninfo_hidden.json"), DS_CONFIG_FOR_APPLY,
+                                 &config, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "swordfish") == NULL);
+}
+
+static void test_target_name_must_be_simple(void)
+{
+    expect_error_for("target_bad_name.json", DS_CONFIG_FOR_APPLY,
+                     "5:5: $.targets[\"clinic new\"]: expected a target name (1 to 63 characters "
+                     "from a-z A-Z 0-9 . _ -)");
+}
+
+static void test_on_error_takes_dlq_or_stop(void)
+{
+    expect_error_for("bad_on_error.json", DS_CONFIG_FOR_APPLY,
+                     "6:26: $.apply.on_error: expected \"dlq\" or \"stop\", got \"ignore\"");
+}
+
+static void test_mappings_must_not_be_empty(void)
+{
+    expect_error_for("empty_mappings.json", DS_CONFIG_FOR_APPLY,
+                     "5:15: $.mappings: expected a non-empty array of mapping file paths, got []");
+}
+
 /*
  * docs/configuration.md's complete example (the first ```json block after "## Complete
  * example") must load: every key in it is a real setting with a valid value.
@@ -322,7 +519,9 @@ static void test_documented_example_loads(void)
     fclose(in);
     fclose(out);
     DS_CHECK_INT(state, 3);
-    if (!ds_config_load(tmp, &config, errstr, sizeof(errstr)))
+    /* The example shows both sides, so it serves both commands. */
+    if (!ds_config_load_for(tmp, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY, &config, errstr,
+                            sizeof(errstr)))
         fprintf(stderr, "docs example: %s\n", errstr);
     DS_CHECK(config != NULL);
     ds_config_free(config);
@@ -356,6 +555,21 @@ int main(void)
     DS_RUN(test_kafka_password_in_syntax_error_is_not_echoed);
     DS_RUN(test_conninfo_in_syntax_error_is_not_echoed);
     DS_RUN(test_column_counts_characters_not_bytes);
+    DS_RUN(test_apply_file_sets_every_apply_setting);
+    DS_RUN(test_apply_file_gets_every_apply_default);
+    DS_RUN(test_capture_file_has_no_targets);
+    DS_RUN(test_apply_file_is_refused_for_capture);
+    DS_RUN(test_capture_file_is_refused_for_apply);
+    DS_RUN(test_file_with_both_sides_serves_both);
+    DS_RUN(test_either_side_is_enough_when_any_use_will_do);
+    DS_RUN(test_begun_apply_side_must_be_complete);
+    DS_RUN(test_targets_must_be_a_non_empty_object);
+    DS_RUN(test_target_unknown_key_is_rejected);
+    DS_RUN(test_target_without_conninfo_points_at_it);
+    DS_RUN(test_target_conninfo_is_never_shown);
+    DS_RUN(test_target_name_must_be_simple);
+    DS_RUN(test_on_error_takes_dlq_or_stop);
+    DS_RUN(test_mappings_must_not_be_empty);
     DS_RUN(test_documented_example_loads);
     return ds_test_report();
 }
