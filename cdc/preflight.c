@@ -293,9 +293,18 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
         if (exists) {
             params[1] = t->schema;
             params[2] = t->table;
+            /* pg_publication_tables lists a partitioned table's partitions instead of the
+             * table itself unless publish_via_partition_root is set; pg_publication_rel holds
+             * the table as it was added. */
             res = PQexecParams(conn,
                                "SELECT 1 FROM pg_catalog.pg_publication_tables "
-                               " WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+                               " WHERE pubname = $1 AND schemaname = $2 AND tablename = $3 "
+                               "UNION ALL "
+                               "SELECT 1 FROM pg_catalog.pg_publication_rel pr "
+                               "  JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid "
+                               "  JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid "
+                               "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                               " WHERE p.pubname = $1 AND n.nspname = $2 AND c.relname = $3",
                                3, NULL, params, NULL, NULL, 0);
             if (PQresultStatus(res) != PGRES_TUPLES_OK) {
                 ds_fail(errstr, errstr_size, "cannot read publication \"%s\": %s", pub,
@@ -335,8 +344,13 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
     {
         char *stmt = NULL;
 
-        if (asprintf(&stmt, exists ? "ALTER PUBLICATION %s ADD TABLE %s"
-                                   : "CREATE PUBLICATION %s FOR TABLE %s",
+        /* publish_via_partition_root: changes of a partitioned table are published as the
+         * table's own (its topic, its name in source.table), not as its partitions'. It
+         * changes nothing for other tables. */
+        if (asprintf(&stmt,
+                     exists ? "ALTER PUBLICATION %s ADD TABLE %s"
+                            : "CREATE PUBLICATION %s FOR TABLE %s "
+                              "WITH (publish_via_partition_root = true)",
                      pub_ident, sql.data) < 0) {
             ds_fail(errstr, errstr_size, "out of memory");
             goto done;
