@@ -127,6 +127,22 @@ static void hide_quoted(const char *msg, char *out, size_t out_size)
     out[used] = '\0';
 }
 
+/* Kafka takes topic names of at most 249 characters from a-z A-Z 0-9 . _ -; PostgreSQL
+ * names may hold anything. A name Kafka refuses would stop capture at the table's first
+ * change, with the slot already holding WAL, so it is refused before anything is created. */
+static bool topic_name_ok(const char *prefix, const char *schema, const char *table)
+{
+    const char *parts[] = {schema, table};
+    size_t len = strlen(prefix) + strlen(schema) + strlen(table) + 2;
+
+    for (size_t i = 0; i < 2; i++)
+        for (const char *p = parts[i]; *p; p++)
+            if (!(isalnum((unsigned char)*p) && (unsigned char)*p < 0x80) && *p != '.' &&
+                *p != '_' && *p != '-')
+                return false;
+    return len <= 249;
+}
+
 static bool check_wal_level(PGconn *conn, char *errstr, size_t errstr_size)
 {
     PGresult *res = PQexec(conn, "SHOW wal_level");
@@ -391,6 +407,16 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
             ds_fail(errstr, errstr_size,
                     "%s: $.source.tables[%d]: \"%s\" is not a schema-qualified table name",
                     config->path, i, config->tables[i]);
+            goto done;
+        }
+        if (!topic_name_ok(config->topic_prefix, catalog->tables[i].schema,
+                           catalog->tables[i].table)) {
+            ds_fail(errstr, errstr_size,
+                    "%s: $.source.tables[%d]: topic \"%s.%s.%s\" is not a name Kafka accepts "
+                    "(at most 249 of a-z A-Z 0-9 . _ -), so %s cannot be captured under its "
+                    "current name",
+                    config->path, i, config->topic_prefix, catalog->tables[i].schema,
+                    catalog->tables[i].table, config->tables[i]);
             goto done;
         }
     }
