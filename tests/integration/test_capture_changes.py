@@ -272,6 +272,45 @@ class CaptureTruncateAndDdlTest(CaptureCase):
         self.assertEqual(list(msgs[1]["value"]["after"]), ["id", "name", "color"])
 
 
+class CapturePartitionedTableTest(CaptureCase):
+    def test_partitioned_table_publishes_under_its_own_topic_and_restarts(self):
+        self.psql(
+            "CREATE TABLE measurements (id int, at date, v text, PRIMARY KEY (id, at)) "
+            "PARTITION BY RANGE (at);"
+            "CREATE TABLE measurements_2024 PARTITION OF measurements "
+            "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+            "CREATE TABLE measurements_2025 PARTITION OF measurements "
+            "FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')"
+        )
+        cfg, cap = self.stream(["public.measurements"])
+        self.psql(
+            "INSERT INTO measurements VALUES (1, '2024-02-01', 'a'), (2, '2025-03-01', 'b');"
+            # Moves the row to the other partition: a delete there, an insert here.
+            "UPDATE measurements SET at = '2025-02-01' WHERE id = 1"
+        )
+        first = self.read(cfg, "public.measurements", 5)
+        self.assertEqual(cap.stop(expect_exit=0), 0)
+        cap.start()
+        wait_streaming(cfg)
+        with cap:
+            self.psql("INSERT INTO measurements VALUES (3, '2024-12-31', 'c')")
+            msgs = self.read(cfg, "public.measurements", 6)
+        self.assertEqual(msgs[:5], first)
+        self.assertEqual(
+            summary(msgs),
+            [
+                ({"id": 1, "at": "2024-02-01"}, "c"),
+                ({"id": 2, "at": "2025-03-01"}, "c"),
+                ({"id": 1, "at": "2024-02-01"}, "d"),
+                ({"id": 1, "at": "2024-02-01"}, None),
+                ({"id": 1, "at": "2025-02-01"}, "c"),
+                ({"id": 3, "at": "2024-12-31"}, "c"),
+            ],
+        )
+        self.assertEqual({m["value"]["source"]["table"] for m in msgs if m["value"]}, {"measurements"})
+        self.assertNotIn(" error:", cap.log_text())
+
+
 class CaptureOriginTest(CaptureCase):
     """Transactions replayed under a replication origin in capture.skip_origins (default:
     "dualsync", the origin the apply side writes under) are not published."""

@@ -170,6 +170,18 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         # Keyed by the whole row, NULL included.
         self.assertEqual(msg["key"], {"a": 1, "b": None})
 
+    def test_table_name_kafka_cannot_take_as_a_topic_is_refused_before_anything_is_created(self):
+        self.psql('CREATE TABLE "Order Lines" (id int PRIMARY KEY)')
+        cfg = self.capture_config(["public.good", 'public."Order Lines"'])
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn(f'{cfg.path}: $.source.tables[1]: topic "{cfg.topic_prefix}.public.Order Lines"', err)
+        self.assertIn("a-z A-Z 0-9 . _ -", err)
+        self.assert_no_slot(cfg)
+        self.assertEqual(
+            self.psql_value(f"SELECT count(*) FROM pg_publication WHERE pubname = '{cfg.publication}'"), "0"
+        )
+
     def test_existing_slot_of_another_plugin_is_refused_and_left_alone(self):
         cfg = self.capture_config(["public.good"])
         self.psql(f"SELECT pg_create_logical_replication_slot('{cfg.slot}', 'test_decoding')")
