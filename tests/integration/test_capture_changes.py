@@ -177,6 +177,44 @@ class CaptureReplicaIdentityTest(CaptureCase):
         self.assertIsNone(delete["after"])
 
 
+    def test_using_index_identity_keys_by_the_index_columns(self):
+        self.psql(
+            "CREATE TABLE ri_index (id int PRIMARY KEY, email text NOT NULL, v text);"
+            "CREATE UNIQUE INDEX ri_index_email ON ri_index (email);"
+            "ALTER TABLE ri_index REPLICA IDENTITY USING INDEX ri_index_email"
+        )
+        cfg, cap = self.stream(["public.ri_index"])
+        with cap:
+            self.psql(
+                "INSERT INTO ri_index VALUES (1, 'a@example.com', 'v');"
+                "UPDATE ri_index SET v = 'w';"
+                "UPDATE ri_index SET email = 'b@example.com';"
+                "DELETE FROM ri_index"
+            )
+            msgs = self.read(cfg, "public.ri_index", 7)
+        a, b = {"email": "a@example.com"}, {"email": "b@example.com"}
+        # A change of the identity column is a change of the key: delete, tombstone, create.
+        self.assertEqual(
+            summary(msgs), [(a, "c"), (a, "u"), (a, "d"), (a, None), (b, "c"), (b, "d"), (b, None)]
+        )
+        self.assertEqual(msgs[2]["value"]["before"], {"id": None, "email": "a@example.com", "v": None})
+        self.assertEqual(msgs[4]["value"]["after"], {"id": 1, "email": "b@example.com", "v": "w"})
+
+    def test_full_identity_primary_key_change_deletes_the_whole_old_row(self):
+        self.psql(
+            "CREATE TABLE ri_full_pk (a int, b int, v text, PRIMARY KEY (b, a));"
+            "ALTER TABLE ri_full_pk REPLICA IDENTITY FULL"
+        )
+        cfg, cap = self.stream(["public.ri_full_pk"])
+        with cap:
+            self.psql("INSERT INTO ri_full_pk VALUES (1, 2, 'x'); UPDATE ri_full_pk SET a = 5")
+            msgs = self.read(cfg, "public.ri_full_pk", 4)
+        # The key holds the primary key columns in table order, whatever the PK's own order.
+        old, new = {"a": 1, "b": 2}, {"a": 5, "b": 2}
+        self.assertEqual(summary(msgs), [(old, "c"), (old, "d"), (old, None), (new, "c")])
+        self.assertEqual(msgs[1]["value"]["before"], {"a": 1, "b": 2, "v": "x"})
+        self.assertEqual(msgs[3]["value"]["after"], {"a": 5, "b": 2, "v": "x"})
+
 class CaptureToastTest(CaptureCase):
     """A TOASTed value an update leaves untouched is not in the WAL: a placeholder stands in."""
 
@@ -481,6 +519,49 @@ class CaptureOrderingTest(CaptureCase):
             len(self.consume([cfg.topic("public.bulk")], idle_ms=1000, timeout_ms=60000)), total
         )
 
+
+    def test_one_transaction_on_forty_tables_reaches_forty_topics(self):
+        tables = [f"many_{i:02d}" for i in range(40)]
+        self.psql(";".join(f"CREATE TABLE {t} (id int PRIMARY KEY, t text)" for t in tables))
+        cfg, cap = self.stream([f"public.{t}" for t in tables])
+        with cap:
+            self.psql(
+                "BEGIN;"
+                + "".join(f"INSERT INTO {t} VALUES (1, '{t}');" for t in tables)
+                + "".join(f"UPDATE {t} SET t = '{t} again';" for t in reversed(tables))
+                + "COMMIT;"
+            )
+            msgs = self.consume([cfg.topic(f"public.{t}") for t in tables], count=80, timeout_ms=60000)
+        for t in tables:
+            with self.subTest(table=t):
+                mine = [m for m in msgs if m["topic"] == cfg.topic(f"public.{t}")]
+                self.assertEqual(
+                    [(m["value"]["op"], m["value"]["after"], m["value"]["source"]["table"]) for m in mine],
+                    [("c", {"id": 1, "t": t}, t), ("u", {"id": 1, "t": f"{t} again"}, t)],
+                )
+
+    def test_changes_of_tables_not_configured_are_not_published_and_do_not_hold_the_slot(self):
+        self.psql(
+            "CREATE TABLE watched (id int PRIMARY KEY);"
+            "CREATE TABLE unwatched (id int PRIMARY KEY, pad text)"
+        )
+        cfg, cap = self.stream(["public.watched"])
+        with cap:
+            self.psql("INSERT INTO watched VALUES (1)")
+            self.read(cfg, "public.watched", 1)
+            self.psql(
+                "INSERT INTO unwatched SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g;"
+                "INSERT INTO watched VALUES (2)"
+            )
+            msgs = self.read(cfg, "public.watched", 2)
+            # The slot moves past the unpublished WAL too (an idle keepalive confirms it).
+            end = dstest.current_wal_lsn()
+            wait_confirmed(cfg, end)
+        self.assertEqual([m["key"] for m in msgs], [{"id": 1}, {"id": 2}])
+        self.assertEqual(
+            self.psql_value(f"SELECT count(*) FROM pg_publication_tables WHERE pubname = '{cfg.publication}'"),
+            "1",
+        )
 
 class CaptureRestartTest(CaptureCase):
     """Stopping with SIGTERM and starting again with the same configuration resumes where the

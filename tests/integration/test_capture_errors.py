@@ -255,6 +255,31 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         self.assertNotIn("secret123", cap.log_text())
 
 
+class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
+    def test_change_larger_than_kafka_takes_stops_capture_and_is_not_skipped(self):
+        self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
+        cfg = self.capture_config(["public.huge"])
+        cap = self.start_capture(cfg)
+        dstest.wait_for(
+            lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
+            timeout=30,
+            what=f"capture to stream from slot {cfg.slot}",
+        )
+        before = dstest.lsn_to_int(dstest.current_wal_lsn())
+        # 2.2 MB of text: over librdkafka's default message.max.bytes (1 MB).
+        self.psql("INSERT INTO huge SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 70000) g")
+        self.assertEqual(cap.wait_exit(timeout=60), FAILURE)
+        log = cap.log_text()
+        self.assertIn(f"topic {cfg.topic('public.huge')}", log)
+        self.assertIn("Message size too large", log)
+        # The slot stays before the change, so nothing is lost...
+        self.assertLessEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]), before)
+        # ...and a restart meets the same change again instead of skipping it.
+        status, out, err = run_dualsync("capture", "--config", cfg.path)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn("Message size too large", err)
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range."""
     rng = random.SystemRandom()
