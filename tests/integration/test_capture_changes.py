@@ -8,6 +8,7 @@ a marker change made after the one that must not appear is the next record read.
 """
 
 import os
+import signal
 import subprocess
 import time
 import unittest
@@ -608,6 +609,43 @@ class CaptureRestartTest(CaptureCase):
         self.assertEqual(
             self.psql_value(f"SELECT count(*) FROM pg_publication WHERE pubname = '{cfg.publication}'"), "1"
         )
+
+    def test_changes_made_while_stopped_arrive_on_restart_with_their_columns(self):
+        self.psql("CREATE TABLE downtime (id int PRIMARY KEY, v text)")
+        cfg, cap = self.stream(["public.downtime"])
+        self.psql("INSERT INTO downtime VALUES (1, 'before stop')")
+        self.read(cfg, "public.downtime", 1)
+        self.assertEqual(cap.stop(expect_exit=0), 0)
+        self.psql(
+            "INSERT INTO downtime VALUES (2, 'while stopped');"
+            "ALTER TABLE downtime ADD COLUMN extra int;"
+            "INSERT INTO downtime VALUES (3, 'after alter', 42);"
+            "DELETE FROM downtime WHERE id = 1"
+        )
+        with cap:  # starts it again
+            msgs = self.read(cfg, "public.downtime", 5)
+        # Each change is decoded with the table as it was when the change was made.
+        self.assertEqual(
+            [(m["key"], m["value"] and m["value"]["op"], m["value"] and m["value"]["after"]) for m in msgs],
+            [
+                ({"id": 1}, "c", {"id": 1, "v": "before stop"}),
+                ({"id": 2}, "c", {"id": 2, "v": "while stopped"}),
+                ({"id": 3}, "c", {"id": 3, "v": "after alter", "extra": 42}),
+                ({"id": 1}, "d", None),
+                ({"id": 1}, None, None),
+            ],
+        )
+        self.assertEqual(msgs[3]["value"]["before"], {"id": 1, "v": None, "extra": None})
+
+    def test_sigint_stops_cleanly_like_sigterm(self):
+        self.psql("CREATE TABLE interrupted (id int PRIMARY KEY)")
+        cfg, cap = self.stream(["public.interrupted"])
+        self.psql("INSERT INTO interrupted VALUES (1)")
+        self.read(cfg, "public.interrupted", 1)
+        cap.proc.send_signal(signal.SIGINT)
+        self.assertEqual(cap.wait_exit(timeout=60), 0)
+        self.assertIn("signal 2: finishing", cap.log_text())
+        self.assertFalse(dstest.slot_info(cfg.slot)["active"])
 
     def test_table_added_to_the_config_joins_the_publication_on_restart(self):
         self.psql(

@@ -280,6 +280,28 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
         self.assertIn("Message size too large", err)
 
 
+    def test_second_capture_on_the_same_slot_exits_1_and_the_first_keeps_streaming(self):
+        self.psql("CREATE TABLE shared (id int PRIMARY KEY)")
+        cfg = self.capture_config(["public.shared"])
+        with self.start_capture(cfg) as first:
+            dstest.wait_for(
+                lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
+                timeout=30,
+                what=f"capture to stream from slot {cfg.slot}",
+            )
+            owner = dstest.slot_info(cfg.slot)["active_pid"]
+            status, out, err = run_dualsync("capture", "--config", cfg.path)
+            self.assertEqual(status, FAILURE, err)
+            self.assertIn(
+                f'START_REPLICATION on slot "{cfg.slot}" failed: ERROR:  replication slot '
+                f'"{cfg.slot}" is active for PID {owner}',
+                err,
+            )
+            self.assertTrue(first.running())
+            self.psql("INSERT INTO shared VALUES (1)")
+            [msg] = self.consume([cfg.topic("public.shared")], count=1)
+        self.assertEqual(msg["key"], {"id": 1})
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range."""
     rng = random.SystemRandom()
