@@ -48,6 +48,32 @@
 
 typedef struct ds_mapping_set ds_mapping_set_t;
 
+/*
+ * How the runtime executes the statements of a ds_target_t (consumers/mapping_sql.c writes
+ * them; tests/golden/mapping/ shows them in full):
+ *
+ *   - Parameters are text-format values (PQexecPrepared/PQsendQueryPrepared with paramTypes,
+ *     paramLengths and paramFormats NULL); the statements carry the casts PostgreSQL needs.
+ *   - write_sql returns exactly one row with one column, "applied" (boolean).
+ *       applied = true:  the row was written (or, in place, there was no row to update).
+ *       applied = false: a "required" lookup found no row, so NOTHING was written and no link
+ *                        changed; park the change in dualsync.pending and retry it later
+ *                        (a child that arrived before its parent).
+ *     Targets without required lookups always answer true.
+ *   - unlink_sql and truncate_sql return no rows (command status only).
+ *   - Upsert, unlink and truncate statements start with the same parameters: $1 the target
+ *     id, $2 the source topic, $3 the message key text (truncate has only $1 and $2).
+ *   - Each statement reads dualsync.links and decides in one snapshot whether a target row
+ *     lost its last link. Changes to one target database are expected to be applied by one
+ *     connection at a time; a runtime that writes one target from several connections at
+ *     once must serialize them per target (e.g. pg_advisory_xact_lock(hashtext(target id))
+ *     taken before the statement, in the same transaction), or two transactions dropping the
+ *     last two links of a merged row could each see the other's link and both keep the row.
+ *   - Key text: a target row's key is recorded as json_build_array(key columns::text)::text,
+ *     so key columns should be of types whose text form is stable (text, integers, uuid,
+ *     dates); a timestamptz key would depend on the session's TimeZone.
+ */
+
 /* One compiled target of one mapping. Fields are read-only for the runtime. */
 typedef struct ds_target {
     const char *id;           /* "<file stem>/<target name>", stored in dualsync.links */
@@ -105,6 +131,19 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
 
 /** @brief Accepts NULL. */
 void ds_mapping_set_free(ds_mapping_set_t *set);
+
+/*
+ * The text capture writes for an unchanged TOASTed value (capture.unavailable_value_placeholder
+ * in the config). Default "__debezium_unavailable_value".
+ */
+#define DS_MAPPING_UNAVAILABLE_VALUE "__debezium_unavailable_value"
+
+/**
+ * @brief Sets the placeholder text of unchanged TOASTed values (copied). A target column
+ *        computed from such a value keeps its stored value; a filter or a target key that
+ *        reads one makes ds_mapping_eval() fail. Returns false only when out of memory.
+ */
+bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeholder) DS_MUST_CHECK;
 
 /** @brief The distinct source topics the set reads, for the consumer's subscription. */
 int ds_mapping_set_ntopics(const ds_mapping_set_t *set);

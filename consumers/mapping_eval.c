@@ -1,0 +1,254 @@
+/*
+ * mapping_eval.c: maps one Debezium change message to the writes of the targets reading its
+ * topic (ds_mapping_eval).
+ *
+ *   create, update, snapshot read   per target: the filters match → upsert (or in-place
+ *                                   update) with the row's values; they do not → unlink
+ *                                   (the row may have matched before: a filter transition);
+ *                                   in-place targets write nothing then
+ *   delete                          unlink, from the message key alone (the "before" of a
+ *                                   REPLICA IDENTITY DEFAULT table holds only the key)
+ *   truncate                        truncate: every link from the topic goes
+ *   tombstone (NULL value)          nothing: the delete before it did the work
+ *
+ * Every value lives in the set's arena and the write list in the set, both reused from one
+ * change to the next; the results stay valid until the next call.
+ */
+#include <string.h>
+
+#include "mapping_internal.h"
+
+/* The placeholder capture writes for an unchanged TOASTed value: does column @p name hold it? */
+static bool unavailable(const json_t *row, const char *name, const char *placeholder)
+{
+    const json_t *v = json_object_get(row, name);
+
+    return v && json_is_string(v) && strcmp(json_string_value(v), placeholder) == 0;
+}
+
+/* Fills t->values for the write statement from @p row. */
+static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json_t *row,
+                       const char *key, char *errstr, size_t errstr_size)
+{
+    ds_mapping_eval_ctx_t ctx = {
+        .arena = &set->arena,
+        .row = row,
+        .placeholder = set->placeholder,
+        .file = t->file->path,
+        .target = t->pub.id,
+        .errstr = errstr,
+        .errstr_size = errstr_size,
+    };
+
+    for (int i = 0; i < t->ncolumns; i++) {
+        const ds_mapping_column_t *col = &t->columns[i];
+
+        t->keep[i] = false;
+        for (int r = 0; r < col->nrefs && !t->keep[i]; r++)
+            t->keep[i] = unavailable(row, col->refs[r], set->placeholder);
+        if (t->keep[i] && col->is_key)
+            return ds_fail(errstr, errstr_size,
+                           "%s: target %s, key column \"%s\": source column \"%s\" holds an "
+                           "unchanged TOASTed value, which the WAL does not carry (%s); give "
+                           "the source table REPLICA IDENTITY FULL, or compute the key from "
+                           "other columns",
+                           t->file->path, t->pub.id, col->name, col->refs[0], set->placeholder);
+    }
+    for (int j = 0; j < t->pub.write_nparams; j++) {
+        const ds_mapping_param_t *p = &t->params[j];
+        const ds_mapping_column_t *col = p->column >= 0 ? &t->columns[p->column] : NULL;
+        ds_mapping_value_t v;
+
+        switch (p->kind) {
+        case PARAM_TARGET_ID:
+            t->values[j] = t->pub.id;
+            break;
+        case PARAM_TOPIC:
+            t->values[j] = t->file->topic;
+            break;
+        case PARAM_SOURCE_KEY:
+            t->values[j] = key;
+            break;
+        case PARAM_KEEP:
+            t->values[j] = t->keep[p->column] ? "true" : "false";
+            break;
+        case PARAM_VALUE:
+            /* A kept column's value is not used (the CASE keeps the stored one), and computing
+             * it from the placeholder could only fail (a map, parse_period) or mislead. */
+            if (t->keep[p->column]) {
+                t->values[j] = NULL;
+                break;
+            }
+            ctx.column = col->name;
+            if (!ds_mapping_expr_eval(p->expr, &ctx, &v))
+                return false;
+            if (!v.p && col->is_key && p->expr == col->expr)
+                return ds_fail(errstr, errstr_size,
+                               "%s: target %s, key column \"%s\": the value is NULL, and a "
+                               "target row needs its whole key",
+                               t->file->path, t->pub.id, col->name);
+            t->values[j] = ds_mapping_value_cstr(&set->arena, v);
+            break;
+        }
+    }
+    return true;
+}
+
+static bool filter_matches(ds_mapping_set_t *set, const ds_mapping_filter_t *f,
+                           const ds_mapping_file_t *file, const char *target, const json_t *row,
+                           bool *match, char *errstr, size_t errstr_size)
+{
+    ds_mapping_eval_ctx_t ctx = {
+        .arena = &set->arena,
+        .row = row,
+        .placeholder = set->placeholder,
+        .file = file->path,
+        .target = target,
+        .errstr = errstr,
+        .errstr_size = errstr_size,
+    };
+
+    *match = true;
+    return !f || ds_mapping_filter_eval(f, &ctx, match);
+}
+
+static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
+                      ds_write_kind_t kind)
+{
+    ds_target_write_t *w = &set->writes[writes->nwrites++];
+
+    w->target = &t->pub;
+    w->kind = kind;
+    w->nparams = kind == DS_WRITE_UPSERT   ? t->pub.write_nparams
+                 : kind == DS_WRITE_UNLINK ? t->pub.unlink_nparams
+                                           : t->pub.truncate_nparams;
+    w->params = t->values;
+}
+
+/* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert). */
+static void fill_link_params(ds_mapping_target_t *t, const char *key)
+{
+    t->values[0] = t->pub.id;
+    t->values[1] = t->file->topic;
+    t->values[2] = key;
+}
+
+static bool no_key(const ds_mapping_target_t *t, const char *topic, char *errstr,
+                   size_t errstr_size)
+{
+    return ds_fail(errstr, errstr_size,
+                   "%s: target %s: the message on %s has no key, which the target's links "
+                   "need (the source table has no primary key or replica identity index)",
+                   t->file->path, t->pub.id, topic);
+}
+
+static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, const char *key,
+                    const json_t *row, ds_write_list_t *writes, char *errstr, size_t errstr_size)
+{
+    for (int k = 0; files[k] >= 0; k++) {
+        ds_mapping_file_t *f = &set->files[files[k]];
+        bool file_match;
+
+        if (!filter_matches(set, f->filter, f, NULL, row, &file_match, errstr, errstr_size))
+            return false;
+        for (int i = 0; i < f->ntargets; i++) {
+            ds_mapping_target_t *t = &set->targets[f->first_target + i];
+            bool match = file_match;
+
+            if (match && !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr,
+                                         errstr_size))
+                return false;
+            if (!t->pub.in_place && !key)
+                return no_key(t, topic, errstr, errstr_size);
+            if (match) {
+                if (!fill_write(set, t, row, key, errstr, errstr_size))
+                    return false;
+                add_write(set, writes, t, DS_WRITE_UPSERT);
+            } else if (!t->pub.in_place) {
+                fill_link_params(t, key);
+                add_write(set, writes, t, DS_WRITE_UNLINK);
+            }
+        }
+    }
+    return true;
+}
+
+static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *key,
+                        size_t key_len, const json_t *value, ds_write_list_t *writes,
+                        char *errstr, size_t errstr_size)
+{
+    const int *files = NULL;
+    const json_t *op_json, *row;
+    const char *op, *key_text = NULL;
+
+    writes->nwrites = 0;
+    writes->writes = set->writes;
+    ds_mapping_arena_reset(&set->arena);
+    for (int i = 0; i < set->ntopics && !files; i++) {
+        if (strcmp(set->topics[i], topic) == 0)
+            files = set->topic_files[i];
+    }
+    if (!files)
+        return ds_fail(errstr, errstr_size, "topic %s is not the source of any mapping", topic);
+    if (!value)
+        return true; /* a tombstone: the delete before it unlinked the row */
+    if (key) {
+        char *copy = ds_mapping_arena_alloc(&set->arena, key_len + 1);
+        memcpy(copy, key, key_len);
+        copy[key_len] = '\0';
+        key_text = copy;
+    }
+
+    op_json = json_object_get(value, "op");
+    op = json_string_value(op_json);
+    if (!json_is_object(value) || !op || strlen(op) != 1)
+        return ds_fail(errstr, errstr_size,
+                       "malformed change on %s: expected a Debezium value with \"op\" one of "
+                       "c, u, d, r, t",
+                       topic);
+    switch (op[0]) {
+    case 'c':
+    case 'u':
+    case 'r':
+        row = json_object_get(value, "after");
+        if (!json_is_object(row))
+            return ds_fail(errstr, errstr_size,
+                           "malformed change on %s: op \"%s\" without an \"after\" object",
+                           topic, op);
+        return map_row(set, files, topic, key_text, row, writes, errstr, errstr_size);
+    case 'd':
+    case 't':
+        for (int k = 0; files[k] >= 0; k++) {
+            ds_mapping_file_t *f = &set->files[files[k]];
+
+            for (int i = 0; i < f->ntargets; i++) {
+                ds_mapping_target_t *t = &set->targets[f->first_target + i];
+
+                /* In place, the row belongs to the legacy table: its delete is its own. */
+                if (t->pub.in_place)
+                    continue;
+                if (op[0] == 'd' && !key_text)
+                    return no_key(t, topic, errstr, errstr_size);
+                fill_link_params(t, key_text);
+                add_write(set, writes, t, op[0] == 'd' ? DS_WRITE_UNLINK : DS_WRITE_TRUNCATE);
+            }
+        }
+        return true;
+    default:
+        return ds_fail(errstr, errstr_size,
+                       "malformed change on %s: unknown op \"%s\" (expected c, u, d, r or t)",
+                       topic, op);
+    }
+}
+
+bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
+                     const json_t *value, ds_write_list_t *writes, char *errstr,
+                     size_t errstr_size)
+{
+    if (!eval_change(set, topic, key, key_len, value, writes, errstr, errstr_size)) {
+        /* Nothing of a change that cannot be mapped may be written. */
+        writes->nwrites = 0;
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,579 @@
+/*
+ * mapping_sql.c: compiles each target into the statements the apply runtime prepares once and
+ * executes per change (the shapes are in the .sql files in tests/golden/mapping/).
+ *
+ * Parameters. Row values only ever travel as text parameters; the runtime passes no types,
+ * so every parameter must get its type from its first use: a value in the INSERT's SELECT
+ * list takes the target column's type (INSERT ... SELECT resolves unknown outputs to the
+ * target columns, not to text), a lookup match value the lookup column's, and the rest carry
+ * an explicit cast ($1::text, $7::boolean). Expressions computed in C become one parameter
+ * each; cast, lookup and sql become SQL text around the parameters of their C-computed parts.
+ *
+ * Links. An upsert writes the target row and records "source row S produced target row K" in
+ * dualsync.links, in one statement of data-modifying CTEs. All CTEs of a statement run on the
+ * same snapshot and none sees another's changes, so the statement is written to need only the
+ * snapshot:
+ *   up      the upsert; RETURNING gives the row's key text K (json_build_array of the key
+ *           columns as text), whether the row was inserted or updated;
+ *   old     deletes S's links to any other key (the target key changed: a merged patient's
+ *           phone changed), returning those keys;
+ *   link    inserts (S, K) unless present;
+ *   orphan  the old keys no other source row links: links in the snapshot to that key, minus
+ *           S's own (which "old" deletes, unseen by this CTE). The new link is to K, never to
+ *           an old key, so not seeing it changes nothing;
+ *   gone    applies on_delete to the orphans (DELETE, or UPDATE ... SET column = now()).
+ * Unlink and truncate are the same old/orphan/gone chain without the upsert.
+ *
+ * Link keys are text; turning them back into typed key values for the DELETE uses
+ * json_populate_record(NULL::table, ...), which reads each key column's text with the
+ * column's own type, so the statement needs no knowledge of the column types and the join
+ * on the key columns can use the target's unique index.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mapping_internal.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Quoting
+ * ------------------------------------------------------------------------------------------- */
+
+void ds_mapping_quote_ident(ds_buf_t *buf, const char *name)
+{
+    ds_buf_append_char(buf, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            ds_buf_append_char(buf, '"');
+        ds_buf_append_char(buf, *p);
+    }
+    ds_buf_append_char(buf, '"');
+}
+
+void ds_mapping_quote_qualified(ds_buf_t *buf, const char *schema, const char *table)
+{
+    ds_mapping_quote_ident(buf, schema);
+    ds_buf_append_char(buf, '.');
+    ds_mapping_quote_ident(buf, table);
+}
+
+void ds_mapping_quote_literal(ds_buf_t *buf, const char *text)
+{
+    /* With a backslash, E'' says how to read it whatever standard_conforming_strings is. */
+    bool backslash = strchr(text, '\\') != NULL;
+
+    if (backslash)
+        ds_buf_append_char(buf, 'E');
+    ds_buf_append_char(buf, '\'');
+    for (const char *p = text; *p; p++) {
+        if (*p == '\'' || (*p == '\\' && backslash))
+            ds_buf_append_char(buf, *p);
+        ds_buf_append_char(buf, *p);
+    }
+    ds_buf_append_char(buf, '\'');
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The {"sql": ...} escape hatch: finding $k outside quotes and comments
+ * ------------------------------------------------------------------------------------------- */
+
+static bool ident_start(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (c & 0x80);
+}
+
+static bool ident_char(char c)
+{
+    return ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, ds_buf_t *out,
+                            uint64_t *used, char *errstr, size_t errstr_size)
+{
+    const char *p = sql;
+    int depth = 0;
+
+    *used = 0;
+    while (*p) {
+        const char *start = p;
+
+        if (*p == '\'' || ((*p == 'E' || *p == 'e') && p[1] == '\'' &&
+                           (p == sql || !ident_char(p[-1])))) {
+            /* 'text' ('' is a quote); E'text' also takes backslash escapes. */
+            bool escapes = *p != '\'';
+            p += escapes ? 2 : 1;
+            for (;;) {
+                if (!*p)
+                    return ds_fail(errstr, errstr_size, "unterminated string literal in the SQL "
+                                                        "text");
+                if (escapes && *p == '\\' && p[1]) {
+                    p += 2;
+                    continue;
+                }
+                if (*p == '\'') {
+                    if (p[1] == '\'') {
+                        p += 2;
+                        continue;
+                    }
+                    p++;
+                    break;
+                }
+                p++;
+            }
+        } else if (*p == '"') {
+            for (p++;; p++) {
+                if (!*p)
+                    return ds_fail(errstr, errstr_size, "unterminated quoted identifier in the "
+                                                        "SQL text");
+                if (*p == '"') {
+                    if (p[1] == '"') {
+                        p++;
+                        continue;
+                    }
+                    p++;
+                    break;
+                }
+            }
+        } else if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            int nest = 1;
+            for (p += 2; nest > 0; p++) {
+                if (!*p)
+                    return ds_fail(errstr, errstr_size, "unterminated comment in the SQL text");
+                if (p[0] == '/' && p[1] == '*') {
+                    nest++;
+                    p++;
+                } else if (p[0] == '*' && p[1] == '/') {
+                    nest--;
+                    p++;
+                }
+            }
+        } else if (*p == '$' && p[1] >= '0' && p[1] <= '9' && (p == sql || !ident_char(p[-1]))) {
+            long k = 0;
+
+            for (p++; *p >= '0' && *p <= '9'; p++) {
+                if (k < 100000)
+                    k = k * 10 + (*p - '0');
+            }
+            if (ident_char(*p))
+                return ds_fail(errstr, errstr_size, "trailing junk after parameter $%ld in the "
+                                                    "SQL text",
+                               k);
+            if (k < 1 || k > nargs)
+                return ds_fail(errstr, errstr_size,
+                               "$%ld in the SQL text has no argument (args has %d %s)", k, nargs,
+                               nargs == 1 ? "entry" : "entries");
+            if (k <= 64)
+                *used |= (uint64_t)1 << (k - 1);
+            if (map) {
+                ds_buf_append_str(out, map[k - 1]);
+            }
+            continue;
+        } else if (*p == '$' && (p == sql || !ident_char(p[-1])) && (p[1] == '$' || ident_start(p[1]))) {
+            /* A dollar-quoted string: $tag$ ... $tag$. */
+            const char *tag = p, *close;
+            size_t tag_len;
+
+            for (p++; *p && *p != '$' && ident_char(*p); p++)
+                ;
+            if (*p != '$') {
+                p = tag + 1; /* not a tag after all: "$name" outside a quote */
+                if (map)
+                    ds_buf_append(out, start, (size_t)(p - start));
+                continue;
+            }
+            p++;
+            tag_len = (size_t)(p - tag);
+            for (close = p; *close; close++) {
+                if (strncmp(close, tag, tag_len) == 0)
+                    break;
+            }
+            if (!*close)
+                return ds_fail(errstr, errstr_size, "unterminated dollar-quoted string in the SQL "
+                                                    "text");
+            p = close + tag_len;
+        } else if (*p == ';') {
+            return ds_fail(errstr, errstr_size, "the SQL text is one expression: no \";\"");
+        } else {
+            if (*p == '(')
+                depth++;
+            if (*p == ')' && --depth < 0)
+                return ds_fail(errstr, errstr_size, "unbalanced \")\" in the SQL text");
+            p++;
+        }
+        if (map)
+            ds_buf_append(out, start, (size_t)(p - start));
+    }
+    if (depth != 0)
+        return ds_fail(errstr, errstr_size, "unbalanced \"(\" in the SQL text");
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Compiling expressions
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct compiler {
+    ds_mapping_target_t *target; /* being compiled */
+    int column;                  /* the column whose expression is compiled */
+    int nparams;                 /* parameters so far */
+    int cap;                     /* allocated in target->params */
+    int nlookups;                /* lookup aliases handed out: lk1, lk2, ... */
+    ds_buf_t required;           /* conditions of required lookups, joined by AND */
+} compiler_t;
+
+static int add_param(compiler_t *c, ds_mapping_param_kind_t kind, const ds_mapping_expr_t *e,
+                     int column)
+{
+    if (c->nparams == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        c->target->params =
+            ds_mapping_xrealloc(c->target->params, sizeof(*c->target->params) * (size_t)c->cap);
+    }
+    c->target->params[c->nparams] = (ds_mapping_param_t){kind, e, column};
+    return ++c->nparams;
+}
+
+/* Gives the expression its SQL text (e->sql), adding the parameters it needs. */
+static void compile_expr(compiler_t *c, ds_mapping_expr_t *e)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+
+    if (!e->in_db) {
+        e->param = add_param(c, PARAM_VALUE, e, c->column);
+        e->sql = ds_mapping_xasprintf("$%d", e->param);
+        return;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        compile_expr(c, e->args[i]);
+    switch (e->kind) {
+    case EXPR_CAST:
+        /* A parameter cast directly takes the type: $n::type. */
+        if (e->args[0]->param)
+            ds_buf_appendf(&buf, "%s::%s", e->args[0]->sql, e->text);
+        else
+            ds_buf_appendf(&buf, "CAST(%s AS %s)", e->args[0]->sql, e->text);
+        break;
+    case EXPR_LOOKUP: {
+        int alias = ++c->nlookups;
+        ds_buf_t from = DS_BUF_INIT;
+
+        /* Qualified by an alias: an unqualified name could resolve to the outer table. */
+        ds_mapping_quote_qualified(&from, e->lookup_schema, e->lookup_table);
+        ds_buf_appendf(&from, " AS lk%d WHERE ", alias);
+        for (int i = 0; i < e->nargs; i++) {
+            ds_buf_appendf(&from, "%slk%d.", i ? " AND " : "", alias);
+            ds_mapping_quote_ident(&from, e->match_columns[i]);
+            ds_buf_appendf(&from, " = %s", e->args[i]->sql);
+        }
+        ds_buf_appendf(&buf, "(SELECT lk%d.", alias);
+        ds_mapping_quote_ident(&buf, e->lookup_column);
+        ds_buf_appendf(&buf, " FROM %s)", from.data);
+        if (e->required) {
+            /* A NULL match value has no parent to wait for: it yields NULL and goes on. */
+            ds_buf_t cond = DS_BUF_INIT;
+            ds_buf_appendf(&cond, "(EXISTS (SELECT 1 FROM %s)", from.data);
+            for (int i = 0; i < e->nargs; i++)
+                ds_buf_appendf(&cond, " OR %s IS NULL", e->args[i]->sql);
+            ds_buf_append_char(&cond, ')');
+            e->exists = cond.data;
+            ds_buf_appendf(&c->required, "%s%s", c->required.len ? " AND " : "", e->exists);
+        }
+        ds_buf_free(&from);
+        break;
+    }
+    case EXPR_SQL: {
+        const char **map = ds_mapping_xcalloc((size_t)e->nargs + 1, sizeof(char *));
+        char **owned = ds_mapping_xcalloc((size_t)e->nargs + 1, sizeof(char *));
+        uint64_t used;
+        char errstr[256];
+
+        for (int i = 0; i < e->nargs; i++) {
+            if (e->args[i]->param) {
+                map[i] = e->args[i]->sql;
+            } else {
+                owned[i] = ds_mapping_xasprintf("(%s)", e->args[i]->sql);
+                map[i] = owned[i];
+            }
+        }
+        ds_buf_append_char(&buf, '(');
+        /* The loader checked the text with the same function, so this cannot fail. */
+        if (!ds_mapping_sql_rewrite(e->text, e->nargs, map, &buf, &used, errstr, sizeof(errstr)))
+            ds_buf_appendf(&buf, "%s", e->text);
+        ds_buf_append_char(&buf, ')');
+        for (int i = 0; i < e->nargs; i++)
+            free(owned[i]);
+        free(owned);
+        free(map);
+        break;
+    }
+    default:
+        /* Only the three kinds above are computed by the database; the loader made sure a
+         * C function never holds one. */
+        ds_buf_append_str(&buf, "NULL");
+        break;
+    }
+    e->sql = buf.data;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Statements
+ * ------------------------------------------------------------------------------------------- */
+
+static void append_column(ds_buf_t *buf, const char *alias, const char *name)
+{
+    ds_buf_appendf(buf, "%s.", alias);
+    ds_mapping_quote_ident(buf, name);
+}
+
+/* t."k1" = o."k1" AND t."k2" = o."k2" */
+static void append_key_join(ds_buf_t *buf, const ds_mapping_target_t *t)
+{
+    for (int i = 0; i < t->nkey; i++) {
+        const char *name = t->columns[t->key[i]].name;
+
+        if (i)
+            ds_buf_append_str(buf, " AND ");
+        append_column(buf, "t", name);
+        ds_buf_append_str(buf, " = ");
+        append_column(buf, "o", name);
+    }
+}
+
+/*
+ * The "orphan" CTE (keys of old links no other source row holds) and the statement applying
+ * on_delete to them. truncate: every source row of the topic goes, so only links from other
+ * topics keep a row.
+ */
+static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool truncate)
+{
+    ds_buf_append_str(buf, "orphan AS (\n    SELECT ");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        append_column(buf, "r", t->columns[t->key[i]].name);
+    }
+    ds_buf_append_str(buf, "\n    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::");
+    ds_mapping_quote_qualified(buf, t->schema, t->table);
+    ds_buf_append_str(buf, ",\n        json_build_object(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
+        ds_buf_appendf(buf, ", o.target_key::json->>%d", i);
+    }
+    ds_buf_append_str(buf, ")) AS r\n"
+                           "    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x\n"
+                           "        WHERE x.target = $1::text AND x.target_key = o.target_key\n");
+    if (truncate)
+        ds_buf_append_str(buf, "          AND x.source_topic <> $2::text)\n)");
+    else
+        ds_buf_append_str(buf, "          AND NOT (x.source_topic = $2::text AND x.source_key = "
+                               "$3::text))\n)");
+}
+
+static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char *indent)
+{
+    if (t->on_delete == ON_DELETE_SOFT) {
+        ds_buf_append_str(buf, "UPDATE ");
+        ds_mapping_quote_qualified(buf, t->schema, t->table);
+        ds_buf_append_str(buf, " AS t SET ");
+        ds_mapping_quote_ident(buf, t->soft_column);
+        ds_buf_appendf(buf, " = now()\n%sFROM orphan AS o WHERE ", indent);
+    } else {
+        ds_buf_append_str(buf, "DELETE FROM ");
+        ds_mapping_quote_qualified(buf, t->schema, t->table);
+        ds_buf_appendf(buf, " AS t\n%sUSING orphan AS o WHERE ", indent);
+    }
+    append_key_join(buf, t);
+}
+
+/* Links of this target from this source row (or, truncating, from this topic). */
+static void append_links_where(ds_buf_t *buf, bool truncate)
+{
+    ds_buf_append_str(buf, "l.target = $1::text AND l.source_topic = $2::text");
+    if (!truncate)
+        ds_buf_append_str(buf, " AND l.source_key = $3::text");
+}
+
+/* unlink_sql and truncate_sql. */
+static char *unlink_statement(const ds_mapping_target_t *t, bool truncate)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+
+    if (t->on_delete == ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, "DELETE FROM dualsync.links AS l\nWHERE ");
+        append_links_where(&buf, truncate);
+        return buf.data;
+    }
+    ds_buf_append_str(&buf, "WITH old AS (\n    DELETE FROM dualsync.links AS l\n    WHERE ");
+    append_links_where(&buf, truncate);
+    ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n), ");
+    append_orphan_cte(&buf, t, truncate);
+    ds_buf_append_str(&buf, "\n");
+    append_gone(&buf, t, "");
+    return buf.data;
+}
+
+static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    bool first = true;
+
+    add_param(c, PARAM_TARGET_ID, NULL, -1);
+    add_param(c, PARAM_TOPIC, NULL, -1);
+    add_param(c, PARAM_SOURCE_KEY, NULL, -1);
+    for (int i = 0; i < t->ncolumns; i++) {
+        c->column = i;
+        compile_expr(c, t->columns[i].expr);
+    }
+    /* Keep flags: only for non-key columns that read the source row. */
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (!t->columns[i].is_key && t->columns[i].nrefs > 0)
+            t->columns[i].keep_param = add_param(c, PARAM_KEEP, NULL, i);
+    }
+
+    ds_buf_append_str(&buf, "WITH up AS (\n    INSERT INTO ");
+    ds_mapping_quote_qualified(&buf, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t (");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_mapping_quote_ident(&buf, t->columns[i].name);
+    }
+    ds_buf_append_str(&buf, ")\n    SELECT ");
+    for (int i = 0; i < t->ncolumns; i++)
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
+    if (c->required.len)
+        ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
+    ds_buf_append_str(&buf, "\n    ON CONFLICT (");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_mapping_quote_ident(&buf, t->columns[t->key[i]].name);
+    }
+    ds_buf_append_str(&buf, ") DO UPDATE SET");
+    for (int i = 0; i < t->ncolumns; i++) {
+        const ds_mapping_column_t *col = &t->columns[i];
+
+        if (col->is_key)
+            continue;
+        ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
+        first = false;
+        ds_mapping_quote_ident(&buf, col->name);
+        if (col->keep_param) {
+            /* An unchanged TOASTed source value: keep what the row holds. */
+            ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
+            append_column(&buf, "t", col->name);
+            ds_buf_append_str(&buf, " ELSE ");
+            append_column(&buf, "EXCLUDED", col->name);
+            ds_buf_append_str(&buf, " END");
+        } else {
+            ds_buf_append_str(&buf, " = ");
+            append_column(&buf, "EXCLUDED", col->name);
+        }
+    }
+    if (first) {
+        /* Only key columns: a no-op update still makes RETURNING give the existing row,
+         * which DO NOTHING would not, and the link needs its key. */
+        ds_buf_append_str(&buf, "\n        ");
+        ds_mapping_quote_ident(&buf, t->columns[t->key[0]].name);
+        ds_buf_append_str(&buf, " = ");
+        append_column(&buf, "EXCLUDED", t->columns[t->key[0]].name);
+    }
+    ds_buf_append_str(&buf, "\n    RETURNING json_build_array(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        append_column(&buf, "t", t->columns[t->key[i]].name);
+        ds_buf_append_str(&buf, "::text");
+    }
+    ds_buf_append_str(&buf, ")::text AS target_key\n"
+                            "), old AS (\n"
+                            "    DELETE FROM dualsync.links AS l USING up\n"
+                            "    WHERE ");
+    append_links_where(&buf, false);
+    ds_buf_append_str(&buf, "\n      AND l.target_key <> up.target_key\n"
+                            "    RETURNING l.target_key\n"
+                            "), link AS (\n"
+                            "    INSERT INTO dualsync.links (target, source_topic, source_key, "
+                            "target_key)\n"
+                            "    SELECT $1::text, $2::text, $3::text, up.target_key FROM up\n"
+                            "    ON CONFLICT DO NOTHING\n"
+                            ")");
+    if (t->on_delete != ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, ", ");
+        append_orphan_cte(&buf, t, false);
+        ds_buf_append_str(&buf, ", gone AS (\n    ");
+        append_gone(&buf, t, "    ");
+        ds_buf_append_str(&buf, "\n)");
+    }
+    ds_buf_appendf(&buf, "\nSELECT %s AS applied", c->required.len ? c->required.data : "true");
+    t->pub.write_sql = buf.data;
+    t->pub.unlink_sql = unlink_statement(t, false);
+    t->pub.unlink_nparams = 3;
+    t->pub.truncate_sql = unlink_statement(t, true);
+    t->pub.truncate_nparams = 2;
+}
+
+static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    bool first = true;
+
+    ds_buf_append_str(&buf, "WITH up AS (\n    UPDATE ");
+    ds_mapping_quote_qualified(&buf, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t SET");
+    /* Parameters in text order: each column's keep flag, then its value. */
+    for (int i = 0; i < t->ncolumns; i++) {
+        ds_mapping_column_t *col = &t->columns[i];
+
+        if (col->is_key)
+            continue;
+        c->column = i;
+        if (col->nrefs > 0)
+            col->keep_param = add_param(c, PARAM_KEEP, NULL, i);
+        compile_expr(c, col->expr);
+        ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
+        first = false;
+        ds_mapping_quote_ident(&buf, col->name);
+        if (col->keep_param) {
+            ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
+            append_column(&buf, "t", col->name);
+            ds_buf_appendf(&buf, " ELSE %s END", col->expr->sql);
+        } else {
+            ds_buf_appendf(&buf, " = %s", col->expr->sql);
+        }
+    }
+    ds_buf_append_str(&buf, "\n    WHERE ");
+    for (int i = 0; i < t->nkey; i++) {
+        ds_mapping_column_t *col = &t->columns[t->key[i]];
+
+        c->column = t->key[i];
+        compile_expr(c, col->expr);
+        if (i)
+            ds_buf_append_str(&buf, " AND ");
+        append_column(&buf, "t", col->name);
+        ds_buf_appendf(&buf, " = %s", col->expr->sql);
+    }
+    if (c->required.len)
+        ds_buf_appendf(&buf, "\n      AND %s", c->required.data);
+    ds_buf_appendf(&buf, "\n)\nSELECT %s AS applied", c->required.len ? c->required.data : "true");
+    t->pub.write_sql = buf.data;
+}
+
+void ds_mapping_compile_target(ds_mapping_target_t *t)
+{
+    compiler_t c = {.target = t};
+
+    if (t->pub.in_place)
+        compile_in_place(&c, t);
+    else
+        compile_upsert(&c, t);
+    t->pub.write_nparams = c.nparams;
+    t->values = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*t->values));
+    t->keep = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*t->keep));
+    ds_buf_free(&c.required);
+}
