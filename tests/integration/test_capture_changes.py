@@ -7,7 +7,6 @@ makes its changes and reads back an exact number of records. Absence is proven b
 a marker change made after the one that must not appear is the next record read.
 """
 
-import os
 import signal
 import subprocess
 import time
@@ -21,11 +20,12 @@ PLACEHOLDER = "__debezium_unavailable_value"
 def wait_streaming(cfg, timeout=30):
     """Waits until capture holds its slot with a consistent start point: a change committed
     after this returns is captured."""
-    return dstest.wait_for(
-        lambda: (lambda i: i and i["active"] and i["confirmed_flush_lsn"])(dstest.slot_info(cfg.slot)),
-        timeout=timeout,
-        what=f"capture to stream from slot {cfg.slot}",
-    )
+
+    def streaming():
+        info = dstest.slot_info(cfg.slot)
+        return info is not None and info["active"] and info["confirmed_flush_lsn"] is not None
+
+    return dstest.wait_for(streaming, timeout=timeout, what=f"capture to stream from slot {cfg.slot}")
 
 
 def wait_confirmed(cfg, lsn, timeout=60):

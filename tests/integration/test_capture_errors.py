@@ -31,6 +31,16 @@ def run_dualsync(*args, timeout=60):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def wait_streaming(cfg, timeout=30):
+    """Waits until capture holds its slot: a change committed after this is captured."""
+
+    def streaming():
+        info = dstest.slot_info(cfg.slot)
+        return info is not None and info["active"] and info["confirmed_flush_lsn"] is not None
+
+    return dstest.wait_for(streaming, timeout=timeout, what=f"capture to stream from slot {cfg.slot}")
+
+
 def write_file(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -160,11 +170,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         self.psql("CREATE TABLE nopk_full (a int, b text); ALTER TABLE nopk_full REPLICA IDENTITY FULL")
         cfg = self.capture_config(["public.nopk_full"])
         with self.start_capture(cfg):
-            dstest.wait_for(
-                lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
-                timeout=30,
-                what=f"capture to stream from slot {cfg.slot}",
-            )
+            wait_streaming(cfg)
             self.psql("INSERT INTO nopk_full VALUES (1, NULL)")
             [msg] = self.consume([cfg.topic("public.nopk_full")], count=1)
         # Keyed by the whole row, NULL included.
@@ -245,11 +251,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         write_file(cfg.path, json.dumps(cfg.data))
         cap = self.start_capture(cfg)
         with cap:
-            dstest.wait_for(
-                lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
-                timeout=30,
-                what=f"capture to stream from slot {cfg.slot}",
-            )
+            wait_streaming(cfg)
             self.psql("INSERT INTO good VALUES (1, 'x')")
             self.consume([cfg.topic("public.good")], count=1)
         self.assertNotIn("secret123", cap.log_text())
@@ -260,11 +262,7 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
         self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
         cfg = self.capture_config(["public.huge"])
         cap = self.start_capture(cfg)
-        dstest.wait_for(
-            lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
-            timeout=30,
-            what=f"capture to stream from slot {cfg.slot}",
-        )
+        wait_streaming(cfg)
         before = dstest.lsn_to_int(dstest.current_wal_lsn())
         # 2.2 MB of text: over librdkafka's default message.max.bytes (1 MB).
         self.psql("INSERT INTO huge SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 70000) g")
@@ -284,11 +282,7 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
         self.psql("CREATE TABLE shared (id int PRIMARY KEY)")
         cfg = self.capture_config(["public.shared"])
         with self.start_capture(cfg) as first:
-            dstest.wait_for(
-                lambda: (dstest.slot_info(cfg.slot) or {}).get("active"),
-                timeout=30,
-                what=f"capture to stream from slot {cfg.slot}",
-            )
+            wait_streaming(cfg)
             owner = dstest.slot_info(cfg.slot)["active_pid"]
             status, out, err = run_dualsync("capture", "--config", cfg.path)
             self.assertEqual(status, FAILURE, err)

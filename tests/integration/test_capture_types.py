@@ -163,11 +163,12 @@ ROW3_SQL = {
 def wait_streaming(cfg, timeout=30):
     """Waits until capture holds its slot with a consistent start point: a change committed
     after this returns is captured."""
-    return dstest.wait_for(
-        lambda: (lambda i: i and i["active"] and i["confirmed_flush_lsn"])(dstest.slot_info(cfg.slot)),
-        timeout=timeout,
-        what=f"capture to stream from slot {cfg.slot}",
-    )
+
+    def streaming():
+        info = dstest.slot_info(cfg.slot)
+        return info is not None and info["active"] and info["confirmed_flush_lsn"] is not None
+
+    return dstest.wait_for(streaming, timeout=timeout, what=f"capture to stream from slot {cfg.slot}")
 
 
 def insert_sql(row_id, values):
