@@ -131,6 +131,20 @@ class CaptureRowEventsTest(CaptureCase):
         self.assertEqual(msgs[4]["value"]["after"], {"id": 2, "email": "b@example.com"})
 
 
+    def test_quoted_schema_table_and_column_names_keep_their_spelling(self):
+        self.psql(
+            'CREATE SCHEMA "Sales";'
+            'CREATE TABLE "Sales"."Orders" ("Id" int PRIMARY KEY, "we""ird\\col" text, "한국어" text)'
+        )
+        cfg, cap = self.stream(['"Sales"."Orders"'])
+        with cap:
+            self.psql("""INSERT INTO "Sales"."Orders" VALUES (1, 'a', '값')""")
+            [msg] = self.read(cfg, "Sales.Orders", 1)
+        self.assertEqual(msg["topic"], f"{cfg.topic_prefix}.Sales.Orders")
+        self.assertEqual(msg["key"], {"Id": 1})
+        self.assertEqual(msg["value"]["after"], {"Id": 1, 'we"ird\\col': "a", "한국어": "값"})
+        self.assertEqual((msg["value"]["source"]["schema"], msg["value"]["source"]["table"]), ("Sales", "Orders"))
+
 class CaptureReplicaIdentityTest(CaptureCase):
     """What "before" holds depends on the table's REPLICA IDENTITY."""
 

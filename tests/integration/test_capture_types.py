@@ -446,7 +446,13 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
         ("c_timetz_arr", "timetz[]"),
         ("c_int8_arr", "int8[]"),
         ("c_float4_arr", "float4[]"),
+        ("c_domain", "posint"),
+        ("c_point", "point"),
+        ("c_range", "int4range"),
+        ("c_inet", "inet"),
+        ("c_bits", "bit(4)"),
     ]
+    DB_SETUP_SQL = "CREATE DOMAIN posint AS int CHECK (VALUE > 0)"
     ROWS_SQL = insert_sql(
         1,
         {
@@ -468,6 +474,11 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
             "c_timetz_arr": "'{10:00:00+05:30}'",
             "c_int8_arr": "'{-9223372036854775808,9223372036854775807}'",
             "c_float4_arr": "'{3.14,Infinity}'",
+            "c_domain": "5",
+            "c_point": "'(1,2.5)'",
+            "c_range": "'[1,5)'",
+            "c_inet": "'10.0.0.1/8'",
+            "c_bits": "B'1010'",
         },
     )
     ROWS = 1
@@ -507,6 +518,14 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
                 "c_int8_arr": [-9223372036854775808, 9223372036854775807],
                 "c_float4_arr": [3.14, "Infinity"],
             },
+        )
+
+    def test_domains_and_other_types_are_strings_of_their_text(self):
+        # A domain over int is published with the domain's type: its text, as a string.
+        self.check_columns(
+            1,
+            {"c_domain": "5", "c_point": "(1,2.5)", "c_range": "[1,5)", "c_inet": "10.0.0.1/8",
+             "c_bits": "1010"},
         )
 
     def test_array_of_an_unlisted_type_is_the_array_literal(self):
