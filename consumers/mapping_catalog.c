@@ -96,7 +96,9 @@ static PGresult *attempt(checker_t *ck, const char *sql, int nparams, const char
     snprintf(message, message_size, "the connection failed");
     if (!command(ck, "SAVEPOINT ds_mapping_check"))
         return NULL;
-    res = PQexecParams(ck->conn, sql, nparams, NULL, values, NULL, NULL, 0);
+    /* Without parameters, the simple protocol, which takes several statements. */
+    res = nparams ? PQexecParams(ck->conn, sql, nparams, NULL, values, NULL, NULL, 0)
+                  : PQexec(ck->conn, sql);
     if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK) {
         command(ck, "RELEASE SAVEPOINT ds_mapping_check");
         return res;

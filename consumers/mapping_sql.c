@@ -137,6 +137,12 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
         } else if (p[0] == '-' && p[1] == '-') {
             while (*p && *p != '\n')
                 p++;
+            /* A comment ending the text would swallow what the statement puts after it. */
+            if (!*p && map) {
+                ds_buf_append(out, start, (size_t)(p - start));
+                ds_buf_append_char(out, '\n');
+                continue;
+            }
         } else if (p[0] == '/' && p[1] == '*') {
             int nest = 1;
             for (p += 2; nest > 0; p++) {

@@ -1,0 +1,74 @@
+-- Generated from tests/unit/mapping/quoting.json (topic clinic.odd.schema.Tab"le).
+
+-- target quoting/odd: table "odd schema"."Tab""le", connection clinic
+-- write_sql, 10 parameters:
+--   $1 target id
+--   $2 source topic
+--   $3 source key (the message key text)
+--   $4 value of column "we"ird"
+--   $5 value of column "back\slash"
+--   $6 a value inside of column "it's"
+--   $7 a value inside of column "it's"
+--   $8 a value inside of column "plain"
+--   $9 a value inside of column "plain"
+--   $10 keep the stored "plain" (unchanged TOASTed source value)
+WITH up AS (
+    INSERT INTO "odd schema"."Tab""le" AS t ("we""ird", "back\slash", "it's", "plain")
+    SELECT $4, $5, (SELECT lk1."v""w" FROM "x""y"."z" AS lk1 WHERE lk1."m""n" = $6 AND lk1."o'p" = $7::public."Odd"[]), ($8 || '$2' || $$ $2 $$ || $tag$ $1 $tag$ || E'\' $1' -- $2
+ || /* $1 /* $2 */ */ ($9::text))
+    ON CONFLICT ("we""ird", "back\slash", "it's") DO UPDATE SET
+        "plain" = CASE WHEN $10::boolean THEN t."plain" ELSE EXCLUDED."plain" END
+    RETURNING json_build_array(t."we""ird"::text, t."back\slash"::text, t."it's"::text)::text AS target_key
+), old AS (
+    DELETE FROM dualsync.links AS l USING up
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND l.target_key <> up.target_key
+    RETURNING l.target_key
+), link AS (
+    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
+    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
+    ON CONFLICT DO NOTHING
+), orphan AS (
+    SELECT r."we""ird", r."back\slash", r."it's"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
+        json_build_object('we"ird', o.target_key::json->>0, E'back\\slash', o.target_key::json->>1, 'it''s', o.target_key::json->>2)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), gone AS (
+    UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
+    FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's"
+)
+SELECT true AS applied;
+
+-- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."we""ird", r."back\slash", r."it's"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
+        json_build_object('we"ird', o.target_key::json->>0, E'back\\slash', o.target_key::json->>1, 'it''s', o.target_key::json->>2)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+)
+UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
+FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
+
+-- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."we""ird", r."back\slash", r."it's"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
+        json_build_object('we"ird', o.target_key::json->>0, E'back\\slash', o.target_key::json->>1, 'it''s', o.target_key::json->>2)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND x.source_topic <> $2::text)
+)
+UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
+FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";

@@ -1,0 +1,153 @@
+-- Generated from tests/unit/mapping/users.json (topic clinic.public.users).
+
+-- target users/doctors: table "public"."global_doctors", connection clinic
+-- write_sql, 14 parameters:
+--   $1 target id
+--   $2 source topic
+--   $3 source key (the message key text)
+--   $4 value of column "id"
+--   $5 value of column "legacy_id"
+--   $6 value of column "name"
+--   $7 value of column "email"
+--   $8 value of column "specialty"
+--   $9 a value inside of column "years"
+--   $10 keep the stored "legacy_id" (unchanged TOASTed source value)
+--   $11 keep the stored "name" (unchanged TOASTed source value)
+--   $12 keep the stored "email" (unchanged TOASTed source value)
+--   $13 keep the stored "specialty" (unchanged TOASTed source value)
+--   $14 keep the stored "years" (unchanged TOASTed source value)
+WITH up AS (
+    INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
+    SELECT $4, $5, $6, $7, $8, $9::integer
+    ON CONFLICT ("id") DO UPDATE SET
+        "legacy_id" = CASE WHEN $10::boolean THEN t."legacy_id" ELSE EXCLUDED."legacy_id" END,
+        "name" = CASE WHEN $11::boolean THEN t."name" ELSE EXCLUDED."name" END,
+        "email" = CASE WHEN $12::boolean THEN t."email" ELSE EXCLUDED."email" END,
+        "specialty" = CASE WHEN $13::boolean THEN t."specialty" ELSE EXCLUDED."specialty" END,
+        "years" = CASE WHEN $14::boolean THEN t."years" ELSE EXCLUDED."years" END
+    RETURNING json_build_array(t."id"::text)::text AS target_key
+), old AS (
+    DELETE FROM dualsync.links AS l USING up
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND l.target_key <> up.target_key
+    RETURNING l.target_key
+), link AS (
+    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
+    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
+    ON CONFLICT DO NOTHING
+), orphan AS (
+    SELECT r."id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
+        json_build_object('id', o.target_key::json->>0)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), gone AS (
+    DELETE FROM "public"."global_doctors" AS t
+    USING orphan AS o WHERE t."id" = o."id"
+)
+SELECT true AS applied;
+
+-- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
+        json_build_object('id', o.target_key::json->>0)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+)
+DELETE FROM "public"."global_doctors" AS t
+USING orphan AS o WHERE t."id" = o."id";
+
+-- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
+        json_build_object('id', o.target_key::json->>0)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND x.source_topic <> $2::text)
+)
+DELETE FROM "public"."global_doctors" AS t
+USING orphan AS o WHERE t."id" = o."id";
+
+-- target users/clinic_doctors: table "public"."clinic_doctors", connection clinic
+-- write_sql, 8 parameters:
+--   $1 target id
+--   $2 source topic
+--   $3 source key (the message key text)
+--   $4 value of column "clinic_id"
+--   $5 a value inside of column "doctor_id"
+--   $6 value of column "license"
+--   $7 value of column "deleted_at"
+--   $8 keep the stored "license" (unchanged TOASTed source value)
+WITH up AS (
+    INSERT INTO "public"."clinic_doctors" AS t ("clinic_id", "doctor_id", "license", "deleted_at")
+    SELECT $4, (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5), $6, $7
+    WHERE (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL)
+    ON CONFLICT ("clinic_id", "doctor_id") DO UPDATE SET
+        "license" = CASE WHEN $8::boolean THEN t."license" ELSE EXCLUDED."license" END,
+        "deleted_at" = EXCLUDED."deleted_at"
+    RETURNING json_build_array(t."clinic_id"::text, t."doctor_id"::text)::text AS target_key
+), old AS (
+    DELETE FROM dualsync.links AS l USING up
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND l.target_key <> up.target_key
+    RETURNING l.target_key
+), link AS (
+    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
+    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
+    ON CONFLICT DO NOTHING
+), orphan AS (
+    SELECT r."clinic_id", r."doctor_id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
+        json_build_object('clinic_id', o.target_key::json->>0, 'doctor_id', o.target_key::json->>1)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), gone AS (
+    UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
+    FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id"
+)
+SELECT (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL) AS applied;
+
+-- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."clinic_id", r."doctor_id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
+        json_build_object('clinic_id', o.target_key::json->>0, 'doctor_id', o.target_key::json->>1)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+)
+UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
+FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
+
+-- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text
+    RETURNING l.target_key
+), orphan AS (
+    SELECT r."clinic_id", r."doctor_id"
+    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
+        json_build_object('clinic_id', o.target_key::json->>0, 'doctor_id', o.target_key::json->>1)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND x.source_topic <> $2::text)
+)
+UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
+FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
