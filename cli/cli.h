@@ -11,6 +11,20 @@ typedef struct ds_cli_command {
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
 } ds_cli_command_t;
 
+#include <stdio.h>
+
+#include "dualsync/config.h"
+
 int ds_cli_capture(int argc, char **argv);
+int ds_cli_apply(int argc, char **argv);
+int ds_cli_dlq(int argc, char **argv);
+
+/* The options apply, dlq list and dlq retry share (cmd_apply.c): loads the config for apply.
+ * Returns -1 to go on with *config set, or the exit status to return. */
+int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help)(FILE *),
+                         ds_config_t **config);
+
+/* --json was given (dlq list). */
+extern int ds_cli_json_output;
 
 #endif

@@ -8,6 +8,8 @@
 
 static const ds_cli_command_t commands[] = {
     {"capture", "stream committed changes of the legacy tables to Kafka", ds_cli_capture},
+    {"apply", "write the changes from Kafka into the new tables, exactly once", ds_cli_apply},
+    {"dlq", "list or retry the changes apply could not write (dead letters)", ds_cli_dlq},
 };
 
 static void usage(FILE *out)

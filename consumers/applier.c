@@ -1,0 +1,1517 @@
+/*
+ * applier.c: one target database: connection, bookkeeping schema, pipelined batches, the
+ * savepoint slow path, dualsync.pending.
+ *
+ * Why two round trips in the fast path rather than one: a write whose required lookup found
+ * no parent answers applied = false without failing, and its change must be parked in
+ * dualsync.pending in the same transaction as the offsets that move past it. The answers are
+ * known only once the writes' results are read, so COMMIT waits for them.
+ *
+ * Why pipeline mode with a nonblocking socket: a batch is thousands of statements. Sent one
+ * round trip at a time they would cost a network latency each; sent blindly in blocking mode,
+ * the client could block writing while the server blocks writing results nobody reads. So
+ * results are read while statements are still being sent.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "dualsync/applier.h"
+#include "dualsync/buf.h"
+#include "dualsync/log.h"
+#include "dualsync/pgutil.h"
+#include "dualsync/strset.h"
+
+/* SQLSTATEs apply tells apart. */
+#define SQLSTATE_FOREIGN_KEY "23503"        /* foreign_key_violation: a parent is missing */
+#define SQLSTATE_OBJECT_IN_USE "55006"      /* the origin is held by another session */
+#define SQLSTATE_INSUFFICIENT_PRIV "42501"  /* insufficient_privilege */
+#define SQLSTATE_UNIQUE "23505"             /* unique_violation (origin created concurrently) */
+
+/* Why a change waits in dualsync.pending when its statement said applied = false. */
+#define MISSING_PARENT "a required lookup found no row (the parent has not arrived yet)"
+
+/* Separates the parts of a pending key: never inside a topic or a target id. */
+#define KEY_SEP '\x1f'
+
+/* The statements dualsync itself runs, prepared on every connection. */
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} own_statements[] = {
+    {"ds_origin_setup", "SELECT pg_catalog.pg_replication_origin_session_setup($1)", 1},
+    {"ds_origin_reset", "SELECT pg_catalog.pg_replication_origin_session_reset()", 0},
+    {"ds_offsets_get",
+     "SELECT topic, partition, next_offset FROM dualsync.offsets WHERE group_id = $1", 1},
+    /* Never backward: a database ahead of the batch (it committed before a crash the others
+     * did not) keeps its position. */
+    {"ds_offsets_put",
+     "INSERT INTO dualsync.offsets AS o (group_id, topic, partition, next_offset)"
+     " VALUES ($1, $2, $3::int, $4::bigint)"
+     " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+     " SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), updated_at = now()",
+     4},
+    /* The newest change of a key wins; an older one (a re-driven dead letter) does not
+     * replace it. */
+    {"ds_pending_put",
+     "INSERT INTO dualsync.pending AS p"
+     " (target, topic, partition, kafka_offset, source_key, value, error)"
+     " VALUES ($1, $2, $3::int, $4::bigint, $5, $6, $7)"
+     " ON CONFLICT (target, topic, source_key) DO UPDATE"
+     " SET partition = EXCLUDED.partition, kafka_offset = EXCLUDED.kafka_offset,"
+     " value = EXCLUDED.value, error = EXCLUDED.error"
+     " WHERE p.kafka_offset <= EXCLUDED.kafka_offset",
+     7},
+    {"ds_pending_del",
+     "DELETE FROM dualsync.pending WHERE target = $1 AND topic = $2 AND source_key = $3"
+     " AND kafka_offset <= $4::bigint",
+     4},
+    {"ds_pending_del_topic",
+     "DELETE FROM dualsync.pending WHERE target = $1 AND topic = $2 AND kafka_offset < $3::bigint",
+     3},
+    {"ds_pending_del_id", "DELETE FROM dualsync.pending WHERE id = $1::bigint", 1},
+    {"ds_pending_keys", "SELECT target, topic, source_key FROM dualsync.pending", 0},
+    {"ds_pending_rows",
+     "SELECT id, target, topic, partition, kafka_offset, source_key, value"
+     " FROM dualsync.pending ORDER BY id",
+     0},
+};
+
+/* A target of this database and the names of its prepared statements. */
+typedef struct local_target {
+    const ds_target_t *target; /* borrowed from the set */
+    char stmt[3][24];          /* by ds_write_kind_t: upsert, unlink, truncate ("" if none) */
+} local_target_t;
+
+/* One write of one message, as this database runs it. */
+typedef struct work {
+    int msg;           /* index in the batch */
+    int write;         /* index in the message's writes */
+    int local;         /* index in local_targets */
+    bool applied;      /* the statement's answer (unlink and truncate: true) */
+} work_t;
+
+typedef enum op_kind {
+    OP_ORIGIN_SETUP,
+    OP_BEGIN,
+    OP_WRITE,
+    OP_BOOKKEEPING,
+    OP_COMMIT,
+    OP_ORIGIN_RESET,
+} op_kind_t;
+
+/* One statement sent in a pipeline, in order. */
+typedef struct op {
+    op_kind_t kind;
+    int work; /* OP_WRITE: index in work */
+} op_t;
+
+struct ds_applier {
+    char *name;     /* the config's targets key */
+    char *conninfo; /* never logged */
+    char *origin;
+    char *group_id;
+    ds_mapping_set_t *set; /* borrowed */
+    PGconn *conn;          /* NULL while disconnected */
+    bool origin_held;      /* this session has the origin set up */
+    local_target_t *targets; /* the set's targets whose connection is this database */
+    int ntargets;
+    ds_strset_t *pending;    /* "target␟topic␟key" of the rows in dualsync.pending */
+    ds_strset_t *decided;    /* per batch: pending keys already decided (newest first) */
+    ds_strset_t *truncated;  /* per batch: "target␟topic" truncated later in the batch */
+    work_t *work;            /* this batch's writes here */
+    int nwork, work_cap;
+    op_t *ops;               /* the pipeline's statements */
+    int nops, ops_cap;
+    ds_buf_t key;            /* scratch for pending keys */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------------- */
+
+ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
+{
+    ds_applier_t *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return NULL;
+    a->set = options->set;
+    if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
+        !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
+        !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
+        !(a->truncated = ds_strset_new())) {
+        ds_applier_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void ds_applier_free(ds_applier_t *a)
+{
+    if (!a)
+        return;
+    if (a->conn)
+        PQfinish(a->conn);
+    free(a->name);
+    free(a->conninfo);
+    free(a->origin);
+    free(a->group_id);
+    free(a->targets);
+    ds_strset_free(a->pending);
+    ds_strset_free(a->decided);
+    ds_strset_free(a->truncated);
+    free(a->work);
+    free(a->ops);
+    ds_buf_free(&a->key);
+    free(a);
+}
+
+const char *ds_applier_name(const ds_applier_t *a)
+{
+    return a->name;
+}
+
+size_t ds_applier_pending(const ds_applier_t *a)
+{
+    return ds_strset_count(a->pending);
+}
+
+static bool lost(const ds_applier_t *a)
+{
+    return !a->conn || PQstatus(a->conn) != CONNECTION_OK;
+}
+
+bool ds_applier_connected(const ds_applier_t *a)
+{
+    return !lost(a);
+}
+
+/* "target␟topic" or "target␟topic␟key" into a->key. */
+static void make_key(ds_applier_t *a, const char *target, const char *topic, const char *key,
+                     size_t key_len)
+{
+    ds_buf_reset(&a->key);
+    ds_buf_append_str(&a->key, target);
+    ds_buf_append_char(&a->key, KEY_SEP);
+    ds_buf_append_str(&a->key, topic);
+    if (key) {
+        ds_buf_append_char(&a->key, KEY_SEP);
+        ds_buf_append(&a->key, key, key_len);
+    }
+}
+
+/* The message's key as stored in dualsync.pending (source_key is NOT NULL). */
+static const char *source_key(const ds_batch_msg_t *m, size_t *len)
+{
+    if (!m->key) {
+        *len = 4;
+        return "null";
+    }
+    *len = m->key_len;
+    return m->key;
+}
+
+static int local_index(const ds_applier_t *a, const ds_target_t *target)
+{
+    for (int i = 0; i < a->ntargets; i++) {
+        if (a->targets[i].target == target)
+            return i;
+    }
+    return -1;
+}
+
+static const char *statement_of(const ds_applier_t *a, int local, ds_write_kind_t kind)
+{
+    const char *name = a->targets[local].stmt[kind];
+
+    return name[0] ? name : NULL;
+}
+
+/* "SQLSTATE 23505: message (detail)" from a failed result. */
+static void describe_error(const PGresult *r, const PGconn *conn, char *sqlstate,
+                           char *message, size_t message_size)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+
+    snprintf(sqlstate, 6, "%s", state ? state : "");
+    if (primary)
+        snprintf(message, message_size, "SQLSTATE %s: %s%s%s%s", state ? state : "?????", primary,
+                 detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+    else
+        snprintf(message, message_size, "%s", ds_pg_error(conn));
+}
+
+typedef enum run_result {
+    RUN_OK,
+    RUN_SQL_ERROR, /* the statement failed: sqlstate and message say why */
+    RUN_LOST,      /* the connection is gone */
+} run_result_t;
+
+/*
+ * Runs one statement (prepared when @p prepared) and waits. On RUN_OK *out (when given)
+ * receives the result, which the caller clears.
+ */
+static run_result_t run(ds_applier_t *a, const char *stmt, bool prepared, int nparams,
+                        const char *const *params, PGresult **out, char *sqlstate,
+                        char *message, size_t message_size)
+{
+    PGresult *r;
+    ExecStatusType status;
+
+    if (out)
+        *out = NULL;
+    sqlstate[0] = '\0';
+    if (lost(a)) {
+        snprintf(message, message_size, "the connection is lost");
+        return RUN_LOST;
+    }
+    r = prepared ? PQexecPrepared(a->conn, stmt, nparams, params, NULL, NULL, 0)
+                 : PQexecParams(a->conn, stmt, nparams, NULL, params, NULL, NULL, 0);
+    status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        if (out)
+            *out = r;
+        else
+            PQclear(r);
+        return RUN_OK;
+    }
+    describe_error(r, a->conn, sqlstate, message, message_size);
+    PQclear(r);
+    return lost(a) ? RUN_LOST : RUN_SQL_ERROR;
+}
+
+/* Runs a statement whose failure is never expected; false with errstr naming the target. */
+static ds_applier_status_t run_or_fail(ds_applier_t *a, const char *stmt, bool prepared,
+                                       int nparams, const char *const *params, PGresult **out,
+                                       const char *what, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+
+    switch (run(a, stmt, prepared, nparams, params, out, sqlstate, message, sizeof(message))) {
+    case RUN_OK:
+        return DS_APPLIER_OK;
+    case RUN_LOST:
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while %s: %s", a->name, what,
+                message);
+        return DS_APPLIER_RETRY;
+    case RUN_SQL_ERROR:
+        break;
+    }
+    ds_fail(errstr, errstr_size, "target \"%s\": %s: %s", a->name, what, message);
+    return DS_APPLIER_FAILED;
+}
+
+/* The answer of a write statement: its one row's "applied" column (true when absent). */
+static bool answer_applied(const PGresult *r)
+{
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1 || PQnfields(r) < 1)
+        return true;
+    return !(PQgetisnull(r, 0, 0) == 0 && PQgetvalue(r, 0, 0)[0] == 'f');
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Replication origin
+ * ------------------------------------------------------------------------------------------- */
+
+static void origin_privilege_hint(const ds_applier_t *a, const char *message, char *errstr,
+                                  size_t errstr_size)
+{
+    ds_fail(errstr, errstr_size,
+            "target \"%s\": cannot use replication origin \"%s\": %s. apply commits under this "
+            "origin so that capture skips its writes; run it as a superuser, or grant the role: "
+            "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
+            "pg_replication_origin_session_setup(text), pg_replication_origin_session_reset() "
+            "TO <role>",
+            a->name, a->origin, message);
+}
+
+/* What a failed origin setup means: busy (retry), lost, or a privilege/other error. */
+static ds_applier_status_t origin_setup_failed(ds_applier_t *a, const char *sqlstate,
+                                               const char *message, char *errstr,
+                                               size_t errstr_size)
+{
+    if (lost(a)) {
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost: %s", a->name, message);
+        return DS_APPLIER_RETRY;
+    }
+    if (strcmp(sqlstate, SQLSTATE_OBJECT_IN_USE) == 0) {
+        ds_fail(errstr, errstr_size,
+                "target \"%s\": replication origin \"%s\" is held by another session (%s); "
+                "waiting for it",
+                a->name, a->origin, message);
+        return DS_APPLIER_RETRY;
+    }
+    origin_privilege_hint(a, message, errstr, errstr_size);
+    return DS_APPLIER_FAILED;
+}
+
+static ds_applier_status_t origin_setup(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {a->origin};
+    char sqlstate[6], message[1024];
+
+    if (a->origin_held)
+        return DS_APPLIER_OK;
+    if (run(a, "ds_origin_setup", true, 1, params, NULL, sqlstate, message, sizeof(message)) ==
+        RUN_OK) {
+        a->origin_held = true;
+        return DS_APPLIER_OK;
+    }
+    return origin_setup_failed(a, sqlstate, message, errstr, errstr_size);
+}
+
+/* Leaves the session clean after a failure: no transaction, no origin, not in a pipeline. */
+static void recover(ds_applier_t *a)
+{
+    char sqlstate[6], message[1024];
+
+    if (lost(a))
+        return;
+    if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF) {
+        /* A pipeline left with unread results: the session's state is unknown. Start over
+         * with a new one (the caller sees the applier disconnected and reconnects). */
+        PQfinish(a->conn);
+        a->conn = NULL;
+        a->origin_held = false;
+        return;
+    }
+    PQsetnonblocking(a->conn, 0);
+    if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+        run(a, "ROLLBACK", false, 0, NULL, NULL, sqlstate, message, sizeof(message));
+    if (a->origin_held &&
+        run(a, "ds_origin_reset", true, 0, NULL, NULL, sqlstate, message, sizeof(message)) ==
+            RUN_OK)
+        a->origin_held = false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting
+ * ------------------------------------------------------------------------------------------- */
+
+static ds_applier_status_t ensure_origin(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {a->origin};
+    char sqlstate[6], message[1024];
+    PGresult *r = NULL;
+    ds_applier_status_t st;
+    bool exists;
+
+    st = run_or_fail(a, "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1", false,
+                     1, params, &r, "looking up the replication origin", errstr, errstr_size);
+    if (st != DS_APPLIER_OK)
+        return st;
+    exists = PQntuples(r) > 0;
+    PQclear(r);
+    if (!exists) {
+        switch (run(a, "SELECT pg_catalog.pg_replication_origin_create($1)", false, 1, params, NULL,
+                    sqlstate, message, sizeof(message))) {
+        case RUN_OK:
+            ds_info("target \"%s\": created replication origin \"%s\"", a->name, a->origin);
+            break;
+        case RUN_LOST:
+            ds_fail(errstr, errstr_size, "target \"%s\": connection lost: %s", a->name, message);
+            return DS_APPLIER_RETRY;
+        case RUN_SQL_ERROR:
+            /* Origins are cluster-wide: another target database of the same server (or
+             * another dualsync) may have created it a moment ago. */
+            if (strcmp(sqlstate, SQLSTATE_UNIQUE) != 0) {
+                origin_privilege_hint(a, message, errstr, errstr_size);
+                return DS_APPLIER_FAILED;
+            }
+        }
+    }
+    /* Take it once now, so a missing privilege is reported at start, not at the first
+     * change. Held elsewhere is fine: the privilege was checked before that. */
+    if (run(a, "ds_origin_setup", true, 1, params, NULL, sqlstate, message, sizeof(message)) !=
+        RUN_OK) {
+        st = origin_setup_failed(a, sqlstate, message, errstr, errstr_size);
+        return st == DS_APPLIER_RETRY && !lost(a) ? DS_APPLIER_OK : st;
+    }
+    a->origin_held = true;
+    st = run_or_fail(a, "ds_origin_reset", true, 0, NULL, NULL, "releasing the origin", errstr,
+                     errstr_size);
+    if (st == DS_APPLIER_OK)
+        a->origin_held = false;
+    return st;
+}
+
+static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char *sql,
+                                   int nparams, char *errstr, size_t errstr_size)
+{
+    PGresult *r = PQprepare(a->conn, name, sql, nparams, NULL);
+    ds_applier_status_t st = DS_APPLIER_OK;
+
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        char sqlstate[6], message[1024];
+
+        describe_error(r, a->conn, sqlstate, message, sizeof(message));
+        ds_fail(errstr, errstr_size, "target \"%s\": cannot prepare statement %s: %s", a->name,
+                name, message);
+        st = lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
+    }
+    PQclear(r);
+    return st;
+}
+
+static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    int n = ds_mapping_set_ntargets(a->set);
+    ds_applier_status_t st;
+
+    free(a->targets);
+    a->ntargets = 0;
+    if (!(a->targets = calloc((size_t)n + 1, sizeof(*a->targets)))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
+    for (size_t i = 0; i < DS_ARRAY_LEN(own_statements); i++) {
+        st = prepare(a, own_statements[i].name, own_statements[i].sql, own_statements[i].nparams,
+                     errstr, errstr_size);
+        if (st != DS_APPLIER_OK)
+            return st;
+    }
+    for (int i = 0; i < n; i++) {
+        const ds_target_t *t = ds_mapping_set_target(a->set, i);
+        local_target_t *lt;
+        const char *sql[3];
+        int nparams[3];
+
+        if (strcmp(t->connection, a->name) != 0)
+            continue;
+        lt = &a->targets[a->ntargets++];
+        lt->target = t;
+        sql[DS_WRITE_UPSERT] = t->write_sql;
+        nparams[DS_WRITE_UPSERT] = t->write_nparams;
+        sql[DS_WRITE_UNLINK] = t->unlink_sql;
+        nparams[DS_WRITE_UNLINK] = t->unlink_nparams;
+        sql[DS_WRITE_TRUNCATE] = t->truncate_sql;
+        nparams[DS_WRITE_TRUNCATE] = t->truncate_nparams;
+        for (int k = 0; k < 3; k++) {
+            static const char prefix[3] = {'w', 'u', 't'};
+
+            if (!sql[k])
+                continue;
+            snprintf(lt->stmt[k], sizeof(lt->stmt[k]), "ds_%c%d", prefix[k], i);
+            st = prepare(a, lt->stmt[k], sql[k], nparams[k], errstr, errstr_size);
+            if (st != DS_APPLIER_OK)
+                return st;
+        }
+    }
+    return DS_APPLIER_OK;
+}
+
+static ds_applier_status_t load_pending_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    PGresult *r = NULL;
+    ds_applier_status_t st = run_or_fail(a, "ds_pending_keys", true, 0, NULL, &r,
+                                         "reading dualsync.pending", errstr, errstr_size);
+
+    if (st != DS_APPLIER_OK)
+        return st;
+    ds_strset_clear(a->pending);
+    for (int i = 0; i < PQntuples(r); i++) {
+        make_key(a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                 (size_t)PQgetlength(r, i, 2));
+        if (!ds_strset_add(a->pending, a->key.data, a->key.len)) {
+            PQclear(r);
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+    }
+    PQclear(r);
+    return DS_APPLIER_OK;
+}
+
+ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+    const char *values[] = {a->conninfo, "dualsync-apply", NULL};
+    ds_applier_status_t st;
+
+    if (a->conn)
+        PQfinish(a->conn);
+    a->origin_held = false; /* a new session holds nothing */
+    a->conn = PQconnectdbParams(keywords, values, 1);
+    if (!a->conn || PQstatus(a->conn) != CONNECTION_OK) {
+        ds_fail(errstr, errstr_size, "target \"%s\": cannot connect: %s", a->name,
+                a->conn ? ds_pg_error(a->conn) : "out of memory");
+        return DS_APPLIER_RETRY;
+    }
+    /* Target keys are recorded as text; a timestamptz key must not depend on the server's
+     * default TimeZone (mapping.h). */
+    st = run_or_fail(a, "SET TimeZone = 'UTC'", false, 0, NULL, NULL, "setting TimeZone", errstr,
+                     errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = run_or_fail(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL,
+                         "creating the dualsync schema (links, offsets, pending)", errstr,
+                         errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = ensure_origin(a, errstr, errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = prepare_all(a, errstr, errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = load_pending_keys(a, errstr, errstr_size);
+    return st;
+}
+
+bool ds_applier_check_catalog(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    return ds_mapping_set_check_catalog(a->set, a->name, a->conn, errstr, errstr_size);
+}
+
+ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offsets, int db,
+                                            const ds_topic_partition_t *parts, int nparts,
+                                            char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {a->group_id};
+    PGresult *r = NULL;
+    ds_applier_status_t st = run_or_fail(a, "ds_offsets_get", true, 1, params, &r,
+                                         "reading dualsync.offsets", errstr, errstr_size);
+
+    if (st != DS_APPLIER_OK)
+        return st;
+    for (int i = 0; i < nparts; i++) {
+        int64_t next = DS_OFFSET_NONE;
+
+        for (int row = 0; row < PQntuples(r); row++) {
+            if (strcmp(PQgetvalue(r, row, 0), parts[i].topic) == 0 &&
+                atoi(PQgetvalue(r, row, 1)) == parts[i].partition)
+                next = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+        }
+        if (!ds_offsets_set(offsets, db, parts[i].topic, parts[i].partition, next)) {
+            PQclear(r);
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+    }
+    PQclear(r);
+    return DS_APPLIER_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The pipeline
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct pipeline {
+    ds_applier_t *a;
+    int done;                 /* ops whose results were read completely */
+    bool has_result;          /* ops[done] produced a result already */
+    bool synced;              /* the sync point's result arrived */
+    bool broken;              /* the connection failed */
+    int error_op;             /* the first op that failed, or -1 */
+    char sqlstate[6];         /* its SQLSTATE */
+    char error[1024];         /* its message */
+} pipeline_t;
+
+static bool pl_begin(pipeline_t *p, ds_applier_t *a)
+{
+    memset(p, 0, sizeof(*p));
+    p->a = a;
+    p->error_op = -1;
+    a->nops = 0;
+    if (lost(a) || !PQenterPipelineMode(a->conn) || PQsetnonblocking(a->conn, 1) != 0) {
+        p->broken = true;
+        snprintf(p->error, sizeof(p->error), "%s", ds_pg_error(a->conn));
+        return false;
+    }
+    return true;
+}
+
+static void pl_handle(pipeline_t *p, PGresult *r)
+{
+    ds_applier_t *a = p->a;
+    const op_t *op = p->done < a->nops ? &a->ops[p->done] : NULL;
+    ExecStatusType status = PQresultStatus(r);
+
+    if (!op)
+        return;
+    if (status == PGRES_FATAL_ERROR) {
+        if (p->error_op < 0) {
+            p->error_op = p->done;
+            describe_error(r, a->conn, p->sqlstate, p->error, sizeof(p->error));
+        }
+        return;
+    }
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+        return; /* PGRES_PIPELINE_ABORTED: skipped after the error */
+    switch (op->kind) {
+    case OP_ORIGIN_SETUP:
+        a->origin_held = true;
+        break;
+    case OP_ORIGIN_RESET:
+        a->origin_held = false;
+        break;
+    case OP_WRITE:
+        a->work[op->work].applied = answer_applied(r);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Reads every result that is complete, without blocking. */
+static void pl_read(pipeline_t *p)
+{
+    PGconn *conn = p->a->conn;
+
+    while (!p->synced && !p->broken) {
+        PGresult *r;
+
+        if (PQisBusy(conn))
+            return;
+        r = PQgetResult(conn);
+        if (!r) {
+            /* NULL ends one statement's results; with nothing read yet, nothing is ready. */
+            if (!p->has_result)
+                return;
+            p->done++;
+            p->has_result = false;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            p->synced = true;
+        } else {
+            pl_handle(p, r);
+            p->has_result = true;
+        }
+        PQclear(r);
+        if (lost(p->a))
+            p->broken = true;
+    }
+}
+
+/*
+ * Sends what libpq buffered and reads what arrived. With @p wait, blocks until the sync
+ * point's result is read (or the connection fails).
+ */
+static void pl_pump(pipeline_t *p, bool wait)
+{
+    PGconn *conn = p->a->conn;
+
+    while (!p->broken) {
+        int flushed = PQflush(conn);
+        struct pollfd pfd;
+
+        if (flushed < 0 || !PQconsumeInput(conn)) {
+            p->broken = true;
+            break;
+        }
+        pl_read(p);
+        if (p->synced || p->broken || !wait)
+            break;
+        pfd.fd = PQsocket(conn);
+        pfd.events = POLLIN | (flushed ? POLLOUT : 0);
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+            p->broken = true;
+            break;
+        }
+    }
+    if (p->broken && !p->error[0])
+        snprintf(p->error, sizeof(p->error), "%s", ds_pg_error(conn));
+}
+
+static bool pl_push(pipeline_t *p, op_kind_t kind, int work)
+{
+    ds_applier_t *a = p->a;
+
+    if (a->nops == a->ops_cap) {
+        int cap = a->ops_cap ? a->ops_cap * 2 : 256;
+        op_t *ops = realloc(a->ops, (size_t)cap * sizeof(*ops));
+
+        if (!ops)
+            return false;
+        a->ops = ops;
+        a->ops_cap = cap;
+    }
+    a->ops[a->nops].kind = kind;
+    a->ops[a->nops].work = work;
+    a->nops++;
+    return true;
+}
+
+/* Queues one statement (prepared when @p prepared); false once the pipeline is broken. */
+static bool pl_send(pipeline_t *p, op_kind_t kind, int work, const char *stmt, bool prepared,
+                    int nparams, const char *const *params)
+{
+    PGconn *conn = p->a->conn;
+    int sent;
+
+    if (p->broken)
+        return false;
+    if (!pl_push(p, kind, work)) {
+        p->broken = true;
+        snprintf(p->error, sizeof(p->error), "out of memory");
+        return false;
+    }
+    sent = prepared ? PQsendQueryPrepared(conn, stmt, nparams, params, NULL, NULL, 0)
+                    : PQsendQueryParams(conn, stmt, nparams, NULL, params, NULL, NULL, 0);
+    if (!sent) {
+        p->a->nops--;
+        p->broken = true;
+        snprintf(p->error, sizeof(p->error), "%s", ds_pg_error(conn));
+        return false;
+    }
+    /* Read as we go, so neither side's buffers fill up (see the top of the file). */
+    if (p->a->nops % 64 == 0)
+        pl_pump(p, false);
+    return !p->broken;
+}
+
+/* Ends the pipeline: sync, read every result, leave pipeline mode. */
+static void pl_finish(pipeline_t *p)
+{
+    PGconn *conn = p->a->conn;
+
+    if (!p->broken && !PQpipelineSync(conn)) {
+        p->broken = true;
+        snprintf(p->error, sizeof(p->error), "%s", ds_pg_error(conn));
+    }
+    pl_pump(p, true);
+    if (!p->broken) {
+        PQexitPipelineMode(conn);
+        PQsetnonblocking(conn, 0);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------------------------------- */
+
+/* Collects, in order, the writes of the batch this database must run. */
+static bool collect_work(ds_applier_t *a, int db, ds_batch_t *batch, const ds_offsets_t *offsets)
+{
+    a->nwork = 0;
+    for (int i = 0; i < ds_batch_count(batch); i++) {
+        ds_batch_msg_t *m = ds_batch_at(batch, i);
+
+        if (m->error ||
+            ds_offsets_applied(offsets, db, m->kafka.topic, m->kafka.partition, m->kafka.offset))
+            continue;
+        for (int w = 0; w < m->nwrites; w++) {
+            const ds_batch_write_t *bw = &m->writes[w];
+            int local;
+
+            if (strcmp(bw->target->connection, a->name) != 0)
+                continue;
+            if (m->only_target && strcmp(bw->target->id, m->only_target) != 0)
+                continue;
+            local = local_index(a, bw->target);
+            if (local < 0 || !statement_of(a, local, bw->kind))
+                continue; /* not prepared: the mapping gives no statement for that kind */
+            if (a->nwork == a->work_cap) {
+                int cap = a->work_cap ? a->work_cap * 2 : 1024;
+                work_t *work = realloc(a->work, (size_t)cap * sizeof(*work));
+
+                if (!work)
+                    return false;
+                a->work = work;
+                a->work_cap = cap;
+            }
+            a->work[a->nwork].msg = i;
+            a->work[a->nwork].write = w;
+            a->work[a->nwork].local = local;
+            a->work[a->nwork].applied = true;
+            a->nwork++;
+        }
+    }
+    return true;
+}
+
+/* Whether the batch moves this database's position in any partition. */
+static bool moves_offsets(const ds_applier_t *a, int db, const ds_batch_t *batch,
+                          const ds_offsets_t *offsets)
+{
+    for (int i = 0; i < ds_batch_npartitions(batch); i++) {
+        const ds_batch_partition_t *p = ds_batch_partition(batch, i);
+
+        if (p->last_offset + 1 > ds_offsets_get(offsets, db, p->topic, p->partition))
+            return true;
+    }
+    return false;
+}
+
+static void format_int(char *buf, size_t size, int64_t v)
+{
+    snprintf(buf, size, "%" PRId64, v);
+}
+
+/* Sends (pipeline) or runs the offsets rows of the batch. */
+static bool send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch_t *batch,
+                         const ds_offsets_t *offsets, char *sqlstate, char *message,
+                         size_t message_size, run_result_t *result)
+{
+    for (int i = 0; i < ds_batch_npartitions(batch); i++) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
+        char partition[16], next[24];
+        const char *params[4] = {a->group_id, bp->topic, partition, next};
+
+        if (bp->last_offset + 1 <= ds_offsets_get(offsets, db, bp->topic, bp->partition))
+            continue;
+        snprintf(partition, sizeof(partition), "%d", (int)bp->partition);
+        format_int(next, sizeof(next), bp->last_offset + 1);
+        if (p) {
+            if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_offsets_put", true, 4, params))
+                return false;
+        } else if ((*result = run(a, "ds_offsets_put", true, 4, params, NULL, sqlstate, message,
+                                  message_size)) != RUN_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool advance_offsets(ds_offsets_t *offsets, int db, const ds_batch_t *batch)
+{
+    for (int i = 0; i < ds_batch_npartitions(batch); i++) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
+
+        if (!ds_offsets_advance(offsets, db, bp->topic, bp->partition, bp->last_offset + 1))
+            return false;
+    }
+    return true;
+}
+
+static ds_dead_letter_t dead_letter_of(const ds_batch_msg_t *m, const char *target,
+                                       const char *error)
+{
+    ds_dead_letter_t dl;
+
+    memset(&dl, 0, sizeof(dl));
+    dl.topic = m->topic;
+    dl.partition = m->partition;
+    dl.offset = m->offset;
+    dl.key = m->key;
+    dl.key_len = m->key_len;
+    dl.value = m->value_text;
+    dl.value_len = m->value_len;
+    dl.target = target;
+    dl.error = error;
+    dl.ts_ms = ds_now_us() / 1000;
+    dl.attempts = m->attempts + 1;
+    return dl;
+}
+
+/* The params of a pending row for message m and target id. */
+typedef struct pending_params {
+    char partition[16];
+    char offset[24];
+    const char *values[7];
+} pending_params_t;
+
+static void pending_put_params(pending_params_t *pp, const char *target, const ds_batch_msg_t *m,
+                               const char *error)
+{
+    size_t key_len;
+    const char *key = source_key(m, &key_len);
+
+    snprintf(pp->partition, sizeof(pp->partition), "%d", (int)m->partition);
+    format_int(pp->offset, sizeof(pp->offset), m->offset);
+    pp->values[0] = target;
+    pp->values[1] = m->topic;
+    pp->values[2] = pp->partition;
+    pp->values[3] = pp->offset;
+    pp->values[4] = key; /* JSON text: no NUL inside */
+    pp->values[5] = m->value_text;
+    pp->values[6] = error;
+}
+
+/*
+ * Decides, newest write first, what dualsync.pending must say after this batch: a key whose
+ * last write was not applied waits there (with that message); a key whose last write was
+ * applied no longer waits; a truncate makes every earlier change of its topic moot.
+ */
+static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch,
+                                   ds_applier_stats_t *stats, bool *touched)
+{
+    ds_strset_clear(a->decided);
+    ds_strset_clear(a->truncated);
+    *touched = false;
+    for (int i = a->nwork - 1; i >= 0; i--) {
+        const work_t *w = &a->work[i];
+        const ds_batch_msg_t *m = ds_batch_at(batch, w->msg);
+        const ds_batch_write_t *bw = &m->writes[w->write];
+        const char *target = bw->target->id;
+        size_t key_len;
+        const char *key = source_key(m, &key_len);
+        char offset[24];
+
+        make_key(a, target, m->topic, NULL, 0);
+        if (ds_strset_contains(a->truncated, a->key.data, a->key.len))
+            continue;
+        format_int(offset, sizeof(offset), m->offset);
+        if (bw->kind == DS_WRITE_TRUNCATE) {
+            const char *params[3] = {target, m->topic, offset};
+
+            if (!ds_strset_add(a->truncated, a->key.data, a->key.len))
+                return false;
+            if (ds_strset_count(a->pending) > 0) {
+                *touched = true;
+                if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_del_topic", true, 3, params))
+                    return false;
+            }
+            continue;
+        }
+        make_key(a, target, m->topic, key, key_len);
+        if (ds_strset_contains(a->decided, a->key.data, a->key.len))
+            continue;
+        if (!ds_strset_add(a->decided, a->key.data, a->key.len))
+            return false;
+        if (!w->applied) {
+            pending_params_t pp;
+
+            pending_put_params(&pp, target, m, MISSING_PARENT);
+            *touched = true;
+            stats->pending_added++;
+            ds_debug("target \"%s\": %s [%d] @%" PRId64 " waits for its parent (%s)", a->name,
+                     m->topic, (int)m->partition, m->offset, target);
+            if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_put", true, 7, pp.values))
+                return false;
+        } else if (ds_strset_contains(a->pending, a->key.data, a->key.len)) {
+            const char *params[4] = {target, m->topic, key, offset};
+
+            *touched = true;
+            if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_del", true, 4, params))
+                return false;
+        }
+    }
+    return true;
+}
+
+typedef enum path_result {
+    PATH_DONE,     /* committed */
+    PATH_SLOW,     /* a statement failed: rolled back, redo message by message */
+    PATH_STATUS,   /* return the status given */
+} path_result_t;
+
+static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets,
+                               const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
+                               ds_applier_status_t *status, char *errstr, size_t errstr_size)
+{
+    const char *origin_params[1] = {a->origin};
+    pipeline_t p;
+    bool touched = false, complete = false;
+    uint64_t pending_before = stats->pending_added;
+
+    /* Round trip 1: the writes. */
+    if (pl_begin(&p, a)) {
+        if (!a->origin_held)
+            pl_send(&p, OP_ORIGIN_SETUP, -1, "ds_origin_setup", true, 1, origin_params);
+        pl_send(&p, OP_BEGIN, -1, "BEGIN", false, 0, NULL);
+        for (int i = 0; i < a->nwork && !p.broken; i++) {
+            const work_t *w = &a->work[i];
+            const ds_batch_write_t *bw = &ds_batch_at(batch, w->msg)->writes[w->write];
+
+            pl_send(&p, OP_WRITE, i, statement_of(a, w->local, bw->kind), true, bw->nparams,
+                    (const char *const *)bw->params);
+        }
+        pl_finish(&p);
+    }
+    if (p.broken) {
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost: %s", a->name, p.error);
+        *status = DS_APPLIER_RETRY;
+        return PATH_STATUS;
+    }
+    if (p.error_op >= 0) {
+        const op_t *op = &a->ops[p.error_op];
+
+        recover(a);
+        if (op->kind == OP_ORIGIN_SETUP) {
+            *status = origin_setup_failed(a, p.sqlstate, p.error, errstr, errstr_size);
+            return PATH_STATUS;
+        }
+        if (op->kind == OP_WRITE) {
+            const ds_batch_msg_t *m = ds_batch_at(batch, a->work[op->work].msg);
+
+            ds_debug("target \"%s\": %s [%d] @%" PRId64 ": %s; redoing the batch message by "
+                     "message",
+                     a->name, m->kafka.topic, (int)m->kafka.partition, m->kafka.offset, p.error);
+        }
+        return PATH_SLOW;
+    }
+
+    /* Dead letters of this batch become durable before its offsets do. */
+    if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
+        recover(a);
+        *status = DS_APPLIER_FAILED;
+        return PATH_STATUS;
+    }
+
+    /* Round trip 2: the bookkeeping and COMMIT. */
+    if (pl_begin(&p, a)) {
+        char sqlstate[6], message[8];
+        run_result_t unused;
+
+        complete = send_pending_decisions(a, &p, batch, stats, &touched) &&
+                   send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
+                                &unused);
+        /* Without all its bookkeeping the transaction must not commit. */
+        if (complete) {
+            pl_send(&p, OP_COMMIT, -1, "COMMIT", false, 0, NULL);
+            pl_send(&p, OP_ORIGIN_RESET, -1, "ds_origin_reset", true, 0, NULL);
+        }
+        pl_finish(&p);
+    }
+    if (!complete && !p.broken) {
+        stats->pending_added = pending_before;
+        recover(a);
+        ds_fail(errstr, errstr_size, "target \"%s\": out of memory", a->name);
+        *status = DS_APPLIER_FAILED;
+        return PATH_STATUS;
+    }
+    if (p.broken) {
+        /* COMMIT may or may not have happened: the caller re-reads the offsets. */
+        stats->pending_added = pending_before;
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while committing: %s",
+                a->name, p.error);
+        *status = DS_APPLIER_RETRY;
+        return PATH_STATUS;
+    }
+    if (p.error_op >= 0 && a->ops[p.error_op].kind != OP_ORIGIN_RESET) {
+        /* A deferred constraint at COMMIT, typically: the slow path checks each message. */
+        stats->pending_added = pending_before;
+        ds_debug("target \"%s\": committing the batch failed: %s; redoing it message by message",
+                 a->name, p.error);
+        recover(a);
+        return PATH_SLOW;
+    }
+    recover(a); /* after a failed origin reset only */
+    for (int i = 0; i < a->nwork; i++)
+        stats->writes += a->work[i].applied;
+    stats->transactions++;
+    if (!advance_offsets(offsets, db, batch)) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        *status = DS_APPLIER_FAILED;
+        return PATH_STATUS;
+    }
+    if (touched)
+        *status = load_pending_keys(a, errstr, errstr_size);
+    else
+        *status = DS_APPLIER_OK;
+    return *status == DS_APPLIER_OK ? PATH_DONE : PATH_STATUS;
+}
+
+/* Turns a run() failure in the slow path into a status. */
+static ds_applier_status_t slow_failure(ds_applier_t *a, run_result_t rr, const char *what,
+                                        const char *message, char *errstr, size_t errstr_size)
+{
+    ds_fail(errstr, errstr_size, "target \"%s\": %s: %s", a->name, what, message);
+    if (rr == RUN_LOST)
+        return DS_APPLIER_RETRY;
+    recover(a);
+    return DS_APPLIER_FAILED;
+}
+
+/* A target of one message the slow path gave up on, and why. */
+typedef struct excluded {
+    int local;      /* local target index */
+    bool pending;   /* waits for a parent (else a dead letter) */
+    char error[1024];
+} excluded_t;
+
+static bool is_excluded(const excluded_t *ex, int nex, int local)
+{
+    for (int i = 0; i < nex; i++) {
+        if (ex[i].local == local)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Writes the message whose writes are work[first..end) inside a savepoint, dropping one
+ * target at a time when its write fails, until the rest succeeds.
+ */
+static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int first, int end,
+                                        const ds_applier_hooks_t *hooks,
+                                        ds_applier_stats_t *stats, bool *pended, char *errstr,
+                                        size_t errstr_size)
+{
+    const ds_batch_msg_t *m = ds_batch_at(batch, a->work[first].msg);
+    excluded_t *ex = calloc((size_t)(end - first) + 1, sizeof(*ex));
+    int nex = 0;
+    char sqlstate[6], message[1024];
+    ds_applier_status_t st = DS_APPLIER_OK;
+    run_result_t rr;
+    size_t key_len;
+    const char *key = source_key(m, &key_len);
+    char offset[24];
+
+    if (!ex) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
+    format_int(offset, sizeof(offset), m->offset);
+    for (;;) {
+        bool failed = false;
+        uint64_t writes = 0;
+
+        if ((rr = run(a, "SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
+                      sizeof(message))) != RUN_OK) {
+            st = slow_failure(a, rr, "SAVEPOINT", message, errstr, errstr_size);
+            goto done;
+        }
+        for (int i = first; i < end && !failed; i++) {
+            work_t *w = &a->work[i];
+            const ds_batch_write_t *bw = &m->writes[w->write];
+            PGresult *r = NULL;
+
+            if (is_excluded(ex, nex, w->local))
+                continue;
+            rr = run(a, statement_of(a, w->local, bw->kind), true, bw->nparams,
+                     (const char *const *)bw->params, &r, sqlstate, message, sizeof(message));
+            if (rr == RUN_LOST) {
+                st = slow_failure(a, rr, "writing", message, errstr, errstr_size);
+                goto done;
+            }
+            if (rr == RUN_OK) {
+                w->applied = answer_applied(r);
+                PQclear(r);
+                if (w->applied) {
+                    writes++;
+                    continue;
+                }
+                snprintf(message, sizeof(message), "%s", MISSING_PARENT);
+                snprintf(sqlstate, sizeof(sqlstate), "%s", SQLSTATE_FOREIGN_KEY);
+            }
+            /* This target's write cannot be done now: undo the message, drop the target. */
+            failed = true;
+            ex[nex].local = w->local;
+            ex[nex].pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
+            snprintf(ex[nex].error, sizeof(ex[nex].error), "%s", message);
+            nex++;
+            if ((rr = run(a, "ROLLBACK TO SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate,
+                          message, sizeof(message))) != RUN_OK) {
+                st = slow_failure(a, rr, "ROLLBACK TO SAVEPOINT", message, errstr, errstr_size);
+                goto done;
+            }
+        }
+        if (!failed) {
+            stats->writes += writes;
+            break;
+        }
+    }
+    if ((rr = run(a, "RELEASE SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
+                  sizeof(message))) != RUN_OK) {
+        st = slow_failure(a, rr, "RELEASE SAVEPOINT", message, errstr, errstr_size);
+        goto done;
+    }
+    /* What dualsync.pending says for each target of this message. */
+    for (int i = first; i < end; i++) {
+        const work_t *w = &a->work[i];
+        const ds_batch_write_t *bw = &m->writes[w->write];
+        const char *target = bw->target->id;
+        bool done_before = false;
+
+        for (int j = first; j < i; j++)
+            done_before = done_before || a->work[j].local == w->local;
+        if (done_before)
+            continue; /* one decision per target */
+        if (is_excluded(ex, nex, w->local)) {
+            const excluded_t *e = NULL;
+
+            for (int k = 0; k < nex; k++)
+                e = ex[k].local == w->local ? &ex[k] : e;
+            if (e->pending) {
+                pending_params_t pp;
+
+                pending_put_params(&pp, target, m, e->error);
+                rr = run(a, "ds_pending_put", true, 7, pp.values, NULL, sqlstate, message,
+                         sizeof(message));
+                if (rr != RUN_OK) {
+                    st = slow_failure(a, rr, "writing dualsync.pending", message, errstr,
+                                      errstr_size);
+                    goto done;
+                }
+                *pended = true;
+                stats->pending_added++;
+                ds_debug("target \"%s\": %s [%d] @%" PRId64 " waits for its parent (%s): %s",
+                         a->name, m->topic, (int)m->partition, m->offset, target, e->error);
+            } else {
+                ds_dead_letter_t dl = dead_letter_of(m, target, e->error);
+
+                stats->dead_letters++;
+                if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
+                    recover(a);
+                    st = DS_APPLIER_FAILED;
+                    goto done;
+                }
+            }
+        } else if (*pended || ds_strset_count(a->pending) > 0) {
+            const char *params[4] = {target, m->topic, key, offset};
+            bool truncate = bw->kind == DS_WRITE_TRUNCATE;
+
+            if (truncate)
+                params[2] = offset;
+            rr = run(a, truncate ? "ds_pending_del_topic" : "ds_pending_del", true,
+                     truncate ? 3 : 4, params, NULL, sqlstate, message, sizeof(message));
+            if (rr != RUN_OK) {
+                st = slow_failure(a, rr, "cleaning dualsync.pending", message, errstr,
+                                  errstr_size);
+                goto done;
+            }
+            *pended = true; /* the set must be read again */
+        }
+    }
+
+done:
+    free(ex);
+    return st;
+}
+
+static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
+                                     ds_offsets_t *offsets, const ds_applier_hooks_t *hooks,
+                                     ds_applier_stats_t *stats, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+    run_result_t rr = RUN_OK;
+    ds_applier_status_t st;
+    bool pended = false;
+
+    stats->slow_paths++;
+    if ((st = origin_setup(a, errstr, errstr_size)) != DS_APPLIER_OK)
+        return st;
+    if ((rr = run(a, "BEGIN", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
+            RUN_OK ||
+        /* A deferred constraint fails at the statement that breaks it, inside its savepoint. */
+        (rr = run(a, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL, NULL, sqlstate, message,
+                  sizeof(message))) != RUN_OK)
+        return slow_failure(a, rr, "BEGIN", message, errstr, errstr_size);
+    for (int first = 0; first < a->nwork;) {
+        int end = first + 1;
+
+        while (end < a->nwork && a->work[end].msg == a->work[first].msg)
+            end++;
+        st = slow_message(a, batch, first, end, hooks, stats, &pended, errstr, errstr_size);
+        if (st != DS_APPLIER_OK)
+            return st;
+        first = end;
+    }
+    if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr))
+        return slow_failure(a, rr, "writing dualsync.offsets", message, errstr, errstr_size);
+    if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
+        recover(a);
+        return DS_APPLIER_FAILED;
+    }
+    if ((rr = run(a, "COMMIT", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
+        RUN_OK)
+        return slow_failure(a, rr, "COMMIT", message, errstr, errstr_size);
+    stats->transactions++;
+    recover(a); /* gives the origin back */
+    if (!advance_offsets(offsets, db, batch)) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
+    return pended ? load_pending_keys(a, errstr, errstr_size) : DS_APPLIER_OK;
+}
+
+ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
+                                     ds_offsets_t *offsets, const ds_applier_hooks_t *hooks,
+                                     ds_applier_stats_t *stats, char *errstr, size_t errstr_size)
+{
+    ds_applier_status_t st = DS_APPLIER_OK;
+
+    if (lost(a)) {
+        ds_fail(errstr, errstr_size, "target \"%s\": not connected", a->name);
+        return DS_APPLIER_RETRY;
+    }
+    if (!collect_work(a, db, batch, offsets)) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
+    if (a->nwork == 0 && !moves_offsets(a, db, batch, offsets))
+        return DS_APPLIER_OK;
+    switch (fast_path(a, db, batch, offsets, hooks, stats, &st, errstr, errstr_size)) {
+    case PATH_DONE:
+        return DS_APPLIER_OK;
+    case PATH_STATUS:
+        return st;
+    case PATH_SLOW:
+        break;
+    }
+    return slow_path(a, db, batch, offsets, hooks, stats, errstr, errstr_size);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * dualsync.pending
+ * ------------------------------------------------------------------------------------------- */
+
+/* What became of one pending row. */
+typedef enum retry_outcome {
+    RETRY_STILL_WAITING,
+    RETRY_APPLIED,
+    RETRY_DEAD, /* now a dead letter */
+} retry_outcome_t;
+
+/* Re-evaluates and writes one pending row (row @p i of @p rows) inside a savepoint. */
+static ds_applier_status_t retry_row(ds_applier_t *a, const PGresult *rows, int i,
+                                     const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
+                                     retry_outcome_t *outcome, char *errstr, size_t errstr_size)
+{
+    const char *id = PQgetvalue(rows, i, 0), *target_id = PQgetvalue(rows, i, 1);
+    ds_batch_msg_t m;
+    ds_write_list_t list;
+    json_t *value = NULL;
+    json_error_t jerr;
+    char sqlstate[6], message[1024], why[1024] = "";
+    const ds_target_t *target = NULL;
+    run_result_t rr;
+    bool failed = false, pending = false;
+
+    memset(&m, 0, sizeof(m));
+    m.topic = PQgetvalue(rows, i, 2);
+    m.partition = atoi(PQgetvalue(rows, i, 3));
+    m.offset = strtoll(PQgetvalue(rows, i, 4), NULL, 10);
+    m.key = PQgetvalue(rows, i, 5);
+    m.key_len = (size_t)PQgetlength(rows, i, 5);
+    m.value_text = PQgetisnull(rows, i, 6) ? NULL : PQgetvalue(rows, i, 6);
+    m.value_len = m.value_text ? (size_t)PQgetlength(rows, i, 6) : 0;
+    *outcome = RETRY_STILL_WAITING;
+
+    for (int t = 0; t < a->ntargets; t++) {
+        if (strcmp(a->targets[t].target->id, target_id) == 0)
+            target = a->targets[t].target;
+    }
+    if (!target) {
+        ds_warning("target \"%s\": dualsync.pending row %s is for target %s, which the mappings "
+                   "no longer have; it stays until removed by hand",
+                   a->name, id, target_id);
+        return DS_APPLIER_OK;
+    }
+    if (m.value_text && !(value = json_loadb(m.value_text, m.value_len, 0, &jerr)))
+        snprintf(why, sizeof(why), "the stored value is not JSON: %s", jerr.text);
+    else if (!ds_mapping_eval(a->set, m.topic, m.key, m.key_len, value, &list, why, sizeof(why)))
+        ; /* why says it */
+    else
+        why[0] = '\0';
+    if (why[0]) {
+        failed = true;
+    } else {
+        if ((rr = run(a, "SAVEPOINT ds_pending", false, 0, NULL, NULL, sqlstate, message,
+                      sizeof(message))) != RUN_OK) {
+            json_decref(value);
+            return slow_failure(a, rr, "SAVEPOINT", message, errstr, errstr_size);
+        }
+        for (int w = 0; w < list.nwrites && !failed; w++) {
+            const ds_target_write_t *tw = &list.writes[w];
+            int local = local_index(a, tw->target);
+            PGresult *r = NULL;
+
+            if (tw->target != target || local < 0 || !statement_of(a, local, tw->kind))
+                continue;
+            rr = run(a, statement_of(a, local, tw->kind), true, tw->nparams, tw->params, &r,
+                     sqlstate, message, sizeof(message));
+            if (rr == RUN_LOST) {
+                json_decref(value);
+                return slow_failure(a, rr, "writing", message, errstr, errstr_size);
+            }
+            if (rr == RUN_OK) {
+                bool applied = answer_applied(r);
+
+                PQclear(r);
+                if (applied)
+                    continue;
+                pending = true;
+            } else {
+                pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
+                snprintf(why, sizeof(why), "%s", message);
+            }
+            failed = true;
+        }
+        rr = run(a, failed ? "ROLLBACK TO SAVEPOINT ds_pending" : "RELEASE SAVEPOINT ds_pending",
+                 false, 0, NULL, NULL, sqlstate, message, sizeof(message));
+        if (rr != RUN_OK) {
+            json_decref(value);
+            return slow_failure(a, rr, "ending the savepoint", message, errstr, errstr_size);
+        }
+    }
+    json_decref(value);
+    if (failed && pending)
+        return DS_APPLIER_OK; /* still waiting */
+    if (failed) {
+        ds_dead_letter_t dl = dead_letter_of(&m, target_id, why);
+
+        stats->dead_letters++;
+        if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
+            recover(a);
+            return DS_APPLIER_FAILED;
+        }
+        *outcome = RETRY_DEAD;
+    } else {
+        *outcome = RETRY_APPLIED;
+        stats->pending_done++;
+    }
+    {
+        const char *params[1] = {id};
+
+        if ((rr = run(a, "ds_pending_del_id", true, 1, params, NULL, sqlstate, message,
+                      sizeof(message))) != RUN_OK)
+            return slow_failure(a, rr, "cleaning dualsync.pending", message, errstr, errstr_size);
+    }
+    return DS_APPLIER_OK;
+}
+
+/* Passes over dualsync.pending while each resolves something (a chain of parents). */
+#define MAX_PENDING_PASSES 8
+
+ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_hooks_t *hooks,
+                                             ds_applier_stats_t *stats, char *errstr,
+                                             size_t errstr_size)
+{
+    for (int pass = 0; pass < MAX_PENDING_PASSES && ds_strset_count(a->pending) > 0; pass++) {
+        PGresult *rows = NULL;
+        char sqlstate[6], message[1024];
+        run_result_t rr;
+        ds_applier_status_t st;
+        int resolved = 0;
+
+        if (lost(a)) {
+            ds_fail(errstr, errstr_size, "target \"%s\": not connected", a->name);
+            return DS_APPLIER_RETRY;
+        }
+        if ((st = origin_setup(a, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+        if ((rr = run(a, "BEGIN", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
+                RUN_OK ||
+            (rr = run(a, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL, NULL, sqlstate, message,
+                      sizeof(message))) != RUN_OK ||
+            (rr = run(a, "ds_pending_rows", true, 0, NULL, &rows, sqlstate, message,
+                      sizeof(message))) != RUN_OK)
+            return slow_failure(a, rr, "reading dualsync.pending", message, errstr, errstr_size);
+        for (int i = 0; i < PQntuples(rows); i++) {
+            retry_outcome_t outcome;
+
+            st = retry_row(a, rows, i, hooks, stats, &outcome, errstr, errstr_size);
+            if (st != DS_APPLIER_OK) {
+                PQclear(rows);
+                return st;
+            }
+            resolved += outcome != RETRY_STILL_WAITING;
+        }
+        PQclear(rows);
+        if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
+            recover(a);
+            return DS_APPLIER_FAILED;
+        }
+        if ((rr = run(a, "COMMIT", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
+            RUN_OK)
+            return slow_failure(a, rr, "COMMIT", message, errstr, errstr_size);
+        recover(a);
+        if ((st = load_pending_keys(a, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+        if (resolved == 0)
+            break;
+        ds_debug("target \"%s\": %d pending changes resolved, %zu still waiting", a->name,
+                 resolved, ds_strset_count(a->pending));
+    }
+    return DS_APPLIER_OK;
+}

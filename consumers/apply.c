@@ -1,0 +1,755 @@
+/*
+ * apply.c: the apply loop (and `dlq retry`, the same loop over the dead-letter topic).
+ *
+ * One thread, no event loop: apply only ever waits for one thing at a time (the next message,
+ * or one database's answer), so the loop is a plain poll - batch - commit cycle. Signals only
+ * set a flag (pg_recvlogical's rule) that the loop checks between polls, at most
+ * POLL_MS apart.
+ *
+ * One batch:
+ *   1. every message is evaluated once (ds_mapping_eval); one the mappings reject becomes a
+ *      dead letter (or stops apply, with on_error "stop") - unless every database already has
+ *      it, in which case nothing at all is done with it;
+ *   2. each target database in turn writes the batch and its offsets in one transaction
+ *      (applier.c); dead letters are flushed to Kafka before each COMMIT;
+ *   3. the offsets are committed to Kafka (for lag tools only);
+ *   4. databases that were written retry their dualsync.pending rows.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dualsync/applier.h"
+#include "dualsync/apply.h"
+#include "dualsync/batch.h"
+#include "dualsync/consumer.h"
+#include "dualsync/dlq.h"
+#include "dualsync/log.h"
+#include "dualsync/mapping.h"
+#include "dualsync/offsets.h"
+
+#define POLL_MS 200
+#define PROGRESS_INTERVAL_US INT64_C(30000000)
+#define RECONNECT_BACKOFF_MIN_MS 200
+#define RECONNECT_BACKOFF_MAX_MS 30000
+/* dlq retry: how long to wait for the group to hand out the dead-letter partitions. */
+#define DLQ_RETRY_ASSIGN_TIMEOUT_US INT64_C(60000000)
+
+/* SIGINT/SIGTERM received (a count: the second one gives up waiting for a database). */
+static volatile sig_atomic_t stop_signals;
+
+static void on_signal(int signo)
+{
+    (void)signo;
+    stop_signals++;
+}
+
+typedef enum run_mode {
+    MODE_APPLY,     /* the change topics */
+    MODE_DLQ_RETRY, /* the dead-letter topic, until its end as of the start */
+} run_mode_t;
+
+/* dlq retry: how far one dead-letter partition has been handled. */
+typedef struct dlq_progress {
+    int32_t partition;
+    int64_t end;      /* its high watermark when the run started */
+    int64_t position; /* next offset to handle; -1 until assigned */
+} dlq_progress_t;
+
+typedef struct apply {
+    const ds_config_t *config;
+    run_mode_t mode;
+    char *group_id;           /* apply.group_id, or "<apply.group_id>.dlq-retry" */
+    bool stop_on_error;       /* apply.on_error = "stop" (apply mode only) */
+    ds_mapping_set_t *set;
+    ds_applier_t **dbs;       /* one per config target, in config order */
+    int ndbs;
+    ds_offsets_t *offsets;    /* what each database has stored */
+    ds_consumer_t *consumer;
+    ds_dlq_t *dlq;
+    ds_batch_t *batch;
+    ds_applier_hooks_t hooks;
+
+    dlq_progress_t *progress; /* dlq retry: per dead-letter partition */
+    int nprogress;
+    bool assigned;            /* dlq retry: the partitions were handed out */
+
+    bool failed;              /* a fatal error: stop, exit 1 */
+    char error[4096];
+
+    uint64_t messages;        /* totals, for the progress line */
+    uint64_t batches;
+    uint64_t dead_letters;    /* published */
+    uint64_t skipped;         /* already in every database */
+    ds_applier_stats_t stats;
+    int64_t last_progress_us;
+} apply_t;
+
+static void fail(apply_t *ap, const char *fmt, ...) DS_PRINTF(2, 3);
+
+static void fail(apply_t *ap, const char *fmt, ...)
+{
+    va_list args;
+
+    if (ap->failed)
+        return; /* the first error is the cause */
+    va_start(args, fmt);
+    vsnprintf(ap->error, sizeof(ap->error), fmt, args);
+    va_end(args);
+    ap->failed = true;
+}
+
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Sleeps @p ms, waking early on a signal. */
+static void pause_ms(int ms)
+{
+    int64_t until = monotonic_us() + (int64_t)ms * 1000;
+    int seen = stop_signals;
+
+    while (monotonic_us() < until && stop_signals == seen) {
+        struct timespec ts = {0, 20 * 1000000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A second signal: stop waiting for a database or for Kafka. */
+static bool give_up(void *ctx)
+{
+    (void)ctx;
+    return stop_signals >= 2;
+}
+
+/* ---- hooks the applier calls ---- */
+
+static bool hook_dead_letter(void *ctx, const ds_dead_letter_t *dl, char *errstr,
+                             size_t errstr_size)
+{
+    apply_t *ap = ctx;
+
+    if (ap->stop_on_error)
+        return ds_fail(errstr, errstr_size,
+                       "%s [%d] @%" PRId64 "%s%s: %s; apply.on_error is \"stop\": stopping "
+                       "without committing this batch",
+                       dl->topic, (int)dl->partition, dl->offset, dl->target ? " target " : "",
+                       dl->target ? dl->target : "", dl->error);
+    ds_warning("dead letter: %s [%d] @%" PRId64 "%s%s: %s", dl->topic, (int)dl->partition,
+               dl->offset, dl->target ? " target " : "", dl->target ? dl->target : "", dl->error);
+    if (!ds_dlq_send(ap->dlq, dl, errstr, errstr_size))
+        return false;
+    ap->dead_letters++;
+    return true;
+}
+
+static bool hook_before_commit(void *ctx, char *errstr, size_t errstr_size)
+{
+    apply_t *ap = ctx;
+
+    return ds_dlq_flush(ap->dlq, give_up, NULL, errstr, errstr_size);
+}
+
+/* ---- databases ---- */
+
+/*
+ * Reconnects database @p db with backoff until it answers (or a signal asks to stop), then
+ * re-reads its offsets for @p parts: a COMMIT whose answer was lost may have happened.
+ */
+static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, int nparts)
+{
+    int backoff = RECONNECT_BACKOFF_MIN_MS;
+    char errstr[2048];
+
+    for (;;) {
+        ds_applier_status_t st = ds_applier_connect(ap->dbs[db], errstr, sizeof(errstr));
+
+        if (st == DS_APPLIER_OK)
+            st = ds_applier_read_offsets(ap->dbs[db], ap->offsets, db, parts, nparts, errstr,
+                                         sizeof(errstr));
+        if (st == DS_APPLIER_OK) {
+            ds_info("target \"%s\": connected again", ds_applier_name(ap->dbs[db]));
+            return true;
+        }
+        if (st == DS_APPLIER_FAILED) {
+            fail(ap, "%s", errstr);
+            return false;
+        }
+        if (stop_signals >= 2 || (stop_signals && ap->batch && ds_batch_count(ap->batch) == 0)) {
+            fail(ap, "%s; stopping on signal (what was not committed is applied after a restart)",
+                 errstr);
+            return false;
+        }
+        ds_warning("%s; retrying in %d ms", errstr, backoff);
+        pause_ms(backoff);
+        backoff = backoff * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+/* The batch's partitions as a list (topic names borrowed from the batch). */
+static ds_topic_partition_t *batch_parts(const ds_batch_t *batch, int *n)
+{
+    ds_topic_partition_t *parts;
+
+    *n = ds_batch_npartitions(batch);
+    if (!(parts = calloc((size_t)*n + 1, sizeof(*parts))))
+        return NULL;
+    for (int i = 0; i < *n; i++) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
+
+        parts[i].topic = bp->topic;
+        parts[i].partition = bp->partition;
+        parts[i].offset = bp->last_offset + 1;
+    }
+    return parts;
+}
+
+/* Runs @p step on database @p db until it succeeds, reconnecting or waiting as needed. */
+typedef ds_applier_status_t (*db_step_fn)(apply_t *ap, int db, char *errstr, size_t errstr_size);
+
+static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_partition_t *parts,
+                         int nparts)
+{
+    int busy_wait = 50;
+    char errstr[2048];
+
+    for (;;) {
+        ds_applier_status_t st = step(ap, db, errstr, sizeof(errstr));
+
+        if (st == DS_APPLIER_OK)
+            return true;
+        if (st == DS_APPLIER_FAILED) {
+            fail(ap, "%s", errstr);
+            return false;
+        }
+        if (stop_signals >= 2) {
+            fail(ap, "%s; stopping on the second signal without committing this batch", errstr);
+            return false;
+        }
+        if (!ds_applier_connected(ap->dbs[db])) {
+            ds_warning("%s; reconnecting", errstr);
+            if (!reconnect(ap, db, parts, nparts))
+                return false;
+        } else {
+            /* The origin is held by another session (another dualsync on this server). */
+            ds_debug("%s", errstr);
+            pause_ms(busy_wait);
+            busy_wait = busy_wait * 2 > 2000 ? 2000 : busy_wait * 2;
+        }
+    }
+}
+
+static ds_applier_status_t step_apply(apply_t *ap, int db, char *errstr, size_t errstr_size)
+{
+    return ds_applier_apply(ap->dbs[db], db, ap->batch, ap->offsets, &ap->hooks, &ap->stats,
+                            errstr, errstr_size);
+}
+
+static ds_applier_status_t step_pending(apply_t *ap, int db, char *errstr, size_t errstr_size)
+{
+    return ds_applier_retry_pending(ap->dbs[db], &ap->hooks, &ap->stats, errstr, errstr_size);
+}
+
+/* ---- preparing messages ---- */
+
+/* dlq retry: the change inside a dead letter becomes the message's change. */
+static bool unwrap_dead_letter(apply_t *ap, ds_batch_msg_t *m)
+{
+    ds_dlq_entry_t entry;
+    char why[512], *key_text = NULL, *value_text = NULL;
+    const char *key = m->kafka.key;
+    size_t key_len = m->kafka.key_len;
+    bool ok;
+
+    if (!ds_dlq_parse(m->kafka.value, m->kafka.value_len, &entry, why, sizeof(why))) {
+        /* Not something dualsync wrote: nothing to re-drive, and publishing it again would
+         * only move it. */
+        ds_warning("%s [%d] @%" PRId64 ": %s; skipped", m->kafka.topic, (int)m->kafka.partition,
+                   m->kafka.offset, why);
+        m->skip = true;
+        return true;
+    }
+    /* The dead letter's Kafka key is the change's key, byte for byte (links record it). */
+    if (!key && !json_is_null(entry.key)) {
+        key_text = json_dumps(entry.key, JSON_COMPACT | JSON_ENCODE_ANY);
+        key = key_text;
+        key_len = key_text ? strlen(key_text) : 0;
+    }
+    if (!json_is_null(entry.value))
+        value_text = json_dumps(entry.value, JSON_COMPACT | JSON_ENCODE_ANY);
+    ok = ds_batch_set_source(m, entry.topic, entry.partition, entry.offset, key, key_len,
+                             value_text, value_text ? strlen(value_text) : 0, entry.target);
+    m->attempts = entry.attempts;
+    free(key_text);
+    free(value_text);
+    ds_dlq_entry_clear(&entry);
+    if (!ok)
+        fail(ap, "out of memory");
+    return ok;
+}
+
+static ds_dead_letter_t dead_letter_of(const ds_batch_msg_t *m)
+{
+    ds_dead_letter_t dl;
+
+    memset(&dl, 0, sizeof(dl));
+    dl.topic = m->topic;
+    dl.partition = m->partition;
+    dl.offset = m->offset;
+    dl.key = m->key;
+    dl.key_len = m->key_len;
+    dl.value = m->value_text;
+    dl.value_len = m->value_len;
+    dl.target = m->only_target;
+    dl.error = m->error;
+    dl.ts_ms = ds_now_us() / 1000;
+    dl.attempts = m->attempts + 1;
+    return dl;
+}
+
+/* Evaluates one message: its writes, or a dead letter. */
+static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
+{
+    ds_write_list_t writes;
+    json_error_t jerr;
+    char why[2048];
+
+    if (ds_offsets_applied_everywhere(ap->offsets, m->kafka.topic, m->kafka.partition,
+                                      m->kafka.offset)) {
+        m->skip = true;
+        ap->skipped++;
+        return;
+    }
+    if (ap->mode == MODE_DLQ_RETRY && !unwrap_dead_letter(ap, m))
+        return;
+    if (m->skip)
+        return;
+    if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
+        snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
+    } else if (ds_mapping_eval(ap->set, m->topic, m->key ? m->key : "null",
+                               m->key ? m->key_len : 4, m->value, &writes, why, sizeof(why))) {
+        if (!ds_batch_set_writes(m, &writes))
+            fail(ap, "out of memory");
+        return;
+    }
+    if (!ds_batch_set_error(m, why)) {
+        fail(ap, "out of memory");
+        return;
+    }
+    {
+        ds_dead_letter_t dl = dead_letter_of(m);
+        char errstr[4096];
+
+        if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))
+            fail(ap, "%s", errstr);
+    }
+}
+
+/* ---- batches ---- */
+
+static void log_progress(apply_t *ap)
+{
+    size_t pending = 0;
+
+    for (int db = 0; db < ap->ndbs; db++)
+        pending += ds_applier_pending(ap->dbs[db]);
+    ds_info("progress: %" PRIu64 " messages applied in %" PRIu64 " batches (%" PRIu64
+            " rows written, %" PRIu64 " already applied), %" PRIu64 " dead letters, %zu pending "
+            "(%" PRIu64 " resolved)",
+            ap->messages, ap->batches, ap->stats.writes, ap->skipped, ap->dead_letters, pending,
+            ap->stats.pending_done);
+}
+
+/* dlq retry: the partitions a batch moved past. */
+static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int nparts)
+{
+    for (int i = 0; i < nparts; i++) {
+        for (int k = 0; k < ap->nprogress; k++) {
+            if (ap->progress[k].partition == parts[i].partition &&
+                parts[i].offset > ap->progress[k].position)
+                ap->progress[k].position = parts[i].offset;
+        }
+    }
+}
+
+static void process_batch(apply_t *ap)
+{
+    ds_topic_partition_t *parts;
+    int nparts, count = ds_batch_count(ap->batch);
+    uint64_t *writes_before;
+    bool ok = true;
+
+    if (count == 0)
+        return;
+    if (!(parts = batch_parts(ap->batch, &nparts)) ||
+        !(writes_before = calloc((size_t)ap->ndbs + 1, sizeof(*writes_before)))) {
+        free(parts);
+        fail(ap, "out of memory");
+        return;
+    }
+    for (int i = 0; i < count && !ap->failed; i++)
+        prepare_message(ap, ds_batch_at(ap->batch, i));
+    /* Databases one after another: a crash between two commits is safe, each database's
+     * offsets say what it has. */
+    for (int db = 0; db < ap->ndbs && !ap->failed && ok; db++) {
+        uint64_t before = ap->stats.writes + ap->stats.pending_added;
+
+        ok = with_retries(ap, db, step_apply, parts, nparts);
+        writes_before[db] = ap->stats.writes + ap->stats.pending_added - before;
+    }
+    if (ap->failed || !ok) {
+        free(parts);
+        free(writes_before);
+        return;
+    }
+    ds_consumer_commit(ap->consumer, parts, nparts);
+    for (int i = 0; i < count; i++) {
+        const ds_batch_msg_t *m = ds_batch_at(ap->batch, i);
+
+        ap->messages += !m->skip && !m->error;
+    }
+    ap->batches++;
+    if (ap->mode == MODE_DLQ_RETRY)
+        note_progress(ap, parts, nparts);
+    ds_batch_clear(ap->batch);
+    /* A parent written by this batch may be what a pending change waits for. */
+    for (int db = 0; db < ap->ndbs && !ap->failed; db++) {
+        if (writes_before[db] > 0 && ds_applier_pending(ap->dbs[db]) > 0)
+            with_retries(ap, db, step_pending, parts, 0);
+    }
+    free(parts);
+    free(writes_before);
+}
+
+/* ---- rebalances ---- */
+
+static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *errstr,
+                      size_t errstr_size)
+{
+    apply_t *ap = ctx;
+
+    for (int db = 0; db < ap->ndbs; db++) {
+        ds_applier_status_t st;
+
+        for (;;) {
+            st = ds_applier_read_offsets(ap->dbs[db], ap->offsets, db, parts, nparts, errstr,
+                                         errstr_size);
+            if (st != DS_APPLIER_RETRY)
+                break;
+            ds_warning("%s; reconnecting", errstr);
+            if (!reconnect(ap, db, parts, nparts))
+                return ds_fail(errstr, errstr_size, "%s", ap->error);
+        }
+        if (st == DS_APPLIER_FAILED)
+            return false;
+    }
+    for (int i = 0; i < nparts; i++) {
+        parts[i].offset = ds_offsets_start(ap->offsets, parts[i].topic, parts[i].partition);
+        for (int k = 0; k < ap->nprogress; k++) {
+            if (ap->progress[k].partition != parts[i].partition)
+                continue;
+            if (parts[i].offset == DS_OFFSET_BEGINNING) {
+                int64_t low = 0, high = 0;
+
+                if (!ds_consumer_watermarks(ap->consumer, parts[i].topic, parts[i].partition,
+                                            10000, &low, &high, errstr, errstr_size))
+                    return false;
+                ap->progress[k].position = low;
+            } else {
+                ap->progress[k].position = parts[i].offset;
+            }
+        }
+    }
+    ap->assigned = true;
+    return true;
+}
+
+static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
+{
+    apply_t *ap = ctx;
+
+    for (int i = 0; i < nparts; i++) {
+        int dropped = ds_batch_drop_partition(ap->batch, parts[i].topic, parts[i].partition);
+
+        if (dropped)
+            ds_debug("dropped %d unapplied messages of %s [%d]", dropped, parts[i].topic,
+                     (int)parts[i].partition);
+        ds_offsets_forget(ap->offsets, parts[i].topic, parts[i].partition);
+    }
+}
+
+/* ---- setup and the loop ---- */
+
+static bool dlq_retry_done(const apply_t *ap)
+{
+    if (!ap->assigned)
+        return false;
+    for (int k = 0; k < ap->nprogress; k++) {
+        if (ap->progress[k].position < ap->progress[k].end)
+            return false;
+    }
+    return true;
+}
+
+static void apply_free(apply_t *ap)
+{
+    /* The consumer first: closing it runs the revoke hook, which touches the batch. */
+    ds_consumer_free(ap->consumer);
+    ds_batch_free(ap->batch);
+    ds_dlq_free(ap->dlq, 10000);
+    for (int db = 0; db < ap->ndbs; db++)
+        ds_applier_free(ap->dbs[db]);
+    free(ap->dbs);
+    ds_offsets_free(ap->offsets);
+    ds_mapping_set_free(ap->set);
+    free(ap->progress);
+    free(ap->group_id);
+}
+
+/* Loads the mappings, connects every database, checks catalogs. Returns an exit code. */
+static int setup(apply_t *ap)
+{
+    const ds_config_t *config = ap->config;
+    static char errstr[65536]; /* every problem of every mapping file */
+    bool catalog_ok = true;
+
+    if (!ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
+                             config->topic_prefix, (const char *const *)config->target_names,
+                             &ap->set, errstr, sizeof(errstr))) {
+        ds_error("the mappings have problems:\n%s", errstr);
+        return DS_APPLY_EXIT_USAGE;
+    }
+    if (!ds_mapping_set_unavailable_value(ap->set, config->unavailable_value_placeholder)) {
+        ds_error("out of memory");
+        return DS_APPLY_EXIT_FAILURE;
+    }
+    ap->ndbs = config->ntargets;
+    ap->dbs = calloc((size_t)ap->ndbs + 1, sizeof(*ap->dbs));
+    ap->offsets = ds_offsets_new(ap->ndbs);
+    ap->batch = ds_batch_new();
+    if (!ap->dbs || !ap->offsets || !ap->batch) {
+        ds_error("out of memory");
+        return DS_APPLY_EXIT_FAILURE;
+    }
+    for (int db = 0; db < ap->ndbs; db++) {
+        ds_applier_options_t options = {
+            .name = config->target_names[db],
+            .conninfo = config->target_conninfos[db],
+            .origin = config->apply_origin,
+            .group_id = ap->group_id,
+            .set = ap->set,
+        };
+
+        if (!(ap->dbs[db] = ds_applier_new(&options))) {
+            ds_error("out of memory");
+            return DS_APPLY_EXIT_FAILURE;
+        }
+        /* The first connection must work: a wrong host or a missing privilege is a setup
+         * error to report now, not to retry for ever. Later losses are retried. */
+        if (ds_applier_connect(ap->dbs[db], errstr, sizeof(errstr)) != DS_APPLIER_OK) {
+            ds_error("%s", errstr);
+            return DS_APPLY_EXIT_FAILURE;
+        }
+        if (!ds_applier_check_catalog(ap->dbs[db], errstr, sizeof(errstr))) {
+            ds_error("the mappings do not fit the tables of target \"%s\":\n%s",
+                     config->target_names[db], errstr);
+            catalog_ok = false;
+        }
+    }
+    if (!catalog_ok)
+        return DS_APPLY_EXIT_USAGE;
+    ap->hooks.dead_letter = hook_dead_letter;
+    ap->hooks.before_commit = hook_before_commit;
+    ap->hooks.ctx = ap;
+    if (!(ap->dlq = ds_dlq_new(config, errstr, sizeof(errstr)))) {
+        ds_error("%s", errstr);
+        return DS_APPLY_EXIT_FAILURE;
+    }
+    ap->consumer = ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr,
+                                   sizeof(errstr));
+    if (!ap->consumer) {
+        ds_error("%s", errstr);
+        return DS_APPLY_EXIT_USAGE;
+    }
+    return DS_APPLY_EXIT_OK;
+}
+
+static bool subscribe(apply_t *ap)
+{
+    char errstr[1024];
+    int ntopics = ap->mode == MODE_APPLY ? ds_mapping_set_ntopics(ap->set) : 1;
+    const char **topics = calloc((size_t)ntopics + 1, sizeof(*topics));
+    bool ok;
+
+    if (!topics) {
+        fail(ap, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < ntopics; i++) {
+        topics[i] = ap->mode == MODE_APPLY ? ds_mapping_set_topic(ap->set, i)
+                                           : ap->config->apply_dlq_topic;
+        ds_info("reading %s as consumer group \"%s\"", topics[i], ap->group_id);
+    }
+    ok = ds_consumer_subscribe(ap->consumer, topics, ntopics, errstr, sizeof(errstr));
+    free(topics);
+    if (!ok)
+        fail(ap, "%s", errstr);
+    return ok;
+}
+
+/* dlq retry: where the dead-letter topic ends now. */
+static bool read_dlq_end(apply_t *ap)
+{
+    ds_topic_partition_t *end = NULL;
+    int nend = 0;
+    char errstr[1024];
+
+    if (!ds_consumer_end_offsets(ap->consumer, ap->config->apply_dlq_topic, 10000, &end, &nend,
+                                 errstr, sizeof(errstr))) {
+        fail(ap, "%s", errstr);
+        return false;
+    }
+    ap->progress = calloc((size_t)nend + 1, sizeof(*ap->progress));
+    if (!ap->progress) {
+        free(end);
+        fail(ap, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < nend; i++) {
+        ap->progress[i].partition = end[i].partition;
+        ap->progress[i].end = end[i].offset;
+        ap->progress[i].position = -1;
+    }
+    ap->nprogress = nend;
+    free(end);
+    return true;
+}
+
+static void run_loop(apply_t *ap)
+{
+    int64_t started = monotonic_us();
+
+    ap->last_progress_us = started;
+    while (!stop_signals && !ap->failed) {
+        int64_t now = monotonic_us(), batch_start = ds_batch_started_us(ap->batch);
+        int timeout = POLL_MS;
+        ds_kafka_msg_t msg;
+        char errstr[1024];
+
+        if (ap->mode == MODE_DLQ_RETRY) {
+            if (ds_batch_count(ap->batch) == 0 && dlq_retry_done(ap))
+                break;
+            if (!ap->assigned && now - started > DLQ_RETRY_ASSIGN_TIMEOUT_US) {
+                fail(ap, "the group \"%s\" was not given the partitions of %s within %d s; is "
+                         "another dlq retry running?",
+                     ap->group_id, ap->config->apply_dlq_topic,
+                     (int)(DLQ_RETRY_ASSIGN_TIMEOUT_US / 1000000));
+                break;
+            }
+        }
+        if (batch_start) {
+            int64_t left_ms = (batch_start + (int64_t)ap->config->apply_batch_max_ms * 1000 -
+                               now) / 1000;
+
+            timeout = left_ms < 0 ? 0 : left_ms < POLL_MS ? (int)left_ms : POLL_MS;
+        }
+        switch (ds_consumer_poll(ap->consumer, timeout, &msg, errstr, sizeof(errstr))) {
+        case DS_CONSUMER_MESSAGE:
+            if (!ds_batch_add(ap->batch, &msg))
+                fail(ap, "out of memory");
+            break;
+        case DS_CONSUMER_FAILED:
+            fail(ap, "%s", errstr);
+            break;
+        case DS_CONSUMER_EOF:
+        case DS_CONSUMER_NOTHING:
+            break;
+        }
+        if (ap->failed)
+            break;
+        now = monotonic_us();
+        batch_start = ds_batch_started_us(ap->batch);
+        if (ds_batch_count(ap->batch) >= ap->config->apply_batch_max_messages ||
+            (batch_start &&
+             now - batch_start >= (int64_t)ap->config->apply_batch_max_ms * 1000))
+            process_batch(ap);
+        if (now - ap->last_progress_us >= PROGRESS_INTERVAL_US) {
+            ap->last_progress_us = now;
+            log_progress(ap);
+        }
+    }
+    /* On a signal the batch read so far is still applied: it is the "current batch". */
+    if (!ap->failed && ds_batch_count(ap->batch) > 0)
+        process_batch(ap);
+}
+
+static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
+{
+    apply_t ap;
+    struct sigaction sa;
+    int status;
+
+    memset(&ap, 0, sizeof(ap));
+    ap.config = config;
+    ap.mode = mode;
+    ap.stop_on_error = mode == MODE_APPLY && strcmp(config->apply_on_error, "stop") == 0;
+    if (mode == MODE_APPLY)
+        ap.group_id = strdup(config->apply_group_id);
+    else if (asprintf(&ap.group_id, "%s.dlq-retry", config->apply_group_id) < 0)
+        ap.group_id = NULL;
+    if (!ap.group_id) {
+        ds_error("out of memory");
+        return DS_APPLY_EXIT_FAILURE;
+    }
+    stop_signals = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    status = setup(&ap);
+    if (status != DS_APPLY_EXIT_OK) {
+        apply_free(&ap);
+        return status;
+    }
+    if ((mode == MODE_APPLY || read_dlq_end(&ap)) && subscribe(&ap))
+        run_loop(&ap);
+
+    if (ap.failed) {
+        ds_error("%s", ap.error);
+        status = DS_APPLY_EXIT_FAILURE;
+    } else {
+        status = DS_APPLY_EXIT_OK;
+    }
+    log_progress(&ap);
+    if (mode == MODE_DLQ_RETRY && out) {
+        fprintf(out, "%" PRIu64 " dead letters applied, %" PRIu64 " failed again%s\n",
+                ap.messages > ap.dead_letters ? ap.messages - ap.dead_letters : 0,
+                ap.dead_letters, ap.dead_letters ? " (published again with attempts + 1)" : "");
+    }
+    ds_info("stopped%s", stop_signals ? " on signal" : "");
+    apply_free(&ap);
+    return status;
+}
+
+int ds_apply_run(const ds_config_t *config)
+{
+    return run(config, MODE_APPLY, NULL);
+}
+
+int ds_apply_dlq_retry(const ds_config_t *config, FILE *out)
+{
+    return run(config, MODE_DLQ_RETRY, out);
+}

@@ -1,0 +1,481 @@
+/*
+ * consumer.c: librdkafka high-level consumer: group membership, rebalances, polling, commits.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "dualsync/consumer.h"
+#include "dualsync/kafka_props.h"
+#include "dualsync/log.h"
+
+struct ds_consumer {
+    rd_kafka_t *rk;                /* the client */
+    bool subscribed;               /* a group member (closing leaves the group) */
+    ds_consumer_assign_fn assign;  /* rebalance hooks, NULL for a reader */
+    ds_consumer_revoke_fn revoke;
+    void *hook_ctx;
+    char failed[1024];             /* a fatal error seen in a callback; the next poll says it */
+};
+
+/* Consumer settings the exactly-once bookkeeping relies on; the file may not change them. */
+static const struct {
+    const char *name;
+    const char *value;
+    const char *why;
+} consumer_locked[] = {
+    {"enable.auto.commit", "false", "offsets are committed after the target databases commit"},
+    {"enable.auto.offset.store", "false", "offsets are stored only for applied batches"},
+    {"isolation.level", "read_committed", "aborted transactional messages must not be applied"},
+    {"auto.offset.reset", "earliest", "a partition with nothing stored starts at its beginning"},
+    {"group.id", NULL, "the group is apply.group_id"},
+};
+
+/* Consumer defaults the file may change. */
+static const struct {
+    const char *name;
+    const char *value;
+} consumer_defaults[] = {
+    /* A mapped table's topic may appear after apply starts (capture creates it): look for
+     * it every 10 s rather than librdkafka's 5 minutes. */
+    {"topic.metadata.refresh.interval.ms", "10000"},
+};
+
+static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
+                         char *errstr, size_t errstr_size)
+{
+    char rderr[512];
+
+    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK)
+        return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
+                       secret ? "<hidden>" : value, rderr);
+    return true;
+}
+
+static bool is_secret(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl");
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    ds_consumer_t *consumer = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal_reason[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
+
+        snprintf(consumer->failed, sizeof(consumer->failed), "fatal Kafka consumer error: %s: %s",
+                 rd_kafka_err2name(orig), fatal_reason);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        ds_warning("Kafka: all brokers are down (%s); apply waits and keeps retrying", reason);
+        return;
+    }
+    ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
+{
+    if (level <= 3)
+        ds_error("librdkafka %s: %s", facility, buf);
+    else if (level == 4)
+        ds_warning("librdkafka %s: %s", facility, buf);
+    else
+        ds_debug("librdkafka %s: %s", facility, buf);
+}
+
+/* The partitions of a librdkafka list as ds_topic_partition_t (topic names borrowed). */
+static ds_topic_partition_t *to_parts(const rd_kafka_topic_partition_list_t *list)
+{
+    ds_topic_partition_t *parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
+
+    if (!parts)
+        return NULL;
+    for (int i = 0; i < list->cnt; i++) {
+        parts[i].topic = list->elems[i].topic;
+        parts[i].partition = list->elems[i].partition;
+        parts[i].offset = list->elems[i].offset;
+    }
+    return parts;
+}
+
+static bool cooperative(rd_kafka_t *rk)
+{
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+
+    return protocol && strcmp(protocol, "COOPERATIVE") == 0;
+}
+
+static void assign_partitions(ds_consumer_t *consumer, rd_kafka_t *rk,
+                              rd_kafka_topic_partition_list_t *list)
+{
+    ds_topic_partition_t *parts = to_parts(list);
+    char errstr[1024] = "";
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (!parts) {
+        snprintf(consumer->failed, sizeof(consumer->failed), "out of memory on assignment");
+        return;
+    }
+    if (!consumer->assign(consumer->hook_ctx, parts, list->cnt, errstr, sizeof(errstr))) {
+        snprintf(consumer->failed, sizeof(consumer->failed), "%s", errstr);
+        free(parts);
+        /* Take nothing: reading from a wrong position is worse than not reading. */
+        if (!cooperative(rk))
+            rd_kafka_assign(rk, NULL);
+        return;
+    }
+    /* The start offsets come from the target databases; Kafka's committed ones are ignored. */
+    for (int i = 0; i < list->cnt; i++) {
+        list->elems[i].offset = parts[i].offset;
+        ds_info("assigned %s [%d], starting at %s%lld", parts[i].topic, (int)parts[i].partition,
+                parts[i].offset == DS_OFFSET_BEGINNING ? "the beginning" : "offset ",
+                parts[i].offset == DS_OFFSET_BEGINNING ? 0LL : (long long)parts[i].offset);
+    }
+    free(parts);
+    if (cooperative(rk))
+        error = rd_kafka_incremental_assign(rk, list);
+    else
+        err = rd_kafka_assign(rk, list);
+    if (error) {
+        snprintf(consumer->failed, sizeof(consumer->failed), "cannot assign partitions: %s",
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (err) {
+        snprintf(consumer->failed, sizeof(consumer->failed), "cannot assign partitions: %s",
+                 rd_kafka_err2str(err));
+    }
+}
+
+static void revoke_partitions(ds_consumer_t *consumer, rd_kafka_t *rk,
+                              rd_kafka_topic_partition_list_t *list)
+{
+    ds_topic_partition_t *parts = to_parts(list);
+
+    if (parts) {
+        for (int i = 0; i < list->cnt; i++)
+            ds_info("revoked %s [%d]", parts[i].topic, (int)parts[i].partition);
+        if (consumer->revoke)
+            consumer->revoke(consumer->hook_ctx, parts, list->cnt);
+        free(parts);
+    }
+    if (cooperative(rk)) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, list);
+
+        if (error)
+            rd_kafka_error_destroy(error);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    ds_consumer_t *consumer = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        assign_partitions(consumer, rk, list);
+    else
+        revoke_partitions(consumer, rk, list);
+}
+
+ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
+                               ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
+                               void *hook_ctx, char *errstr, size_t errstr_size)
+{
+    ds_consumer_t *consumer = calloc(1, sizeof(*consumer));
+    ds_config_t *view = NULL;
+    rd_kafka_conf_t *conf = NULL;
+    char rderr[512];
+
+    if (!consumer) {
+        ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
+        return NULL;
+    }
+    consumer->assign = assign;
+    consumer->revoke = revoke;
+    consumer->hook_ctx = hook_ctx;
+
+    for (int i = 0; i < config->nkafka; i++) {
+        for (size_t j = 0; j < DS_ARRAY_LEN(consumer_locked); j++) {
+            if (strcmp(config->kafka_names[i], consumer_locked[j].name) == 0 &&
+                (!consumer_locked[j].value ||
+                 strcmp(config->kafka_values[i], consumer_locked[j].value) != 0)) {
+                ds_fail(errstr, errstr_size, "%s: $.kafka[\"%s\"]: apply sets this itself (%s)%s",
+                        config->path, consumer_locked[j].name, consumer_locked[j].why,
+                        consumer_locked[j].value ? "; remove it" : "; set apply.group_id instead");
+                goto error;
+            }
+        }
+    }
+    view = ds_kafka_config_view(config, DS_KAFKA_CONSUMER, "dualsync-apply");
+    if (!view) {
+        ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
+        goto error;
+    }
+    conf = rd_kafka_conf_new();
+    for (size_t j = 0; j < DS_ARRAY_LEN(consumer_defaults); j++) {
+        if (!set_property(conf, consumer_defaults[j].name, consumer_defaults[j].value, false,
+                          errstr, errstr_size))
+            goto error;
+    }
+    for (size_t j = 0; j < DS_ARRAY_LEN(consumer_locked); j++) {
+        if (consumer_locked[j].value &&
+            !set_property(conf, consumer_locked[j].name, consumer_locked[j].value, false, errstr,
+                          errstr_size))
+            goto error;
+    }
+    if (group_id && !set_property(conf, "group.id", group_id, false, errstr, errstr_size))
+        goto error;
+    if (!group_id && !set_property(conf, "enable.partition.eof", "true", false, errstr, errstr_size))
+        goto error;
+    for (int i = 0; i < view->nkafka; i++) {
+        if (!set_property(conf, view->kafka_names[i], view->kafka_values[i],
+                          is_secret(view->kafka_names[i]), errstr, errstr_size))
+            goto error;
+    }
+    rd_kafka_conf_set_opaque(conf, consumer);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    if (group_id)
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+
+    consumer->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rderr, sizeof(rderr));
+    if (!consumer->rk) {
+        ds_fail(errstr, errstr_size, "cannot create the Kafka consumer: %s", rderr);
+        goto error;
+    }
+    conf = NULL; /* owned by rk now */
+    /* Messages and rebalance events all come through rd_kafka_consumer_poll(). */
+    rd_kafka_poll_set_consumer(consumer->rk);
+    ds_kafka_config_view_free(view);
+    return consumer;
+
+error:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    ds_kafka_config_view_free(view);
+    ds_consumer_free(consumer);
+    return NULL;
+}
+
+void ds_consumer_free(ds_consumer_t *consumer)
+{
+    if (!consumer)
+        return;
+    if (consumer->rk) {
+        /* Leaves the group at once (the revoke hook runs) instead of after the session
+         * timeout, so another member takes the partitions over promptly. */
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
+
+        if (err)
+            ds_warning("Kafka: closing the consumer: %s", rd_kafka_err2str(err));
+        rd_kafka_destroy(consumer->rk);
+    }
+    free(consumer);
+}
+
+bool ds_consumer_subscribe(ds_consumer_t *consumer, const char *const *topics, int ntopics,
+                           char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(ntopics);
+    rd_kafka_resp_err_t err;
+
+    for (int i = 0; i < ntopics; i++)
+        rd_kafka_topic_partition_list_add(list, topics[i], RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err)
+        return ds_fail(errstr, errstr_size, "cannot subscribe to the change topics: %s",
+                       rd_kafka_err2str(err));
+    consumer->subscribed = true;
+    return true;
+}
+
+bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int timeout_ms,
+                             ds_topic_partition_t **end, int *nend, char *errstr,
+                             size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(consumer->rk, topic, NULL);
+    rd_kafka_resp_err_t err;
+    ds_topic_partition_t *parts = NULL;
+    int n = 0;
+    bool ok = false;
+
+    *end = NULL;
+    *nend = 0;
+    if (!rkt)
+        return ds_fail(errstr, errstr_size, "topic %s: %s", topic,
+                       rd_kafka_err2str(rd_kafka_last_error()));
+    err = rd_kafka_metadata(consumer->rk, 0, rkt, &md, timeout_ms);
+    if (err) {
+        ds_fail(errstr, errstr_size, "no metadata for topic %s: %s", topic, rd_kafka_err2str(err));
+        goto done;
+    }
+    if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        ok = true; /* no such topic: nothing in it */
+        goto done;
+    }
+    if (md->topics[0].err) {
+        ds_fail(errstr, errstr_size, "topic %s: %s", topic, rd_kafka_err2str(md->topics[0].err));
+        goto done;
+    }
+    n = md->topics[0].partition_cnt;
+    if (!(parts = calloc((size_t)n + 1, sizeof(*parts)))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t low, high;
+
+        parts[i].topic = topic;
+        parts[i].partition = md->topics[0].partitions[i].id;
+        err = rd_kafka_query_watermark_offsets(consumer->rk, topic, parts[i].partition, &low, &high,
+                                               timeout_ms);
+        if (err) {
+            ds_fail(errstr, errstr_size, "cannot read the end of %s [%d]: %s", topic,
+                    (int)parts[i].partition, rd_kafka_err2str(err));
+            goto done;
+        }
+        parts[i].offset = high;
+    }
+    *end = parts;
+    *nend = n;
+    parts = NULL;
+    ok = true;
+
+done:
+    free(parts);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return ok;
+}
+
+bool ds_consumer_assign_all(ds_consumer_t *consumer, const char *topic, int timeout_ms,
+                            ds_topic_partition_t **end, int *nend, char *errstr,
+                            size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_resp_err_t err;
+
+    if (!ds_consumer_end_offsets(consumer, topic, timeout_ms, end, nend, errstr, errstr_size))
+        return false;
+    list = rd_kafka_topic_partition_list_new(*nend > 0 ? *nend : 1);
+    for (int i = 0; i < *nend; i++)
+        rd_kafka_topic_partition_list_add(list, topic, (*end)[i].partition)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    err = rd_kafka_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err) {
+        free(*end);
+        *end = NULL;
+        *nend = 0;
+        return ds_fail(errstr, errstr_size, "cannot assign the partitions of %s: %s", topic,
+                       rd_kafka_err2str(err));
+    }
+    return true;
+}
+
+bool ds_consumer_watermarks(ds_consumer_t *consumer, const char *topic, int32_t partition,
+                            int timeout_ms, int64_t *low, int64_t *high, char *errstr,
+                            size_t errstr_size)
+{
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(consumer->rk, topic, partition, low, high, timeout_ms);
+
+    if (err)
+        return ds_fail(errstr, errstr_size, "cannot read the offsets of %s [%d]: %s", topic,
+                       (int)partition, rd_kafka_err2str(err));
+    return true;
+}
+
+ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_ms,
+                                           ds_kafka_msg_t *msg, char *errstr,
+                                           size_t errstr_size)
+{
+    rd_kafka_message_t *m;
+
+    memset(msg, 0, sizeof(*msg));
+    if (consumer->failed[0]) {
+        ds_fail(errstr, errstr_size, "%s", consumer->failed);
+        return DS_CONSUMER_FAILED;
+    }
+    m = rd_kafka_consumer_poll(consumer->rk, timeout_ms);
+    if (consumer->failed[0]) {
+        if (m)
+            rd_kafka_message_destroy(m);
+        ds_fail(errstr, errstr_size, "%s", consumer->failed);
+        return DS_CONSUMER_FAILED;
+    }
+    if (!m)
+        return DS_CONSUMER_NOTHING;
+    if (m->err) {
+        ds_consumer_poll_result_t result = DS_CONSUMER_NOTHING;
+
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* readers only (enable.partition.eof) */
+            msg->topic = m->rkt ? rd_kafka_topic_name(m->rkt) : NULL;
+            msg->partition = m->partition;
+            msg->offset = m->offset;
+            result = msg->topic ? DS_CONSUMER_EOF : DS_CONSUMER_NOTHING;
+        } else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                   m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+            /* A mapped table whose topic capture has not created yet: it is subscribed
+             * and is picked up when it appears. */
+            ds_debug("Kafka: %s: %s", m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
+                     rd_kafka_message_errstr(m));
+        } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+            ds_fail(errstr, errstr_size, "fatal Kafka consumer error: %s",
+                    rd_kafka_message_errstr(m));
+            result = DS_CONSUMER_FAILED;
+        } else {
+            ds_warning("Kafka consumer: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+                       m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+        return result;
+    }
+    msg->topic = rd_kafka_topic_name(m->rkt);
+    msg->partition = m->partition;
+    msg->offset = m->offset;
+    msg->key = m->key;
+    msg->key_len = m->key_len;
+    msg->value = m->payload;
+    msg->value_len = m->len;
+    msg->handle = m;
+    return DS_CONSUMER_MESSAGE;
+}
+
+void ds_consumer_release(ds_kafka_msg_t *msg)
+{
+    if (msg && msg->handle) {
+        rd_kafka_message_destroy(msg->handle);
+        msg->handle = NULL;
+    }
+}
+
+void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets,
+                        int noffsets)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_resp_err_t err;
+
+    if (noffsets <= 0 || !consumer->subscribed)
+        return;
+    list = rd_kafka_topic_partition_list_new(noffsets);
+    for (int i = 0; i < noffsets; i++)
+        rd_kafka_topic_partition_list_add(list, offsets[i].topic, offsets[i].partition)->offset =
+            offsets[i].offset;
+    err = rd_kafka_commit(consumer->rk, list, 1);
+    if (err)
+        ds_debug("Kafka: offset commit not queued: %s", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(list);
+}

@@ -1,0 +1,129 @@
+/*
+ * applier.h: writes batches into one target database, exactly once in effect.
+ *
+ * One applier owns one libpq connection to one entry of the config's "targets". For a batch
+ * it runs one transaction that holds the rows of every message not yet in this database and
+ * the next offsets of every partition of the batch (dualsync.offsets), so the database always
+ * says exactly which messages it has:
+ *
+ *   fast path (libpq pipeline mode, one round trip for the writes and one for the commit):
+ *     origin setup, BEGIN, every write (prepared statements, text parameters)  | sync
+ *     pending bookkeeping, offsets, COMMIT, origin reset                       | sync
+ *   slow path, when the fast path hit an error: the batch again, message by message, each
+ *   inside a SAVEPOINT, with constraints checked at once; a message whose write to a target
+ *   fails goes to dualsync.pending (a missing parent: foreign-key violation 23503, or the
+ *   statement's "applied" = false from a required lookup) or to the dead letters (any other
+ *   error), and the rest of the batch commits.
+ *
+ * The replication origin (apply.origin, which capture skips) is taken for each transaction
+ * and given back after it: PostgreSQL 15 lets one session hold an origin at a time in the
+ * whole cluster, and several target databases, or `dlq retry` beside `apply`, share it.
+ */
+#ifndef DUALSYNC_APPLIER_H
+#define DUALSYNC_APPLIER_H
+
+#include "dualsync/batch.h"
+#include "dualsync/common.h"
+#include "dualsync/consumer.h"
+#include "dualsync/dlq.h"
+#include "dualsync/mapping.h"
+#include "dualsync/offsets.h"
+
+typedef struct ds_applier ds_applier_t;
+
+typedef enum ds_applier_status {
+    DS_APPLIER_OK,
+    DS_APPLIER_RETRY, /* the connection was lost (or the origin is held by another session):
+                       * nothing is known to be committed past what the database's offsets
+                       * say; reconnect (ds_applier_connect), re-read them, call again */
+    DS_APPLIER_FAILED, /* fatal (errstr): a privilege, the catalog, on_error "stop" */
+} ds_applier_status_t;
+
+typedef struct ds_applier_options {
+    const char *name;     /* the config's "targets" key: what targets' connection says */
+    const char *conninfo; /* its libpq connection string (never logged) */
+    const char *origin;   /* apply.origin */
+    const char *group_id; /* the consumer group: the key of dualsync.offsets rows */
+    ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
+} ds_applier_options_t;
+
+/*
+ * What the applier asks of the runtime. dead_letter() is called for a change that cannot be
+ * written (its error names the SQLSTATE); returning false (errstr) aborts the transaction
+ * (on_error "stop"). before_commit() runs before every COMMIT: dead letters must be durable
+ * in Kafka before the offsets that skip their changes are.
+ */
+typedef struct ds_applier_hooks {
+    bool (*dead_letter)(void *ctx, const ds_dead_letter_t *dl, char *errstr, size_t errstr_size);
+    bool (*before_commit)(void *ctx, char *errstr, size_t errstr_size);
+    void *ctx;
+} ds_applier_hooks_t;
+
+/* Counters, added to by each call. */
+typedef struct ds_applier_stats {
+    uint64_t writes;          /* statements executed that wrote */
+    uint64_t pending_added;   /* changes parked in dualsync.pending */
+    uint64_t pending_done;    /* pending changes applied later */
+    uint64_t dead_letters;    /* changes handed to dead_letter() */
+    uint64_t transactions;    /* committed */
+    uint64_t slow_paths;      /* batches redone message by message */
+} ds_applier_stats_t;
+
+/** @brief Copies the options (strings included; the set is borrowed). NULL when out of memory. */
+ds_applier_t *ds_applier_new(const ds_applier_options_t *options);
+
+/** @brief Closes the connection and frees; accepts NULL. */
+void ds_applier_free(ds_applier_t *applier);
+
+/** @brief The target name, for messages. */
+const char *ds_applier_name(const ds_applier_t *applier);
+
+/**
+ * @brief Connects (again): creates the dualsync schema, creates the replication origin when
+ *        missing and checks the privileges on it, prepares every statement of the targets of
+ *        this database, loads the keys waiting in dualsync.pending.
+ * @return DS_APPLIER_RETRY when the server cannot be reached; DS_APPLIER_FAILED on a missing
+ *         privilege or another error a retry would not fix.
+ */
+ds_applier_status_t ds_applier_connect(ds_applier_t *applier, char *errstr, size_t errstr_size);
+
+/** @brief Checks the mappings' targets in this database against its catalog (every problem). */
+bool ds_applier_check_catalog(ds_applier_t *applier, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Reads this database's stored next offsets for @p parts into @p offsets as database
+ *        @p db (a partition without a row is DS_OFFSET_NONE there).
+ */
+ds_applier_status_t ds_applier_read_offsets(ds_applier_t *applier, ds_offsets_t *offsets, int db,
+                                            const ds_topic_partition_t *parts, int nparts,
+                                            char *errstr, size_t errstr_size);
+
+/**
+ * @brief Writes @p batch into this database (database number @p db in @p offsets): the
+ *        messages it does not hold yet, and the batch's next offsets. Messages with an error
+ *        (dead letters) are not written; their offsets are.
+ *
+ * On DS_APPLIER_OK @p offsets is advanced for @p db.
+ */
+ds_applier_status_t ds_applier_apply(ds_applier_t *applier, int db, ds_batch_t *batch,
+                                     ds_offsets_t *offsets, const ds_applier_hooks_t *hooks,
+                                     ds_applier_stats_t *stats, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Retries the changes waiting in dualsync.pending: each is re-evaluated with the
+ *        current mappings and written in its own savepoint; done ones are deleted, ones still
+ *        missing their parent stay, others become dead letters.
+ */
+ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier,
+                                             const ds_applier_hooks_t *hooks,
+                                             ds_applier_stats_t *stats, char *errstr,
+                                             size_t errstr_size);
+
+/** @brief Changes waiting in this database's dualsync.pending (as last read or written). */
+size_t ds_applier_pending(const ds_applier_t *applier);
+
+/** @brief Whether the connection is up (after DS_APPLIER_RETRY: reconnect, or only wait). */
+bool ds_applier_connected(const ds_applier_t *applier);
+
+#endif

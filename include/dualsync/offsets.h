@@ -1,0 +1,57 @@
+/*
+ * offsets.h: where each target database stands in each Kafka partition.
+ *
+ * Every target database stores, in dualsync.offsets and in the same transaction as the rows,
+ * the next offset it needs per partition. Databases commit one after another, so after a
+ * crash they may disagree; this table holds what each one said:
+ *   - a partition starts at the smallest stored offset over the databases (the beginning
+ *     when one has nothing stored), so no database misses a message;
+ *   - a message below a database's own stored offset is already in that database and is
+ *     skipped there, so no database gets a message twice.
+ */
+#ifndef DUALSYNC_OFFSETS_H
+#define DUALSYNC_OFFSETS_H
+
+#include "dualsync/common.h"
+
+/* "This database has nothing stored for the partition." */
+#define DS_OFFSET_NONE INT64_C(-1)
+
+typedef struct ds_offsets ds_offsets_t;
+
+/** @brief Positions for @p ndatabases databases (numbered 0..n-1); NULL when out of memory. */
+ds_offsets_t *ds_offsets_new(int ndatabases);
+
+/** @brief Accepts NULL. */
+void ds_offsets_free(ds_offsets_t *offsets);
+
+/** @brief Records what database @p db has stored (replacing what was known); false only when
+ *         out of memory. */
+bool ds_offsets_set(ds_offsets_t *offsets, int db, const char *topic, int32_t partition,
+                    int64_t next_offset) DS_MUST_CHECK;
+
+/** @brief Moves database @p db forward to @p next_offset (never backward) after it committed. */
+bool ds_offsets_advance(ds_offsets_t *offsets, int db, const char *topic, int32_t partition,
+                        int64_t next_offset) DS_MUST_CHECK;
+
+/** @brief Database @p db's next offset for the partition, or DS_OFFSET_NONE. */
+int64_t ds_offsets_get(const ds_offsets_t *offsets, int db, const char *topic, int32_t partition);
+
+/** @brief Forgets the partition in every database (before re-reading it, or when revoked). */
+void ds_offsets_forget(ds_offsets_t *offsets, const char *topic, int32_t partition);
+
+/**
+ * @brief Where reading the partition starts: the smallest next offset over the databases, or
+ *        DS_OFFSET_BEGINNING (consumer.h) when a database has nothing stored.
+ */
+int64_t ds_offsets_start(const ds_offsets_t *offsets, const char *topic, int32_t partition);
+
+/** @brief Whether database @p db already holds the message at @p offset. */
+bool ds_offsets_applied(const ds_offsets_t *offsets, int db, const char *topic, int32_t partition,
+                        int64_t offset);
+
+/** @brief Whether every database already holds it (nothing at all is left to do for it). */
+bool ds_offsets_applied_everywhere(const ds_offsets_t *offsets, const char *topic,
+                                   int32_t partition, int64_t offset);
+
+#endif
