@@ -1895,6 +1895,7 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
     ds_mapping_set_t *set = ds_mapping_xcalloc(1, sizeof(*set));
     ds_buf_t problems = DS_BUF_INIT;
     int nproblems = 0;
+    bool file_problems;
     loader_t ld = {.connections = connections, .problems = &problems, .nproblems = &nproblems};
     builder_t b = {0};
 
@@ -1907,12 +1908,13 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
         set->nfiles++;
     }
     free(ld.path);
+    file_problems = nproblems > 0; /* ids are only made for files without problems */
     set->targets = b.targets;
     set->ntargets = b.ntargets;
 
     /* Target ids are unique across files: two users.json in different directories need
      * different target names. */
-    for (int i = 0; i < set->ntargets && nproblems == 0; i++) {
+    for (int i = 0; i < set->ntargets && !file_problems; i++) {
         for (int k = 0; k < i; k++) {
             if (strcmp(set->targets[i].pub.id, set->targets[k].pub.id) == 0) {
                 ds_buf_t line = DS_BUF_INIT;
