@@ -474,15 +474,18 @@ int ds_capture_run(const ds_config_t *config)
     c.config = config;
     signal(SIGPIPE, SIG_IGN);
 
-    if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
-        ds_error("%s", errstr);
-        return DS_EXIT_FAILURE;
-    }
+    /* The producer first: a mistyped Kafka property must be refused before preflight
+     * creates a publication on the source. */
     c.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     c.inflight = ds_inflight_new();
     c.producer = ds_producer_new(config, on_ack, &c, errstr, sizeof(errstr));
     if (!c.loop || !c.inflight || !c.producer) {
         ds_error("%s", c.producer ? "out of memory" : errstr);
+        capture_free(&c);
+        return DS_EXIT_FAILURE;
+    }
+    if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
         capture_free(&c);
         return DS_EXIT_FAILURE;
     }
