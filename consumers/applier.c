@@ -274,8 +274,12 @@ static run_result_t run(ds_applier_t *a, const char *stmt, bool prepared, int np
         snprintf(message, message_size, "the connection is lost");
         return RUN_LOST;
     }
-    r = prepared ? PQexecPrepared(a->conn, stmt, nparams, params, NULL, NULL, 0)
-                 : PQexecParams(a->conn, stmt, nparams, NULL, params, NULL, NULL, 0);
+    if (prepared)
+        r = PQexecPrepared(a->conn, stmt, nparams, params, NULL, NULL, 0);
+    else if (nparams == 0) /* the simple protocol: DS_APPLY_SCHEMA_SQL is several statements */
+        r = PQexec(a->conn, stmt);
+    else
+        r = PQexecParams(a->conn, stmt, nparams, NULL, params, NULL, NULL, 0);
     status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
         if (out)
@@ -350,7 +354,11 @@ static ds_applier_status_t origin_setup_failed(ds_applier_t *a, const char *sqls
                 a->name, a->origin, message);
         return DS_APPLIER_RETRY;
     }
-    origin_privilege_hint(a, message, errstr, errstr_size);
+    if (strcmp(sqlstate, SQLSTATE_INSUFFICIENT_PRIV) == 0)
+        origin_privilege_hint(a, message, errstr, errstr_size);
+    else
+        ds_fail(errstr, errstr_size, "target \"%s\": cannot use replication origin \"%s\": %s",
+                a->name, a->origin, message);
     return DS_APPLIER_FAILED;
 }
 
@@ -423,10 +431,8 @@ static ds_applier_status_t ensure_origin(ds_applier_t *a, char *errstr, size_t e
         case RUN_SQL_ERROR:
             /* Origins are cluster-wide: another target database of the same server (or
              * another dualsync) may have created it a moment ago. */
-            if (strcmp(sqlstate, SQLSTATE_UNIQUE) != 0) {
-                origin_privilege_hint(a, message, errstr, errstr_size);
-                return DS_APPLIER_FAILED;
-            }
+            if (strcmp(sqlstate, SQLSTATE_UNIQUE) != 0)
+                return origin_setup_failed(a, sqlstate, message, errstr, errstr_size);
         }
     }
     /* Take it once now, so a missing privilege is reported at start, not at the first
@@ -531,6 +537,17 @@ static ds_applier_status_t load_pending_keys(ds_applier_t *a, char *errstr, size
     return DS_APPLIER_OK;
 }
 
+/* Server notices ("schema already exists, skipping") are noise on apply's log. */
+static void on_notice(void *arg, const char *message)
+{
+    const ds_applier_t *a = arg;
+    size_t len = strlen(message);
+
+    while (len > 0 && message[len - 1] == '\n')
+        len--;
+    ds_debug("target \"%s\": %.*s", a->name, (int)len, message);
+}
+
 ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
@@ -546,6 +563,7 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
                 a->conn ? ds_pg_error(a->conn) : "out of memory");
         return DS_APPLIER_RETRY;
     }
+    PQsetNoticeProcessor(a->conn, on_notice, a);
     /* Target keys are recorded as text; a timestamptz key must not depend on the server's
      * default TimeZone (mapping.h). */
     st = run_or_fail(a, "SET TimeZone = 'UTC'", false, 0, NULL, NULL, "setting TimeZone", errstr,
@@ -555,9 +573,9 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
                          "creating the dualsync schema (links, offsets, pending)", errstr,
                          errstr_size);
     if (st == DS_APPLIER_OK)
-        st = ensure_origin(a, errstr, errstr_size);
-    if (st == DS_APPLIER_OK)
         st = prepare_all(a, errstr, errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = ensure_origin(a, errstr, errstr_size);
     if (st == DS_APPLIER_OK)
         st = load_pending_keys(a, errstr, errstr_size);
     return st;

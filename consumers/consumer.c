@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -133,9 +134,12 @@ static void assign_partitions(ds_consumer_t *consumer, rd_kafka_t *rk,
     /* The start offsets come from the target databases; Kafka's committed ones are ignored. */
     for (int i = 0; i < list->cnt; i++) {
         list->elems[i].offset = parts[i].offset;
-        ds_info("assigned %s [%d], starting at %s%lld", parts[i].topic, (int)parts[i].partition,
-                parts[i].offset == DS_OFFSET_BEGINNING ? "the beginning" : "offset ",
-                parts[i].offset == DS_OFFSET_BEGINNING ? 0LL : (long long)parts[i].offset);
+        if (parts[i].offset == DS_OFFSET_BEGINNING)
+            ds_info("assigned %s [%d], starting at its beginning", parts[i].topic,
+                    (int)parts[i].partition);
+        else
+            ds_info("assigned %s [%d], starting at offset %lld", parts[i].topic,
+                    (int)parts[i].partition, (long long)parts[i].offset);
     }
     free(parts);
     if (cooperative(rk))
@@ -233,8 +237,17 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
     }
     if (group_id && !set_property(conf, "group.id", group_id, false, errstr, errstr_size))
         goto error;
-    if (!group_id && !set_property(conf, "enable.partition.eof", "true", false, errstr, errstr_size))
-        goto error;
+    if (!group_id) {
+        char reader_group[64];
+
+        /* librdkafka refuses rd_kafka_assign() without a group id, although a reader never
+         * joins it (no subscribe) nor commits to it (auto commit is off). */
+        snprintf(reader_group, sizeof(reader_group), "dualsync-reader-%ld-%lld", (long)getpid(),
+                 (long long)ds_now_us());
+        if (!set_property(conf, "group.id", reader_group, false, errstr, errstr_size) ||
+            !set_property(conf, "enable.partition.eof", "true", false, errstr, errstr_size))
+            goto error;
+    }
     for (int i = 0; i < view->nkafka; i++) {
         if (!set_property(conf, view->kafka_names[i], view->kafka_values[i],
                           is_secret(view->kafka_names[i]), errstr, errstr_size))
