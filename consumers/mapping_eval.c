@@ -87,7 +87,9 @@ static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json
                                "%s: target %s, key column \"%s\": the value is NULL, and a "
                                "target row needs its whole key",
                                t->file->path, t->pub.id, col->name);
-            t->values[j] = ds_mapping_value_cstr(&set->arena, v);
+            /* Copied: a source string belongs to the message, which the caller may free
+             * before it executes the statement. */
+            t->values[j] = ds_mapping_value_copy(&set->arena, v);
             break;
         }
     }

@@ -153,14 +153,9 @@ static ds_mapping_value_t arena_copy(ds_mapping_arena_t *arena, const char *p, s
     return (ds_mapping_value_t){q, len};
 }
 
-const char *ds_mapping_value_cstr(ds_mapping_arena_t *arena, ds_mapping_value_t v)
+const char *ds_mapping_value_copy(ds_mapping_arena_t *arena, ds_mapping_value_t v)
 {
-    if (!v.p)
-        return NULL;
-    /* Values made here and jansson's strings are terminated; substrings (trim) are not. */
-    if (v.p[v.len] == '\0')
-        return v.p;
-    return arena_copy(arena, v.p, v.len).p;
+    return v.p ? arena_copy(arena, v.p, v.len).p : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ struct ds_mapping_filter {
 
 /* A computed value: p == NULL is SQL NULL (distinct from the empty string). */
 typedef struct ds_mapping_value {
-    const char *p; /* the bytes; not necessarily NUL-terminated (see ds_mapping_value_cstr) */
+    const char *p; /* the bytes; not necessarily NUL-terminated (trim returns a middle part) */
     size_t len;    /* their number */
 } ds_mapping_value_t;
 
@@ -147,9 +147,8 @@ bool ds_mapping_expr_eval(const ds_mapping_expr_t *e, ds_mapping_eval_ctx_t *ctx
 bool ds_mapping_filter_eval(const ds_mapping_filter_t *f, ds_mapping_eval_ctx_t *ctx,
                             bool *match) DS_MUST_CHECK;
 
-/** @brief The value as a NUL-terminated string (copied into the arena when needed); NULL for
- *         SQL NULL. */
-const char *ds_mapping_value_cstr(ds_mapping_arena_t *arena, ds_mapping_value_t v);
+/** @brief A NUL-terminated copy of the value in the arena; NULL for SQL NULL. */
+const char *ds_mapping_value_copy(ds_mapping_arena_t *arena, ds_mapping_value_t v);
 
 /**
  * @brief A source value as text: strings as they are, integers in decimal, reals in the
