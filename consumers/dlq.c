@@ -27,7 +27,8 @@ static void append_original(ds_buf_t *buf, const char *text, size_t len)
         ds_buf_append_str(buf, "null");
         return;
     }
-    parsed = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+    /* INT_AS_REAL: an integer beyond 64 bits is still JSON, only not one jansson keeps. */
+    parsed = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
     if (parsed) {
         json_decref(parsed);
         ds_buf_append(buf, text, len);
