@@ -1,0 +1,447 @@
+/*
+ * test_mapping_eval.c: which writes a Debezium change becomes, with which parameters: creates
+ * and updates (upserts), deletes (unlinks from the key alone), truncates, tombstones, filter
+ * transitions both ways, unchanged TOASTed values (keep flags), in-place targets, and the
+ * changes that cannot be mapped. Mappings are the fixtures in tests/unit/mapping/.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dualsync/mapping.h"
+#include "ds_test.h"
+
+static const char *const connections[] = {"clinic", "legacy", NULL};
+static char errstr[4096];
+
+static const char *fixture(const char *name)
+{
+    static char paths[8][4096];
+    static int next;
+    const char *root = getenv("DS_SOURCE_DIR");
+    char *path = paths[next++ % 8];
+
+    snprintf(path, 4096, "%s/tests/unit/mapping/%s", root ? root : ".", name);
+    return path;
+}
+
+static ds_mapping_set_t *load(void)
+{
+    const char *paths[5] = {fixture("users.json"), fixture("patients.json"),
+                            fixture("appointments.json"), fixture("offers.json"),
+                            fixture("reservations.json")};
+    ds_mapping_set_t *set = NULL;
+
+    if (!ds_mapping_set_load(paths, 5, "clinic", connections, &set, errstr, sizeof(errstr)))
+        fprintf(stderr, "load failed: %s\n", errstr);
+    return set;
+}
+
+/* Maps one change; value is JSON text or NULL (a tombstone), key JSON text or NULL. */
+static bool eval(ds_mapping_set_t *set, const char *topic, const char *key, const char *value,
+                 ds_write_list_t *writes)
+{
+    json_t *v = NULL;
+    bool ok;
+
+    errstr[0] = '\0';
+    if (value && !(v = json_loads(value, 0, NULL))) {
+        fprintf(stderr, "bad test JSON: %s\n", value);
+        return false;
+    }
+    ok = ds_mapping_eval(set, topic, key, key ? strlen(key) : 0, v, writes, errstr,
+                         sizeof(errstr));
+    /* Freed before the parameters are read: they must not point into the message. */
+    json_decref(v);
+    return ok;
+}
+
+/* Checks a write's kind, target and every parameter ("\x01" stands for SQL NULL). */
+static void check_write(const ds_target_write_t *w, ds_write_kind_t kind, const char *target,
+                        int nparams, const char *const *params)
+{
+    DS_CHECK_INT(w->kind, kind);
+    DS_CHECK_STR(w->target->id, target);
+    DS_CHECK_INT(w->nparams, nparams);
+    if (w->nparams != nparams)
+        return;
+    for (int i = 0; i < nparams; i++) {
+        if (params[i][0] == '\x01') {
+            DS_CHECK(w->params[i] == NULL);
+            if (w->params[i])
+                fprintf(stderr, "  $%d is \"%s\", want NULL\n", i + 1, w->params[i]);
+        } else {
+            DS_CHECK_STR(w->params[i], params[i]);
+        }
+    }
+}
+
+#define USERS "clinic.public.users"
+#define DOCTOR_KEY "{\"id\":\"u1\"}"
+#define DOCTOR_ROW(role, active)                                                                   \
+    "{\"id\": \"u1\", \"clinicId\": \"c1\", \"email\": \" Ann@X.com \", \"name\": \" Ann \", "     \
+    "\"role\": \"" role "\", \"specialization\": \"Dentistry\", \"licenseNumber\": null, "         \
+    "\"experience\": 7, \"isActive\": " active "}"
+/* uuid5(3f0a1c52-..., '["u1"]') */
+#define DOCTOR_UUID "f3480b59-19b9-5a06-9b49-36534a4fc51f"
+#define NUL "\x01"
+
+static void test_create_upserts_every_matching_target(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const doctor[] = {
+        "users/doctors", USERS, DOCTOR_KEY, DOCTOR_UUID, "u1", "Ann", "ann@x.com", "DENTAL", "7",
+        "false", "false", "false", "false", "false",
+    };
+    static const char *const clinic_doctor[] = {
+        "users/clinic_doctors", USERS, DOCTOR_KEY, "c1", "u1", "$unknown", NUL, "false",
+    };
+
+    if (!set)
+        return;
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "users/doctors", 14, doctor);
+        check_write(&writes.writes[1], DS_WRITE_UPSERT, "users/clinic_doctors", 8, clinic_doctor);
+    }
+    /* A snapshot read and an update map the same way. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"r\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2)
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "users/doctors", 14, doctor);
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2)
+        check_write(&writes.writes[1], DS_WRITE_UPSERT, "users/clinic_doctors", 8, clinic_doctor);
+    ds_mapping_set_free(set);
+}
+
+static void test_a_row_that_stops_matching_unlinks(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const doctors[] = {"users/doctors", USERS, DOCTOR_KEY};
+    static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS, DOCTOR_KEY};
+
+    if (!set)
+        return;
+    /* The file's filter (role = DOCTOR) fails: both targets lose what the row produced. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("NURSE", "true") ", \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
+                    clinic_doctors);
+    }
+    /* Only the target's own filter (isActive) fails: only that target unlinks. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "false") ", \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        DS_CHECK_INT(writes.writes[0].kind, DS_WRITE_UPSERT);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
+                    clinic_doctors);
+    }
+    ds_mapping_set_free(set);
+}
+
+static void test_a_row_that_starts_matching_upserts(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const hidden[] = {"offers/visible_offers", "clinic.public.offers",
+                                         "{\"id\":\"o1\"}"};
+    static const char *const shown[] = {"offers/visible_offers", "clinic.public.offers",
+                                        "{\"id\":\"o1\"}", "o1"};
+
+    if (!set)
+        return;
+    DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
+                  "{\"after\": {\"id\": \"o1\", \"title\": \"draft\", \"visible\": true}, "
+                  "\"op\": \"c\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UNLINK, "offers/visible_offers", 3, hidden);
+    DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
+                  "{\"after\": {\"id\": \"o1\", \"title\": \"Spring\", \"visible\": true}, "
+                  "\"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "offers/visible_offers", 4, shown);
+    DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
+                  "{\"after\": {\"id\": \"o1\", \"title\": \"Spring\", \"visible\": false}, "
+                  "\"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UNLINK, "offers/visible_offers", 3, hidden);
+    ds_mapping_set_free(set);
+}
+
+static void test_delete_unlinks_from_the_key_alone(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const doctors[] = {"users/doctors", USERS, DOCTOR_KEY};
+    static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS, DOCTOR_KEY};
+
+    if (!set)
+        return;
+    /* REPLICA IDENTITY DEFAULT: "before" holds only the key, so no filter could be read. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": {\"id\": \"u1\"}, \"after\": null, \"op\": \"d\"}", &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
+                    clinic_doctors);
+    }
+    ds_mapping_set_free(set);
+}
+
+static void test_truncate_and_tombstone(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const doctors[] = {"users/doctors", USERS};
+    static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS};
+
+    if (!set)
+        return;
+    /* A truncate record has no key. */
+    DS_CHECK(eval(set, USERS, NULL, "{\"before\": null, \"after\": null, \"op\": \"t\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 2, doctors);
+        check_write(&writes.writes[1], DS_WRITE_TRUNCATE, "users/clinic_doctors", 2,
+                    clinic_doctors);
+    }
+    writes.nwrites = 99;
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY, NULL, &writes));
+    DS_CHECK_INT(writes.nwrites, 0);
+    ds_mapping_set_free(set);
+}
+
+#define PATIENTS "clinic.public.patients"
+/* uuid5(9c4b7e2a-..., '["01055551234"]') */
+#define PATIENT_UUID "3d139496-9e8c-5a83-98da-9ae8b7a62311"
+
+static void test_unchanged_toasted_values_keep_the_stored_column(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    /* id, phone, name, email, birth_date, notes, origin; keeps: phone..notes (not the key id,
+     * not the constant origin). */
+    static const char *const kept[] = {
+        "patients/global_patients", PATIENTS, "{\"id\":\"p1\"}", PATIENT_UUID, "01055551234",
+        "Kim", NUL, "1990-01-02", NUL, "legacy", "false", "false", "true", "false", "true",
+    };
+    static const char *const custom[] = {
+        "patients/global_patients", PATIENTS, "{\"id\":\"p1\"}", PATIENT_UUID, "01055551234",
+        "Kim", "k@x", "1990-01-02", "__debezium_unavailable_value", "legacy", "false", "false",
+        "false", "false", "false",
+    };
+
+    if (!set)
+        return;
+    DS_CHECK(eval(set, PATIENTS, "{\"id\":\"p1\"}",
+                  "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
+                  "\"email\": \"__debezium_unavailable_value\", \"dateOfBirth\": \"1990-01-02\", "
+                  "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "patients/global_patients", 15, kept);
+
+    /* capture.unavailable_value_placeholder set to another text. */
+    DS_CHECK(ds_mapping_set_unavailable_value(set, "<toast>"));
+    DS_CHECK(eval(set, PATIENTS, "{\"id\":\"p1\"}",
+                  "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
+                  "\"email\": \"k@x\", \"dateOfBirth\": \"1990-01-02\", "
+                  "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "patients/global_patients", 15, custom);
+    ds_mapping_set_free(set);
+}
+
+static void test_an_unchanged_toasted_key_or_filter_value_cannot_be_mapped(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    char want[8192];
+
+    if (!set)
+        return;
+    /* phone feeds the key (uuid5) and the file's filter; the filter reads it first. */
+    DS_CHECK(!eval(set, PATIENTS, "{\"id\":\"p1\"}",
+                   "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", "
+                   "\"phone\": \"__debezium_unavailable_value\", \"email\": null, "
+                   "\"dateOfBirth\": null, \"notes\": null}, \"op\": \"u\"}",
+                   &writes));
+    snprintf(want, sizeof(want),
+             "%s: filter: source column \"phone\" holds an unchanged TOASTed value, which the "
+             "WAL does not carry (__debezium_unavailable_value); give the source table REPLICA "
+             "IDENTITY FULL, or do not compute keys or filters from this column",
+             fixture("patients.json"));
+    DS_CHECK_STR(errstr, want);
+    DS_CHECK_INT(writes.nwrites, 0);
+
+    /* The offers key is computed from id alone: feed it the placeholder. */
+    DS_CHECK(!eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
+                   "{\"after\": {\"id\": \"__debezium_unavailable_value\", \"title\": \"t\", "
+                   "\"visible\": true}, \"op\": \"u\"}",
+                   &writes));
+    snprintf(want, sizeof(want),
+             "%s: target offers/visible_offers, key column \"offer_id\": source column \"id\" "
+             "holds an unchanged TOASTed value, which the WAL does not carry "
+             "(__debezium_unavailable_value); give the source table REPLICA IDENTITY FULL, or "
+             "compute the key from other columns",
+             fixture("offers.json"));
+    DS_CHECK_STR(errstr, want);
+    ds_mapping_set_free(set);
+}
+
+static void test_in_place_targets_update_and_never_unlink(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const char *const update[] = {"false", "u1", "false", "confirmed", "dualsync", "a1"};
+    static const char *const kept[] = {"false", "u1", "true", NUL, "dualsync", "a1"};
+
+    if (!set)
+        return;
+    DS_CHECK(eval(set, "clinic.public.appointments", "{\"id\":\"a1\"}",
+                  "{\"after\": {\"id\": \"a1\", \"doctorId\": \"u1\", \"status\": \"CONFIRMED\"}, "
+                  "\"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1) {
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "appointments/doctor_ref", 6, update);
+        DS_CHECK(writes.writes[0].target->in_place);
+    }
+    DS_CHECK(eval(set, "clinic.public.appointments", "{\"id\":\"a1\"}",
+                  "{\"after\": {\"id\": \"a1\", \"doctorId\": \"u1\", "
+                  "\"status\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    if (writes.nwrites == 1)
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, "appointments/doctor_ref", 6, kept);
+    DS_CHECK(eval(set, "clinic.public.appointments", "{\"id\":\"a1\"}",
+                  "{\"before\": {\"id\": \"a1\"}, \"after\": null, \"op\": \"d\"}", &writes));
+    DS_CHECK_INT(writes.nwrites, 0);
+    DS_CHECK(eval(set, "clinic.public.appointments", NULL, "{\"op\": \"t\"}", &writes));
+    DS_CHECK_INT(writes.nwrites, 0);
+    ds_mapping_set_free(set);
+}
+
+static void test_changes_that_cannot_be_mapped(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    char want[8192];
+
+    if (!set)
+        return;
+    DS_CHECK(!eval(set, "clinic.public.nothing", "{}", "{\"op\": \"c\", \"after\": {}}", &writes));
+    DS_CHECK_STR(errstr, "topic clinic.public.nothing is not the source of any mapping");
+    DS_CHECK(!eval(set, USERS, DOCTOR_KEY, "{\"after\": {}}", &writes));
+    DS_CHECK_STR(errstr, "malformed change on clinic.public.users: expected a Debezium value with "
+                         "\"op\" one of c, u, d, r, t");
+    DS_CHECK(!eval(set, USERS, DOCTOR_KEY, "[1]", &writes));
+    DS_CHECK_STR(errstr, "malformed change on clinic.public.users: expected a Debezium value with "
+                         "\"op\" one of c, u, d, r, t");
+    DS_CHECK(!eval(set, USERS, DOCTOR_KEY, "{\"op\": \"x\"}", &writes));
+    DS_CHECK_STR(errstr, "malformed change on clinic.public.users: unknown op \"x\" (expected c, "
+                         "u, d, r or t)");
+    DS_CHECK(!eval(set, USERS, DOCTOR_KEY, "{\"op\": \"u\", \"after\": null}", &writes));
+    DS_CHECK_STR(errstr, "malformed change on clinic.public.users: op \"u\" without an \"after\" "
+                         "object");
+    DS_CHECK(!eval(set, USERS, NULL,
+                   "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}", &writes));
+    snprintf(want, sizeof(want),
+             "%s: target users/doctors: the message on clinic.public.users has no key, which the "
+             "target's links need (the source table has no primary key or replica identity "
+             "index)",
+             fixture("users.json"));
+    DS_CHECK_STR(errstr, want);
+
+    /* An enum value the map does not know: named with file, target, column and value. */
+    DS_CHECK(!eval(set, "clinic.public.reservations", "{\"id\":\"r1\"}",
+                   "{\"after\": {\"id\": \"r1\", \"patientName\": \"Lee\", \"phone\": \"010\", "
+                   "\"serviceType\": \"VACCINATION\", \"preferredDate\": \"2024-05-01\", "
+                   "\"preferredTime\": \"morning\", \"status\": \"PENDING\"}, \"op\": \"c\"}",
+                   &writes));
+    snprintf(want, sizeof(want),
+             "%s: target reservations/requests, column \"service\": value \"VACCINATION\" is not "
+             "one of the map's cases (CONSULTATION, CHECKUP, DENTAL) and the map has no default",
+             fixture("reservations.json"));
+    DS_CHECK_STR(errstr, want);
+    DS_CHECK_INT(writes.nwrites, 0);
+
+    DS_CHECK(!eval(set, "clinic.public.offers", "{\"id\":null}",
+                   "{\"after\": {\"id\": null, \"title\": \"t\", \"visible\": true}, \"op\": "
+                   "\"c\"}",
+                   &writes));
+    snprintf(want, sizeof(want),
+             "%s: target offers/visible_offers, key column \"offer_id\": the value is NULL, and a "
+             "target row needs its whole key",
+             fixture("offers.json"));
+    DS_CHECK_STR(errstr, want);
+    ds_mapping_set_free(set);
+}
+
+static void test_write_lists_and_parameters_are_reused(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t first, second;
+    const char *const *params;
+
+    if (!set)
+        return;
+    DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
+                  "{\"after\": {\"id\": \"o1\", \"title\": \"a\", \"visible\": true}, \"op\": "
+                  "\"c\"}",
+                  &first));
+    params = first.writes[0].params;
+    DS_CHECK_STR(params[3], "o1");
+    DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o2\"}",
+                  "{\"after\": {\"id\": \"o2\", \"title\": \"a\", \"visible\": true}, \"op\": "
+                  "\"c\"}",
+                  &second));
+    DS_CHECK(first.writes == second.writes);
+    DS_CHECK(second.writes[0].params == params);
+    DS_CHECK_STR(params[2], "{\"id\":\"o2\"}");
+    DS_CHECK_STR(params[3], "o2");
+    ds_mapping_set_free(set);
+}
+
+int main(void)
+{
+    DS_RUN(test_create_upserts_every_matching_target);
+    DS_RUN(test_a_row_that_stops_matching_unlinks);
+    DS_RUN(test_a_row_that_starts_matching_upserts);
+    DS_RUN(test_delete_unlinks_from_the_key_alone);
+    DS_RUN(test_truncate_and_tombstone);
+    DS_RUN(test_unchanged_toasted_values_keep_the_stored_column);
+    DS_RUN(test_an_unchanged_toasted_key_or_filter_value_cannot_be_mapped);
+    DS_RUN(test_in_place_targets_update_and_never_unlink);
+    DS_RUN(test_changes_that_cannot_be_mapped);
+    DS_RUN(test_write_lists_and_parameters_are_reused);
+    return ds_test_report();
+}
