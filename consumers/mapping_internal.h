@@ -308,8 +308,9 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
 size_t ds_mapping_edit_distance(const char *a, const char *b, size_t limit);
 
 /**
- * @brief The closest of @p candidates (NULL-terminated) to @p name: within two edits, or one
- *        being a prefix of the other (3 characters at least). NULL when none is close.
+ * @brief The closest of @p candidates (NULL-terminated) to @p name: within two edits (and
+ *        fewer edits than @p name has characters), or one being a prefix of the other (3
+ *        characters at least). NULL when none is close.
  */
 const char *ds_mapping_suggest(const char *name, const char *const *candidates);
 

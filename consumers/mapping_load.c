@@ -67,7 +67,8 @@ const char *ds_mapping_suggest(const char *name, const char *const *candidates)
     for (int i = 0; candidates[i]; i++) {
         size_t d = ds_mapping_edit_distance(name, candidates[i], best_distance - 1);
 
-        if (d < best_distance) {
+        /* Two edits turn "x" into "id": a suggestion must keep most of what was typed. */
+        if (d < best_distance && d < strlen(name)) {
             best = candidates[i];
             best_distance = d;
         }
