@@ -590,3 +590,166 @@ class ServicesTestCase(unittest.TestCase):
 
     def consume(self, topics, **kw):
         return consume(topics, **kw)
+
+
+# ---- apply: configuration, mapping files, the apply process ------------------------------
+#
+# Added for the apply tests (tests/integration/test_apply_*.py); nothing above depends on it.
+
+
+class ApplyConfig:
+    """An apply configuration file: .path, .data (the JSON written), .group_id, .dlq_topic,
+    .topic_prefix and .targets (target name -> database name)."""
+
+    def __init__(self, path, data, targets):
+        self.path = path
+        self.data = data
+        self.targets = dict(targets)
+        self.topic_prefix = data["topic_prefix"]
+        self.group_id = data.get("apply", {}).get("group_id", "dualsync-apply")
+        self.dlq_topic = data.get("apply", {}).get("dlq_topic", f"{self.topic_prefix}.dlq")
+
+    def topic(self, table):
+        return f"{self.topic_prefix}.{table}"
+
+
+# The broker's smallest session timeout: a member killed with SIGKILL is noticed after 6 s
+# instead of librdkafka's default 45 s, so a restarted apply gets its partitions back fast.
+APPLY_TEST_KAFKA = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def write_apply_config(path, targets, mappings, topic_prefix, apply=None, kafka=None, **top_level):
+    """Writes an apply configuration to @path and returns an ApplyConfig. @targets maps target
+    names to database names (on the test server); @mappings are mapping file paths (relative
+    ones are relative to @path's directory); @apply is the "apply" section; @kafka adds
+    librdkafka properties; @top_level adds other keys (log_level, source, ...)."""
+    kafka_properties = {"bootstrap.servers": kafka_bootstrap()}
+    kafka_properties.update(APPLY_TEST_KAFKA)
+    kafka_properties.update(kafka or {})
+    data = {
+        "kafka": kafka_properties,
+        "topic_prefix": topic_prefix,
+        "targets": {name: {"conninfo": conninfo(db)} for name, db in targets.items()},
+        "mappings": list(mappings),
+    }
+    if apply:
+        data["apply"] = dict(apply)
+    data.update(top_level)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    return ApplyConfig(path, data, targets)
+
+
+def write_mapping(path, mapping):
+    """Writes a mapping file (mappings/README.md) from the dict @mapping; returns @path."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(mapping, f, indent=2)
+        f.write("\n")
+    return path
+
+
+class Apply(Capture):
+    """`dualsync apply --config FILE` as a child process (same controls as Capture)."""
+
+    command = ["apply"]
+
+    def start(self):
+        if self.proc and self.proc.poll() is None:
+            raise AssertionError("apply is already running")
+        cmd = [ds_bin()] + self.command + ["--config", self.config_path] + self.extra_args
+        log = open(self.log_path, "ab")
+        try:
+            log.write(f"==== {time.strftime('%H:%M:%S')} start: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        finally:
+            log.close()
+        return self
+
+
+def run_dualsync(args, timeout=120):
+    """Runs `dualsync ARGS...` to completion; returns the CompletedProcess (text output)."""
+    try:
+        return subprocess.run(
+            [ds_bin()] + list(args), capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"dualsync {' '.join(args)} did not finish within {timeout}s")
+
+
+def stored_offsets(db, group_id):
+    """dualsync.offsets of database @db for @group_id: {(topic, partition): next_offset}."""
+    rows = psql(
+        "SELECT topic, partition, next_offset FROM dualsync.offsets "
+        f"WHERE group_id = {quote_literal(group_id)}",
+        db=db,
+    )
+    return {(t, int(p)): int(n) for t, p, n in rows}
+
+
+def end_offsets(topics):
+    """{(topic, partition): offset after the last message} of what @topics hold now."""
+    ends = {}
+    for m in consume(topics, idle_ms=1000):
+        key = (m["topic"], m["partition"])
+        ends[key] = max(ends.get(key, 0), m["offset"] + 1)
+    return ends
+
+
+class ApplyTestCase(ServicesTestCase):
+    """ServicesTestCase plus apply: configurations in the class's work directory, apply
+    processes killed at the end of the test and logged (with the captures') when it fails."""
+
+    def apply_config(self, targets, mappings, topic_prefix, **kw):
+        token = uuid.uuid4().hex[:8]
+        path = os.path.join(self.work_dir, f"{self._test_slug}-{token}-apply.json")
+        return write_apply_config(path, targets, mappings, topic_prefix, **kw)
+
+    def start_apply(self, config, extra_args=()):
+        log_path = os.path.splitext(config.path)[0] + f"-{len(self._captures) + 1}.log"
+        proc = Apply(config.path, log_path, extra_args)
+        self._captures.append(proc)
+        self.addCleanup(proc.kill)
+        return proc.start()
+
+    def start_streaming_capture(self, tables, **kw):
+        """Writes a capture configuration for @tables, starts capture and waits until it
+        holds its slot (a change committed after this returns is captured). Returns
+        (config, capture)."""
+        cfg = self.capture_config(tables, **kw)
+        cap = self.start_capture(cfg)
+
+        def streaming():
+            info = slot_info(cfg.slot)
+            return info and info["active"] and info["confirmed_flush_lsn"]
+
+        wait_for(streaming, timeout=30, what=f"capture to stream from slot {cfg.slot}")
+        return cfg, cap
+
+    def target_database(self, prefix):
+        """A fresh database for apply to write, dropped after the test."""
+        db = create_database(prefix)
+        self.addCleanup(drop_database, db)
+        return db
+
+    def wait_rows(self, db, sql, expected, timeout=60, what=None):
+        """Waits until @sql on @db returns exactly @expected (a list of tuples of str/None, in
+        the query's order). On timeout fails with the rows missing and the rows extra."""
+        expected = [tuple(r) for r in expected]
+        last = []
+
+        def same():
+            last[:] = psql(sql, db=db)
+            return last == expected
+
+        try:
+            wait_for(same, timeout=timeout, what=what or f"{sql} on {db}")
+        except AssertionError as e:
+            missing = [r for r in expected if r not in last]
+            extra = [r for r in last if r not in expected]
+            raise AssertionError(
+                f"{e}\n{len(last)} rows, {len(expected)} expected; missing (first 10): "
+                f"{missing[:10]}; extra or stale (first 10): {extra[:10]}"
+            ) from None

@@ -1,0 +1,210 @@
+"""apply: inserts, updates and deletes of a legacy table converge into its new table, exactly
+once, against a real PostgreSQL 15 and Kafka with real capture feeding the topic.
+
+The expected new table is computed in Python from the operations the test makes (and the
+model is checked against the legacy table itself); every write to the new table is counted by
+a trigger, so a change applied twice would show even when the final rows look right.
+"""
+
+import os
+import random
+
+import dstest
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+PEOPLE_MAPPING = os.path.join(FIXTURES, "apply_people.json")
+KINDS = {"D": "DOCTOR", "N": "NURSE", "P": "PATIENT"}
+
+LEGACY_DDL = """
+DROP TABLE IF EXISTS legacy_people;
+CREATE TABLE legacy_people (id int PRIMARY KEY, name text, email text, kind text, visits int);
+"""
+
+# The new table, and a trigger that counts every row written to it.
+NEW_DDL = """
+CREATE TABLE people (id int PRIMARY KEY, full_name text, email text, kind text NOT NULL,
+                     visits int);
+CREATE TABLE people_writes (n bigserial PRIMARY KEY, op text NOT NULL, id int NOT NULL);
+CREATE FUNCTION count_people_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO people_writes (op, id) VALUES (TG_OP, COALESCE(NEW.id, OLD.id));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER people_writes AFTER INSERT OR UPDATE OR DELETE ON people
+    FOR EACH ROW EXECUTE FUNCTION count_people_write();
+"""
+
+PEOPLE_QUERY = "SELECT id, full_name, email, kind, visits FROM people ORDER BY id"
+
+
+def lit(value):
+    return "NULL" if value is None else dstest.quote_literal(str(value))
+
+
+class PeopleModel:
+    """The legacy table as the test changed it, and the SQL that changed it."""
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.rows = {}
+        self.next_id = 1
+        self.changes = 0  # row changes made: one Kafka message each (tombstones aside)
+
+    def _values(self):
+        rng = self.rng
+        name = rng.choice(["Ann", "Bo", "Chen Li", "Dana", "Émile"]) + str(rng.randint(1, 999))
+        # ASCII: the mapping's lower() folds ASCII letters only.
+        email = f"User{rng.randint(1, 9999)}@Clinic.Example"
+        return {
+            "name": " " * rng.randint(0, 2) + name + " " * rng.randint(0, 2),
+            "email": " " + email.upper() if rng.random() < 0.3 else email,
+            "kind": rng.choice(sorted(KINDS)),
+            "visits": None if rng.random() < 0.2 else rng.randint(0, 50),
+        }
+
+    def insert(self):
+        row_id = self.next_id
+        self.next_id += 1
+        v = self._values()
+        self.rows[row_id] = v
+        self.changes += 1
+        return (
+            "INSERT INTO legacy_people VALUES "
+            f"({row_id}, {lit(v['name'])}, {lit(v['email'])}, {lit(v['kind'])}, {lit(v['visits'])});"
+        )
+
+    def update(self):
+        row_id = self.rng.choice(sorted(self.rows))
+        v = self._values()
+        self.rows[row_id] = v
+        self.changes += 1
+        return (
+            f"UPDATE legacy_people SET name = {lit(v['name'])}, email = {lit(v['email'])}, "
+            f"kind = {lit(v['kind'])}, visits = {lit(v['visits'])} WHERE id = {row_id};"
+        )
+
+    def delete(self):
+        row_id = self.rng.choice(sorted(self.rows))
+        del self.rows[row_id]
+        self.changes += 1
+        return f"DELETE FROM legacy_people WHERE id = {row_id};"
+
+    def transactions(self, count, size):
+        """SQL for @count transactions of @size random changes each."""
+        script = []
+        for _ in range(count):
+            script.append("BEGIN;")
+            for _ in range(size):
+                r = self.rng.random()
+                if not self.rows or r < 0.5:
+                    script.append(self.insert())
+                elif r < 0.85:
+                    script.append(self.update())
+                else:
+                    script.append(self.delete())
+            script.append("COMMIT;")
+        return "\n".join(script) + "\n"
+
+    def legacy_rows(self):
+        return [
+            (str(i), v["name"], v["email"], v["kind"], None if v["visits"] is None else str(v["visits"]))
+            for i, v in sorted(self.rows.items())
+        ]
+
+    def expected_people(self):
+        """The new table as apply_people.json maps the legacy rows."""
+        return [
+            (
+                str(i),
+                v["name"].strip(" "),
+                v["email"].strip(" ").lower(),
+                KINDS[v["kind"]],
+                None if v["visits"] is None else str(v["visits"]),
+            )
+            for i, v in sorted(self.rows.items())
+        ]
+
+
+class ApplyPeopleCase(dstest.ApplyTestCase):
+    """A legacy table, its new table in a database of its own, capture and apply."""
+
+    def setUp(self):
+        super().setUp()
+        self.psql(LEGACY_DDL)
+        self.newdb = self.target_database("people_new")
+        self.psql(NEW_DDL, db=self.newdb)
+        self.capture_cfg, self.capture = self.start_streaming_capture(["public.legacy_people"])
+        self.topic = self.capture_cfg.topic("public.legacy_people")
+
+    def people_apply_config(self, **apply):
+        return self.apply_config(
+            {"newdb": self.newdb}, [PEOPLE_MAPPING], self.capture_cfg.topic_prefix, apply=apply
+        )
+
+    def assert_offsets_at_end(self, config):
+        """dualsync.offsets says the whole topic is applied, nothing more, nothing less."""
+        ends = dstest.end_offsets([self.topic])
+        self.assertEqual(dstest.stored_offsets(self.newdb, config.group_id), ends)
+
+
+class ApplyConvergesTest(ApplyPeopleCase):
+    def test_inserts_updates_and_deletes_converge_and_resume_after_sigterm(self):
+        model = PeopleModel(seed=20240611)
+        cfg = self.people_apply_config(batch_max_messages=50)
+        apply = self.start_apply(cfg)
+
+        self.psql(model.transactions(count=20, size=25))
+        self.assertEqual(self.psql("SELECT * FROM legacy_people ORDER BY id"), model.legacy_rows())
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        self.assert_offsets_at_end(cfg)
+
+        # SIGTERM: exit 0, having left nothing half done.
+        self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
+        self.assertIn("stopped on signal", apply.log_text())
+        self.assert_offsets_at_end(cfg)
+
+        # Changes made while apply is down are applied after a restart, and only they.
+        self.psql(model.transactions(count=5, size=20))
+        apply2 = self.start_apply(cfg)
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        self.assert_offsets_at_end(cfg)
+        apply2.stop(expect_exit=0)
+
+        # Exactly once: one write of the new table per change, none repeated by the restart.
+        writes = int(dstest.psql_value("SELECT count(*) FROM people_writes", db=self.newdb))
+        self.assertEqual(writes, model.changes)
+        links = int(dstest.psql_value("SELECT count(*) FROM dualsync.links", db=self.newdb))
+        self.assertEqual(links, len(model.rows))
+        self.assertEqual(dstest.psql("TABLE dualsync.pending", db=self.newdb), [])
+
+
+class ApplyStopOnErrorTest(ApplyPeopleCase):
+    def test_on_error_stop_exits_1_without_committing_the_batch(self):
+        cfg = self.people_apply_config(on_error="stop", batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        self.psql(
+            "INSERT INTO legacy_people VALUES (1, 'Ann', 'ann@x', 'D', 1), (2, 'Bo', 'bo@x', 'N', 2)"
+        )
+        self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("2",)])
+        dstest.wait_for(
+            lambda: dstest.stored_offsets(self.newdb, cfg.group_id).get((self.topic, 0)) == 2,
+            timeout=30,
+            what="the offsets of the first two changes",
+        )
+
+        # "X" is not a case of the kind map, which has no default.
+        self.psql(
+            "BEGIN; INSERT INTO legacy_people VALUES (3, 'Cy', 'cy@x', 'X', 3);"
+            " INSERT INTO legacy_people VALUES (4, 'Di', 'di@x', 'P', 4); COMMIT;"
+        )
+        code = apply.wait_exit(timeout=60)
+        self.assertEqual(code, 1, apply.log_tail())
+        log = apply.log_text()
+        self.assertIn(f"{self.topic} [0] @2", log)
+        self.assertIn('apply.on_error is "stop"', log)
+        self.assertIn('value "X"', log)
+        # Nothing of that batch was committed: neither the bad change nor the good one after it.
+        self.assertEqual(self.psql("SELECT id FROM people ORDER BY id", db=self.newdb), [("1",), ("2",)])
+        self.assertEqual(dstest.stored_offsets(self.newdb, cfg.group_id), {(self.topic, 0): 2})
+        # And no dead letter either.
+        self.assertEqual(dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=3000, check=False), [])
