@@ -1084,12 +1084,11 @@ static ds_mapping_expr_t *parse_lookup(loader_t *ld, const json_t *arg)
             json_object_foreach ((json_t *)match, key, value) {
                 ds_mapping_expr_t *a;
 
-                push_key(ld, key);
                 if (!*key) {
-                    ok = problem_key(ld, key, 1, "a lookup column name cannot be empty");
-                    pop(ld);
+                    ok = problem_key(ld, key, 0, "a lookup column name cannot be empty");
                     continue;
                 }
+                push_key(ld, key);
                 a = parse_expr(ld, value);
                 if (a) {
                     e->match_columns[e->nargs] = ds_mapping_xstrdup(key);
@@ -1490,12 +1489,11 @@ static bool parse_columns(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
     json_object_foreach ((json_t *)j, key, value) {
         ds_mapping_expr_t *e;
 
-        push_key(ld, key);
         if (!*key) {
-            ok = problem_key(ld, key, 1, "a target column name cannot be empty");
-            pop(ld);
+            ok = problem_key(ld, key, 0, "a target column name cannot be empty");
             continue;
         }
+        push_key(ld, key);
         if ((e = parse_expr(ld, value))) {
             ds_mapping_column_t *c = &t->columns[t->ncolumns++];
             c->name = ds_mapping_xstrdup(key);

@@ -334,6 +334,17 @@ static void test_target_names_have_no_slash_and_keys_no_repeats(void)
                       "1:111: $.targets[0].key[1]: key column \"id\" is listed twice");
 }
 
+static void test_empty_column_names_are_rejected_at_their_key(void)
+{
+    expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
+                      "\"table\": \"public.y\", \"key\": [\"id\"], \"columns\": {\"id\": {\"lookup\": "
+                      "{\"table\": \"public.z\", \"match\": {\"\": \"$a\"}, \"column\": \"b\"}}, "
+                      "\"\": 1}}]}",
+                      "1:158: $.targets[0].columns.id.lookup.match[\"\"]: a lookup column name "
+                      "cannot be empty\n"
+                      "1:186: $.targets[0].columns[\"\"]: a target column name cannot be empty");
+}
+
 static void test_cast_type_names(void)
 {
     static const char *const good[] = {
@@ -427,6 +438,7 @@ int main(void)
     DS_RUN(test_an_in_place_target_needs_a_column_besides_its_key);
     DS_RUN(test_a_map_without_value_or_cases_is_rejected);
     DS_RUN(test_target_names_have_no_slash_and_keys_no_repeats);
+    DS_RUN(test_empty_column_names_are_rejected_at_their_key);
     DS_RUN(test_cast_type_names);
     DS_RUN(test_qualified_names);
     DS_RUN(test_suggestions);
