@@ -22,23 +22,23 @@
 #include "mapping_internal.h"
 
 typedef struct attribute {
-    char *name;      /* attname */
-    char *type;      /* format_type(): "timestamp(3) without time zone", "\"UserRole\"" */
-    int attnum;      /* its number */
-    bool not_null;   /* attnotnull */
+    char *name;       /* attname */
+    char *type;       /* format_type(): "timestamp(3) without time zone", "\"UserRole\"" */
+    int attnum;       /* its number */
+    bool not_null;    /* attnotnull */
     bool has_default; /* atthasdef, an identity or a generated column */
-    bool generated;  /* a generated column: cannot be written */
+    bool generated;   /* a generated column: cannot be written */
 } attribute_t;
 
 typedef struct checker {
-    PGconn *conn;          /* the connection checked */
-    const char *connection; /* its name in the config */
-    ds_buf_t problems;     /* one per line */
-    int nproblems;         /* their number */
-    bool broken;           /* the connection failed: stop */
+    PGconn *conn;             /* the connection checked */
+    const char *connection;   /* its name in the config */
+    ds_buf_t problems;        /* one per line */
+    int nproblems;            /* their number */
+    bool broken;              /* the connection failed: stop */
     char broken_message[512]; /* why */
-    bool schema_ready;     /* the dualsync schema exists in this transaction */
-    bool schema_failed;    /* creating it failed: statements cannot be prepared */
+    bool schema_ready;        /* the dualsync schema exists in this transaction */
+    bool schema_failed;       /* creating it failed: statements cannot be prepared */
 } checker_t;
 
 static void problem(checker_t *ck, const char *where, const char *fmt, ...) DS_PRINTF(3, 4);
@@ -127,7 +127,8 @@ static bool prepares(checker_t *ck, const char *sql, char *message, size_t messa
     if (!ok)
         snprintf(message, message_size, "%s", primary_message(res, ck->conn));
     PQclear(res);
-    command(ck, ok ? "RELEASE SAVEPOINT ds_mapping_check" : "ROLLBACK TO SAVEPOINT ds_mapping_check");
+    command(ck,
+            ok ? "RELEASE SAVEPOINT ds_mapping_check" : "ROLLBACK TO SAVEPOINT ds_mapping_check");
     return ok;
 }
 
@@ -233,8 +234,9 @@ static void check_expr(checker_t *ck, const ds_mapping_expr_t *e)
 
         if (!find_relation(ck, e->lookup_schema, e->lookup_table, oid, sizeof(oid), &relkind)) {
             if (!ck->broken)
-                problem(ck, e->table_where, "lookup table %s.%s does not exist in connection \"%s\"",
-                        e->lookup_schema, e->lookup_table, ck->connection);
+                problem(ck, e->table_where,
+                        "lookup table %s.%s does not exist in connection \"%s\"", e->lookup_schema,
+                        e->lookup_table, ck->connection);
         } else {
             attribute_t *a;
             int n = load_attributes(ck, oid, &a);
@@ -242,21 +244,21 @@ static void check_expr(checker_t *ck, const ds_mapping_expr_t *e)
             check_column_exists(ck, a, n, e->column_where, e->lookup_schema, e->lookup_table,
                                 e->lookup_column);
             for (int i = 0; i < e->nargs; i++)
-                check_column_exists(ck, a, n, e->match_where[i], e->lookup_schema,
-                                    e->lookup_table, e->match_columns[i]);
+                check_column_exists(ck, a, n, e->match_where[i], e->lookup_schema, e->lookup_table,
+                                    e->match_columns[i]);
             free_attributes(a, n);
         }
     }
     if (e->kind == EXPR_CAST) {
         const char *values[1] = {e->text};
-        PGresult *res = attempt(ck, "SELECT pg_catalog.to_regtype($1)", 1, values, message,
-                                sizeof(message));
+        PGresult *res =
+            attempt(ck, "SELECT pg_catalog.to_regtype($1)", 1, values, message, sizeof(message));
 
         if (!res && !ck->broken)
             problem(ck, e->table_where, "type \"%s\" is not a type name: %s", e->text, message);
         else if (res && PQgetisnull(res, 0, 0))
-            problem(ck, e->table_where, "type \"%s\" does not exist in connection \"%s\"",
-                    e->text, ck->connection);
+            problem(ck, e->table_where, "type \"%s\" does not exist in connection \"%s\"", e->text,
+                    ck->connection);
         PQclear(res);
     }
     for (int i = 0; i < e->nargs; i++)
@@ -396,8 +398,9 @@ static void check_target(checker_t *ck, const ds_mapping_target_t *t)
             continue;
         }
         if (att->generated) {
-            problem(ck, col->where, "column \"%s\" of %s.%s is a generated column, which "
-                                    "cannot be written",
+            problem(ck, col->where,
+                    "column \"%s\" of %s.%s is a generated column, which "
+                    "cannot be written",
                     col->name, t->schema, t->table);
             continue;
         }
@@ -444,8 +447,8 @@ static void check_target(checker_t *ck, const ds_mapping_target_t *t)
         check_statements(ck, t);
 }
 
-bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *connection,
-                                  void *conn, char *errstr, size_t errstr_size)
+bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *connection, void *conn,
+                                  char *errstr, size_t errstr_size)
 {
     checker_t ck = {.conn = conn, .connection = connection};
     bool ok;

@@ -157,8 +157,8 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
             ds_mapping_target_t *t = &set->targets[f->first_target + i];
             bool match = file_match;
 
-            if (match && !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr,
-                                         errstr_size))
+            if (match &&
+                !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr, errstr_size))
                 return false;
             if (!t->pub.in_place && !key)
                 return no_key(t, topic, errstr, errstr_size);
@@ -175,9 +175,9 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
     return true;
 }
 
-static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *key,
-                        size_t key_len, const json_t *value, ds_write_list_t *writes,
-                        char *errstr, size_t errstr_size)
+static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
+                        const json_t *value, ds_write_list_t *writes, char *errstr,
+                        size_t errstr_size)
 {
     const int *files = NULL;
     const json_t *op_json, *row;
@@ -215,8 +215,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
         row = json_object_get(value, "after");
         if (!json_is_object(row))
             return ds_fail(errstr, errstr_size,
-                           "malformed change on %s: op \"%s\" without an \"after\" object",
-                           topic, op);
+                           "malformed change on %s: op \"%s\" without an \"after\" object", topic,
+                           op);
         return map_row(set, files, topic, key_text, row, writes, errstr, errstr_size);
     case 'd':
     case 't':
@@ -244,8 +244,7 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
 }
 
 bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
-                     const json_t *value, ds_write_list_t *writes, char *errstr,
-                     size_t errstr_size)
+                     const json_t *value, ds_write_list_t *writes, char *errstr, size_t errstr_size)
 {
     if (!eval_change(set, topic, key, key_len, value, writes, errstr, errstr_size)) {
         /* Nothing of a change that cannot be mapped may be written. */

@@ -261,7 +261,8 @@ static void dump_json(ds_buf_t *buf, const json_t *json)
         bool first = true;
 
         ds_buf_append_char(buf, '{');
-        json_object_foreach ((json_t *)json, key, member) {
+        json_object_foreach((json_t *)json, key, member)
+        {
             if (!first)
                 ds_buf_append_char(buf, ',');
             first = false;
@@ -491,8 +492,8 @@ void ds_mapping_uuid5(const uint8_t ns[16], const char *name, size_t len, char o
     out[o] = '\0';
 }
 
-size_t ds_mapping_uuid5_name(const ds_mapping_value_t *values, int n,
-                             ds_mapping_arena_t *arena, const char **out)
+size_t ds_mapping_uuid5_name(const ds_mapping_value_t *values, int n, ds_mapping_arena_t *arena,
+                             const char **out)
 {
     size_t size = 3, len = 0;
     char *q;
@@ -639,8 +640,8 @@ static bool eval_fail(ds_mapping_eval_ctx_t *ctx, const char *fmt, ...)
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
     if (ctx->target && ctx->column)
-        return ds_fail(ctx->errstr, ctx->errstr_size, "%s: target %s, column \"%s\": %s",
-                       ctx->file, ctx->target, ctx->column, message);
+        return ds_fail(ctx->errstr, ctx->errstr_size, "%s: target %s, column \"%s\": %s", ctx->file,
+                       ctx->target, ctx->column, message);
     if (ctx->target)
         return ds_fail(ctx->errstr, ctx->errstr_size, "%s: target %s, filter: %s", ctx->file,
                        ctx->target, message);
@@ -657,7 +658,8 @@ static bool eval_column(const ds_mapping_expr_t *e, ds_mapping_eval_ctx_t *ctx,
                          "source column \"%s\" is not in the change (a mistyped name in the "
                          "mapping, or a column the source table no longer has)",
                          e->text);
-    if (json_is_string(json) && ctx->placeholder && strcmp(json_string_value(json), ctx->placeholder) == 0)
+    if (json_is_string(json) && ctx->placeholder &&
+        strcmp(json_string_value(json), ctx->placeholder) == 0)
         return eval_fail(ctx,
                          "source column \"%s\" holds an unchanged TOASTed value, which the WAL "
                          "does not carry (%s); give the source table REPLICA IDENTITY FULL, or "
@@ -766,8 +768,8 @@ static bool eval_map(const ds_mapping_expr_t *e, ds_mapping_eval_ctx_t *ctx,
         ds_buf_appendf(&cases, "%s%s", i ? ", " : "", e->case_keys[i]);
     if (e->ncases > 12)
         ds_buf_append_str(&cases, ", ...");
-    eval_fail(ctx, "value %s is not one of the map's cases (%s) and the map has no default",
-              shown, cases.data ? cases.data : "");
+    eval_fail(ctx, "value %s is not one of the map's cases (%s) and the map has no default", shown,
+              cases.data ? cases.data : "");
     ds_buf_free(&cases);
     return false;
 }
@@ -891,8 +893,7 @@ static bool same(ds_mapping_value_t a, ds_mapping_value_t b)
     return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
 }
 
-bool ds_mapping_filter_eval(const ds_mapping_filter_t *f, ds_mapping_eval_ctx_t *ctx,
-                            bool *match)
+bool ds_mapping_filter_eval(const ds_mapping_filter_t *f, ds_mapping_eval_ctx_t *ctx, bool *match)
 {
     ds_mapping_value_t a, b;
 

@@ -66,19 +66,19 @@ typedef enum ds_mapping_expr_kind {
 
 typedef struct ds_mapping_expr ds_mapping_expr_t;
 struct ds_mapping_expr {
-    ds_mapping_expr_kind_t kind; /* which expression */
-    bool in_db;                  /* this node or one below is computed by the database, so the
-                                  * node becomes SQL text rather than a parameter */
-    bool has_refs;               /* this node or one below reads a source column */
-    char *text;                  /* CONST: the value (NULL for SQL NULL); COLUMN: the source
-                                  * column; CAST: the type as written; SQL: the SQL as written */
-    size_t text_len;             /* CONST: bytes of text */
-    ds_mapping_expr_t **args;    /* operands: the one argument of lower, upper, trim,
-                                  * normalize_phone, parse_period and cast; the parts of concat
-                                  * and coalesce; the names of uuid5; the value of map; the
-                                  * match values of lookup; the args of sql */
-    int nargs;                   /* entries in args */
-    char **case_keys;            /* MAP: the case labels */
+    ds_mapping_expr_kind_t kind;     /* which expression */
+    bool in_db;                      /* this node or one below is computed by the database, so the
+                                      * node becomes SQL text rather than a parameter */
+    bool has_refs;                   /* this node or one below reads a source column */
+    char *text;                      /* CONST: the value (NULL for SQL NULL); COLUMN: the source
+                                      * column; CAST: the type as written; SQL: the SQL as written */
+    size_t text_len;                 /* CONST: bytes of text */
+    ds_mapping_expr_t **args;        /* operands: the one argument of lower, upper, trim,
+                                      * normalize_phone, parse_period and cast; the parts of concat
+                                      * and coalesce; the names of uuid5; the value of map; the
+                                      * match values of lookup; the args of sql */
+    int nargs;                       /* entries in args */
+    char **case_keys;                /* MAP: the case labels */
     ds_mapping_expr_t **case_values; /* MAP: their values */
     int ncases;                      /* MAP: entries in both */
     ds_mapping_expr_t *map_default;  /* MAP: the default, or NULL (unmapped values rejected) */
@@ -94,10 +94,10 @@ struct ds_mapping_expr {
     char **match_where;              /* LOOKUP: of each match key */
 
     /* Filled by the compiler (mapping_sql.c). */
-    int param;     /* a C-evaluated node read by the statement: its parameter number, else 0 */
-    char *sql;     /* the node's SQL fragment in the write statement */
-    char *exists;  /* LOOKUP with required: the condition "a row was found, or a match value
-                    * is NULL" */
+    int param;    /* a C-evaluated node read by the statement: its parameter number, else 0 */
+    char *sql;    /* the node's SQL fragment in the write statement */
+    char *exists; /* LOOKUP with required: the condition "a row was found, or a match value
+                   * is NULL" */
 };
 
 typedef enum ds_mapping_filter_kind {
@@ -129,14 +129,14 @@ typedef struct ds_mapping_value {
 
 /* What evaluating one expression needs, and what to name in a message. */
 typedef struct ds_mapping_eval_ctx {
-    ds_mapping_arena_t *arena;   /* where computed values go */
-    const json_t *row;           /* the source row (after, or before for deletes) */
-    const char *placeholder;     /* capture's text for unchanged TOASTed values */
-    const char *file;            /* the mapping file, for messages */
-    const char *target;          /* the target id, for messages; NULL for the file's filter */
-    const char *column;          /* the target column, for messages; NULL for a filter */
-    char *errstr;                /* the caller's */
-    size_t errstr_size;          /* its size */
+    ds_mapping_arena_t *arena; /* where computed values go */
+    const json_t *row;         /* the source row (after, or before for deletes) */
+    const char *placeholder;   /* capture's text for unchanged TOASTed values */
+    const char *file;          /* the mapping file, for messages */
+    const char *target;        /* the target id, for messages; NULL for the file's filter */
+    const char *column;        /* the target column, for messages; NULL for a filter */
+    char *errstr;              /* the caller's */
+    size_t errstr_size;        /* its size */
 } ds_mapping_eval_ctx_t;
 
 /** @brief Evaluates a C-evaluated expression (in_db false) on ctx->row. */
@@ -175,13 +175,12 @@ bool ds_mapping_parse_uuid(const char *text, uint8_t out[16]) DS_MUST_CHECK;
 void ds_mapping_uuid5(const uint8_t ns[16], const char *name, size_t len, char out[37]);
 
 /**
- * @brief Makes (in the arena) the JSON array text uuid5 hashes: the values as strings (NULL as null),
- *        no spaces, only '"', '\\' and control characters escaped (\b \f \n \r \t, others
- *        \u00xx) — the same text as Python's json.dumps(names, ensure_ascii=False,
- *        separators=(",", ":")).
+ * @brief Makes (in the arena) the JSON array text uuid5 hashes: the values as strings (NULL as
+ * null), no spaces, only '"', '\\' and control characters escaped (\b \f \n \r \t, others \u00xx) —
+ * the same text as Python's json.dumps(names, ensure_ascii=False, separators=(",", ":")).
  */
-size_t ds_mapping_uuid5_name(const ds_mapping_value_t *values, int n,
-                             ds_mapping_arena_t *arena, const char **out);
+size_t ds_mapping_uuid5_name(const ds_mapping_value_t *values, int n, ds_mapping_arena_t *arena,
+                             const char **out);
 
 /**
  * @brief Keeps the digits; a leading country code 82 becomes the trunk prefix 0.
@@ -233,27 +232,27 @@ typedef struct ds_mapping_param {
 typedef struct ds_mapping_file ds_mapping_file_t;
 
 typedef struct ds_mapping_target {
-    ds_target_t pub;                 /* what the runtime reads (ids, statements) */
-    ds_mapping_file_t *file;         /* the file it comes from */
-    int index;                       /* its index in the file's "targets" */
-    char *name;                      /* unique in the file */
-    char *schema;                    /* the target table's schema, unquoted */
-    char *table;                     /* the target table, unquoted */
-    ds_mapping_column_t *columns;    /* in file order */
-    int ncolumns;                    /* entries in columns */
-    int *key;                        /* indexes in columns of the key columns, in key order */
-    int nkey;                        /* entries in key */
+    ds_target_t pub;                  /* what the runtime reads (ids, statements) */
+    ds_mapping_file_t *file;          /* the file it comes from */
+    int index;                        /* its index in the file's "targets" */
+    char *name;                       /* unique in the file */
+    char *schema;                     /* the target table's schema, unquoted */
+    char *table;                      /* the target table, unquoted */
+    ds_mapping_column_t *columns;     /* in file order */
+    int ncolumns;                     /* entries in columns */
+    int *key;                         /* indexes in columns of the key columns, in key order */
+    int nkey;                         /* entries in key */
     ds_mapping_on_delete_t on_delete; /* what happens to rows left without links */
-    char *soft_column;               /* ON_DELETE_SOFT: the column set to now() */
-    ds_mapping_filter_t *filter;     /* the target's own filter, or NULL */
-    ds_mapping_param_t *params;      /* the write statement's parameters, $1 first */
-    const char **values;             /* their values for the current change */
-    bool *keep;                      /* per column: keep the stored value (current change) */
-    char *where;                     /* "FILE:LINE:COL: $.targets[i]" */
-    char *table_where;               /* of "table" */
-    char *key_where;                 /* of "key" */
-    char *soft_where;                /* of the soft_delete column */
-    char *connection_name;           /* owned copy behind pub.connection */
+    char *soft_column;                /* ON_DELETE_SOFT: the column set to now() */
+    ds_mapping_filter_t *filter;      /* the target's own filter, or NULL */
+    ds_mapping_param_t *params;       /* the write statement's parameters, $1 first */
+    const char **values;              /* their values for the current change */
+    bool *keep;                       /* per column: keep the stored value (current change) */
+    char *where;                      /* "FILE:LINE:COL: $.targets[i]" */
+    char *table_where;                /* of "table" */
+    char *key_where;                  /* of "key" */
+    char *soft_where;                 /* of the soft_delete column */
+    char *connection_name;            /* owned copy behind pub.connection */
 } ds_mapping_target_t;
 
 struct ds_mapping_file {
@@ -268,16 +267,16 @@ struct ds_mapping_file {
 };
 
 struct ds_mapping_set {
-    ds_mapping_file_t *files;      /* in load order */
-    int nfiles;                    /* entries in files */
-    ds_mapping_target_t *targets;  /* all targets, file after file */
-    int ntargets;                  /* entries in targets */
-    char **topics;                 /* distinct source topics */
-    int ntopics;                   /* entries in topics */
-    int **topic_files;             /* per topic: indexes of the files reading it, -1 ended */
-    char *placeholder;             /* unchanged-TOAST text */
-    ds_mapping_arena_t arena;      /* values of the current change */
-    ds_target_write_t *writes;     /* the current change's writes (ntargets at most) */
+    ds_mapping_file_t *files;     /* in load order */
+    int nfiles;                   /* entries in files */
+    ds_mapping_target_t *targets; /* all targets, file after file */
+    int ntargets;                 /* entries in targets */
+    char **topics;                /* distinct source topics */
+    int ntopics;                  /* entries in topics */
+    int **topic_files;            /* per topic: indexes of the files reading it, -1 ended */
+    char *placeholder;            /* unchanged-TOAST text */
+    ds_mapping_arena_t arena;     /* values of the current change */
+    ds_target_write_t *writes;    /* the current change's writes (ntargets at most) */
 };
 
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */

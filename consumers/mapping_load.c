@@ -374,15 +374,15 @@ static bool locate(const char *text, size_t len, const segment_t *path, int dept
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct loader {
-    const char *file;                 /* as given, for messages */
-    const char *text;                 /* the file's bytes */
-    size_t len;                       /* their number */
-    const char *const *connections;   /* the config's target names, NULL-terminated */
-    segment_t *path;                  /* JSON path of the value being checked */
-    int depth;                        /* steps in path */
-    int path_cap;                     /* allocated steps */
-    ds_buf_t *problems;               /* every problem so far, one per line */
-    int *nproblems;                   /* their number */
+    const char *file;               /* as given, for messages */
+    const char *text;               /* the file's bytes */
+    size_t len;                     /* their number */
+    const char *const *connections; /* the config's target names, NULL-terminated */
+    segment_t *path;                /* JSON path of the value being checked */
+    int depth;                      /* steps in path */
+    int path_cap;                   /* allocated steps */
+    ds_buf_t *problems;             /* every problem so far, one per line */
+    int *nproblems;                 /* their number */
 } loader_t;
 
 static void push_key(loader_t *ld, const char *key)
@@ -569,7 +569,8 @@ static bool check_fields(loader_t *ld, const json_t *obj, const char *const *kno
     char intro[128], h[512];
 
     snprintf(intro, sizeof(intro), "%s has", what);
-    json_object_foreach ((json_t *)obj, key, value) {
+    json_object_foreach((json_t *)obj, key, value)
+    {
         bool found = false;
 
         for (int i = 0; known[i] && !found; i++)
@@ -653,8 +654,8 @@ static bool get_qualified(loader_t *ld, const json_t *j, char **schema, char **t
 static ds_mapping_expr_t *parse_expr(loader_t *ld, const json_t *j);
 
 static const char *const function_names[] = {
-    "const", "lower",        "upper",           "trim",         "concat", "coalesce", "map",
-    "uuid5", "normalize_phone", "parse_period", "cast",         "lookup", "sql",      NULL,
+    "const", "lower",           "upper",        "trim", "concat", "coalesce", "map",
+    "uuid5", "normalize_phone", "parse_period", "cast", "lookup", "sql",      NULL,
 };
 
 static ds_mapping_expr_t *new_expr(ds_mapping_expr_kind_t kind)
@@ -695,7 +696,8 @@ static ds_mapping_expr_t *json_const(const json_t *j)
 /* Adds child's flags to parent and stores it as the next argument. */
 static void add_arg(ds_mapping_expr_t *parent, ds_mapping_expr_t *child)
 {
-    parent->args = ds_mapping_xrealloc(parent->args, sizeof(*parent->args) * (size_t)(parent->nargs + 1));
+    parent->args =
+        ds_mapping_xrealloc(parent->args, sizeof(*parent->args) * (size_t)(parent->nargs + 1));
     parent->args[parent->nargs++] = child;
     parent->in_db |= child->in_db;
     parent->has_refs |= child->has_refs;
@@ -840,7 +842,8 @@ static ds_mapping_expr_t *parse_map(loader_t *ld, const json_t *arg)
         if (!json_is_object(cases) || json_object_size(cases) == 0) {
             ok = expected(ld, cases, "a non-empty object of value → result");
         } else {
-            json_object_foreach ((json_t *)cases, key, value) {
+            json_object_foreach((json_t *)cases, key, value)
+            {
                 push_key(ld, key);
                 a = parse_expr(ld, value);
                 if (a && c_operand(ld, a, "map")) {
@@ -1081,7 +1084,8 @@ static ds_mapping_expr_t *parse_lookup(loader_t *ld, const json_t *arg)
             size_t n = json_object_size(match);
             e->match_columns = ds_mapping_xcalloc(n, sizeof(char *));
             e->match_where = ds_mapping_xcalloc(n, sizeof(char *));
-            json_object_foreach ((json_t *)match, key, value) {
+            json_object_foreach((json_t *)match, key, value)
+            {
                 ds_mapping_expr_t *a;
 
                 if (!*key) {
@@ -1170,12 +1174,14 @@ static ds_mapping_expr_t *parse_function(loader_t *ld, const json_t *obj)
     if (json_object_get(obj, "sql"))
         return parse_sql(ld, obj);
     if (json_object_size(obj) != 1) {
-        problem(ld, "expected an expression object with exactly one key, the function name "
-                    "(or \"sql\" with \"args\"), got %zu keys",
+        problem(ld,
+                "expected an expression object with exactly one key, the function name "
+                "(or \"sql\" with \"args\"), got %zu keys",
                 json_object_size(obj));
         return NULL;
     }
-    json_object_foreach ((json_t *)obj, name, arg) {
+    json_object_foreach((json_t *)obj, name, arg)
+    {
         if (strcmp(name, "const") == 0)
             return json_const(arg);
         if (strcmp(name, "lower") == 0)
@@ -1232,7 +1238,7 @@ static ds_mapping_expr_t *parse_expr(loader_t *ld, const json_t *j)
  * Filters
  * ------------------------------------------------------------------------------------------- */
 
-static const char *const filter_names[] = {"eq", "ne", "in", "is_null", "not_null",
+static const char *const filter_names[] = {"eq",  "ne", "in",  "is_null", "not_null",
                                            "and", "or", "not", NULL};
 
 static ds_mapping_filter_t *parse_filter(loader_t *ld, const json_t *j);
@@ -1242,8 +1248,9 @@ static ds_mapping_expr_t *filter_operand(loader_t *ld, const json_t *j, const ch
     ds_mapping_expr_t *e = parse_expr(ld, j);
 
     if (e && e->in_db) {
-        problem(ld, "%s compares values computed by dualsync; cast, lookup and sql are computed "
-                    "by the database and cannot appear in a filter",
+        problem(ld,
+                "%s compares values computed by dualsync; cast, lookup and sql are computed "
+                "by the database and cannot appear in a filter",
                 name);
         ds_mapping_expr_free(e);
         return NULL;
@@ -1345,11 +1352,13 @@ static ds_mapping_filter_t *parse_filter(loader_t *ld, const json_t *j)
     char h[512];
 
     if (!json_is_object(j) || json_object_size(j) != 1) {
-        expected(ld, j, "a filter: an object with one key, one of eq, ne, in, is_null, "
-                        "not_null, and, or, not");
+        expected(ld, j,
+                 "a filter: an object with one key, one of eq, ne, in, is_null, "
+                 "not_null, and, or, not");
         return NULL;
     }
-    json_object_foreach ((json_t *)j, name, arg) {
+    json_object_foreach((json_t *)j, name, arg)
+    {
         for (int i = 0; filter_names[i]; i++) {
             if (strcmp(name, filter_names[i]) == 0)
                 return parse_filter_op(ld, name, arg);
@@ -1486,7 +1495,8 @@ static bool parse_columns(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
     if (!json_is_object(j) || json_object_size(j) == 0)
         return expected(ld, j, "a non-empty object of target column → expression");
     t->columns = ds_mapping_xcalloc(json_object_size(j), sizeof(*t->columns));
-    json_object_foreach ((json_t *)j, key, value) {
+    json_object_foreach((json_t *)j, key, value)
+    {
         ds_mapping_expr_t *e;
 
         if (!*key) {
@@ -1508,8 +1518,7 @@ static bool parse_columns(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
     return ok;
 }
 
-static bool parse_key(loader_t *ld, const json_t *j, ds_mapping_target_t *t,
-                      const json_t *columns)
+static bool parse_key(loader_t *ld, const json_t *j, ds_mapping_target_t *t, const json_t *columns)
 {
     bool ok = true;
 
@@ -1539,8 +1548,9 @@ static bool parse_key(loader_t *ld, const json_t *j, ds_mapping_target_t *t,
         }
         /* A column that is in the file but failed to parse is reported already. */
         if (found == -1 && !json_object_get(columns, json_string_value(k)))
-            ok = problem(ld, "key column \"%s\" is not in columns (every key column needs a "
-                             "value)",
+            ok = problem(ld,
+                         "key column \"%s\" is not in columns (every key column needs a "
+                         "value)",
                          json_string_value(k));
         else if (found == -1)
             ok = false;
@@ -1564,8 +1574,8 @@ static bool valid_connection(const char *const *connections, const char *name)
 
 static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
 {
-    static const char *const fields[] = {"name",   "connection", "table",  "key", "columns",
-                                         "mode",   "on_delete",  "filter", NULL};
+    static const char *const fields[] = {"name", "connection", "table",  "key", "columns",
+                                         "mode", "on_delete",  "filter", NULL};
     static const char *const modes[] = {"upsert", "update", NULL};
     const json_t *v;
     bool ok = true;
@@ -1588,8 +1598,7 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
     }
     if ((v = json_object_get(j, "name"))) {
         push_key(ld, "name");
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            strchr(json_string_value(v), '/'))
+        if (!json_is_string(v) || json_string_length(v) == 0 || strchr(json_string_value(v), '/'))
             ok = expected(ld, v, "a non-empty name without \"/\"");
         else
             t->name = ds_mapping_xstrdup(json_string_value(v));
@@ -1747,8 +1756,8 @@ static void load_file(loader_t *ld, const char *topic_prefix, ds_mapping_file_t 
     if ((v = json_object_get(root, "source"))) {
         push_key(ld, "source");
         if (get_qualified(ld, v, &f->source_schema, &f->source_table))
-            f->topic = ds_mapping_xasprintf("%s.%s.%s", topic_prefix, f->source_schema,
-                                            f->source_table);
+            f->topic =
+                ds_mapping_xasprintf("%s.%s.%s", topic_prefix, f->source_schema, f->source_table);
         pop(ld);
     }
     if ((v = json_object_get(root, "filter"))) {
@@ -1766,7 +1775,8 @@ static void load_file(loader_t *ld, const char *topic_prefix, ds_mapping_file_t 
 
                 if (b->ntargets == b->cap) {
                     b->cap = b->cap ? b->cap * 2 : 8;
-                    b->targets = ds_mapping_xrealloc(b->targets, sizeof(*b->targets) * (size_t)b->cap);
+                    b->targets =
+                        ds_mapping_xrealloc(b->targets, sizeof(*b->targets) * (size_t)b->cap);
                 }
                 t = &b->targets[b->ntargets++];
                 memset(t, 0, sizeof(*t));
@@ -1878,8 +1888,8 @@ static bool fail_with_problems(const ds_buf_t *problems, int nproblems, char *er
             shown++;
         }
     }
-    snprintf(tail, sizeof(tail), "%s(%d problems; the first %d shown)", cut ? "\n" : "",
-             nproblems, shown);
+    snprintf(tail, sizeof(tail), "%s(%d problems; the first %d shown)", cut ? "\n" : "", nproblems,
+             shown);
     if (cut + strlen(tail) >= errstr_size)
         cut = 0;
     memcpy(errstr, problems->data, cut);

@@ -97,15 +97,16 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
     while (*p) {
         const char *start = p;
 
-        if (*p == '\'' || ((*p == 'E' || *p == 'e') && p[1] == '\'' &&
-                           (p == sql || !ident_char(p[-1])))) {
+        if (*p == '\'' ||
+            ((*p == 'E' || *p == 'e') && p[1] == '\'' && (p == sql || !ident_char(p[-1])))) {
             /* 'text' ('' is a quote); E'text' also takes backslash escapes. */
             bool escapes = *p != '\'';
             p += escapes ? 2 : 1;
             for (;;) {
                 if (!*p)
-                    return ds_fail(errstr, errstr_size, "unterminated string literal in the SQL "
-                                                        "text");
+                    return ds_fail(errstr, errstr_size,
+                                   "unterminated string literal in the SQL "
+                                   "text");
                 if (escapes && *p == '\\' && p[1]) {
                     p += 2;
                     continue;
@@ -123,8 +124,9 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
         } else if (*p == '"') {
             for (p++;; p++) {
                 if (!*p)
-                    return ds_fail(errstr, errstr_size, "unterminated quoted identifier in the "
-                                                        "SQL text");
+                    return ds_fail(errstr, errstr_size,
+                                   "unterminated quoted identifier in the "
+                                   "SQL text");
                 if (*p == '"') {
                     if (p[1] == '"') {
                         p++;
@@ -164,8 +166,9 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
                     k = k * 10 + (*p - '0');
             }
             if (ident_char(*p))
-                return ds_fail(errstr, errstr_size, "trailing junk after parameter $%ld in the "
-                                                    "SQL text",
+                return ds_fail(errstr, errstr_size,
+                               "trailing junk after parameter $%ld in the "
+                               "SQL text",
                                k);
             if (k < 1 || k > nargs)
                 return ds_fail(errstr, errstr_size,
@@ -177,7 +180,8 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
                 ds_buf_append_str(out, map[k - 1]);
             }
             continue;
-        } else if (*p == '$' && (p == sql || !ident_char(p[-1])) && (p[1] == '$' || ident_start(p[1]))) {
+        } else if (*p == '$' && (p == sql || !ident_char(p[-1])) &&
+                   (p[1] == '$' || ident_start(p[1]))) {
             /* A dollar-quoted string: $tag$ ... $tag$. */
             const char *tag = p, *close;
             size_t tag_len;
@@ -197,8 +201,9 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
                     break;
             }
             if (!*close)
-                return ds_fail(errstr, errstr_size, "unterminated dollar-quoted string in the SQL "
-                                                    "text");
+                return ds_fail(errstr, errstr_size,
+                               "unterminated dollar-quoted string in the SQL "
+                               "text");
             p = close + tag_len;
         } else if (*p == ';') {
             return ds_fail(errstr, errstr_size, "the SQL text is one expression: no \";\"");

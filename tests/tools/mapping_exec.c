@@ -208,8 +208,8 @@ int main(int argc, char **argv)
             key_text = json_dumps(key, JSON_COMPACT | JSON_ENCODE_ANY);
         if (json_is_null(value))
             value = NULL;
-        if (!ds_mapping_eval(set, topic, key_text, key_text ? strlen(key_text) : 0, value,
-                             &writes, errstr, sizeof(errstr))) {
+        if (!ds_mapping_eval(set, topic, key_text, key_text ? strlen(key_text) : 0, value, &writes,
+                             errstr, sizeof(errstr))) {
             print_json(json_pack("{s:s}", "error", errstr));
         } else {
             status = run_writes(conn, &writes);

@@ -49,8 +49,7 @@ static bool eval(ds_mapping_set_t *set, const char *topic, const char *key, cons
         fprintf(stderr, "bad test JSON: %s\n", value);
         return false;
     }
-    ok = ds_mapping_eval(set, topic, key, key ? strlen(key) : 0, v, writes, errstr,
-                         sizeof(errstr));
+    ok = ds_mapping_eval(set, topic, key, key ? strlen(key) : 0, v, writes, errstr, sizeof(errstr));
     /* Freed before the parameters are read: they must not point into the message. */
     json_decref(v);
     return ok;
@@ -76,7 +75,7 @@ static void check_write(const ds_target_write_t *w, ds_write_kind_t kind, const 
     }
 }
 
-#define USERS "clinic.public.users"
+#define USERS      "clinic.public.users"
 #define DOCTOR_KEY "{\"id\":\"u1\"}"
 #define DOCTOR_ROW(role, active)                                                                   \
     "{\"id\": \"u1\", \"clinicId\": \"c1\", \"email\": \" Ann@X.com \", \"name\": \" Ann \", "     \
@@ -84,15 +83,15 @@ static void check_write(const ds_target_write_t *w, ds_write_kind_t kind, const 
     "\"experience\": 7, \"isActive\": " active "}"
 /* uuid5(3f0a1c52-..., '["u1"]') */
 #define DOCTOR_UUID "f3480b59-19b9-5a06-9b49-36534a4fc51f"
-#define NUL "\x01"
+#define NUL         "\x01"
 
 static void test_create_upserts_every_matching_target(void)
 {
     ds_mapping_set_t *set = load();
     ds_write_list_t writes;
     static const char *const doctor[] = {
-        "users/doctors", USERS, DOCTOR_KEY, DOCTOR_UUID, "u1", "Ann", "ann@x.com", "DENTAL", "7",
-        "false", "false", "false", "false", "false",
+        "users/doctors", USERS, DOCTOR_KEY, DOCTOR_UUID, "u1",    "Ann",   "ann@x.com",
+        "DENTAL",        "7",   "false",    "false",     "false", "false", "false",
     };
     static const char *const clinic_doctor[] = {
         "users/clinic_doctors", USERS, DOCTOR_KEY, "c1", "u1", "$unknown", NUL, "false",
@@ -140,8 +139,7 @@ static void test_a_row_that_stops_matching_unlinks(void)
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
         check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
-        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
-                    clinic_doctors);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3, clinic_doctors);
     }
     /* Only the target's own filter (isActive) fails: only that target unlinks. */
     DS_CHECK(eval(set, USERS, DOCTOR_KEY,
@@ -150,8 +148,7 @@ static void test_a_row_that_stops_matching_unlinks(void)
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
         DS_CHECK_INT(writes.writes[0].kind, DS_WRITE_UPSERT);
-        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
-                    clinic_doctors);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3, clinic_doctors);
     }
     ds_mapping_set_free(set);
 }
@@ -206,8 +203,7 @@ static void test_delete_unlinks_from_the_key_alone(void)
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
         check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
-        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3,
-                    clinic_doctors);
+        check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3, clinic_doctors);
     }
     ds_mapping_set_free(set);
 }
@@ -222,8 +218,7 @@ static void test_truncate_and_tombstone(void)
     if (!set)
         return;
     /* A truncate record has no key. */
-    DS_CHECK(eval(set, USERS, NULL, "{\"before\": null, \"after\": null, \"op\": \"t\"}",
-                  &writes));
+    DS_CHECK(eval(set, USERS, NULL, "{\"before\": null, \"after\": null, \"op\": \"t\"}", &writes));
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
         check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 2, doctors);
@@ -247,33 +242,60 @@ static void test_unchanged_toasted_values_keep_the_stored_column(void)
     /* id, phone, name, email, birth_date, notes, origin; keeps: phone..notes (not the key id,
      * not the constant origin). */
     static const char *const kept[] = {
-        "patients/global_patients", PATIENTS, "{\"id\":\"p1\"}", PATIENT_UUID, "01055551234",
-        "Kim", NUL, "1990-01-02", NUL, "legacy", "false", "false", "true", "false", "true",
+        "patients/global_patients",
+        PATIENTS,
+        "{\"id\":\"p1\"}",
+        PATIENT_UUID,
+        "01055551234",
+        "Kim",
+        NUL,
+        "1990-01-02",
+        NUL,
+        "legacy",
+        "false",
+        "false",
+        "true",
+        "false",
+        "true",
     };
     static const char *const custom[] = {
-        "patients/global_patients", PATIENTS, "{\"id\":\"p1\"}", PATIENT_UUID, "01055551234",
-        "Kim", "k@x", "1990-01-02", "__debezium_unavailable_value", "legacy", "false", "false",
-        "false", "false", "false",
+        "patients/global_patients",
+        PATIENTS,
+        "{\"id\":\"p1\"}",
+        PATIENT_UUID,
+        "01055551234",
+        "Kim",
+        "k@x",
+        "1990-01-02",
+        "__debezium_unavailable_value",
+        "legacy",
+        "false",
+        "false",
+        "false",
+        "false",
+        "false",
     };
 
     if (!set)
         return;
-    DS_CHECK(eval(set, PATIENTS, "{\"id\":\"p1\"}",
-                  "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
-                  "\"email\": \"__debezium_unavailable_value\", \"dateOfBirth\": \"1990-01-02\", "
-                  "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
-                  &writes));
+    DS_CHECK(
+        eval(set, PATIENTS, "{\"id\":\"p1\"}",
+             "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
+             "\"email\": \"__debezium_unavailable_value\", \"dateOfBirth\": \"1990-01-02\", "
+             "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
+             &writes));
     DS_CHECK_INT(writes.nwrites, 1);
     if (writes.nwrites == 1)
         check_write(&writes.writes[0], DS_WRITE_UPSERT, "patients/global_patients", 15, kept);
 
     /* capture.unavailable_value_placeholder set to another text. */
     DS_CHECK(ds_mapping_set_unavailable_value(set, "<toast>"));
-    DS_CHECK(eval(set, PATIENTS, "{\"id\":\"p1\"}",
-                  "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
-                  "\"email\": \"k@x\", \"dateOfBirth\": \"1990-01-02\", "
-                  "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
-                  &writes));
+    DS_CHECK(
+        eval(set, PATIENTS, "{\"id\":\"p1\"}",
+             "{\"after\": {\"id\": \"p1\", \"name\": \"Kim\", \"phone\": \"+82 10-5555-1234\", "
+             "\"email\": \"k@x\", \"dateOfBirth\": \"1990-01-02\", "
+             "\"notes\": \"__debezium_unavailable_value\"}, \"op\": \"u\"}",
+             &writes));
     DS_CHECK_INT(writes.nwrites, 1);
     if (writes.nwrites == 1)
         check_write(&writes.writes[0], DS_WRITE_UPSERT, "patients/global_patients", 15, custom);
@@ -372,8 +394,8 @@ static void test_changes_that_cannot_be_mapped(void)
     DS_CHECK(!eval(set, USERS, DOCTOR_KEY, "{\"op\": \"u\", \"after\": null}", &writes));
     DS_CHECK_STR(errstr, "malformed change on clinic.public.users: op \"u\" without an \"after\" "
                          "object");
-    DS_CHECK(!eval(set, USERS, NULL,
-                   "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}", &writes));
+    DS_CHECK(!eval(set, USERS, NULL, "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}",
+                   &writes));
     snprintf(want, sizeof(want),
              "%s: target users/doctors: the message on clinic.public.users has no key, which the "
              "target's links need (the source table has no primary key or replica identity "

@@ -116,7 +116,7 @@ static bool eval(const char *expr, const char *after, const char **out, char *er
     do {                                                                                           \
         const char *got_ = NULL, *want_ = (want);                                                  \
         char err_[2048];                                                                           \
-        bool ok_ = eval((expr), (after), &got_, err_, sizeof(err_));                              \
+        bool ok_ = eval((expr), (after), &got_, err_, sizeof(err_));                               \
         DS_CHECK(ok_);                                                                             \
         if (!ok_)                                                                                  \
             fprintf(stderr, "  %s on %s: %s\n", (expr), (after), err_);                            \
@@ -243,10 +243,14 @@ static void test_normalize_phone(void)
     static const struct {
         const char *in, *want;
     } cases[] = {
-        {"+82 10 5555 1234", "01055551234"}, {"+82 010-5555-1234", "01055551234"},
-        {"010-5555-1234", "01055551234"},    {"(02) 123-4567", "021234567"},
-        {"82", "0"},                         {"8210", "010"},
-        {"  0 1 0 ", "010"},                 {"+1 415 555 0000", "14155550000"},
+        {"+82 10 5555 1234", "01055551234"},
+        {"+82 010-5555-1234", "01055551234"},
+        {"010-5555-1234", "01055551234"},
+        {"(02) 123-4567", "021234567"},
+        {"82", "0"},
+        {"8210", "010"},
+        {"  0 1 0 ", "010"},
+        {"+1 415 555 0000", "14155550000"},
         {"tel: 010.1234.5678 ext", "01012345678"},
     };
     char out[64];
@@ -418,8 +422,7 @@ static void test_concat_skips_nulls_and_is_never_null(void)
 static void test_coalesce_takes_the_first_non_null(void)
 {
     CHECK_EXPR("{\"coalesce\": [\"$a\", \"$b\", \"none\"]}", "{\"a\": null, \"b\": \"\"}", "");
-    CHECK_EXPR("{\"coalesce\": [\"$a\", \"$b\", \"none\"]}", "{\"a\": null, \"b\": null}",
-               "none");
+    CHECK_EXPR("{\"coalesce\": [\"$a\", \"$b\", \"none\"]}", "{\"a\": null, \"b\": null}", "none");
     CHECK_EXPR("{\"coalesce\": [\"$a\", \"$b\"]}", "{\"a\": null, \"b\": null}", NULL);
     /* Later parts are not evaluated once one is found: a missing column there is no error. */
     CHECK_EXPR("{\"coalesce\": [\"$a\", \"$missing\"]}", "{\"a\": \"x\"}", "x");
@@ -479,8 +482,8 @@ static void test_eq_and_ne_treat_null_as_a_value(void)
         const char *a, *b;
         int eq;
     } rows[] = {
-        {"\"x\"", "\"x\"", 1}, {"\"x\"", "\"y\"", 0}, {"\"x\"", "null", 0},
-        {"null", "\"x\"", 0},  {"null", "null", 1},   {"\"\"", "null", 0},
+        {"\"x\"", "\"x\"", 1}, {"\"x\"", "\"y\"", 0},   {"\"x\"", "null", 0},
+        {"null", "\"x\"", 0},  {"null", "null", 1},     {"\"\"", "null", 0},
         {"42", "\"42\"", 1},   {"true", "\"true\"", 1}, {"1.50", "\"1.5\"", 1},
     };
     char after[256];
@@ -492,9 +495,8 @@ static void test_eq_and_ne_treat_null_as_a_value(void)
     }
     DS_CHECK_INT(matches("{\"eq\": [\"$a\", true]}", "{\"v\": 1, \"a\": true}"), 1);
     DS_CHECK_INT(matches("{\"eq\": [\"$a\", true]}", "{\"v\": 1, \"a\": false}"), 0);
-    DS_CHECK_INT(matches("{\"eq\": [{\"lower\": \"$a\"}, \"doctor\"]}",
-                         "{\"v\": 1, \"a\": \"DOCTOR\"}"),
-                 1);
+    DS_CHECK_INT(
+        matches("{\"eq\": [{\"lower\": \"$a\"}, \"doctor\"]}", "{\"v\": 1, \"a\": \"DOCTOR\"}"), 1);
 }
 
 static void test_in_is_null_and_not_null(void)
@@ -512,9 +514,8 @@ static void test_in_is_null_and_not_null(void)
     DS_CHECK_INT(matches("{\"is_null\": \"$a\"}", "{\"v\": 1, \"a\": \"\"}"), 0);
     DS_CHECK_INT(matches("{\"not_null\": \"$a\"}", "{\"v\": 1, \"a\": \"\"}"), 1);
     DS_CHECK_INT(matches("{\"not_null\": \"$a\"}", "{\"v\": 1, \"a\": null}"), 0);
-    DS_CHECK_INT(matches("{\"not_null\": {\"normalize_phone\": \"$a\"}}",
-                         "{\"v\": 1, \"a\": \"n/a\"}"),
-                 0);
+    DS_CHECK_INT(
+        matches("{\"not_null\": {\"normalize_phone\": \"$a\"}}", "{\"v\": 1, \"a\": \"n/a\"}"), 0);
 }
 
 static void test_and_or_not_truth_tables(void)

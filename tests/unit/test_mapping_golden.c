@@ -59,19 +59,21 @@ static bool render(const char *name, ds_buf_t *out)
     for (int i = 0; i < ds_mapping_set_ntargets(set); i++) {
         const ds_mapping_target_t *t = &set->targets[i];
 
-        ds_buf_appendf(out, "\n-- target %s: table %s, connection %s%s\n", t->pub.id,
-                       t->pub.table, t->pub.connection, t->pub.in_place ? ", in place" : "");
+        ds_buf_appendf(out, "\n-- target %s: table %s, connection %s%s\n", t->pub.id, t->pub.table,
+                       t->pub.connection, t->pub.in_place ? ", in place" : "");
         ds_buf_appendf(out, "-- write_sql, %d parameters:\n", t->pub.write_nparams);
         for (int j = 0; j < t->pub.write_nparams; j++)
             describe_param(out, t, j);
         ds_buf_appendf(out, "%s;\n", t->pub.write_sql);
         if (t->pub.unlink_sql)
-            ds_buf_appendf(out, "\n-- unlink_sql, %d parameters ($1 target id, $2 source topic, "
-                                "$3 source key):\n%s;\n",
+            ds_buf_appendf(out,
+                           "\n-- unlink_sql, %d parameters ($1 target id, $2 source topic, "
+                           "$3 source key):\n%s;\n",
                            t->pub.unlink_nparams, t->pub.unlink_sql);
         if (t->pub.truncate_sql)
-            ds_buf_appendf(out, "\n-- truncate_sql, %d parameters ($1 target id, $2 source "
-                                "topic):\n%s;\n",
+            ds_buf_appendf(out,
+                           "\n-- truncate_sql, %d parameters ($1 target id, $2 source "
+                           "topic):\n%s;\n",
                            t->pub.truncate_nparams, t->pub.truncate_sql);
     }
     ds_mapping_set_free(set);

@@ -257,12 +257,12 @@ static void test_valid_files_make_targets_topics_and_statements(void)
 
 static void test_two_files_of_one_source_share_its_topic(void)
 {
-    const char *paths[2] = {fixture("users.json"), temp_file("doctor_names",
-                                                             "{\"source\": \"public.users\", "
-                                                             "\"targets\": [{\"connection\": "
-                                                             "\"clinic\", \"table\": \"public.n\", "
-                                                             "\"key\": [\"id\"], \"columns\": "
-                                                             "{\"id\": \"$id\"}}]}")};
+    const char *paths[2] = {fixture("users.json"),
+                            temp_file("doctor_names", "{\"source\": \"public.users\", "
+                                                      "\"targets\": [{\"connection\": "
+                                                      "\"clinic\", \"table\": \"public.n\", "
+                                                      "\"key\": [\"id\"], \"columns\": "
+                                                      "{\"id\": \"$id\"}}]}")};
     char errstr[4096] = "";
     ds_mapping_set_t *set = NULL;
 
@@ -326,34 +326,42 @@ static void test_a_map_without_value_or_cases_is_rejected(void)
 
 static void test_target_names_have_no_slash_and_keys_no_repeats(void)
 {
-    expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"name\": \"a/b\", \"connection\": "
-                      "\"clinic\", \"table\": \"public.y\", \"key\": [\"id\", \"id\"], "
-                      "\"columns\": {\"id\": \"$id\"}}]}",
-                      "1:45: $.targets[0].name: expected a non-empty name without \"/\", got "
-                      "\"a/b\"\n"
-                      "1:111: $.targets[0].key[1]: key column \"id\" is listed twice");
+    expect_text_error(
+        "{\"source\": \"public.x\", \"targets\": [{\"name\": \"a/b\", \"connection\": "
+        "\"clinic\", \"table\": \"public.y\", \"key\": [\"id\", \"id\"], "
+        "\"columns\": {\"id\": \"$id\"}}]}",
+        "1:45: $.targets[0].name: expected a non-empty name without \"/\", got "
+        "\"a/b\"\n"
+        "1:111: $.targets[0].key[1]: key column \"id\" is listed twice");
 }
 
 static void test_empty_column_names_are_rejected_at_their_key(void)
 {
-    expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
-                      "\"table\": \"public.y\", \"key\": [\"id\"], \"columns\": {\"id\": {\"lookup\": "
-                      "{\"table\": \"public.z\", \"match\": {\"\": \"$a\"}, \"column\": \"b\"}}, "
-                      "\"\": 1}}]}",
-                      "1:158: $.targets[0].columns.id.lookup.match[\"\"]: a lookup column name "
-                      "cannot be empty\n"
-                      "1:186: $.targets[0].columns[\"\"]: a target column name cannot be empty");
+    expect_text_error(
+        "{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
+        "\"table\": \"public.y\", \"key\": [\"id\"], \"columns\": {\"id\": {\"lookup\": "
+        "{\"table\": \"public.z\", \"match\": {\"\": \"$a\"}, \"column\": \"b\"}}, "
+        "\"\": 1}}]}",
+        "1:158: $.targets[0].columns.id.lookup.match[\"\"]: a lookup column name "
+        "cannot be empty\n"
+        "1:186: $.targets[0].columns[\"\"]: a target column name cannot be empty");
 }
 
 static void test_cast_type_names(void)
 {
     static const char *const good[] = {
-        "integer",       "numeric(12,2)", "timestamp(3) with time zone", "character varying(20)",
-        "public.\\\"UserRole\\\"", "text[]", "\\\"Odd Type\\\"[]", "double precision",
+        "integer",
+        "numeric(12,2)",
+        "timestamp(3) with time zone",
+        "character varying(20)",
+        "public.\\\"UserRole\\\"",
+        "text[]",
+        "\\\"Odd Type\\\"[]",
+        "double precision",
     };
     static const char *const bad[] = {
-        "Integer", "int;", "text[][]", "numeric(1,2,3)", "numeric()", "\\\"\\\"", "a  b", " int",
-        "int ", "varchar(x)", "pg_catalog.",
+        "Integer", "int;", "text[][]", "numeric(1,2,3)", "numeric()",   "\\\"\\\"",
+        "a  b",    " int", "int ",     "varchar(x)",     "pg_catalog.",
     };
     char text[1024];
 
@@ -382,8 +390,8 @@ static void test_cast_type_names(void)
                  "\"v\": {\"cast\": [\"$v\", \"%s\"]}}}]}",
                  bad[i]);
         path = temp_file("m", text);
-        DS_CHECK(!ds_mapping_set_load(&path, 1, "clinic", connections, &set, errstr,
-                                      sizeof(errstr)));
+        DS_CHECK(
+            !ds_mapping_set_load(&path, 1, "clinic", connections, &set, errstr, sizeof(errstr)));
         DS_CHECK(strstr(errstr, "$.targets[0].columns.v.cast[1]: expected a type name") != NULL);
     }
 }
