@@ -349,6 +349,10 @@ static bool drain_inflight(capture_t *c, int timeout_ms)
     while (ds_inflight_messages(c->inflight) > 0 && !c->stop_now && !c->failed) {
         if (timeout_ms >= 0 && ev_time() >= deadline)
             break;
+        /* The unbounded wait between sessions ends at the first signal, so that a stop
+         * while Kafka is down still takes at most capture.shutdown_timeout_ms. */
+        if (timeout_ms < 0 && c->stopping)
+            break;
         ds_producer_poll(c->producer, 100);
         serve_kafka(c);
         /* Keep the walsender from timing us out while we wait. */
