@@ -537,6 +537,54 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         self.assertEqual(self.check_topic(cfg, writer)["distinct"], 12000)
         cap.stop()
 
+    def test_sigterm_while_reconnecting_with_kafka_down_exits_within_the_shutdown_timeout(self):
+        # Between two replication sessions capture waits for Kafka to acknowledge what the
+        # lost one sent, however long that takes; a stop signal must still end that wait.
+        writer = LoadWriter(self, "term_down", nkeys=1000)
+        shutdown_ms = 3000
+        cfg, cap = self.start_load_capture(writer, shutdown_timeout_ms=shutdown_ms)
+        writer.start(1, 4000, limit=2000)
+        writer.wait_committed(2000)
+        self.wait_caught_up(cfg, cap)
+
+        dstest.kafka_stop()
+        try:
+            writer.set_limit(4000)
+            writer.wait()
+            # Capture has received every change (its reported write position is the end of
+            # the WAL) and holds them unacknowledged.
+            target = dstest.current_wal_lsn()
+            pid = dstest.slot_info(cfg.slot)["active_pid"]
+            dstest.wait_for(
+                lambda: self.psql_value(
+                    f"SELECT write_lsn >= '{target}' FROM pg_stat_replication WHERE pid = {pid}"
+                ) == "t", 30, "capture to receive the changes made while Kafka is down")
+            self.psql(f"SELECT pg_terminate_backend({pid})")
+            dstest.wait_for(lambda: "replication connection lost" in cap.log_text(), 30,
+                            "capture to notice the lost connection")
+            t0 = time.monotonic()
+            cap.proc.send_signal(signal.SIGTERM)
+            code = cap.wait_exit(timeout=shutdown_ms / 1000 + 30)
+            elapsed = time.monotonic() - t0
+            held = self.confirmed(cfg)
+        finally:
+            dstest.kafka_start()
+        self.log(f"exited {code} {elapsed:.2f}s after SIGTERM")
+        self.assertLess(elapsed, shutdown_ms / 1000 + 5)
+        # Unacknowledged messages remained: that is a failure to report, not a clean stop.
+        self.assertEqual(code, 1)
+        self.assertIn("were not acknowledged", cap.log_text())
+
+        cap.start()
+        self.wait_streaming(cfg, cap)
+        self.wait_caught_up(cfg, cap)
+        result = self.check_topic(cfg, writer)
+        self.assertEqual(result["distinct"], 4000)
+        first_xid = int(self.psql_value(f"SELECT xid FROM {writer.audit} WHERE i = 2001"))
+        self.assertLessEqual(held, result["lsn"][first_xid & 0xFFFFFFFF],
+                             "the slot passed changes Kafka never acknowledged")
+        cap.stop()
+
     # ---- 5. replication connection lost ---------------------------------------------------
 
     def test_terminated_walsender_is_reconnected_and_nothing_is_lost(self):
