@@ -130,6 +130,8 @@ struct ds_applier {
     op_t *ops;               /* the pipeline's statements */
     int nops, ops_cap;
     ds_buf_t key;            /* scratch for pending keys */
+    ds_buf_t key_text;       /* scratch: a message key as a C string (libpq's text params) */
+    ds_buf_t value_text;     /* scratch: a message value as a C string */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -170,6 +172,8 @@ void ds_applier_free(ds_applier_t *a)
     free(a->work);
     free(a->ops);
     ds_buf_free(&a->key);
+    ds_buf_free(&a->key_text);
+    ds_buf_free(&a->value_text);
     free(a);
 }
 
@@ -216,6 +220,17 @@ static const char *source_key(const ds_batch_msg_t *m, size_t *len)
     }
     *len = m->key_len;
     return m->key;
+}
+
+/*
+ * @p len bytes as a NUL-terminated string in @p buf: libpq takes text parameters as C strings,
+ * and Kafka's keys and values are not terminated. Valid until the buffer's next use.
+ */
+static const char *cstr(ds_buf_t *buf, const char *s, size_t len)
+{
+    ds_buf_reset(buf);
+    ds_buf_append(buf, s, len);
+    return buf->data ? buf->data : "";
 }
 
 static int local_index(const ds_applier_t *a, const ds_target_t *target)
@@ -926,8 +941,8 @@ typedef struct pending_params {
     const char *values[7];
 } pending_params_t;
 
-static void pending_put_params(pending_params_t *pp, const char *target, const ds_batch_msg_t *m,
-                               const char *error)
+static void pending_put_params(ds_applier_t *a, pending_params_t *pp, const char *target,
+                               const ds_batch_msg_t *m, const char *error)
 {
     size_t key_len;
     const char *key = source_key(m, &key_len);
@@ -938,8 +953,8 @@ static void pending_put_params(pending_params_t *pp, const char *target, const d
     pp->values[1] = m->topic;
     pp->values[2] = pp->partition;
     pp->values[3] = pp->offset;
-    pp->values[4] = key; /* JSON text: no NUL inside */
-    pp->values[5] = m->value_text;
+    pp->values[4] = cstr(&a->key_text, key, key_len); /* JSON text: no NUL inside */
+    pp->values[5] = m->value_text ? cstr(&a->value_text, m->value_text, m->value_len) : NULL;
     pp->values[6] = error;
 }
 
@@ -987,7 +1002,7 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
         if (!w->applied) {
             pending_params_t pp;
 
-            pending_put_params(&pp, target, m, MISSING_PARENT);
+            pending_put_params(a, &pp, target, m, MISSING_PARENT);
             *touched = true;
             stats->pending_added++;
             ds_debug("target \"%s\": %s [%d] @%" PRId64 " waits for its parent (%s)", a->name,
@@ -995,7 +1010,7 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
             if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_put", true, 7, pp.values))
                 return false;
         } else if (ds_strset_contains(a->pending, a->key.data, a->key.len)) {
-            const char *params[4] = {target, m->topic, key, offset};
+            const char *params[4] = {target, m->topic, cstr(&a->key_text, key, key_len), offset};
 
             *touched = true;
             if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_del", true, 4, params))
@@ -1242,7 +1257,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
             if (e->pending) {
                 pending_params_t pp;
 
-                pending_put_params(&pp, target, m, e->error);
+                pending_put_params(a, &pp, target, m, e->error);
                 rr = run(a, "ds_pending_put", true, 7, pp.values, NULL, sqlstate, message,
                          sizeof(message));
                 if (rr != RUN_OK) {
@@ -1265,7 +1280,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                 }
             }
         } else if (*pended || ds_strset_count(a->pending) > 0) {
-            const char *params[4] = {target, m->topic, key, offset};
+            const char *params[4] = {target, m->topic, cstr(&a->key_text, key, key_len), offset};
             bool truncate = bw->kind == DS_WRITE_TRUNCATE;
 
             if (truncate)

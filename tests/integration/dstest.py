@@ -680,7 +680,10 @@ def run_dualsync(args, timeout=120):
 
 
 def stored_offsets(db, group_id):
-    """dualsync.offsets of database @db for @group_id: {(topic, partition): next_offset}."""
+    """dualsync.offsets of database @db for @group_id: {(topic, partition): next_offset};
+    empty before apply created the table."""
+    if psql_value("SELECT to_regclass('dualsync.offsets') IS NULL", db=db) == "t":
+        return {}
     rows = psql(
         "SELECT topic, partition, next_offset FROM dualsync.offsets "
         f"WHERE group_id = {quote_literal(group_id)}",
@@ -707,12 +710,25 @@ class ApplyTestCase(ServicesTestCase):
         path = os.path.join(self.work_dir, f"{self._test_slug}-{token}-apply.json")
         return write_apply_config(path, targets, mappings, topic_prefix, **kw)
 
-    def start_apply(self, config, extra_args=()):
+    def start_apply(self, config, extra_args=(), wait_ready=True):
+        """Starts apply; with @wait_ready, returns once it has set up every target database
+        (dualsync schema, mappings checked) and subscribed."""
         log_path = os.path.splitext(config.path)[0] + f"-{len(self._captures) + 1}.log"
         proc = Apply(config.path, log_path, extra_args)
         self._captures.append(proc)
         self.addCleanup(proc.kill)
-        return proc.start()
+        proc.start()
+        if wait_ready:
+
+            def ready():
+                if not proc.running():
+                    raise AssertionError(
+                        f"apply exited with {proc.exit_code()} while starting:\n{proc.log_tail()}"
+                    )
+                return "as consumer group" in proc.log_text()
+
+            wait_for(ready, timeout=60, what="apply to set up its target databases")
+        return proc
 
     def start_streaming_capture(self, tables, **kw):
         """Writes a capture configuration for @tables, starts capture and waits until it

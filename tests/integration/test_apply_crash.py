@@ -1,0 +1,64 @@
+"""apply: SIGKILL in the middle of a write load, then a restart: the new table ends exactly
+equal to the expected rows (none missing, extra or stale), every change was written exactly
+once (a trigger counts the writes), and dualsync.offsets points at the end of the topic.
+"""
+
+import threading
+
+import dstest
+from test_apply_changes import PEOPLE_QUERY, ApplyPeopleCase, PeopleModel
+
+
+class ApplyCrashTest(ApplyPeopleCase):
+    def test_kill_9_during_a_write_load_then_restart_converges_exactly_once(self):
+        model = PeopleModel(seed=424242)
+        cfg = self.people_apply_config(batch_max_messages=40, batch_max_ms=20)
+        # The whole load is generated up front, so the expected rows are known; it is run
+        # slowly enough (a short sleep between transactions) to still be going on when apply
+        # is killed.
+        transactions = model.transactions(count=150, size=20).split("COMMIT;\n")
+        script = "COMMIT;\nSELECT pg_sleep(0.015);\n".join(transactions)
+        failures = []
+
+        def load():
+            try:
+                self.psql(script, timeout=300)
+            except AssertionError as e:
+                failures.append(e)
+
+        apply = self.start_apply(cfg)
+        loader = threading.Thread(target=load, name="load")
+        loader.start()
+        applied_at_kill = []
+        try:
+            for round_ in range(2):
+                floor = applied_at_kill[-1] if applied_at_kill else 0
+
+                def progressed():
+                    stored = dstest.stored_offsets(self.newdb, cfg.group_id).get((self.topic, 0), 0)
+                    return stored if stored > floor else None
+
+                applied_at_kill.append(
+                    dstest.wait_for(progressed, timeout=60, what="apply to commit more batches")
+                )
+                self.assertEqual(apply.kill(), -9)
+                apply = self.start_apply(cfg)
+        finally:
+            loader.join(timeout=300)
+        self.assertEqual(failures, [])
+        self.assertFalse(loader.is_alive(), "the load did not finish")
+
+        self.assertEqual(self.psql("SELECT * FROM legacy_people ORDER BY id"), model.legacy_rows())
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=120)
+        self.assert_offsets_at_end(cfg)
+        writes = int(dstest.psql_value("SELECT count(*) FROM people_writes", db=self.newdb))
+        self.assertEqual(
+            writes,
+            model.changes,
+            f"{writes} writes for {model.changes} changes (killed at offsets {applied_at_kill})",
+        )
+        self.assertEqual(
+            int(dstest.psql_value("SELECT count(*) FROM dualsync.links", db=self.newdb)),
+            len(model.rows),
+        )
+        apply.stop(expect_exit=0)

@@ -1,0 +1,118 @@
+"""apply's dead letters: a change the mapping rejects (a value the map does not know) and a
+change the database rejects (a check constraint) go to the dead-letter topic and the rest goes
+on; `dualsync dlq list` shows them; once the mapping (or the table) is fixed, `dualsync dlq
+retry` applies them, and one that fails again is published again with "attempts" + 1.
+"""
+
+import json
+import os
+import shutil
+
+import dstest
+from test_apply_changes import PEOPLE_MAPPING, ApplyPeopleCase
+
+PEOPLE_ROWS = "SELECT id, full_name, kind, visits FROM people ORDER BY id"
+
+
+class ApplyDeadLetterTest(ApplyPeopleCase):
+    def dlq(self, cfg, *args):
+        proc = dstest.run_dualsync(["dlq"] + list(args) + ["--config", cfg.path])
+        self.assertEqual(proc.returncode, 0, f"dualsync dlq {' '.join(args)}: {proc.stderr}")
+        return proc.stdout
+
+    def test_dead_letters_are_listed_and_retried_after_the_fix(self):
+        # A copy of the mapping, to fix later; its stem names the target: "people/people".
+        mapping = os.path.join(self.work_dir, "people.json")
+        shutil.copyfile(PEOPLE_MAPPING, mapping)
+        cfg = self.apply_config(
+            {"newdb": self.newdb}, [mapping], self.capture_cfg.topic_prefix,
+            apply={"batch_max_ms": 20},
+        )
+        apply = self.start_apply(cfg)
+        self.psql(
+            "INSERT INTO legacy_people VALUES (1, 'Ann', 'a@x', 'D', 1), (2, 'Bo', 'b@x', 'X', 2),"
+            " (3, 'Cy', 'c@x', 'N', 3)"
+        )
+        self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("3",)])
+
+        # The dead letter: keyed like the change, the change inside, no target (the mapping
+        # rejected it as a whole).
+        [letter] = dstest.consume([cfg.dlq_topic], count=1)
+        self.assertEqual(letter["key"], {"id": 2})
+        dead = letter["value"]
+        self.assertEqual(dead["topic"], self.topic)
+        self.assertEqual(dead["partition"], 0)
+        self.assertEqual(dead["offset"], 1)
+        self.assertEqual(dead["key"], {"id": 2})
+        self.assertEqual(dead["value"]["after"], {"id": 2, "name": "Bo", "email": "b@x",
+                                                  "kind": "X", "visits": 2})
+        self.assertIsNone(dead["target"])
+        self.assertIn('"X"', dead["error"])
+        self.assertIn("people.json", dead["error"])
+        self.assertIsInstance(dead["ts_ms"], int)
+        self.assertNotIn("attempts", dead)
+        # Its offset is applied nevertheless: apply went on.
+        self.assertEqual(dstest.stored_offsets(self.newdb, cfg.group_id), {(self.topic, 0): 3})
+
+        listed = self.dlq(cfg, "list")
+        self.assertIn(f"{self.topic} [0] @1  key={{\"id\":2}}  target=-  attempts=1", listed)
+        self.assertIn(dead["error"], listed)
+        [as_json] = [json.loads(line) for line in self.dlq(cfg, "list", "--json").splitlines()]
+        self.assertEqual(as_json, dict(dead, dlq_partition=0, dlq_offset=0))
+
+        # Fix the mapping (apply keeps running with its own copy of the old one), retry.
+        with open(mapping, encoding="utf-8") as f:
+            fixed = json.load(f)
+        fixed["targets"][0]["columns"]["kind"]["map"]["cases"]["X"] = "EXTERNAL"
+        dstest.write_mapping(mapping, fixed)
+        self.assertEqual(self.dlq(cfg, "retry").strip(), "1 dead letters applied, 0 failed again")
+        self.wait_rows(
+            self.newdb,
+            PEOPLE_ROWS,
+            [("1", "Ann", "DOCTOR", "1"), ("2", "Bo", "EXTERNAL", "2"), ("3", "Cy", "NURSE", "3")],
+            timeout=10,
+        )
+        # A dead letter is re-driven once: the retry group's offsets are in the database.
+        self.assertEqual(self.dlq(cfg, "retry").strip(), "0 dead letters applied, 0 failed again")
+        self.assertEqual(
+            dstest.stored_offsets(self.newdb, f"{cfg.group_id}.dlq-retry"), {(cfg.dlq_topic, 0): 1}
+        )
+        apply.stop(expect_exit=0)
+
+    def test_database_error_names_the_target_and_counts_attempts(self):
+        cfg = self.people_apply_config(batch_max_ms=20)
+        self.psql("ALTER TABLE people ADD CONSTRAINT few_visits CHECK (visits < 1000)", db=self.newdb)
+        apply = self.start_apply(cfg)
+        # One batch: the middle change breaks the constraint, the others must still land.
+        self.psql(
+            "BEGIN; INSERT INTO legacy_people VALUES (1, 'Ann', 'a@x', 'D', 1);"
+            " INSERT INTO legacy_people VALUES (2, 'Bo', 'b@x', 'N', 5000);"
+            " INSERT INTO legacy_people VALUES (3, 'Cy', 'c@x', 'P', 3); COMMIT;"
+        )
+        self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("3",)])
+        [letter] = dstest.consume([cfg.dlq_topic], count=1)
+        dead = letter["value"]
+        self.assertEqual(dead["target"], "apply_people/people")
+        self.assertTrue(dead["error"].startswith("SQLSTATE 23514: "), dead["error"])
+        self.assertIn("few_visits", dead["error"])
+        self.assertEqual(dead["key"], {"id": 2})
+
+        # Not fixed yet: the retry fails again and says so.
+        self.assertEqual(
+            self.dlq(cfg, "retry").strip(),
+            "0 dead letters applied, 1 failed again (published again with attempts + 1)",
+        )
+        letters = dstest.consume([cfg.dlq_topic], count=2)
+        self.assertEqual(letters[1]["value"]["attempts"], 2)
+        self.assertEqual(letters[1]["value"]["target"], "apply_people/people")
+        self.assertEqual(letters[1]["key"], {"id": 2})
+        self.assertIn("attempts=2", self.dlq(cfg, "list"))
+
+        # Fixed: the second copy applies (the first was already handled).
+        self.psql("ALTER TABLE people DROP CONSTRAINT few_visits", db=self.newdb)
+        self.assertEqual(self.dlq(cfg, "retry").strip(), "1 dead letters applied, 0 failed again")
+        self.wait_rows(
+            self.newdb, "SELECT id, visits FROM people ORDER BY id",
+            [("1", "1"), ("2", "5000"), ("3", "3")], timeout=10,
+        )
+        apply.stop(expect_exit=0)
