@@ -14,6 +14,7 @@ writer waits at a gate (a row of a control table) whenever it reaches the limit 
 so no wait can race the end of the load.
 """
 
+import json
 import os
 import re
 import signal
@@ -189,11 +190,16 @@ def change_of_message(m):
 class CaptureFaultTest(dstest.ServicesTestCase):
     # ---- helpers --------------------------------------------------------------------------
 
-    def start_load_capture(self, writer, kafka=None, **capture):
+    def start_load_capture(self, writer, kafka=None, session_options=None, **capture):
         """A configuration for @writer's table (@kafka: librdkafka properties, @capture: the
-        capture section), capture started, its slot streaming. The slot is dropped when the
+        capture section, @session_options: server settings for capture's sessions, as
+        "-c name=value"), capture started, its slot streaming. The slot is dropped when the
         test ends."""
         cfg = self.capture_config([writer.qualified], kafka=kafka, capture=capture or None)
+        if session_options:
+            cfg.data["source"]["conninfo"] += f" options='{session_options}'"
+            with open(cfg.path, "w", encoding="utf-8") as f:
+                json.dump(cfg.data, f, indent=2)
         self.addCleanup(self.drop_slot, cfg.slot)
         cap = self.start_capture(cfg)
         self.wait_streaming(cfg, cap)
@@ -364,6 +370,42 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         self.assertEqual(self.check_topic(cfg, writer)["distinct"], 20000)
         cap.stop()
 
+    def test_kill_9_inside_a_large_transaction_resends_it_whole(self):
+        # One transaction of 30,000 rows, 30 times capture.max_inflight_messages: capture
+        # pauses and resumes many times inside it. A kill in its middle leaves Kafka with
+        # the start of it and the slot before it; the restart sends it again whole, in
+        # order. Messages linger 200 ms in librdkafka, so delivering the transaction takes
+        # several seconds and the kill lands inside it.
+        rows = 30000
+        self.psql("CREATE TABLE big_tx (id int PRIMARY KEY, pad text NOT NULL)")
+        cfg = self.capture_config(["public.big_tx"], kafka={"linger.ms": "200"},
+                                  capture={"max_inflight_messages": 1000})
+        self.addCleanup(self.drop_slot, cfg.slot)
+        cap = self.start_capture(cfg)
+        self.wait_streaming(cfg, cap)
+        topic = cfg.topic("public.big_tx")
+        self.psql("INSERT INTO big_tx SELECT g, repeat(md5(g::text), 4) "
+                  f"FROM generate_series(1, {rows}) g")
+        self.consume([topic], count=5000, timeout_ms=90000)
+        cap.kill()
+        confirmed = self.confirmed(cfg)
+        first = self.consume([topic], idle_ms=1000, timeout_ms=90000)
+        self.assertLess(len(first), rows, "the whole transaction was delivered before the kill")
+        # What Kafka got is the start of the transaction, in order, and the slot is before it.
+        self.assertEqual([m["key"]["id"] for m in first], list(range(1, len(first) + 1)))
+        self.assertLessEqual(confirmed, min(m["value"]["source"]["lsn"] for m in first))
+
+        cap.start()
+        self.wait_streaming(cfg, cap)
+        self.wait_caught_up(cfg, cap)
+        msgs = self.consume([topic], idle_ms=1000, timeout_ms=90000)
+        self.log(f"kill after {len(first)} of {rows} messages; {len(msgs)} in the end")
+        # The partial first delivery, then the whole transaction again, in order.
+        self.assertEqual([m["key"]["id"] for m in msgs[: len(first)]],
+                         [m["key"]["id"] for m in first])
+        self.assertEqual([m["key"]["id"] for m in msgs[len(first):]], list(range(1, rows + 1)))
+        cap.stop()
+
     # ---- 2. Kafka outage ------------------------------------------------------------------
 
     def test_kafka_outage_pauses_capture_with_bounded_memory_and_loses_nothing(self):
@@ -371,14 +413,18 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         # whole value, so the 30,000 changes made during the outage are about 130 MB of
         # messages: far more than the RSS bound, were capture to buffer them.
         writer = LoadWriter(self, "outage", nkeys=2000, pad_bytes=4000, pause_every=1000)
+        # The walsender gives up on a receiver silent for 2 s: capture, paused, must keep
+        # telling it where it stands (an outage of 20 s would otherwise cost the session).
         cfg, cap = self.start_load_capture(
-            writer, max_inflight_bytes=4 * MIB, status_interval_ms=200
+            writer, session_options="-c wal_sender_timeout=2s", max_inflight_bytes=4 * MIB,
+            status_interval_ms=200
         )
         before, during, after = 2000, 30000, 2000
         writer.start(1, before + during + after, limit=before)
         writer.wait_committed(before)
         self.wait_caught_up(cfg, cap)
         rss_before = rss_bytes(cap.pid)
+        walsender = dstest.slot_info(cfg.slot)["active_pid"]
 
         dstest.kafka_stop()
         outage_start = time.monotonic()
@@ -406,11 +452,13 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         # Once the writes of the outage were done, the slot stood still.
         held = {lsn for done, lsn in confirmed if done}
         self.assertEqual(len(held), 1, f"the slot moved while Kafka was down: {confirmed}")
+        self.assertEqual(info["active_pid"], walsender, "the replication session was replaced")
 
         writer.set_limit(before + during + after)
         writer.wait()
         self.wait_caught_up(cfg, cap, timeout=180)
         self.assertTrue(cap.running())
+        self.assertNotIn("replication connection lost", cap.log_text())
         result = self.check_topic(cfg, writer)
         self.assertEqual(result["distinct"], before + during + after)
         # Nothing written during the outage was ever confirmed during it: every position the
