@@ -33,6 +33,17 @@
 #define SQLSTATE_INSUFFICIENT_PRIV "42501"  /* insufficient_privilege */
 #define SQLSTATE_UNIQUE "23505"             /* unique_violation (origin created concurrently) */
 
+/*
+ * Errors that say "try again", not "this change is wrong": serialization failures and
+ * deadlocks (class 40), a lock not available (55P03), insufficient resources (class 53).
+ * A batch that meets one is rolled back and retried whole, never dead-lettered.
+ */
+static bool transient_sqlstate(const char *sqlstate)
+{
+    return strncmp(sqlstate, "40", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+           strcmp(sqlstate, "55P03") == 0;
+}
+
 /* Why a change waits in dualsync.pending when its statement said applied = false. */
 #define MISSING_PARENT "a required lookup found no row (the parent has not arrived yet)"
 
@@ -349,7 +360,7 @@ static void origin_privilege_hint(const ds_applier_t *a, const char *message, ch
             "origin so that capture skips its writes; run it as a superuser, or grant the role: "
             "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
             "pg_replication_origin_session_setup(text), pg_replication_origin_session_reset() "
-            "TO <role>",
+            "TO <role>, in this database",
             a->name, a->origin, message);
 }
 
@@ -1215,6 +1226,12 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                 }
                 snprintf(message, sizeof(message), "%s", MISSING_PARENT);
                 snprintf(sqlstate, sizeof(sqlstate), "%s", SQLSTATE_FOREIGN_KEY);
+            } else if (transient_sqlstate(sqlstate)) {
+                recover(a);
+                ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is retried", a->name,
+                        message);
+                st = DS_APPLIER_RETRY;
+                goto done;
             }
             /* This target's write cannot be done now: undo the message, drop the target. */
             failed = true;
@@ -1454,6 +1471,12 @@ static ds_applier_status_t retry_row(ds_applier_t *a, const PGresult *rows, int 
                 if (applied)
                     continue;
                 pending = true;
+            } else if (transient_sqlstate(sqlstate)) {
+                json_decref(value);
+                recover(a);
+                ds_fail(errstr, errstr_size, "target \"%s\": %s; retrying the pending changes",
+                        a->name, message);
+                return DS_APPLIER_RETRY;
             } else {
                 pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
                 snprintf(why, sizeof(why), "%s", message);

@@ -240,8 +240,12 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
             if (!reconnect(ap, db, parts, nparts))
                 return false;
         } else {
-            /* The origin is held by another session (another dualsync on this server). */
-            ds_debug("%s", errstr);
+            /* The origin is held by another session (another dualsync on this server), or a
+             * deadlock or serialization failure rolled the batch back. */
+            if (busy_wait >= 400)
+                ds_warning("%s", errstr);
+            else
+                ds_debug("%s", errstr);
             pause_ms(busy_wait);
             busy_wait = busy_wait * 2 > 2000 ? 2000 : busy_wait * 2;
         }

@@ -33,9 +33,11 @@ typedef struct ds_applier ds_applier_t;
 
 typedef enum ds_applier_status {
     DS_APPLIER_OK,
-    DS_APPLIER_RETRY, /* the connection was lost (or the origin is held by another session):
-                       * nothing is known to be committed past what the database's offsets
-                       * say; reconnect (ds_applier_connect), re-read them, call again */
+    DS_APPLIER_RETRY, /* the connection was lost, the origin is held by another session, or
+                       * a transient error (deadlock, serialization failure) rolled the batch
+                       * back: nothing is known to be committed past what the database's
+                       * offsets say; reconnect if ds_applier_connected() says so (then
+                       * re-read them), call again */
     DS_APPLIER_FAILED, /* fatal (errstr): a privilege, the catalog, on_error "stop" */
 } ds_applier_status_t;
 

@@ -6,6 +6,7 @@ model is checked against the legacy table itself); every write to the new table 
 a trigger, so a change applied twice would show even when the final rows look right.
 """
 
+import json
 import os
 import random
 
@@ -208,3 +209,47 @@ class ApplyStopOnErrorTest(ApplyPeopleCase):
         self.assertEqual(dstest.stored_offsets(self.newdb, cfg.group_id), {(self.topic, 0): 2})
         # And no dead letter either.
         self.assertEqual(dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=3000, check=False), [])
+
+
+class ApplyPrivilegesTest(dstest.ApplyTestCase):
+    def test_missing_origin_privilege_is_reported_with_the_grant_that_fixes_it(self):
+        role = dstest.unique_name("ds_apply_role")
+        dstest.psql(f"CREATE ROLE {role} LOGIN")
+        self.addCleanup(dstest.psql, f"DROP ROLE IF EXISTS {role}")
+        # Created after the role, so dropped before it (cleanups run last first).
+        newdb = self.target_database("people_priv")
+        self.psql(LEGACY_DDL)
+        self.psql(NEW_DDL, db=newdb)
+        self.psql(
+            f"GRANT CREATE ON DATABASE {newdb} TO {role};"
+            f"GRANT ALL ON people, people_writes, people_writes_n_seq TO {role}",
+            db=newdb,
+        )
+        capture_cfg, _ = self.start_streaming_capture(["public.legacy_people"])
+        cfg = self.apply_config({"newdb": newdb}, [PEOPLE_MAPPING], capture_cfg.topic_prefix)
+        # The same database, as the unprivileged role (the last "user" of a conninfo wins).
+        cfg.data["targets"]["newdb"]["conninfo"] += f" user={role}"
+        with open(cfg.path, "w", encoding="utf-8") as f:
+            json.dump(cfg.data, f)
+
+        refused = dstest.run_dualsync(["apply", "--config", cfg.path], timeout=60)
+        self.assertEqual(refused.returncode, 1, refused.stderr)
+        self.assertIn('target "newdb": cannot use replication origin "dualsync"', refused.stderr)
+        self.assertIn("permission denied for function pg_replication_origin_", refused.stderr)
+        self.assertIn(
+            "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
+            "pg_replication_origin_session_setup(text), pg_replication_origin_session_reset() "
+            "TO <role>, in this database",
+            refused.stderr,
+        )
+
+        # The grant the message gives is enough.
+        self.psql(
+            "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "
+            f"pg_replication_origin_session_setup(text), pg_replication_origin_session_reset() TO {role}",
+            db=newdb,
+        )
+        apply = self.start_apply(cfg)
+        self.psql("INSERT INTO legacy_people VALUES (1, ' Ann ', 'A@X', 'N', 7)")
+        self.wait_rows(newdb, PEOPLE_QUERY, [("1", "Ann", "a@x", "NURSE", "7")])
+        apply.stop(expect_exit=0)
