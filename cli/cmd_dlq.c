@@ -59,8 +59,8 @@ int ds_cli_dlq(int argc, char **argv)
         usage(stderr);
         return DS_APPLY_EXIT_USAGE;
     }
-    status = ds_cli_apply_options(strcmp(action, "list") == 0 ? "dlq list" : "dlq retry",
-                                  argc - 1, argv + 1, usage, &config);
+    status = ds_cli_apply_options(strcmp(action, "list") == 0 ? "dlq list" : "dlq retry", argc - 1,
+                                  argv + 1, usage, &config);
     if (status >= 0)
         return status;
     if (strcmp(action, "list") == 0) {

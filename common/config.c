@@ -241,7 +241,8 @@ static const setting_t settings[] = {
      .valid = valid_on_error,
      .expected = "\"dlq\" or \"stop\"",
      .offset = offsetof(ds_config_t, apply_on_error),
-     .description = "a change that cannot be applied goes to the dead-letter topic, or stops apply"},
+     .description =
+         "a change that cannot be applied goes to the dead-letter topic, or stops apply"},
     {.path = "apply.origin",
      .type = SETTING_STRING,
      .default_string = "dualsync",
@@ -1227,8 +1228,8 @@ static bool set_list(loader_t *ld, const setting_t *s, const json_t *array)
                                 found, first);
                 }
             }
-            if (ok && !(list[i] = s->relative_to_file ? resolve_path(ld->file, text)
-                                                      : strdup(text)))
+            if (ok &&
+                !(list[i] = s->relative_to_file ? resolve_path(ld->file, text) : strdup(text)))
                 ok = out_of_memory(ld);
         }
         ld->depth--;

@@ -28,10 +28,10 @@
 #include "dualsync/strset.h"
 
 /* SQLSTATEs apply tells apart. */
-#define SQLSTATE_FOREIGN_KEY "23503"        /* foreign_key_violation: a parent is missing */
-#define SQLSTATE_OBJECT_IN_USE "55006"      /* the origin is held by another session */
-#define SQLSTATE_INSUFFICIENT_PRIV "42501"  /* insufficient_privilege */
-#define SQLSTATE_UNIQUE "23505"             /* unique_violation (origin created concurrently) */
+#define SQLSTATE_FOREIGN_KEY       "23503" /* foreign_key_violation: a parent is missing */
+#define SQLSTATE_OBJECT_IN_USE     "55006" /* the origin is held by another session */
+#define SQLSTATE_INSUFFICIENT_PRIV "42501" /* insufficient_privilege */
+#define SQLSTATE_UNIQUE            "23505" /* unique_violation (origin created concurrently) */
 
 /*
  * Errors that say "try again", not "this change is wrong": serialization failures and
@@ -102,10 +102,10 @@ typedef struct local_target {
 
 /* One write of one message, as this database runs it. */
 typedef struct work {
-    int msg;           /* index in the batch */
-    int write;         /* index in the message's writes */
-    int local;         /* index in local_targets */
-    bool applied;      /* the statement's answer (unlink and truncate: true) */
+    int msg;      /* index in the batch */
+    int write;    /* index in the message's writes */
+    int local;    /* index in local_targets */
+    bool applied; /* the statement's answer (unlink and truncate: true) */
 } work_t;
 
 typedef enum op_kind {
@@ -128,21 +128,21 @@ struct ds_applier {
     char *conninfo; /* never logged */
     char *origin;
     char *group_id;
-    ds_mapping_set_t *set; /* borrowed */
-    PGconn *conn;          /* NULL while disconnected */
-    bool origin_held;      /* this session has the origin set up */
+    ds_mapping_set_t *set;   /* borrowed */
+    PGconn *conn;            /* NULL while disconnected */
+    bool origin_held;        /* this session has the origin set up */
     local_target_t *targets; /* the set's targets whose connection is this database */
     int ntargets;
-    ds_strset_t *pending;    /* "target␟topic␟key" of the rows in dualsync.pending */
-    ds_strset_t *decided;    /* per batch: pending keys already decided (newest first) */
-    ds_strset_t *truncated;  /* per batch: "target␟topic" truncated later in the batch */
-    work_t *work;            /* this batch's writes here */
+    ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
+    ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
+    ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
+    work_t *work;           /* this batch's writes here */
     int nwork, work_cap;
-    op_t *ops;               /* the pipeline's statements */
+    op_t *ops; /* the pipeline's statements */
     int nops, ops_cap;
-    ds_buf_t key;            /* scratch for pending keys */
-    ds_buf_t key_text;       /* scratch: a message key as a C string (libpq's text params) */
-    ds_buf_t value_text;     /* scratch: a message value as a C string */
+    ds_buf_t key;        /* scratch for pending keys */
+    ds_buf_t key_text;   /* scratch: a message key as a C string (libpq's text params) */
+    ds_buf_t value_text; /* scratch: a message value as a C string */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -261,8 +261,8 @@ static const char *statement_of(const ds_applier_t *a, int local, ds_write_kind_
 }
 
 /* "SQLSTATE 23505: message (detail)" from a failed result. */
-static void describe_error(const PGresult *r, const PGconn *conn, char *sqlstate,
-                           char *message, size_t message_size)
+static void describe_error(const PGresult *r, const PGconn *conn, char *sqlstate, char *message,
+                           size_t message_size)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -287,8 +287,8 @@ typedef enum run_result {
  * receives the result, which the caller clears.
  */
 static run_result_t run(ds_applier_t *a, const char *stmt, bool prepared, int nparams,
-                        const char *const *params, PGresult **out, char *sqlstate,
-                        char *message, size_t message_size)
+                        const char *const *params, PGresult **out, char *sqlstate, char *message,
+                        size_t message_size)
 {
     PGresult *r;
     ExecStatusType status;
@@ -421,9 +421,8 @@ static void recover(ds_applier_t *a)
     PQsetnonblocking(a->conn, 0);
     if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
         run(a, "ROLLBACK", false, 0, NULL, NULL, sqlstate, message, sizeof(message));
-    if (a->origin_held &&
-        run(a, "ds_origin_reset", true, 0, NULL, NULL, sqlstate, message, sizeof(message)) ==
-            RUN_OK)
+    if (a->origin_held && run(a, "ds_origin_reset", true, 0, NULL, NULL, sqlstate, message,
+                              sizeof(message)) == RUN_OK)
         a->origin_held = false;
 }
 
@@ -476,8 +475,8 @@ static ds_applier_status_t ensure_origin(ds_applier_t *a, char *errstr, size_t e
     return st;
 }
 
-static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char *sql,
-                                   int nparams, char *errstr, size_t errstr_size)
+static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char *sql, int nparams,
+                                   char *errstr, size_t errstr_size)
 {
     PGresult *r = PQprepare(a->conn, name, sql, nparams, NULL);
     ds_applier_status_t st = DS_APPLIER_OK;
@@ -647,13 +646,13 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
 
 typedef struct pipeline {
     ds_applier_t *a;
-    int done;                 /* ops whose results were read completely */
-    bool has_result;          /* ops[done] produced a result already */
-    bool synced;              /* the sync point's result arrived */
-    bool broken;              /* the connection failed */
-    int error_op;             /* the first op that failed, or -1 */
-    char sqlstate[6];         /* its SQLSTATE */
-    char error[1024];         /* its message */
+    int done;         /* ops whose results were read completely */
+    bool has_result;  /* ops[done] produced a result already */
+    bool synced;      /* the sync point's result arrived */
+    bool broken;      /* the connection failed */
+    int error_op;     /* the first op that failed, or -1 */
+    char sqlstate[6]; /* its SQLSTATE */
+    char error[1024]; /* its message */
 } pipeline_t;
 
 static bool pl_begin(pipeline_t *p, ds_applier_t *a)
@@ -1032,9 +1031,9 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
 }
 
 typedef enum path_result {
-    PATH_DONE,     /* committed */
-    PATH_SLOW,     /* a statement failed: rolled back, redo message by message */
-    PATH_STATUS,   /* return the status given */
+    PATH_DONE,   /* committed */
+    PATH_SLOW,   /* a statement failed: rolled back, redo message by message */
+    PATH_STATUS, /* return the status given */
 } path_result_t;
 
 static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets,
@@ -1095,9 +1094,9 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         char sqlstate[6], message[8];
         run_result_t unused;
 
-        complete = send_pending_decisions(a, &p, batch, stats, &touched) &&
-                   send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
-                                &unused);
+        complete =
+            send_pending_decisions(a, &p, batch, stats, &touched) &&
+            send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message), &unused);
         /* Without all its bookkeeping the transaction must not commit. */
         if (complete) {
             pl_send(&p, OP_COMMIT, -1, "COMMIT", false, 0, NULL);
@@ -1115,8 +1114,8 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
     if (p.broken) {
         /* COMMIT may or may not have happened: the caller re-reads the offsets. */
         stats->pending_added = pending_before;
-        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while committing: %s",
-                a->name, p.error);
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while committing: %s", a->name,
+                p.error);
         *status = DS_APPLIER_RETRY;
         return PATH_STATUS;
     }
@@ -1157,8 +1156,8 @@ static ds_applier_status_t slow_failure(ds_applier_t *a, run_result_t rr, const 
 
 /* A target of one message the slow path gave up on, and why. */
 typedef struct excluded {
-    int local;      /* local target index */
-    bool pending;   /* waits for a parent (else a dead letter) */
+    int local;    /* local target index */
+    bool pending; /* waits for a parent (else a dead letter) */
     char error[1024];
 } excluded_t;
 
@@ -1176,9 +1175,8 @@ static bool is_excluded(const excluded_t *ex, int nex, int local)
  * target at a time when its write fails, until the rest succeeds.
  */
 static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int first, int end,
-                                        const ds_applier_hooks_t *hooks,
-                                        ds_applier_stats_t *stats, bool *pended, char *errstr,
-                                        size_t errstr_size)
+                                        const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
+                                        bool *pended, char *errstr, size_t errstr_size)
 {
     const ds_batch_msg_t *m = ds_batch_at(batch, a->work[first].msg);
     excluded_t *ex = calloc((size_t)(end - first) + 1, sizeof(*ex));
@@ -1305,8 +1303,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
             rr = run(a, truncate ? "ds_pending_del_topic" : "ds_pending_del", true,
                      truncate ? 3 : 4, params, NULL, sqlstate, message, sizeof(message));
             if (rr != RUN_OK) {
-                st = slow_failure(a, rr, "cleaning dualsync.pending", message, errstr,
-                                  errstr_size);
+                st = slow_failure(a, rr, "cleaning dualsync.pending", message, errstr, errstr_size);
                 goto done;
             }
             *pended = true; /* the set must be read again */
@@ -1352,8 +1349,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         recover(a);
         return DS_APPLIER_FAILED;
     }
-    if ((rr = run(a, "COMMIT", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
-        RUN_OK)
+    if ((rr = run(a, "COMMIT", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) != RUN_OK)
         return slow_failure(a, rr, "COMMIT", message, errstr, errstr_size);
     stats->transactions++;
     recover(a); /* gives the origin back */
@@ -1566,8 +1562,8 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
             return st;
         if (resolved == 0)
             break;
-        ds_debug("target \"%s\": %d pending changes resolved, %zu still waiting", a->name,
-                 resolved, ds_strset_count(a->pending));
+        ds_debug("target \"%s\": %d pending changes resolved, %zu still waiting", a->name, resolved,
+                 ds_strset_count(a->pending));
     }
     return DS_APPLIER_OK;
 }

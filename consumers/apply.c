@@ -32,8 +32,8 @@
 #include "dualsync/mapping.h"
 #include "dualsync/offsets.h"
 
-#define POLL_MS 200
-#define PROGRESS_INTERVAL_US INT64_C(30000000)
+#define POLL_MS                  200
+#define PROGRESS_INTERVAL_US     INT64_C(30000000)
 #define RECONNECT_BACKOFF_MIN_MS 200
 #define RECONNECT_BACKOFF_MAX_MS 30000
 /* dlq retry: how long to wait for the group to hand out the dead-letter partitions. */
@@ -63,12 +63,12 @@ typedef struct dlq_progress {
 typedef struct apply {
     const ds_config_t *config;
     run_mode_t mode;
-    char *group_id;           /* apply.group_id, or "<apply.group_id>.dlq-retry" */
-    bool stop_on_error;       /* apply.on_error = "stop" (apply mode only) */
+    char *group_id;     /* apply.group_id, or "<apply.group_id>.dlq-retry" */
+    bool stop_on_error; /* apply.on_error = "stop" (apply mode only) */
     ds_mapping_set_t *set;
-    ds_applier_t **dbs;       /* one per config target, in config order */
+    ds_applier_t **dbs; /* one per config target, in config order */
     int ndbs;
-    ds_offsets_t *offsets;    /* what each database has stored */
+    ds_offsets_t *offsets; /* what each database has stored */
     ds_consumer_t *consumer;
     ds_dlq_t *dlq;
     ds_batch_t *batch;
@@ -76,15 +76,15 @@ typedef struct apply {
 
     dlq_progress_t *progress; /* dlq retry: per dead-letter partition */
     int nprogress;
-    bool assigned;            /* dlq retry: the partitions were handed out */
+    bool assigned; /* dlq retry: the partitions were handed out */
 
-    bool failed;              /* a fatal error: stop, exit 1 */
+    bool failed; /* a fatal error: stop, exit 1 */
     char error[4096];
 
-    uint64_t messages;        /* totals, for the progress line */
+    uint64_t messages; /* totals, for the progress line */
     uint64_t batches;
-    uint64_t dead_letters;    /* published */
-    uint64_t skipped;         /* already in every database */
+    uint64_t dead_letters; /* published */
+    uint64_t skipped;      /* already in every database */
     ds_applier_stats_t stats;
     int64_t last_progress_us;
 } apply_t;
@@ -254,8 +254,8 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
 
 static ds_applier_status_t step_apply(apply_t *ap, int db, char *errstr, size_t errstr_size)
 {
-    return ds_applier_apply(ap->dbs[db], db, ap->batch, ap->offsets, &ap->hooks, &ap->stats,
-                            errstr, errstr_size);
+    return ds_applier_apply(ap->dbs[db], db, ap->batch, ap->offsets, &ap->hooks, &ap->stats, errstr,
+                            errstr_size);
 }
 
 static ds_applier_status_t step_pending(apply_t *ap, int db, char *errstr, size_t errstr_size)
@@ -340,8 +340,8 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
         snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
-    } else if (ds_mapping_eval(ap->set, m->topic, m->key ? m->key : "null",
-                               m->key ? m->key_len : 4, m->value, &writes, why, sizeof(why))) {
+    } else if (ds_mapping_eval(ap->set, m->topic, m->key ? m->key : "null", m->key ? m->key_len : 4,
+                               m->value, &writes, why, sizeof(why))) {
         if (!ds_batch_set_writes(m, &writes))
             fail(ap, "out of memory");
         return;
@@ -465,8 +465,8 @@ static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *
             if (parts[i].offset == DS_OFFSET_BEGINNING) {
                 int64_t low = 0, high = 0;
 
-                if (!ds_consumer_watermarks(ap->consumer, parts[i].topic, parts[i].partition,
-                                            10000, &low, &high, errstr, errstr_size))
+                if (!ds_consumer_watermarks(ap->consumer, parts[i].topic, parts[i].partition, 10000,
+                                            &low, &high, errstr, errstr_size))
                     return false;
                 ap->progress[k].position = low;
             } else {
@@ -579,8 +579,8 @@ static int setup(apply_t *ap)
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_FAILURE;
     }
-    ap->consumer = ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr,
-                                   sizeof(errstr));
+    ap->consumer =
+        ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr, sizeof(errstr));
     if (!ap->consumer) {
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
@@ -600,8 +600,8 @@ static bool subscribe(apply_t *ap)
         return false;
     }
     for (int i = 0; i < ntopics; i++) {
-        topics[i] = ap->mode == MODE_APPLY ? ds_mapping_set_topic(ap->set, i)
-                                           : ap->config->apply_dlq_topic;
+        topics[i] =
+            ap->mode == MODE_APPLY ? ds_mapping_set_topic(ap->set, i) : ap->config->apply_dlq_topic;
         ds_info("reading %s as consumer group \"%s\"", topics[i], ap->group_id);
     }
     ok = ds_consumer_subscribe(ap->consumer, topics, ntopics, errstr, sizeof(errstr));
@@ -654,16 +654,17 @@ static void run_loop(apply_t *ap)
             if (ds_batch_count(ap->batch) == 0 && dlq_retry_done(ap))
                 break;
             if (!ap->assigned && now - started > DLQ_RETRY_ASSIGN_TIMEOUT_US) {
-                fail(ap, "the group \"%s\" was not given the partitions of %s within %d s; is "
-                         "another dlq retry running?",
+                fail(ap,
+                     "the group \"%s\" was not given the partitions of %s within %d s; is "
+                     "another dlq retry running?",
                      ap->group_id, ap->config->apply_dlq_topic,
                      (int)(DLQ_RETRY_ASSIGN_TIMEOUT_US / 1000000));
                 break;
             }
         }
         if (batch_start) {
-            int64_t left_ms = (batch_start + (int64_t)ap->config->apply_batch_max_ms * 1000 -
-                               now) / 1000;
+            int64_t left_ms =
+                (batch_start + (int64_t)ap->config->apply_batch_max_ms * 1000 - now) / 1000;
 
             timeout = left_ms < 0 ? 0 : left_ms < POLL_MS ? (int)left_ms : POLL_MS;
         }
@@ -684,8 +685,7 @@ static void run_loop(apply_t *ap)
         now = monotonic_us();
         batch_start = ds_batch_started_us(ap->batch);
         if (ds_batch_count(ap->batch) >= ap->config->apply_batch_max_messages ||
-            (batch_start &&
-             now - batch_start >= (int64_t)ap->config->apply_batch_max_ms * 1000))
+            (batch_start && now - batch_start >= (int64_t)ap->config->apply_batch_max_ms * 1000))
             process_batch(ap);
         if (now - ap->last_progress_us >= PROGRESS_INTERVAL_US) {
             ap->last_progress_us = now;
@@ -740,8 +740,8 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
     log_progress(&ap);
     if (mode == MODE_DLQ_RETRY && out) {
         fprintf(out, "%" PRIu64 " dead letters applied, %" PRIu64 " failed again%s\n",
-                ap.messages > ap.dead_letters ? ap.messages - ap.dead_letters : 0,
-                ap.dead_letters, ap.dead_letters ? " (published again with attempts + 1)" : "");
+                ap.messages > ap.dead_letters ? ap.messages - ap.dead_letters : 0, ap.dead_letters,
+                ap.dead_letters ? " (published again with attempts + 1)" : "");
     }
     ds_info("stopped%s", stop_signals ? " on signal" : "");
     apply_free(&ap);

@@ -70,8 +70,7 @@ void ds_batch_free(ds_batch_t *batch)
     free(batch);
 }
 
-static bool note_partition(ds_batch_t *batch, const char *topic, int32_t partition,
-                           int64_t offset)
+static bool note_partition(ds_batch_t *batch, const char *topic, int32_t partition, int64_t offset)
 {
     ds_batch_partition_t *p;
 

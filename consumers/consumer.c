@@ -13,12 +13,12 @@
 #include "dualsync/log.h"
 
 struct ds_consumer {
-    rd_kafka_t *rk;                /* the client */
-    bool subscribed;               /* a group member (closing leaves the group) */
-    ds_consumer_assign_fn assign;  /* rebalance hooks, NULL for a reader */
+    rd_kafka_t *rk;               /* the client */
+    bool subscribed;              /* a group member (closing leaves the group) */
+    ds_consumer_assign_fn assign; /* rebalance hooks, NULL for a reader */
     ds_consumer_revoke_fn revoke;
     void *hook_ctx;
-    char failed[1024];             /* a fatal error seen in a callback; the next poll says it */
+    char failed[1024]; /* a fatal error seen in a callback; the next poll says it */
 };
 
 /* Consumer settings the exactly-once bookkeeping relies on; the file may not change them. */
@@ -373,8 +373,7 @@ done:
 }
 
 bool ds_consumer_assign_all(ds_consumer_t *consumer, const char *topic, int timeout_ms,
-                            ds_topic_partition_t **end, int *nend, char *errstr,
-                            size_t errstr_size)
+                            ds_topic_partition_t **end, int *nend, char *errstr, size_t errstr_size)
 {
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
@@ -411,8 +410,7 @@ bool ds_consumer_watermarks(ds_consumer_t *consumer, const char *topic, int32_t 
 }
 
 ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_ms,
-                                           ds_kafka_msg_t *msg, char *errstr,
-                                           size_t errstr_size)
+                                           ds_kafka_msg_t *msg, char *errstr, size_t errstr_size)
 {
     rd_kafka_message_t *m;
 
@@ -475,8 +473,7 @@ void ds_consumer_release(ds_kafka_msg_t *msg)
     }
 }
 
-void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets,
-                        int noffsets)
+void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets, int noffsets)
 {
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;

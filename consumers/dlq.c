@@ -93,7 +93,7 @@ bool ds_dlq_parse(const char *text, size_t len, ds_dlq_entry_t *entry, char *err
         field = json_object_get(entry->root, name);                                                \
         if (!field || !(test)) {                                                                   \
             ds_dlq_entry_clear(entry);                                                             \
-            return ds_fail(errstr, errstr_size, "not a dead letter: \"%s\" should be %s", name,   \
+            return ds_fail(errstr, errstr_size, "not a dead letter: \"%s\" should be %s", name,    \
                            what);                                                                  \
         }                                                                                          \
     } while (0)
@@ -253,8 +253,7 @@ static void print_entry(FILE *out, const ds_dlq_entry_t *e, const ds_kafka_msg_t
     }
 }
 
-long ds_dlq_list(const ds_config_t *config, bool json, FILE *out, char *errstr,
-                 size_t errstr_size)
+long ds_dlq_list(const ds_config_t *config, bool json, FILE *out, char *errstr, size_t errstr_size)
 {
     ds_consumer_t *consumer = ds_consumer_new(config, NULL, NULL, NULL, NULL, errstr, errstr_size);
     ds_topic_partition_t *end = NULL;
@@ -299,8 +298,8 @@ long ds_dlq_list(const ds_config_t *config, bool json, FILE *out, char *errstr,
                 ds_dlq_entry_clear(&entry);
                 count++;
             } else {
-                ds_warning("%s [%d] @%" PRId64 ": %s", config->apply_dlq_topic,
-                           (int)msg.partition, msg.offset, why);
+                ds_warning("%s [%d] @%" PRId64 ": %s", config->apply_dlq_topic, (int)msg.partition,
+                           msg.offset, why);
             }
         }
         /* EOF carries the next offset; a message its own. */

@@ -73,8 +73,8 @@ static row_t *find_or_add(ds_offsets_t *offsets, const char *topic, int32_t part
     row = &offsets->rows[offsets->nrows];
     row->partition = partition;
     row->topic = strdup(topic);
-    row->next = malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) *
-                       sizeof(*row->next));
+    row->next =
+        malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) * sizeof(*row->next));
     if (!row->topic || !row->next) {
         free(row->topic);
         free(row->next);

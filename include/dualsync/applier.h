@@ -33,19 +33,19 @@ typedef struct ds_applier ds_applier_t;
 
 typedef enum ds_applier_status {
     DS_APPLIER_OK,
-    DS_APPLIER_RETRY, /* the connection was lost, the origin is held by another session, or
-                       * a transient error (deadlock, serialization failure) rolled the batch
-                       * back: nothing is known to be committed past what the database's
-                       * offsets say; reconnect if ds_applier_connected() says so (then
-                       * re-read them), call again */
+    DS_APPLIER_RETRY,  /* the connection was lost, the origin is held by another session, or
+                        * a transient error (deadlock, serialization failure) rolled the batch
+                        * back: nothing is known to be committed past what the database's
+                        * offsets say; reconnect if ds_applier_connected() says so (then
+                        * re-read them), call again */
     DS_APPLIER_FAILED, /* fatal (errstr): a privilege, the catalog, on_error "stop" */
 } ds_applier_status_t;
 
 typedef struct ds_applier_options {
-    const char *name;     /* the config's "targets" key: what targets' connection says */
-    const char *conninfo; /* its libpq connection string (never logged) */
-    const char *origin;   /* apply.origin */
-    const char *group_id; /* the consumer group: the key of dualsync.offsets rows */
+    const char *name;      /* the config's "targets" key: what targets' connection says */
+    const char *conninfo;  /* its libpq connection string (never logged) */
+    const char *origin;    /* apply.origin */
+    const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
 } ds_applier_options_t;
 
@@ -63,12 +63,12 @@ typedef struct ds_applier_hooks {
 
 /* Counters, added to by each call. */
 typedef struct ds_applier_stats {
-    uint64_t writes;          /* statements executed that wrote */
-    uint64_t pending_added;   /* changes parked in dualsync.pending */
-    uint64_t pending_done;    /* pending changes applied later */
-    uint64_t dead_letters;    /* changes handed to dead_letter() */
-    uint64_t transactions;    /* committed */
-    uint64_t slow_paths;      /* batches redone message by message */
+    uint64_t writes;        /* statements executed that wrote */
+    uint64_t pending_added; /* changes parked in dualsync.pending */
+    uint64_t pending_done;  /* pending changes applied later */
+    uint64_t dead_letters;  /* changes handed to dead_letter() */
+    uint64_t transactions;  /* committed */
+    uint64_t slow_paths;    /* batches redone message by message */
 } ds_applier_stats_t;
 
 /** @brief Copies the options (strings included; the set is borrowed). NULL when out of memory. */
@@ -117,8 +117,7 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *applier, int db, ds_batch_t *
  *        current mappings and written in its own savepoint; done ones are deleted, ones still
  *        missing their parent stay, others become dead letters.
  */
-ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier,
-                                             const ds_applier_hooks_t *hooks,
+ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier, const ds_applier_hooks_t *hooks,
                                              ds_applier_stats_t *stats, char *errstr,
                                              size_t errstr_size);
 

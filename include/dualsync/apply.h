@@ -20,9 +20,10 @@
 
 /* Exit codes: the same as capture's (capture.h). */
 #define DS_APPLY_EXIT_OK 0
-#define DS_APPLY_EXIT_FAILURE 1 /* a runtime failure; a restart resumes from the databases'
-                                 * offsets */
-#define DS_APPLY_EXIT_USAGE 2   /* bad command line, configuration, mappings or catalog */
+#define DS_APPLY_EXIT_FAILURE                                                                      \
+    1                         /* a runtime failure; a restart resumes from the databases'          \
+                               * offsets */
+#define DS_APPLY_EXIT_USAGE 2 /* bad command line, configuration, mappings or catalog */
 
 /**
  * @brief `dualsync apply`: runs until SIGINT/SIGTERM (the current batch is committed, the

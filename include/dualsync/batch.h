@@ -33,16 +33,16 @@ typedef struct ds_batch_msg {
                            * letter the topic it was read from first */
     int32_t partition;    /* likewise, for dead letters and pending rows */
     int64_t offset;
-    const char *key;      /* the change's key (JSON text; the links' source key), or NULL */
+    const char *key; /* the change's key (JSON text; the links' source key), or NULL */
     size_t key_len;
     const char *value_text; /* the change's value text, NULL for a tombstone */
     size_t value_len;
-    json_t *value;          /* value_text parsed; NULL for a tombstone or when unparseable */
-    const char *only_target; /* a re-driven dead letter: the one target id to write, or NULL */
-    bool skip;               /* nothing to write (already in every database, or not a change
-                              * at all); only its offset counts */
-    int attempts;            /* a re-driven dead letter: failed attempts so far; else 0 */
-    char *error;             /* why the change cannot be mapped: a dead letter; owned */
+    json_t *value;            /* value_text parsed; NULL for a tombstone or when unparseable */
+    const char *only_target;  /* a re-driven dead letter: the one target id to write, or NULL */
+    bool skip;                /* nothing to write (already in every database, or not a change
+                               * at all); only its offset counts */
+    int attempts;             /* a re-driven dead letter: failed attempts so far; else 0 */
+    char *error;              /* why the change cannot be mapped: a dead letter; owned */
     ds_batch_write_t *writes; /* what it maps to, in target order; owned */
     int nwrites;
     char *storage; /* owned copies behind topic/key/value_text when they are not kafka's */
@@ -80,8 +80,8 @@ ds_batch_msg_t *ds_batch_add(ds_batch_t *batch, ds_kafka_msg_t *msg);
  *        when out of memory.
  */
 bool ds_batch_set_source(ds_batch_msg_t *m, const char *topic, int32_t partition, int64_t offset,
-                         const char *key, size_t key_len, const char *value_text,
-                         size_t value_len, const char *only_target) DS_MUST_CHECK;
+                         const char *key, size_t key_len, const char *value_text, size_t value_len,
+                         const char *only_target) DS_MUST_CHECK;
 
 /** @brief Copies @p writes into @p m (replacing any). false only when out of memory. */
 bool ds_batch_set_writes(ds_batch_msg_t *m, const ds_write_list_t *writes) DS_MUST_CHECK;

@@ -111,8 +111,7 @@ typedef enum ds_consumer_poll_result {
 
 /** @brief Waits up to @p timeout_ms for one message; serves rebalances and errors. */
 ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_ms,
-                                           ds_kafka_msg_t *msg, char *errstr,
-                                           size_t errstr_size);
+                                           ds_kafka_msg_t *msg, char *errstr, size_t errstr_size);
 
 /** @brief Frees what @p msg points to; accepts a message never filled (handle NULL). */
 void ds_consumer_release(ds_kafka_msg_t *msg);
@@ -121,7 +120,6 @@ void ds_consumer_release(ds_kafka_msg_t *msg);
  * @brief Commits @p offsets (the next offset to read, per partition) to Kafka, without
  *        waiting. Only for lag tools: where apply starts comes from the target databases.
  */
-void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets,
-                        int noffsets);
+void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets, int noffsets);
 
 #endif

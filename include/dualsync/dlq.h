@@ -47,8 +47,8 @@ char *ds_dlq_format(const ds_dead_letter_t *dl, size_t *len);
 
 /* A dead letter read back. Strings and JSON values are borrowed from root. */
 typedef struct ds_dlq_entry {
-    json_t *root;       /* the parsed value, owned */
-    const char *topic;  /* as written */
+    json_t *root;      /* the parsed value, owned */
+    const char *topic; /* as written */
     int32_t partition;
     int64_t offset;
     json_t *key;        /* the original key (JSON null when there was none) */
@@ -98,7 +98,6 @@ uint64_t ds_dlq_delivered(const ds_dlq_t *dlq);
  *        "dlq_partition" and "dlq_offset").
  * @return the number printed, or -1 on failure (errstr).
  */
-long ds_dlq_list(const ds_config_t *config, bool json, FILE *out, char *errstr,
-                 size_t errstr_size);
+long ds_dlq_list(const ds_config_t *config, bool json, FILE *out, char *errstr, size_t errstr_size);
 
 #endif

@@ -9,8 +9,8 @@
 #include "ds_test.h"
 
 /* A message as the consumer hands it out, without a librdkafka handle. */
-static ds_kafka_msg_t message(const char *topic, int32_t partition, int64_t offset,
-                              const char *key, const char *value)
+static ds_kafka_msg_t message(const char *topic, int32_t partition, int64_t offset, const char *key,
+                              const char *value)
 {
     ds_kafka_msg_t m;
 

@@ -14,9 +14,15 @@ static void test_strset_holds_bytes_not_c_strings(void)
 {
     ds_strset_t *set = ds_strset_new();
 
-    DS_CHECK(ds_strset_add(set, "a\x1f" "b", 3));
+    DS_CHECK(ds_strset_add(set,
+                           "a\x1f"
+                           "b",
+                           3));
     DS_CHECK(ds_strset_add(set, "a\0b", 3)); /* a NUL inside is part of the key */
-    DS_CHECK(ds_strset_contains(set, "a\x1f" "b", 3));
+    DS_CHECK(ds_strset_contains(set,
+                                "a\x1f"
+                                "b",
+                                3));
     DS_CHECK(ds_strset_contains(set, "a\0b", 3));
     DS_CHECK(!ds_strset_contains(set, "a", 1));
     DS_CHECK_INT(ds_strset_count(set), 2);
@@ -43,10 +49,16 @@ static void test_strset_grows_and_clears(void)
         snprintf(key, sizeof(key), "users/doctors\x1f%d", i);
         DS_CHECK(ds_strset_contains(set, key, strlen(key)));
     }
-    DS_CHECK(!ds_strset_contains(set, "users/doctors\x1f" "5000", 18));
+    DS_CHECK(!ds_strset_contains(set,
+                                 "users/doctors\x1f"
+                                 "5000",
+                                 18));
     ds_strset_clear(set);
     DS_CHECK_INT(ds_strset_count(set), 0);
-    DS_CHECK(!ds_strset_contains(set, "users/doctors\x1f" "1", 15));
+    DS_CHECK(!ds_strset_contains(set,
+                                 "users/doctors\x1f"
+                                 "1",
+                                 15));
     DS_CHECK(ds_strset_add(set, "x", 1));
     ds_strset_free(set);
 }
