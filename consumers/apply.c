@@ -320,6 +320,15 @@ static ds_dead_letter_t dead_letter_of(const ds_batch_msg_t *m)
     return dl;
 }
 
+static bool target_exists(const ds_mapping_set_t *set, const char *id)
+{
+    for (int i = 0; i < ds_mapping_set_ntargets(set); i++) {
+        if (strcmp(ds_mapping_set_target(set, i)->id, id) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Evaluates one message: its writes, or a dead letter. */
 static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
 {
@@ -340,6 +349,9 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
         snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
+    } else if (m->only_target && !target_exists(ap->set, m->only_target)) {
+        /* Writing nothing would drop the change without a word. */
+        snprintf(why, sizeof(why), "target %s is not in the mappings any more", m->only_target);
     } else if (ds_mapping_eval(ap->set, m->topic, m->key ? m->key : "null", m->key ? m->key_len : 4,
                                m->value, &writes, why, sizeof(why))) {
         if (!ds_batch_set_writes(m, &writes))
@@ -494,10 +506,10 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
 
 /* ---- setup and the loop ---- */
 
+/* Every dead-letter partition handled up to where it ended at the start (a topic that does
+ * not exist, or only empty partitions: nothing to wait for). */
 static bool dlq_retry_done(const apply_t *ap)
 {
-    if (!ap->assigned)
-        return false;
     for (int k = 0; k < ap->nprogress; k++) {
         if (ap->progress[k].position < ap->progress[k].end)
             return false;
@@ -632,7 +644,8 @@ static bool read_dlq_end(apply_t *ap)
     for (int i = 0; i < nend; i++) {
         ap->progress[i].partition = end[i].partition;
         ap->progress[i].end = end[i].offset;
-        ap->progress[i].position = -1;
+        /* Unknown until assigned, unless there is nothing in it at all. */
+        ap->progress[i].position = end[i].offset == 0 ? 0 : -1;
     }
     ap->nprogress = nend;
     free(end);
@@ -653,7 +666,8 @@ static void run_loop(apply_t *ap)
         if (ap->mode == MODE_DLQ_RETRY) {
             if (ds_batch_count(ap->batch) == 0 && dlq_retry_done(ap))
                 break;
-            if (!ap->assigned && now - started > DLQ_RETRY_ASSIGN_TIMEOUT_US) {
+            if (!ap->assigned && now - started > DLQ_RETRY_ASSIGN_TIMEOUT_US &&
+                !dlq_retry_done(ap)) {
                 fail(ap,
                      "the group \"%s\" was not given the partitions of %s within %d s; is "
                      "another dlq retry running?",

@@ -28,6 +28,10 @@ class ApplyDeadLetterTest(ApplyPeopleCase):
             {"newdb": self.newdb}, [mapping], self.capture_cfg.topic_prefix,
             apply={"batch_max_ms": 20},
         )
+        # No dead-letter topic yet: nothing to list or retry, and both say so at once.
+        self.assertEqual(self.dlq(cfg, "list"), "")
+        self.assertEqual(self.dlq(cfg, "retry").strip(), "0 dead letters applied, 0 failed again")
+
         apply = self.start_apply(cfg)
         self.psql(
             "INSERT INTO legacy_people VALUES (1, 'Ann', 'a@x', 'D', 1), (2, 'Bo', 'b@x', 'X', 2),"
