@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "A change the mappings reject, or whose write fails, goes to the dead-letter topic\n"
             "(apply.dlq_topic; see 'dualsync dlq'), or stops apply with apply.on_error \"stop\".\n"
             "A change whose parent row has not arrived yet waits in dualsync.pending and is\n"
-            "retried after later batches.\n"
+            "retried after later batches that write its database, and every 5 s.\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"

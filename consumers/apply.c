@@ -32,10 +32,11 @@
 #include "dualsync/mapping.h"
 #include "dualsync/offsets.h"
 
-#define POLL_MS                  200
-#define PROGRESS_INTERVAL_US     INT64_C(30000000)
-#define RECONNECT_BACKOFF_MIN_MS 200
-#define RECONNECT_BACKOFF_MAX_MS 30000
+#define POLL_MS                   200
+#define PROGRESS_INTERVAL_US      INT64_C(30000000)
+#define PENDING_RETRY_INTERVAL_US INT64_C(5000000)
+#define RECONNECT_BACKOFF_MIN_MS  200
+#define RECONNECT_BACKOFF_MAX_MS  30000
 /* dlq retry: how long to wait for the group to hand out the dead-letter partitions. */
 #define DLQ_RETRY_ASSIGN_TIMEOUT_US INT64_C(60000000)
 
@@ -87,6 +88,7 @@ typedef struct apply {
     uint64_t skipped;      /* already in every database */
     ds_applier_stats_t stats;
     int64_t last_progress_us;
+    int64_t *pending_retried_us; /* per database: when its pending rows were last retried */
 } apply_t;
 
 static void fail(apply_t *ap, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -398,6 +400,15 @@ static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int np
     }
 }
 
+/* Retries database @p db's dualsync.pending, when it has rows. */
+static void retry_pending(apply_t *ap, int db)
+{
+    if (ds_applier_pending(ap->dbs[db]) == 0)
+        return;
+    ap->pending_retried_us[db] = monotonic_us();
+    with_retries(ap, db, step_pending, NULL, 0);
+}
+
 static void process_batch(apply_t *ap)
 {
     ds_topic_partition_t *parts;
@@ -440,8 +451,8 @@ static void process_batch(apply_t *ap)
     ds_batch_clear(ap->batch);
     /* A parent written by this batch may be what a pending change waits for. */
     for (int db = 0; db < ap->ndbs && !ap->failed; db++) {
-        if (writes_before[db] > 0 && ds_applier_pending(ap->dbs[db]) > 0)
-            with_retries(ap, db, step_pending, parts, 0);
+        if (writes_before[db] > 0)
+            retry_pending(ap, db);
     }
     free(parts);
     free(writes_before);
@@ -529,6 +540,7 @@ static void apply_free(apply_t *ap)
     ds_offsets_free(ap->offsets);
     ds_mapping_set_free(ap->set);
     free(ap->progress);
+    free(ap->pending_retried_us);
     free(ap->group_id);
 }
 
@@ -553,7 +565,8 @@ static int setup(apply_t *ap)
     ap->dbs = calloc((size_t)ap->ndbs + 1, sizeof(*ap->dbs));
     ap->offsets = ds_offsets_new(ap->ndbs);
     ap->batch = ds_batch_new();
-    if (!ap->dbs || !ap->offsets || !ap->batch) {
+    ap->pending_retried_us = calloc((size_t)ap->ndbs + 1, sizeof(*ap->pending_retried_us));
+    if (!ap->dbs || !ap->offsets || !ap->batch || !ap->pending_retried_us) {
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
     }
@@ -704,6 +717,12 @@ static void run_loop(apply_t *ap)
         if (now - ap->last_progress_us >= PROGRESS_INTERVAL_US) {
             ap->last_progress_us = now;
             log_progress(ap);
+        }
+        /* A parent may also come from elsewhere than apply (a backfill, the application):
+         * waiting changes are retried every so often even when their database gets nothing. */
+        for (int db = 0; db < ap->ndbs && !ap->failed && ds_batch_count(ap->batch) == 0; db++) {
+            if (now - ap->pending_retried_us[db] >= PENDING_RETRY_INTERVAL_US)
+                retry_pending(ap, db);
         }
     }
     /* On a signal the batch read so far is still applied: it is the "current batch". */

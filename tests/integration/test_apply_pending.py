@@ -81,6 +81,21 @@ class ApplyPendingTest(dstest.ApplyTestCase):
         self.wait_rows(cards, "SELECT doctor_id, clinic_name FROM doctor_cards", [("1", "North")])
         for db in (newdb, cards):
             self.wait_rows(db, PENDING, [], what=f"dualsync.pending of {db} to empty")
+        # A parent written by someone else than apply (a backfill) is found too: waiting
+        # changes are retried every few seconds even when apply writes nothing there.
+        self.psql("INSERT INTO legacy_doctors VALUES (3, 30, 'Cy')")
+        for db in (newdb, cards):
+            self.wait_rows(db, "SELECT source_key FROM dualsync.pending", [('{"id":3}',)],
+                           what=f"doctor 3 to wait in {db}")
+        self.psql("INSERT INTO clinics VALUES (30, 'West')", db=newdb)
+        self.psql("INSERT INTO clinic_names VALUES (30, 'West')", db=cards)
+        self.wait_rows(newdb, "SELECT id, clinic_id, name FROM doctors ORDER BY id",
+                       [("1", "10", "Ann B"), ("3", "30", "Cy")], timeout=30)
+        self.wait_rows(cards, "SELECT doctor_id, clinic_name FROM doctor_cards ORDER BY 1",
+                       [("1", "North"), ("3", "West")], timeout=30)
+        for db in (newdb, cards):
+            self.wait_rows(db, PENDING, [], what=f"dualsync.pending of {db} to empty again")
+
         # Nothing went to the dead letters.
         self.assertEqual(
             dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=3000, check=False), []
