@@ -36,16 +36,26 @@ INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth",
     ('patient-19', 'clinic-seoul', 'Song Yu-na', '010-5555-1234', 'Yuna.Song@mail.example', '1988-04-12', 'F'),
     ('patient-20', 'clinic-busan', 'Song Yuna', '+82 10 5555 1234', 'yuna.song@mail.example ', '1988-04-12', 'F');
 
+-- An appointment is with a doctor of the clinic it takes place in (the patient's clinic): the
+-- doctors of that clinic take turns. A doctor of another clinic would have no clinic_doctors
+-- profile there for the appointment to point to.
 INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt", "status", "reason")
 SELECT 'appt-' || g,
        p."clinicId",
-       'doctor-' || (1 + g % 7),
+       d."id",
        p."id",
        TIMESTAMP '2025-01-06 09:00' + (g || ' hours')::interval * 5,
        (ARRAY['SCHEDULED', 'CONFIRMED', 'COMPLETED', 'CANCELLED'])[1 + g % 4]::"AppointmentStatus",
        'visit ' || g
   FROM generate_series(1, 43) g
-  JOIN patients p ON p."id" = 'patient-' || (1 + g % 20);
+  JOIN patients p ON p."id" = 'patient-' || (1 + g % 20)
+  CROSS JOIN LATERAL (
+      SELECT u."id"
+        FROM users u
+       WHERE u."role" = 'DOCTOR' AND u."clinicId" = p."clinicId"
+       ORDER BY u."id"
+      OFFSET g % (SELECT count(*) FROM users c WHERE c."role" = 'DOCTOR' AND c."clinicId" = p."clinicId")
+       LIMIT 1) d;
 
 INSERT INTO reservations ("id", "clinicId", "patientName", "phone", "serviceType", "preferredDate", "preferredTime")
 SELECT 'resv-' || g,
