@@ -40,7 +40,11 @@ CREATE TABLE global_patients (
 
 CREATE TABLE clinic_patients (
     "id"              UUID PRIMARY KEY,
-    "globalPatientId" UUID NOT NULL REFERENCES global_patients ("id"),
+    -- Deferred: the patients mapping writes global_patients before clinic_patients, so when
+    -- a patient's identity changes (a new phone number) or its last clinic profile goes, the
+    -- old global row is removed a statement before the profile stops pointing to it. The
+    -- reference is checked when the transaction commits, as it must hold then.
+    "globalPatientId" UUID NOT NULL REFERENCES global_patients ("id") DEFERRABLE INITIALLY DEFERRED,
     "clinicId"        TEXT NOT NULL REFERENCES clinics ("id"),
     "legacyPatientId" TEXT NOT NULL UNIQUE,
     "name"            TEXT NOT NULL,
