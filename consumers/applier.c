@@ -131,6 +131,7 @@ struct ds_applier {
     ds_mapping_set_t *set;   /* borrowed */
     PGconn *conn;            /* NULL while disconnected */
     bool origin_held;        /* this session has the origin set up */
+    bool catalog_checked;    /* the mappings were checked against this database's catalog */
     local_target_t *targets; /* the set's targets whose connection is this database */
     int ntargets;
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
@@ -597,6 +598,14 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
         st = run_or_fail(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL,
                          "creating the dualsync schema (links, offsets, pending)", errstr,
                          errstr_size);
+    /* The catalog first: a missing table must be reported as a mapping problem (with every
+     * other one), not as a statement that cannot be prepared. Checked on the first
+     * connection; the compiled statements do not change afterwards. */
+    if (st == DS_APPLIER_OK && !a->catalog_checked) {
+        if (!ds_mapping_set_check_catalog(a->set, a->name, a->conn, errstr, errstr_size))
+            return lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_INVALID;
+        a->catalog_checked = true;
+    }
     if (st == DS_APPLIER_OK)
         st = prepare_all(a, errstr, errstr_size);
     if (st == DS_APPLIER_OK)
@@ -604,11 +613,6 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
     if (st == DS_APPLIER_OK)
         st = load_pending_keys(a, errstr, errstr_size);
     return st;
-}
-
-bool ds_applier_check_catalog(ds_applier_t *a, char *errstr, size_t errstr_size)
-{
-    return ds_mapping_set_check_catalog(a->set, a->name, a->conn, errstr, errstr_size);
 }
 
 ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offsets, int db,

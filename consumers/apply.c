@@ -182,7 +182,7 @@ static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, in
             ds_info("target \"%s\": connected again", ds_applier_name(ap->dbs[db]));
             return true;
         }
-        if (st == DS_APPLIER_FAILED) {
+        if (st != DS_APPLIER_RETRY) {
             fail(ap, "%s", errstr);
             return false;
         }
@@ -229,7 +229,7 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
 
         if (st == DS_APPLIER_OK)
             return true;
-        if (st == DS_APPLIER_FAILED) {
+        if (st != DS_APPLIER_RETRY) {
             fail(ap, "%s", errstr);
             return false;
         }
@@ -477,7 +477,7 @@ static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *
             if (!reconnect(ap, db, parts, nparts))
                 return ds_fail(errstr, errstr_size, "%s", ap->error);
         }
-        if (st == DS_APPLIER_FAILED)
+        if (st != DS_APPLIER_OK)
             return false;
     }
     for (int i = 0; i < nparts; i++) {
@@ -585,14 +585,18 @@ static int setup(apply_t *ap)
         }
         /* The first connection must work: a wrong host or a missing privilege is a setup
          * error to report now, not to retry for ever. Later losses are retried. */
-        if (ds_applier_connect(ap->dbs[db], errstr, sizeof(errstr)) != DS_APPLIER_OK) {
-            ds_error("%s", errstr);
-            return DS_APPLY_EXIT_FAILURE;
-        }
-        if (!ds_applier_check_catalog(ap->dbs[db], errstr, sizeof(errstr))) {
+        switch (ds_applier_connect(ap->dbs[db], errstr, sizeof(errstr))) {
+        case DS_APPLIER_OK:
+            break;
+        case DS_APPLIER_INVALID:
+            /* Go on to the other databases: every problem is reported at once. */
             ds_error("the mappings do not fit the tables of target \"%s\":\n%s",
                      config->target_names[db], errstr);
             catalog_ok = false;
+            break;
+        default:
+            ds_error("%s", errstr);
+            return DS_APPLY_EXIT_FAILURE;
         }
     }
     if (!catalog_ok)

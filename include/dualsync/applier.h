@@ -33,12 +33,14 @@ typedef struct ds_applier ds_applier_t;
 
 typedef enum ds_applier_status {
     DS_APPLIER_OK,
-    DS_APPLIER_RETRY,  /* the connection was lost, the origin is held by another session, or
-                        * a transient error (deadlock, serialization failure) rolled the batch
-                        * back: nothing is known to be committed past what the database's
-                        * offsets say; reconnect if ds_applier_connected() says so (then
-                        * re-read them), call again */
-    DS_APPLIER_FAILED, /* fatal (errstr): a privilege, the catalog, on_error "stop" */
+    DS_APPLIER_RETRY,   /* the connection was lost, the origin is held by another session, or
+                         * a transient error (deadlock, serialization failure) rolled the batch
+                         * back: nothing is known to be committed past what the database's
+                         * offsets say; reconnect if ds_applier_connected() says so (then
+                         * re-read them), call again */
+    DS_APPLIER_FAILED,  /* fatal (errstr): a privilege, an unexpected error, on_error "stop" */
+    DS_APPLIER_INVALID, /* ds_applier_connect: the mappings do not fit this database's
+                         * catalog (errstr: every problem, one per line) */
 } ds_applier_status_t;
 
 typedef struct ds_applier_options {
@@ -81,17 +83,15 @@ void ds_applier_free(ds_applier_t *applier);
 const char *ds_applier_name(const ds_applier_t *applier);
 
 /**
- * @brief Connects (again): creates the dualsync schema, creates the replication origin when
- *        missing and checks the privileges on it, prepares every statement of the targets of
- *        this database, loads the keys waiting in dualsync.pending.
- * @return DS_APPLIER_RETRY when the server cannot be reached; DS_APPLIER_FAILED on a missing
- *         privilege or another error a retry would not fix.
+ * @brief Connects (again): creates the dualsync schema, checks the mappings' targets against
+ *        the catalog (first connection only), prepares every statement of the targets of this
+ *        database, creates the replication origin when missing and checks the privileges on
+ *        it, loads the keys waiting in dualsync.pending.
+ * @return DS_APPLIER_RETRY when the server cannot be reached; DS_APPLIER_INVALID when the
+ *         catalog does not fit the mappings; DS_APPLIER_FAILED on a missing privilege or
+ *         another error a retry would not fix.
  */
 ds_applier_status_t ds_applier_connect(ds_applier_t *applier, char *errstr, size_t errstr_size);
-
-/** @brief Checks the mappings' targets in this database against its catalog (every problem). */
-bool ds_applier_check_catalog(ds_applier_t *applier, char *errstr,
-                              size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief Reads this database's stored next offsets for @p parts into @p offsets as database

@@ -253,3 +253,38 @@ class ApplyPrivilegesTest(dstest.ApplyTestCase):
         self.psql("INSERT INTO legacy_people VALUES (1, ' Ann ', 'A@X', 'N', 7)")
         self.wait_rows(newdb, PEOPLE_QUERY, [("1", "Ann", "a@x", "NURSE", "7")])
         apply.stop(expect_exit=0)
+
+
+class ApplySetupErrorsTest(dstest.ApplyTestCase):
+    """Mistakes found before apply reads anything: exit 2 and a message naming the place."""
+
+    def run_apply(self, cfg):
+        proc = dstest.run_dualsync(["apply", "--config", cfg.path], timeout=60)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        return proc.stderr
+
+    def test_capture_only_file_lacks_targets(self):
+        cfg = self.capture_config(["public.whatever"])
+        proc = dstest.run_dualsync(["apply", "--config", cfg.path], timeout=60)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertEqual(
+            proc.stderr.strip(),
+            f"dualsync apply: {cfg.path}:1:1: $.targets: required setting is missing",
+        )
+
+    def test_mapping_table_missing_in_the_target_is_reported_before_reading(self):
+        newdb = self.target_database("setup_errors")
+        cfg = self.apply_config({"newdb": newdb}, [PEOPLE_MAPPING], "ds.setup")
+        stderr = self.run_apply(cfg)
+        self.assertIn('the mappings do not fit the tables of target "newdb"', stderr)
+        self.assertIn("apply_people.json", stderr)
+        self.assertIn("public.people", stderr)
+
+    def test_consumer_setting_apply_owns_is_refused(self):
+        newdb = self.target_database("setup_errors")
+        self.psql(NEW_DDL, db=newdb)
+        cfg = self.apply_config(
+            {"newdb": newdb}, [PEOPLE_MAPPING], "ds.setup", kafka={"enable.auto.commit": True}
+        )
+        stderr = self.run_apply(cfg)
+        self.assertIn(f'{cfg.path}: $.kafka["enable.auto.commit"]: apply sets this itself', stderr)
