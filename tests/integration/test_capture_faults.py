@@ -251,6 +251,23 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         dstest.wait_for(caught_up, timeout, f"slot {cfg.slot} to confirm {lsn_text(target)}")
         return target
 
+    def commit_records(self, since):
+        """{xid: (start, end)} of every COMMIT record from LSN @since to the flushed end of
+        the WAL (pg_walinspect). A slot at X sends again, after a restart, exactly the
+        transactions whose COMMIT record starts at or after X."""
+        self.psql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        rows = self.psql(
+            "SELECT xid, start_lsn, end_lsn FROM pg_get_wal_records_info("
+            f"'{lsn_text(since)}', pg_current_wal_flush_lsn()) "
+            "WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT'"
+        )
+        return {int(x): (dstest.lsn_to_int(a), dstest.lsn_to_int(b)) for x, a, b in rows}
+
+    def commit_start(self, writer, i, since):
+        """Where the COMMIT record of the writer's iteration @i starts."""
+        xid = int(self.psql_value(f"SELECT xid FROM {writer.audit} WHERE i = {i}"))
+        return self.commit_records(since)[xid & 0xFFFFFFFF][0]
+
     def data_messages(self, cfg, writer, count=None):
         msgs = self.consume([cfg.topic(writer.qualified)], count=count, idle_ms=1500,
                             timeout_ms=90000)
@@ -268,7 +285,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
             what the key already had (a replay must continue in order until it catches up
             or is itself cut short by the next restart);
         Returns {"messages": data messages read, "distinct": distinct changes, "resent":
-        messages that repeat an earlier one, "lsn": {txId: source.lsn of its change}}."""
+        messages that repeat an earlier one}."""
         audit = writer.audit_rows()
         expected = {}  # key -> [change] in commit order
         for i, xid, k, v, op in audit:
@@ -280,7 +297,6 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         position = {}  # key -> {change: index in accepted}
         replay = {}  # key -> index in accepted the next resent message must match
         resent = 0
-        lsn_of_tx = {}
         for m in msgs:
             change = change_of_message(m)
             k = change[1]
@@ -306,7 +322,6 @@ class CaptureFaultTest(dstest.ServicesTestCase):
                           f"{acc[-1]} at lsn {lsns[k][-1]}")
             index[change] = len(acc)
             acc.append(change)
-            lsn_of_tx[change[0]] = lsn
             lsns.setdefault(k, []).append(lsn)
 
         missing = [(k, c) for k, changes in expected.items() for c in changes
@@ -323,7 +338,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         distinct = sum(len(c) for c in accepted.values())
         self.assertEqual(distinct, len(audit))
         self.log(f"{len(msgs)} data messages, {distinct} distinct changes, {resent} resent")
-        return {"messages": len(msgs), "distinct": distinct, "resent": resent, "lsn": lsn_of_tx}
+        return {"messages": len(msgs), "distinct": distinct, "resent": resent}
 
     def log(self, text):
         print(f"  [{self._testMethodName}] {text}", flush=True)
@@ -332,30 +347,34 @@ class CaptureFaultTest(dstest.ServicesTestCase):
 
     def test_kill_9_under_load_loses_nothing_and_keeps_per_key_order(self):
         writer = LoadWriter(self, "kill", nkeys=3000)
-        # Messages wait up to a second in librdkafka before they are sent (as with a slow
-        # broker), and the slot's position is reported every 100 ms: at any moment the last
-        # second of received commits is unacknowledged, so a kill would lose changes if
-        # capture confirmed a commit before Kafka acknowledged its messages. (With the
-        # default 5 ms linger that window is too short for a kill to hit.)
-        cfg, cap = self.start_load_capture(writer, kafka={"linger.ms": "1000"},
-                                           status_interval_ms=100)
+        cfg, cap = self.start_load_capture(writer)
         writer.start(1, 20000, limit=8000)
 
-        # Kill 1: Kafka already holds (so capture had acknowledged) some of the load.
+        # Kill 1, with librdkafka's default 5 ms linger: Kafka acknowledges within
+        # milliseconds, so what it holds usually runs ahead of the slot (confirmed at most
+        # every 100 ms) and the restart resends that tail.
         self.wait_messages(cfg, writer, 1500)
-        behind = dstest.lsn_to_int(dstest.current_wal_lsn()) - self.confirmed(cfg)
         at_kill = writer.committed()
         cap.kill()
-        self.log(f"kill 1 at {at_kill} committed, slot {behind} bytes behind")
+        self.log(f"kill 1 at {at_kill} committed")
         self.assertLess(at_kill, 8000, "the writer is at its gate: the kill is not under load")
         # Changes keep coming while capture is down.
         writer.set_limit(16000)
         writer.wait_committed(at_kill + 1000)
+
+        # Kill 2, with messages waiting up to a second in librdkafka before they are sent
+        # (as with a slow broker): at any moment about a second of received commits is
+        # unacknowledged, so the kill would lose changes if capture confirmed a commit
+        # before Kafka acknowledged its messages. It comes once the restarted capture has
+        # confirmed everything written before it started (the replay is over), while the
+        # writer still runs.
+        cfg.data["kafka"]["linger.ms"] = "1000"
+        with open(cfg.path, "w", encoding="utf-8") as f:
+            json.dump(cfg.data, f, indent=2)
         cap.start()
         self.wait_streaming(cfg, cap)
-        # Kill 2: once the restarted capture confirmed everything written before it started
-        # (so the replay is over) and while the writer still runs.
         self.wait_caught_up(cfg, cap)
+        self.wait_messages(cfg, writer, at_kill + 1500)
         at_kill = writer.committed()
         cap.kill()
         self.log(f"kill 2 at {at_kill} committed")
@@ -384,6 +403,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         cap = self.start_capture(cfg)
         self.wait_streaming(cfg, cap)
         topic = cfg.topic("public.big_tx")
+        start_lsn = dstest.lsn_to_int(dstest.current_wal_lsn())
         self.psql("INSERT INTO big_tx SELECT g, repeat(md5(g::text), 4) "
                   f"FROM generate_series(1, {rows}) g")
         self.consume([topic], count=5000, timeout_ms=90000)
@@ -391,9 +411,13 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         confirmed = self.confirmed(cfg)
         first = self.consume([topic], idle_ms=1000, timeout_ms=90000)
         self.assertLess(len(first), rows, "the whole transaction was delivered before the kill")
-        # What Kafka got is the start of the transaction, in order, and the slot is before it.
+        # What Kafka got is the start of the transaction, in order, and the slot is at or
+        # before its commit. (It may be past its first changes: while the INSERT ran, the
+        # walsender, with nothing to send until the commit, reported its position in
+        # keepalives, and capture, with nothing in flight, confirmed it.)
         self.assertEqual([m["key"]["id"] for m in first], list(range(1, len(first) + 1)))
-        self.assertLessEqual(confirmed, min(m["value"]["source"]["lsn"] for m in first))
+        xid = first[0]["value"]["source"]["txId"]
+        self.assertLessEqual(confirmed, self.commit_records(start_lsn)[xid][0])
 
         cap.start()
         self.wait_streaming(cfg, cap)
@@ -425,6 +449,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         self.wait_caught_up(cfg, cap)
         rss_before = rss_bytes(cap.pid)
         walsender = dstest.slot_info(cfg.slot)["active_pid"]
+        outage_lsn = dstest.lsn_to_int(dstest.current_wal_lsn())
 
         dstest.kafka_stop()
         outage_start = time.monotonic()
@@ -462,11 +487,9 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         result = self.check_topic(cfg, writer)
         self.assertEqual(result["distinct"], before + during + after)
         # Nothing written during the outage was ever confirmed during it: every position the
-        # slot had is before the first change made while Kafka was down.
-        first_xid = int(self.psql_value(f"SELECT xid FROM {writer.audit} WHERE i = {before + 1}"))
-        first_lsn = result["lsn"][first_xid & 0xFFFFFFFF]
-        # (A slot at X means "transactions committing after X are still to be sent".)
-        self.assertLessEqual(max(lsn for _, lsn in confirmed), first_lsn)
+        # slot had is at or before the commit of the first change made while Kafka was down.
+        self.assertLessEqual(max(lsn for _, lsn in confirmed),
+                             self.commit_start(writer, before + 1, outage_lsn))
         cap.stop()
 
     # ---- 3. idle slot ---------------------------------------------------------------------
@@ -523,11 +546,10 @@ class CaptureFaultTest(dstest.ServicesTestCase):
     # ---- 4. SIGTERM -----------------------------------------------------------------------
 
     def test_sigterm_under_load_exits_0_and_confirms_exactly_what_kafka_holds(self):
-        self.psql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         writer = LoadWriter(self, "term", nkeys=2000)
         shutdown_ms = 10000
         cfg, cap = self.start_load_capture(writer, shutdown_timeout_ms=shutdown_ms)
-        start_lsn = dstest.current_wal_lsn()
+        start_lsn = dstest.lsn_to_int(dstest.current_wal_lsn())
         writer.start(1, 12000, limit=9000)
         self.wait_messages(cfg, writer, 1500)
 
@@ -542,38 +564,29 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         self.log(f"SIGTERM at {before_stop} committed; exited 0 after {elapsed:.2f}s")
 
         # What Kafka holds now is all capture ever sent; the slot must be exactly as far as
-        # that allows. Each load transaction's commit end LSN (what the slot's position is
-        # made of) comes from its COMMIT record in the WAL.
+        # that allows. The slot's position is made of commit end LSNs; each load
+        # transaction's COMMIT record comes from the WAL.
         confirmed = self.confirmed(cfg)
         in_kafka = {m["value"]["source"]["txId"] for m in self.data_messages(cfg, writer)}
-        # (The writer goes on meanwhile; every row this query sees committed before it read
-        # the flush position, so every one has its COMMIT record in the range.)
-        commits = [
-            (int(i), int(xid) & 0xFFFFFFFF, dstest.lsn_to_int(end))
-            for i, xid, end in self.psql(
-                f"SELECT a.i, a.xid, w.end_lsn FROM {writer.audit} a LEFT JOIN ("
-                f"  SELECT xid, end_lsn FROM pg_get_wal_records_info('{start_lsn}', "
-                "     pg_current_wal_flush_lsn()) "
-                "  WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT') w "
-                "ON w.xid::text::bigint = a.xid ORDER BY a.i"
-            )
-        ]
-        self.assertEqual([c for c in commits if c[2] is None], [])
+        audit = writer.audit_rows()
+        # (Read after the audit rows: each of those has its COMMIT record flushed by now.)
+        records = self.commit_records(start_lsn)
+        commits = [(i, xid & 0xFFFFFFFF) + records[xid & 0xFFFFFFFF] for i, xid, _, _, _ in audit]
         delivered = [c for c in commits if c[1] in in_kafka]
         self.assertEqual(len(delivered), len(in_kafka))
         # Kafka holds the first n load transactions, no gap.
         self.assertEqual(delivered, commits[: len(delivered)])
-        # Nothing past the slot is missing from Kafka ...
-        self.assertEqual([c for c in commits if c[2] <= confirmed and c[1] not in in_kafka], [])
+        # Nothing the slot will not send again is missing from Kafka ...
+        self.assertEqual([c for c in commits if c[2] < confirmed and c[1] not in in_kafka], [])
         # ... and the slot is at (or past) the end of every delivered transaction but the last:
         # capture stops reading at once, so it may have the last one's changes but not yet
         # its Commit message; that one is then sent again after the restart. The slot may be
         # further than the last delivered commit when nothing published followed it (a
         # keepalive told capture the server's position).
-        self.assertGreaterEqual(confirmed, delivered[-2][2])
+        self.assertGreaterEqual(confirmed, delivered[-2][3])
         last = delivered[-1]
         self.log(f"slot at {lsn_text(confirmed)}; {len(delivered)} transactions in Kafka, the "
-                 f"last ends at {lsn_text(last[2])} ({'' if confirmed >= last[2] else 'not '}"
+                 f"last ends at {lsn_text(last[3])} ({'' if confirmed >= last[3] else 'not '}"
                  "confirmed)")
 
         # A restart delivers the rest: nothing missing.
@@ -594,6 +607,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         writer.start(1, 4000, limit=2000)
         writer.wait_committed(2000)
         self.wait_caught_up(cfg, cap)
+        outage_lsn = dstest.lsn_to_int(dstest.current_wal_lsn())
 
         dstest.kafka_stop()
         try:
@@ -628,8 +642,7 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         self.wait_caught_up(cfg, cap)
         result = self.check_topic(cfg, writer)
         self.assertEqual(result["distinct"], 4000)
-        first_xid = int(self.psql_value(f"SELECT xid FROM {writer.audit} WHERE i = 2001"))
-        self.assertLessEqual(held, result["lsn"][first_xid & 0xFFFFFFFF],
+        self.assertLessEqual(held, self.commit_start(writer, 2001, outage_lsn),
                              "the slot passed changes Kafka never acknowledged")
         cap.stop()
 
