@@ -226,6 +226,37 @@ bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, 
  * Compiling expressions
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Which names the statements use for tables. NULL (the apply runtime's statements) means the
+ * names the mapping gives; ds_mapping_set_rename_tables() asks a hook instead, so a tool can
+ * run the very same statements against other tables (dualsync verify's shadow copies).
+ */
+typedef struct sql_names {
+    ds_mapping_table_name_fn fn; /* the hook: a quoted SQL name, or NULL to keep the mapping's */
+    void *arg;                   /* passed to fn */
+    const char *links;           /* the links table to use instead, or NULL */
+    const ds_target_t *target;   /* the target being compiled, passed to fn */
+} sql_names_t;
+
+/* Appends the name a statement uses for table schema.table. */
+static void append_table(ds_buf_t *buf, const sql_names_t *names, const char *schema,
+                         const char *table)
+{
+    const char *to =
+        names && names->fn ? names->fn(names->arg, names->target, schema, table) : NULL;
+
+    if (to)
+        ds_buf_append_str(buf, to);
+    else
+        ds_mapping_quote_qualified(buf, schema, table);
+}
+
+/* The links table the statements read and write. */
+static const char *links_table(const sql_names_t *names)
+{
+    return names && names->links ? names->links : "dualsync.links";
+}
+
 typedef struct compiler {
     ds_mapping_target_t *target; /* being compiled */
     int column;                  /* the column whose expression is compiled */
@@ -233,6 +264,7 @@ typedef struct compiler {
     int cap;                     /* allocated in target->params */
     int nlookups;                /* lookup aliases handed out: lk1, lk2, ... */
     ds_buf_t required;           /* conditions of required lookups, joined by AND */
+    const sql_names_t *names;    /* table names to write instead of the mapping's, or NULL */
 } compiler_t;
 
 static int add_param(compiler_t *c, ds_mapping_param_kind_t kind, const ds_mapping_expr_t *e,
@@ -272,7 +304,7 @@ static void compile_expr(compiler_t *c, ds_mapping_expr_t *e)
         ds_buf_t from = DS_BUF_INIT;
 
         /* Qualified by an alias: an unqualified name could resolve to the outer table. */
-        ds_mapping_quote_qualified(&from, e->lookup_schema, e->lookup_table);
+        append_table(&from, c->names, e->lookup_schema, e->lookup_table);
         ds_buf_appendf(&from, " AS lk%d WHERE ", alias);
         for (int i = 0; i < e->nargs; i++) {
             ds_buf_appendf(&from, "%slk%d.", i ? " AND " : "", alias);
@@ -358,7 +390,8 @@ static void append_key_join(ds_buf_t *buf, const ds_mapping_target_t *t)
  * on_delete to them. truncate: every source row of the topic goes, so only links from other
  * topics keep a row.
  */
-static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool truncate)
+static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool truncate,
+                              const sql_names_t *names)
 {
     ds_buf_append_str(buf, "orphan AS (\n    SELECT ");
     for (int i = 0; i < t->nkey; i++) {
@@ -367,7 +400,7 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
         append_column(buf, "r", t->columns[t->key[i]].name);
     }
     ds_buf_append_str(buf, "\n    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::");
-    ds_mapping_quote_qualified(buf, t->schema, t->table);
+    append_table(buf, names, t->schema, t->table);
     ds_buf_append_str(buf, ",\n        json_build_object(");
     for (int i = 0; i < t->nkey; i++) {
         if (i)
@@ -375,9 +408,11 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
         ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
         ds_buf_appendf(buf, ", o.target_key::json->>%d", i);
     }
-    ds_buf_append_str(buf, ")) AS r\n"
-                           "    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x\n"
-                           "        WHERE x.target = $1::text AND x.target_key = o.target_key\n");
+    ds_buf_appendf(buf,
+                   ")) AS r\n"
+                   "    WHERE NOT EXISTS (SELECT 1 FROM %s AS x\n"
+                   "        WHERE x.target = $1::text AND x.target_key = o.target_key\n",
+                   links_table(names));
     if (truncate)
         ds_buf_append_str(buf, "          AND x.source_topic <> $2::text)\n)");
     else
@@ -385,17 +420,18 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
                                "$3::text))\n)");
 }
 
-static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char *indent)
+static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char *indent,
+                        const sql_names_t *names)
 {
     if (t->on_delete == ON_DELETE_SOFT) {
         ds_buf_append_str(buf, "UPDATE ");
-        ds_mapping_quote_qualified(buf, t->schema, t->table);
+        append_table(buf, names, t->schema, t->table);
         ds_buf_append_str(buf, " AS t SET ");
         ds_mapping_quote_ident(buf, t->soft_column);
         ds_buf_appendf(buf, " = now()\n%sFROM orphan AS o WHERE ", indent);
     } else {
         ds_buf_append_str(buf, "DELETE FROM ");
-        ds_mapping_quote_qualified(buf, t->schema, t->table);
+        append_table(buf, names, t->schema, t->table);
         ds_buf_appendf(buf, " AS t\n%sUSING orphan AS o WHERE ", indent);
     }
     append_key_join(buf, t);
@@ -410,21 +446,23 @@ static void append_links_where(ds_buf_t *buf, bool truncate)
 }
 
 /* unlink_sql and truncate_sql. */
-static char *unlink_statement(const ds_mapping_target_t *t, bool truncate)
+static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
+                              const sql_names_t *names)
 {
     ds_buf_t buf = DS_BUF_INIT;
 
     if (t->on_delete == ON_DELETE_IGNORE) {
-        ds_buf_append_str(&buf, "DELETE FROM dualsync.links AS l\nWHERE ");
+        ds_buf_appendf(&buf, "DELETE FROM %s AS l\nWHERE ", links_table(names));
         append_links_where(&buf, truncate);
         return buf.data;
     }
-    ds_buf_append_str(&buf, "WITH old AS (\n    DELETE FROM dualsync.links AS l\n    WHERE ");
+    ds_buf_appendf(&buf, "WITH old AS (\n    DELETE FROM %s AS l\n    WHERE ",
+                   links_table(names));
     append_links_where(&buf, truncate);
     ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n), ");
-    append_orphan_cte(&buf, t, truncate);
+    append_orphan_cte(&buf, t, truncate, names);
     ds_buf_append_str(&buf, "\n");
-    append_gone(&buf, t, "");
+    append_gone(&buf, t, "", names);
     return buf.data;
 }
 
@@ -447,7 +485,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     }
 
     ds_buf_append_str(&buf, "WITH up AS (\n    INSERT INTO ");
-    ds_mapping_quote_qualified(&buf, t->schema, t->table);
+    append_table(&buf, c->names, t->schema, t->table);
     ds_buf_append_str(&buf, " AS t (");
     for (int i = 0; i < t->ncolumns; i++) {
         if (i)
@@ -501,31 +539,35 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
         append_column(&buf, "t", t->columns[t->key[i]].name);
         ds_buf_append_str(&buf, "::text");
     }
-    ds_buf_append_str(&buf, ")::text AS target_key\n"
-                            "), old AS (\n"
-                            "    DELETE FROM dualsync.links AS l USING up\n"
-                            "    WHERE ");
+    ds_buf_appendf(&buf,
+                   ")::text AS target_key\n"
+                   "), old AS (\n"
+                   "    DELETE FROM %s AS l USING up\n"
+                   "    WHERE ",
+                   links_table(c->names));
     append_links_where(&buf, false);
-    ds_buf_append_str(&buf, "\n      AND l.target_key <> up.target_key\n"
-                            "    RETURNING l.target_key\n"
-                            "), link AS (\n"
-                            "    INSERT INTO dualsync.links (target, source_topic, source_key, "
-                            "target_key)\n"
-                            "    SELECT $1::text, $2::text, $3::text, up.target_key FROM up\n"
-                            "    ON CONFLICT DO NOTHING\n"
-                            ")");
+    ds_buf_appendf(&buf,
+                   "\n      AND l.target_key <> up.target_key\n"
+                   "    RETURNING l.target_key\n"
+                   "), link AS (\n"
+                   "    INSERT INTO %s (target, source_topic, source_key, "
+                   "target_key)\n"
+                   "    SELECT $1::text, $2::text, $3::text, up.target_key FROM up\n"
+                   "    ON CONFLICT DO NOTHING\n"
+                   ")",
+                   links_table(c->names));
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
-        append_orphan_cte(&buf, t, false);
+        append_orphan_cte(&buf, t, false, c->names);
         ds_buf_append_str(&buf, ", gone AS (\n    ");
-        append_gone(&buf, t, "    ");
+        append_gone(&buf, t, "    ", c->names);
         ds_buf_append_str(&buf, "\n)");
     }
     ds_buf_appendf(&buf, "\nSELECT %s AS applied", c->required.len ? c->required.data : "true");
     t->pub.write_sql = buf.data;
-    t->pub.unlink_sql = unlink_statement(t, false);
+    t->pub.unlink_sql = unlink_statement(t, false, c->names);
     t->pub.unlink_nparams = 3;
-    t->pub.truncate_sql = unlink_statement(t, true);
+    t->pub.truncate_sql = unlink_statement(t, true, c->names);
     t->pub.truncate_nparams = 2;
 }
 
@@ -535,7 +577,7 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
     bool first = true;
 
     ds_buf_append_str(&buf, "WITH up AS (\n    UPDATE ");
-    ds_mapping_quote_qualified(&buf, t->schema, t->table);
+    append_table(&buf, c->names, t->schema, t->table);
     ds_buf_append_str(&buf, " AS t SET");
     /* Parameters in text order: each column's keep flag, then its value. */
     for (int i = 0; i < t->ncolumns; i++) {
@@ -575,9 +617,9 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
     t->pub.write_sql = buf.data;
 }
 
-void ds_mapping_compile_target(ds_mapping_target_t *t)
+static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
 {
-    compiler_t c = {.target = t};
+    compiler_t c = {.target = t, .names = names};
 
     if (t->pub.in_place)
         compile_in_place(&c, t);
@@ -587,4 +629,91 @@ void ds_mapping_compile_target(ds_mapping_target_t *t)
     t->values = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*t->values));
     t->keep = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*t->keep));
     ds_buf_free(&c.required);
+}
+
+void ds_mapping_compile_target(ds_mapping_target_t *t)
+{
+    compile_target(t, NULL);
+}
+
+/* Frees what compiling gave an expression tree (SQL fragments, parameter numbers). */
+static void uncompile_expr(ds_mapping_expr_t *e)
+{
+    if (!e)
+        return;
+    free(e->sql);
+    free(e->exists);
+    e->sql = NULL;
+    e->exists = NULL;
+    e->param = 0;
+    for (int i = 0; i < e->nargs; i++)
+        uncompile_expr(e->args[i]);
+    for (int i = 0; i < e->ncases; i++)
+        uncompile_expr(e->case_values[i]);
+    uncompile_expr(e->map_default);
+}
+
+void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_fn fn, void *arg,
+                                  const char *links)
+{
+    for (int i = 0; i < set->ntargets; i++) {
+        ds_mapping_target_t *t = &set->targets[i];
+        sql_names_t names = {.fn = fn, .arg = arg, .links = links, .target = &t->pub};
+
+        free((char *)t->pub.write_sql);
+        free((char *)t->pub.unlink_sql);
+        free((char *)t->pub.truncate_sql);
+        t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = NULL;
+        free(t->params);
+        free(t->values);
+        free(t->keep);
+        t->params = NULL;
+        t->values = NULL;
+        t->keep = NULL;
+        for (int j = 0; j < t->ncolumns; j++) {
+            t->columns[j].keep_param = 0;
+            uncompile_expr(t->columns[j].expr);
+        }
+        /* The same compiler with other names: the parameter plan comes out identical, so
+         * ds_mapping_eval() fills the renamed statements exactly as it fills apply's. */
+        compile_target(t, &names);
+    }
+}
+
+void ds_mapping_target_describe(const ds_mapping_set_t *set, int i, ds_target_shape_t *shape)
+{
+    const ds_mapping_target_t *t = &set->targets[i];
+
+    shape->schema = t->schema;
+    shape->table = t->table;
+    shape->source_schema = t->file->source_schema;
+    shape->source_table = t->file->source_table;
+    shape->topic = t->file->topic;
+    shape->file = t->file->path;
+    shape->file_index = (int)(t->file - set->files);
+    shape->ncolumns = t->ncolumns;
+    shape->nkey = t->nkey;
+    shape->on_delete_ignore = t->on_delete == ON_DELETE_IGNORE;
+    shape->soft_column = t->on_delete == ON_DELETE_SOFT ? t->soft_column : NULL;
+}
+
+const char *ds_mapping_target_column(const ds_mapping_set_t *set, int i, int column, bool *is_key)
+{
+    const ds_mapping_column_t *col = &set->targets[i].columns[column];
+
+    if (is_key)
+        *is_key = col->is_key;
+    return col->name;
+}
+
+const char *ds_mapping_target_key(const ds_mapping_set_t *set, int i, int k)
+{
+    const ds_mapping_target_t *t = &set->targets[i];
+
+    return t->columns[t->key[k]].name;
+}
+
+int ds_mapping_set_nfiles(const ds_mapping_set_t *set)
+{
+    return set->nfiles;
 }

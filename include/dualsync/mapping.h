@@ -177,4 +177,55 @@ bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, 
                      const json_t *value, ds_write_list_t *writes, char *errstr,
                      size_t errstr_size) DS_MUST_CHECK;
 
+/* ---------------------------------------------------------------------------------------------
+ * For tools that rebuild targets from the legacy tables (dualsync verify): what a target
+ * looks like, and the same statements aimed at other tables.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The shape of one target. Strings are borrowed from the set. */
+typedef struct ds_target_shape {
+    const char *schema;        /* the target table's schema, unquoted */
+    const char *table;         /* the target table, unquoted */
+    const char *source_schema; /* the mapping file's source table's schema, unquoted */
+    const char *source_table;  /* the source table, unquoted */
+    const char *topic;         /* the source topic */
+    const char *file;          /* the mapping file */
+    int file_index;            /* its index among the set's files (0..ds_mapping_set_nfiles-1) */
+    int ncolumns;              /* mapped columns (ds_mapping_target_column) */
+    int nkey;                  /* key columns (ds_mapping_target_key) */
+    bool on_delete_ignore;     /* on_delete "ignore": rows no source produces are kept */
+    const char *soft_column;   /* on_delete soft_delete: the column, else NULL */
+} ds_target_shape_t;
+
+/** @brief Describes target @p i (0..ds_mapping_set_ntargets-1). */
+void ds_mapping_target_describe(const ds_mapping_set_t *set, int i, ds_target_shape_t *shape);
+
+/** @brief Mapped column @p column of target @p i (unquoted); *is_key (may be NULL) says
+ *         whether it is a key column. */
+const char *ds_mapping_target_column(const ds_mapping_set_t *set, int i, int column,
+                                     bool *is_key);
+
+/** @brief Key column @p k of target @p i (unquoted), in key order. */
+const char *ds_mapping_target_key(const ds_mapping_set_t *set, int i, int k);
+
+/** @brief The number of mapping files loaded. */
+int ds_mapping_set_nfiles(const ds_mapping_set_t *set);
+
+/**
+ * @brief Says which SQL name a statement of @p target uses for the table @p schema.@p table
+ *        (the target's own table, or a lookup's): a complete, quoted SQL name, or NULL to keep
+ *        "schema"."table". The text is copied at once.
+ */
+typedef const char *(*ds_mapping_table_name_fn)(void *arg, const ds_target_t *target,
+                                                const char *schema, const char *table);
+
+/**
+ * @brief Compiles every target's statements again, naming tables through @p fn and the links
+ *        table @p links (a SQL name; NULL keeps dualsync.links). The parameter plan does not
+ *        change, so ds_mapping_eval() fills them as before. The previous statement texts are
+ *        freed: pointers taken from ds_target_t before the call are invalid after it.
+ */
+void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_fn fn, void *arg,
+                                  const char *links);
+
 #endif
