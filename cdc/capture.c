@@ -18,6 +18,7 @@
 
 #include <ev.h>
 
+#include "dualsync/backfill.h"
 #include "dualsync/capture.h"
 #include "dualsync/changes.h"
 #include "dualsync/inflight.h"
@@ -57,6 +58,8 @@ typedef struct capture {
     bool stop_now;            /* a second signal: do not wait for Kafka */
     bool failed;              /* a fatal error; error says what */
     bool session_lost;        /* the replication connection failed (retriable) */
+    bool slot_prepared;       /* the first session settled the slot and its backfill */
+    uint64_t backfill_calls;  /* rows the backfill handed over, to pace its Kafka service */
     char error[1024];
 
     uint64_t messages_sent;   /* totals, for the progress line */
@@ -378,10 +381,188 @@ static void end_session(capture_t *c)
     c->repl = NULL;
 }
 
+/* Called by the backfill after each row: delivery reports, signals, and back-pressure. The
+ * Kafka service costs a system call, so it runs every MESSAGES_PER_POLL rows unless the
+ * in-flight limits are reached; then reading waits until half of them is acknowledged. */
+static bool backfill_yield(void *ctx)
+{
+    capture_t *c = ctx;
+
+    if (++c->backfill_calls % MESSAGES_PER_POLL != 0 && !over_limits(c, 100))
+        return !c->stopping && !c->failed;
+    serve_kafka(c);
+    ev_run(c->loop, EVRUN_NOWAIT); /* signals and the status timer */
+    while (over_limits(c, RESUME_PERCENT) && !c->stopping && !c->failed) {
+        ds_producer_poll(c->producer, 100);
+        serve_kafka(c);
+        ev_run(c->loop, EVRUN_NOWAIT);
+    }
+    return !c->stopping && !c->failed;
+}
+
+/* Publishes every row of the tables as a read event, under the exported snapshot
+ * @snapshot (NULL: a snapshot of its own, taken now), and records the backfill complete once
+ * Kafka holds them all. The whole backfill is one in-flight "transaction" ending at
+ * @resume_lsn, where streaming then starts, so the slot is never confirmed past a backfill
+ * that is not in Kafka. */
+static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_lsn_t resume_lsn,
+                     char *errstr, size_t errstr_size)
+{
+    const ds_config_t *config = c->config;
+    ds_changes_options_t options;
+    ds_backfill_options_t bopt;
+    ds_backfill_stats_t stats;
+    ds_backfill_result_t result;
+    char lsn[DS_LSN_STRLEN];
+    uint64_t seq;
+
+    memset(&options, 0, sizeof(options));
+    options.topic_prefix = config->topic_prefix;
+    options.db = c->identity.dbname;
+    options.version = DUALSYNC_VERSION;
+    options.tombstones_on_delete = config->tombstones_on_delete;
+    options.unavailable_value_placeholder = config->unavailable_value_placeholder;
+    options.primary_key = ds_source_catalog_primary_key;
+    options.primary_key_ctx = c->catalog;
+    memset(&bopt, 0, sizeof(bopt));
+    bopt.conninfo = config->source_conninfo;
+    bopt.publication = config->publication;
+    bopt.snapshot_name = snapshot;
+    bopt.consistent_lsn = resume_lsn;
+    bopt.catalog = c->catalog;
+    bopt.changes = &options;
+    bopt.emit = emit_record;
+    bopt.yield = backfill_yield;
+    bopt.ctx = c;
+    bopt.progress_bar = isatty(STDERR_FILENO);
+
+    seq = c->tx_seq = ds_inflight_begin(c->inflight);
+    result = ds_backfill_run(&bopt, &stats, errstr, errstr_size);
+    if (result == DS_BACKFILL_FAILED)
+        return false;
+    /* An unfinished backfill is never committed, so it can never let the slot move. */
+    if (result == DS_BACKFILL_DONE) {
+        ds_inflight_commit(c->inflight, seq, resume_lsn);
+        ds_info("backfill read %llu rows in %.1f s (%.0f rows/s); waiting for Kafka to "
+                "acknowledge them",
+                (unsigned long long)stats.rows, stats.seconds,
+                stats.seconds > 0 ? (double)stats.rows / stats.seconds : 0.0);
+    }
+    if (result == DS_BACKFILL_STOPPED || !drain_inflight(c, -1)) {
+        if (c->failed)
+            return ds_fail(errstr, errstr_size, "%s", c->error);
+        return ds_fail(errstr, errstr_size,
+                       "stopped during the initial backfill of slot \"%s\" after %llu rows; the "
+                       "next start backfills again",
+                       config->slot, (unsigned long long)stats.rows);
+    }
+    if (!ds_backfill_state_complete(state_conn, config->slot, stats.rows, errstr, errstr_size))
+        return false;
+    ds_info("initial backfill of slot \"%s\" complete: %llu read events acknowledged; streaming "
+            "the changes committed after %s",
+            config->slot, (unsigned long long)stats.rows, ds_lsn_format(resume_lsn, lsn));
+    return true;
+}
+
+/* Makes sure the slot exists; with snapshot_mode "initial", that the rows which existed when
+ * it was created are in Kafka, redoing a backfill an earlier run did not complete.
+ *
+ * A redo keeps the slot rather than making a new one: an interrupted backfill may already
+ * have published rows that were deleted or changed after the slot's consistent point C, and
+ * only the slot still holds those changes. So the redo reads the tables under a fresh
+ * snapshot S (later than C) and then streams from C: the changes between C and S arrive
+ * after read events that already show their result, but the last event of every key is its
+ * current state, and no delete is lost. (A new slot at S would have left the rows the first
+ * attempt published and that were deleted before S in the topic forever.) */
+static bool prepare_slot(capture_t *c, ds_replication_t *repl, char *errstr, size_t errstr_size)
+{
+    const ds_config_t *config = c->config;
+    ds_backfill_state_t state = DS_BACKFILL_NONE;
+    ds_lsn_t confirmed, snapshot_lsn = DS_INVALID_LSN, consistent;
+    char lsn1[DS_LSN_STRLEN], lsn2[DS_LSN_STRLEN];
+    char snapshot[128];
+    PGconn *state_conn = NULL;
+    bool exists, ok = false;
+
+    if (!ds_replication_slot_lookup(repl, config->slot, c->identity.dbname, &exists, &confirmed,
+                                    errstr, errstr_size))
+        return false;
+    if (c->slot_prepared || strcmp(config->snapshot_mode, "never") == 0) {
+        if (exists)
+            return true;
+        if (!ds_replication_create_slot(repl, config->slot, false, NULL, NULL, 0, errstr,
+                                        errstr_size))
+            return false;
+        ds_info("created logical replication slot \"%s\" (pgoutput)", config->slot);
+        return true;
+    }
+
+    state_conn = ds_replication_connect_sql(config->source_conninfo, errstr, errstr_size);
+    if (!state_conn || !ds_backfill_lock(state_conn, config->slot, errstr, errstr_size))
+        goto done;
+    if (exists) {
+        if (!ds_backfill_state_read(state_conn, config->slot, &state, &snapshot_lsn, errstr,
+                                    errstr_size))
+            goto done;
+        if (state == DS_BACKFILL_NONE)
+            ds_info("slot \"%s\" exists without a backfill record in dualsync.capture_state: "
+                    "streaming from it without an initial backfill",
+                    config->slot);
+        if (state != DS_BACKFILL_STARTED) {
+            ok = true;
+            goto done;
+        }
+        /* The redo is complete only if the slot still starts at its consistent point: a
+         * position past it would skip changes the read events of the first attempt need.
+         * (With no recorded point the first attempt died before reading anything.) */
+        if (snapshot_lsn != DS_INVALID_LSN && confirmed != snapshot_lsn) {
+            ds_fail(errstr, errstr_size,
+                    "the initial backfill of slot \"%s\" never completed, yet the slot was "
+                    "confirmed up to %s, not at its consistent point %s: something else "
+                    "streamed from it, so a new backfill could miss changes. To backfill again "
+                    "from scratch, drop the slot (SELECT pg_drop_replication_slot('%s')); to "
+                    "stream from it as it is, delete its row from dualsync.capture_state",
+                    config->slot, ds_lsn_format(confirmed, lsn1),
+                    ds_lsn_format(snapshot_lsn, lsn2), config->slot);
+            goto done;
+        }
+        ds_warning("the initial backfill of slot \"%s\" did not complete (capture stopped or "
+                   "crashed during it); backfilling again under a new snapshot, then streaming "
+                   "from the slot's consistent point %s, so the changes committed since then "
+                   "follow the read events",
+                   config->slot, ds_lsn_format(confirmed, lsn1));
+        if (!ds_backfill_state_begin(state_conn, config->slot, confirmed, errstr, errstr_size))
+            goto done;
+        ok = backfill(c, state_conn, NULL, confirmed, errstr, errstr_size);
+        goto done;
+    }
+
+    /* Recorded before the slot exists, so a crash at any later point leaves an incomplete
+     * record behind. */
+    if (!ds_backfill_state_begin(state_conn, config->slot, DS_INVALID_LSN, errstr, errstr_size) ||
+        !ds_replication_create_slot(repl, config->slot, true, &consistent, snapshot,
+                                    sizeof(snapshot), errstr, errstr_size))
+        goto done;
+    ds_info("created logical replication slot \"%s\" (pgoutput) at consistent point %s with "
+            "snapshot %s; backfilling the existing rows",
+            config->slot, ds_lsn_format(consistent, lsn1), snapshot);
+    /* From here to START_REPLICATION @repl stays idle: its next command would end the
+     * exported snapshot. */
+    if (!ds_backfill_state_set_lsn(state_conn, config->slot, consistent, errstr, errstr_size))
+        goto done;
+    ok = backfill(c, state_conn, snapshot, consistent, errstr, errstr_size);
+
+done:
+    PQfinish(state_conn);
+    if (ok)
+        c->slot_prepared = true;
+    return ok;
+}
+
 static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
 {
     ds_changes_options_t options;
-    bool created;
+    ds_replication_t *repl;
     char lsn[DS_LSN_STRLEN];
 
     /* Each session gets its Relation messages again, and any transaction the last session
@@ -400,19 +581,22 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     options.primary_key = ds_source_catalog_primary_key;
     options.primary_key_ctx = c->catalog;
 
-    c->repl = ds_replication_connect(c->config->source_conninfo, &c->identity, errstr,
-                                     errstr_size);
-    if (!c->repl)
+    /* The connection becomes c->repl only when it streams: until then (a backfill may run
+     * for hours) it must stay idle, and the status updates the timer sends need a stream. */
+    repl = ds_replication_connect(c->config->source_conninfo, &c->identity, errstr, errstr_size);
+    if (!repl)
         return false;
     options.db = c->identity.dbname;
     c->changes = ds_changes_new(&options);
-    if (!c->decoder || !c->changes)
+    if (!c->decoder || !c->changes) {
+        ds_replication_free(repl);
         return ds_fail(errstr, errstr_size, "out of memory");
-    if (!ds_replication_ensure_slot(c->repl, c->config->slot, c->identity.dbname, &created,
-                                    errstr, errstr_size))
+    }
+    if (!prepare_slot(c, repl, errstr, errstr_size)) {
+        ds_replication_free(repl);
         return false;
-    if (created)
-        ds_info("created logical replication slot \"%s\" (pgoutput)", c->config->slot);
+    }
+    c->repl = repl;
     if (!ds_replication_start(c->repl, c->config->slot, c->config->publication, c->confirmed_lsn,
                               errstr, errstr_size))
         return false;
@@ -514,12 +698,17 @@ int ds_capture_run(const ds_config_t *config)
     /* The first session must start: a wrong host or a missing privilege is a setup error
      * to report now, not to retry forever. Later losses are retried with backoff. */
     if (!start_session(&c, errstr, sizeof(errstr))) {
-        ds_error("%s", errstr);
-        capture_free(&c);
-        return DS_EXIT_FAILURE;
+        /* A stop signal during the initial backfill is a clean stop: the next start redoes
+         * the backfill. */
+        if (!c.stopping || c.failed) {
+            ds_error("%s", errstr);
+            capture_free(&c);
+            return DS_EXIT_FAILURE;
+        }
+        ds_warning("%s", errstr);
     }
 
-    for (;;) {
+    while (c.repl) {
         ev_run(c.loop, 0);
         if (c.failed || c.stopping)
             break;

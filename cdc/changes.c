@@ -639,3 +639,39 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
     return ds_fail(errstr, errstr_size, "unexpected pgoutput message type '%c' at LSN %s",
                    (char)msg->type, ds_lsn_format(wal_start, lsn_text));
 }
+
+bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const ds_tuple_t *row,
+                         const ds_changes_read_t *read, int64_t now_us, ds_change_emit_fn emit,
+                         void *emit_ctx, char *errstr, size_t errstr_size)
+{
+    ds_changes_t *ch = changes;
+    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder};
+    ds_envelope_source_t src;
+    ds_change_record_t rec;
+    bool has_key;
+
+    if (!e)
+        return fail_at(errstr, errstr_size, read->lsn);
+    if (!build_key(ch, e, rel, row, &has_key, errstr, errstr_size))
+        return fail_at(errstr, errstr_size, read->lsn);
+    /* Debezium stamps a snapshot record with the time it was read, and every read event of
+     * one snapshot with the same position: where streaming takes over. */
+    fill_source(ch, read->lsn, &src);
+    src.snapshot = read->snapshot ? read->snapshot : "true";
+    src.commit_time_us = now_us;
+    src.xid = read->xid;
+    src.last_commit_lsn = DS_INVALID_LSN;
+    ds_buf_reset(&ch->value);
+    if (!ds_envelope_write_value(&ch->value, 'r', rel, NULL, row, &src, &opts, now_us, errstr,
+                                 errstr_size))
+        return fail_at(errstr, errstr_size, read->lsn);
+    rec.topic = e->topic;
+    rec.key = has_key ? ch->key.data : NULL;
+    rec.key_len = has_key ? ch->key.len : 0;
+    rec.value = ch->value.data;
+    rec.value_len = ch->value.len;
+    rec.lsn = read->lsn;
+    rec.op = 'r';
+    return emit(emit_ctx, &rec, errstr, errstr_size);
+}

@@ -39,29 +39,25 @@ static void write_u64(char *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
-ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_t *identity,
-                                         char *errstr, size_t errstr_size)
+/* Opens a connection to @conninfo with the capture session options added to the user's
+ * "options", as a replication connection (replication=database) or an ordinary one. */
+static PGconn *open_connection(const char *conninfo, bool replication, char *errstr,
+                               size_t errstr_size)
 {
-    ds_replication_t *repl = calloc(1, sizeof(*repl));
     PQconninfoOption *parsed = NULL;
     const char **keywords = NULL;
     const char **values = NULL;
     char *options = NULL;
     char *parse_err = NULL;
-    PGresult *res = NULL;
+    PGconn *conn = NULL;
     int n = 0, count = 0;
-
-    if (!repl) {
-        ds_fail(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
 
     /* Parse the user's conninfo so our session options are added to theirs, not swapped. */
     parsed = PQconninfoParse(conninfo, &parse_err);
     if (!parsed) {
         ds_fail(errstr, errstr_size, "source.conninfo is not a valid connection string: %s",
                 parse_err ? parse_err : "out of memory");
-        goto error;
+        goto done;
     }
     for (PQconninfoOption *o = parsed; o->keyword; o++)
         count++;
@@ -69,7 +65,7 @@ ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_
     values = calloc((size_t)count + 4, sizeof(*values));
     if (!keywords || !values) {
         ds_fail(errstr, errstr_size, "out of memory");
-        goto error;
+        goto done;
     }
     for (PQconninfoOption *o = parsed; o->keyword; o++) {
         if (!o->val || strcmp(o->keyword, "replication") == 0 ||
@@ -86,19 +82,45 @@ ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_
     }
     keywords[n] = "options";
     values[n++] = options ? options : CAPTURE_SESSION_OPTIONS;
-    keywords[n] = "replication";
-    values[n++] = "database";
+    if (replication) {
+        keywords[n] = "replication";
+        values[n++] = "database";
+    }
     keywords[n] = "fallback_application_name";
     values[n++] = "dualsync";
     keywords[n] = NULL;
     values[n] = NULL;
 
-    repl->conn = PQconnectdbParams(keywords, values, 0);
-    if (PQstatus(repl->conn) != CONNECTION_OK) {
-        ds_fail(errstr, errstr_size, "cannot open a replication connection to the source: %s",
-                ds_pg_error(repl->conn));
-        goto error;
+    conn = PQconnectdbParams(keywords, values, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        ds_fail(errstr, errstr_size, "cannot open a %sconnection to the source: %s",
+                replication ? "replication " : "", ds_pg_error(conn));
+        PQfinish(conn);
+        conn = NULL;
     }
+
+done:
+    PQconninfoFree(parsed);
+    PQfreemem(parse_err);
+    free(keywords);
+    free(values);
+    free(options);
+    return conn;
+}
+
+ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_t *identity,
+                                         char *errstr, size_t errstr_size)
+{
+    ds_replication_t *repl = calloc(1, sizeof(*repl));
+    PGresult *res = NULL;
+
+    if (!repl) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    repl->conn = open_connection(conninfo, true, errstr, errstr_size);
+    if (!repl->conn)
+        goto error;
 
     res = PQexec(repl->conn, "IDENTIFY_SYSTEM");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4) {
@@ -123,21 +145,17 @@ ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_
         snprintf(identity->dbname, sizeof(identity->dbname), "%s", PQgetvalue(res, 0, 3));
     }
     PQclear(res);
-    PQconninfoFree(parsed);
-    free(keywords);
-    free(values);
-    free(options);
     return repl;
 
 error:
     PQclear(res);
-    PQconninfoFree(parsed);
-    PQfreemem(parse_err);
-    free(keywords);
-    free(values);
-    free(options);
     ds_replication_free(repl);
     return NULL;
+}
+
+PGconn *ds_replication_connect_sql(const char *conninfo, char *errstr, size_t errstr_size)
+{
+    return open_connection(conninfo, false, errstr, errstr_size);
 }
 
 void ds_replication_free(ds_replication_t *repl)
@@ -150,19 +168,23 @@ void ds_replication_free(ds_replication_t *repl)
     free(repl);
 }
 
-bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const char *dbname,
-                                bool *created, char *errstr, size_t errstr_size)
+bool ds_replication_slot_lookup(ds_replication_t *repl, const char *slot, const char *dbname,
+                                bool *exists, ds_lsn_t *confirmed_flush, char *errstr,
+                                size_t errstr_size)
 {
     char *slot_literal = PQescapeLiteral(repl->conn, slot, strlen(slot));
-    char *slot_ident = PQescapeIdentifier(repl->conn, slot, strlen(slot));
     char *sql = NULL;
     PGresult *res = NULL;
     bool ok = false;
 
-    *created = false;
-    if (!slot_literal || !slot_ident ||
-        asprintf(&sql, "SELECT plugin, database, slot_type FROM pg_catalog.pg_replication_slots "
-                       "WHERE slot_name = %s", slot_literal) < 0) {
+    *exists = false;
+    if (confirmed_flush)
+        *confirmed_flush = DS_INVALID_LSN;
+    if (!slot_literal ||
+        asprintf(&sql,
+                 "SELECT plugin, database, slot_type, confirmed_flush_lsn "
+                 "FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
+                 slot_literal) < 0) {
         sql = NULL;
         ds_fail(errstr, errstr_size, "out of memory");
         goto done;
@@ -191,33 +213,86 @@ bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const 
                     slot, database, dbname);
             goto done;
         }
-        ok = true;
-        goto done;
+        if (confirmed_flush && !PQgetisnull(res, 0, 3) &&
+            !ds_lsn_parse(PQgetvalue(res, 0, 3), confirmed_flush)) {
+            ds_fail(errstr, errstr_size, "replication slot \"%s\" has a bad confirmed_flush_lsn "
+                                         "\"%s\"",
+                    slot, PQgetvalue(res, 0, 3));
+            goto done;
+        }
+        *exists = true;
     }
-    PQclear(res);
-    free(sql);
-    if (asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                 slot_ident) < 0) {
-        sql = NULL;
-        ds_fail(errstr, errstr_size, "out of memory");
-        res = NULL;
-        goto done;
-    }
-    res = PQexec(repl->conn, sql);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ds_fail(errstr, errstr_size, "cannot create replication slot \"%s\": %s", slot,
-                ds_pg_error(repl->conn));
-        goto done;
-    }
-    *created = true;
     ok = true;
 
 done:
     PQclear(res);
     free(sql);
     PQfreemem(slot_literal);
+    return ok;
+}
+
+bool ds_replication_create_slot(ds_replication_t *repl, const char *slot, bool export_snapshot,
+                                ds_lsn_t *consistent_point, char *snapshot_name,
+                                size_t snapshot_name_size, char *errstr, size_t errstr_size)
+{
+    char *slot_ident = PQescapeIdentifier(repl->conn, slot, strlen(slot));
+    char *sql = NULL;
+    PGresult *res = NULL;
+    bool ok = false;
+
+    if (snapshot_name && snapshot_name_size)
+        snapshot_name[0] = '\0';
+    if (!slot_ident ||
+        asprintf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput %s", slot_ident,
+                 export_snapshot ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT") < 0) {
+        sql = NULL;
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    res = PQexec(repl->conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 4) {
+        ds_fail(errstr, errstr_size, "cannot create replication slot \"%s\": %s", slot,
+                ds_pg_error(repl->conn));
+        goto done;
+    }
+    /* Result: slot_name, consistent_point, snapshot_name, output_plugin. */
+    if (consistent_point && !ds_lsn_parse(PQgetvalue(res, 0, 1), consistent_point)) {
+        ds_fail(errstr, errstr_size, "CREATE_REPLICATION_SLOT returned a bad consistent point "
+                                     "\"%s\"",
+                PQgetvalue(res, 0, 1));
+        goto done;
+    }
+    if (export_snapshot && snapshot_name) {
+        if (PQgetisnull(res, 0, 2) || strlen(PQgetvalue(res, 0, 2)) >= snapshot_name_size) {
+            ds_fail(errstr, errstr_size,
+                    "CREATE_REPLICATION_SLOT on slot \"%s\" exported no usable snapshot", slot);
+            goto done;
+        }
+        snprintf(snapshot_name, snapshot_name_size, "%s", PQgetvalue(res, 0, 2));
+    }
+    ok = true;
+
+done:
+    PQclear(res);
+    free(sql);
     PQfreemem(slot_ident);
     return ok;
+}
+
+bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const char *dbname,
+                                bool *created, char *errstr, size_t errstr_size)
+{
+    bool exists;
+
+    *created = false;
+    if (!ds_replication_slot_lookup(repl, slot, dbname, &exists, NULL, errstr, errstr_size))
+        return false;
+    if (exists)
+        return true;
+    if (!ds_replication_create_slot(repl, slot, false, NULL, NULL, 0, errstr, errstr_size))
+        return false;
+    *created = true;
+    return true;
 }
 
 bool ds_replication_start(ds_replication_t *repl, const char *slot, const char *publication,

@@ -77,6 +77,7 @@ static bool valid_group_id(const char *text);
 static bool valid_on_error(const char *text);
 static bool valid_origin(const char *text);
 static bool valid_topic(const char *text);
+static bool valid_snapshot_mode(const char *text);
 
 static const char *const default_skip_origins[] = {"dualsync", NULL};
 
@@ -186,6 +187,14 @@ static const setting_t settings[] = {
      .max = 3600000,
      .offset = offsetof(ds_config_t, shutdown_timeout_ms),
      .description = "how long SIGTERM waits for Kafka to acknowledge what is queued"},
+    {.path = "capture.snapshot_mode",
+     .type = SETTING_STRING,
+     .default_string = "initial",
+     .valid = valid_snapshot_mode,
+     .expected = "\"initial\" or \"never\"",
+     .offset = offsetof(ds_config_t, snapshot_mode),
+     .description = "publish the rows that exist when the slot is created as read events "
+                    "(\"initial\"), or only later changes (\"never\")"},
     {.path = "log_level",
      .type = SETTING_STRING,
      .default_string = "info",
@@ -426,6 +435,11 @@ static bool valid_topic(const char *text)
 static bool valid_group_id(const char *text)
 {
     return kafka_name(text, 1, 200);
+}
+
+static bool valid_snapshot_mode(const char *text)
+{
+    return strcmp(text, "initial") == 0 || strcmp(text, "never") == 0;
 }
 
 static bool valid_on_error(const char *text)

@@ -70,6 +70,31 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
                        int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
                        size_t errstr_size) DS_MUST_CHECK;
 
+/* Where a read event of the initial backfill comes from: its "source" fields. */
+typedef struct ds_changes_read {
+    const char *snapshot; /* source.snapshot: "first", "first_in_data_collection", "true",
+                           * "last_in_data_collection" or "last" (Debezium 2.x markers) */
+    ds_lsn_t lsn;         /* source.lsn: the slot's consistent point, where streaming resumes */
+    uint32_t xid;         /* source.txId: the xmin of the exported snapshot */
+} ds_changes_read_t;
+
+/**
+ * @brief Emits a Debezium read event (op "r", before null, after = @p row) for one row read
+ *        by the initial backfill, keyed by the same rules as streamed changes.
+ *
+ * @param rel     the table as pgoutput would describe it: columns in the order pgoutput
+ *                sends them, is_key set on the replica identity columns (all under FULL);
+ *                relid and a non-zero generation identify it in the builder's cache.
+ * @param row     text values exactly as the type output functions write them (the same
+ *                session settings as the replication connection), NULL where NULL.
+ * @param now_us  the time the row was read: source.ts_ms and the top-level ts_ms, as
+ *                Debezium stamps snapshot records.
+ * @return false with errstr set when the record cannot be built or @p emit fails.
+ */
+bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const ds_tuple_t *row,
+                         const ds_changes_read_t *read, int64_t now_us, ds_change_emit_fn emit,
+                         void *emit_ctx, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
 /** @brief True between a Begin and its Commit. */
 bool ds_changes_in_transaction(const ds_changes_t *changes);
 

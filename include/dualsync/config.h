@@ -56,6 +56,8 @@ typedef struct ds_config {
     int64_t max_inflight_bytes;           /* stop reading WAL above this, default 32 MiB */
     int max_inflight_messages;            /* likewise, default 100000 */
     int shutdown_timeout_ms;              /* how long SIGTERM waits for Kafka, default 30000 */
+    char *snapshot_mode;                  /* "initial" (default): backfill the existing rows
+                                           * when the slot is created; "never" */
 
     char *log_level; /* "debug", "info" (default), "warning", "error" */
 

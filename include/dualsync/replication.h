@@ -8,6 +8,8 @@
 #ifndef DUALSYNC_REPLICATION_H
 #define DUALSYNC_REPLICATION_H
 
+#include <libpq-fe.h>
+
 #include "dualsync/common.h"
 
 typedef struct ds_replication ds_replication_t;
@@ -56,6 +58,39 @@ ds_replication_t *ds_replication_connect(const char *conninfo, ds_repl_identity_
 
 /** @brief Closes the connection; accepts NULL. */
 void ds_replication_free(ds_replication_t *repl);
+
+/**
+ * @brief Opens an ordinary (non-replication) connection to @p conninfo with the same session
+ *        settings as ds_replication_connect(), so values read over it (the initial backfill)
+ *        have exactly the text forms pgoutput sends. The caller PQfinish()es it.
+ */
+PGconn *ds_replication_connect_sql(const char *conninfo, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Looks up logical slot @p slot. Fails when a slot of that name exists for another
+ *        plugin or database.
+ * @param exists           set to whether it exists.
+ * @param confirmed_flush  may be NULL; set to the slot's confirmed_flush_lsn (0 when none).
+ */
+bool ds_replication_slot_lookup(ds_replication_t *repl, const char *slot, const char *dbname,
+                                bool *exists, ds_lsn_t *confirmed_flush, char *errstr,
+                                size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief CREATE_REPLICATION_SLOT slot LOGICAL pgoutput, with EXPORT_SNAPSHOT or not.
+ *
+ * An exported snapshot stays importable (SET TRANSACTION SNAPSHOT on other connections) only
+ * until this connection runs its next command, so the caller keeps it idle until every
+ * reader imported it.
+ * @param consistent_point  may be NULL; set to the slot's consistent point: the snapshot
+ *                          sees exactly the transactions committed before it, and streaming
+ *                          from the slot sends exactly those committed after.
+ * @param snapshot_name     with @p export_snapshot, receives the snapshot's name.
+ */
+bool ds_replication_create_slot(ds_replication_t *repl, const char *slot, bool export_snapshot,
+                                ds_lsn_t *consistent_point, char *snapshot_name,
+                                size_t snapshot_name_size, char *errstr,
+                                size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief Creates logical slot @p slot with pgoutput unless it exists. Fails when a slot of
