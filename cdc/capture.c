@@ -52,6 +52,7 @@ typedef struct capture {
     ds_lsn_t received_lsn;    /* furthest WAL position the server reported */
     ds_lsn_t confirmed_lsn;   /* every change before it is acknowledged by Kafka */
     ds_lsn_t last_msg_lsn;    /* LSN of the last XLogData, for error messages */
+    ds_lsn_t keepalive_lsn;   /* furthest keepalive position seen outside a transaction */
 
     bool paused;              /* socket watcher stopped for back-pressure */
     bool stopping;            /* SIGINT/SIGTERM received */
@@ -108,6 +109,13 @@ static void advance_confirmed(capture_t *c)
 
     if (lsn > c->confirmed_lsn)
         c->confirmed_lsn = lsn;
+    /* A keepalive that came while transactions were unacknowledged: they are now, so all the
+     * server had sent before it is in Kafka. The walsender sends no other keepalive while
+     * we report having received its position, so without this an idle slot would stay
+     * short of the last unpublished WAL until the next write. */
+    if (!c->in_tx && ds_inflight_transactions(c->inflight) == 0 &&
+        c->keepalive_lsn > c->confirmed_lsn)
+        c->confirmed_lsn = c->keepalive_lsn;
     /* Tell the server soon rather than at the next timer tick, so the slot (and anyone
      * watching it) follows Kafka closely; at most every STATUS_MIN_INTERVAL_S, as each
      * update costs the walsender a round of slot bookkeeping. */
@@ -240,7 +248,10 @@ static void handle_keepalive(capture_t *c, const ds_repl_msg_t *msg)
         c->received_lsn = msg->wal_end;
     /* Nothing in flight and no open transaction: everything the server sent up to wal_end
      * is in Kafka (or was not published at all), so the slot may move there. Without this a
-     * busy database whose published tables are idle would make the slot retain WAL. */
+     * busy database whose published tables are idle would make the slot retain WAL. With
+     * work still in flight, advance_confirmed moves there once Kafka acknowledged it. */
+    if (!c->in_tx && msg->wal_end > c->keepalive_lsn)
+        c->keepalive_lsn = msg->wal_end;
     if (!c->in_tx && ds_inflight_transactions(c->inflight) == 0 &&
         msg->wal_end > c->confirmed_lsn)
         c->confirmed_lsn = msg->wal_end;
