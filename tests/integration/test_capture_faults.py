@@ -543,6 +543,27 @@ class CaptureFaultTest(dstest.ServicesTestCase):
                                       timeout_ms=1000, check=False), [])
         cap.stop()
 
+    def test_slot_reaches_unpublished_wal_that_follows_unacknowledged_changes(self):
+        # A published change, then at once an unpublished transaction. The walsender sends
+        # the first, skips the second and, idle, sends a keepalive with its position while
+        # the first change is still unacknowledged (messages linger 500 ms in librdkafka).
+        # Once Kafka acknowledges it, the slot must move to that position: the walsender
+        # sends no further keepalive while capture reports having received it, so nothing
+        # else would tell capture the WAL it has seen ends there.
+        self.psql("CREATE TABLE tail_pub (id int PRIMARY KEY); CREATE TABLE tail_unpub (id int)")
+        cfg = self.capture_config(["public.tail_pub"], kafka={"linger.ms": "500"})
+        self.addCleanup(self.drop_slot, cfg.slot)
+        cap = self.start_capture(cfg)
+        self.wait_streaming(cfg, cap)
+        self.psql("INSERT INTO tail_pub VALUES (1); INSERT INTO tail_unpub VALUES (1)")
+        target = dstest.lsn_to_int(dstest.current_wal_lsn())
+        self.consume([cfg.topic("public.tail_pub")], count=1)
+        # Nothing is written any more; the position must follow within a few status rounds
+        # (without the fix it waits for the next WAL the server writes by itself).
+        dstest.wait_for(lambda: self.confirmed(cfg) >= target, 5,
+                        f"slot {cfg.slot} to confirm {lsn_text(target)}")
+        cap.stop()
+
     # ---- 4. SIGTERM -----------------------------------------------------------------------
 
     def test_sigterm_under_load_exits_0_and_confirms_exactly_what_kafka_holds(self):
