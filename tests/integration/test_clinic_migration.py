@@ -12,9 +12,11 @@ preferred times in the dead-letter queue and nowhere else.
 
 "Caught up" is decided, never slept on: the slot has confirmed the WAL position taken after
 the writes (everything is in Kafka), dualsync.offsets says every message of the mapped topics
-is applied (the same transaction as the rows), dualsync.pending is empty, and a second look
-finds the topics unchanged (apply's own in-place writes, committed under the replication
-origin "dualsync", were not captured again).
+is applied (the same transaction as the rows), dualsync.pending holds exactly the changes
+expected to wait for a parent (none, except an appointment with a former doctor), and a second
+look finds the topics unchanged (apply's own in-place writes, committed under the replication
+origin "dualsync", were not captured again). `dualsync verify`, which rebuilds every target
+from the legacy rows on its own, must agree as well.
 """
 
 import json
@@ -207,8 +209,9 @@ class Legacy:
         )
 
     def appointment_links(self):
-        """(id, clinicDoctorId, clinicPatientId). A doctor who is not a DOCTOR any more has no
-        clinic profile: its deletion set the reference to NULL (ON DELETE SET NULL)."""
+        """(id, clinicDoctorId, clinicPatientId). A user who is not a DOCTOR (any more) has no
+        clinic profile: deleting it set the references to NULL (ON DELETE SET NULL), and a new
+        appointment with that user waits for one in dualsync.pending, its doctor link NULL."""
         users = {u["id"]: u for u in self.users}
         out = []
         for a in self.appointments:
@@ -294,15 +297,17 @@ COMMIT;
 """
 
 # Phase 3, apply stopped: the other registration goes too, a new appointment with a new
-# doctor, a phone number that makes patient-4 a different person, a reservation whose time
-# the clinic fixed by hand, and a new one nobody can read.
+# doctor and one with the former doctor (an admin now, with no clinic profile), a phone
+# number that makes patient-4 a different person, a reservation whose time the clinic fixed
+# by hand, and a new one nobody can read.
 WHILE_APPLY_IS_DOWN = """
 BEGIN;
 DELETE FROM appointments WHERE "patientId" = 'patient-20';
 DELETE FROM patients WHERE "id" = 'patient-20';
 COMMIT;
 INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt", "reason")
-VALUES ('appt-44', 'clinic-busan', 'nurse-1', 'patient-1', '2025-03-03 10:30', 'first visit');
+VALUES ('appt-44', 'clinic-busan', 'nurse-1', 'patient-1', '2025-03-03 10:30', 'first visit'),
+       ('appt-45', 'clinic-busan', 'doctor-7', 'patient-1', '2025-03-04 11:00', 'follow-up');
 UPDATE patients SET "phone" = '010-9999-0000' WHERE "id" = 'patient-4';
 UPDATE reservations SET "preferredTime" = '10:30' WHERE "id" = 'resv-8';
 INSERT INTO reservations ("id", "clinicId", "patientName", "phone", "serviceType",
@@ -341,7 +346,10 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
         dstest.wait_for(confirmed, timeout=60, what=f"slot {self.capture_cfg.slot} to confirm "
                         "the current WAL position")
 
-    def wait_caught_up(self, apply):
+    def wait_caught_up(self, apply, pending=()):
+        """Waits until apply has applied everything committed so far and dualsync.pending holds
+        exactly @pending ((target id, source key) pairs: changes waiting for a parent)."""
+        pending = sorted(pending)
         self.confirm_current_wal()
         ends = dstest.end_offsets(self.topics)
         self.assertEqual(sorted(t for t, _ in ends), sorted(self.topics))
@@ -351,15 +359,17 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
             if not apply.running():
                 raise AssertionError(f"apply exited with {apply.exit_code()}:\n{apply.log_tail()}")
             last["offsets"] = dstest.stored_offsets(self.db, self.apply_cfg.group_id)
-            last["pending"] = self.psql("SELECT target, source_key, error FROM dualsync.pending")
-            return last["offsets"] == ends and not last["pending"]
+            last["pending"] = self.psql(
+                "SELECT target, source_key, error FROM dualsync.pending ORDER BY 1, 2"
+            )
+            return last["offsets"] == ends and [r[:2] for r in last["pending"]] == pending
 
         try:
             dstest.wait_for(applied_all, timeout=90, what="apply to reach the topics' ends")
         except AssertionError as e:
             raise AssertionError(
                 f"{e}\nend offsets {ends}\nstored {last.get('offsets')}\n"
-                f"pending {last.get('pending')}"
+                f"pending {last.get('pending')}, expected {pending}"
             ) from None
         # apply's writes (in place on appointments, reservations, patient_offers) were
         # committed under the origin capture skips: nothing new reached the topics.
@@ -368,6 +378,15 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
                          "apply's own writes were captured again")
 
     # -- checking --
+
+    def assert_verify_matches(self):
+        """`dualsync verify` (its own rebuild of every target from the legacy rows with apply's
+        statements) finds nothing missing, extra or different."""
+        path = os.path.splitext(self.apply_cfg.path)[0] + "-verify.json"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(dict(self.apply_cfg.data, source=self.capture_cfg.data["source"]), f)
+        proc = dstest.run_dualsync(["verify", "--config", path])
+        self.assertEqual(proc.returncode, 0, f"dualsync verify:\n{proc.stdout}\n{proc.stderr}")
 
     def assert_new_tables(self, legacy):
         for name, sql in NEW_QUERIES.items():
@@ -442,6 +461,7 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
         periods = {p for _, _, _, _, p in legacy.reservation_columns()}
         self.assertEqual(periods, {"MORNING", "AFTERNOON", None})
         self.assertEqual(self.psql_value('SELECT count("clinicId") FROM patient_offers'), "12")
+        self.assert_verify_matches()
 
         # ---- phase 2: role changes, half of a merged person removed -----------------------
         self.psql(ROLE_CHANGES_AND_FIRST_DELETE)
@@ -485,7 +505,11 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
         self.patient_order.remove("patient-4")
         self.patient_order.append("patient-4")
         apply = self.start_apply(self.apply_cfg)
-        self.wait_caught_up(apply)
+        # appt-45's doctor link waits for a clinic profile of doctor-7; its patient link,
+        # another target, does not wait with it.
+        self.wait_caught_up(
+            apply, pending=[("appointments/appointment_doctors", '{"id":"appt-45"}')]
+        )
         legacy = Legacy(self.db, self.patient_order)
         self.assert_new_tables(legacy)
 
@@ -501,10 +525,11 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
             [(new_identity, "01099990000")],
         )
         self.assertEqual(
-            self.psql('SELECT "clinicDoctorId", "clinicPatientId" FROM appointments '
-                      "WHERE \"id\" = 'appt-44'"),
-            [(uuid5(NS_CLINIC_DOCTOR, ["nurse-1", "clinic-busan"]),
-              uuid5(NS_CLINIC_PATIENT, ["patient-1"]))],
+            self.psql('SELECT "id", "clinicDoctorId", "clinicPatientId" FROM appointments '
+                      "WHERE \"id\" IN ('appt-44', 'appt-45') ORDER BY 1"),
+            [("appt-44", uuid5(NS_CLINIC_DOCTOR, ["nurse-1", "clinic-busan"]),
+              uuid5(NS_CLINIC_PATIENT, ["patient-1"])),
+             ("appt-45", None, uuid5(NS_CLINIC_PATIENT, ["patient-1"]))],
         )
         # The dead letters of the seed stay (resv-8 was fixed since, and is now applied);
         # the new unreadable reservation joined them.
@@ -540,5 +565,5 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
         for key in touched:
             self.assertNotEqual(versions_before[key], versions_after[key], key)
 
+        self.assert_verify_matches()
         apply.stop(expect_exit=0)
-        self.assertEqual(self.psql("TABLE dualsync.pending"), [])
