@@ -22,6 +22,7 @@ from the legacy rows on its own, must agree as well.
 import json
 import os
 import re
+import threading
 import uuid
 
 import dstest
@@ -317,6 +318,19 @@ VALUES ('resv-25', 'clinic-seoul', 'Guest 25', '010-7777-0025', 'DENTAL', '2025-
 """
 
 
+# Counts the writes of clinic_patients, per legacy patient.
+CLINIC_PATIENT_WRITES = """
+CREATE TABLE clinic_patient_writes (n bigserial PRIMARY KEY, "legacyPatientId" text NOT NULL);
+CREATE FUNCTION count_clinic_patient_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO clinic_patient_writes ("legacyPatientId") VALUES (NEW."legacyPatientId");
+    RETURN NULL;
+END $$;
+CREATE TRIGGER clinic_patient_writes AFTER INSERT OR UPDATE ON clinic_patients
+    FOR EACH ROW EXECUTE FUNCTION count_clinic_patient_write();
+"""
+
+
 class ClinicMigrationTest(dstest.ApplyTestCase):
     def setUp(self):
         super().setUp()
@@ -564,6 +578,47 @@ class ClinicMigrationTest(dstest.ApplyTestCase):
         # The rows that moved were written once each after the restart.
         for key in touched:
             self.assertNotEqual(versions_before[key], versions_after[key], key)
+        self.assert_verify_matches()
 
+        # ---- phase 4: SIGTERM while apply is busy, restart -----------------------------------
+        # Every write of clinic_patients from now on is counted: a change applied twice (before
+        # and after the restart) would show even though the rows end up right.
+        self.psql(CLINIC_PATIENT_WRITES)
+        patients_topic = (self.capture_cfg.topic("public.patients"), 0)
+        start = dstest.stored_offsets(self.db, self.apply_cfg.group_id)[patients_topic]
+        renames = [(f"patient-{1 + i % 18}", f"Patient {1 + i % 18} v{i}") for i in range(1500)]
+        burst = "".join(
+            f"UPDATE patients SET \"name\" = '{name}' WHERE \"id\" = '{pid}';\n"
+            for pid, name in renames
+        )
+        writer = threading.Thread(target=self.psql, args=(burst,))
+        writer.start()
+        try:
+            dstest.wait_for(
+                lambda: dstest.stored_offsets(self.db, self.apply_cfg.group_id)[patients_topic]
+                > start,
+                timeout=60, interval=0.02, what="apply to start on the renames",
+            )
+            self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
+        finally:
+            writer.join()
+        applied_before_restart = (
+            dstest.stored_offsets(self.db, self.apply_cfg.group_id)[patients_topic] - start
+        )
+        apply = self.start_apply(self.apply_cfg)
+        self.wait_caught_up(
+            apply, pending=[("appointments/appointment_doctors", '{"id":"appt-45"}')]
+        )
+        legacy = Legacy(self.db, self.patient_order)
+        self.assert_new_tables(legacy)
+        self.assertEqual(
+            self.psql('SELECT "legacyPatientId", count(*) FROM clinic_patient_writes '
+                      "GROUP BY 1 ORDER BY 1"),
+            self.psql('SELECT "legacyPatientId", count(*) FROM (VALUES '
+                      + ", ".join(f"('{pid}')" for pid, _ in renames)
+                      + ') AS r ("legacyPatientId") GROUP BY 1 ORDER BY 1'),
+            f"clinic_patients writes per patient ({applied_before_restart} of the "
+            f"{len(renames)} renames were applied before the restart)",
+        )
         self.assert_verify_matches()
         apply.stop(expect_exit=0)
