@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# demo.sh: the clinic migration's capture side, end to end, on this machine.
+# demo.sh: the clinic migration end to end on this machine, with no change to the
+# application.
 #
 #   bash scripts/demo.sh            (after: sudo bash scripts/setup.sh)
 #
 # Starts a throwaway PostgreSQL 15 and a single-node Kafka, creates the legacy clinic schema
-# (mappings/clinic/legacy_schema.sql), starts `dualsync capture`, loads seed-like data and
-# a write load (inserts, updates including a role change, deletes, a primary-key change),
-# waits until the replication slot confirms everything (every change acknowledged by
-# Kafka), prints what each topic holds and a sample Debezium message, then stops it all.
+# with seed-like data (7 doctors, 20 patients of whom two are one person in two clinics,
+# 43 appointments, reservations with free-text preferred times, offers) and the new schema,
+# starts `dualsync capture` (which backfills the existing rows from a consistent snapshot,
+# then streams) and `dualsync apply` (the mappings of mappings/clinic/), runs a write load
+# on the legacy tables while printing the lag, then runs `dualsync verify` and lists the
+# dead letters (the reservations whose preferred time cannot be parsed, for manual review).
 # Nothing is left running when it ends, or when interrupted.
+#
+# DS_DEMO_LOAD_SECONDS sets how long the write load runs (default 15).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${DS_BUILD_DIR:-$here/build}
+load_seconds=${DS_DEMO_LOAD_SECONDS:-15}
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -22,15 +28,18 @@ if [ ! -x "$build/dualsync" ] || [ ! -x "$build/tests/topic_dump" ]; then
     cmake --build "$build" -j2 >/dev/null
 fi
 export DS_TOPIC_DUMP="$build/tests/topic_dump"
+dualsync=$build/dualsync
 
 svc=$(mktemp -d /tmp/dualsync-demo.XXXXXX)
 chmod 755 "$svc"
-capture_pid=
+pids=()
 cleanup() {
-    if [ -n "$capture_pid" ] && kill -0 "$capture_pid" 2>/dev/null; then
-        kill -TERM "$capture_pid" 2>/dev/null || true
-        wait "$capture_pid" 2>/dev/null || true
-    fi
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
     bash "$here/tests/harness/services.sh" stop "$svc" >/dev/null 2>&1 || true
     rm -rf "$svc"
 }
@@ -43,91 +52,114 @@ bash "$here/tests/harness/services.sh" start "$svc" >/dev/null
 source "$svc/env.sh"
 sql() { psql -X -q -v ON_ERROR_STOP=1 -d clinic "$@"; }
 psql -X -q -d postgres -c "CREATE DATABASE clinic"
-sql -f "$here/mappings/clinic/legacy_schema.sql"
-echo "legacy schema: $(sql -At -c "SELECT string_agg(tablename, ', ' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")"
 
-tables='"public.clinics", "public.users", "public.patients", "public.appointments", "public.reservations", "public.offers", "public.patient_offers"'
-cat > "$svc/capture.json" <<JSON
+say "the legacy clinic database, as the application has it (years of rows already there)"
+sql -f "$here/mappings/clinic/legacy_schema.sql" -f "$here/mappings/clinic/legacy_seed.sql"
+sql -At -F' ' -c "SELECT 'doctors', count(*) FILTER (WHERE role = 'DOCTOR') FROM users
+                  UNION ALL SELECT 'patients', count(*) FROM patients
+                  UNION ALL SELECT 'appointments', count(*) FROM appointments
+                  UNION ALL SELECT 'reservations', count(*) FROM reservations" | sed 's/^/  /'
+say "the new schema (global/clinic tables, services instead of the ServiceType enum)"
+sql -f "$here/mappings/clinic/new_schema.sql"
+
+cat > "$svc/clinic.json" <<JSON
 {
   "source": {
     "conninfo": "host=$PGHOST port=$PGPORT user=$PGUSER dbname=clinic",
-    "publication": "dualsync",
-    "slot": "dualsync",
-    "tables": [$tables]
+    "tables": ["public.users", "public.patients", "public.appointments",
+               "public.reservations", "public.offers", "public.patient_offers"]
   },
   "kafka": {"bootstrap.servers": "$DS_KAFKA_BOOTSTRAP"},
-  "topic_prefix": "clinic"
+  "topic_prefix": "clinic",
+  "targets": {"clinic": {"conninfo": "host=$PGHOST port=$PGPORT user=$PGUSER dbname=clinic"}},
+  "mappings": ["$here/mappings/clinic/users.json", "$here/mappings/clinic/patients.json",
+               "$here/mappings/clinic/appointments.json", "$here/mappings/clinic/reservations.json",
+               "$here/mappings/clinic/patient_offers.json"]
 }
 JSON
 
-say "starting: dualsync capture --config capture.json"
-"$build/dualsync" capture --config "$svc/capture.json" 2> "$svc/capture.log" &
-capture_pid=$!
-for _ in $(seq 1 100); do
-    [ "$(sql -At -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dualsync' AND active")" = 1 ] && break
-    kill -0 "$capture_pid" 2>/dev/null || { cat "$svc/capture.log"; exit 1; }
-    sleep 0.1
-done
-sed 's/^/  capture: /' "$svc/capture.log"
+say "starting dualsync capture (backfill from a snapshot, then live changes) and apply"
+"$dualsync" capture --config "$svc/clinic.json" 2> "$svc/capture.log" &
+pids+=($!)
+"$dualsync" apply --config "$svc/clinic.json" 2> "$svc/apply.log" &
+pids+=($!)
 
-say "the application writes: seed data, then a write load on the legacy tables"
-sql -f "$here/mappings/clinic/legacy_seed.sql"
-sql <<'SQL'
--- a doctor stops practising, a receptionist becomes a doctor
-UPDATE users SET "role" = 'ADMIN', "updatedAt" = now() WHERE "id" = 'doctor-7';
-UPDATE users SET "role" = 'DOCTOR', "specialization" = 'General', "licenseNumber" = 'LIC-20001'
- WHERE "id" = 'nurse-1';
--- new patient and appointment, an update and a cancellation
-INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
-VALUES ('patient-21', 'clinic-incheon', 'Oh Ji-min', '010-1212-3434', 'jimin@mail.example', '1995-09-30');
-INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt", "reason")
-VALUES ('appt-44', 'clinic-incheon', 'doctor-2', 'patient-21', '2025-03-03 10:30', 'first visit');
-UPDATE appointments SET "status" = 'CANCELLED' WHERE "id" = 'appt-3';
-UPDATE patients SET "phone" = '010-9999-0000' WHERE "id" = 'patient-4';
--- a reservation withdrawn, one whose id is rewritten (a primary-key change)
-DELETE FROM reservations WHERE "id" = 'resv-5';
-UPDATE reservations SET "id" = 'resv-6b' WHERE "id" = 'resv-6';
+# Lag: WAL the slot has not confirmed (capture), and changes in Kafka apply has not applied.
+print_lag() {
+    local slot_lag applied ends
+    slot_lag=$(sql -At -c "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint FROM pg_replication_slots WHERE slot_name = 'dualsync'")
+    applied=$(sql -At -c "SELECT coalesce(sum(next_offset), 0) FROM dualsync.offsets" 2>/dev/null || echo 0)
+    ends=$("$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" -t clinic.public.users -t clinic.public.patients \
+              -t clinic.public.appointments -t clinic.public.reservations -t clinic.public.patient_offers \
+              -i 300 -T 20000 2>/dev/null | wc -l)
+    printf '  %s  capture lag %8s bytes of WAL   apply lag %5d changes\n' "$(date +%T)" "${slot_lag:-?}" $((ends - applied))
+}
+
+say "the application keeps writing for ${load_seconds}s (inserts, updates, role changes, deletes)"
+psql -X -q -d clinic > "$svc/load.log" 2>&1 <<SQL &
+DO \$\$
+DECLARE
+    deadline timestamptz := clock_timestamp() + interval '$load_seconds seconds';
+    i int := 0;
+    c text;
+BEGIN
+    WHILE clock_timestamp() < deadline LOOP
+        i := i + 1;
+        c := (ARRAY['clinic-seoul', 'clinic-busan', 'clinic-incheon'])[1 + i % 3];
+        INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
+        VALUES ('load-patient-' || i, c, 'Load Patient ' || i, '010-3' || lpad(i::text, 3, '0') || '-' || lpad(i::text, 4, '0'),
+                'load' || i || '@mail.example', DATE '1980-01-01' + i);
+        INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt", "reason")
+        SELECT 'load-appt-' || i, c, u."id", 'load-patient-' || i, now() + (i || ' hours')::interval, 'load ' || i
+          FROM users u WHERE u."clinicId" = c AND u."role" = 'DOCTOR' ORDER BY u."id" LIMIT 1;
+        INSERT INTO reservations ("id", "clinicId", "patientName", "phone", "serviceType", "preferredDate", "preferredTime")
+        VALUES ('load-resv-' || i, c, 'Guest ' || i, '010-8888-' || lpad(i::text, 4, '0'),
+                (ARRAY['CONSULTATION', 'CHECKUP', 'DENTAL'])[1 + i % 3]::"ServiceType", current_date + i,
+                (ARRAY['10:00', '3:30 PM', '오후', 'morning'])[1 + i % 4]);
+        UPDATE patients SET "phone" = '010-4' || lpad(i::text, 3, '0') || '-0000' WHERE "id" = 'load-patient-' || (i - 5);
+        IF i % 7 = 0 THEN
+            DELETE FROM reservations WHERE "id" = 'load-resv-' || (i - 3);
+        END IF;
+        IF i = 20 THEN
+            UPDATE users SET "role" = 'ADMIN' WHERE "id" = 'doctor-7';
+        ELSIF i = 40 THEN
+            UPDATE users SET "role" = 'DOCTOR', "specialization" = 'General', "licenseNumber" = 'LIC-20001' WHERE "id" = 'nurse-1';
+        END IF;
+        COMMIT;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+\$\$;
 SQL
-end_lsn=$(sql -At -c "SELECT pg_current_wal_lsn()")
-
-say "waiting until the slot confirms $end_lsn (every change acknowledged by Kafka)"
-for _ in $(seq 1 300); do
-    [ "$(sql -At -c "SELECT confirmed_flush_lsn >= '$end_lsn' FROM pg_replication_slots WHERE slot_name = 'dualsync'")" = t ] && break
-    kill -0 "$capture_pid" 2>/dev/null || { cat "$svc/capture.log"; exit 1; }
-    sleep 0.1
+load_pid=$!
+pids+=("$load_pid")
+while kill -0 "$load_pid" 2>/dev/null; do
+    print_lag
+    sleep 2
 done
-sql -c "SELECT slot_name, confirmed_flush_lsn, pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) AS retained_wal FROM pg_replication_slots"
+wait "$load_pid" || { cat "$svc/load.log"; exit 1; }
+echo "  the write load committed $(sql -At -c "SELECT count(*) FROM patients WHERE id LIKE 'load-%'") new patients"
+print_lag
 
-say "what Kafka holds (one topic per legacy table, Debezium JSON)"
-for t in clinics users patients appointments reservations offers patient_offers; do
-    "$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" -t "clinic.public.$t" -i 1500 -T 30000 > "$svc/$t.jsonl"
-    python3 - "$svc/$t.jsonl" "clinic.public.$t" <<'PY'
-import collections, json, sys
-ops = collections.Counter()
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    ops["tombstone" if m["value"] is None else m["value"]["op"]] += 1
-names = {"c": "create", "u": "update", "d": "delete", "t": "truncate", "tombstone": "tombstone"}
-print(f"  {sys.argv[2]:30} {sum(ops.values()):3} messages: " +
-      ", ".join(f"{n} {names.get(op, op)}" for op, n in sorted(ops.items())))
-PY
-done
-
-say "a sample: the role change of doctor-7 (clinic.public.users)"
-python3 - "$svc/users.jsonl" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m["key"] == {"id": "doctor-7"} and m["value"] and m["value"]["op"] == "u":
-        print(json.dumps(m["value"], indent=2, ensure_ascii=False))
-PY
-
-say "stopping capture (SIGTERM: wait for Kafka, confirm, exit 0)"
-kill -TERM "$capture_pid"
+say "dualsync verify: are the new tables exactly what the mappings give from the legacy ones?"
 status=0
-wait "$capture_pid" || status=$?
-capture_pid=
-tail -2 "$svc/capture.log" | sed 's/^/  capture: /'
-echo "capture exited with status $status"
-[ "$status" -eq 0 ]
-say "done: every committed change of the legacy tables is in Kafka; nothing is left running"
+"$dualsync" verify --config "$svc/clinic.json" --timeout-ms 120000 2> "$svc/verify.log" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "verify exited with status $status"; sed 's/^/  /' "$svc/verify.log"; exit 1
+fi
+sql -At -c "SELECT format('  appointments with clinicDoctorId and clinicPatientId: %s of %s', count(*) FILTER (WHERE \"clinicDoctorId\" IS NOT NULL AND \"clinicPatientId\" IS NOT NULL), count(*)) FROM appointments"
+sql -At -c "SELECT format('  (%s appointments are with a user who is no longer a doctor: they wait in dualsync.pending for a clinic doctor profile)', count(*)) FROM appointments a JOIN users u ON u.id = a.\"doctorId\" WHERE u.role <> 'DOCTOR'"
+sql -At -c "SELECT format('  global patients: %s for %s legacy patients (one person seen in two clinics is one row)', (SELECT count(*) FROM global_patients), (SELECT count(*) FROM patients))"
+
+say "dead letters for manual review (dualsync dlq list)"
+"$dualsync" dlq list --config "$svc/clinic.json" 2> "$svc/dlq.log" | sed 's/^/  /'
+
+say "stopping apply and capture (SIGTERM: finish, confirm, exit 0)"
+for pid in "${pids[@]:0:2}"; do
+    kill -TERM "$pid"
+done
+for pid in "${pids[@]:0:2}"; do
+    wait "$pid" || { echo "a dualsync process exited with $?"; tail "$svc/capture.log" "$svc/apply.log"; exit 1; }
+done
+pids=()
+say "done: every target matches; nothing is left running"
