@@ -771,8 +771,11 @@ int ds_capture_run(const ds_config_t *config)
         status = DS_EXIT_FAILURE;
     }
     log_progress(&c);
-    ds_info("stopped; slot \"%s\" confirmed up to %s", config->slot,
-            ds_lsn_format(c.confirmed_lsn, lsn));
+    if (c.confirmed_lsn == DS_INVALID_LSN)
+        ds_info("stopped; slot \"%s\" was not moved", config->slot);
+    else
+        ds_info("stopped; slot \"%s\" confirmed up to %s", config->slot,
+                ds_lsn_format(c.confirmed_lsn, lsn));
     capture_free(&c);
     return status;
 }
