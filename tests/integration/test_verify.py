@@ -70,7 +70,8 @@ class VerifyClinicTest(dstest.ApplyTestCase):
         self.assertTrue(doc["match"])
         self.assertEqual(
             sorted(targets),
-            ["appointments/appointment_links", "patient_offers/patient_offer_clinics",
+            ["appointments/appointment_doctors", "appointments/appointment_patients",
+             "patient_offers/patient_offer_clinics",
              "patients/clinic_patients", "patients/global_patients",
              "reservations/reservation_services", "users/clinic_doctors",
              "users/global_doctors"],
@@ -81,8 +82,9 @@ class VerifyClinicTest(dstest.ApplyTestCase):
         self.assertEqual(targets["users/global_doctors"]["expected"], 7)
         self.assertEqual(targets["patients/global_patients"]["expected"], 19)
         self.assertEqual(targets["patients/clinic_patients"]["expected"], 20)
-        self.assertEqual(targets["appointments/appointment_links"]["expected"], 43)
-        self.assertEqual(targets["appointments/appointment_links"]["pending"], 0)
+        for name in ("appointments/appointment_doctors", "appointments/appointment_patients"):
+            self.assertEqual(targets[name]["expected"], 43, name)
+            self.assertEqual(targets[name]["pending"], 0, name)
         # The unparseable preferred times: rejected by the mapping, so dead letters of
         # reservations.json, as many as apply put on the dead-letter topic; not "missing".
         dead = targets["reservations/reservation_services"]["dead_letters"]
