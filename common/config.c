@@ -10,9 +10,8 @@
  * meets going down the file; required settings that are missing are reported when the walk
  * leaves the object that should have held them.
  *
- * jansson does not remember where values sit in the text, so error positions come from a small
- * tokenizer (locate()) that walks the already-validated text to a JSON path. Lines and columns
- * are 1-based; columns count characters (UTF-8 sequences), as jansson's own do.
+ * jansson does not remember where values sit in the text, so error positions come from the small
+ * tokenizer of jsonpos.h, which walks the already-validated text to a JSON path.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +24,7 @@
 #include <jansson.h>
 
 #include "dualsync/config.h"
+#include "dualsync/jsonpos.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The settings table
@@ -479,318 +479,6 @@ static bool kafka_name_is_secret(const char *name)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Position locator: a minimal JSON tokenizer over the file text
- * ------------------------------------------------------------------------------------------- */
-
-/* One step of a JSON path: an object key, or an array index when key is NULL. */
-typedef struct segment {
-    const char *key; /* borrowed from the json_t being walked */
-    size_t index;    /* when key is NULL */
-} segment_t;
-
-typedef struct scanner {
-    const char *p;   /* next byte */
-    const char *end; /* end of the text */
-    int line;        /* of p, 1-based */
-    int col;         /* of p, 1-based, in characters */
-} scanner_t;
-
-/* Where a value (or key) starts, and where its text ends. */
-typedef struct position {
-    const char *start; /* first byte */
-    const char *end;   /* one past the last byte */
-    int line;          /* 1-based */
-    int col;           /* 1-based, characters */
-} position_t;
-
-static void scan_advance(scanner_t *sc)
-{
-    unsigned char c = (unsigned char)*sc->p++;
-
-    if (c == '\n') {
-        sc->line++;
-        sc->col = 1;
-    } else if ((c & 0xC0) != 0x80) {
-        /* UTF-8 continuation bytes belong to the character already counted. */
-        sc->col++;
-    }
-}
-
-static void scan_ws(scanner_t *sc)
-{
-    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
-        scan_advance(sc);
-}
-
-static bool scan_expect(scanner_t *sc, char c)
-{
-    if (sc->p >= sc->end || *sc->p != c)
-        return false;
-    scan_advance(sc);
-    return true;
-}
-
-/* Skips a string token; *raw and *raw_len receive its content between the quotes. */
-static bool scan_string(scanner_t *sc, const char **raw, size_t *raw_len)
-{
-    if (!scan_expect(sc, '"'))
-        return false;
-    *raw = sc->p;
-    while (sc->p < sc->end && *sc->p != '"') {
-        if (*sc->p == '\\') {
-            scan_advance(sc);
-            if (sc->p >= sc->end)
-                return false;
-        }
-        scan_advance(sc);
-    }
-    *raw_len = (size_t)(sc->p - *raw);
-    return scan_expect(sc, '"');
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static long read_hex4(const char *p, const char *end)
-{
-    long v = 0;
-
-    if (end - p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/*
- * Decodes the content of a JSON string (escapes included) into out, which holds at least
- * len + 1 bytes: no escape decodes to more bytes than it is written with. Lenient, because it
- * also reads text jansson rejected: a bad escape is copied as written.
- */
-static void json_unescape(const char *raw, size_t len, char *out)
-{
-    const char *p = raw, *end = raw + len;
-    char *o = out;
-
-    while (p < end) {
-        if (*p != '\\' || p + 1 >= end) {
-            *o++ = *p++;
-            continue;
-        }
-        p++;
-        switch (*p) {
-        case 'b':
-            *o++ = '\b';
-            p++;
-            break;
-        case 'f':
-            *o++ = '\f';
-            p++;
-            break;
-        case 'n':
-            *o++ = '\n';
-            p++;
-            break;
-        case 'r':
-            *o++ = '\r';
-            p++;
-            break;
-        case 't':
-            *o++ = '\t';
-            p++;
-            break;
-        case 'u': {
-            long cp = read_hex4(p + 1, end);
-            if (cp < 0) {
-                *o++ = *p++;
-                break;
-            }
-            p += 5;
-            if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-                long lo = read_hex4(p + 2, end);
-                if (lo >= 0xDC00 && lo <= 0xDFFF) {
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    p += 6;
-                }
-            }
-            if (cp < 0x80) {
-                *o++ = (char)cp;
-            } else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | (cp >> 6));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (char)(0xE0 | (cp >> 12));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xF0 | (cp >> 18));
-                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default:
-            *o++ = *p++;
-            break; /* \" \\ \/ and, in rejected text, anything */
-        }
-    }
-    *o = '\0';
-}
-
-/* Whether a string token's content decodes to key. */
-static bool string_equals(const char *raw, size_t raw_len, const char *key)
-{
-    char small[256], *buf = small;
-    bool equal;
-
-    /* Without escapes the text is the key; most keys take this way. */
-    if (!memchr(raw, '\\', raw_len))
-        return strlen(key) == raw_len && memcmp(raw, key, raw_len) == 0;
-    if (raw_len >= sizeof(small) && !(buf = malloc(raw_len + 1)))
-        return false;
-    json_unescape(raw, raw_len, buf);
-    equal = strcmp(buf, key) == 0;
-    if (buf != small)
-        free(buf);
-    return equal;
-}
-
-static bool scan_value(scanner_t *sc);
-
-static bool scan_container(scanner_t *sc, char open, char close)
-{
-    if (!scan_expect(sc, open))
-        return false;
-    scan_ws(sc);
-    if (scan_expect(sc, close))
-        return true;
-    for (;;) {
-        if (open == '{') {
-            const char *raw;
-            size_t raw_len;
-
-            if (!scan_string(sc, &raw, &raw_len))
-                return false;
-            scan_ws(sc);
-            if (!scan_expect(sc, ':'))
-                return false;
-            scan_ws(sc);
-        }
-        if (!scan_value(sc))
-            return false;
-        scan_ws(sc);
-        if (scan_expect(sc, close))
-            return true;
-        if (!scan_expect(sc, ','))
-            return false;
-        scan_ws(sc);
-    }
-}
-
-/* Skips one value (the text was accepted by jansson, whose depth limit bounds the recursion). */
-static bool scan_value(scanner_t *sc)
-{
-    const char *raw;
-    size_t raw_len;
-
-    if (sc->p >= sc->end)
-        return false;
-    switch (*sc->p) {
-    case '{':
-        return scan_container(sc, '{', '}');
-    case '[':
-        return scan_container(sc, '[', ']');
-    case '"':
-        return scan_string(sc, &raw, &raw_len);
-    default: {
-        const char *start = sc->p;
-        while (sc->p < sc->end && !strchr(" \t\r\n,:]}", *sc->p))
-            scan_advance(sc);
-        return sc->p > start;
-    }
-    }
-}
-
-/*
- * Finds the value at path (or, with at_key, the key naming its last step) in text. Only asked
- * about paths that exist in the document jansson parsed from this very text.
- */
-static bool locate(const char *text, size_t len, const segment_t *path, int depth, bool at_key,
-                   position_t *pos)
-{
-    scanner_t sc = {.p = text, .end = text + len, .line = 1, .col = 1};
-    scanner_t key_sc = sc;
-
-    scan_ws(&sc);
-    for (int i = 0; i < depth; i++) {
-        bool found = false;
-
-        if (path[i].key) {
-            if (!scan_expect(&sc, '{'))
-                return false;
-            scan_ws(&sc);
-            while (!found) {
-                const char *raw;
-                size_t raw_len;
-
-                key_sc = sc;
-                if (!scan_string(&sc, &raw, &raw_len))
-                    return false;
-                scan_ws(&sc);
-                if (!scan_expect(&sc, ':'))
-                    return false;
-                scan_ws(&sc);
-                /* jansson rejected duplicate keys, so the first match is the one. */
-                if (string_equals(raw, raw_len, path[i].key)) {
-                    found = true;
-                } else {
-                    if (!scan_value(&sc))
-                        return false;
-                    scan_ws(&sc);
-                    if (!scan_expect(&sc, ','))
-                        return false;
-                    scan_ws(&sc);
-                }
-            }
-        } else {
-            if (!scan_expect(&sc, '['))
-                return false;
-            scan_ws(&sc);
-            for (size_t k = 0; k < path[i].index; k++) {
-                if (!scan_value(&sc))
-                    return false;
-                scan_ws(&sc);
-                if (!scan_expect(&sc, ','))
-                    return false;
-                scan_ws(&sc);
-            }
-        }
-    }
-    if (at_key && depth > 0 && path[depth - 1].key)
-        sc = key_sc; /* the key is a string value as far as extent goes */
-    pos->start = sc.p;
-    pos->line = sc.line;
-    pos->col = sc.col;
-    if (!scan_value(&sc))
-        return false;
-    pos->end = sc.p;
-    return true;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Error messages
  * ------------------------------------------------------------------------------------------- */
 
@@ -801,24 +489,12 @@ typedef struct loader {
     size_t len;                        /* their number */
     ds_config_t *config;               /* being filled */
     bool seen[DS_ARRAY_LEN(settings)]; /* settings the file sets */
-    segment_t path[4];                 /* JSON path of the value being checked */
+    ds_json_step_t path[4];            /* JSON path of the value being checked */
     unsigned uses;                     /* DS_CONFIG_FOR_* the caller needs */
     int depth;                         /* steps in path */
     char *errstr;                      /* the caller's */
     size_t errstr_size;                /* its size */
 } loader_t;
-
-static bool is_plain_key(const char *key)
-{
-    if (!(*key == '_' || (*key >= 'a' && *key <= 'z') || (*key >= 'A' && *key <= 'Z')))
-        return false;
-    for (const char *p = key; *p; p++) {
-        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9')))
-            return false;
-    }
-    return true;
-}
 
 /* Appends like snprintf, never past size. */
 static void append(char *buf, size_t size, size_t *used, const char *fmt, ...) DS_PRINTF(4, 5);
@@ -837,8 +513,17 @@ static void append(char *buf, size_t size, size_t *used, const char *fmt, ...)
         *used = (size_t)n >= size - *used ? size : *used + (size_t)n;
 }
 
+/*
+ * The value at the first depth steps of ld->path (its key with at_key), with the extent of its
+ * text, which describe_found() quotes; a value whose text cannot be skipped is not found.
+ */
+static bool locate(const loader_t *ld, int depth, bool at_key, ds_json_pos_t *pos)
+{
+    return ds_json_locate(ld->text, ld->len, ld->path, depth, at_key, pos) && pos->end;
+}
+
 /* "$.source.tables[2]", "$.kafka[\"bootstrap.servers\"]" */
-static void format_path(const segment_t *path, int depth, char *buf, size_t size)
+static void format_path(const ds_json_step_t *path, int depth, char *buf, size_t size)
 {
     size_t used = 0;
 
@@ -847,7 +532,7 @@ static void format_path(const segment_t *path, int depth, char *buf, size_t size
     for (int i = 0; i < depth; i++) {
         if (!path[i].key) {
             append(buf, size, &used, "[%zu]", path[i].index);
-        } else if (is_plain_key(path[i].key)) {
+        } else if (ds_json_is_plain_key(path[i].key)) {
             append(buf, size, &used, ".%s", path[i].key);
         } else {
             append(buf, size, &used, "[\"");
@@ -874,7 +559,7 @@ static void format_path(const segment_t *path, int depth, char *buf, size_t size
 static void describe_found(const loader_t *ld, const json_t *value, bool secret, char *buf,
                            size_t size)
 {
-    position_t pos;
+    ds_json_pos_t pos;
     size_t used = 0, len;
 
     buf[0] = '\0';
@@ -890,7 +575,7 @@ static void describe_found(const loader_t *ld, const json_t *value, bool secret,
         append(buf, size, &used, "an array");
         return;
     }
-    if (!locate(ld->text, ld->len, ld->path, ld->depth, false, &pos)) {
+    if (!locate(ld, ld->depth, false, &pos)) {
         append(buf, size, &used, "%s", json_is_string(value) ? "a string" : "another value");
         return;
     }
@@ -916,16 +601,16 @@ static bool report(loader_t *ld, int locate_depth, bool at_key, const char *fmt,
 static bool report(loader_t *ld, int locate_depth, bool at_key, const char *fmt, ...)
 {
     char jpath[512], message[1024];
-    position_t pos;
+    ds_json_pos_t pos;
     va_list ap;
 
     format_path(ld->path, ld->depth, jpath, sizeof(jpath));
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    if (locate(ld->text, ld->len, ld->path, locate_depth, at_key, &pos))
-        return ds_fail(ld->errstr, ld->errstr_size, "%s:%d:%d: %s: %s", ld->file, pos.line, pos.col,
-                       jpath, message);
+    if (locate(ld, locate_depth, at_key, &pos))
+        return ds_fail(ld->errstr, ld->errstr_size, "%s:%d:%d: %s: %s", ld->file, pos.line,
+                       pos.column, jpath, message);
     return ds_fail(ld->errstr, ld->errstr_size, "%s: %s: %s", ld->file, jpath, message);
 }
 
@@ -1508,7 +1193,7 @@ static bool check_required(loader_t *ld, const char *section)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const setting_t *s = &settings[i];
         char jpath[256];
-        position_t pos;
+        ds_json_pos_t pos;
 
         if (!s->required || ld->seen[i] || (section && !in_section(s, section)))
             continue;
@@ -1518,11 +1203,12 @@ static bool check_required(loader_t *ld, const char *section)
             continue;
         /* Setting paths are plain keys, so they extend the JSON path as written. */
         format_path(ld->path, ld->depth, jpath, sizeof(jpath));
-        if (!locate(ld->text, ld->len, ld->path, ld->depth, false, &pos))
+        if (!locate(ld, ld->depth, false, &pos))
             return ds_fail(ld->errstr, ld->errstr_size, "%s: %s.%s: required setting is missing",
                            ld->file, jpath, section ? leaf_name(s->path) : s->path);
         return ds_fail(ld->errstr, ld->errstr_size, "%s:%d:%d: %s.%s: required setting is missing",
-                       ld->file, pos.line, pos.col, jpath, section ? leaf_name(s->path) : s->path);
+                       ld->file, pos.line, pos.column, jpath,
+                       section ? leaf_name(s->path) : s->path);
     }
     return true;
 }
@@ -1616,7 +1302,7 @@ static bool key_is_secret(const char *raw, size_t raw_len)
 
     if (raw_len >= sizeof(small) && !(key = malloc(raw_len + 1)))
         return true;
-    json_unescape(raw, raw_len, key);
+    ds_json_unescape(raw, raw_len, key);
     secret = edit_distance(key, "conninfo", 2) <= 2 || kafka_name_is_secret(key);
     if (key != small)
         free(key);

@@ -4,9 +4,8 @@
  *
  * Every problem of every file is collected before failing, each as
  * "FILE:LINE:COL: JSON.PATH: what is wrong", so one run shows everything to fix. jansson does
- * not remember where values sit in the text, so positions come from a small tokenizer
- * (locate()) that walks the already-parsed text to a JSON path. Lines and columns are
- * 1-based; columns count characters (UTF-8 sequences), as jansson's own do.
+ * not remember where values sit in the text, so positions come from the small tokenizer of
+ * jsonpos.h, which walks the already-parsed text to a JSON path.
  *
  * Names (schemas, tables, columns) are taken as written, case included, and always quoted in
  * SQL: "public.Users" is the table "Users", as the catalog spells it.
@@ -17,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dualsync/jsonpos.h"
 #include "mapping_internal.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -87,289 +87,6 @@ const char *ds_mapping_suggest(const char *name, const char *const *candidates)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Position locator: a minimal JSON tokenizer over the file text
- * ------------------------------------------------------------------------------------------- */
-
-/* One step of a JSON path: an object key, or an array index when key is NULL. */
-typedef struct segment {
-    const char *key; /* borrowed from the json_t being walked */
-    size_t index;    /* when key is NULL */
-} segment_t;
-
-typedef struct scanner {
-    const char *p;   /* next byte */
-    const char *end; /* end of the text */
-    int line;        /* of p, 1-based */
-    int col;         /* of p, 1-based, in characters */
-} scanner_t;
-
-static void scan_advance(scanner_t *sc)
-{
-    unsigned char c = (unsigned char)*sc->p++;
-
-    if (c == '\n') {
-        sc->line++;
-        sc->col = 1;
-    } else if ((c & 0xC0) != 0x80) {
-        sc->col++; /* continuation bytes belong to the character already counted */
-    }
-}
-
-static void scan_ws(scanner_t *sc)
-{
-    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
-        scan_advance(sc);
-}
-
-static bool scan_expect(scanner_t *sc, char c)
-{
-    if (sc->p >= sc->end || *sc->p != c)
-        return false;
-    scan_advance(sc);
-    return true;
-}
-
-static bool scan_string(scanner_t *sc, const char **raw, size_t *raw_len)
-{
-    if (!scan_expect(sc, '"'))
-        return false;
-    *raw = sc->p;
-    while (sc->p < sc->end && *sc->p != '"') {
-        if (*sc->p == '\\') {
-            scan_advance(sc);
-            if (sc->p >= sc->end)
-                return false;
-        }
-        scan_advance(sc);
-    }
-    *raw_len = (size_t)(sc->p - *raw);
-    return scan_expect(sc, '"');
-}
-
-static bool scan_value(scanner_t *sc);
-
-static bool scan_container(scanner_t *sc, char open, char close)
-{
-    if (!scan_expect(sc, open))
-        return false;
-    scan_ws(sc);
-    if (scan_expect(sc, close))
-        return true;
-    for (;;) {
-        if (open == '{') {
-            const char *raw;
-            size_t raw_len;
-
-            if (!scan_string(sc, &raw, &raw_len))
-                return false;
-            scan_ws(sc);
-            if (!scan_expect(sc, ':'))
-                return false;
-            scan_ws(sc);
-        }
-        if (!scan_value(sc))
-            return false;
-        scan_ws(sc);
-        if (scan_expect(sc, close))
-            return true;
-        if (!scan_expect(sc, ','))
-            return false;
-        scan_ws(sc);
-    }
-}
-
-/* Skips one value (jansson accepted this text, and its depth limit bounds the recursion). */
-static bool scan_value(scanner_t *sc)
-{
-    const char *raw;
-    size_t raw_len;
-
-    if (sc->p >= sc->end)
-        return false;
-    switch (*sc->p) {
-    case '{':
-        return scan_container(sc, '{', '}');
-    case '[':
-        return scan_container(sc, '[', ']');
-    case '"':
-        return scan_string(sc, &raw, &raw_len);
-    default: {
-        const char *start = sc->p;
-        while (sc->p < sc->end && !strchr(" \t\r\n,:]}", *sc->p))
-            scan_advance(sc);
-        return sc->p > start;
-    }
-    }
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static long read_hex4(const char *p, const char *end)
-{
-    long v = 0;
-
-    if (end - p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* Decodes a JSON string's content into out (len + 1 bytes: no escape grows). */
-static void json_unescape(const char *raw, size_t len, char *out)
-{
-    const char *p = raw, *end = raw + len;
-    char *o = out;
-
-    while (p < end) {
-        if (*p != '\\' || p + 1 >= end) {
-            *o++ = *p++;
-            continue;
-        }
-        p++;
-        if (*p == 'u') {
-            long cp = read_hex4(p + 1, end);
-            if (cp < 0) {
-                *o++ = *p++;
-                continue;
-            }
-            p += 5;
-            if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-                long lo = read_hex4(p + 2, end);
-                if (lo >= 0xDC00 && lo <= 0xDFFF) {
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    p += 6;
-                }
-            }
-            if (cp < 0x80) {
-                *o++ = (char)cp;
-            } else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | (cp >> 6));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (char)(0xE0 | (cp >> 12));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xF0 | (cp >> 18));
-                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
-            continue;
-        }
-        switch (*p) {
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        default:
-            *o++ = *p; /* \" \\ \/ */
-            break;
-        }
-        p++;
-    }
-    *o = '\0';
-}
-
-static bool key_equals(const char *raw, size_t raw_len, const char *key)
-{
-    char *buf;
-    bool equal;
-
-    if (!memchr(raw, '\\', raw_len))
-        return strlen(key) == raw_len && memcmp(raw, key, raw_len) == 0;
-    buf = ds_mapping_xmalloc(raw_len + 1);
-    json_unescape(raw, raw_len, buf);
-    equal = strcmp(buf, key) == 0;
-    free(buf);
-    return equal;
-}
-
-/* Finds the value at path (with at_key: the key naming its last step) in text. */
-static bool locate(const char *text, size_t len, const segment_t *path, int depth, bool at_key,
-                   int *line, int *col)
-{
-    scanner_t sc = {.p = text, .end = text + len, .line = 1, .col = 1};
-    scanner_t key_sc = sc;
-
-    scan_ws(&sc);
-    for (int i = 0; i < depth; i++) {
-        if (path[i].key) {
-            bool found = false;
-
-            if (!scan_expect(&sc, '{'))
-                return false;
-            scan_ws(&sc);
-            while (!found) {
-                const char *raw;
-                size_t raw_len;
-
-                key_sc = sc;
-                if (!scan_string(&sc, &raw, &raw_len))
-                    return false;
-                scan_ws(&sc);
-                if (!scan_expect(&sc, ':'))
-                    return false;
-                scan_ws(&sc);
-                /* Duplicate keys were rejected, so the first match is the one. */
-                if (key_equals(raw, raw_len, path[i].key)) {
-                    found = true;
-                } else {
-                    if (!scan_value(&sc))
-                        return false;
-                    scan_ws(&sc);
-                    if (!scan_expect(&sc, ','))
-                        return false;
-                    scan_ws(&sc);
-                }
-            }
-        } else {
-            if (!scan_expect(&sc, '['))
-                return false;
-            scan_ws(&sc);
-            for (size_t k = 0; k < path[i].index; k++) {
-                if (!scan_value(&sc))
-                    return false;
-                scan_ws(&sc);
-                if (!scan_expect(&sc, ','))
-                    return false;
-                scan_ws(&sc);
-            }
-        }
-    }
-    if (at_key && depth > 0 && path[depth - 1].key)
-        sc = key_sc;
-    *line = sc.line;
-    *col = sc.col;
-    return true;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * The loader and its messages
  * ------------------------------------------------------------------------------------------- */
 
@@ -378,7 +95,7 @@ typedef struct loader {
     const char *text;               /* the file's bytes */
     size_t len;                     /* their number */
     const char *const *connections; /* the config's target names, NULL-terminated */
-    segment_t *path;                /* JSON path of the value being checked */
+    ds_json_step_t *path;           /* JSON path of the value being checked */
     int depth;                      /* steps in path */
     int path_cap;                   /* allocated steps */
     ds_buf_t *problems;             /* every problem so far, one per line */
@@ -391,7 +108,7 @@ static void push_key(loader_t *ld, const char *key)
         ld->path_cap = ld->path_cap ? ld->path_cap * 2 : 16;
         ld->path = ds_mapping_xrealloc(ld->path, sizeof(*ld->path) * (size_t)ld->path_cap);
     }
-    ld->path[ld->depth++] = (segment_t){key, 0};
+    ld->path[ld->depth++] = (ds_json_step_t){key, 0};
 }
 
 static void push_index(loader_t *ld, size_t index)
@@ -405,26 +122,14 @@ static void pop(loader_t *ld)
     ld->depth--;
 }
 
-static bool is_plain_key(const char *key)
-{
-    if (!(*key == '_' || (*key >= 'a' && *key <= 'z') || (*key >= 'A' && *key <= 'Z')))
-        return false;
-    for (const char *p = key; *p; p++) {
-        if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9')))
-            return false;
-    }
-    return true;
-}
-
 /* "$.targets[0].columns.email", "$.targets[0].columns[\"e-mail\"]" */
-static void format_path(ds_buf_t *buf, const segment_t *path, int depth)
+static void format_path(ds_buf_t *buf, const ds_json_step_t *path, int depth)
 {
     ds_buf_append_char(buf, '$');
     for (int i = 0; i < depth; i++) {
         if (!path[i].key) {
             ds_buf_appendf(buf, "[%zu]", path[i].index);
-        } else if (is_plain_key(path[i].key)) {
+        } else if (ds_json_is_plain_key(path[i].key)) {
             ds_buf_appendf(buf, ".%s", path[i].key);
         } else {
             ds_buf_append_char(buf, '[');
@@ -440,10 +145,10 @@ static void format_path(ds_buf_t *buf, const segment_t *path, int depth)
  */
 static void append_where(loader_t *ld, ds_buf_t *buf, bool at_key, int shown_drop)
 {
-    int line, col;
+    ds_json_pos_t pos;
 
-    if (locate(ld->text, ld->len, ld->path, ld->depth, at_key, &line, &col))
-        ds_buf_appendf(buf, "%s:%d:%d: ", ld->file, line, col);
+    if (ds_json_locate(ld->text, ld->len, ld->path, ld->depth, at_key, &pos))
+        ds_buf_appendf(buf, "%s:%d:%d: ", ld->file, pos.line, pos.column);
     else
         ds_buf_appendf(buf, "%s: ", ld->file);
     format_path(buf, ld->path, ld->depth - shown_drop);
