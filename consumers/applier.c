@@ -90,7 +90,7 @@ static const struct {
     {"ds_pending_keys", "SELECT target, topic, source_key FROM dualsync.pending", 0},
     {"ds_pending_rows",
      "SELECT id, target, topic, partition, kafka_offset, source_key, value"
-     " FROM dualsync.pending ORDER BY id",
+     " FROM dualsync.pending ORDER BY topic, source_key, id", /* a source key's rows together */
      0},
 };
 
@@ -1158,33 +1158,242 @@ static ds_applier_status_t slow_failure(ds_applier_t *a, run_result_t rr, const 
     return DS_APPLIER_FAILED;
 }
 
-/* A target of one message the slow path gave up on, and why. */
-typedef struct excluded {
-    int local;    /* local target index */
-    bool pending; /* waits for a parent (else a dead letter) */
-    char error[1024];
-} excluded_t;
+/*
+ * Why deferred constraints are checked at the end of each message, not at each statement:
+ * one change may write several targets that reference each other through a DEFERRABLE
+ * INITIALLY DEFERRED foreign key (clinic: a new phone number moves a clinic patient to a new
+ * global patient, and the old global row, left without a link, is deleted a statement before
+ * the clinic row stops pointing to it). Each statement alone breaks the reference; the change
+ * as a whole does not. Checked per statement, such a change could never be applied in the
+ * slow path or from dualsync.pending. So the writes of a message run with constraints
+ * deferred inside its savepoint, and SET CONSTRAINTS ALL IMMEDIATE at the end of the message
+ * fires the checks it queued (failing inside the savepoint, which undoes just this message);
+ * SET CONSTRAINTS ALL DEFERRED then defers again for the next message. A deferrable
+ * constraint declared INITIALLY IMMEDIATE is therefore checked at the end of the message too:
+ * a message is applied or refused as a whole, so the outcome is the same (PostgreSQL has no
+ * command to go back to each constraint's declared mode). The checks fired at the end of a
+ * message that is kept stay done: later messages and COMMIT do not repeat them. A ROLLBACK TO
+ * SAVEPOINT drops the checks its writes queued and restores the constraint modes.
+ *
+ * Only when the message as a whole fails a deferred check is it not clear which target is at
+ * fault; then each target is tried alone (and undone) to find the ones that fail alone.
+ */
 
-static bool is_excluded(const excluded_t *ex, int nex, int local)
+/* One part of a change that is written, or given up on, as a whole: a target of a message in
+ * the slow path, a pending row in the retry of dualsync.pending. */
+typedef struct unit {
+    bool excluded;    /* given up on: not written */
+    bool pending;     /* excluded because a parent is missing (else a dead letter) */
+    char error[1024]; /* why it was excluded */
+} unit_t;
+
+/*
+ * Runs, in order, the writes of the units not excluded (of unit @p only alone when it is
+ * >= 0), adding to *writes the ones applied. Anything but RUN_OK stops at the failing write;
+ * on RUN_SQL_ERROR *failed names its unit. A write answering applied = false fails with
+ * SQLSTATE_FOREIGN_KEY and MISSING_PARENT: its change must wait.
+ */
+typedef run_result_t (*units_writer_t)(ds_applier_t *a, void *ctx, const unit_t *units, int only,
+                                       int *failed, uint64_t *writes, char *sqlstate, char *message,
+                                       size_t message_size);
+
+/* Fires the deferred checks queued so far, then defers again (see above). */
+static run_result_t check_deferred(ds_applier_t *a, char *sqlstate, char *message,
+                                   size_t message_size)
 {
-    for (int i = 0; i < nex; i++) {
-        if (ex[i].local == local)
-            return true;
-    }
-    return false;
+    run_result_t rr = run(a, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL, NULL, sqlstate,
+                          message, message_size);
+
+    if (rr != RUN_OK)
+        return rr;
+    return run(a, "SET CONSTRAINTS ALL DEFERRED", false, 0, NULL, NULL, sqlstate, message,
+               message_size);
+}
+
+static void exclude(unit_t *u, const char *sqlstate, const char *message)
+{
+    u->excluded = true;
+    u->pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
+    snprintf(u->error, sizeof(u->error), "%s", message);
+}
+
+/* Undoes what was written since SAVEPOINT ds_message (and restores the constraint modes). */
+static ds_applier_status_t rollback_units(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+    run_result_t rr = run(a, "ROLLBACK TO SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate,
+                          message, sizeof(message));
+
+    return rr == RUN_OK
+               ? DS_APPLIER_OK
+               : slow_failure(a, rr, "ROLLBACK TO SAVEPOINT", message, errstr, errstr_size);
+}
+
+/* A write or check failed with something other than "this change is wrong". */
+static ds_applier_status_t units_stop(ds_applier_t *a, run_result_t rr, const char *message,
+                                      const char *retried, char *errstr, size_t errstr_size)
+{
+    if (rr == RUN_LOST)
+        return slow_failure(a, rr, "writing", message, errstr, errstr_size);
+    recover(a);
+    ds_fail(errstr, errstr_size, "target \"%s\": %s; %s", a->name, message, retried);
+    return DS_APPLIER_RETRY;
 }
 
 /*
- * Writes the message whose writes are work[first..end) inside a savepoint, dropping one
- * target at a time when its write fails, until the rest succeeds.
+ * The units together failed a deferred check (@p sqlstate, @p message): tries each alone,
+ * undoing it, and excludes the ones that fail alone; when each passes alone, all of them, as
+ * the check cannot be pinned on one.
+ */
+static ds_applier_status_t probe_units(ds_applier_t *a, unit_t *units, int nunits,
+                                       units_writer_t writer, void *ctx, const char *sqlstate,
+                                       const char *message, const char *retried, char *errstr,
+                                       size_t errstr_size)
+{
+    bool found = false;
+    ds_applier_status_t st;
+
+    for (int u = 0; u < nunits; u++) {
+        char state[6], why[1024];
+        uint64_t unused = 0;
+        int failed = -1;
+        run_result_t rr;
+
+        if (units[u].excluded)
+            continue;
+        rr = writer(a, ctx, units, u, &failed, &unused, state, why, sizeof(why));
+        if (rr == RUN_OK)
+            rr = check_deferred(a, state, why, sizeof(why));
+        if (rr == RUN_LOST || (rr == RUN_SQL_ERROR && transient_sqlstate(state)))
+            return units_stop(a, rr, why, retried, errstr, errstr_size);
+        if (rr == RUN_SQL_ERROR) {
+            exclude(&units[u], state, why);
+            found = true;
+        }
+        if ((st = rollback_units(a, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+    }
+    for (int u = 0; u < nunits && !found; u++) {
+        if (!units[u].excluded)
+            exclude(&units[u], sqlstate, message);
+    }
+    return DS_APPLIER_OK;
+}
+
+/*
+ * Writes the units inside SAVEPOINT ds_message with deferred constraints checked at the end,
+ * excluding the units that cannot be written now until the rest succeeds as a whole.
+ * @p retried says what happens after a transient error ("the batch is retried").
+ */
+static ds_applier_status_t write_units(ds_applier_t *a, unit_t *units, int nunits,
+                                       units_writer_t writer, void *ctx, const char *retried,
+                                       uint64_t *writes, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+    ds_applier_status_t st;
+    run_result_t rr;
+
+    if ((rr = run(a, "SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
+                  sizeof(message))) != RUN_OK)
+        return slow_failure(a, rr, "SAVEPOINT", message, errstr, errstr_size);
+    for (;;) {
+        uint64_t n = 0;
+        int failed = -1;
+        bool any = false;
+
+        for (int u = 0; u < nunits; u++)
+            any = any || !units[u].excluded;
+        if (!any)
+            break;
+        rr = writer(a, ctx, units, -1, &failed, &n, sqlstate, message, sizeof(message));
+        if (rr == RUN_OK) {
+            failed = -1;
+            rr = check_deferred(a, sqlstate, message, sizeof(message));
+        }
+        if (rr == RUN_OK) {
+            *writes += n;
+            break;
+        }
+        if (rr == RUN_LOST || transient_sqlstate(sqlstate))
+            return units_stop(a, rr, message, retried, errstr, errstr_size);
+        /* A write failed: its unit cannot be written now. The end-of-message check failed:
+         * find out which units fail alone. Either way, undo and try the rest again. */
+        if (failed >= 0)
+            exclude(&units[failed], sqlstate, message);
+        if ((st = rollback_units(a, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+        if (failed < 0 && (st = probe_units(a, units, nunits, writer, ctx, sqlstate, message,
+                                            retried, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+    }
+    if ((rr = run(a, "RELEASE SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
+                  sizeof(message))) != RUN_OK)
+        return slow_failure(a, rr, "RELEASE SAVEPOINT", message, errstr, errstr_size);
+    return DS_APPLIER_OK;
+}
+
+/* The slow path's units: the distinct targets of the message whose writes are work[first..end). */
+typedef struct message_units {
+    const ds_batch_msg_t *m;
+    int first, end;
+    int *local; /* by unit: its local target index */
+    int nunits;
+} message_units_t;
+
+static int unit_of_local(const message_units_t *mu, int local)
+{
+    for (int u = 0; u < mu->nunits; u++) {
+        if (mu->local[u] == local)
+            return u;
+    }
+    return -1;
+}
+
+static run_result_t write_message_units(ds_applier_t *a, void *ctx, const unit_t *units, int only,
+                                        int *failed, uint64_t *writes, char *sqlstate,
+                                        char *message, size_t message_size)
+{
+    const message_units_t *mu = ctx;
+
+    for (int i = mu->first; i < mu->end; i++) {
+        work_t *w = &a->work[i];
+        const ds_batch_write_t *bw = &mu->m->writes[w->write];
+        int u = unit_of_local(mu, w->local);
+        PGresult *r = NULL;
+        run_result_t rr;
+
+        if (units[u].excluded || (only >= 0 && u != only))
+            continue;
+        rr = run(a, statement_of(a, w->local, bw->kind), true, bw->nparams,
+                 (const char *const *)bw->params, &r, sqlstate, message, message_size);
+        *failed = u;
+        if (rr != RUN_OK)
+            return rr;
+        w->applied = answer_applied(r);
+        PQclear(r);
+        if (!w->applied) {
+            snprintf(message, message_size, "%s", MISSING_PARENT);
+            snprintf(sqlstate, 6, "%s", SQLSTATE_FOREIGN_KEY);
+            return RUN_SQL_ERROR;
+        }
+        (*writes)++;
+    }
+    *failed = -1;
+    return RUN_OK;
+}
+
+/*
+ * Writes the message whose writes are work[first..end) (see write_units), then records for
+ * each of its targets what dualsync.pending must say, or its dead letter.
  */
 static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int first, int end,
                                         const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
                                         bool *pended, char *errstr, size_t errstr_size)
 {
     const ds_batch_msg_t *m = ds_batch_at(batch, a->work[first].msg);
-    excluded_t *ex = calloc((size_t)(end - first) + 1, sizeof(*ex));
-    int nex = 0;
+    unit_t *units = calloc((size_t)(end - first) + 1, sizeof(*units));
+    int *locals = calloc((size_t)(end - first) + 1, sizeof(*locals));
+    message_units_t mu = {m, first, end, locals, 0};
     char sqlstate[6], message[1024];
     ds_applier_status_t st = DS_APPLIER_OK;
     run_result_t rr;
@@ -1192,87 +1401,36 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
     const char *key = source_key(m, &key_len);
     char offset[24];
 
-    if (!ex) {
+    if (!units || !locals) {
+        free(units);
+        free(locals);
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_APPLIER_FAILED;
     }
+    for (int i = first; i < end; i++) {
+        if (unit_of_local(&mu, a->work[i].local) < 0)
+            locals[mu.nunits++] = a->work[i].local;
+    }
     format_int(offset, sizeof(offset), m->offset);
-    for (;;) {
-        bool failed = false;
-        uint64_t writes = 0;
-
-        if ((rr = run(a, "SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
-                      sizeof(message))) != RUN_OK) {
-            st = slow_failure(a, rr, "SAVEPOINT", message, errstr, errstr_size);
-            goto done;
-        }
-        for (int i = first; i < end && !failed; i++) {
-            work_t *w = &a->work[i];
-            const ds_batch_write_t *bw = &m->writes[w->write];
-            PGresult *r = NULL;
-
-            if (is_excluded(ex, nex, w->local))
-                continue;
-            rr = run(a, statement_of(a, w->local, bw->kind), true, bw->nparams,
-                     (const char *const *)bw->params, &r, sqlstate, message, sizeof(message));
-            if (rr == RUN_LOST) {
-                st = slow_failure(a, rr, "writing", message, errstr, errstr_size);
-                goto done;
-            }
-            if (rr == RUN_OK) {
-                w->applied = answer_applied(r);
-                PQclear(r);
-                if (w->applied) {
-                    writes++;
-                    continue;
-                }
-                snprintf(message, sizeof(message), "%s", MISSING_PARENT);
-                snprintf(sqlstate, sizeof(sqlstate), "%s", SQLSTATE_FOREIGN_KEY);
-            } else if (transient_sqlstate(sqlstate)) {
-                recover(a);
-                ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is retried", a->name,
-                        message);
-                st = DS_APPLIER_RETRY;
-                goto done;
-            }
-            /* This target's write cannot be done now: undo the message, drop the target. */
-            failed = true;
-            ex[nex].local = w->local;
-            ex[nex].pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
-            snprintf(ex[nex].error, sizeof(ex[nex].error), "%s", message);
-            nex++;
-            if ((rr = run(a, "ROLLBACK TO SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate,
-                          message, sizeof(message))) != RUN_OK) {
-                st = slow_failure(a, rr, "ROLLBACK TO SAVEPOINT", message, errstr, errstr_size);
-                goto done;
-            }
-        }
-        if (!failed) {
-            stats->writes += writes;
-            break;
-        }
-    }
-    if ((rr = run(a, "RELEASE SAVEPOINT ds_message", false, 0, NULL, NULL, sqlstate, message,
-                  sizeof(message))) != RUN_OK) {
-        st = slow_failure(a, rr, "RELEASE SAVEPOINT", message, errstr, errstr_size);
+    st = write_units(a, units, mu.nunits, write_message_units, &mu, "the batch is retried",
+                     &stats->writes, errstr, errstr_size);
+    if (st != DS_APPLIER_OK)
         goto done;
-    }
     /* What dualsync.pending says for each target of this message. */
     for (int i = first; i < end; i++) {
         const work_t *w = &a->work[i];
         const ds_batch_write_t *bw = &m->writes[w->write];
         const char *target = bw->target->id;
+        int u = unit_of_local(&mu, w->local);
         bool done_before = false;
 
         for (int j = first; j < i; j++)
             done_before = done_before || a->work[j].local == w->local;
         if (done_before)
             continue; /* one decision per target */
-        if (is_excluded(ex, nex, w->local)) {
-            const excluded_t *e = NULL;
+        if (units[u].excluded) {
+            const unit_t *e = &units[u];
 
-            for (int k = 0; k < nex; k++)
-                e = ex[k].local == w->local ? &ex[k] : e;
             if (e->pending) {
                 pending_params_t pp;
 
@@ -1315,7 +1473,8 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
     }
 
 done:
-    free(ex);
+    free(units);
+    free(locals);
     return st;
 }
 
@@ -1333,8 +1492,8 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         return st;
     if ((rr = run(a, "BEGIN", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
             RUN_OK ||
-        /* A deferred constraint fails at the statement that breaks it, inside its savepoint. */
-        (rr = run(a, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL, NULL, sqlstate, message,
+        /* Deferred checks run at the end of each message (see write_units). */
+        (rr = run(a, "SET CONSTRAINTS ALL DEFERRED", false, 0, NULL, NULL, sqlstate, message,
                   sizeof(message))) != RUN_OK)
         return slow_failure(a, rr, "BEGIN", message, errstr, errstr_size);
     for (int first = 0; first < a->nwork;) {
@@ -1395,125 +1554,190 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
  * dualsync.pending
  * ------------------------------------------------------------------------------------------- */
 
-/* What became of one pending row. */
-typedef enum retry_outcome {
-    RETRY_STILL_WAITING,
-    RETRY_APPLIED,
-    RETRY_DEAD, /* now a dead letter */
-} retry_outcome_t;
+/* One pending row of a source key, as a unit of write_units. */
+typedef struct pending_unit {
+    int row;                   /* in the rows read */
+    int order;                 /* its target's index in the set: writes in target order */
+    const ds_target_t *target; /* borrowed from the set */
+    ds_batch_msg_t m;          /* the stored change, pointing into the rows */
+    json_t *value;             /* the parsed value, NULL for a tombstone */
+} pending_unit_t;
 
-/* Re-evaluates and writes one pending row (row @p i of @p rows) inside a savepoint. */
-static ds_applier_status_t retry_row(ds_applier_t *a, const PGresult *rows, int i,
-                                     const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
-                                     retry_outcome_t *outcome, char *errstr, size_t errstr_size)
+/* The pending rows of one source key (same topic and source_key). */
+typedef struct pending_group {
+    ds_mapping_set_t *set; /* borrowed */
+    pending_unit_t *pu;    /* by unit */
+    int nunits;
+} pending_group_t;
+
+/* Re-evaluates the stored change of unit @p u (the write list lives until the next eval). */
+static bool eval_pending(ds_mapping_set_t *set, const pending_unit_t *pu, ds_write_list_t *list,
+                         char *why, size_t why_size)
 {
-    const char *id = PQgetvalue(rows, i, 0), *target_id = PQgetvalue(rows, i, 1);
-    ds_batch_msg_t m;
-    ds_write_list_t list;
-    json_t *value = NULL;
-    json_error_t jerr;
-    char sqlstate[6], message[1024], why[1024] = "";
-    const ds_target_t *target = NULL;
-    run_result_t rr;
-    bool failed = false, pending = false;
+    return ds_mapping_eval(set, pu->m.topic, pu->m.key, pu->m.key_len, pu->value, list, why,
+                           why_size);
+}
 
-    memset(&m, 0, sizeof(m));
-    m.topic = PQgetvalue(rows, i, 2);
-    m.partition = atoi(PQgetvalue(rows, i, 3));
-    m.offset = strtoll(PQgetvalue(rows, i, 4), NULL, 10);
-    m.key = PQgetvalue(rows, i, 5);
-    m.key_len = (size_t)PQgetlength(rows, i, 5);
-    m.value_text = PQgetisnull(rows, i, 6) ? NULL : PQgetvalue(rows, i, 6);
-    m.value_len = m.value_text ? (size_t)PQgetlength(rows, i, 6) : 0;
-    *outcome = RETRY_STILL_WAITING;
+static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t *units, int only,
+                                        int *failed, uint64_t *writes, char *sqlstate,
+                                        char *message, size_t message_size)
+{
+    const pending_group_t *g = ctx;
 
-    for (int t = 0; t < a->ntargets; t++) {
-        if (strcmp(a->targets[t].target->id, target_id) == 0)
-            target = a->targets[t].target;
-    }
-    if (!target) {
-        ds_warning("target \"%s\": dualsync.pending row %s is for target %s, which the mappings "
-                   "no longer have; it stays until removed by hand",
-                   a->name, id, target_id);
-        return DS_APPLIER_OK;
-    }
-    if (m.value_text && !(value = json_loadb(m.value_text, m.value_len, 0, &jerr)))
-        snprintf(why, sizeof(why), "the stored value is not JSON: %s", jerr.text);
-    else if (!ds_mapping_eval(a->set, m.topic, m.key, m.key_len, value, &list, why, sizeof(why)))
-        ; /* why says it */
-    else
-        why[0] = '\0';
-    if (why[0]) {
-        failed = true;
-    } else {
-        if ((rr = run(a, "SAVEPOINT ds_pending", false, 0, NULL, NULL, sqlstate, message,
-                      sizeof(message))) != RUN_OK) {
-            json_decref(value);
-            return slow_failure(a, rr, "SAVEPOINT", message, errstr, errstr_size);
+    for (int u = 0; u < g->nunits; u++) {
+        ds_write_list_t list;
+
+        if (units[u].excluded || (only >= 0 && u != only))
+            continue;
+        *failed = u;
+        if (!eval_pending(g->set, &g->pu[u], &list, message, message_size)) {
+            sqlstate[0] = '\0';
+            return RUN_SQL_ERROR;
         }
-        for (int w = 0; w < list.nwrites && !failed; w++) {
+        for (int w = 0; w < list.nwrites; w++) {
             const ds_target_write_t *tw = &list.writes[w];
             int local = local_index(a, tw->target);
             PGresult *r = NULL;
+            run_result_t rr;
+            bool applied;
 
-            if (tw->target != target || local < 0 || !statement_of(a, local, tw->kind))
+            if (tw->target != g->pu[u].target || local < 0 || !statement_of(a, local, tw->kind))
                 continue;
             rr = run(a, statement_of(a, local, tw->kind), true, tw->nparams, tw->params, &r,
-                     sqlstate, message, sizeof(message));
-            if (rr == RUN_LOST) {
-                json_decref(value);
-                return slow_failure(a, rr, "writing", message, errstr, errstr_size);
+                     sqlstate, message, message_size);
+            if (rr != RUN_OK)
+                return rr;
+            applied = answer_applied(r);
+            PQclear(r);
+            if (!applied) {
+                snprintf(message, message_size, "%s", MISSING_PARENT);
+                snprintf(sqlstate, 6, "%s", SQLSTATE_FOREIGN_KEY);
+                return RUN_SQL_ERROR;
             }
-            if (rr == RUN_OK) {
-                bool applied = answer_applied(r);
+            (*writes)++;
+        }
+    }
+    *failed = -1;
+    return RUN_OK;
+}
 
-                PQclear(r);
-                if (applied)
-                    continue;
-                pending = true;
-            } else if (transient_sqlstate(sqlstate)) {
-                json_decref(value);
+/*
+ * Retries the pending rows [first, end) of @p rows, which share topic and source_key,
+ * together (see write_units): targets of one change that reference each other wait together
+ * and can only be written together. Applied rows and dead letters leave dualsync.pending.
+ */
+static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, int first, int end,
+                                       const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
+                                       int *resolved, char *errstr, size_t errstr_size)
+{
+    pending_group_t g = {a->set, calloc((size_t)(end - first) + 1, sizeof(pending_unit_t)), 0};
+    unit_t *units = calloc((size_t)(end - first) + 1, sizeof(*units));
+    char sqlstate[6], message[1024];
+    ds_applier_status_t st = DS_APPLIER_OK;
+    uint64_t writes = 0;
+
+    if (!g.pu || !units) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        st = DS_APPLIER_FAILED;
+        goto done;
+    }
+    for (int i = first; i < end; i++) {
+        const char *target_id = PQgetvalue(rows, i, 1);
+        pending_unit_t *pu = &g.pu[g.nunits];
+        unit_t *un = &units[g.nunits];
+        json_error_t jerr;
+        ds_write_list_t list;
+
+        pu->row = i;
+        pu->order = -1;
+        for (int t = 0; t < ds_mapping_set_ntargets(a->set); t++) {
+            if (strcmp(ds_mapping_set_target(a->set, t)->id, target_id) == 0 &&
+                local_index(a, ds_mapping_set_target(a->set, t)) >= 0) {
+                pu->target = ds_mapping_set_target(a->set, t);
+                pu->order = t;
+            }
+        }
+        if (!pu->target) {
+            ds_warning("target \"%s\": dualsync.pending row %s is for target %s, which the "
+                       "mappings no longer have; it stays until removed by hand",
+                       a->name, PQgetvalue(rows, i, 0), target_id);
+            continue;
+        }
+        pu->m.topic = PQgetvalue(rows, i, 2);
+        pu->m.partition = atoi(PQgetvalue(rows, i, 3));
+        pu->m.offset = strtoll(PQgetvalue(rows, i, 4), NULL, 10);
+        pu->m.key = PQgetvalue(rows, i, 5);
+        pu->m.key_len = (size_t)PQgetlength(rows, i, 5);
+        pu->m.value_text = PQgetisnull(rows, i, 6) ? NULL : PQgetvalue(rows, i, 6);
+        pu->m.value_len = pu->m.value_text ? (size_t)PQgetlength(rows, i, 6) : 0;
+        /* A change that no longer evaluates is a dead letter, written or not. */
+        if (pu->m.value_text &&
+            !(pu->value = json_loadb(pu->m.value_text, pu->m.value_len, 0, &jerr))) {
+            snprintf(message, sizeof(message), "the stored value is not JSON: %s", jerr.text);
+            exclude(un, "", message);
+        } else if (!eval_pending(a->set, pu, &list, message, sizeof(message))) {
+            exclude(un, "", message);
+        }
+        g.nunits++;
+    }
+    /* In target order, as the change's own writes run. */
+    for (int i = 1; i < g.nunits; i++) {
+        for (int j = i; j > 0 && g.pu[j - 1].order > g.pu[j].order; j--) {
+            pending_unit_t tp = g.pu[j];
+            unit_t tu = units[j];
+
+            g.pu[j] = g.pu[j - 1];
+            g.pu[j - 1] = tp;
+            units[j] = units[j - 1];
+            units[j - 1] = tu;
+        }
+    }
+    st = write_units(a, units, g.nunits, write_pending_units, &g, "retrying the pending changes",
+                     &writes, errstr, errstr_size);
+    if (st != DS_APPLIER_OK)
+        goto done;
+    for (int u = 0; u < g.nunits; u++) {
+        const pending_unit_t *pu = &g.pu[u];
+        const char *params[1] = {PQgetvalue(rows, pu->row, 0)};
+        run_result_t rr;
+
+        if (units[u].excluded && units[u].pending)
+            continue; /* still waiting */
+        if (units[u].excluded) {
+            ds_dead_letter_t dl = dead_letter_of(&pu->m, pu->target->id, units[u].error);
+
+            stats->dead_letters++;
+            if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                 recover(a);
-                ds_fail(errstr, errstr_size, "target \"%s\": %s; retrying the pending changes",
-                        a->name, message);
-                return DS_APPLIER_RETRY;
-            } else {
-                pending = strcmp(sqlstate, SQLSTATE_FOREIGN_KEY) == 0;
-                snprintf(why, sizeof(why), "%s", message);
+                st = DS_APPLIER_FAILED;
+                goto done;
             }
-            failed = true;
+        } else {
+            stats->pending_done++;
         }
-        rr = run(a, failed ? "ROLLBACK TO SAVEPOINT ds_pending" : "RELEASE SAVEPOINT ds_pending",
-                 false, 0, NULL, NULL, sqlstate, message, sizeof(message));
-        if (rr != RUN_OK) {
-            json_decref(value);
-            return slow_failure(a, rr, "ending the savepoint", message, errstr, errstr_size);
-        }
-    }
-    json_decref(value);
-    if (failed && pending)
-        return DS_APPLIER_OK; /* still waiting */
-    if (failed) {
-        ds_dead_letter_t dl = dead_letter_of(&m, target_id, why);
-
-        stats->dead_letters++;
-        if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
-            recover(a);
-            return DS_APPLIER_FAILED;
-        }
-        *outcome = RETRY_DEAD;
-    } else {
-        *outcome = RETRY_APPLIED;
-        stats->pending_done++;
-    }
-    {
-        const char *params[1] = {id};
-
+        (*resolved)++;
         if ((rr = run(a, "ds_pending_del_id", true, 1, params, NULL, sqlstate, message,
-                      sizeof(message))) != RUN_OK)
-            return slow_failure(a, rr, "cleaning dualsync.pending", message, errstr, errstr_size);
+                      sizeof(message))) != RUN_OK) {
+            st = slow_failure(a, rr, "cleaning dualsync.pending", message, errstr, errstr_size);
+            goto done;
+        }
     }
-    return DS_APPLIER_OK;
+
+done:
+    for (int u = 0; g.pu && u < g.nunits; u++)
+        json_decref(g.pu[u].value);
+    free(g.pu);
+    free(units);
+    return st;
+}
+
+/* Whether pending rows i and j are changes of the same source key. */
+static bool same_source_key(const PGresult *rows, int i, int j)
+{
+    return strcmp(PQgetvalue(rows, i, 2), PQgetvalue(rows, j, 2)) == 0 &&
+           PQgetlength(rows, i, 5) == PQgetlength(rows, j, 5) &&
+           memcmp(PQgetvalue(rows, i, 5), PQgetvalue(rows, j, 5),
+                  (size_t)PQgetlength(rows, i, 5)) == 0;
 }
 
 /* Passes over dualsync.pending while each resolves something (a chain of parents). */
@@ -1538,20 +1762,23 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
             return st;
         if ((rr = run(a, "BEGIN", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
                 RUN_OK ||
-            (rr = run(a, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL, NULL, sqlstate, message,
+            /* Deferred checks run at the end of each source key's changes (write_units). */
+            (rr = run(a, "SET CONSTRAINTS ALL DEFERRED", false, 0, NULL, NULL, sqlstate, message,
                       sizeof(message))) != RUN_OK ||
             (rr = run(a, "ds_pending_rows", true, 0, NULL, &rows, sqlstate, message,
                       sizeof(message))) != RUN_OK)
             return slow_failure(a, rr, "reading dualsync.pending", message, errstr, errstr_size);
-        for (int i = 0; i < PQntuples(rows); i++) {
-            retry_outcome_t outcome;
+        for (int first = 0; first < PQntuples(rows);) {
+            int end = first + 1;
 
-            st = retry_row(a, rows, i, hooks, stats, &outcome, errstr, errstr_size);
+            while (end < PQntuples(rows) && same_source_key(rows, first, end))
+                end++;
+            st = retry_group(a, rows, first, end, hooks, stats, &resolved, errstr, errstr_size);
             if (st != DS_APPLIER_OK) {
                 PQclear(rows);
                 return st;
             }
-            resolved += outcome != RETRY_STILL_WAITING;
+            first = end;
         }
         PQclear(rows);
         if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
