@@ -15,6 +15,12 @@ typedef struct ds_cli_command {
 
 #include "dualsync/config.h"
 
+/* Loads @p config_path for the sides in @p uses (DS_CONFIG_FOR_*) and sets the log level
+ * (@p log_level from --log-level, or NULL for the file's). On failure prints
+ * "dualsync COMMAND: ..." and returns false with *config NULL. */
+bool ds_cli_load_config(const char *command, const char *config_path, unsigned uses,
+                        const char *log_level, ds_config_t **config);
+
 int ds_cli_capture(int argc, char **argv);
 int ds_cli_apply(int argc, char **argv);
 int ds_cli_dlq(int argc, char **argv);

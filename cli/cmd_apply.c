@@ -50,7 +50,6 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *log_level = NULL;
-    char errstr[2048];
     int c;
 
     *config = NULL;
@@ -83,17 +82,8 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
         help(stderr);
         return DS_APPLY_EXIT_USAGE;
     }
-    if (!ds_config_load_for(config_path, DS_CONFIG_FOR_APPLY, config, errstr, sizeof(errstr))) {
-        fprintf(stderr, "dualsync %s: %s\n", command, errstr);
+    if (!ds_cli_load_config(command, config_path, DS_CONFIG_FOR_APPLY, log_level, config))
         return DS_APPLY_EXIT_USAGE;
-    }
-    if (!ds_log_set_level(log_level ? log_level : (*config)->log_level)) {
-        fprintf(stderr, "dualsync %s: unknown log level \"%s\" (debug, info, warning, error)\n",
-                command, log_level);
-        ds_config_free(*config);
-        *config = NULL;
-        return DS_APPLY_EXIT_USAGE;
-    }
     return -1;
 }
 

@@ -47,7 +47,6 @@ int ds_cli_capture(int argc, char **argv)
     const char *config_path = NULL;
     const char *log_level = NULL;
     ds_config_t *config = NULL;
-    char errstr[1024];
     int c, status;
 
     while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) != -1) {
@@ -75,16 +74,8 @@ int ds_cli_capture(int argc, char **argv)
         usage(stderr);
         return DS_EXIT_USAGE;
     }
-    if (!ds_config_load(config_path, &config, errstr, sizeof(errstr))) {
-        fprintf(stderr, "dualsync capture: %s\n", errstr);
+    if (!ds_cli_load_config("capture", config_path, DS_CONFIG_FOR_CAPTURE, log_level, &config))
         return DS_EXIT_USAGE;
-    }
-    if (!ds_log_set_level(log_level ? log_level : config->log_level)) {
-        fprintf(stderr, "dualsync capture: unknown log level \"%s\" (debug, info, warning, error)\n",
-                log_level);
-        ds_config_free(config);
-        return DS_EXIT_USAGE;
-    }
     status = ds_capture_run(config);
     ds_config_free(config);
     return status;

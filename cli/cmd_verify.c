@@ -54,7 +54,7 @@ int ds_cli_verify(int argc, char **argv)
     ds_verify_options_t opt = {.timeout_ms = 60000, .json = false};
     const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
-    char errstr[2048], *end;
+    char *end;
     long timeout;
     int c, status;
 
@@ -98,17 +98,9 @@ int ds_cli_verify(int argc, char **argv)
         usage(stderr);
         return DS_VERIFY_EXIT_SETUP;
     }
-    if (!ds_config_load_for(config_path, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY, &config,
-                            errstr, sizeof(errstr))) {
-        fprintf(stderr, "dualsync verify: %s\n", errstr);
+    if (!ds_cli_load_config("verify", config_path, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY,
+                            log_level, &config))
         return DS_VERIFY_EXIT_SETUP;
-    }
-    if (!ds_log_set_level(log_level ? log_level : config->log_level)) {
-        fprintf(stderr, "dualsync verify: unknown log level \"%s\" (debug, info, warning, error)\n",
-                log_level);
-        ds_config_free(config);
-        return DS_VERIFY_EXIT_SETUP;
-    }
     status = ds_verify_run(config, &opt, stdout, stderr);
     ds_config_free(config);
     return status;
