@@ -322,17 +322,6 @@ static bool map_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, 
     return invalid(DS_OID_BOOL, text, len, "expected t or f", errstr, errstr_size);
 }
 
-static inline int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static inline bool is_octal(char c)
 {
     return c >= '0' && c <= '7';
@@ -355,7 +344,7 @@ static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr,
             return invalid(DS_OID_BYTEA, text, len, "odd number of hex digits", errstr,
                            errstr_size);
         for (i = 2; i < len; i += 2) {
-            int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+            int hi = ds_hex_value(text[i]), lo = ds_hex_value(text[i + 1]);
 
             if (hi < 0 || lo < 0)
                 return invalid(DS_OID_BYTEA, text, len, "expected hex digits after \\x", errstr,

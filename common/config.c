@@ -628,42 +628,6 @@ static bool out_of_memory(loader_t *ld)
     return ds_fail(ld->errstr, ld->errstr_size, "%s: out of memory", ld->file);
 }
 
-/* Levenshtein distance, or limit + 1 once it is certainly above limit. */
-static size_t edit_distance(const char *a, const char *b, size_t limit)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[128], prev_diag, i, j;
-
-    if ((la > lb ? la - lb : lb - la) > limit || lb >= DS_ARRAY_LEN(row))
-        return limit + 1;
-    for (j = 0; j <= lb; j++)
-        row[j] = j;
-    for (i = 1; i <= la; i++) {
-        size_t best;
-
-        prev_diag = row[0];
-        row[0] = i;
-        best = row[0];
-        for (j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t v = prev_diag + cost;
-
-            if (row[j] + 1 < v)
-                v = row[j] + 1;
-            if (row[j - 1] + 1 < v)
-                v = row[j - 1] + 1;
-            row[j] = v;
-            prev_diag = up;
-            if (v < best)
-                best = v;
-        }
-        if (best > limit)
-            return limit + 1;
-    }
-    return row[lb];
-}
-
 static const char *leaf_name(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -682,7 +646,7 @@ static void consider(const char *name, const char *candidate, size_t n, char *be
         return;
     memcpy(text, candidate, n);
     text[n] = '\0';
-    d = edit_distance(name, text, *best_distance - 1);
+    d = ds_edit_distance(name, text, *best_distance - 1);
     if (d < *best_distance) {
         snprintf(best, best_size, "%s", text);
         *best_distance = d;
@@ -710,7 +674,7 @@ static bool closest_setting(const char *name, char *best, size_t best_size)
     /* A setting put in the wrong object: "status_interval_ms" at the top level. */
     for (size_t i = 0; i < NSETTINGS; i++) {
         const char *path = settings[i].path;
-        size_t d = edit_distance(leaf_name(name), leaf_name(path), best_distance - 1);
+        size_t d = ds_edit_distance(leaf_name(name), leaf_name(path), best_distance - 1);
 
         if (d < best_distance) {
             snprintf(best, best_size, "%s", path);
@@ -1303,7 +1267,7 @@ static bool key_is_secret(const char *raw, size_t raw_len)
     if (raw_len >= sizeof(small) && !(key = malloc(raw_len + 1)))
         return true;
     ds_json_unescape(raw, raw_len, key);
-    secret = edit_distance(key, "conninfo", 2) <= 2 || kafka_name_is_secret(key);
+    secret = ds_edit_distance(key, "conninfo", 2) <= 2 || kafka_name_is_secret(key);
     if (key != small)
         free(key);
     return secret;

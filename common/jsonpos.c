@@ -76,17 +76,6 @@ static bool scan_member_key(scanner_t *sc, const char **raw, size_t *raw_len)
     return true;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static long read_hex4(const char *p, const char *end)
 {
     long v = 0;
@@ -94,7 +83,7 @@ static long read_hex4(const char *p, const char *end)
     if (end - p < 4)
         return -1;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(p[i]);
+        int d = ds_hex_value(p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

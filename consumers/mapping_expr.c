@@ -441,17 +441,6 @@ void ds_mapping_sha1(const void *data, size_t len, uint8_t digest[20])
     sha1_two(data, len, "", 0, digest);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool ds_mapping_parse_uuid(const char *text, uint8_t out[16])
 {
     int n = 0;
@@ -464,8 +453,8 @@ bool ds_mapping_parse_uuid(const char *text, uint8_t out[16])
                 return false;
             continue;
         }
-        int hi = hex_value(text[i]);
-        int lo = hi < 0 ? -1 : hex_value(text[i + 1]);
+        int hi = ds_hex_value(text[i]);
+        int lo = hi < 0 ? -1 : ds_hex_value(text[i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[n++] = (uint8_t)(hi << 4 | lo);

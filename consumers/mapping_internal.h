@@ -303,9 +303,6 @@ void ds_mapping_quote_literal(ds_buf_t *buf, const char *text);
 bool ds_mapping_sql_rewrite(const char *sql, int nargs, const char *const *map, ds_buf_t *out,
                             uint64_t *used, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
-/** @brief Levenshtein distance of @p a and @p b, or limit + 1 once above @p limit. */
-size_t ds_mapping_edit_distance(const char *a, const char *b, size_t limit);
-
 /**
  * @brief The closest of @p candidates (NULL-terminated) to @p name: within two edits (and
  *        fewer edits than @p name has characters), or one being a prefix of the other (3

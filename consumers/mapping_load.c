@@ -23,49 +23,13 @@
  * Suggestions
  * ------------------------------------------------------------------------------------------- */
 
-size_t ds_mapping_edit_distance(const char *a, const char *b, size_t limit)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64 + 1];
-
-    if (la > 64 || lb > 64)
-        return limit + 1;
-    if ((la > lb ? la - lb : lb - la) > limit)
-        return limit + 1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0], best;
-
-        row[0] = i;
-        best = row[0];
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t v = diag + cost;
-
-            if (row[j] + 1 < v)
-                v = row[j] + 1;
-            if (row[j - 1] + 1 < v)
-                v = row[j - 1] + 1;
-            row[j] = v;
-            diag = up;
-            if (v < best)
-                best = v;
-        }
-        if (best > limit)
-            return limit + 1;
-    }
-    return row[lb] > limit ? limit + 1 : row[lb];
-}
-
 const char *ds_mapping_suggest(const char *name, const char *const *candidates)
 {
     const char *best = NULL;
     size_t best_distance = 3;
 
     for (int i = 0; candidates[i]; i++) {
-        size_t d = ds_mapping_edit_distance(name, candidates[i], best_distance - 1);
+        size_t d = ds_edit_distance(name, candidates[i], best_distance - 1);
 
         /* Two edits turn "x" into "id": a suggestion must keep most of what was typed. */
         if (d < best_distance && d < strlen(name)) {

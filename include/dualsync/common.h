@@ -33,6 +33,24 @@ bool ds_lsn_parse(const char *text, ds_lsn_t *lsn) DS_MUST_CHECK;
 /** @brief Wall-clock time in microseconds since the Unix epoch. */
 int64_t ds_now_us(void);
 
+/**
+ * @brief Levenshtein distance between @p a and @p b, or limit + 1 once it is certainly above
+ *        @p limit (also for strings over 127 bytes). Used for "did you mean" suggestions.
+ */
+size_t ds_edit_distance(const char *a, const char *b, size_t limit);
+
+/** @brief The value of hex digit @p c (either case), or -1 when it is not one. */
+static inline int ds_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /** @brief Fills errstr like snprintf and returns false, so callers can `return ds_fail(...)`. */
 bool ds_fail(char *errstr, size_t errstr_size, const char *fmt, ...) DS_PRINTF(3, 4);
 

@@ -72,17 +72,6 @@ static bool golden_emit(void *ctx, const ds_change_record_t *rec, char *errstr,
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static void parse_pk_line(golden_run_t *run, char *line)
 {
     golden_pk_t *pk = &run->pks[run->npks++];
@@ -159,7 +148,7 @@ static bool run_input(const char *path, golden_run_t *run)
         free(bytes);
         bytes = malloc(len ? len : 1);
         for (size_t i = 0; i < len; i++) {
-            int hi = hexval(space[1 + 2 * i]), lo = hexval(space[2 + 2 * i]);
+            int hi = ds_hex_value(space[1 + 2 * i]), lo = ds_hex_value(space[2 + 2 * i]);
 
             if (hi < 0 || lo < 0) {
                 fprintf(stderr, "%s:%d: bad hex\n", path, lineno);

@@ -428,8 +428,8 @@ static void test_suggestions(void)
     DS_CHECK(ds_mapping_suggest("lo", names) == NULL);
     DS_CHECK(ds_mapping_suggest("x", (const char *const[]){"id", NULL}) == NULL);
     DS_CHECK_STR(ds_mapping_suggest("xd", (const char *const[]){"id", NULL}), "id");
-    DS_CHECK_INT(ds_mapping_edit_distance("kitten", "sitting", 5), 3);
-    DS_CHECK_INT(ds_mapping_edit_distance("kitten", "sitting", 2), 3);
+    DS_CHECK_INT(ds_edit_distance("kitten", "sitting", 5), 3);
+    DS_CHECK_INT(ds_edit_distance("kitten", "sitting", 2), 3);
 }
 
 int main(void)

@@ -1167,15 +1167,6 @@ typedef struct golden_stats {
     char first_row_text[4096]; /* "name=value|..." of the first Insert, for spot checks */
 } golden_stats_t;
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 static void describe_first_row(const ds_relation_t *rel, const ds_tuple_t *t, char *out,
                                size_t size)
 {
@@ -1260,7 +1251,7 @@ static bool decode_golden_file(const char *path, golden_stats_t *st)
                 abort();
         }
         for (size_t i = 0; i < len; i++) {
-            int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+            int hi = ds_hex_value(hex[2 * i]), lo = ds_hex_value(hex[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 fprintf(stderr, "%s:%d: not lowercase hex at column %zu\n", path, lineno,
                         (size_t)(hex - line) + 2 * i + 1);
