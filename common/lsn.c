@@ -51,8 +51,7 @@ size_t ds_edit_distance(const char *a, const char *b, size_t limit)
     size_t la = strlen(a), lb = strlen(b);
     size_t row[128];
 
-    if (la >= DS_ARRAY_LEN(row) || lb >= DS_ARRAY_LEN(row) ||
-        (la > lb ? la - lb : lb - la) > limit)
+    if (la >= DS_ARRAY_LEN(row) || lb >= DS_ARRAY_LEN(row) || (la > lb ? la - lb : lb - la) > limit)
         return limit + 1;
     for (size_t j = 0; j <= lb; j++)
         row[j] = j;
