@@ -230,18 +230,21 @@ static void format_eta(char *out, size_t size, double seconds)
 static void progress_report(progress_t *p, bool final)
 {
     int64_t now = ds_now_us();
-    double elapsed = (double)(now - p->table_start_us) / 1e6;
-    double rate = elapsed > 0 ? (double)p->table_done / elapsed : 0;
-    int64_t total = p->tbl->total > p->table_done ? p->tbl->total : p->table_done;
-    double fraction = total > 0 ? (double)p->table_done / (double)total : 1.0;
-    double all_elapsed = (double)(now - p->start_us) / 1e6;
-    double all_rate = all_elapsed > 0 ? (double)p->done_rows / all_elapsed : 0;
+    double elapsed, rate, fraction, all_elapsed, all_rate;
+    int64_t total;
     char eta[32];
 
+    /* Called for every row: decide first, compute only when a report is due. */
     if (!final &&
         now - p->last_us < (p->bar ? PROGRESS_BAR_INTERVAL_US : PROGRESS_LINE_INTERVAL_US))
         return;
     p->last_us = now;
+    elapsed = (double)(now - p->table_start_us) / 1e6;
+    rate = elapsed > 0 ? (double)p->table_done / elapsed : 0;
+    total = p->tbl->total > p->table_done ? p->tbl->total : p->table_done;
+    fraction = total > 0 ? (double)p->table_done / (double)total : 1.0;
+    all_elapsed = (double)(now - p->start_us) / 1e6;
+    all_rate = all_elapsed > 0 ? (double)p->done_rows / all_elapsed : 0;
     /* The ETA is for the whole backfill, at the rate seen so far. */
     format_eta(eta, sizeof(eta),
                all_rate > 0 ? (double)(p->total_rows - p->done_rows) / all_rate : 0);
