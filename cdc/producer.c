@@ -14,12 +14,12 @@
 #include "dualsync/producer.h"
 
 struct ds_producer {
-    rd_kafka_t *rk;           /* the client */
-    rd_kafka_queue_t *mainq;  /* its main queue, where delivery reports arrive */
-    int wakeup_pipe[2];       /* librdkafka writes a byte to [1] when mainq gets an event */
-    ds_producer_ack_fn ack;   /* called once per delivery report */
+    rd_kafka_t *rk;          /* the client */
+    rd_kafka_queue_t *mainq; /* its main queue, where delivery reports arrive */
+    int wakeup_pipe[2];      /* librdkafka writes a byte to [1] when mainq gets an event */
+    ds_producer_ack_fn ack;  /* called once per delivery report */
     void *ack_ctx;
-    char fatal[512];          /* set by the error callback on a fatal error */
+    char fatal[512]; /* set by the error callback on a fatal error */
 };
 
 /* dualsync's defaults, applied before the user's properties. */
@@ -80,8 +80,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        ds_warning("Kafka: all brokers are down (%s); capture pauses and keeps retrying",
-                   reason);
+        ds_warning("Kafka: all brokers are down (%s); capture pauses and keeps retrying", reason);
         return;
     }
     /* Transport errors are retried by librdkafka itself; say so once per event. */
@@ -108,11 +107,6 @@ static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *va
         return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
                        secret ? "<hidden>" : value, rderr);
     return true;
-}
-
-static bool is_secret(const char *name)
-{
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl");
 }
 
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
@@ -151,7 +145,8 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
     }
     for (int i = 0; i < config->nkafka; i++) {
         if (!set_property(conf, config->kafka_names[i], config->kafka_values[i],
-                          is_secret(config->kafka_names[i]), errstr, errstr_size))
+                          ds_config_kafka_name_is_secret(config->kafka_names[i]), errstr,
+                          errstr_size))
             goto error;
     }
     rd_kafka_conf_set_opaque(conf, producer);
@@ -201,9 +196,9 @@ void ds_producer_free(ds_producer_t *producer, int timeout_ms)
     free(producer);
 }
 
-bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *key,
-                      size_t key_len, const char *value, size_t value_len, uint64_t tag,
-                      char *errstr, size_t errstr_size)
+bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *key, size_t key_len,
+                      const char *value, size_t value_len, uint64_t tag, char *errstr,
+                      size_t errstr_size)
 {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(

@@ -472,8 +472,7 @@ static bool valid_log_level(const char *text)
     return false;
 }
 
-/* librdkafka values under these names are credentials (sasl.password, ssl.key.password, ...). */
-static bool kafka_name_is_secret(const char *name)
+bool ds_config_kafka_name_is_secret(const char *name)
 {
     return strcasestr(name, "password") || strcasestr(name, "secret") || strcasestr(name, "sasl");
 }
@@ -944,7 +943,7 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     /* jansson iterates keys in insertion order, which is file order. */
     json_object_foreach((json_t *)object, name, value)
     {
-        bool secret = kafka_name_is_secret(name);
+        bool secret = ds_config_kafka_name_is_secret(name);
 
         push_key(ld, name);
         if (name[0] == '\0') {
@@ -1267,7 +1266,7 @@ static bool key_is_secret(const char *raw, size_t raw_len)
     if (raw_len >= sizeof(small) && !(key = malloc(raw_len + 1)))
         return true;
     ds_json_unescape(raw, raw_len, key);
-    secret = ds_edit_distance(key, "conninfo", 2) <= 2 || kafka_name_is_secret(key);
+    secret = ds_edit_distance(key, "conninfo", 2) <= 2 || ds_config_kafka_name_is_secret(key);
     if (key != small)
         free(key);
     return secret;

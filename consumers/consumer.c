@@ -55,11 +55,6 @@ static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *va
     return true;
 }
 
-static bool is_secret(const char *name)
-{
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl");
-}
-
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ds_consumer_t *consumer = opaque;
@@ -250,7 +245,8 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
     }
     for (int i = 0; i < view->nkafka; i++) {
         if (!set_property(conf, view->kafka_names[i], view->kafka_values[i],
-                          is_secret(view->kafka_names[i]), errstr, errstr_size))
+                          ds_config_kafka_name_is_secret(view->kafka_names[i]), errstr,
+                          errstr_size))
             goto error;
     }
     rd_kafka_conf_set_opaque(conf, consumer);

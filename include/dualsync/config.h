@@ -108,6 +108,12 @@ const char *ds_config_target_conninfo(const ds_config_t *config, const char *nam
 /** @brief Accepts NULL. */
 void ds_config_free(ds_config_t *config);
 
+/**
+ * @brief True when the values of librdkafka property @p name are credentials or close to
+ *        them (names containing password, secret or sasl, any case): never print them.
+ */
+bool ds_config_kafka_name_is_secret(const char *name);
+
 /** @brief The value of librdkafka property @p name, or NULL when not set. Borrowed. */
 const char *ds_config_kafka_get(const ds_config_t *config, const char *name);
 
