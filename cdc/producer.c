@@ -10,6 +10,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "dualsync/kafka.h"
 #include "dualsync/log.h"
 #include "dualsync/producer.h"
 
@@ -87,28 +88,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
-{
-    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug. */
-    if (level <= 3)
-        ds_error("librdkafka %s: %s", facility, buf);
-    else if (level == 4)
-        ds_warning("librdkafka %s: %s", facility, buf);
-    else
-        ds_debug("librdkafka %s: %s", facility, buf);
-}
-
-static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
-                         char *errstr, size_t errstr_size)
-{
-    char rderr[512];
-
-    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK)
-        return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
-                       secret ? "<hidden>" : value, rderr);
-    return true;
-}
-
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
                                char *errstr, size_t errstr_size)
 {
@@ -139,20 +118,19 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
 
     conf = rd_kafka_conf_new();
     for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
-        if (!set_property(conf, producer_defaults[i].name, producer_defaults[i].value, false,
-                          errstr, errstr_size))
+        if (!ds_kafka_conf_set(conf, producer_defaults[i].name, producer_defaults[i].value, errstr,
+                               errstr_size))
             goto error;
     }
     for (int i = 0; i < config->nkafka; i++) {
-        if (!set_property(conf, config->kafka_names[i], config->kafka_values[i],
-                          ds_config_kafka_name_is_secret(config->kafka_names[i]), errstr,
-                          errstr_size))
+        if (!ds_kafka_conf_set(conf, config->kafka_names[i], config->kafka_values[i], errstr,
+                               errstr_size))
             goto error;
     }
     rd_kafka_conf_set_opaque(conf, producer);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, ds_kafka_log);
 
     producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
     if (!producer->rk) {

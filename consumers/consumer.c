@@ -10,6 +10,7 @@
 
 #include "dualsync/consumer.h"
 #include "dualsync/kafka_props.h"
+#include "dualsync/kafka.h"
 #include "dualsync/log.h"
 
 struct ds_consumer {
@@ -44,17 +45,6 @@ static const struct {
     {"topic.metadata.refresh.interval.ms", "10000"},
 };
 
-static bool set_property(rd_kafka_conf_t *conf, const char *name, const char *value, bool secret,
-                         char *errstr, size_t errstr_size)
-{
-    char rderr[512];
-
-    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK)
-        return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
-                       secret ? "<hidden>" : value, rderr);
-    return true;
-}
-
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ds_consumer_t *consumer = opaque;
@@ -72,16 +62,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
-
-static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
-{
-    if (level <= 3)
-        ds_error("librdkafka %s: %s", facility, buf);
-    else if (level == 4)
-        ds_warning("librdkafka %s: %s", facility, buf);
-    else
-        ds_debug("librdkafka %s: %s", facility, buf);
 }
 
 /* The partitions of a librdkafka list as ds_topic_partition_t (topic names borrowed). */
@@ -220,17 +200,17 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
     }
     conf = rd_kafka_conf_new();
     for (size_t j = 0; j < DS_ARRAY_LEN(consumer_defaults); j++) {
-        if (!set_property(conf, consumer_defaults[j].name, consumer_defaults[j].value, false,
-                          errstr, errstr_size))
+        if (!ds_kafka_conf_set(conf, consumer_defaults[j].name, consumer_defaults[j].value, errstr,
+                               errstr_size))
             goto error;
     }
     for (size_t j = 0; j < DS_ARRAY_LEN(consumer_locked); j++) {
         if (consumer_locked[j].value &&
-            !set_property(conf, consumer_locked[j].name, consumer_locked[j].value, false, errstr,
-                          errstr_size))
+            !ds_kafka_conf_set(conf, consumer_locked[j].name, consumer_locked[j].value, errstr,
+                               errstr_size))
             goto error;
     }
-    if (group_id && !set_property(conf, "group.id", group_id, false, errstr, errstr_size))
+    if (group_id && !ds_kafka_conf_set(conf, "group.id", group_id, errstr, errstr_size))
         goto error;
     if (!group_id) {
         char reader_group[64];
@@ -239,19 +219,18 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
          * joins it (no subscribe) nor commits to it (auto commit is off). */
         snprintf(reader_group, sizeof(reader_group), "dualsync-reader-%ld-%lld", (long)getpid(),
                  (long long)ds_now_us());
-        if (!set_property(conf, "group.id", reader_group, false, errstr, errstr_size) ||
-            !set_property(conf, "enable.partition.eof", "true", false, errstr, errstr_size))
+        if (!ds_kafka_conf_set(conf, "group.id", reader_group, errstr, errstr_size) ||
+            !ds_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size))
             goto error;
     }
     for (int i = 0; i < view->nkafka; i++) {
-        if (!set_property(conf, view->kafka_names[i], view->kafka_values[i],
-                          ds_config_kafka_name_is_secret(view->kafka_names[i]), errstr,
-                          errstr_size))
+        if (!ds_kafka_conf_set(conf, view->kafka_names[i], view->kafka_values[i], errstr,
+                               errstr_size))
             goto error;
     }
     rd_kafka_conf_set_opaque(conf, consumer);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, ds_kafka_log);
     if (group_id)
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 

@@ -1,0 +1,34 @@
+/*
+ * kafka.c: librdkafka glue both sides use.
+ */
+#include <string.h>
+
+#include "dualsync/config.h"
+#include "dualsync/kafka.h"
+#include "dualsync/log.h"
+
+bool ds_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                       size_t errstr_size)
+{
+    char rderr[512];
+
+    if (rd_kafka_conf_set(conf, name, value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK)
+        return ds_fail(errstr, errstr_size, "kafka property \"%s\" = \"%s\": %s", name,
+                       ds_config_kafka_name_is_secret(name) ? "<hidden>" : value, rderr);
+    return true;
+}
+
+void ds_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
+{
+    /* A failed broker connection is also reported through the error callback, which says
+     * what dualsync does about it; at error level here it would be said twice. */
+    if (strcmp(facility, "FAIL") == 0 && level <= 4)
+        level = 7;
+    /* syslog levels: 0-3 errors, 4 warning, 5-6 info, 7 debug. */
+    if (level <= 3)
+        ds_error("librdkafka %s: %s", facility, buf);
+    else if (level == 4)
+        ds_warning("librdkafka %s: %s", facility, buf);
+    else
+        ds_debug("librdkafka %s: %s", facility, buf);
+}
