@@ -318,3 +318,14 @@ void ds_buf_append_base64(ds_buf_t *buf, const uint8_t *data, size_t len)
     buf->len = (size_t)(o - buf->data);
     buf->data[buf->len] = '\0';
 }
+
+void ds_buf_append_ident(ds_buf_t *buf, const char *name)
+{
+    ds_buf_append_char(buf, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            ds_buf_append_char(buf, '"');
+        ds_buf_append_char(buf, *p);
+    }
+    ds_buf_append_char(buf, '"');
+}

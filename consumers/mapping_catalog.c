@@ -315,7 +315,7 @@ static void check_unique_key(checker_t *ck, const ds_mapping_target_t *t, const 
     for (int i = 0; i < t->nkey; i++) {
         if (i)
             ds_buf_append_str(&cols, ", ");
-        ds_mapping_quote_ident(&cols, t->columns[t->key[i]].name);
+        ds_buf_append_ident(&cols, t->columns[t->key[i]].name);
     }
     if (deferrable)
         problem(ck, t->key_where,

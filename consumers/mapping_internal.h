@@ -282,9 +282,6 @@ struct ds_mapping_set {
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */
 void ds_mapping_compile_target(ds_mapping_target_t *t);
 
-/** @brief Appends @p name double-quoted, with inner double quotes doubled. */
-void ds_mapping_quote_ident(ds_buf_t *buf, const char *name);
-
 /** @brief Appends "schema"."table". */
 void ds_mapping_quote_qualified(ds_buf_t *buf, const char *schema, const char *table);
 

@@ -39,22 +39,11 @@
  * Quoting
  * ------------------------------------------------------------------------------------------- */
 
-void ds_mapping_quote_ident(ds_buf_t *buf, const char *name)
-{
-    ds_buf_append_char(buf, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            ds_buf_append_char(buf, '"');
-        ds_buf_append_char(buf, *p);
-    }
-    ds_buf_append_char(buf, '"');
-}
-
 void ds_mapping_quote_qualified(ds_buf_t *buf, const char *schema, const char *table)
 {
-    ds_mapping_quote_ident(buf, schema);
+    ds_buf_append_ident(buf, schema);
     ds_buf_append_char(buf, '.');
-    ds_mapping_quote_ident(buf, table);
+    ds_buf_append_ident(buf, table);
 }
 
 void ds_mapping_quote_literal(ds_buf_t *buf, const char *text)
@@ -308,11 +297,11 @@ static void compile_expr(compiler_t *c, ds_mapping_expr_t *e)
         ds_buf_appendf(&from, " AS lk%d WHERE ", alias);
         for (int i = 0; i < e->nargs; i++) {
             ds_buf_appendf(&from, "%slk%d.", i ? " AND " : "", alias);
-            ds_mapping_quote_ident(&from, e->match_columns[i]);
+            ds_buf_append_ident(&from, e->match_columns[i]);
             ds_buf_appendf(&from, " = %s", e->args[i]->sql);
         }
         ds_buf_appendf(&buf, "(SELECT lk%d.", alias);
-        ds_mapping_quote_ident(&buf, e->lookup_column);
+        ds_buf_append_ident(&buf, e->lookup_column);
         ds_buf_appendf(&buf, " FROM %s)", from.data);
         if (e->required) {
             /* A NULL match value has no parent to wait for: it yields NULL and goes on. */
@@ -368,7 +357,7 @@ static void compile_expr(compiler_t *c, ds_mapping_expr_t *e)
 static void append_column(ds_buf_t *buf, const char *alias, const char *name)
 {
     ds_buf_appendf(buf, "%s.", alias);
-    ds_mapping_quote_ident(buf, name);
+    ds_buf_append_ident(buf, name);
 }
 
 /* t."k1" = o."k1" AND t."k2" = o."k2" */
@@ -427,7 +416,7 @@ static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char 
         ds_buf_append_str(buf, "UPDATE ");
         append_table(buf, names, t->schema, t->table);
         ds_buf_append_str(buf, " AS t SET ");
-        ds_mapping_quote_ident(buf, t->soft_column);
+        ds_buf_append_ident(buf, t->soft_column);
         ds_buf_appendf(buf, " = now()\n%sFROM orphan AS o WHERE ", indent);
     } else {
         ds_buf_append_str(buf, "DELETE FROM ");
@@ -490,7 +479,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     for (int i = 0; i < t->ncolumns; i++) {
         if (i)
             ds_buf_append_str(&buf, ", ");
-        ds_mapping_quote_ident(&buf, t->columns[i].name);
+        ds_buf_append_ident(&buf, t->columns[i].name);
     }
     ds_buf_append_str(&buf, ")\n    SELECT ");
     for (int i = 0; i < t->ncolumns; i++)
@@ -501,7 +490,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     for (int i = 0; i < t->nkey; i++) {
         if (i)
             ds_buf_append_str(&buf, ", ");
-        ds_mapping_quote_ident(&buf, t->columns[t->key[i]].name);
+        ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
     }
     ds_buf_append_str(&buf, ") DO UPDATE SET");
     for (int i = 0; i < t->ncolumns; i++) {
@@ -511,7 +500,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
             continue;
         ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
         first = false;
-        ds_mapping_quote_ident(&buf, col->name);
+        ds_buf_append_ident(&buf, col->name);
         if (col->keep_param) {
             /* An unchanged TOASTed source value: keep what the row holds. */
             ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
@@ -528,7 +517,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
         /* Only key columns: a no-op update still makes RETURNING give the existing row,
          * which DO NOTHING would not, and the link needs its key. */
         ds_buf_append_str(&buf, "\n        ");
-        ds_mapping_quote_ident(&buf, t->columns[t->key[0]].name);
+        ds_buf_append_ident(&buf, t->columns[t->key[0]].name);
         ds_buf_append_str(&buf, " = ");
         append_column(&buf, "EXCLUDED", t->columns[t->key[0]].name);
     }
@@ -591,7 +580,7 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
         compile_expr(c, col->expr);
         ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
         first = false;
-        ds_mapping_quote_ident(&buf, col->name);
+        ds_buf_append_ident(&buf, col->name);
         if (col->keep_param) {
             ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
             append_column(&buf, "t", col->name);

@@ -141,22 +141,11 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static void quote_ident(ds_buf_t *buf, const char *name)
-{
-    ds_buf_append_char(buf, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            ds_buf_append_char(buf, '"');
-        ds_buf_append_char(buf, *p);
-    }
-    ds_buf_append_char(buf, '"');
-}
-
 static void quote_qualified(ds_buf_t *buf, const char *schema, const char *table)
 {
-    quote_ident(buf, schema);
+    ds_buf_append_ident(buf, schema);
     ds_buf_append_char(buf, '.');
-    quote_ident(buf, table);
+    ds_buf_append_ident(buf, table);
 }
 
 /* Runs @p sql; false (errstr names @p what and the server's message) unless it answers @p ok. */
@@ -546,7 +535,7 @@ static bool create_shadow(verify_t *v, int si)
         ds_buf_appendf(&sql, "CREATE TEMP TABLE %s AS SELECT ", s->name + strlen("pg_temp."));
         for (int c = 0; c < s->ncolumns; c++) {
             ds_buf_append_str(&sql, c ? ", " : "");
-            quote_ident(&sql, s->columns[c]);
+            ds_buf_append_ident(&sql, s->columns[c]);
         }
         ds_buf_appendf(&sql, " FROM %s WITH NO DATA", real.data);
         if (!run(conn, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr,
@@ -561,13 +550,13 @@ static bool create_shadow(verify_t *v, int si)
                 continue;
             for (int k = 0; k < t->shape.nkey && first; k++) {
                 ds_buf_append_str(&sql, k ? ", " : "");
-                quote_ident(&sql, ds_mapping_target_key(v->set, i, k));
+                ds_buf_append_ident(&sql, ds_mapping_target_key(v->set, i, k));
             }
             if (first) {
                 ds_buf_append_str(&sql, ") SELECT ");
                 for (int k = 0; k < t->shape.nkey; k++) {
                     ds_buf_append_str(&sql, k ? ", " : "");
-                    quote_ident(&sql, ds_mapping_target_key(v->set, i, k));
+                    ds_buf_append_ident(&sql, ds_mapping_target_key(v->set, i, k));
                 }
                 ds_buf_appendf(&sql, " FROM %s", real.data);
             }
@@ -603,9 +592,9 @@ static bool create_shadow(verify_t *v, int si)
                 continue;
             ds_buf_reset(&sql);
             ds_buf_appendf(&sql, "ALTER TABLE %s ALTER COLUMN ", s->name);
-            quote_ident(&sql, col);
+            ds_buf_append_ident(&sql, col);
             ds_buf_append_str(&sql, " DROP DEFAULT, ALTER COLUMN ");
-            quote_ident(&sql, col);
+            ds_buf_append_ident(&sql, col);
             ds_buf_append_str(&sql, " DROP NOT NULL");
             if (!run(conn, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr,
                      sizeof(v->errstr)))
@@ -622,7 +611,7 @@ static bool create_shadow(verify_t *v, int si)
         ds_buf_appendf(&sql, "CREATE UNIQUE INDEX ON %s (", s->name);
         for (int k = 0; k < t->shape.nkey; k++) {
             ds_buf_append_str(&sql, k ? ", " : "");
-            quote_ident(&sql, ds_mapping_target_key(v->set, i, k));
+            ds_buf_append_ident(&sql, ds_mapping_target_key(v->set, i, k));
         }
         ds_buf_append_char(&sql, ')');
         if (!run(conn, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr,
@@ -889,7 +878,7 @@ static bool rebuild_file(verify_t *v, int file, const ds_target_shape_t *shape)
         is_key[c] = strcmp(PQgetvalue(cols, c, 2), "t") == 0;
         any_key = any_key || is_key[c];
         ds_buf_append_str(&sql, c ? ", t." : "t.");
-        quote_ident(&sql, PQgetvalue(cols, c, 0));
+        ds_buf_append_ident(&sql, PQgetvalue(cols, c, 0));
     }
     if (ncols == 0)
         ds_buf_append_str(&sql, "NULL");
@@ -1066,7 +1055,7 @@ static void append_key_text(ds_buf_t *buf, const verify_t *v, int ti, const char
     ds_buf_append_str(buf, "json_build_array(");
     for (int k = 0; k < v->targets[ti].shape.nkey; k++) {
         ds_buf_appendf(buf, "%s%s.", k ? ", " : "", alias);
-        quote_ident(buf, ds_mapping_target_key(v->set, ti, k));
+        ds_buf_append_ident(buf, ds_mapping_target_key(v->set, ti, k));
         ds_buf_append_str(buf, "::text");
     }
     ds_buf_append_str(buf, ")::text");
@@ -1079,9 +1068,9 @@ static void append_key_join(ds_buf_t *buf, const verify_t *v, int ti)
         const char *name = ds_mapping_target_key(v->set, ti, k);
 
         ds_buf_append_str(buf, k ? " AND s." : "s.");
-        quote_ident(buf, name);
+        ds_buf_append_ident(buf, name);
         ds_buf_append_str(buf, " = r.");
-        quote_ident(buf, name);
+        ds_buf_append_ident(buf, name);
     }
 }
 
@@ -1133,7 +1122,7 @@ static bool compare_target(verify_t *v, int ti)
         ds_buf_append_str(&kept_cond, "true");
     } else if (t->shape.soft_column) {
         ds_buf_append_str(&kept_cond, "r.");
-        quote_ident(&kept_cond, t->shape.soft_column);
+        ds_buf_append_ident(&kept_cond, t->shape.soft_column);
         ds_buf_append_str(&kept_cond, " IS NOT NULL");
     } else {
         ds_buf_append_str(&kept_cond, "false");
@@ -1186,7 +1175,7 @@ static bool compare_target(verify_t *v, int ti)
             if (is_key)
                 continue;
             ds_buf_appendf(&q, "%s%s.", n++ ? ", " : "", side ? "r" : "s");
-            quote_ident(&q, name);
+            ds_buf_append_ident(&q, name);
         }
         nvalue = n;
         ds_buf_append_str(&q, side ? ")" : ") IS DISTINCT FROM ROW(");

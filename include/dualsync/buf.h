@@ -39,6 +39,9 @@ void ds_buf_appendf(ds_buf_t *buf, const char *fmt, ...) DS_PRINTF(2, 3);
 /** @brief Appends @p len bytes of @p str as a quoted, escaped JSON string (RFC 8259). */
 void ds_buf_append_json_string(ds_buf_t *buf, const char *str, size_t len);
 
+/** @brief Appends @p name as a quoted SQL identifier: double-quoted, inner quotes doubled. */
+void ds_buf_append_ident(ds_buf_t *buf, const char *name);
+
 /** @brief Appends a signed integer in decimal. */
 void ds_buf_append_int(ds_buf_t *buf, int64_t value);
 
