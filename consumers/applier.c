@@ -928,26 +928,6 @@ static bool advance_offsets(ds_offsets_t *offsets, int db, const ds_batch_t *bat
     return true;
 }
 
-static ds_dead_letter_t dead_letter_of(const ds_batch_msg_t *m, const char *target,
-                                       const char *error)
-{
-    ds_dead_letter_t dl;
-
-    memset(&dl, 0, sizeof(dl));
-    dl.topic = m->topic;
-    dl.partition = m->partition;
-    dl.offset = m->offset;
-    dl.key = m->key;
-    dl.key_len = m->key_len;
-    dl.value = m->value_text;
-    dl.value_len = m->value_len;
-    dl.target = target;
-    dl.error = error;
-    dl.ts_ms = ds_now_us() / 1000;
-    dl.attempts = m->attempts + 1;
-    return dl;
-}
-
 /* The params of a pending row for message m and target id. */
 typedef struct pending_params {
     char partition[16];
@@ -1447,7 +1427,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                 ds_debug("target \"%s\": %s [%d] @%" PRId64 " waits for its parent (%s): %s",
                          a->name, m->topic, (int)m->partition, m->offset, target, e->error);
             } else {
-                ds_dead_letter_t dl = dead_letter_of(m, target, e->error);
+                ds_dead_letter_t dl = ds_batch_dead_letter(m, target, e->error);
 
                 stats->dead_letters++;
                 if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
@@ -1704,7 +1684,7 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         if (units[u].excluded && units[u].pending)
             continue; /* still waiting */
         if (units[u].excluded) {
-            ds_dead_letter_t dl = dead_letter_of(&pu->m, pu->target->id, units[u].error);
+            ds_dead_letter_t dl = ds_batch_dead_letter(&pu->m, pu->target->id, units[u].error);
 
             stats->dead_letters++;
             if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {

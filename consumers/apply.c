@@ -303,25 +303,6 @@ static bool unwrap_dead_letter(apply_t *ap, ds_batch_msg_t *m)
     return ok;
 }
 
-static ds_dead_letter_t dead_letter_of(const ds_batch_msg_t *m)
-{
-    ds_dead_letter_t dl;
-
-    memset(&dl, 0, sizeof(dl));
-    dl.topic = m->topic;
-    dl.partition = m->partition;
-    dl.offset = m->offset;
-    dl.key = m->key;
-    dl.key_len = m->key_len;
-    dl.value = m->value_text;
-    dl.value_len = m->value_len;
-    dl.target = m->only_target;
-    dl.error = m->error;
-    dl.ts_ms = ds_now_us() / 1000;
-    dl.attempts = m->attempts + 1;
-    return dl;
-}
-
 static bool target_exists(const ds_mapping_set_t *set, const char *id)
 {
     for (int i = 0; i < ds_mapping_set_ntargets(set); i++) {
@@ -365,7 +346,7 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
         return;
     }
     {
-        ds_dead_letter_t dl = dead_letter_of(m);
+        ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
         char errstr[4096];
 
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))

@@ -279,3 +279,23 @@ int64_t ds_batch_started_us(const ds_batch_t *batch)
 {
     return batch->started_us;
 }
+
+ds_dead_letter_t ds_batch_dead_letter(const ds_batch_msg_t *m, const char *target,
+                                      const char *error)
+{
+    ds_dead_letter_t dl;
+
+    memset(&dl, 0, sizeof(dl));
+    dl.topic = m->topic;
+    dl.partition = m->partition;
+    dl.offset = m->offset;
+    dl.key = m->key;
+    dl.key_len = m->key_len;
+    dl.value = m->value_text;
+    dl.value_len = m->value_len;
+    dl.target = target;
+    dl.error = error;
+    dl.ts_ms = ds_now_us() / 1000;
+    dl.attempts = m->attempts + 1;
+    return dl;
+}

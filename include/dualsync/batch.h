@@ -15,6 +15,7 @@
 
 #include "dualsync/common.h"
 #include "dualsync/consumer.h"
+#include "dualsync/dlq.h"
 #include "dualsync/mapping.h"
 
 /* One statement execution, copied from a ds_target_write_t. */
@@ -106,5 +107,12 @@ int ds_batch_drop_partition(ds_batch_t *batch, const char *topic, int32_t partit
 
 /** @brief Monotonic time (microseconds) the first message was added; 0 when empty. */
 int64_t ds_batch_started_us(const ds_batch_t *batch);
+
+/**
+ * @brief The dead letter for message @p m: its place in Kafka, key and value (borrowed from
+ *        @p m), @p target (NULL when the change could not be mapped at all) and @p error.
+ */
+ds_dead_letter_t ds_batch_dead_letter(const ds_batch_msg_t *m, const char *target,
+                                      const char *error);
 
 #endif
