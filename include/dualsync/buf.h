@@ -16,7 +16,10 @@ typedef struct ds_buf {
     size_t cap; /* bytes allocated */
 } ds_buf_t;
 
-#define DS_BUF_INIT {NULL, 0, 0}
+#define DS_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /** @brief Empties the buffer, keeping its memory. */
 static inline void ds_buf_reset(ds_buf_t *buf)
