@@ -43,23 +43,10 @@
 /* One table as the backfill reads it. */
 typedef struct table_read {
     const ds_source_table_t *src; /* the catalog entry: names, replica identity, primary key */
-    ds_relation_t rel;            /* the table as pgoutput would describe it; owns its names */
-    char *from;                   /* " FROM [ONLY] schema.table", quoted */
+    ds_backfill_table_t desc;     /* columns as pgoutput sends them, select list, FROM clause */
     char *copy_sql;               /* COPY (SELECT cols FROM table ORDER BY key) TO STDOUT */
     int64_t total;                /* rows under the snapshot */
 } table_read_t;
-
-/* Progress of the whole backfill, for the bar or the log lines. */
-typedef struct progress {
-    bool bar;                /* redraw a bar on stderr; else log a line now and then */
-    int64_t start_us;        /* when reading began */
-    int64_t table_start_us;  /* when the current table began */
-    int64_t last_us;         /* last bar redraw or log line */
-    int64_t total_rows;      /* over all tables */
-    int64_t done_rows;       /* over all tables */
-    const table_read_t *tbl; /* the table being read */
-    int64_t table_done;      /* its rows read so far */
-} progress_t;
 
 /* ---- dualsync.capture_state ---------------------------------------------------------- */
 
@@ -226,8 +213,7 @@ static void format_eta(char *out, size_t size, double seconds)
         snprintf(out, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-/* Writes where the current table stands; @final at its end. */
-static void progress_report(progress_t *p, bool final)
+void ds_backfill_progress_report(ds_backfill_progress_t *p, bool final)
 {
     int64_t now = ds_now_us();
     double elapsed, rate, fraction, all_elapsed, all_rate;
@@ -239,15 +225,18 @@ static void progress_report(progress_t *p, bool final)
         now - p->last_us < (p->bar ? PROGRESS_BAR_INTERVAL_US : PROGRESS_LINE_INTERVAL_US))
         return;
     p->last_us = now;
+    /* Rows an earlier run read count toward the fraction done, not toward this run's rate. */
     elapsed = (double)(now - p->table_start_us) / 1e6;
-    rate = elapsed > 0 ? (double)p->table_done / elapsed : 0;
-    total = p->tbl->total > p->table_done ? p->tbl->total : p->table_done;
+    rate = elapsed > 0 ? (double)(p->table_done - p->table_resumed) / elapsed : 0;
+    total = p->table_total > p->table_done ? p->table_total : p->table_done;
     fraction = total > 0 ? (double)p->table_done / (double)total : 1.0;
     all_elapsed = (double)(now - p->start_us) / 1e6;
     all_rate = all_elapsed > 0 ? (double)p->done_rows / all_elapsed : 0;
     /* The ETA is for the whole backfill, at the rate seen so far. */
     format_eta(eta, sizeof(eta),
-               all_rate > 0 ? (double)(p->total_rows - p->done_rows) / all_rate : 0);
+               all_rate > 0 && p->total_rows > p->done_rows
+                   ? (double)(p->total_rows - p->done_rows) / all_rate
+                   : 0);
     if (p->bar) {
         int filled = (int)(fraction * PROGRESS_BAR_WIDTH);
         char bar[PROGRESS_BAR_WIDTH + 1];
@@ -256,27 +245,42 @@ static void progress_report(progress_t *p, bool final)
             bar[i] = i < filled ? '#' : '.';
         bar[PROGRESS_BAR_WIDTH] = '\0';
         fprintf(stderr,
-                "\rbackfill %s.%s [%s] %3.0f%% %" PRId64 "/%" PRId64 " rows, %.0f rows/s, "
+                "\r%s %s.%s [%s] %3.0f%% %" PRId64 "/%" PRId64 " rows, %.0f rows/s, "
                 "ETA %s   %s",
-                p->tbl->src->schema, p->tbl->src->table, bar, fraction * 100, p->table_done, total,
-                rate, eta, final ? "\n" : "");
+                p->what, p->schema, p->table, bar, fraction * 100, p->table_done, total, rate,
+                eta, final ? "\n" : "");
         fflush(stderr);
         return;
     }
-    ds_info("backfill of %s.%s: %" PRId64 "/%" PRId64 " rows (%.0f%%), %.0f rows/s%s%s; all "
+    if (!p->all_tables) {
+        ds_info("%s of %s.%s: %" PRId64 "/%" PRId64 " rows (%.0f%%), %.0f rows/s%s%s", p->what,
+                p->schema, p->table, p->table_done, total, fraction * 100, rate,
+                final ? "" : ", ETA ", final ? "" : eta);
+        return;
+    }
+    ds_info("%s of %s.%s: %" PRId64 "/%" PRId64 " rows (%.0f%%), %.0f rows/s%s%s; all "
             "tables: %" PRId64 "/%" PRId64 " rows",
-            p->tbl->src->schema, p->tbl->src->table, p->table_done, total, fraction * 100, rate,
+            p->what, p->schema, p->table, p->table_done, total, fraction * 100, rate,
             final ? "" : ", ETA ", final ? "" : eta, p->done_rows, p->total_rows);
 }
 
 /* ---- reading ------------------------------------------------------------------------- */
 
-static void table_free(table_read_t *t)
+void ds_backfill_table_clear(ds_backfill_table_t *t)
 {
+    if (!t)
+        return;
     for (int i = 0; i < t->rel.ncolumns; i++)
         free(t->rel.columns[i].name);
     free(t->rel.columns);
+    free(t->columns);
     free(t->from);
+    memset(t, 0, sizeof(*t));
+}
+
+static void table_free(table_read_t *t)
+{
+    ds_backfill_table_clear(&t->desc);
     free(t->copy_sql);
 }
 
@@ -320,16 +324,16 @@ static bool append_ident(ds_buf_t *out, PGconn *conn, const char *name)
     "                    WHERE p.pubname = $3 AND p.schemaname = $1 AND p.tablename = $2))"        \
     " ORDER BY a.attnum"
 
-static bool describe_table(PGconn *conn, const char *publication, table_read_t *t, char *errstr,
-                           size_t errstr_size)
+bool ds_backfill_describe(PGconn *conn, const char *publication, const ds_source_table_t *src,
+                          ds_backfill_table_t *t, char *errstr, size_t errstr_size)
 {
-    const ds_source_table_t *src = t->src;
     const char *params[3] = {src->schema, src->table, publication};
     PGresult *res = NULL;
-    ds_buf_t sql = DS_BUF_INIT, from = DS_BUF_INIT;
+    ds_buf_t cols = DS_BUF_INIT, from = DS_BUF_INIT;
     bool ordinary, ok = false;
     int n;
 
+    memset(t, 0, sizeof(*t));
     if (!exec_params(conn, DESCRIBE_SQL, 3, params, PGRES_TUPLES_OK, &res, "cannot describe table",
                      errstr, errstr_size))
         return false;
@@ -362,11 +366,10 @@ static bool describe_table(PGconn *conn, const char *publication, table_read_t *
      * partitions. An ordinary table's inheritance children are tables of their own. */
     ordinary = strcmp(PQgetvalue(res, 0, 1), "p") != 0;
 
-    ds_buf_append_str(&sql, "COPY (SELECT ");
     for (int i = 0; i < t->rel.ncolumns; i++) {
         if (i)
-            ds_buf_append_str(&sql, ", ");
-        if (!append_ident(&sql, conn, t->rel.columns[i].name))
+            ds_buf_append_str(&cols, ", ");
+        if (!append_ident(&cols, conn, t->rel.columns[i].name))
             goto oom;
     }
     ds_buf_append_str(&from, ordinary ? " FROM ONLY " : " FROM ");
@@ -375,7 +378,35 @@ static bool describe_table(PGconn *conn, const char *publication, table_read_t *
     ds_buf_append_char(&from, '.');
     if (!append_ident(&from, conn, src->table))
         goto oom;
-    ds_buf_append(&sql, from.data, from.len);
+    t->columns = cols.data;
+    cols.data = NULL;
+    t->from = from.data;
+    from.data = NULL;
+    ok = true;
+    goto done;
+oom:
+    ds_fail(errstr, errstr_size, "out of memory describing table %s.%s", src->schema, src->table);
+done:
+    if (!ok)
+        ds_backfill_table_clear(t);
+    ds_buf_free(&cols);
+    ds_buf_free(&from);
+    PQclear(res);
+    return ok;
+}
+
+static bool describe_table(PGconn *conn, const char *publication, table_read_t *t, char *errstr,
+                           size_t errstr_size)
+{
+    const ds_source_table_t *src = t->src;
+    const ds_relation_t *rel = &t->desc.rel;
+    ds_buf_t sql = DS_BUF_INIT;
+
+    if (!ds_backfill_describe(conn, publication, src, &t->desc, errstr, errstr_size))
+        return false;
+    ds_buf_append_str(&sql, "COPY (SELECT ");
+    ds_buf_append_str(&sql, t->desc.columns);
+    ds_buf_append_str(&sql, t->desc.from);
     /* Key order, as Debezium reads: the primary key, else the replica identity index. */
     if (src->primary_key && src->primary_key[0]) {
         ds_buf_append_str(&sql, " ORDER BY ");
@@ -388,29 +419,22 @@ static bool describe_table(PGconn *conn, const char *publication, table_read_t *
     } else if (src->replident == DS_REPLIDENT_INDEX) {
         bool first = true;
 
-        for (int i = 0; i < t->rel.ncolumns; i++) {
-            if (!t->rel.columns[i].is_key)
+        for (int i = 0; i < rel->ncolumns; i++) {
+            if (!rel->columns[i].is_key)
                 continue;
             ds_buf_append_str(&sql, first ? " ORDER BY " : ", ");
             first = false;
-            if (!append_ident(&sql, conn, t->rel.columns[i].name))
+            if (!append_ident(&sql, conn, rel->columns[i].name))
                 goto oom;
         }
     }
     ds_buf_append_str(&sql, ") TO STDOUT");
     t->copy_sql = sql.data;
-    sql.data = NULL;
-    t->from = from.data;
-    from.data = NULL;
-    ok = true;
-    goto done;
+    return true;
 oom:
-    ds_fail(errstr, errstr_size, "out of memory describing table %s.%s", src->schema, src->table);
-done:
     ds_buf_free(&sql);
-    ds_buf_free(&from);
-    PQclear(res);
-    return ok;
+    return ds_fail(errstr, errstr_size, "out of memory describing table %s.%s", src->schema,
+                   src->table);
 }
 
 static bool count_rows(PGconn *conn, table_read_t *t, char *errstr, size_t errstr_size)
@@ -420,7 +444,7 @@ static bool count_rows(PGconn *conn, table_read_t *t, char *errstr, size_t errst
     bool ok = false;
 
     ds_buf_append_str(&sql, "SELECT count(*)");
-    ds_buf_append_str(&sql, t->from);
+    ds_buf_append_str(&sql, t->desc.from);
     if (!exec_params(conn, sql.data, 0, NULL, PGRES_TUPLES_OK, &res, "cannot count rows", errstr,
                      errstr_size))
         goto done;
@@ -503,11 +527,11 @@ static bool parse_row(char *line, int len, const table_read_t *t, ds_value_t *va
         char *field_end = tab ? tab : end;
         size_t flen = (size_t)(field_end - p);
 
-        if (ncol == t->rel.ncolumns)
+        if (ncol == t->desc.rel.ncolumns)
             return ds_fail(errstr, errstr_size,
                            "a row of %s.%s read by COPY has more than %d "
                            "columns",
-                           t->src->schema, t->src->table, t->rel.ncolumns);
+                           t->src->schema, t->src->table, t->desc.rel.ncolumns);
         if (flen == 2 && p[0] == '\\' && p[1] == 'N') {
             values[ncol].kind = DS_VALUE_NULL;
             values[ncol].data = NULL;
@@ -522,11 +546,11 @@ static bool parse_row(char *line, int len, const table_read_t *t, ds_value_t *va
             break;
         p = tab + 1;
     }
-    if (ncol != t->rel.ncolumns)
+    if (ncol != t->desc.rel.ncolumns)
         return ds_fail(errstr, errstr_size,
                        "a row of %s.%s read by COPY has %d columns, "
                        "expected %d",
-                       t->src->schema, t->src->table, ncol, t->rel.ncolumns);
+                       t->src->schema, t->src->table, ncol, t->desc.rel.ncolumns);
     return true;
 }
 
@@ -544,11 +568,11 @@ static const char *snapshot_marker(int64_t row, int64_t total, bool first_table,
 
 static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t *opt,
                                        ds_changes_t *changes, table_read_t *t, bool first_table,
-                                       bool last_table, uint32_t xid, progress_t *prog,
+                                       bool last_table, uint32_t xid, ds_backfill_progress_t *prog,
                                        char *errstr, size_t errstr_size)
 {
-    ds_value_t *values = calloc((size_t)t->rel.ncolumns, sizeof(ds_value_t));
-    ds_tuple_t row = {.nvalues = t->rel.ncolumns, .values = values};
+    ds_value_t *values = calloc((size_t)t->desc.rel.ncolumns, sizeof(ds_value_t));
+    ds_tuple_t row = {.nvalues = t->desc.rel.ncolumns, .values = values};
     ds_changes_read_t read = {.lsn = opt->consistent_lsn, .xid = xid};
     ds_backfill_result_t result = DS_BACKFILL_FAILED;
     PGresult *res = NULL;
@@ -560,7 +584,9 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_BACKFILL_FAILED;
     }
-    prog->tbl = t;
+    prog->schema = t->src->schema;
+    prog->table = t->src->table;
+    prog->table_total = t->total;
     prog->table_done = 0;
     prog->table_start_us = ds_now_us();
     prog->last_us = prog->table_start_us;
@@ -576,7 +602,7 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
         /* The count was taken under the same snapshot, so it is exact (checked below). */
         read.snapshot = snapshot_marker(n, t->total, first_table, last_table);
         if (!parse_row(line, len, t, values, errstr, errstr_size) ||
-            !ds_changes_read_row(changes, &t->rel, &row, &read, ds_now_us(), opt->emit, opt->ctx,
+            !ds_changes_read_row(changes, &t->desc.rel, &row, &read, ds_now_us(), opt->emit, opt->ctx,
                                  errstr, errstr_size))
             goto done;
         PQfreemem(line);
@@ -588,7 +614,7 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
             result = DS_BACKFILL_STOPPED;
             goto done;
         }
-        progress_report(prog, false);
+        ds_backfill_progress_report(prog, false);
     }
     if (len == -2) {
         ds_fail(errstr, errstr_size, "reading table %s.%s failed: %s", t->src->schema,
@@ -608,7 +634,7 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
                 t->src->schema, t->src->table, n, t->total);
         goto done;
     }
-    progress_report(prog, true);
+    ds_backfill_progress_report(prog, true);
     result = DS_BACKFILL_DONE;
 done:
     if (line)
@@ -626,7 +652,7 @@ ds_backfill_result_t ds_backfill_run(const ds_backfill_options_t *opt, ds_backfi
     table_read_t *tables = calloc((size_t)catalog->ntables, sizeof(table_read_t));
     ds_changes_t *changes = ds_changes_new(opt->changes);
     ds_backfill_result_t result = DS_BACKFILL_FAILED;
-    progress_t prog;
+    ds_backfill_progress_t prog;
     PGconn *conn = NULL;
     PGresult *res = NULL;
     char *snapshot_literal = NULL, *sql = NULL;
@@ -637,6 +663,8 @@ ds_backfill_result_t ds_backfill_run(const ds_backfill_options_t *opt, ds_backfi
     memset(stats, 0, sizeof(*stats));
     memset(&prog, 0, sizeof(prog));
     prog.bar = opt->progress_bar;
+    prog.what = "backfill";
+    prog.all_tables = true;
     if (!tables || !changes) {
         ds_fail(errstr, errstr_size, "out of memory");
         goto done;
@@ -723,7 +751,7 @@ done:
         stats->rows = (uint64_t)prog.done_rows;
         stats->seconds = prog.start_us ? (double)(ds_now_us() - prog.start_us) / 1e6 : 0;
     }
-    if (prog.bar && prog.tbl && result != DS_BACKFILL_DONE)
+    if (prog.bar && prog.table && result != DS_BACKFILL_DONE)
         fputc('\n', stderr);
     PQclear(res);
     free(sql);

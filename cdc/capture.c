@@ -21,6 +21,7 @@
 #include "dualsync/backfill.h"
 #include "dualsync/capture.h"
 #include "dualsync/changes.h"
+#include "dualsync/incremental.h"
 #include "dualsync/inflight.h"
 #include "dualsync/log.h"
 #include "dualsync/pgoutput.h"
@@ -46,8 +47,10 @@ typedef struct capture {
     ds_changes_t *changes;        /* transaction state; rebuilt for each session */
     ds_producer_t *producer;
     ds_inflight_t *inflight;      /* unacknowledged transactions */
+    ds_incremental_t *incremental; /* open windows of `dualsync backfill`; rebuilt per session */
 
     uint64_t tx_seq;          /* in-flight sequence of the open transaction */
+    uint32_t tx_xid;          /* its xid (source.txId of incremental read events) */
     bool in_tx;               /* between Begin and Commit */
     ds_lsn_t received_lsn;    /* furthest WAL position the server reported */
     ds_lsn_t confirmed_lsn;   /* every change before it is acknowledged by Kafka */
@@ -190,18 +193,55 @@ static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
     serve_kafka(c);
 }
 
+/* Hands one record to Kafka as a message of in-flight entry @seq. */
+static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *rec, char *errstr,
+                        size_t errstr_size)
+{
+    if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
+                          rec->value_len, seq, errstr, errstr_size))
+        return false;
+    ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+    c->messages_sent++;
+    c->bytes_sent += rec->key_len + rec->value_len;
+    return true;
+}
+
 static bool emit_record(void *ctx, const ds_change_record_t *rec, char *errstr,
                         size_t errstr_size)
 {
     capture_t *c = ctx;
 
-    if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
-                          rec->value_len, c->tx_seq, errstr, errstr_size))
+    /* A streamed change inside an incremental backfill window supersedes the chunk's row. */
+    if (c->incremental && !ds_incremental_observe(c->incremental, rec, errstr, errstr_size))
         return false;
-    ds_inflight_sent(c->inflight, c->tx_seq, rec->key_len + rec->value_len);
-    c->messages_sent++;
-    c->bytes_sent += rec->key_len + rec->value_len;
-    return true;
+    return send_record(c, c->tx_seq, rec, errstr, errstr_size);
+}
+
+/* ---- incremental backfill windows (incremental.h) ---- */
+
+/* A window is an in-flight entry of its own, begun at its LOW: the ring lets the slot move
+ * only past completed entries in order, so nothing after the LOW is confirmed before the
+ * window is released and its read events (counted on that entry) are acknowledged. It ends
+ * at no LSN of its own: the transactions after it carry the positions. */
+static uint64_t window_hold(void *ctx)
+{
+    capture_t *c = ctx;
+
+    return ds_inflight_begin(c->inflight);
+}
+
+static bool window_emit(void *ctx, uint64_t token, const ds_change_record_t *rec, char *errstr,
+                        size_t errstr_size)
+{
+    return send_record(ctx, token, rec, errstr, errstr_size);
+}
+
+static void window_release(void *ctx, uint64_t token)
+{
+    capture_t *c = ctx;
+
+    ds_inflight_commit(c->inflight, token, DS_INVALID_LSN);
+    advance_confirmed(c);
 }
 
 /* ---- PostgreSQL side ---- */
@@ -224,10 +264,19 @@ static void handle_xlogdata(capture_t *c, const ds_repl_msg_t *msg)
     }
     if (decoded.type == DS_PGOUTPUT_BEGIN) {
         c->tx_seq = ds_inflight_begin(c->inflight);
+        c->tx_xid = decoded.u.begin.xid;
         c->in_tx = true;
+        ds_incremental_clock(c->incremental,
+                             decoded.u.begin.commit_time + DS_PG_EPOCH_OFFSET_US);
     }
     if (!ds_changes_handle(c->changes, &decoded, msg->wal_start, ds_now_us(), emit_record, c,
                            errstr, sizeof(errstr))) {
+        fail(c, "%s", errstr);
+        return;
+    }
+    if (decoded.type == DS_PGOUTPUT_MESSAGE &&
+        !ds_incremental_message(c->incremental, &decoded, c->in_tx ? c->tx_xid : 0, ds_now_us(),
+                                errstr, sizeof(errstr))) {
         fail(c, "%s", errstr);
         return;
     }
@@ -572,6 +621,7 @@ done:
 
 static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
 {
+    ds_incremental_hooks_t hooks = {window_hold, window_emit, window_release, c};
     ds_changes_options_t options;
     ds_replication_t *repl;
     char lsn[DS_LSN_STRLEN];
@@ -581,6 +631,10 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     ds_pgoutput_free(c->decoder);
     ds_changes_free(c->changes);
     c->changes = NULL;
+    /* The slot was held before every open window's LOW, so the new session receives it
+     * again; the ring holding the old windows was replaced after the loss. */
+    ds_incremental_free(c->incremental);
+    c->incremental = NULL;
     c->in_tx = false;
     c->decoder = ds_pgoutput_new();
     memset(&options, 0, sizeof(options));
@@ -599,7 +653,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
         return false;
     options.db = c->identity.dbname;
     c->changes = ds_changes_new(&options);
-    if (!c->decoder || !c->changes) {
+    c->incremental = ds_incremental_new(c->config->slot, c->catalog, &options, &hooks);
+    if (!c->decoder || !c->changes || !c->incremental) {
         ds_replication_free(repl);
         return ds_fail(errstr, errstr_size, "out of memory");
     }
@@ -654,6 +709,7 @@ static void capture_free(capture_t *c)
     end_session(c);
     ds_producer_free(c->producer, 0);
     ds_changes_free(c->changes);
+    ds_incremental_free(c->incremental);
     ds_pgoutput_free(c->decoder);
     ds_inflight_free(c->inflight);
     ds_source_catalog_free(c->catalog);

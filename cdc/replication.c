@@ -310,7 +310,7 @@ bool ds_replication_start(ds_replication_t *repl, const char *slot, const char *
     if (!slot_ident || !pub_literal ||
         asprintf(&sql,
                  "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', "
-                 "publication_names %s)",
+                 "publication_names %s, messages 'true')",
                  slot_ident, (uint32_t)(start >> 32), (uint32_t)start, pub_literal) < 0) {
         sql = NULL;
         ds_fail(errstr, errstr_size, "out of memory");

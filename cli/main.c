@@ -11,6 +11,7 @@ static const ds_cli_command_t commands[] = {
     {"apply", "write the changes from Kafka into the new tables, exactly once", ds_cli_apply},
     {"dlq", "list or retry the changes apply could not write (dead letters)", ds_cli_dlq},
     {"verify", "check that the new tables are exactly what the mappings give", ds_cli_verify},
+    {"backfill", "re-backfill one table into the running pipeline, chunk by chunk", ds_cli_backfill},
 };
 
 static void usage(FILE *out)

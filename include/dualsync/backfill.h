@@ -68,6 +68,51 @@ bool ds_backfill_state_set_lsn(PGconn *conn, const char *slot, ds_lsn_t snapshot
 bool ds_backfill_state_complete(PGconn *conn, const char *slot, uint64_t rows, char *errstr,
                                 size_t errstr_size) DS_MUST_CHECK;
 
+/* A table as pgoutput sends it and how to select it: the column rules the initial backfill
+ * and the incremental one (incremental.h) share. */
+typedef struct ds_backfill_table {
+    ds_relation_t rel; /* columns in pgoutput's order (not dropped, not generated, in the
+                        * publication's column list when it has one) with pgoutput's key
+                        * flags; owns the column names, borrows schema and table */
+    char *columns;     /* the quoted select list, "a", "b" */
+    char *from;        /* " FROM [ONLY] schema.table", quoted (ONLY unless partitioned) */
+} ds_backfill_table_t;
+
+/**
+ * @brief Describes @p src as publication @p publication sends it.
+ * @param t  filled; release with ds_backfill_table_clear() (also after a failure).
+ */
+bool ds_backfill_describe(PGconn *conn, const char *publication, const ds_source_table_t *src,
+                          ds_backfill_table_t *t, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Frees what ds_backfill_describe() allocated; accepts NULL. */
+void ds_backfill_table_clear(ds_backfill_table_t *t);
+
+/* Progress of a backfill on stderr, for a person watching: a bar redrawn in place when stderr
+ * is a terminal, an info line every 10 s otherwise. Shared by the initial backfill and
+ * `dualsync backfill` (incremental.h). */
+typedef struct ds_backfill_progress {
+    bool bar;               /* redraw a bar on stderr (a terminal); else log a line now and then */
+    bool all_tables;        /* several tables: log lines add the totals over all of them */
+    const char *what;       /* the lines' first words: "backfill", "incremental backfill" */
+    const char *schema;     /* the table being read (borrowed) */
+    const char *table;
+    int64_t start_us;       /* when this run began reading */
+    int64_t table_start_us; /* when this run began the current table */
+    int64_t last_us;        /* last bar redraw or log line */
+    int64_t total_rows;     /* rows this run has to read over all tables (may be an estimate) */
+    int64_t done_rows;      /* rows this run read over all tables: with total_rows, the ETA */
+    int64_t table_total;    /* rows of the current table (may be an estimate) */
+    int64_t table_done;     /* its rows done, including those of an earlier, resumed run */
+    int64_t table_resumed;  /* of table_done, those an earlier run did: not in the rate */
+} ds_backfill_progress_t;
+
+/**
+ * @brief Reports @p p if a report is due (cheap to call for every row); @p final always
+ *        reports, ending the bar's line.
+ */
+void ds_backfill_progress_report(ds_backfill_progress_t *p, bool final);
+
 /* Called after each emitted row: serves Kafka, waits while too much is unacknowledged.
  * Returns false to stop the backfill (a signal or a fatal error). */
 typedef bool (*ds_backfill_yield_fn)(void *ctx);

@@ -101,7 +101,9 @@ bool ds_replication_ensure_slot(ds_replication_t *repl, const char *slot, const 
                                 bool *created, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /**
- * @brief START_REPLICATION SLOT slot LOGICAL start (proto_version '1', publication_names).
+ * @brief START_REPLICATION SLOT slot LOGICAL start (proto_version '1', publication_names,
+ *        messages 'true': logical decoding messages, the watermarks of `dualsync backfill`,
+ *        are sent too).
  * @param start  0 to resume from the slot's confirmed position.
  */
 bool ds_replication_start(ds_replication_t *repl, const char *slot, const char *publication,
