@@ -760,12 +760,18 @@ static bool create_state_table(run_t *r, char *errstr, size_t errstr_size)
     if (!res)
         goto fail;
     PQclear(res);
-    if (!exec_ok(r, STATE_TABLE_SQL, 0, NULL,
-                 "cannot create dualsync.backfill_state in the source database, where dualsync "
-                 "backfill records its progress (grant CREATE on the database, or create the "
-                 "schema dualsync with a table backfill_state the role may write)",
-                 errstr, errstr_size))
+    /* Several statements: only the simple query protocol takes them. */
+    res = PQexec(r->conn, STATE_TABLE_SQL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ds_fail(errstr, errstr_size,
+                "cannot create dualsync.backfill_state in the source database, where dualsync "
+                "backfill records its progress: %s (grant CREATE on the database, or create the "
+                "schema dualsync with a table backfill_state the role may write)",
+                ds_pg_error(r->conn));
+        PQclear(res);
         goto fail;
+    }
+    PQclear(res);
     return exec_ok(r, "COMMIT", 0, NULL, "cannot commit dualsync.backfill_state", errstr,
                    errstr_size);
 fail:
@@ -843,7 +849,8 @@ static bool load_state(run_t *r, ds_incremental_stats_t *stats, char *errstr, si
                    2, params, "cannot write dualsync.backfill_state", errstr, errstr_size);
 }
 
-/* The planner's row count (every partition analysed), else an exact count. */
+/* The planner's row count (of every partition of a partitioned table), else, for a table
+ * never analysed, an exact count. */
 static bool estimate_rows(run_t *r, char *errstr, size_t errstr_size)
 {
     char relid[16];
@@ -854,8 +861,8 @@ static bool estimate_rows(run_t *r, char *errstr, size_t errstr_size)
     snprintf(relid, sizeof(relid), "%u", r->relid);
     res = exec(r,
                "SELECT coalesce(sum(c.reltuples), 0)::bigint, coalesce(bool_or(c.reltuples < 0), "
-               "false) FROM pg_catalog.pg_partition_tree($1::oid) t "
-               "JOIN pg_catalog.pg_class c ON c.oid = t.relid WHERE t.isleaf",
+               "false) FROM pg_catalog.pg_class c WHERE c.relkind = 'r' AND (c.oid = $1::oid OR "
+               "c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree($1::oid) WHERE isleaf))",
                1, params, PGRES_TUPLES_OK, "cannot estimate the table's rows", errstr, errstr_size);
     if (!res)
         return false;
