@@ -552,17 +552,18 @@ static bool setup_session(run_t *r, char *errstr, size_t errstr_size)
              "SELECT pg_catalog.set_config('application_name', 'dualsync backfill', false),"
              " pg_catalog.set_config('statement_timeout', '0', false),"
              " pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),"
+             " pg_catalog.set_config('synchronous_commit', 'on', false),"
              " pg_catalog.set_config('client_encoding', "
              "pg_catalog.current_setting('server_encoding'), false)",
              0, NULL, PGRES_TUPLES_OK, "cannot prepare the backfill session", errstr, errstr_size);
     if (!res)
         return false;
-    utf8 = strcmp(PQgetvalue(res, 0, 3), "UTF8") == 0;
+    utf8 = strcmp(PQgetvalue(res, 0, 4), "UTF8") == 0;
     if (!utf8)
         ds_fail(errstr, errstr_size,
                 "the source database's encoding is %s: dualsync backfill carries rows in JSON "
                 "watermarks and needs a UTF8 database",
-                PQgetvalue(res, 0, 3));
+                PQgetvalue(res, 0, 4));
     PQclear(res);
     return utf8;
 }
@@ -931,6 +932,17 @@ static bool emit_low(run_t *r, int64_t number, char *errstr, size_t errstr_size)
                "::bigint || '}')",
                1, params, PGRES_TUPLES_OK, "cannot write the low watermark", errstr, errstr_size);
     ds_buf_free(&low);
+    if (!res)
+        return false;
+    PQclear(res);
+    /* A transaction whose commit record precedes the LOW but is still flushing it when the
+     * chunk's snapshot is taken would be neither in the chunk (not yet visible) nor in the
+     * window (decoded before the LOW). Committing a transaction of our own with an xid
+     * (synchronous_commit is on in this session) flushes the WAL past the LOW, so such a
+     * commit has finished its flush (and its synchronous standby wait) before the chunk's
+     * snapshot is taken, leaving only the instant between that and leaving the proc array. */
+    res = exec(r, "SELECT pg_catalog.pg_current_xact_id()", 0, NULL, PGRES_TUPLES_OK,
+               "cannot flush the low watermark", errstr, errstr_size);
     PQclear(res);
     return res != NULL;
 }
