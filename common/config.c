@@ -244,6 +244,12 @@ static const setting_t settings[] = {
      .max = 600000,
      .offset = offsetof(ds_config_t, apply_batch_max_ms),
      .description = "longest a batch waits to fill after its first message"},
+    {.path = "apply.set_based",
+     .type = SETTING_BOOL,
+     .default_number = 1,
+     .offset = offsetof(ds_config_t, apply_set_based),
+     .description = "write each target of a batch with one set-based statement (false: one "
+                    "statement per change, slower; for comparison and diagnosis)"},
     {.path = "apply.on_error",
      .type = SETTING_STRING,
      .default_string = "dlq",

@@ -97,7 +97,9 @@ static const struct {
 /* A target of this database and the names of its prepared statements. */
 typedef struct local_target {
     const ds_target_t *target; /* borrowed from the set */
+    int index;                 /* its index in the set */
     char stmt[3][24];          /* by ds_write_kind_t: upsert, unlink, truncate ("" if none) */
+    char batch[24];            /* its batch statement, "" if none (written row by row) */
 } local_target_t;
 
 /* One write of one message, as this database runs it. */
@@ -112,6 +114,7 @@ typedef enum op_kind {
     OP_ORIGIN_SETUP,
     OP_BEGIN,
     OP_WRITE,
+    OP_BATCH_WRITE,
     OP_BOOKKEEPING,
     OP_COMMIT,
     OP_ORIGIN_RESET,
@@ -120,7 +123,7 @@ typedef enum op_kind {
 /* One statement sent in a pipeline, in order. */
 typedef struct op {
     op_kind_t kind;
-    int work; /* OP_WRITE: index in work */
+    int work; /* OP_WRITE: index in work; OP_BATCH_WRITE: index in targets */
 } op_t;
 
 struct ds_applier {
@@ -129,11 +132,16 @@ struct ds_applier {
     char *origin;
     char *group_id;
     ds_mapping_set_t *set;   /* borrowed */
+    bool row_by_row;         /* never use batch statements */
     PGconn *conn;            /* NULL while disconnected */
     bool origin_held;        /* this session has the origin set up */
     bool catalog_checked;    /* the mappings were checked against this database's catalog */
     local_target_t *targets; /* the set's targets whose connection is this database */
     int ntargets;
+    int *order;              /* targets' indexes, targets looked up in by others first */
+    ds_strset_t *batched;    /* per target and batch: source keys given a batch row */
+    ds_buf_t *arrays;        /* per batch statement: its array parameters being built */
+    int narrays;
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
     ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
     ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
@@ -157,10 +165,11 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
     if (!a)
         return NULL;
     a->set = options->set;
+    a->row_by_row = options->row_by_row;
     if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
-        !(a->truncated = ds_strset_new())) {
+        !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new())) {
         ds_applier_free(a);
         return NULL;
     }
@@ -178,9 +187,14 @@ void ds_applier_free(ds_applier_t *a)
     free(a->origin);
     free(a->group_id);
     free(a->targets);
+    free(a->order);
     ds_strset_free(a->pending);
     ds_strset_free(a->decided);
     ds_strset_free(a->truncated);
+    ds_strset_free(a->batched);
+    for (int i = 0; i < a->narrays; i++)
+        ds_buf_free(&a->arrays[i]);
+    free(a->arrays);
     free(a->work);
     free(a->ops);
     ds_buf_free(&a->key);
@@ -494,6 +508,142 @@ static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char
     return st;
 }
 
+/*
+ * Prepares the batch statement of @p lt, typed by what PostgreSQL inferred for its prepared
+ * write_sql. A statement that does not prepare only costs speed: the target is written row
+ * by row, with a warning (it is a bug worth reporting, not a reason to stop).
+ */
+static ds_applier_status_t prepare_batch(ds_applier_t *a, local_target_t *lt, char *errstr,
+                                         size_t errstr_size)
+{
+    const ds_target_t *t = lt->target;
+    PGresult *d, *r = NULL;
+    ds_buf_t oids = DS_BUF_INIT;
+    const char **types = NULL;
+    const char *params[1];
+    char *sql = NULL, name[24], sqlstate[6], message[1024];
+    int n;
+    ds_applier_status_t st = DS_APPLIER_OK;
+
+    lt->batch[0] = '\0';
+    if (a->row_by_row || !t->batch_body)
+        return DS_APPLIER_OK;
+    d = PQdescribePrepared(a->conn, lt->stmt[DS_WRITE_UPSERT]);
+    if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
+        describe_error(d, a->conn, sqlstate, message, sizeof(message));
+        PQclear(d);
+        ds_fail(errstr, errstr_size, "target \"%s\": cannot describe statement %s: %s", a->name,
+                lt->stmt[DS_WRITE_UPSERT], message);
+        return lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
+    }
+    n = PQnparams(d);
+    ds_buf_append_char(&oids, '{');
+    for (int k = 0; k < n; k++)
+        ds_buf_appendf(&oids, "%s%u", k ? "," : "", (unsigned)PQparamtype(d, k));
+    ds_buf_append_char(&oids, '}');
+    PQclear(d);
+    params[0] = oids.data;
+    /* Array parameters need an array type; an element that is an array itself would be
+     * flattened by unnest. */
+    switch (run(a,
+                "SELECT format_type(t.oid, NULL), t.typarray <> 0 AND t.typcategory <> 'A'"
+                " FROM unnest($1::oid[]) WITH ORDINALITY AS p(oid, n) JOIN pg_type AS t"
+                " ON t.oid = p.oid ORDER BY p.n",
+                false, 1, params, &r, sqlstate, message, sizeof(message))) {
+    case RUN_OK:
+        break;
+    case RUN_LOST:
+        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while reading types: %s",
+                a->name, message);
+        st = DS_APPLIER_RETRY;
+        goto done;
+    case RUN_SQL_ERROR:
+        ds_fail(errstr, errstr_size, "target \"%s\": reading parameter types: %s", a->name,
+                message);
+        st = DS_APPLIER_FAILED;
+        goto done;
+    }
+    if (PQntuples(r) != n || n != t->write_nparams) {
+        ds_warning("target \"%s\": %s: parameter types not found; written row by row", a->name,
+                   t->id);
+        goto done;
+    }
+    if (!(types = calloc((size_t)n + 1, sizeof(*types)))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        st = DS_APPLIER_FAILED;
+        goto done;
+    }
+    for (int k = 0; k < n; k++) {
+        if (strcmp(PQgetvalue(r, k, 1), "t") != 0) {
+            ds_info("target \"%s\": %s: parameter $%d is of type %s, which has no array form; "
+                    "written row by row",
+                    a->name, t->id, k + 1, PQgetvalue(r, k, 0));
+            goto done;
+        }
+        types[k] = PQgetvalue(r, k, 0);
+    }
+    if (!(sql = ds_mapping_batch_statement(t, types))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        st = DS_APPLIER_FAILED;
+        goto done;
+    }
+    snprintf(name, sizeof(name), "ds_b%d", lt->index);
+    st = prepare(a, name, sql, n + 2, errstr, errstr_size);
+    if (st == DS_APPLIER_OK) {
+        memcpy(lt->batch, name, sizeof(name));
+    } else if (st == DS_APPLIER_FAILED) {
+        ds_warning("%s; %s is written row by row", errstr, t->id);
+        st = DS_APPLIER_OK;
+    }
+done:
+    PQclear(r);
+    free(types);
+    free(sql);
+    ds_buf_free(&oids);
+    return st;
+}
+
+/*
+ * The order batch statements run in: a target that another target's lookup reads comes
+ * first, so a child whose parent is in the same batch finds it (row by row, message order
+ * decides; a child before its parent waits in dualsync.pending either way). Lookups that go
+ * round in a circle keep file order.
+ */
+static bool order_targets(ds_applier_t *a)
+{
+    bool *placed = calloc((size_t)a->ntargets + 1, sizeof(*placed));
+    int n = 0;
+
+    free(a->order);
+    if (!(a->order = calloc((size_t)a->ntargets + 1, sizeof(*a->order))) || !placed) {
+        free(placed);
+        return false;
+    }
+    while (n < a->ntargets) {
+        int pick = -1;
+
+        for (int i = 0; i < a->ntargets && pick < 0; i++) {
+            bool waits = false;
+
+            if (placed[i])
+                continue;
+            for (int j = 0; j < a->ntargets && !waits; j++)
+                waits = j != i && !placed[j] &&
+                        ds_mapping_target_reads(a->set, a->targets[i].index, a->targets[j].index);
+            if (!waits)
+                pick = i;
+        }
+        for (int i = 0; i < a->ntargets && pick < 0; i++) {
+            if (!placed[i])
+                pick = i;
+        }
+        placed[pick] = true;
+        a->order[n++] = pick;
+    }
+    free(placed);
+    return true;
+}
+
 static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     int n = ds_mapping_set_ntargets(a->set);
@@ -521,6 +671,7 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
             continue;
         lt = &a->targets[a->ntargets++];
         lt->target = t;
+        lt->index = i;
         sql[DS_WRITE_UPSERT] = t->write_sql;
         nparams[DS_WRITE_UPSERT] = t->write_nparams;
         sql[DS_WRITE_UNLINK] = t->unlink_sql;
@@ -537,6 +688,12 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
             if (st != DS_APPLIER_OK)
                 return st;
         }
+        if ((st = prepare_batch(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+    }
+    if (!order_targets(a)) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
     }
     return DS_APPLIER_OK;
 }
@@ -699,6 +856,15 @@ static void pl_handle(pipeline_t *p, PGresult *r)
         break;
     case OP_WRITE:
         a->work[op->work].applied = answer_applied(r);
+        break;
+    case OP_BATCH_WRITE:
+        /* The rows it did not apply (a required lookup found nothing), by ord. */
+        for (int i = 0; i < PQntuples(r); i++) {
+            long ord = strtol(PQgetvalue(r, i, 0), NULL, 10);
+
+            if (ord >= 0 && ord < a->nwork)
+                a->work[ord].applied = false;
+        }
         break;
     default:
         break;
@@ -874,6 +1040,171 @@ static bool collect_work(ds_applier_t *a, int db, ds_batch_t *batch, const ds_of
     return true;
 }
 
+static void format_int(char *buf, size_t size, int64_t v)
+{
+    snprintf(buf, size, "%" PRId64, v);
+}
+
+/*
+ * Whether every write of the batch has a batch form (mapping.h, "Batches"): a batch
+ * statement for its target, not a truncate, no kept TOASTed value, the target's topic.
+ */
+static bool batch_fits(const ds_applier_t *a, ds_batch_t *batch)
+{
+    if (a->nwork == 0)
+        return false;
+    for (int i = 0; i < a->nwork; i++) {
+        const work_t *w = &a->work[i];
+        const local_target_t *lt = &a->targets[w->local];
+        const ds_batch_write_t *bw = &ds_batch_at(batch, w->msg)->writes[w->write];
+
+        if (!lt->batch[0] || bw->kind == DS_WRITE_TRUNCATE)
+            return false;
+        if (!lt->target->in_place && (bw->nparams < 3 || !bw->params[1] || !bw->params[2]))
+            return false;
+        if (bw->kind != DS_WRITE_UPSERT)
+            continue;
+        for (int k = 0; k < lt->target->nkeep_params; k++) {
+            const char *keep = bw->params[lt->target->keep_params[k] - 1];
+
+            if (keep && strcmp(keep, "true") == 0)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Appends one element of an array literal: "text" with " and \ escaped, or NULL. */
+static void array_element(ds_buf_t *buf, const char *value)
+{
+    if (buf->len > 1)
+        ds_buf_append_char(buf, ',');
+    if (!value) {
+        ds_buf_append_str(buf, "NULL");
+        return;
+    }
+    ds_buf_append_char(buf, '"');
+    for (const char *p = value;; p++) {
+        size_t plain = strcspn(p, "\"\\");
+
+        ds_buf_append(buf, p, plain);
+        p += plain;
+        if (!*p)
+            break;
+        ds_buf_append_char(buf, '\\');
+        ds_buf_append_char(buf, *p);
+    }
+    ds_buf_append_char(buf, '"');
+}
+
+/*
+ * Where the segment of target @p local's writes starting at a->work[from] ends: before the
+ * first write of a source key the segment already holds. Row by row, a key's later change
+ * sees its earlier one's effect (and a trigger sees both); in one set-based statement it
+ * would not. Returns -1 when out of memory.
+ */
+static int batch_segment_end(ds_applier_t *a, ds_batch_t *batch, int local, int from)
+{
+    int i;
+
+    ds_strset_clear(a->batched);
+    for (i = from; i < a->nwork; i++) {
+        const work_t *w = &a->work[i];
+        size_t key_len;
+        const char *key;
+
+        if (w->local != local)
+            continue;
+        key = source_key(ds_batch_at(batch, w->msg), &key_len);
+        if (ds_strset_contains(a->batched, key, key_len))
+            break;
+        if (!ds_strset_add(a->batched, key, key_len))
+            return -1;
+    }
+    return i;
+}
+
+/* Sends target @p local's batch statement for its writes among a->work[from, to). */
+static void send_batch_segment(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch, int local,
+                               int from, int to)
+{
+    const ds_target_t *t = a->targets[local].target;
+    int n = t->write_nparams, nrows = 0;
+    /* Arrays from write_sql's $3 ($1 and $2 are the target id and topic), or from $1 for an
+     * in-place target, whose statement has neither (mapping.h). */
+    int first = t->in_place ? 0 : 2;
+    const char **params = NULL;
+
+    if (n + 2 > a->narrays) {
+        ds_buf_t *arrays = realloc(a->arrays, (size_t)(n + 2) * sizeof(*arrays));
+
+        if (!arrays)
+            goto oom;
+        for (int k = a->narrays; k < n + 2; k++)
+            arrays[k] = (ds_buf_t)DS_BUF_INIT;
+        a->arrays = arrays;
+        a->narrays = n + 2;
+    }
+    if (!(params = calloc((size_t)n + 2, sizeof(*params))))
+        goto oom;
+    /* arrays[k] is the array of write_sql's $(k+1), k = first..n-1; then ord and op. */
+    for (int k = first; k < n + 2; k++) {
+        ds_buf_reset(&a->arrays[k]);
+        ds_buf_append_char(&a->arrays[k], '{');
+    }
+    for (int i = from; i < to; i++) {
+        const work_t *w = &a->work[i];
+        const ds_batch_write_t *bw;
+        char ord[24];
+
+        if (w->local != local)
+            continue;
+        bw = &ds_batch_at(batch, w->msg)->writes[w->write];
+        if (!t->in_place)
+            params[1] = bw->params[1];
+        for (int k = first; k < n; k++)
+            array_element(&a->arrays[k], k < bw->nparams ? bw->params[k] : NULL);
+        format_int(ord, sizeof(ord), i);
+        array_element(&a->arrays[n], ord);
+        array_element(&a->arrays[n + 1], bw->kind == DS_WRITE_UPSERT ? "u" : "d");
+        nrows++;
+    }
+    if (nrows > 0) {
+        for (int k = first; k < n + 2; k++) {
+            ds_buf_append_char(&a->arrays[k], '}');
+            params[k] = a->arrays[k].data;
+        }
+        if (!t->in_place)
+            params[0] = t->id;
+        pl_send(p, OP_BATCH_WRITE, local, a->targets[local].batch, true, n + 2, params);
+    }
+    free(params);
+    return;
+oom:
+    p->broken = true;
+    snprintf(p->error, sizeof(p->error), "out of memory");
+}
+
+/*
+ * Sends the batch's writes as batch statements: target after target in dependency order,
+ * each target's writes in as few statements as its repeated source keys allow.
+ */
+static void send_batch_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
+{
+    for (int o = 0; o < a->ntargets && !p->broken; o++) {
+        int local = a->order[o];
+
+        for (int from = 0, to; from < a->nwork && !p->broken; from = to) {
+            if ((to = batch_segment_end(a, batch, local, from)) < 0) {
+                p->broken = true;
+                snprintf(p->error, sizeof(p->error), "out of memory");
+                break;
+            }
+            send_batch_segment(a, p, batch, local, from, to);
+        }
+    }
+}
+
 /* Whether the batch moves this database's position in any partition. */
 static bool moves_offsets(const ds_applier_t *a, int db, const ds_batch_t *batch,
                           const ds_offsets_t *offsets)
@@ -885,11 +1216,6 @@ static bool moves_offsets(const ds_applier_t *a, int db, const ds_batch_t *batch
             return true;
     }
     return false;
-}
-
-static void format_int(char *buf, size_t size, int64_t v)
-{
-    snprintf(buf, size, "%" PRId64, v);
 }
 
 /* Sends (pipeline) or runs the offsets rows of the batch. */
@@ -1034,12 +1360,16 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         if (!a->origin_held)
             pl_send(&p, OP_ORIGIN_SETUP, -1, "ds_origin_setup", true, 1, origin_params);
         pl_send(&p, OP_BEGIN, -1, "BEGIN", false, 0, NULL);
-        for (int i = 0; i < a->nwork && !p.broken; i++) {
-            const work_t *w = &a->work[i];
-            const ds_batch_write_t *bw = &ds_batch_at(batch, w->msg)->writes[w->write];
+        if (batch_fits(a, batch)) {
+            send_batch_writes(a, &p, batch);
+        } else {
+            for (int i = 0; i < a->nwork && !p.broken; i++) {
+                const work_t *w = &a->work[i];
+                const ds_batch_write_t *bw = &ds_batch_at(batch, w->msg)->writes[w->write];
 
-            pl_send(&p, OP_WRITE, i, statement_of(a, w->local, bw->kind), true, bw->nparams,
-                    (const char *const *)bw->params);
+                pl_send(&p, OP_WRITE, i, statement_of(a, w->local, bw->kind), true, bw->nparams,
+                        (const char *const *)bw->params);
+            }
         }
         pl_finish(&p);
     }
@@ -1062,6 +1392,10 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
             ds_debug("target \"%s\": %s [%d] @%" PRId64 ": %s; redoing the batch message by "
                      "message",
                      a->name, m->kafka.topic, (int)m->kafka.partition, m->kafka.offset, p.error);
+        } else if (op->kind == OP_BATCH_WRITE) {
+            ds_debug("target \"%s\": batch statement of %s: %s; redoing the batch message by "
+                     "message",
+                     a->name, a->targets[op->work].target->id, p.error);
         }
         return PATH_SLOW;
     }

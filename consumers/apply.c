@@ -558,6 +558,7 @@ static int setup(apply_t *ap)
             .origin = config->apply_origin,
             .group_id = ap->group_id,
             .set = ap->set,
+            .row_by_row = !config->apply_set_based,
         };
 
         if (!(ap->dbs[db] = ds_applier_new(&options))) {

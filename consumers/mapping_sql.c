@@ -254,6 +254,8 @@ typedef struct compiler {
     int nlookups;                /* lookup aliases handed out: lk1, lk2, ... */
     ds_buf_t required;           /* conditions of required lookups, joined by AND */
     const sql_names_t *names;    /* table names to write instead of the mapping's, or NULL */
+    bool batch;                  /* compiling the batch statement: parameter $k is the column
+                                  * pk of the input row "i", not a statement parameter */
 } compiler_t;
 
 static int add_param(compiler_t *c, ds_mapping_param_kind_t kind, const ds_mapping_expr_t *e,
@@ -275,7 +277,7 @@ static void compile_expr(compiler_t *c, ds_mapping_expr_t *e)
 
     if (!e->in_db) {
         e->param = add_param(c, PARAM_VALUE, e, c->column);
-        e->sql = ds_mapping_xasprintf("$%d", e->param);
+        e->sql = ds_mapping_xasprintf(c->batch ? "i.p%d" : "$%d", e->param);
         return;
     }
     for (int i = 0; i < e->nargs; i++)
@@ -606,23 +608,279 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
     t->pub.write_sql = buf.data;
 }
 
-static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
-{
-    compiler_t c = {.target = t, .names = names};
+/* ---------------------------------------------------------------------------------------------
+ * Batch statements (mapping.h: "Batches")
+ *
+ * The same expressions, reading the input row "i" (columns p3..pn, ord, op) instead of
+ * parameters, in the same parameter order as write_sql, so pk is write_sql's $k. The runtime
+ * puts the input in front (ds_mapping_batch_statement). Row by row, each statement saw the
+ * links the previous one left; here every CTE sees the snapshot before the statement, so the
+ * link bookkeeping is written over the whole set at once:
+ *   w       the 'u' rows, with "ok" (their required lookups found their rows) and the text
+ *           of the target key they give, exactly as row by row RETURNING would record it;
+ *   up      one upsert per target key: source rows merging into one target row in the same
+ *           statement are written once, with the values of the last (highest ord), which
+ *           row by row would have written last;
+ *   moved   every source key whose links change: ok upserts (with the key they now produce)
+ *           and unlinks (no key);
+ *   old     deletes their links to any other key;
+ *   link    inserts the new ones;
+ *   orphan  old keys that no moved source key produces now and that no link from a source
+ *           key outside the batch holds;
+ *   gone    on_delete for the orphans.
+ * Plans must not depend on statistics: CTEs have none, and dualsync.links grows from empty,
+ * so the planner believes it tiny long after it is not. Joins that would scan it are
+ * written as lookups it cannot plan otherwise: "old" finds each moved key's links through
+ * the primary key in a LATERAL subquery that OFFSET 0 keeps from being flattened into a
+ * join, and deletes them by ctid (a TID scan). A plain join with "moved" was planned as a
+ * nested loop over every link of the topic, per batch.
+ * ------------------------------------------------------------------------------------------- */
 
-    if (t->pub.in_place)
-        compile_in_place(&c, t);
-    else
-        compile_upsert(&c, t);
-    t->pub.write_nparams = c.nparams;
-    t->values = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*t->values));
-    t->keep = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*t->keep));
-    ds_buf_free(&c.required);
+/* The key columns of the target, as "i.pk" references: "i.p4, i.p5". */
+static void append_key_params(ds_buf_t *buf, const ds_mapping_target_t *t)
+{
+    for (int i = 0; i < t->nkey; i++)
+        ds_buf_appendf(buf, "%s%s", i ? ", " : "", t->columns[t->key[i]].expr->sql);
 }
 
-void ds_mapping_compile_target(ds_mapping_target_t *t)
+/* Whether every key column is a plain parameter (computed in C): the batch statement
+ * deduplicates rows and finds their stored row by the key values before writing. */
+static bool batchable(const ds_mapping_target_t *t)
 {
-    compile_target(t, NULL);
+    for (int i = 0; i < t->nkey; i++) {
+        if (t->columns[t->key[i]].expr->in_db)
+            return false;
+    }
+    return true;
+}
+
+static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    const char *links = links_table(c->names);
+    bool first = true;
+
+    add_param(c, PARAM_TARGET_ID, NULL, -1);
+    add_param(c, PARAM_TOPIC, NULL, -1);
+    add_param(c, PARAM_SOURCE_KEY, NULL, -1);
+    for (int i = 0; i < t->ncolumns; i++) {
+        c->column = i;
+        compile_expr(c, t->columns[i].expr);
+    }
+
+    /* The key text of each row: its key values read as the key columns read them (with their
+     * typmods: numeric(10,2) stores 1.0 as 1.00), then as text, as the row's own would be. */
+    ds_buf_appendf(&buf, "w AS (\n    SELECT i.*, %s AS ok, json_build_array(",
+                   c->required.len ? c->required.data : "true");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        append_column(&buf, "r", t->columns[t->key[i]].name);
+        ds_buf_append_str(&buf, "::text");
+    }
+    ds_buf_append_str(&buf, ")::text AS target_key\n    FROM i CROSS JOIN LATERAL "
+                            "json_populate_record(NULL::");
+    append_table(&buf, c->names, t->schema, t->table);
+    ds_buf_append_str(&buf, ", json_build_object(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
+        ds_buf_appendf(&buf, ", %s", t->columns[t->key[i]].expr->sql);
+    }
+    ds_buf_append_str(&buf, ")) AS r\n    WHERE i.op = 'u'\n), up AS (\n    INSERT INTO ");
+    append_table(&buf, c->names, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t (");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_buf_append_ident(&buf, t->columns[i].name);
+    }
+    ds_buf_append_str(&buf, ")\n    SELECT DISTINCT ON (i.target_key) ");
+    for (int i = 0; i < t->ncolumns; i++)
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
+    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC\n"
+                            "    ON CONFLICT (");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
+    }
+    ds_buf_append_str(&buf, ") DO UPDATE SET");
+    for (int i = 0; i < t->ncolumns; i++) {
+        const ds_mapping_column_t *col = &t->columns[i];
+
+        if (col->is_key)
+            continue;
+        /* No keep flags: rows keeping a stored value take write_sql (mapping.h). */
+        ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
+        first = false;
+        ds_buf_append_ident(&buf, col->name);
+        ds_buf_append_str(&buf, " = ");
+        append_column(&buf, "EXCLUDED", col->name);
+    }
+    if (first) {
+        ds_buf_append_str(&buf, "\n        ");
+        ds_buf_append_ident(&buf, t->columns[t->key[0]].name);
+        ds_buf_append_str(&buf, " = ");
+        append_column(&buf, "EXCLUDED", t->columns[t->key[0]].name);
+    }
+    ds_buf_appendf(&buf,
+                   "\n), moved AS (\n"
+                   "    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok\n"
+                   "    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'\n"
+                   "), old AS (\n"
+                   "    DELETE FROM %s AS l\n"
+                   "    WHERE l.ctid = ANY (ARRAY(\n"
+                   "        SELECT x.ctid FROM moved AS m CROSS JOIN LATERAL (\n"
+                   "            SELECT x.ctid FROM %s AS x\n"
+                   "            WHERE x.target = $1::text AND x.source_topic = $2::text"
+                   " AND x.source_key = m.source_key\n"
+                   "              AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))\n"
+                   "    RETURNING l.target_key\n"
+                   "), link AS (\n"
+                   "    INSERT INTO %s (target, source_topic, source_key, target_key)\n"
+                   "    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m\n"
+                   "    WHERE m.target_key IS NOT NULL\n"
+                   "    ON CONFLICT DO NOTHING\n"
+                   ")",
+                   links, links, links);
+    if (t->on_delete != ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, ", orphan AS (\n    SELECT ");
+        for (int i = 0; i < t->nkey; i++) {
+            if (i)
+                ds_buf_append_str(&buf, ", ");
+            append_column(&buf, "r", t->columns[t->key[i]].name);
+        }
+        ds_buf_append_str(&buf, "\n    FROM (SELECT DISTINCT target_key FROM old) AS o"
+                                " CROSS JOIN LATERAL json_populate_record(NULL::");
+        append_table(&buf, c->names, t->schema, t->table);
+        ds_buf_append_str(&buf, ",\n        json_build_object(");
+        for (int i = 0; i < t->nkey; i++) {
+            if (i)
+                ds_buf_append_str(&buf, ", ");
+            ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
+            ds_buf_appendf(&buf, ", o.target_key::json->>%d", i);
+        }
+        ds_buf_appendf(&buf,
+                       ")) AS r\n"
+                       "    WHERE NOT EXISTS (SELECT 1 FROM moved AS m"
+                       " WHERE m.target_key = o.target_key)\n"
+                       "      AND NOT EXISTS (SELECT 1 FROM %s AS x\n"
+                       "        WHERE x.target = $1::text AND x.target_key = o.target_key\n"
+                       "          AND NOT (x.source_topic = $2::text AND x.source_key IN "
+                       "(SELECT m.source_key FROM moved AS m)))\n"
+                       "), gone AS (\n    ",
+                       links);
+        append_gone(&buf, t, "    ", c->names);
+        ds_buf_append_str(&buf, "\n)");
+    }
+    ds_buf_append_str(&buf, "\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
+    return buf.data;
+}
+
+static char *compile_in_place_batch(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT, set = DS_BUF_INIT;
+    bool first = true;
+
+    /* Parameters in write_sql's order: each column's keep flag, then its value; the keys. */
+    for (int i = 0; i < t->ncolumns; i++) {
+        ds_mapping_column_t *col = &t->columns[i];
+        int keep = 0;
+
+        if (col->is_key)
+            continue;
+        c->column = i;
+        if (col->nrefs > 0)
+            keep = add_param(c, PARAM_KEEP, NULL, i);
+        compile_expr(c, col->expr);
+        ds_buf_append_str(&set, first ? "\n        " : ",\n        ");
+        first = false;
+        ds_buf_append_ident(&set, col->name);
+        if (keep) {
+            ds_buf_appendf(&set, " = CASE WHEN i.p%d THEN ", keep);
+            append_column(&set, "t", col->name);
+            ds_buf_appendf(&set, " ELSE %s END", col->expr->sql);
+        } else {
+            ds_buf_appendf(&set, " = %s", col->expr->sql);
+        }
+    }
+    for (int i = 0; i < t->nkey; i++) {
+        c->column = t->key[i];
+        compile_expr(c, t->columns[t->key[i]].expr);
+    }
+    ds_buf_appendf(&buf, "w AS (\n    SELECT i.*, %s AS ok FROM i\n), up AS (\n    UPDATE ",
+                   c->required.len ? c->required.data : "true");
+    append_table(&buf, c->names, t->schema, t->table);
+    ds_buf_appendf(&buf, " AS t SET%s\n    FROM (SELECT DISTINCT ON (", set.data);
+    append_key_params(&buf, t);
+    ds_buf_append_str(&buf, ") * FROM w AS i WHERE i.ok ORDER BY ");
+    append_key_params(&buf, t);
+    ds_buf_append_str(&buf, ", i.ord DESC) AS i\n    WHERE ");
+    for (int i = 0; i < t->nkey; i++) {
+        ds_mapping_column_t *col = &t->columns[t->key[i]];
+
+        if (i)
+            ds_buf_append_str(&buf, " AND ");
+        append_column(&buf, "t", col->name);
+        ds_buf_appendf(&buf, " = %s", col->expr->sql);
+    }
+    ds_buf_append_str(&buf, "\n)\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
+    ds_buf_free(&set);
+    return buf.data;
+}
+
+char *ds_mapping_batch_statement(const ds_target_t *pub, const char *const *param_types)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    int n = pub->write_nparams;
+
+    int first = pub->in_place ? 1 : 3;
+
+    if (!pub->batch_body)
+        return NULL;
+    ds_buf_append_str(&buf, "WITH i AS (\n    SELECT * FROM unnest(");
+    for (int k = first; k <= n + 2; k++) {
+        const char *type = k <= n ? param_types[k - 1] : k == n + 1 ? "bigint" : "text";
+
+        ds_buf_appendf(&buf, "%s$%d::%s[]", k > first ? ", " : "", k, type);
+    }
+    ds_buf_append_str(&buf, ")\n        AS i(");
+    for (int k = first; k <= n; k++)
+        ds_buf_appendf(&buf, "p%d, ", k);
+    ds_buf_appendf(&buf, "ord, op)\n), %s", pub->batch_body);
+    return buf.data;
+}
+
+/* The tables an expression tree looks up in: does one of them equal schema.table? */
+static bool expr_reads(const ds_mapping_expr_t *e, const char *schema, const char *table)
+{
+    if (!e)
+        return false;
+    if (e->kind == EXPR_LOOKUP && strcmp(e->lookup_schema, schema) == 0 &&
+        strcmp(e->lookup_table, table) == 0)
+        return true;
+    for (int i = 0; i < e->nargs; i++) {
+        if (expr_reads(e->args[i], schema, table))
+            return true;
+    }
+    for (int i = 0; i < e->ncases; i++) {
+        if (expr_reads(e->case_values[i], schema, table))
+            return true;
+    }
+    return expr_reads(e->map_default, schema, table);
+}
+
+bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int written)
+{
+    const ds_mapping_target_t *r = &set->targets[reader], *w = &set->targets[written];
+
+    for (int i = 0; i < r->ncolumns; i++) {
+        if (expr_reads(r->columns[i].expr, w->schema, w->table))
+            return true;
+    }
+    return false;
 }
 
 /* Frees what compiling gave an expression tree (SQL fragments, parameter numbers). */
@@ -642,6 +900,49 @@ static void uncompile_expr(ds_mapping_expr_t *e)
     uncompile_expr(e->map_default);
 }
 
+static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
+{
+    compiler_t c = {.target = t, .names = names};
+    int nkeep = 0;
+    int *keep;
+
+    /* The batch statement first: it leaves the expressions compiled its way, so they are
+     * compiled again for write_sql, which the evaluator's parameter plan (t->params) and
+     * everything else reads. Both walks number the parameters identically. */
+    if (batchable(t)) {
+        compiler_t b = {.target = t, .names = names, .batch = true};
+
+        t->pub.batch_body = t->pub.in_place ? compile_in_place_batch(&b, t)
+                                            : compile_upsert_batch(&b, t);
+        ds_buf_free(&b.required);
+        free(t->params);
+        t->params = NULL;
+        for (int j = 0; j < t->ncolumns; j++)
+            uncompile_expr(t->columns[j].expr);
+    }
+    if (t->pub.in_place)
+        compile_in_place(&c, t);
+    else
+        compile_upsert(&c, t);
+    t->pub.write_nparams = c.nparams;
+    t->values = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*t->values));
+    t->keep = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*t->keep));
+    keep = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*keep));
+    for (int k = 0; k < c.nparams; k++) {
+        if (t->params[k].kind == PARAM_KEEP)
+            keep[nkeep++] = k + 1;
+    }
+    t->pub.keep_params = keep;
+    t->pub.nkeep_params = nkeep;
+
+    ds_buf_free(&c.required);
+}
+
+void ds_mapping_compile_target(ds_mapping_target_t *t)
+{
+    compile_target(t, NULL);
+}
+
 void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_fn fn, void *arg,
                                   const char *links)
 {
@@ -652,7 +953,10 @@ void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_f
         free((char *)t->pub.write_sql);
         free((char *)t->pub.unlink_sql);
         free((char *)t->pub.truncate_sql);
-        t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = NULL;
+        free((char *)t->pub.batch_body);
+        free((int *)t->pub.keep_params);
+        t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = t->pub.batch_body = NULL;
+        t->pub.keep_params = NULL;
         free(t->params);
         free(t->values);
         free(t->keep);

@@ -7,8 +7,12 @@
  * says exactly which messages it has:
  *
  *   fast path (libpq pipeline mode, one round trip for the writes and one for the commit):
- *     origin setup, BEGIN, every write (prepared statements, text parameters)  | sync
+ *     origin setup, BEGIN, the writes (prepared statements, text parameters)   | sync
  *     pending bookkeeping, offsets, COMMIT, origin reset                       | sync
+ *   the writes are one batch statement per target (mapping.h, "Batches"), targets that others
+ *   look up in first; row by row (one statement per change and target, in message order) when
+ *   a write of the batch has no batch form: a truncate, a kept TOASTed value, a target whose
+ *   key is computed by the database;
  *   slow path, when the fast path hit an error: the batch again, message by message, each
  *   inside a SAVEPOINT, with constraints checked at once; a message whose write to a target
  *   fails goes to dualsync.pending (a missing parent: foreign-key violation 23503, or the
@@ -49,6 +53,7 @@ typedef struct ds_applier_options {
     const char *origin;    /* apply.origin */
     const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
+    bool row_by_row;       /* never use the batch statements (apply.set_based false) */
 } ds_applier_options_t;
 
 /*

@@ -74,6 +74,8 @@ typedef struct ds_config {
     char *apply_group_id;          /* Kafka consumer group, default "dualsync-apply" */
     int apply_batch_max_messages;  /* messages per database transaction, default 1000 */
     int apply_batch_max_ms;        /* longest a batch waits to fill, default 100 */
+    bool apply_set_based;          /* one set-based statement per target and batch, default
+                                    * true (false: row by row) */
     char *apply_on_error;          /* "dlq" (default) or "stop" */
     char *apply_origin;            /* replication origin of apply's writes, default "dualsync" */
     char *apply_dlq_topic;         /* dead-letter topic, default "<topic_prefix>.dlq" */

@@ -91,6 +91,13 @@ typedef struct ds_target {
     const char *truncate_sql; /* every link from the source topic goes (TRUNCATE); NULL for
                                * in-place targets */
     int truncate_nparams;
+    const char *batch_body;   /* the set-based form of write_sql and unlink_sql for many source
+                               * rows at once, without its input (ds_mapping_batch_statement
+                               * completes it); NULL when the target has none (a key column
+                               * computed by the database) */
+    const int *keep_params;   /* the write_sql parameters that are keep flags ("true": keep the
+                               * stored value of an unchanged TOASTed column) */
+    int nkeep_params;
 } ds_target_t;
 
 typedef enum ds_write_kind {
@@ -113,6 +120,44 @@ typedef struct ds_write_list {
     int nwrites;
     const ds_target_write_t *writes;
 } ds_write_list_t;
+
+/*
+ * Batches. Applying a batch row by row costs a statement per change and target; the batch
+ * statement writes every change of a batch to one target in one set-based statement:
+ *
+ *   - Parameters: $1 the target id, $2 the source topic (as in write_sql), then one array per
+ *     write_sql parameter $3..$n (same numbers: $k holds every row's value of write_sql's $k),
+ *     then $n+1 bigint[] "ord" (the row's number in the batch) and $n+2 text[] "op" ('u': the
+ *     change's write is write_sql, 'd': it is unlink_sql, whose parameters are the first
+ *     three; its other array entries are NULL). Arrays are text-format array literals.
+ *     In-place targets (whose write_sql has no target id, topic or source key) take arrays
+ *     for every parameter $1..$n, then ord and op (always 'u').
+ *   - The types of the arrays are those PostgreSQL gave write_sql's parameters (the runtime
+ *     learns them from the prepared write_sql: PQdescribePrepared).
+ *   - The runtime sends at most one row per source key in one statement, never a truncate,
+ *     and never a row whose keep flag is "true" (those take write_sql, one by one). A batch
+ *     where a source key comes back is sent as several statements, in message order, so each
+ *     change of a key is written (a trigger on the target sees each one).
+ *   - Rows of different source keys giving the same target key (a merge) are written once:
+ *     the row with the highest ord gives the values, as row by row it would have written
+ *     last.
+ *   - The statement returns one row, "ord", per 'u' row that was NOT applied because a
+ *     required lookup found no row (applied = false in write_sql's terms): nothing was
+ *     written and no link changed for those. Every other row was applied.
+ */
+
+/**
+ * @brief The complete batch statement of @p t (NULL when t->batch_body is NULL): its input
+ *        (unnest of the arrays, typed by @p param_types, the SQL type names of write_sql's
+ *        parameters $1..$n as format_type() gives them) and its body. Caller frees.
+ */
+char *ds_mapping_batch_statement(const ds_target_t *t, const char *const *param_types);
+
+/**
+ * @brief Whether target @p reader's statements read the table target @p written writes (a
+ *        lookup): a runtime writing targets in turn writes @p written first.
+ */
+bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int written);
 
 /**
  * @brief Loads and compiles mapping files.

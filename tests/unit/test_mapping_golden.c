@@ -75,6 +75,31 @@ static bool render(const char *name, ds_buf_t *out)
                            "\n-- truncate_sql, %d parameters ($1 target id, $2 source "
                            "topic):\n%s;\n",
                            t->pub.truncate_nparams, t->pub.truncate_sql);
+        if (t->pub.batch_body) {
+            /* Typed by what PostgreSQL infers for write_sql; "T$k" stands for those here. */
+            const char **types = calloc((size_t)t->pub.write_nparams + 1, sizeof(*types));
+            char (*names)[16] = calloc((size_t)t->pub.write_nparams + 1, sizeof(*names));
+            char *sql;
+
+            for (int j = 0; j < t->pub.write_nparams; j++) {
+                snprintf(names[j], sizeof(names[j]), "T%d", j + 1);
+                types[j] = names[j];
+            }
+            sql = ds_mapping_batch_statement(&t->pub, types);
+            ds_buf_appendf(out,
+                           "\n-- batch statement (%s$%d..$%d arrays of write_sql's $%d..$%d, "
+                           "$%d ord, $%d op):\n%s;\n",
+                           t->pub.in_place ? "" : "$1 target id, $2 source topic, ",
+                           t->pub.in_place ? 1 : 3, t->pub.write_nparams,
+                           t->pub.in_place ? 1 : 3, t->pub.write_nparams,
+                           t->pub.write_nparams + 1, t->pub.write_nparams + 2, sql);
+            free(sql);
+            free(names);
+            free(types);
+        } else {
+            ds_buf_append_str(out, "\n-- no batch statement (a key column is computed by the "
+                                   "database)\n");
+        }
     }
     ds_mapping_set_free(set);
     return true;

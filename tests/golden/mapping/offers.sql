@@ -65,3 +65,47 @@ WITH old AS (
 )
 DELETE FROM "public"."visible_offers" AS t
 USING orphan AS o WHERE t."offer_id" = o."offer_id";
+
+-- batch statement ($1 target id, $2 source topic, $3..$4 arrays of write_sql's $3..$4, $5 ord, $6 op):
+WITH i AS (
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::bigint[], $6::text[])
+        AS i(p3, p4, ord, op)
+), w AS (
+    SELECT i.*, true AS ok, json_build_array(r."offer_id"::text)::text AS target_key
+    FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers", json_build_object('offer_id', i.p4)) AS r
+    WHERE i.op = 'u'
+), up AS (
+    INSERT INTO "public"."visible_offers" AS t ("offer_id")
+    SELECT DISTINCT ON (i.target_key) i.p4
+    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC
+    ON CONFLICT ("offer_id") DO UPDATE SET
+        "offer_id" = EXCLUDED."offer_id"
+), moved AS (
+    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
+    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
+), old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.ctid = ANY (ARRAY(
+        SELECT x.ctid FROM moved AS m CROSS JOIN LATERAL (
+            SELECT x.ctid FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.source_topic = $2::text AND x.source_key = m.source_key
+              AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))
+    RETURNING l.target_key
+), link AS (
+    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
+    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m
+    WHERE m.target_key IS NOT NULL
+    ON CONFLICT DO NOTHING
+), orphan AS (
+    SELECT r."offer_id"
+    FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers",
+        json_build_object('offer_id', o.target_key::json->>0)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM moved AS m WHERE m.target_key = o.target_key)
+      AND NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key
+          AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)))
+), gone AS (
+    DELETE FROM "public"."visible_offers" AS t
+    USING orphan AS o WHERE t."offer_id" = o."offer_id"
+)
+SELECT i.ord FROM w AS i WHERE NOT i.ok;

@@ -72,3 +72,5 @@ WITH old AS (
 )
 UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
+
+-- no batch statement (a key column is computed by the database)
