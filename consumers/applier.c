@@ -126,6 +126,18 @@ typedef struct op {
     int work; /* OP_WRITE: index in work; OP_BATCH_WRITE: index in targets */
 } op_t;
 
+/* One pipeline of statements: what was sent, what came back. */
+typedef struct pipeline {
+    ds_applier_t *a;
+    int done;         /* ops whose results were read completely */
+    bool has_result;  /* ops[done] produced a result already */
+    bool synced;      /* the sync point's result arrived */
+    bool broken;      /* the connection failed */
+    int error_op;     /* the first op that failed, or -1 */
+    char sqlstate[6]; /* its SQLSTATE */
+    char error[1024]; /* its message */
+} pipeline_t;
+
 struct ds_applier {
     char *name;     /* the config's targets key */
     char *conninfo; /* never logged */
@@ -152,7 +164,12 @@ struct ds_applier {
     ds_buf_t key;        /* scratch for pending keys */
     ds_buf_t key_text;   /* scratch: a message key as a C string (libpq's text params) */
     ds_buf_t value_text; /* scratch: a message value as a C string */
+    ds_batch_t *sent_batch; /* the batch whose writes ds_applier_send() sent, or NULL */
+    pipeline_t sent;        /* that pipeline, synced, its results not read yet */
+    bool sent_set_based;    /* its writes were batch statements */
 };
+
+static void drop_sent(ds_applier_t *a);
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -737,6 +754,8 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
     const char *values[] = {a->conninfo, "dualsync-apply", NULL};
     ds_applier_status_t st;
 
+    drop_sent(a);
+
     if (a->conn)
         PQfinish(a->conn);
     a->origin_held = false; /* a new session holds nothing */
@@ -778,8 +797,11 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
 {
     const char *params[1] = {a->group_id};
     PGresult *r = NULL;
-    ds_applier_status_t st = run_or_fail(a, "ds_offsets_get", true, 1, params, &r,
-                                         "reading dualsync.offsets", errstr, errstr_size);
+    ds_applier_status_t st;
+
+    drop_sent(a);
+    st = run_or_fail(a, "ds_offsets_get", true, 1, params, &r, "reading dualsync.offsets", errstr,
+                     errstr_size);
 
     if (st != DS_APPLIER_OK)
         return st;
@@ -805,16 +827,6 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
  * The pipeline
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct pipeline {
-    ds_applier_t *a;
-    int done;         /* ops whose results were read completely */
-    bool has_result;  /* ops[done] produced a result already */
-    bool synced;      /* the sync point's result arrived */
-    bool broken;      /* the connection failed */
-    int error_op;     /* the first op that failed, or -1 */
-    char sqlstate[6]; /* its SQLSTATE */
-    char error[1024]; /* its message */
-} pipeline_t;
 
 static bool pl_begin(pipeline_t *p, ds_applier_t *a)
 {
@@ -980,8 +992,8 @@ static bool pl_send(pipeline_t *p, op_kind_t kind, int work, const char *stmt, b
     return !p->broken;
 }
 
-/* Ends the pipeline: sync, read every result, leave pipeline mode. */
-static void pl_finish(pipeline_t *p)
+/* Ends what the pipeline sends: the sync point, flushed as far as the socket takes it. */
+static void pl_sync(pipeline_t *p)
 {
     PGconn *conn = p->a->conn;
 
@@ -989,11 +1001,26 @@ static void pl_finish(pipeline_t *p)
         p->broken = true;
         snprintf(p->error, sizeof(p->error), "%s", ds_pg_error(conn));
     }
+    pl_pump(p, false);
+}
+
+/* Reads every result up to the sync point, leaves pipeline mode. */
+static void pl_wait(pipeline_t *p)
+{
+    PGconn *conn = p->a->conn;
+
     pl_pump(p, true);
     if (!p->broken) {
         PQexitPipelineMode(conn);
         PQsetnonblocking(conn, 0);
     }
+}
+
+/* Ends the pipeline: sync, read every result, leave pipeline mode. */
+static void pl_finish(pipeline_t *p)
+{
+    pl_sync(p);
+    pl_wait(p);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1346,33 +1373,73 @@ typedef enum path_result {
     PATH_STATUS, /* return the status given */
 } path_result_t;
 
-static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets,
-                               const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
-                               ds_applier_status_t *status, char *errstr, size_t errstr_size)
+/*
+ * Forgets writes sent by ds_applier_send() that nobody came to finish (the batch was given
+ * up: its partitions revoked, apply stopping): their transaction must not commit, so the
+ * pipeline is read to its end and rolled back.
+ */
+static void drop_sent(ds_applier_t *a)
+{
+    if (!a->sent_batch)
+        return;
+    a->sent_batch = NULL;
+    if (!a->sent.broken)
+        pl_wait(&a->sent);
+    recover(a);
+}
+
+/*
+ * Round trip 1 of the fast path, sent up to its sync point: origin setup, BEGIN, the writes
+ * of a->work. Returns whether the writes went as batch statements.
+ */
+static bool send_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
 {
     const char *origin_params[1] = {a->origin};
-    pipeline_t p;
-    bool touched = false, complete = false;
-    uint64_t pending_before = stats->pending_added;
+    bool set_based = false;
 
-    /* Round trip 1: the writes. */
-    if (pl_begin(&p, a)) {
+    if (pl_begin(p, a)) {
         if (!a->origin_held)
-            pl_send(&p, OP_ORIGIN_SETUP, -1, "ds_origin_setup", true, 1, origin_params);
-        pl_send(&p, OP_BEGIN, -1, "BEGIN", false, 0, NULL);
-        if (batch_fits(a, batch)) {
-            send_batch_writes(a, &p, batch);
+            pl_send(p, OP_ORIGIN_SETUP, -1, "ds_origin_setup", true, 1, origin_params);
+        pl_send(p, OP_BEGIN, -1, "BEGIN", false, 0, NULL);
+        if ((set_based = batch_fits(a, batch))) {
+            send_batch_writes(a, p, batch);
         } else {
-            for (int i = 0; i < a->nwork && !p.broken; i++) {
+            for (int i = 0; i < a->nwork && !p->broken; i++) {
                 const work_t *w = &a->work[i];
                 const ds_batch_write_t *bw = &ds_batch_at(batch, w->msg)->writes[w->write];
 
-                pl_send(&p, OP_WRITE, i, statement_of(a, w->local, bw->kind), true, bw->nparams,
+                pl_send(p, OP_WRITE, i, statement_of(a, w->local, bw->kind), true, bw->nparams,
                         (const char *const *)bw->params);
             }
         }
-        pl_finish(&p);
+        /* Deferred constraints are checked now rather than at COMMIT: the same check over
+         * the same writes (nothing after this point writes to the targets), but in the
+         * round trip the database works through while apply maps the next batch. */
+        pl_send(p, OP_BOOKKEEPING, -1, "SET CONSTRAINTS ALL IMMEDIATE", false, 0, NULL);
+        pl_sync(p);
     }
+    return set_based;
+}
+
+/* With @p sent, round trip 1 was sent by ds_applier_send() (a->sent). */
+static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets,
+                               bool sent, const ds_applier_hooks_t *hooks,
+                               ds_applier_stats_t *stats, ds_applier_status_t *status,
+                               char *errstr, size_t errstr_size)
+{
+    pipeline_t p;
+    bool touched = false, complete = false, set_based;
+    uint64_t pending_before = stats->pending_added;
+
+    /* Round trip 1: the writes. */
+    if (sent) {
+        p = a->sent;
+        set_based = a->sent_set_based;
+    } else {
+        set_based = send_writes(a, &p, batch);
+    }
+    if (!p.broken)
+        pl_wait(&p);
     if (p.broken) {
         ds_fail(errstr, errstr_size, "target \"%s\": connection lost: %s", a->name, p.error);
         *status = DS_APPLIER_RETRY;
@@ -1449,6 +1516,7 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
     for (int i = 0; i < a->nwork; i++)
         stats->writes += a->work[i].applied;
     stats->transactions++;
+    stats->set_based += set_based;
     if (!advance_offsets(offsets, db, batch)) {
         ds_fail(errstr, errstr_size, "out of memory");
         *status = DS_APPLIER_FAILED;
@@ -1837,23 +1905,38 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
     return pended ? load_pending_keys(a, errstr, errstr_size) : DS_APPLIER_OK;
 }
 
+void ds_applier_send(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets)
+{
+    drop_sent(a);
+    if (lost(a) || !collect_work(a, db, batch, offsets) || a->nwork == 0)
+        return;
+    a->sent_set_based = send_writes(a, &a->sent, batch);
+    a->sent_batch = batch;
+}
+
 ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
                                      ds_offsets_t *offsets, const ds_applier_hooks_t *hooks,
                                      ds_applier_stats_t *stats, char *errstr, size_t errstr_size)
 {
     ds_applier_status_t st = DS_APPLIER_OK;
+    bool sent = a->sent_batch == batch;
 
-    if (lost(a)) {
-        ds_fail(errstr, errstr_size, "target \"%s\": not connected", a->name);
-        return DS_APPLIER_RETRY;
+    /* The writes sent for this batch, with a->work as collect_work() left it then. */
+    a->sent_batch = NULL;
+    if (!sent) {
+        drop_sent(a);
+        if (lost(a)) {
+            ds_fail(errstr, errstr_size, "target \"%s\": not connected", a->name);
+            return DS_APPLIER_RETRY;
+        }
+        if (!collect_work(a, db, batch, offsets)) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+        if (a->nwork == 0 && !moves_offsets(a, db, batch, offsets))
+            return DS_APPLIER_OK;
     }
-    if (!collect_work(a, db, batch, offsets)) {
-        ds_fail(errstr, errstr_size, "out of memory");
-        return DS_APPLIER_FAILED;
-    }
-    if (a->nwork == 0 && !moves_offsets(a, db, batch, offsets))
-        return DS_APPLIER_OK;
-    switch (fast_path(a, db, batch, offsets, hooks, stats, &st, errstr, errstr_size)) {
+    switch (fast_path(a, db, batch, offsets, sent, hooks, stats, &st, errstr, errstr_size)) {
     case PATH_DONE:
         return DS_APPLIER_OK;
     case PATH_STATUS:
@@ -2061,6 +2144,7 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
                                              ds_applier_stats_t *stats, char *errstr,
                                              size_t errstr_size)
 {
+    drop_sent(a);
     for (int pass = 0; pass < MAX_PENDING_PASSES && ds_strset_count(a->pending) > 0; pass++) {
         PGresult *rows = NULL;
         char sqlstate[6], message[1024];

@@ -72,7 +72,11 @@ typedef struct apply {
     ds_offsets_t *offsets; /* what each database has stored */
     ds_consumer_t *consumer;
     ds_dlq_t *dlq;
-    ds_batch_t *batch;
+    ds_batch_t *batch;    /* the batch being read from Kafka */
+    ds_batch_t *inflight; /* the batch before it: writes sent (ds_applier_send), not committed
+                           * yet; NULL when there is none */
+    ds_batch_t *spare;    /* an empty batch, to read into once the current one is sent */
+    ds_batch_t *applying; /* the batch the database steps work on */
     ds_applier_hooks_t hooks;
 
     dlq_progress_t *progress; /* dlq retry: per dead-letter partition */
@@ -186,7 +190,8 @@ static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, in
             fail(ap, "%s", errstr);
             return false;
         }
-        if (stop_signals >= 2 || (stop_signals && ap->batch && ds_batch_count(ap->batch) == 0)) {
+        if (stop_signals >= 2 ||
+            (stop_signals && ap->applying && ds_batch_count(ap->applying) == 0)) {
             fail(ap, "%s; stopping on signal (what was not committed is applied after a restart)",
                  errstr);
             return false;
@@ -256,8 +261,8 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
 
 static ds_applier_status_t step_apply(apply_t *ap, int db, char *errstr, size_t errstr_size)
 {
-    return ds_applier_apply(ap->dbs[db], db, ap->batch, ap->offsets, &ap->hooks, &ap->stats, errstr,
-                            errstr_size);
+    return ds_applier_apply(ap->dbs[db], db, ap->applying, ap->offsets, &ap->hooks, &ap->stats,
+                            errstr, errstr_size);
 }
 
 static ds_applier_status_t step_pending(apply_t *ap, int db, char *errstr, size_t errstr_size)
@@ -363,10 +368,11 @@ static void log_progress(apply_t *ap)
     for (int db = 0; db < ap->ndbs; db++)
         pending += ds_applier_pending(ap->dbs[db]);
     ds_info("progress: %" PRIu64 " messages applied in %" PRIu64 " batches (%" PRIu64
-            " rows written, %" PRIu64 " already applied), %" PRIu64 " dead letters, %zu pending "
-            "(%" PRIu64 " resolved)",
-            ap->messages, ap->batches, ap->stats.writes, ap->skipped, ap->dead_letters, pending,
-            ap->stats.pending_done);
+            " rows written, %" PRIu64 " already applied; %" PRIu64 " of %" PRIu64
+            " transactions set-based), %" PRIu64 " dead letters, %zu pending (%" PRIu64
+            " resolved)",
+            ap->messages, ap->batches, ap->stats.writes, ap->skipped, ap->stats.set_based,
+            ap->stats.transactions, ap->dead_letters, pending, ap->stats.pending_done);
 }
 
 /* dlq retry: the partitions a batch moved past. */
@@ -381,55 +387,75 @@ static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int np
     }
 }
 
+static void finish_batch(apply_t *ap);
+
 /* Retries database @p db's dualsync.pending, when it has rows. */
 static void retry_pending(apply_t *ap, int db)
 {
     if (ds_applier_pending(ap->dbs[db]) == 0)
         return;
+    finish_batch(ap);
     ap->pending_retried_us[db] = monotonic_us();
     with_retries(ap, db, step_pending, NULL, 0);
 }
 
-static void process_batch(apply_t *ap)
+/*
+ * Commits the batch in flight (its writes were sent by process_batch) in every database, one
+ * after another: a crash between two commits is safe, each database's offsets say what it
+ * has. Then its offsets go to Kafka, for lag tools.
+ */
+static void finish_batch(apply_t *ap)
 {
+    ds_batch_t *batch = ap->inflight;
     ds_topic_partition_t *parts;
-    int nparts, count = ds_batch_count(ap->batch);
+    int nparts, count;
     uint64_t *writes_before;
     bool ok = true;
 
-    if (count == 0)
+    if (!batch)
         return;
-    if (!(parts = batch_parts(ap->batch, &nparts)) ||
+    ap->inflight = NULL;
+    if (ap->failed) {
+        /* Nothing more is committed; the sent writes roll back when the connections close. */
+        ds_batch_clear(batch);
+        ds_batch_free(ap->spare);
+        ap->spare = batch;
+        return;
+    }
+    count = ds_batch_count(batch);
+    if (!(parts = batch_parts(batch, &nparts)) ||
         !(writes_before = calloc((size_t)ap->ndbs + 1, sizeof(*writes_before)))) {
         free(parts);
         fail(ap, "out of memory");
+        ap->inflight = batch;
         return;
     }
-    for (int i = 0; i < count && !ap->failed; i++)
-        prepare_message(ap, ds_batch_at(ap->batch, i));
-    /* Databases one after another: a crash between two commits is safe, each database's
-     * offsets say what it has. */
+    ap->applying = batch;
     for (int db = 0; db < ap->ndbs && !ap->failed && ok; db++) {
         uint64_t before = ap->stats.writes + ap->stats.pending_added;
 
         ok = with_retries(ap, db, step_apply, parts, nparts);
         writes_before[db] = ap->stats.writes + ap->stats.pending_added - before;
     }
+    ap->applying = NULL;
     if (ap->failed || !ok) {
+        ap->inflight = batch; /* freed with the rest; never committed */
         free(parts);
         free(writes_before);
         return;
     }
     ds_consumer_commit(ap->consumer, parts, nparts);
     for (int i = 0; i < count; i++) {
-        const ds_batch_msg_t *m = ds_batch_at(ap->batch, i);
+        const ds_batch_msg_t *m = ds_batch_at(batch, i);
 
         ap->messages += !m->skip && !m->error;
     }
     ap->batches++;
     if (ap->mode == MODE_DLQ_RETRY)
         note_progress(ap, parts, nparts);
-    ds_batch_clear(ap->batch);
+    ds_batch_clear(batch);
+    ds_batch_free(ap->spare);
+    ap->spare = batch;
     /* A parent written by this batch may be what a pending change waits for. */
     for (int db = 0; db < ap->ndbs && !ap->failed; db++) {
         if (writes_before[db] > 0)
@@ -439,12 +465,51 @@ static void process_batch(apply_t *ap)
     free(writes_before);
 }
 
+/*
+ * Maps the batch read so far and sends its writes, after committing the one before. The
+ * mapping (JSON parsing, expressions: most of apply's own CPU) runs while the databases
+ * still work on the previous batch's writes, and the databases work on this batch's while
+ * the next is read and mapped: the two overlap instead of taking turns.
+ */
+static void process_batch(apply_t *ap)
+{
+    ds_batch_t *batch = ap->batch;
+    int count = ds_batch_count(batch);
+
+    if (count == 0)
+        return;
+    for (int i = 0; i < count && !ap->failed; i++)
+        prepare_message(ap, ds_batch_at(batch, i));
+    finish_batch(ap);
+    if (ap->failed)
+        return;
+    if (!ap->spare && !(ap->spare = ds_batch_new())) {
+        fail(ap, "out of memory");
+        return;
+    }
+    /* Only the first database's: a sent transaction holds the replication origin, which
+     * PostgreSQL 15 gives one session of the cluster at a time, and the other databases may
+     * well share the cluster. They are written when the batch is finished. */
+    ds_applier_send(ap->dbs[0], 0, batch, ap->offsets);
+    ap->inflight = batch;
+    ap->batch = ap->spare;
+    ap->spare = NULL;
+    /* dlq retry reads to an end it checks between batches: nothing may stay in flight. */
+    if (ap->mode == MODE_DLQ_RETRY)
+        finish_batch(ap);
+}
+
 /* ---- rebalances ---- */
 
 static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *errstr,
                       size_t errstr_size)
 {
     apply_t *ap = ctx;
+
+    /* The connections are needed to read offsets: the batch in flight goes first. */
+    finish_batch(ap);
+    if (ap->failed)
+        return ds_fail(errstr, errstr_size, "%s", ap->error);
 
     for (int db = 0; db < ap->ndbs; db++) {
         ds_applier_status_t st;
@@ -486,6 +551,9 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
 {
     apply_t *ap = ctx;
 
+    /* The batch in flight was read while the partitions were ours: it commits (its offsets
+     * with it, so whoever gets them next starts after it). The batch being read is dropped. */
+    finish_batch(ap);
     for (int i = 0; i < nparts; i++) {
         int dropped = ds_batch_drop_partition(ap->batch, parts[i].topic, parts[i].partition);
 
@@ -514,6 +582,8 @@ static void apply_free(apply_t *ap)
     /* The consumer first: closing it runs the revoke hook, which touches the batch. */
     ds_consumer_free(ap->consumer);
     ds_batch_free(ap->batch);
+    ds_batch_free(ap->inflight);
+    ds_batch_free(ap->spare);
     ds_dlq_free(ap->dlq, 10000);
     for (int db = 0; db < ap->ndbs; db++)
         ds_applier_free(ap->dbs[db]);
@@ -691,6 +761,9 @@ static void run_loop(apply_t *ap)
             break;
         case DS_CONSUMER_EOF:
         case DS_CONSUMER_NOTHING:
+            /* Nothing more to read for now: the batch in flight commits without waiting
+             * for the next one to fill. */
+            finish_batch(ap);
             break;
         }
         if (ap->failed)
@@ -714,6 +787,7 @@ static void run_loop(apply_t *ap)
     /* On a signal the batch read so far is still applied: it is the "current batch". */
     if (!ap->failed && ds_batch_count(ap->batch) > 0)
         process_batch(ap);
+    finish_batch(ap);
 }
 
 static int run(const ds_config_t *config, run_mode_t mode, FILE *out)

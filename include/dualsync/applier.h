@@ -76,6 +76,7 @@ typedef struct ds_applier_stats {
     uint64_t dead_letters;  /* changes handed to dead_letter() */
     uint64_t transactions;  /* committed */
     uint64_t slow_paths;    /* batches redone message by message */
+    uint64_t set_based;     /* transactions whose writes were batch statements */
 } ds_applier_stats_t;
 
 /** @brief Copies the options (strings included; the set is borrowed). NULL when out of memory. */
@@ -105,6 +106,16 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *applier, char *errstr, size
 ds_applier_status_t ds_applier_read_offsets(ds_applier_t *applier, ds_offsets_t *offsets, int db,
                                             const ds_topic_partition_t *parts, int nparts,
                                             char *errstr, size_t errstr_size);
+
+/**
+ * @brief Starts writing @p batch into this database without waiting for it: sends the writes
+ *        (the fast path's first round trip), so the database works on them while the caller
+ *        prepares the next batch. The next call on this applier must be ds_applier_apply() of
+ *        the same batch, which finishes the job (any other call first rolls the sent writes
+ *        back). Does nothing when the applier is not connected or the batch has nothing to
+ *        write here; ds_applier_apply() then does it all itself.
+ */
+void ds_applier_send(ds_applier_t *applier, int db, ds_batch_t *batch, ds_offsets_t *offsets);
 
 /**
  * @brief Writes @p batch into this database (database number @p db in @p offsets): the

@@ -179,6 +179,34 @@ class ApplyConvergesTest(ApplyPeopleCase):
         self.assertEqual(dstest.psql("TABLE dualsync.pending", db=self.newdb), [])
 
 
+class ApplyRowByRowTest(ApplyPeopleCase):
+    """The same load written both ways (apply.set_based): the expected rows, one write per
+    change seen by the trigger, and the log says which way the transactions went."""
+
+    def run_load(self, set_based):
+        model = PeopleModel(seed=777)
+        cfg = self.people_apply_config(batch_max_messages=200, set_based=set_based)
+        apply = self.start_apply(cfg)
+        self.psql(model.transactions(count=30, size=30))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        self.assert_offsets_at_end(cfg)
+        apply.stop(expect_exit=0)
+        writes = dstest.psql(
+            "SELECT op, count(*) FROM people_writes GROUP BY op ORDER BY op", db=self.newdb
+        )
+        self.assertEqual(sum(int(n) for _, n in writes), model.changes)
+        progress = [line for line in apply.log_text().splitlines() if "progress:" in line][-1]
+        return writes, progress
+
+    def test_set_based(self):
+        _, progress = self.run_load(True)
+        self.assertRegex(progress, r"; [1-9][0-9]* of [1-9][0-9]* transactions set-based")
+
+    def test_row_by_row(self):
+        _, progress = self.run_load(False)
+        self.assertRegex(progress, r"; 0 of [1-9][0-9]* transactions set-based")
+
+
 class ApplyStopOnErrorTest(ApplyPeopleCase):
     def test_on_error_stop_exits_1_without_committing_the_batch(self):
         cfg = self.people_apply_config(on_error="stop", batch_max_ms=20)
