@@ -1058,6 +1058,7 @@ static void free_target(ds_mapping_target_t *t)
     free((char *)t->pub.truncate_sql);
     free((char *)t->pub.batch_body);
     free((int *)t->pub.keep_params);
+    free(t->batch_body_plain);
     free(t->connection_name);
     free(t->name);
     free(t->schema);

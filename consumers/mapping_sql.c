@@ -656,9 +656,10 @@ static bool batchable(const ds_mapping_target_t *t)
 
 static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
 {
-    ds_buf_t buf = DS_BUF_INIT;
+    ds_buf_t buf = DS_BUF_INIT, plain = DS_BUF_INIT;
     const char *links = links_table(c->names);
     bool first = true;
+    size_t rest;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
     add_param(c, PARAM_TOPIC, NULL, -1);
@@ -669,7 +670,13 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     }
 
     /* The key text of each row: its key values read as the key columns read them (with their
-     * typmods: numeric(10,2) stores 1.0 as 1.00), then as text, as the row's own would be. */
+     * typmods: numeric(10,2) stores 1.0 as 1.00), then as text, as the row's own would be.
+     * The plain variant takes the values' text directly, for types no typmod changes. */
+    ds_buf_appendf(&plain, "w AS (\n    SELECT i.*, %s AS ok, json_build_array(",
+                   c->required.len ? c->required.data : "true");
+    for (int i = 0; i < t->nkey; i++)
+        ds_buf_appendf(&plain, "%s%s::text", i ? ", " : "", t->columns[t->key[i]].expr->sql);
+    ds_buf_append_str(&plain, ")::text AS target_key\n    FROM i WHERE i.op = 'u'\n), ");
     ds_buf_appendf(&buf, "w AS (\n    SELECT i.*, %s AS ok, json_build_array(",
                    c->required.len ? c->required.data : "true");
     for (int i = 0; i < t->nkey; i++) {
@@ -688,7 +695,9 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
         ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
         ds_buf_appendf(&buf, ", %s", t->columns[t->key[i]].expr->sql);
     }
-    ds_buf_append_str(&buf, ")) AS r\n    WHERE i.op = 'u'\n), up AS (\n    INSERT INTO ");
+    ds_buf_append_str(&buf, ")) AS r\n    WHERE i.op = 'u'\n), ");
+    rest = buf.len;
+    ds_buf_append_str(&buf, "up AS (\n    INSERT INTO ");
     append_table(&buf, c->names, t->schema, t->table);
     ds_buf_append_str(&buf, " AS t (");
     for (int i = 0; i < t->ncolumns; i++) {
@@ -776,6 +785,8 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
         ds_buf_append_str(&buf, "\n)");
     }
     ds_buf_append_str(&buf, "\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
+    ds_buf_append_str(&plain, buf.data + rest);
+    t->batch_body_plain = plain.data;
     return buf.data;
 }
 
@@ -831,11 +842,26 @@ static char *compile_in_place_batch(compiler_t *c, ds_mapping_target_t *t)
     return buf.data;
 }
 
+/* Types whose values' text is the same whatever the typmod of the column holding them. */
+static bool typmod_free(const char *type)
+{
+    static const char *const types[] = {"uuid",     "text", "integer", "bigint",
+                                        "smallint", "date", "boolean", "character varying"};
+
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (strcmp(type, types[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 char *ds_mapping_batch_statement(const ds_target_t *pub, const char *const *param_types)
 {
+    /* pub is the first member of the compiled target. */
+    const ds_mapping_target_t *t = (const ds_mapping_target_t *)pub;
+    const char *body = pub->batch_body;
     ds_buf_t buf = DS_BUF_INIT;
     int n = pub->write_nparams;
-
     int first = pub->in_place ? 1 : 3;
 
     if (!pub->batch_body)
@@ -849,7 +875,15 @@ char *ds_mapping_batch_statement(const ds_target_t *pub, const char *const *para
     ds_buf_append_str(&buf, ")\n        AS i(");
     for (int k = first; k <= n; k++)
         ds_buf_appendf(&buf, "p%d, ", k);
-    ds_buf_appendf(&buf, "ord, op)\n), %s", pub->batch_body);
+    if (t->batch_body_plain) {
+        bool plain = true;
+
+        for (int k = 0; k < t->nkey; k++)
+            plain = plain && typmod_free(param_types[t->columns[t->key[k]].expr->param - 1]);
+        if (plain)
+            body = t->batch_body_plain;
+    }
+    ds_buf_appendf(&buf, "ord, op)\n), %s", body);
     return buf.data;
 }
 
@@ -955,6 +989,8 @@ void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_f
         free((char *)t->pub.truncate_sql);
         free((char *)t->pub.batch_body);
         free((int *)t->pub.keep_params);
+        free(t->batch_body_plain);
+        t->batch_body_plain = NULL;
         t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = t->pub.batch_body = NULL;
         t->pub.keep_params = NULL;
         free(t->params);
