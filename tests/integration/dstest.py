@@ -692,6 +692,19 @@ def stored_offsets(db, group_id):
     return {(t, int(p)): int(n) for t, p, n in rows}
 
 
+def committed_offsets(group_id, topics, timeout_ms=10000):
+    """{(topic, partition): offset} consumer group @group_id committed to Kafka (what lag
+    tools read); -1001 for a partition without a commit."""
+    cmd = [topic_dump_bin(), "-b", kafka_bootstrap(), "-T", str(timeout_ms), "--committed", group_id]
+    for t in topics:
+        cmd += ["-t", t]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_ms / 1000 + 30)
+    if proc.returncode != 0:
+        raise AssertionError(f"reading the offsets of group {group_id} failed: {proc.stderr.strip()}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line]
+    return {(r["topic"], r["partition"]): r["offset"] for r in rows}
+
+
 def end_offsets(topics):
     """{(topic, partition): offset after the last message} of what @topics hold now."""
     ends = {}

@@ -158,6 +158,14 @@ class ApplyConvergesTest(ApplyPeopleCase):
         self.assertEqual(self.psql("SELECT * FROM legacy_people ORDER BY id"), model.legacy_rows())
         self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
         self.assert_offsets_at_end(cfg)
+        # The same positions are committed to Kafka, where lag tools look (asynchronously:
+        # they follow the database commits).
+        ends = dstest.end_offsets([self.topic])
+        dstest.wait_for(
+            lambda: dstest.committed_offsets(cfg.group_id, [self.topic]) == ends,
+            timeout=30,
+            what="the group's offsets committed to Kafka to reach the end of the topic",
+        )
 
         # SIGTERM: exit 0, having left nothing half done.
         self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)

@@ -10,6 +10,9 @@
  *       after TIMEOUT_MS stops with 1. Topics that do not exist yet are waited for.
  *   topic_dump -b BOOTSTRAP --probe [-T TIMEOUT_MS]
  *       Exits 0 when the broker answers a metadata request listing a live broker.
+ *   topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --committed GROUP [-T TIMEOUT_MS]
+ *       Prints the offsets consumer group GROUP committed to Kafka for every partition of
+ *       the topics, one JSON line each: {"topic","partition","offset"} (-1001: none).
  *   topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS]
  *       Produces stdin lines "KEY<TAB>VALUE" (a line without a TAB is a tombstone for KEY)
  *       with acks=all; exits 0 only when every message was acknowledged.
@@ -43,6 +46,7 @@ typedef enum tool_mode {
     MODE_CONSUME,
     MODE_PROBE,
     MODE_PRODUCE,
+    MODE_COMMITTED,
 } tool_mode_t;
 
 typedef struct tool_options {
@@ -55,6 +59,7 @@ typedef struct tool_options {
     int timeout_ms;                         /* -T */
     const char *properties[MAX_PROPERTIES]; /* -X NAME=VALUE, passed to librdkafka */
     int nproperties;                        /* entries used in properties */
+    const char *group;                      /* --committed: the consumer group */
 } tool_options_t;
 
 /* One topic being consumed. */
@@ -89,7 +94,9 @@ static void usage(FILE *out)
             "[-T TIMEOUT_MS] [-X NAME=VALUE...]\n"
             "       topic_dump -b BOOTSTRAP --probe [-T TIMEOUT_MS]\n"
             "       topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS] < KEY<TAB>VALUE "
-            "lines\n");
+            "lines\n"
+            "       topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --committed GROUP "
+            "[-T TIMEOUT_MS]\n");
 }
 
 static bool parse_int(const char *text, const char *what, long min, long max, long *out)
@@ -119,6 +126,7 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         {"property", required_argument, NULL, 'X'},
         {"probe", no_argument, NULL, 'P'},
         {"produce", no_argument, NULL, 'p'},
+        {"committed", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -183,6 +191,10 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         case 'p':
             opts->mode = MODE_PRODUCE;
             break;
+        case 'C':
+            opts->mode = MODE_COMMITTED;
+            opts->group = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -203,7 +215,7 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
     }
     if (opts->mode == MODE_PROBE && !timeout_given)
         opts->timeout_ms = DEFAULT_PROBE_TIMEOUT_MS;
-    if (opts->mode == MODE_CONSUME && opts->ntopics == 0) {
+    if ((opts->mode == MODE_CONSUME || opts->mode == MODE_COMMITTED) && opts->ntopics == 0) {
         fprintf(stderr, "topic_dump: at least one -t TOPIC is required\n");
         return false;
     }
@@ -762,6 +774,63 @@ done:
     return status;
 }
 
+/* ---- committed offsets ---------------------------------------------------------------- */
+
+static int run_committed(const tool_options_t *opts)
+{
+    rd_kafka_conf_t *conf = conf_new(opts);
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
+    int status = 1;
+
+    /* A consumer that never subscribes: it only asks the group's coordinator. */
+    if (!conf || !conf_set(conf, "group.id", opts->group) ||
+        !conf_set(conf, "enable.auto.commit", "false")) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    if (!(rk = client_new(RD_KAFKA_CONSUMER, conf)))
+        return 1;
+    parts = rd_kafka_topic_partition_list_new(opts->ntopics);
+    for (int i = 0; i < opts->ntopics; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, opts->topics[i], NULL);
+
+        err = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, opts->timeout_ms)
+                  : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (err || md->topic_cnt != 1 || md->topics[0].err) {
+            fprintf(stderr, "topic_dump: no partitions for %s: %s\n", opts->topics[i],
+                    rd_kafka_err2str(err ? err : md->topic_cnt ? md->topics[0].err : err));
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            if (rkt)
+                rd_kafka_topic_destroy(rkt);
+            goto done;
+        }
+        for (int p = 0; p < md->topics[0].partition_cnt; p++)
+            rd_kafka_topic_partition_list_add(parts, opts->topics[i],
+                                              md->topics[0].partitions[p].id);
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    if ((err = rd_kafka_committed(rk, parts, opts->timeout_ms))) {
+        fprintf(stderr, "topic_dump: committed offsets of group %s: %s\n", opts->group,
+                rd_kafka_err2str(err));
+        goto done;
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        printf("{\"topic\":\"%s\",\"partition\":%d,\"offset\":%" PRId64 "}\n",
+               parts->elems[i].topic, (int)parts->elems[i].partition, parts->elems[i].offset);
+    status = 0;
+done:
+    if (parts)
+        rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(rk);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     tool_options_t opts;
@@ -783,6 +852,8 @@ int main(int argc, char **argv)
         return run_produce(&opts);
     case MODE_CONSUME:
         return run_consume(&opts);
+    case MODE_COMMITTED:
+        return run_committed(&opts);
     }
     return 2;
 }
