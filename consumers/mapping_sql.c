@@ -457,10 +457,54 @@ static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
     return buf.data;
 }
 
+/*
+ * "ON CONFLICT (key) DO UPDATE SET" every non-key column to its new value. With @p keep, a
+ * column with a keep flag keeps what the row holds when the flag is true (an unchanged
+ * TOASTed source value); the batch statement never gets such rows (mapping.h).
+ */
+static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, bool keep)
+{
+    bool first = true;
+
+    ds_buf_append_str(buf, "\n    ON CONFLICT (");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        ds_buf_append_ident(buf, t->columns[t->key[i]].name);
+    }
+    ds_buf_append_str(buf, ") DO UPDATE SET");
+    for (int i = 0; i < t->ncolumns; i++) {
+        const ds_mapping_column_t *col = &t->columns[i];
+
+        if (col->is_key)
+            continue;
+        ds_buf_append_str(buf, first ? "\n        " : ",\n        ");
+        first = false;
+        ds_buf_append_ident(buf, col->name);
+        if (keep && col->keep_param) {
+            ds_buf_appendf(buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
+            append_column(buf, "t", col->name);
+            ds_buf_append_str(buf, " ELSE ");
+            append_column(buf, "EXCLUDED", col->name);
+            ds_buf_append_str(buf, " END");
+        } else {
+            ds_buf_append_str(buf, " = ");
+            append_column(buf, "EXCLUDED", col->name);
+        }
+    }
+    if (first) {
+        /* Only key columns: a no-op update still makes RETURNING give the existing row,
+         * which DO NOTHING would not, and the link needs its key. */
+        ds_buf_append_str(buf, "\n        ");
+        ds_buf_append_ident(buf, t->columns[t->key[0]].name);
+        ds_buf_append_str(buf, " = ");
+        append_column(buf, "EXCLUDED", t->columns[t->key[0]].name);
+    }
+}
+
 static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
 {
     ds_buf_t buf = DS_BUF_INIT;
-    bool first = true;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
     add_param(c, PARAM_TOPIC, NULL, -1);
@@ -488,41 +532,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
     if (c->required.len)
         ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
-    ds_buf_append_str(&buf, "\n    ON CONFLICT (");
-    for (int i = 0; i < t->nkey; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
-    }
-    ds_buf_append_str(&buf, ") DO UPDATE SET");
-    for (int i = 0; i < t->ncolumns; i++) {
-        const ds_mapping_column_t *col = &t->columns[i];
-
-        if (col->is_key)
-            continue;
-        ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
-        first = false;
-        ds_buf_append_ident(&buf, col->name);
-        if (col->keep_param) {
-            /* An unchanged TOASTed source value: keep what the row holds. */
-            ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
-            append_column(&buf, "t", col->name);
-            ds_buf_append_str(&buf, " ELSE ");
-            append_column(&buf, "EXCLUDED", col->name);
-            ds_buf_append_str(&buf, " END");
-        } else {
-            ds_buf_append_str(&buf, " = ");
-            append_column(&buf, "EXCLUDED", col->name);
-        }
-    }
-    if (first) {
-        /* Only key columns: a no-op update still makes RETURNING give the existing row,
-         * which DO NOTHING would not, and the link needs its key. */
-        ds_buf_append_str(&buf, "\n        ");
-        ds_buf_append_ident(&buf, t->columns[t->key[0]].name);
-        ds_buf_append_str(&buf, " = ");
-        append_column(&buf, "EXCLUDED", t->columns[t->key[0]].name);
-    }
+    append_conflict_update(&buf, t, true);
     ds_buf_append_str(&buf, "\n    RETURNING json_build_array(");
     for (int i = 0; i < t->nkey; i++) {
         if (i)
@@ -658,7 +668,6 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
 {
     ds_buf_t buf = DS_BUF_INIT, plain = DS_BUF_INIT;
     const char *links = links_table(c->names);
-    bool first = true;
     size_t rest;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
@@ -708,32 +717,8 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_append_str(&buf, ")\n    SELECT DISTINCT ON (i.target_key) ");
     for (int i = 0; i < t->ncolumns; i++)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
-    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC\n"
-                            "    ON CONFLICT (");
-    for (int i = 0; i < t->nkey; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
-    }
-    ds_buf_append_str(&buf, ") DO UPDATE SET");
-    for (int i = 0; i < t->ncolumns; i++) {
-        const ds_mapping_column_t *col = &t->columns[i];
-
-        if (col->is_key)
-            continue;
-        /* No keep flags: rows keeping a stored value take write_sql (mapping.h). */
-        ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
-        first = false;
-        ds_buf_append_ident(&buf, col->name);
-        ds_buf_append_str(&buf, " = ");
-        append_column(&buf, "EXCLUDED", col->name);
-    }
-    if (first) {
-        ds_buf_append_str(&buf, "\n        ");
-        ds_buf_append_ident(&buf, t->columns[t->key[0]].name);
-        ds_buf_append_str(&buf, " = ");
-        append_column(&buf, "EXCLUDED", t->columns[t->key[0]].name);
-    }
+    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC");
+    append_conflict_update(&buf, t, false);
     ds_buf_appendf(&buf,
                    "\n), moved AS (\n"
                    "    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok\n"
