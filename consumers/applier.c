@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "dualsync/applier.h"
+#include "dualsync/batchstmt.h"
 #include "dualsync/buf.h"
 #include "dualsync/log.h"
 #include "dualsync/pgutil.h"
@@ -152,8 +153,7 @@ struct ds_applier {
     int ntargets;
     int *order;              /* targets' indexes, targets looked up in by others first */
     ds_strset_t *batched;    /* per target and batch: source keys given a batch row */
-    ds_buf_t *arrays;        /* per batch statement: its array parameters being built */
-    int narrays;
+    ds_batchstmt_args_t args; /* a batch statement's parameters being built */
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
     ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
     ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
@@ -209,9 +209,7 @@ void ds_applier_free(ds_applier_t *a)
     ds_strset_free(a->decided);
     ds_strset_free(a->truncated);
     ds_strset_free(a->batched);
-    for (int i = 0; i < a->narrays; i++)
-        ds_buf_free(&a->arrays[i]);
-    free(a->arrays);
+    ds_batchstmt_free(&a->args);
     free(a->work);
     free(a->ops);
     ds_buf_free(&a->key);
@@ -525,99 +523,28 @@ static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char
     return st;
 }
 
-/*
- * Prepares the batch statement of @p lt, typed by what PostgreSQL inferred for its prepared
- * write_sql. A statement that does not prepare only costs speed: the target is written row
- * by row, with a warning (it is a bug worth reporting, not a reason to stop).
- */
+/* Prepares the batch statement of @p lt (none: the target is written row by row). */
 static ds_applier_status_t prepare_batch(ds_applier_t *a, local_target_t *lt, char *errstr,
                                          size_t errstr_size)
 {
-    const ds_target_t *t = lt->target;
-    PGresult *d, *r = NULL;
-    ds_buf_t oids = DS_BUF_INIT;
-    const char **types = NULL;
-    const char *params[1];
-    char *sql = NULL, name[24], sqlstate[6], message[1024];
-    int n;
-    ds_applier_status_t st = DS_APPLIER_OK;
+    char name[24], message[1024];
 
     lt->batch[0] = '\0';
-    if (a->row_by_row || !t->batch_body)
+    if (a->row_by_row)
         return DS_APPLIER_OK;
-    d = PQdescribePrepared(a->conn, lt->stmt[DS_WRITE_UPSERT]);
-    if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
-        describe_error(d, a->conn, sqlstate, message, sizeof(message));
-        PQclear(d);
-        ds_fail(errstr, errstr_size, "target \"%s\": cannot describe statement %s: %s", a->name,
-                lt->stmt[DS_WRITE_UPSERT], message);
-        return lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
-    }
-    n = PQnparams(d);
-    ds_buf_append_char(&oids, '{');
-    for (int k = 0; k < n; k++)
-        ds_buf_appendf(&oids, "%s%u", k ? "," : "", (unsigned)PQparamtype(d, k));
-    ds_buf_append_char(&oids, '}');
-    PQclear(d);
-    params[0] = oids.data;
-    /* Array parameters need an array type; an element that is an array itself would be
-     * flattened by unnest. */
-    switch (run(a,
-                "SELECT format_type(t.oid, NULL), t.typarray <> 0 AND t.typcategory <> 'A'"
-                " FROM unnest($1::oid[]) WITH ORDINALITY AS p(oid, n) JOIN pg_type AS t"
-                " ON t.oid = p.oid ORDER BY p.n",
-                false, 1, params, &r, sqlstate, message, sizeof(message))) {
-    case RUN_OK:
-        break;
-    case RUN_LOST:
-        ds_fail(errstr, errstr_size, "target \"%s\": connection lost while reading types: %s",
-                a->name, message);
-        st = DS_APPLIER_RETRY;
-        goto done;
-    case RUN_SQL_ERROR:
-        ds_fail(errstr, errstr_size, "target \"%s\": reading parameter types: %s", a->name,
-                message);
-        st = DS_APPLIER_FAILED;
-        goto done;
-    }
-    if (PQntuples(r) != n || n != t->write_nparams) {
-        ds_warning("target \"%s\": %s: parameter types not found; written row by row", a->name,
-                   t->id);
-        goto done;
-    }
-    if (!(types = calloc((size_t)n + 1, sizeof(*types)))) {
-        ds_fail(errstr, errstr_size, "out of memory");
-        st = DS_APPLIER_FAILED;
-        goto done;
-    }
-    for (int k = 0; k < n; k++) {
-        if (strcmp(PQgetvalue(r, k, 1), "t") != 0) {
-            ds_info("target \"%s\": %s: parameter $%d is of type %s, which has no array form; "
-                    "written row by row",
-                    a->name, t->id, k + 1, PQgetvalue(r, k, 0));
-            goto done;
-        }
-        types[k] = PQgetvalue(r, k, 0);
-    }
-    if (!(sql = ds_mapping_batch_statement(t, types))) {
-        ds_fail(errstr, errstr_size, "out of memory");
-        st = DS_APPLIER_FAILED;
-        goto done;
-    }
     snprintf(name, sizeof(name), "ds_b%d", lt->index);
-    st = prepare(a, name, sql, n + 2, errstr, errstr_size);
-    if (st == DS_APPLIER_OK) {
+    switch (ds_batchstmt_prepare(a->conn, lt->target, lt->stmt[DS_WRITE_UPSERT], name, message,
+                                 sizeof(message))) {
+    case DS_BATCHSTMT_READY:
         memcpy(lt->batch, name, sizeof(name));
-    } else if (st == DS_APPLIER_FAILED) {
-        ds_warning("%s; %s is written row by row", errstr, t->id);
-        st = DS_APPLIER_OK;
+        return DS_APPLIER_OK;
+    case DS_BATCHSTMT_NONE:
+        return DS_APPLIER_OK;
+    case DS_BATCHSTMT_ERROR:
+        break;
     }
-done:
-    PQclear(r);
-    free(types);
-    free(sql);
-    ds_buf_free(&oids);
-    return st;
+    ds_fail(errstr, errstr_size, "target \"%s\": %s", a->name, message);
+    return lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
 }
 
 /*
@@ -1101,29 +1028,6 @@ static bool batch_fits(const ds_applier_t *a, ds_batch_t *batch)
     return true;
 }
 
-/* Appends one element of an array literal: "text" with " and \ escaped, or NULL. */
-static void array_element(ds_buf_t *buf, const char *value)
-{
-    if (buf->len > 1)
-        ds_buf_append_char(buf, ',');
-    if (!value) {
-        ds_buf_append_str(buf, "NULL");
-        return;
-    }
-    ds_buf_append_char(buf, '"');
-    for (const char *p = value;; p++) {
-        size_t plain = strcspn(p, "\"\\");
-
-        ds_buf_append(buf, p, plain);
-        p += plain;
-        if (!*p)
-            break;
-        ds_buf_append_char(buf, '\\');
-        ds_buf_append_char(buf, *p);
-    }
-    ds_buf_append_char(buf, '"');
-}
-
 /*
  * Where the segment of target @p local's writes starting at a->work[from] ends: before the
  * first write of a source key the segment already holds. Row by row, a key's later change
@@ -1156,60 +1060,24 @@ static void send_batch_segment(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch
                                int from, int to)
 {
     const ds_target_t *t = a->targets[local].target;
-    int n = t->write_nparams, nrows = 0;
-    /* Arrays from write_sql's $3 ($1 and $2 are the target id and topic), or from $1 for an
-     * in-place target, whose statement has neither (mapping.h). */
-    int first = t->in_place ? 0 : 2;
-    const char **params = NULL;
+    const char *topic = NULL;
 
-    if (n + 2 > a->narrays) {
-        ds_buf_t *arrays = realloc(a->arrays, (size_t)(n + 2) * sizeof(*arrays));
-
-        if (!arrays)
-            goto oom;
-        for (int k = a->narrays; k < n + 2; k++)
-            arrays[k] = (ds_buf_t)DS_BUF_INIT;
-        a->arrays = arrays;
-        a->narrays = n + 2;
-    }
-    if (!(params = calloc((size_t)n + 2, sizeof(*params))))
-        goto oom;
-    /* arrays[k] is the array of write_sql's $(k+1), k = first..n-1; then ord and op. */
-    for (int k = first; k < n + 2; k++) {
-        ds_buf_reset(&a->arrays[k]);
-        ds_buf_append_char(&a->arrays[k], '{');
-    }
+    ds_batchstmt_begin(&a->args, t);
     for (int i = from; i < to; i++) {
         const work_t *w = &a->work[i];
         const ds_batch_write_t *bw;
-        char ord[24];
 
         if (w->local != local)
             continue;
         bw = &ds_batch_at(batch, w->msg)->writes[w->write];
         if (!t->in_place)
-            params[1] = bw->params[1];
-        for (int k = first; k < n; k++)
-            array_element(&a->arrays[k], k < bw->nparams ? bw->params[k] : NULL);
-        format_int(ord, sizeof(ord), i);
-        array_element(&a->arrays[n], ord);
-        array_element(&a->arrays[n + 1], bw->kind == DS_WRITE_UPSERT ? "u" : "d");
-        nrows++;
+            topic = bw->params[1];
+        ds_batchstmt_add(&a->args, (const char *const *)bw->params, bw->nparams, i,
+                         bw->kind == DS_WRITE_UPSERT);
     }
-    if (nrows > 0) {
-        for (int k = first; k < n + 2; k++) {
-            ds_buf_append_char(&a->arrays[k], '}');
-            params[k] = a->arrays[k].data;
-        }
-        if (!t->in_place)
-            params[0] = t->id;
-        pl_send(p, OP_BATCH_WRITE, local, a->targets[local].batch, true, n + 2, params);
-    }
-    free(params);
-    return;
-oom:
-    p->broken = true;
-    snprintf(p->error, sizeof(p->error), "out of memory");
+    if (a->args.nrows > 0)
+        pl_send(p, OP_BATCH_WRITE, local, a->targets[local].batch, true, t->write_nparams + 2,
+                ds_batchstmt_finish(&a->args, topic));
 }
 
 /*

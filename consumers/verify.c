@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "dualsync/batchstmt.h"
 #include "dualsync/buf.h"
 #include "dualsync/consumer.h"
 #include "dualsync/mapping.h"
@@ -77,7 +78,24 @@ typedef struct vtarget {
     long failed;             /* writes that failed (would be dead letters of this target) */
     long pending;            /* writes still waiting for a parent at the end */
     char *first_error;       /* the first failed write's error */
+    bool batch;              /* its batch statement "ds_verify_bN" is prepared */
 } vtarget_t;
+
+/* One write of a legacy row, kept until its chunk is written (owned copies). */
+typedef struct vwrite {
+    int target;     /* index in targets */
+    bool upsert;    /* DS_WRITE_UPSERT; else an unlink, which does nothing here */
+    int nparams;    /* entries in params */
+    char **params;  /* the statement's parameters, NULL for SQL NULL */
+} vwrite_t;
+
+/* One mapped legacy row of a chunk. */
+typedef struct vrow {
+    char *key;        /* the message key text, or NULL */
+    char *value;      /* the message value text */
+    vwrite_t *writes; /* what it maps to, in target order */
+    int nwrites;      /* entries in writes */
+} vrow_t;
 
 /* A write that waits for a parent (applied = false): retried after every row is written. */
 typedef struct vpending {
@@ -110,6 +128,9 @@ typedef struct verify {
     vfile_t *files; /* one per mapping file */
     int nfiles;
     vpending_t *pending, **pending_tail; /* waiting writes, in arrival order */
+    vrow_t *chunk;                       /* mapped rows of the FETCH being rebuilt */
+    int nchunk;                          /* entries used in chunk */
+    ds_batchstmt_args_t args;            /* a batch statement's parameters being built */
     char lsn[DS_LSN_STRLEN];             /* the source position apply had to pass */
     int64_t dlq_messages;                /* messages on the dead-letter topic, -1 unknown */
     char errstr[4096];                   /* the setup error */
@@ -668,6 +689,23 @@ static bool begin_targets(verify_t *v)
             return false;
         }
         PQclear(r);
+        /* And its batch statement, as apply writes: a chunk of rows at a time. */
+        {
+            char batch[32], error[1024];
+
+            snprintf(batch, sizeof(batch), "ds_verify_b%d", i);
+            switch (ds_batchstmt_prepare(v->dbs[v->targets[i].db].conn, v->targets[i].pub, name,
+                                         batch, error, sizeof(error))) {
+            case DS_BATCHSTMT_READY:
+                v->targets[i].batch = true;
+                break;
+            case DS_BATCHSTMT_NONE:
+                break;
+            case DS_BATCHSTMT_ERROR:
+                ds_fail(v->errstr, sizeof(v->errstr), "%s: %s", what, error);
+                return false;
+            }
+        }
     }
     return true;
 }
@@ -857,6 +895,176 @@ static bool render_value(ds_buf_t *buf, PGresult *rows, int i, int c, uint32_t o
                                   error, error_size);
 }
 
+/* Keeps a mapped row (its writes copied: ds_mapping_eval's are borrowed) for its chunk. */
+static void chunk_add(verify_t *v, const char *key, const char *value,
+                      const ds_write_list_t *writes)
+{
+    vrow_t *row;
+
+    v->chunk = realloc(v->chunk, (size_t)(v->nchunk + 1) * sizeof(*v->chunk));
+    if (!v->chunk) {
+        fputs("dualsync verify: out of memory\n", stderr);
+        abort();
+    }
+    row = &v->chunk[v->nchunk++];
+    row->key = xstrdup(key);
+    row->value = xstrdup(value);
+    row->nwrites = writes->nwrites;
+    row->writes = xcalloc((size_t)writes->nwrites, sizeof(*row->writes));
+    for (int i = 0; i < writes->nwrites; i++) {
+        const ds_target_write_t *w = &writes->writes[i];
+        vwrite_t *c = &row->writes[i];
+
+        c->target = target_index(v, w->target);
+        c->upsert = w->kind == DS_WRITE_UPSERT;
+        c->nparams = w->nparams;
+        c->params = xcalloc((size_t)w->nparams, sizeof(*c->params));
+        for (int k = 0; k < w->nparams; k++)
+            c->params[k] = xstrdup(w->params[k]);
+    }
+}
+
+static void chunk_clear(verify_t *v)
+{
+    for (int r = 0; r < v->nchunk; r++) {
+        for (int i = 0; i < v->chunk[r].nwrites; i++) {
+            for (int k = 0; k < v->chunk[r].writes[i].nparams; k++)
+                free(v->chunk[r].writes[i].params[k]);
+            free(v->chunk[r].writes[i].params);
+        }
+        free(v->chunk[r].writes);
+        free(v->chunk[r].key);
+        free(v->chunk[r].value);
+    }
+    v->nchunk = 0;
+}
+
+/* Drops the waiting writes added after @p tail (a chunk written again row by row). */
+static void pending_truncate(verify_t *v, vpending_t **tail)
+{
+    vpending_t *p = *tail;
+
+    *tail = NULL;
+    v->pending_tail = tail;
+    while (p) {
+        vpending_t *next = p->next;
+
+        free(p->key);
+        free(p->value);
+        free(p);
+        p = next;
+    }
+}
+
+/* Row by row, each row inside a savepoint (write_change): the way every row goes when the
+ * chunk cannot go set-based. */
+static bool chunk_write_rows(verify_t *v)
+{
+    for (int r = 0; r < v->nchunk; r++) {
+        const vrow_t *row = &v->chunk[r];
+        ds_target_write_t *writes = xcalloc((size_t)row->nwrites, sizeof(*writes));
+        ds_write_list_t list = {row->nwrites, writes};
+        bool ok;
+
+        for (int i = 0; i < row->nwrites; i++) {
+            writes[i].target = v->targets[row->writes[i].target].pub;
+            writes[i].kind = row->writes[i].upsert ? DS_WRITE_UPSERT : DS_WRITE_UNLINK;
+            writes[i].nparams = row->writes[i].nparams;
+            writes[i].params = (const char *const *)row->writes[i].params;
+        }
+        ok = write_change(v, &list, row->key, row->value);
+        free(writes);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Writes the chunk set-based: one batch statement per target, the rows in the order they
+ * were read (a merged target row takes the last one's values, as row by row). A chunk with a
+ * target without a batch statement, or whose statement fails (a row that would be a dead
+ * letter), is rolled back and written row by row instead, as apply's slow path does.
+ */
+static bool write_chunk(verify_t *v)
+{
+    bool *used = xcalloc((size_t)v->ndbs, sizeof(bool)), ok = false, set_based = true;
+    vpending_t **tail = v->pending_tail;
+
+    for (int r = 0; r < v->nchunk && set_based; r++) {
+        for (int i = 0; i < v->chunk[r].nwrites; i++) {
+            const vwrite_t *w = &v->chunk[r].writes[i];
+
+            if (w->upsert && !v->targets[w->target].batch)
+                set_based = false;
+            used[v->targets[w->target].db] = true;
+        }
+    }
+    for (int db = 0; db < v->ndbs && set_based; db++) {
+        if (used[db] && !simple(v, db, "SAVEPOINT ds_verify_chunk"))
+            goto done;
+    }
+    for (int ti = 0; ti < v->ntargets && set_based; ti++) {
+        vtarget_t *t = &v->targets[ti];
+        PGconn *conn = v->dbs[t->db].conn;
+        char name[32];
+        PGresult *res;
+
+        ds_batchstmt_begin(&v->args, t->pub);
+        for (int r = 0; r < v->nchunk; r++) {
+            for (int i = 0; i < v->chunk[r].nwrites; i++) {
+                const vwrite_t *w = &v->chunk[r].writes[i];
+
+                /* An unlink of a row that never linked anything does nothing. */
+                if (w->target == ti && w->upsert)
+                    ds_batchstmt_add(&v->args, (const char *const *)w->params, w->nparams, r,
+                                     true);
+            }
+        }
+        if (v->args.nrows == 0)
+            continue;
+        snprintf(name, sizeof(name), "ds_verify_b%d", ti);
+        res = PQexecPrepared(conn, name, t->pub->write_nparams + 2,
+                             ds_batchstmt_finish(&v->args, t->shape.topic), NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            /* The rows whose required lookup found no parent: they wait. */
+            for (int k = 0; k < PQntuples(res); k++) {
+                long r = strtol(PQgetvalue(res, k, 0), NULL, 10);
+
+                if (r >= 0 && r < v->nchunk)
+                    add_pending(v, ti, v->chunk[r].key, v->chunk[r].value);
+            }
+        } else if (PQstatus(conn) == CONNECTION_BAD) {
+            ds_fail(v->errstr, sizeof(v->errstr), "target database \"%s\": connection lost: %s",
+                    v->dbs[t->db].name, ds_pg_error(conn));
+            PQclear(res);
+            goto done;
+        } else {
+            set_based = false;
+            for (int db = 0; db < v->ndbs; db++) {
+                if (used[db] && (!simple(v, db, "ROLLBACK TO SAVEPOINT ds_verify_chunk") ||
+                                 !simple(v, db, "RELEASE SAVEPOINT ds_verify_chunk")))
+                    goto done;
+            }
+            pending_truncate(v, tail);
+        }
+        PQclear(res);
+    }
+    if (set_based) {
+        for (int db = 0; db < v->ndbs; db++) {
+            if (used[db] && !simple(v, db, "RELEASE SAVEPOINT ds_verify_chunk"))
+                goto done;
+        }
+    } else if (!chunk_write_rows(v)) {
+        goto done;
+    }
+    ok = true;
+done:
+    free(used);
+    chunk_clear(v);
+    return ok;
+}
+
 static bool rebuild_file(verify_t *v, int file, const ds_target_shape_t *shape)
 {
     ds_buf_t table = DS_BUF_INIT, sql = DS_BUF_INIT, value = DS_BUF_INIT, key = DS_BUF_INIT;
@@ -936,9 +1144,11 @@ static bool rebuild_file(verify_t *v, int file, const ds_target_shape_t *shape)
             if (!map_change(v, file, shape->topic, any_key ? key.data : NULL, value.data, &writes,
                             &mapped))
                 goto done;
-            if (mapped && !write_change(v, &writes, any_key ? key.data : NULL, value.data))
-                goto done;
+            if (mapped)
+                chunk_add(v, any_key ? key.data : NULL, value.data, &writes);
         }
+        if (!write_chunk(v))
+            goto done;
         PQclear(rows);
         rows = NULL;
     }
@@ -1382,6 +1592,9 @@ static void verify_free(verify_t *v)
         free(p->value);
         free(p);
     }
+    chunk_clear(v);
+    free(v->chunk);
+    ds_batchstmt_free(&v->args);
 }
 
 static bool setup(verify_t *v)

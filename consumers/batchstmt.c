@@ -1,0 +1,205 @@
+/*
+ * batchstmt.c: preparing and filling batch statements (design in include/dualsync/batchstmt.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "dualsync/batchstmt.h"
+#include "dualsync/log.h"
+#include "dualsync/pgutil.h"
+
+/* "SQLSTATE: message" of a failed result, or the connection's error. */
+static void describe(const PGresult *r, PGconn *conn, char *out, size_t size)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (primary)
+        snprintf(out, size, "SQLSTATE %s: %s", state ? state : "?????", primary);
+    else
+        snprintf(out, size, "%s", ds_pg_error(conn));
+}
+
+ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
+                                             const char *write_name, const char *batch_name,
+                                             char *errstr, size_t errstr_size)
+{
+    PGconn *conn = pgconn;
+    PGresult *d, *r = NULL, *p = NULL;
+    ds_buf_t oids = DS_BUF_INIT;
+    const char **types = NULL;
+    const char *params[1];
+    char *sql = NULL, message[1024];
+    int n;
+    ds_batchstmt_prepared_t result = DS_BATCHSTMT_NONE;
+
+    if (!t->batch_body)
+        return DS_BATCHSTMT_NONE;
+    d = PQdescribePrepared(conn, write_name);
+    if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
+        describe(d, conn, message, sizeof(message));
+        PQclear(d);
+        ds_fail(errstr, errstr_size, "cannot describe statement %s: %s", write_name, message);
+        return DS_BATCHSTMT_ERROR;
+    }
+    n = PQnparams(d);
+    ds_buf_append_char(&oids, '{');
+    for (int k = 0; k < n; k++)
+        ds_buf_appendf(&oids, "%s%u", k ? "," : "", (unsigned)PQparamtype(d, k));
+    ds_buf_append_char(&oids, '}');
+    PQclear(d);
+    params[0] = oids.data;
+    /* Array parameters need an array type; an element that is an array itself would be
+     * flattened by unnest. */
+    r = PQexecParams(conn,
+                     "SELECT format_type(t.oid, NULL), t.typarray <> 0 AND t.typcategory <> 'A'"
+                     " FROM unnest($1::oid[]) WITH ORDINALITY AS p(oid, n) JOIN pg_type AS t"
+                     " ON t.oid = p.oid ORDER BY p.n",
+                     1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        describe(r, conn, message, sizeof(message));
+        ds_fail(errstr, errstr_size, "reading the parameter types of %s: %s", write_name,
+                message);
+        result = DS_BATCHSTMT_ERROR;
+        goto done;
+    }
+    if (PQntuples(r) != n || n != t->write_nparams) {
+        ds_warning("%s: the parameter types of its write are not all known; written row by row",
+                   t->id);
+        goto done;
+    }
+    types = calloc((size_t)n + 1, sizeof(*types));
+    if (!types) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        result = DS_BATCHSTMT_ERROR;
+        goto done;
+    }
+    for (int k = 0; k < n; k++) {
+        if (strcmp(PQgetvalue(r, k, 1), "t") != 0) {
+            ds_info("%s: parameter $%d is of type %s, which has no array form; written row by row",
+                    t->id, k + 1, PQgetvalue(r, k, 0));
+            goto done;
+        }
+        types[k] = PQgetvalue(r, k, 0);
+    }
+    if (!(sql = ds_mapping_batch_statement(t, types))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        result = DS_BATCHSTMT_ERROR;
+        goto done;
+    }
+    p = PQprepare(conn, batch_name, sql, n + 2, NULL);
+    if (PQresultStatus(p) == PGRES_COMMAND_OK) {
+        result = DS_BATCHSTMT_READY;
+    } else if (PQstatus(conn) != CONNECTION_OK) {
+        describe(p, conn, message, sizeof(message));
+        ds_fail(errstr, errstr_size, "cannot prepare statement %s: %s", batch_name, message);
+        result = DS_BATCHSTMT_ERROR;
+    } else {
+        /* Only speed is lost: a bug worth reporting, not a reason to stop. */
+        describe(p, conn, message, sizeof(message));
+        ds_warning("%s: its batch statement does not prepare (%s); written row by row", t->id,
+                   message);
+    }
+done:
+    PQclear(p);
+    PQclear(r);
+    free(types);
+    free(sql);
+    ds_buf_free(&oids);
+    return result;
+}
+
+/* Appends one element of an array literal: "text" with " and \ escaped, or NULL. */
+static void array_element(ds_buf_t *buf, const char *value)
+{
+    if (buf->len > 1)
+        ds_buf_append_char(buf, ',');
+    if (!value) {
+        ds_buf_append_str(buf, "NULL");
+        return;
+    }
+    ds_buf_append_char(buf, '"');
+    for (const char *p = value;; p++) {
+        size_t plain = strcspn(p, "\"\\");
+
+        ds_buf_append(buf, p, plain);
+        p += plain;
+        if (!*p)
+            break;
+        ds_buf_append_char(buf, '\\');
+        ds_buf_append_char(buf, *p);
+    }
+    ds_buf_append_char(buf, '"');
+}
+
+/* Arrays from write_sql's $3 ($1 and $2 are the target id and the topic), or from $1 for an
+ * in-place target, whose statement has neither (mapping.h). */
+static int first_array(const ds_target_t *t)
+{
+    return t->in_place ? 0 : 2;
+}
+
+void ds_batchstmt_begin(ds_batchstmt_args_t *b, const ds_target_t *t)
+{
+    int n = t->write_nparams + 2;
+
+    if (n > b->cap) {
+        b->arrays = realloc(b->arrays, (size_t)n * sizeof(*b->arrays));
+        b->params = realloc(b->params, (size_t)n * sizeof(*b->params));
+        if (!b->arrays || !b->params) {
+            fprintf(stderr, "dualsync: out of memory\n");
+            abort();
+        }
+        for (int k = b->cap; k < n; k++)
+            b->arrays[k] = (ds_buf_t)DS_BUF_INIT;
+        b->cap = n;
+    }
+    b->target = t;
+    b->nrows = 0;
+    for (int k = first_array(t); k < n; k++) {
+        ds_buf_reset(&b->arrays[k]);
+        ds_buf_append_char(&b->arrays[k], '{');
+    }
+}
+
+void ds_batchstmt_add(ds_batchstmt_args_t *b, const char *const *params, int nparams, int64_t ord,
+                      bool upsert)
+{
+    int n = b->target->write_nparams;
+    char text[24];
+
+    for (int k = first_array(b->target); k < n; k++)
+        array_element(&b->arrays[k], k < nparams ? params[k] : NULL);
+    snprintf(text, sizeof(text), "%lld", (long long)ord);
+    array_element(&b->arrays[n], text);
+    array_element(&b->arrays[n + 1], upsert ? "u" : "d");
+    b->nrows++;
+}
+
+const char *const *ds_batchstmt_finish(ds_batchstmt_args_t *b, const char *topic)
+{
+    const ds_target_t *t = b->target;
+    int n = t->write_nparams;
+
+    for (int k = first_array(t); k < n + 2; k++) {
+        ds_buf_append_char(&b->arrays[k], '}');
+        b->params[k] = b->arrays[k].data;
+    }
+    if (!t->in_place) {
+        b->params[0] = t->id;
+        b->params[1] = topic;
+    }
+    return b->params;
+}
+
+void ds_batchstmt_free(ds_batchstmt_args_t *b)
+{
+    for (int k = 0; k < b->cap; k++)
+        ds_buf_free(&b->arrays[k]);
+    free(b->arrays);
+    free(b->params);
+    *b = (ds_batchstmt_args_t)DS_BATCHSTMT_ARGS_INIT;
+}
