@@ -243,7 +243,7 @@ static bool rd_u32(reader_t *r, uint32_t *v, const char *what)
 
 static bool rd_u64(reader_t *r, uint64_t *v, const char *what)
 {
-    uint32_t hi, lo;
+    uint32_t hi = 0, lo = 0; /* set below; initialised for -O3's flow analysis */
 
     if (!rd_need(r, 8, what))
         return false;
@@ -358,7 +358,7 @@ static bool decode_message(reader_t *r, ds_pgoutput_msg_t *msg)
 
 static bool decode_type(ds_pgoutput_t *dec, reader_t *r, ds_pgoutput_msg_t *msg)
 {
-    const char *schema, *name;
+    const char *schema = NULL, *name = NULL; /* set by rd_str; -O3 cannot tell */
     type_entry_t *slot;
     size_t slen, nlen;
     char *full;
@@ -417,7 +417,7 @@ static bool reserve_values(ds_pgoutput_t *dec, int ncols)
 static bool decode_relation(ds_pgoutput_t *dec, reader_t *r, ds_pgoutput_msg_t *msg)
 {
     uint32_t relid;
-    const char *schema, *table;
+    const char *schema = NULL, *table = NULL; /* set by rd_str; -O3 cannot tell */
     uint8_t replident;
     uint16_t raw_ncols;
     int ncols;
@@ -456,7 +456,7 @@ static bool decode_relation(ds_pgoutput_t *dec, reader_t *r, ds_pgoutput_msg_t *
     }
     for (int i = 0; i < ncols; i++) {
         uint8_t flags;
-        const char *name;
+        const char *name = NULL;
         uint32_t typmod;
 
         r->column = i + 1;

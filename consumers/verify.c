@@ -655,6 +655,14 @@ static bool begin_targets(verify_t *v)
 
         snprintf(what, sizeof(what), "starting the verification of target database \"%s\"",
                  v->dbs[db].name);
+        /* The shadows are temporary tables as large as the targets: with the default 8 MB
+         * of temp_buffers every page of them goes to disk and back (local buffers spill),
+         * which made a rebuild of a million rows take longer than its verification is worth.
+         * Local buffers are taken only as needed, and only before the first temporary table
+         * of the session can the setting change. */
+        if (!run(v->dbs[db].conn, "SET temp_buffers = '1GB'", 0, NULL, PGRES_COMMAND_OK, NULL,
+                 what, v->errstr, sizeof(v->errstr)))
+            return false;
         /* The snapshot is taken by the first query and kept to the end: the target tables
          * are compared as of that instant, however apply goes on meanwhile. */
         if (!run(v->dbs[db].conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL,
