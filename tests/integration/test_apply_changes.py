@@ -53,7 +53,11 @@ class PeopleModel:
 
     def _values(self):
         rng = self.rng
-        name = rng.choice(["Ann", "Bo", "Chen Li", "Dana", "Émile"]) + str(rng.randint(1, 999))
+        # Quotes, backslashes, braces and commas: values travel inside array literals when
+        # apply writes set-based.
+        name = rng.choice(["Ann", "Bo", "Chen Li", "Dana", "Émile", 'O"Neil \\ {x,y}']) + str(
+            rng.randint(1, 999)
+        )
         # ASCII: the mapping's lower() folds ASCII letters only.
         email = f"User{rng.randint(1, 9999)}@Clinic.Example"
         return {
