@@ -190,8 +190,10 @@ static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, in
             fail(ap, "%s", errstr);
             return false;
         }
+        /* On a first signal, a batch being committed is still retried (it is the "current
+         * batch"); anything else (offsets on a rebalance, pending retries) is given up. */
         if (stop_signals >= 2 ||
-            (stop_signals && ap->applying && ds_batch_count(ap->applying) == 0)) {
+            (stop_signals && (!ap->applying || ds_batch_count(ap->applying) == 0))) {
             fail(ap, "%s; stopping on signal (what was not committed is applied after a restart)",
                  errstr);
             return false;
