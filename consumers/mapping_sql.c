@@ -457,6 +457,20 @@ static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
     return buf.data;
 }
 
+/* INSERT INTO "schema"."table" AS t ("col", ...): every mapped column. */
+static void append_insert_into(ds_buf_t *buf, const compiler_t *c, const ds_mapping_target_t *t)
+{
+    ds_buf_append_str(buf, "INSERT INTO ");
+    append_table(buf, c->names, t->schema, t->table);
+    ds_buf_append_str(buf, " AS t (");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        ds_buf_append_ident(buf, t->columns[i].name);
+    }
+    ds_buf_append_char(buf, ')');
+}
+
 /*
  * "ON CONFLICT (key) DO UPDATE SET" every non-key column to its new value. With @p keep, a
  * column with a keep flag keeps what the row holds when the flag is true (an unchanged
@@ -519,15 +533,9 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
             t->columns[i].keep_param = add_param(c, PARAM_KEEP, NULL, i);
     }
 
-    ds_buf_append_str(&buf, "WITH up AS (\n    INSERT INTO ");
-    append_table(&buf, c->names, t->schema, t->table);
-    ds_buf_append_str(&buf, " AS t (");
-    for (int i = 0; i < t->ncolumns; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        ds_buf_append_ident(&buf, t->columns[i].name);
-    }
-    ds_buf_append_str(&buf, ")\n    SELECT ");
+    ds_buf_append_str(&buf, "WITH up AS (\n    ");
+    append_insert_into(&buf, c, t);
+    ds_buf_append_str(&buf, "\n    SELECT ");
     for (int i = 0; i < t->ncolumns; i++)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
     if (c->required.len)
@@ -706,15 +714,9 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     }
     ds_buf_append_str(&buf, ")) AS r\n    WHERE i.op = 'u'\n), ");
     rest = buf.len;
-    ds_buf_append_str(&buf, "up AS (\n    INSERT INTO ");
-    append_table(&buf, c->names, t->schema, t->table);
-    ds_buf_append_str(&buf, " AS t (");
-    for (int i = 0; i < t->ncolumns; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        ds_buf_append_ident(&buf, t->columns[i].name);
-    }
-    ds_buf_append_str(&buf, ")\n    SELECT DISTINCT ON (i.target_key) ");
+    ds_buf_append_str(&buf, "up AS (\n    ");
+    append_insert_into(&buf, c, t);
+    ds_buf_append_str(&buf, "\n    SELECT DISTINCT ON (i.target_key) ");
     for (int i = 0; i < t->ncolumns; i++)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
     ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC");
