@@ -17,3 +17,18 @@ const char *ds_pg_error(const PGconn *conn)
         msg[--len] = '\0';
     return msg;
 }
+
+void ds_pg_result_error(const PGresult *r, const PGconn *conn, char *sqlstate, char *message,
+                        size_t message_size)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+
+    snprintf(sqlstate, 6, "%s", state ? state : "");
+    if (primary)
+        snprintf(message, message_size, "SQLSTATE %s: %s%s%s%s", state ? state : "?????", primary,
+                 detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+    else
+        snprintf(message, message_size, "%s", ds_pg_error(conn));
+}

@@ -290,22 +290,6 @@ static const char *statement_of(const ds_applier_t *a, int local, ds_write_kind_
     return name[0] ? name : NULL;
 }
 
-/* "SQLSTATE 23505: message (detail)" from a failed result. */
-static void describe_error(const PGresult *r, const PGconn *conn, char *sqlstate, char *message,
-                           size_t message_size)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
-
-    snprintf(sqlstate, 6, "%s", state ? state : "");
-    if (primary)
-        snprintf(message, message_size, "SQLSTATE %s: %s%s%s%s", state ? state : "?????", primary,
-                 detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
-    else
-        snprintf(message, message_size, "%s", ds_pg_error(conn));
-}
-
 typedef enum run_result {
     RUN_OK,
     RUN_SQL_ERROR, /* the statement failed: sqlstate and message say why */
@@ -344,7 +328,7 @@ static run_result_t run(ds_applier_t *a, const char *stmt, bool prepared, int np
             PQclear(r);
         return RUN_OK;
     }
-    describe_error(r, a->conn, sqlstate, message, message_size);
+    ds_pg_result_error(r, a->conn, sqlstate, message, message_size);
     PQclear(r);
     return lost(a) ? RUN_LOST : RUN_SQL_ERROR;
 }
@@ -514,7 +498,7 @@ static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         char sqlstate[6], message[1024];
 
-        describe_error(r, a->conn, sqlstate, message, sizeof(message));
+        ds_pg_result_error(r, a->conn, sqlstate, message, sizeof(message));
         ds_fail(errstr, errstr_size, "target \"%s\": cannot prepare statement %s: %s", a->name,
                 name, message);
         st = lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
@@ -780,7 +764,7 @@ static void pl_handle(pipeline_t *p, PGresult *r)
     if (status == PGRES_FATAL_ERROR) {
         if (p->error_op < 0) {
             p->error_op = p->done;
-            describe_error(r, a->conn, p->sqlstate, p->error, sizeof(p->error));
+            ds_pg_result_error(r, a->conn, p->sqlstate, p->error, sizeof(p->error));
         }
         return;
     }

@@ -11,18 +11,6 @@
 #include "dualsync/log.h"
 #include "dualsync/pgutil.h"
 
-/* "SQLSTATE: message" of a failed result, or the connection's error. */
-static void describe(const PGresult *r, PGconn *conn, char *out, size_t size)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-
-    if (primary)
-        snprintf(out, size, "SQLSTATE %s: %s", state ? state : "?????", primary);
-    else
-        snprintf(out, size, "%s", ds_pg_error(conn));
-}
-
 ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
                                              const char *write_name, const char *batch_name,
                                              char *errstr, size_t errstr_size)
@@ -32,7 +20,7 @@ ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
     ds_buf_t oids = DS_BUF_INIT;
     const char **types = NULL;
     const char *params[1];
-    char *sql = NULL, message[1024];
+    char *sql = NULL, sqlstate[6], message[1024];
     int n;
     ds_batchstmt_prepared_t result = DS_BATCHSTMT_NONE;
 
@@ -40,7 +28,7 @@ ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
         return DS_BATCHSTMT_NONE;
     d = PQdescribePrepared(conn, write_name);
     if (!d || PQresultStatus(d) != PGRES_COMMAND_OK) {
-        describe(d, conn, message, sizeof(message));
+        ds_pg_result_error(d, conn, sqlstate, message, sizeof(message));
         PQclear(d);
         ds_fail(errstr, errstr_size, "cannot describe statement %s: %s", write_name, message);
         return DS_BATCHSTMT_ERROR;
@@ -60,7 +48,7 @@ ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
                      " ON t.oid = p.oid ORDER BY p.n",
                      1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        describe(r, conn, message, sizeof(message));
+        ds_pg_result_error(r, conn, sqlstate, message, sizeof(message));
         ds_fail(errstr, errstr_size, "reading the parameter types of %s: %s", write_name,
                 message);
         result = DS_BATCHSTMT_ERROR;
@@ -94,12 +82,12 @@ ds_batchstmt_prepared_t ds_batchstmt_prepare(void *pgconn, const ds_target_t *t,
     if (PQresultStatus(p) == PGRES_COMMAND_OK) {
         result = DS_BATCHSTMT_READY;
     } else if (PQstatus(conn) != CONNECTION_OK) {
-        describe(p, conn, message, sizeof(message));
+        ds_pg_result_error(p, conn, sqlstate, message, sizeof(message));
         ds_fail(errstr, errstr_size, "cannot prepare statement %s: %s", batch_name, message);
         result = DS_BATCHSTMT_ERROR;
     } else {
         /* Only speed is lost: a bug worth reporting, not a reason to stop. */
-        describe(p, conn, message, sizeof(message));
+        ds_pg_result_error(p, conn, sqlstate, message, sizeof(message));
         ds_warning("%s: its batch statement does not prepare (%s); written row by row", t->id,
                    message);
     }

@@ -377,12 +377,12 @@ static void append_key_join(ds_buf_t *buf, const ds_mapping_target_t *t)
 }
 
 /*
- * The "orphan" CTE (keys of old links no other source row holds) and the statement applying
- * on_delete to them. truncate: every source row of the topic goes, so only links from other
- * topics keep a row.
+ * The head of the "orphan" CTE: the target's key columns of the keys @p from gives (a CTE or
+ * subquery with a target_key column), each read back from the link's key text with the
+ * column's own type (json_populate_record), so the DELETE can use the target's unique index.
  */
-static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool truncate,
-                              const sql_names_t *names)
+static void append_orphan_keys(ds_buf_t *buf, const ds_mapping_target_t *t,
+                               const sql_names_t *names, const char *from)
 {
     ds_buf_append_str(buf, "orphan AS (\n    SELECT ");
     for (int i = 0; i < t->nkey; i++) {
@@ -390,7 +390,7 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
             ds_buf_append_str(buf, ", ");
         append_column(buf, "r", t->columns[t->key[i]].name);
     }
-    ds_buf_append_str(buf, "\n    FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::");
+    ds_buf_appendf(buf, "\n    FROM %s AS o CROSS JOIN LATERAL json_populate_record(NULL::", from);
     append_table(buf, names, t->schema, t->table);
     ds_buf_append_str(buf, ",\n        json_build_object(");
     for (int i = 0; i < t->nkey; i++) {
@@ -399,8 +399,19 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
         ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
         ds_buf_appendf(buf, ", o.target_key::json->>%d", i);
     }
+    ds_buf_append_str(buf, ")) AS r\n");
+}
+
+/*
+ * The "orphan" CTE (keys of old links no other source row holds) and the statement applying
+ * on_delete to them. truncate: every source row of the topic goes, so only links from other
+ * topics keep a row.
+ */
+static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool truncate,
+                              const sql_names_t *names)
+{
+    append_orphan_keys(buf, t, names, "old");
     ds_buf_appendf(buf,
-                   ")) AS r\n"
                    "    WHERE NOT EXISTS (SELECT 1 FROM %s AS x\n"
                    "        WHERE x.target = $1::text AND x.target_key = o.target_key\n",
                    links_table(names));
@@ -742,24 +753,9 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
                    ")",
                    links, links, links);
     if (t->on_delete != ON_DELETE_IGNORE) {
-        ds_buf_append_str(&buf, ", orphan AS (\n    SELECT ");
-        for (int i = 0; i < t->nkey; i++) {
-            if (i)
-                ds_buf_append_str(&buf, ", ");
-            append_column(&buf, "r", t->columns[t->key[i]].name);
-        }
-        ds_buf_append_str(&buf, "\n    FROM (SELECT DISTINCT target_key FROM old) AS o"
-                                " CROSS JOIN LATERAL json_populate_record(NULL::");
-        append_table(&buf, c->names, t->schema, t->table);
-        ds_buf_append_str(&buf, ",\n        json_build_object(");
-        for (int i = 0; i < t->nkey; i++) {
-            if (i)
-                ds_buf_append_str(&buf, ", ");
-            ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
-            ds_buf_appendf(&buf, ", o.target_key::json->>%d", i);
-        }
+        ds_buf_append_str(&buf, ", ");
+        append_orphan_keys(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)");
         ds_buf_appendf(&buf,
-                       ")) AS r\n"
                        "    WHERE NOT EXISTS (SELECT 1 FROM moved AS m"
                        " WHERE m.target_key = o.target_key)\n"
                        "      AND NOT EXISTS (SELECT 1 FROM %s AS x\n"

@@ -130,6 +130,7 @@ typedef struct verify {
     vpending_t *pending, **pending_tail; /* waiting writes, in arrival order */
     vrow_t *chunk;                       /* mapped rows of the FETCH being rebuilt */
     int nchunk;                          /* entries used in chunk */
+    int chunk_cap;                       /* entries allocated in chunk */
     ds_batchstmt_args_t args;            /* a batch statement's parameters being built */
     char lsn[DS_LSN_STRLEN];             /* the source position apply had to pass */
     int64_t dlq_messages;                /* messages on the dead-letter topic, -1 unknown */
@@ -909,10 +910,13 @@ static void chunk_add(verify_t *v, const char *key, const char *value,
 {
     vrow_t *row;
 
-    v->chunk = realloc(v->chunk, (size_t)(v->nchunk + 1) * sizeof(*v->chunk));
-    if (!v->chunk) {
-        fputs("dualsync verify: out of memory\n", stderr);
-        abort();
+    if (v->nchunk == v->chunk_cap) {
+        v->chunk_cap = v->chunk_cap ? v->chunk_cap * 2 : 512; /* a FETCH is 500 rows */
+        v->chunk = realloc(v->chunk, (size_t)v->chunk_cap * sizeof(*v->chunk));
+        if (!v->chunk) {
+            fputs("dualsync verify: out of memory\n", stderr);
+            abort();
+        }
     }
     row = &v->chunk[v->nchunk++];
     row->key = xstrdup(key);

@@ -12,4 +12,12 @@
  */
 const char *ds_pg_error(const PGconn *conn);
 
+/**
+ * @brief Describes a failed result: @p sqlstate (6 bytes) gets its SQLSTATE ("" when none),
+ *        @p message "SQLSTATE 23505: primary message (detail)", or the connection's error
+ *        when the result carries none (a lost connection, out of memory).
+ */
+void ds_pg_result_error(const PGresult *r, const PGconn *conn, char *sqlstate, char *message,
+                        size_t message_size);
+
 #endif
