@@ -439,6 +439,91 @@ static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char 
     append_key_join(buf, t);
 }
 
+/* Whether the target has columns besides its key (what a merged row's contributors decide). */
+static bool has_value_columns(const ds_mapping_target_t *t)
+{
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (!t->columns[i].is_key)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The merge order: of the source rows producing one target row, the first by (source topic,
+ * source key text) in byte order gives the row its values (mappings/README.md, "Merges").
+ * "(x.source_topic, x.source_key) sorts before (topic, key)".
+ */
+static void append_link_precedes(ds_buf_t *buf, const char *alias, const char *topic,
+                                 const char *key)
+{
+    ds_buf_appendf(buf, "(%s.source_topic COLLATE \"C\", %s.source_key COLLATE \"C\") < (%s, %s)",
+                   alias, alias, topic, key);
+}
+
+/*
+ * jsonb_build_object('col', value, ...) over every mapped column: what one source row
+ * contributes to its target row, kept in its link so that the row can be computed again from
+ * the contributors that remain when one leaves. @p values[i] is column i's value SQL.
+ * jsonb_build_object takes at most 100 arguments, hence the chunks joined by ||.
+ */
+static void append_contribution(ds_buf_t *buf, const ds_mapping_target_t *t,
+                                const char *const *values)
+{
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i % 40 == 0)
+            ds_buf_append_str(buf, i ? ") || jsonb_build_object(" : "jsonb_build_object(");
+        else
+            ds_buf_append_str(buf, ", ");
+        ds_mapping_quote_literal(buf, t->columns[i].name);
+        ds_buf_appendf(buf, ", %s", values[i]);
+    }
+    ds_buf_append_char(buf, ')');
+}
+
+/*
+ * The "refill" UPDATE: target rows of the keys @p keys gives (a CTE or subquery with a target_key
+ * column) that keep contributors after some left get the values of the first remaining one
+ * (the merge order), read back from its link with the columns' own types. @p others selects
+ * the links still contributing (alias x); @p when further limits the rows rewritten (a
+ * condition on n, the new first contributor), or is NULL.
+ */
+static void append_refill(ds_buf_t *buf, const ds_mapping_target_t *t, const sql_names_t *names,
+                          const char *keys, const char *others, const char *when)
+{
+    bool first = true;
+
+    ds_buf_append_str(buf, "UPDATE ");
+    append_table(buf, names, t->schema, t->table);
+    ds_buf_append_str(buf, " AS t SET");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (t->columns[i].is_key)
+            continue;
+        ds_buf_append_str(buf, first ? " " : ", ");
+        first = false;
+        ds_buf_append_ident(buf, t->columns[i].name);
+        ds_buf_append_str(buf, " = ");
+        append_column(buf, "o", t->columns[i].name);
+    }
+    ds_buf_appendf(buf,
+                   "\n    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic,"
+                   " x.source_key, x.vals\n"
+                   "        FROM %s AS g CROSS JOIN LATERAL (\n"
+                   "            SELECT x.* FROM %s AS x\n"
+                   "            WHERE x.target = $1::text AND x.target_key = g.target_key"
+                   " AND x.vals IS NOT NULL\n"
+                   "              AND %s OFFSET 0) AS x\n"
+                   "        ORDER BY x.target_key, x.source_topic COLLATE \"C\","
+                   " x.source_key COLLATE \"C\") AS n\n"
+                   "    CROSS JOIN LATERAL jsonb_populate_record(NULL::",
+                   keys, links_table(names), others);
+    append_table(buf, names, t->schema, t->table);
+    ds_buf_append_str(buf, ", n.vals) AS o\n    WHERE ");
+    append_key_join(buf, t);
+    if (when)
+        ds_buf_appendf(buf, " AND %s", when);
+}
+
 /* Links of this target from this source row (or, truncating, from this topic). */
 static void append_links_where(ds_buf_t *buf, bool truncate)
 {
@@ -447,13 +532,23 @@ static void append_links_where(ds_buf_t *buf, bool truncate)
         ds_buf_append_str(buf, " AND l.source_key = $3::text");
 }
 
+/* Which links still contribute to a row after this source row (or topic) left, and when a
+ * row must be given the values of its new first contributor n: the leaving row was first. */
+#define OTHERS_THAN_SOURCE "NOT (x.source_topic = $2::text AND x.source_key = $3::text)"
+#define OTHERS_THAN_TOPIC  "x.source_topic <> $2::text"
+#define LEAVER_WAS_FIRST                                                                           \
+    "($2::text COLLATE \"C\", $3::text COLLATE \"C\") < (n.source_topic, n.source_key)"
+
 /* unlink_sql and truncate_sql. */
 static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
                               const sql_names_t *names)
 {
     ds_buf_t buf = DS_BUF_INIT;
+    bool refill = has_value_columns(t);
+    const char *others = truncate ? OTHERS_THAN_TOPIC : OTHERS_THAN_SOURCE;
+    const char *when = truncate ? NULL : LEAVER_WAS_FIRST;
 
-    if (t->on_delete == ON_DELETE_IGNORE) {
+    if (t->on_delete == ON_DELETE_IGNORE && !refill) {
         ds_buf_appendf(&buf, "DELETE FROM %s AS l\nWHERE ", links_table(names));
         append_links_where(&buf, truncate);
         return buf.data;
@@ -461,8 +556,19 @@ static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
     ds_buf_appendf(&buf, "WITH old AS (\n    DELETE FROM %s AS l\n    WHERE ",
                    links_table(names));
     append_links_where(&buf, truncate);
-    ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n), ");
+    ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n)");
+    if (t->on_delete == ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, "\n");
+        append_refill(&buf, t, names, "(SELECT DISTINCT target_key FROM old)", others, when);
+        return buf.data;
+    }
+    ds_buf_append_str(&buf, ", ");
     append_orphan_cte(&buf, t, truncate, names);
+    if (refill) {
+        ds_buf_append_str(&buf, ", refill AS (\n    ");
+        append_refill(&buf, t, names, "(SELECT DISTINCT target_key FROM old)", others, when);
+        ds_buf_append_str(&buf, "\n)");
+    }
     ds_buf_append_str(&buf, "\n");
     append_gone(&buf, t, "", names);
     return buf.data;
@@ -483,11 +589,14 @@ static void append_insert_into(ds_buf_t *buf, const compiler_t *c, const ds_mapp
 }
 
 /*
- * "ON CONFLICT (key) DO UPDATE SET" every non-key column to its new value. With @p keep, a
- * column with a keep flag keeps what the row holds when the flag is true (an unchanged
- * TOASTed source value); the batch statement never gets such rows (mapping.h).
+ * "ON CONFLICT (key) DO UPDATE SET" every non-key column to its new value (DO NOTHING when the
+ * target has only key columns). With @p keep, a column with a keep flag keeps what the row
+ * holds when the flag is true and this source row has no contribution recorded to take the
+ * value from (an unchanged TOASTed source value); the batch statement never gets such rows
+ * (mapping.h). @p where, if not NULL, limits the update to rows it holds for (alias t).
  */
-static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, bool keep)
+static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, bool keep,
+                                   const char *where)
 {
     bool first = true;
 
@@ -496,6 +605,10 @@ static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, 
         if (i)
             ds_buf_append_str(buf, ", ");
         ds_buf_append_ident(buf, t->columns[t->key[i]].name);
+    }
+    if (!has_value_columns(t)) {
+        ds_buf_append_str(buf, ") DO NOTHING");
+        return;
     }
     ds_buf_append_str(buf, ") DO UPDATE SET");
     for (int i = 0; i < t->ncolumns; i++) {
@@ -507,7 +620,9 @@ static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, 
         first = false;
         ds_buf_append_ident(buf, col->name);
         if (keep && col->keep_param) {
-            ds_buf_appendf(buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
+            ds_buf_appendf(buf,
+                           " = CASE WHEN $%d::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN ",
+                           col->keep_param);
             append_column(buf, "t", col->name);
             ds_buf_append_str(buf, " ELSE ");
             append_column(buf, "EXCLUDED", col->name);
@@ -517,19 +632,63 @@ static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, 
             append_column(buf, "EXCLUDED", col->name);
         }
     }
-    if (first) {
-        /* Only key columns: a no-op update still makes RETURNING give the existing row,
-         * which DO NOTHING would not, and the link needs its key. */
-        ds_buf_append_str(buf, "\n        ");
-        ds_buf_append_ident(buf, t->columns[t->key[0]].name);
-        ds_buf_append_str(buf, " = ");
-        append_column(buf, "EXCLUDED", t->columns[t->key[0]].name);
-    }
+    if (where)
+        ds_buf_appendf(buf, "\n    WHERE %s", where);
 }
 
+/* json_build_array(t."k1"::text, ...)::text: a row's key text, as links record it. */
+static void append_key_text(ds_buf_t *buf, const ds_mapping_target_t *t, const char *alias)
+{
+    ds_buf_append_str(buf, "json_build_array(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        append_column(buf, alias, t->columns[t->key[i]].name);
+        ds_buf_append_str(buf, "::text");
+    }
+    ds_buf_append_str(buf, ")::text");
+}
+
+/*
+ * FROM json_populate_record(NULL::table, json_build_object('k1', e1, ...)) AS r: the key
+ * values @p e (one SQL text per key column, or the key columns' own expressions when NULL)
+ * read as the key columns read them, typmods included (numeric(10,2) stores 1.0 as 1.00), so
+ * that append_key_text(r) gives the text the stored row's key would.
+ */
+static void append_typed_key(ds_buf_t *buf, const ds_mapping_target_t *t, const sql_names_t *names)
+{
+    ds_buf_append_str(buf, "json_populate_record(NULL::");
+    append_table(buf, names, t->schema, t->table);
+    ds_buf_append_str(buf, ", json_build_object(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
+        ds_buf_appendf(buf, ", %s", t->columns[t->key[i]].expr->sql);
+    }
+    ds_buf_append_str(buf, ")) AS r");
+}
+
+/*
+ * The upsert. Its CTEs (all on one snapshot, none seeing another's writes):
+ *   prev    (targets with keep flags) this source row's recorded contribution, the values of
+ *           columns whose source value is an unchanged TOASTed one;
+ *   up      inserts the row, or updates it unless another source row producing it comes
+ *           first in the merge order (then that one's values stay);
+ *   k       the row's key text and this source row's contribution (every mapped value);
+ *   old     deletes this source row's links to any other key (its target key changed);
+ *   link    records (or updates) its link and contribution;
+ *   orphan  old keys no other source row links;
+ *   gone    on_delete for them;
+ *   refill  old keys still linked, whose first contributor was this source row: the values
+ *           of the new first one.
+ */
 static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
 {
-    ds_buf_t buf = DS_BUF_INIT;
+    ds_buf_t buf = DS_BUF_INIT, precedes = DS_BUF_INIT;
+    const char *links = links_table(c->names);
+    char **values;
+    bool keeps = false;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
     add_param(c, PARAM_TOPIC, NULL, -1);
@@ -540,42 +699,79 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     }
     /* Keep flags: only for non-key columns that read the source row. */
     for (int i = 0; i < t->ncolumns; i++) {
-        if (!t->columns[i].is_key && t->columns[i].nrefs > 0)
+        if (!t->columns[i].is_key && t->columns[i].nrefs > 0) {
             t->columns[i].keep_param = add_param(c, PARAM_KEEP, NULL, i);
+            keeps = true;
+        }
+    }
+    /* Each column's value: a kept one comes from this source row's last contribution. */
+    values = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*values));
+    for (int i = 0; i < t->ncolumns; i++) {
+        const ds_mapping_column_t *col = &t->columns[i];
+
+        if (col->keep_param) {
+            ds_buf_t v = DS_BUF_INIT;
+
+            ds_buf_appendf(&v, "CASE WHEN $%d::boolean THEN (SELECT ", col->keep_param);
+            append_column(&v, "p", col->name);
+            ds_buf_appendf(&v, " FROM prev AS p) ELSE %s END", col->expr->sql);
+            values[i] = v.data;
+        } else {
+            values[i] = ds_mapping_xasprintf("%s", col->expr->sql);
+        }
     }
 
-    ds_buf_append_str(&buf, "WITH up AS (\n    ");
+    ds_buf_append_str(&buf, "WITH ");
+    if (keeps) {
+        ds_buf_appendf(&buf,
+                       "prev AS (\n"
+                       "    SELECT r.* FROM %s AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::",
+                       links);
+        append_table(&buf, c->names, t->schema, t->table);
+        ds_buf_append_str(&buf, ", l.vals) AS r\n    WHERE ");
+        append_links_where(&buf, false);
+        ds_buf_append_str(&buf, " AND l.vals IS NOT NULL\n    LIMIT 1\n), ");
+    }
+    ds_buf_append_str(&buf, "up AS (\n    ");
     append_insert_into(&buf, c, t);
     ds_buf_append_str(&buf, "\n    SELECT ");
     for (int i = 0; i < t->ncolumns; i++)
-        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", values[i]);
     if (c->required.len)
         ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
-    append_conflict_update(&buf, t, true);
-    ds_buf_append_str(&buf, "\n    RETURNING json_build_array(");
-    for (int i = 0; i < t->nkey; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        append_column(&buf, "t", t->columns[t->key[i]].name);
-        ds_buf_append_str(&buf, "::text");
-    }
+    ds_buf_appendf(&precedes,
+                   "NOT EXISTS (SELECT 1 FROM %s AS x\n"
+                   "        WHERE x.target = $1::text AND x.target_key = ",
+                   links);
+    append_key_text(&precedes, t, "t");
+    ds_buf_append_str(&precedes, " AND x.vals IS NOT NULL\n          AND ");
+    append_link_precedes(&precedes, "x", "$2::text", "$3::text");
+    ds_buf_append_char(&precedes, ')');
+    append_conflict_update(&buf, t, true, precedes.data);
+    ds_buf_append_str(&buf, "\n), k AS (\n    SELECT ");
+    append_key_text(&buf, t, "r");
+    ds_buf_append_str(&buf, " AS target_key,\n        ");
+    append_contribution(&buf, t, (const char *const *)values);
+    ds_buf_append_str(&buf, " AS vals\n    FROM ");
+    append_typed_key(&buf, t, c->names);
+    if (c->required.len)
+        ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
     ds_buf_appendf(&buf,
-                   ")::text AS target_key\n"
-                   "), old AS (\n"
-                   "    DELETE FROM %s AS l USING up\n"
+                   "\n), old AS (\n"
+                   "    DELETE FROM %s AS l USING k\n"
                    "    WHERE ",
-                   links_table(c->names));
+                   links);
     append_links_where(&buf, false);
     ds_buf_appendf(&buf,
-                   "\n      AND l.target_key <> up.target_key\n"
+                   "\n      AND l.target_key <> k.target_key\n"
                    "    RETURNING l.target_key\n"
                    "), link AS (\n"
-                   "    INSERT INTO %s (target, source_topic, source_key, "
-                   "target_key)\n"
-                   "    SELECT $1::text, $2::text, $3::text, up.target_key FROM up\n"
-                   "    ON CONFLICT DO NOTHING\n"
+                   "    INSERT INTO %s AS l (target, source_topic, source_key, target_key, vals)\n"
+                   "    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k\n"
+                   "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
+                   "        DO UPDATE SET vals = EXCLUDED.vals\n"
                    ")",
-                   links_table(c->names));
+                   links);
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_cte(&buf, t, false, c->names);
@@ -583,7 +779,16 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
         append_gone(&buf, t, "    ", c->names);
         ds_buf_append_str(&buf, "\n)");
     }
+    if (has_value_columns(t)) {
+        ds_buf_append_str(&buf, ", refill AS (\n    ");
+        append_refill(&buf, t, c->names, "old", OTHERS_THAN_SOURCE, LEAVER_WAS_FIRST);
+        ds_buf_append_str(&buf, "\n)");
+    }
     ds_buf_appendf(&buf, "\nSELECT %s AS applied", c->required.len ? c->required.data : "true");
+    for (int i = 0; i < t->ncolumns; i++)
+        free(values[i]);
+    free(values);
+    ds_buf_free(&precedes);
     t->pub.write_sql = buf.data;
     t->pub.unlink_sql = unlink_statement(t, false, c->names);
     t->pub.unlink_nparams = 3;
@@ -687,6 +892,7 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
 {
     ds_buf_t buf = DS_BUF_INIT, plain = DS_BUF_INIT;
     const char *links = links_table(c->names);
+    const char **values;
     size_t rest;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
@@ -725,18 +931,33 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     }
     ds_buf_append_str(&buf, ")) AS r\n    WHERE i.op = 'u'\n), ");
     rest = buf.len;
-    ds_buf_append_str(&buf, "up AS (\n    ");
-    append_insert_into(&buf, c, t);
-    ds_buf_append_str(&buf, "\n    SELECT DISTINCT ON (i.target_key) ");
+    values = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*values));
     for (int i = 0; i < t->ncolumns; i++)
-        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
-    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC");
-    append_conflict_update(&buf, t, false);
+        values[i] = t->columns[i].expr->sql;
     ds_buf_appendf(&buf,
-                   "\n), moved AS (\n"
+                   "moved AS (\n"
                    "    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok\n"
                    "    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'\n"
-                   "), old AS (\n"
+                   "), head AS (\n"
+                   "    SELECT DISTINCT ON (i.target_key) i.* FROM w AS i WHERE i.ok\n"
+                   "    ORDER BY i.target_key, i.p3 COLLATE \"C\"\n"
+                   "), win AS (\n"
+                   "    SELECT i.* FROM head AS i WHERE NOT EXISTS (SELECT 1 FROM %s AS x\n"
+                   "        WHERE x.target = $1::text AND x.target_key = i.target_key"
+                   " AND x.vals IS NOT NULL\n"
+                   "          AND ",
+                   links);
+    append_link_precedes(&buf, "x", "$2::text", "i.p3");
+    ds_buf_append_str(&buf, "\n          AND NOT (x.source_topic = $2::text AND x.source_key IN "
+                            "(SELECT m.source_key FROM moved AS m)))\n), up AS (\n    ");
+    append_insert_into(&buf, c, t);
+    ds_buf_append_str(&buf, "\n    SELECT ");
+    for (int i = 0; i < t->ncolumns; i++)
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", values[i]);
+    ds_buf_append_str(&buf, "\n    FROM win AS i");
+    append_conflict_update(&buf, t, false, NULL);
+    ds_buf_appendf(&buf,
+                   "\n), old AS (\n"
                    "    DELETE FROM %s AS l\n"
                    "    WHERE l.ctid = ANY (ARRAY(\n"
                    "        SELECT x.ctid FROM moved AS m CROSS JOIN LATERAL (\n"
@@ -746,12 +967,13 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
                    "              AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))\n"
                    "    RETURNING l.target_key\n"
                    "), link AS (\n"
-                   "    INSERT INTO %s (target, source_topic, source_key, target_key)\n"
-                   "    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m\n"
-                   "    WHERE m.target_key IS NOT NULL\n"
-                   "    ON CONFLICT DO NOTHING\n"
-                   ")",
+                   "    INSERT INTO %s AS l (target, source_topic, source_key, target_key, vals)\n"
+                   "    SELECT $1::text, $2::text, i.p3, i.target_key,\n        ",
                    links, links, links);
+    append_contribution(&buf, t, values);
+    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok\n"
+                            "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
+                            "        DO UPDATE SET vals = EXCLUDED.vals\n)");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_keys(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)");
@@ -767,6 +989,17 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
         append_gone(&buf, t, "    ", c->names);
         ds_buf_append_str(&buf, "\n)");
     }
+    if (has_value_columns(t)) {
+        /* A key some rows left: the first remaining contributor outside the batch gives the
+         * values, unless a row of the batch comes before it (then "up" wrote that row's). */
+        ds_buf_append_str(&buf, ", refill AS (\n    ");
+        append_refill(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)",
+                      "NOT (x.source_topic = $2::text AND x.source_key IN "
+                      "(SELECT m.source_key FROM moved AS m))",
+                      "NOT EXISTS (SELECT 1 FROM win WHERE win.target_key = n.target_key)");
+        ds_buf_append_str(&buf, "\n)");
+    }
+    free(values);
     ds_buf_append_str(&buf, "\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
     ds_buf_append_str(&plain, buf.data + rest);
     t->batch_body_plain = plain.data;

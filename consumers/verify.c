@@ -673,7 +673,7 @@ static bool begin_targets(verify_t *v)
             !run(v->dbs[db].conn,
                  "CREATE TEMP TABLE ds_verify_links ("
                  " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"
-                 " target_key text NOT NULL,"
+                 " target_key text NOT NULL, vals jsonb,"
                  " PRIMARY KEY (target, source_topic, source_key, target_key));"
                  "CREATE INDEX ON ds_verify_links (target, target_key)",
                  0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr, sizeof(v->errstr)))

@@ -33,8 +33,9 @@
     "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
     "CREATE TABLE IF NOT EXISTS dualsync.links ("                                                  \
     " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"                 \
-    " target_key text NOT NULL,"                                                                   \
+    " target_key text NOT NULL, vals jsonb,"                                                       \
     " PRIMARY KEY (target, source_topic, source_key, target_key));"                                \
+    "ALTER TABLE dualsync.links ADD COLUMN IF NOT EXISTS vals jsonb;"                              \
     "CREATE INDEX IF NOT EXISTS links_by_target_key ON dualsync.links (target, target_key);"       \
     "CREATE TABLE IF NOT EXISTS dualsync.offsets ("                                                \
     " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"                        \

@@ -135,7 +135,8 @@ def rows_of(db, sql, columns):
 
 class Legacy:
     """The legacy tables as they are now, read back from the database, and the order in which
-    the test last wrote each patient (the last change applied wins on a merged row)."""
+    the test last wrote each patient (a merged row takes the values of its first source row
+    in key order, whatever the order of writes: patient_order must not matter)."""
 
     def __init__(self, db, patient_order):
         self.users = rows_of(
@@ -193,13 +194,13 @@ class Legacy:
         )
 
     def global_patients(self):
-        last = {}
-        for p in sorted(self.patients, key=lambda p: self.patient_order.index(p["id"])):
-            last[global_patient_id(p)] = p  # the last written source row wins
+        first = {}
+        for p in sorted(self.patients, key=lambda p: p["id"], reverse=True):
+            first[global_patient_id(p)] = p  # the first source row in key order wins
         return sorted(
             (gid, trim(p["name"]), normalize_phone(p["phone"]), lower(trim(p["email"])),
              p["dateOfBirth"])
-            for gid, p in last.items()
+            for gid, p in first.items()
         )
 
     def clinic_patients(self):

@@ -141,12 +141,12 @@ class MappingSqlTest(dstest.ServicesTestCase):
                    create("patients", patient("p2", "010 5555 1234", name="Kim Minji")))
         [(id_, phone, name)] = self.rows("SELECT id, phone, name FROM global_patients")
         self.assertEqual(phone, PHONE_A)
-        self.assertEqual(name, "Kim Minji")  # the last change applied wins
+        self.assertEqual(name, "Kim")  # p1 comes first in key order, whatever was written last
         self.assertEqual(len(self.links("patients/global_patients")), 2)
 
-        # A partial delete keeps the row: p2 still produces it.
+        # A partial delete keeps the row: p2 still produces it, and gives it its values.
         self.apply(delete("patients", "p1"), tombstone("patients", "p1"))
-        self.assertEqual(self.rows("SELECT id FROM global_patients"), [(id_,)])
+        self.assertEqual(self.rows("SELECT id, name FROM global_patients"), [(id_, "Kim Minji")])
         self.assertEqual(self.links("patients/global_patients"),
                          [('{"id":"p2"}', f'["{id_}"]')])
 
@@ -154,6 +154,31 @@ class MappingSqlTest(dstest.ServicesTestCase):
         self.apply(delete("patients", "p2"))
         self.assertEqual(self.rows("SELECT id FROM global_patients"), [])
         self.assertEqual(self.links("patients/global_patients"), [])
+
+    def test_a_source_row_leaving_a_merged_row_leaves_the_values_of_those_that_remain(self):
+        ann = dict(patient("pa", "010-1111-2222", name="Ann"), email="ann@x.example")
+        other = dict(patient("pb", " 010 1111 2222", name="Someone Else"), email=None)
+        # Written in either order, the merged row is the first source row's (pa), as the
+        # from-scratch rebuild gives it.
+        self.apply(create("patients", other), create("patients", ann))
+        self.assertEqual(self.rows("SELECT name, phone, email FROM global_patients"),
+                         [("Ann", "01011112222", "ann@x.example")])
+        self.apply(update("patients", dict(ann, name="Ann Lee")))
+        self.assertEqual(self.rows("SELECT name FROM global_patients"), [("Ann Lee",)])
+        # pb's own changes do not show while pa comes first ...
+        self.apply(update("patients", dict(other, name="Someone Else Again")))
+        self.assertEqual(self.rows("SELECT name FROM global_patients"), [("Ann Lee",)])
+        # ... and when pb leaves (its phone makes another person), nothing of it stays.
+        self.apply(update("patients", dict(other, phone="010-9999-9999")))
+        self.assertEqual(
+            self.rows("SELECT name, phone, email FROM global_patients ORDER BY phone"),
+            [("Ann Lee", "01011112222", "ann@x.example"),
+             ("Someone Else", "01099999999", None)])
+        # When pa, the first, leaves a merged row, the next one's values take its place.
+        self.apply(update("patients", dict(other, phone="010-1111-2222")))
+        self.apply(delete("patients", "pa"))
+        self.assertEqual(self.rows("SELECT name, phone, email FROM global_patients"),
+                         [("Someone Else", "01011112222", None)])
 
     def test_a_merged_row_whose_key_changes_moves_its_link(self):
         self.apply(create("patients", patient("p1", "010-5555-1234")),

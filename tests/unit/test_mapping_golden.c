@@ -195,7 +195,7 @@ static void test_in_place_update_with_required_lookup(void)
     check_case("appointments");
 }
 
-static void test_key_only_target_updates_key_to_return_row(void)
+static void test_key_only_target_inserts_or_does_nothing(void)
 {
     check_case("offers");
 }
@@ -211,7 +211,7 @@ int main(void)
     DS_RUN(test_merged_patients_keep_flags_and_cast);
     DS_RUN(test_ignore_on_delete_sql_escape_hatch_and_map);
     DS_RUN(test_in_place_update_with_required_lookup);
-    DS_RUN(test_key_only_target_updates_key_to_return_row);
+    DS_RUN(test_key_only_target_inserts_or_does_nothing);
     DS_RUN(test_identifiers_and_literals_are_quoted);
     return ds_test_report();
 }

@@ -9,18 +9,21 @@
 WITH up AS (
     INSERT INTO "public"."visible_offers" AS t ("offer_id")
     SELECT $4
-    ON CONFLICT ("offer_id") DO UPDATE SET
-        "offer_id" = EXCLUDED."offer_id"
-    RETURNING json_build_array(t."offer_id"::text)::text AS target_key
+    ON CONFLICT ("offer_id") DO NOTHING
+), k AS (
+    SELECT json_build_array(r."offer_id"::text)::text AS target_key,
+        jsonb_build_object('offer_id', $4) AS vals
+    FROM json_populate_record(NULL::"public"."visible_offers", json_build_object('offer_id', $4)) AS r
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."offer_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers",
@@ -74,15 +77,22 @@ WITH i AS (
     SELECT i.*, true AS ok, json_build_array(r."offer_id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers", json_build_object('offer_id', i.p4)) AS r
     WHERE i.op = 'u'
-), up AS (
-    INSERT INTO "public"."visible_offers" AS t ("offer_id")
-    SELECT DISTINCT ON (i.target_key) i.p4
-    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC
-    ON CONFLICT ("offer_id") DO UPDATE SET
-        "offer_id" = EXCLUDED."offer_id"
 ), moved AS (
     SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
     UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
+), head AS (
+    SELECT DISTINCT ON (i.target_key) i.* FROM w AS i WHERE i.ok
+    ORDER BY i.target_key, i.p3 COLLATE "C"
+), win AS (
+    SELECT i.* FROM head AS i WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = i.target_key AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, i.p3)
+          AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)))
+), up AS (
+    INSERT INTO "public"."visible_offers" AS t ("offer_id")
+    SELECT i.p4
+    FROM win AS i
+    ON CONFLICT ("offer_id") DO NOTHING
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.ctid = ANY (ARRAY(
@@ -92,10 +102,12 @@ WITH i AS (
               AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m
-    WHERE m.target_key IS NOT NULL
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, i.p3, i.target_key,
+        jsonb_build_object('offer_id', i.p4)
+    FROM w AS i WHERE i.ok
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."offer_id"
     FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers",

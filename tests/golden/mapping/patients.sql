@@ -17,26 +17,37 @@
 --   $13 keep the stored "email" (unchanged TOASTed source value)
 --   $14 keep the stored "birth_date" (unchanged TOASTed source value)
 --   $15 keep the stored "notes" (unchanged TOASTed source value)
-WITH up AS (
+WITH prev AS (
+    SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", l.vals) AS r
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
+    LIMIT 1
+), up AS (
     INSERT INTO "public"."global_patients" AS t ("id", "phone", "name", "email", "birth_date", "notes", "origin")
-    SELECT $4, $5, $6, $7, $8::date, $9, $10
+    SELECT $4, CASE WHEN $11::boolean THEN (SELECT p."phone" FROM prev AS p) ELSE $5 END, CASE WHEN $12::boolean THEN (SELECT p."name" FROM prev AS p) ELSE $6 END, CASE WHEN $13::boolean THEN (SELECT p."email" FROM prev AS p) ELSE $7 END, CASE WHEN $14::boolean THEN (SELECT p."birth_date" FROM prev AS p) ELSE $8::date END, CASE WHEN $15::boolean THEN (SELECT p."notes" FROM prev AS p) ELSE $9 END, $10
     ON CONFLICT ("id") DO UPDATE SET
-        "phone" = CASE WHEN $11::boolean THEN t."phone" ELSE EXCLUDED."phone" END,
-        "name" = CASE WHEN $12::boolean THEN t."name" ELSE EXCLUDED."name" END,
-        "email" = CASE WHEN $13::boolean THEN t."email" ELSE EXCLUDED."email" END,
-        "birth_date" = CASE WHEN $14::boolean THEN t."birth_date" ELSE EXCLUDED."birth_date" END,
-        "notes" = CASE WHEN $15::boolean THEN t."notes" ELSE EXCLUDED."notes" END,
+        "phone" = CASE WHEN $11::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."phone" ELSE EXCLUDED."phone" END,
+        "name" = CASE WHEN $12::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."name" ELSE EXCLUDED."name" END,
+        "email" = CASE WHEN $13::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."email" ELSE EXCLUDED."email" END,
+        "birth_date" = CASE WHEN $14::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."birth_date" ELSE EXCLUDED."birth_date" END,
+        "notes" = CASE WHEN $15::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."notes" ELSE EXCLUDED."notes" END,
         "origin" = EXCLUDED."origin"
-    RETURNING json_build_array(t."id"::text)::text AS target_key
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = json_build_array(t."id"::text)::text AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, $3::text))
+), k AS (
+    SELECT json_build_array(r."id"::text)::text AS target_key,
+        jsonb_build_object('id', $4, 'phone', CASE WHEN $11::boolean THEN (SELECT p."phone" FROM prev AS p) ELSE $5 END, 'name', CASE WHEN $12::boolean THEN (SELECT p."name" FROM prev AS p) ELSE $6 END, 'email', CASE WHEN $13::boolean THEN (SELECT p."email" FROM prev AS p) ELSE $7 END, 'birth_date', CASE WHEN $14::boolean THEN (SELECT p."birth_date" FROM prev AS p) ELSE $8::date END, 'notes', CASE WHEN $15::boolean THEN (SELECT p."notes" FROM prev AS p) ELSE $9 END, 'origin', $10) AS vals
+    FROM json_populate_record(NULL::"public"."global_patients", json_build_object('id', $4)) AS r
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_patients",
@@ -47,6 +58,16 @@ WITH up AS (
 ), gone AS (
     DELETE FROM "public"."global_patients" AS t
     USING orphan AS o WHERE t."id" = o."id"
+), refill AS (
+    UPDATE "public"."global_patients" AS t SET "phone" = o."phone", "name" = o."name", "email" = o."email", "birth_date" = o."birth_date", "notes" = o."notes", "origin" = o."origin"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM old AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", n.vals) AS o
+    WHERE t."id" = o."id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 SELECT true AS applied;
 
@@ -62,6 +83,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), refill AS (
+    UPDATE "public"."global_patients" AS t SET "phone" = o."phone", "name" = o."name", "email" = o."email", "birth_date" = o."birth_date", "notes" = o."notes", "origin" = o."origin"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", n.vals) AS o
+    WHERE t."id" = o."id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 DELETE FROM "public"."global_patients" AS t
 USING orphan AS o WHERE t."id" = o."id";
@@ -78,6 +109,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND x.source_topic <> $2::text)
+), refill AS (
+    UPDATE "public"."global_patients" AS t SET "phone" = o."phone", "name" = o."name", "email" = o."email", "birth_date" = o."birth_date", "notes" = o."notes", "origin" = o."origin"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND x.source_topic <> $2::text OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", n.vals) AS o
+    WHERE t."id" = o."id"
 )
 DELETE FROM "public"."global_patients" AS t
 USING orphan AS o WHERE t."id" = o."id";
@@ -90,10 +131,21 @@ WITH i AS (
     SELECT i.*, true AS ok, json_build_array(r."id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_patients", json_build_object('id', i.p4)) AS r
     WHERE i.op = 'u'
+), moved AS (
+    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
+    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
+), head AS (
+    SELECT DISTINCT ON (i.target_key) i.* FROM w AS i WHERE i.ok
+    ORDER BY i.target_key, i.p3 COLLATE "C"
+), win AS (
+    SELECT i.* FROM head AS i WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = i.target_key AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, i.p3)
+          AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)))
 ), up AS (
     INSERT INTO "public"."global_patients" AS t ("id", "phone", "name", "email", "birth_date", "notes", "origin")
-    SELECT DISTINCT ON (i.target_key) i.p4, i.p5, i.p6, i.p7, i.p8::date, i.p9, i.p10
-    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC
+    SELECT i.p4, i.p5, i.p6, i.p7, i.p8::date, i.p9, i.p10
+    FROM win AS i
     ON CONFLICT ("id") DO UPDATE SET
         "phone" = EXCLUDED."phone",
         "name" = EXCLUDED."name",
@@ -101,9 +153,6 @@ WITH i AS (
         "birth_date" = EXCLUDED."birth_date",
         "notes" = EXCLUDED."notes",
         "origin" = EXCLUDED."origin"
-), moved AS (
-    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
-    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.ctid = ANY (ARRAY(
@@ -113,10 +162,12 @@ WITH i AS (
               AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m
-    WHERE m.target_key IS NOT NULL
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, i.p3, i.target_key,
+        jsonb_build_object('id', i.p4, 'phone', i.p5, 'name', i.p6, 'email', i.p7, 'birth_date', i.p8::date, 'notes', i.p9, 'origin', i.p10)
+    FROM w AS i WHERE i.ok
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."id"
     FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_patients",
@@ -128,5 +179,15 @@ WITH i AS (
 ), gone AS (
     DELETE FROM "public"."global_patients" AS t
     USING orphan AS o WHERE t."id" = o."id"
+), refill AS (
+    UPDATE "public"."global_patients" AS t SET "phone" = o."phone", "name" = o."name", "email" = o."email", "birth_date" = o."birth_date", "notes" = o."notes", "origin" = o."origin"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", n.vals) AS o
+    WHERE t."id" = o."id" AND NOT EXISTS (SELECT 1 FROM win WHERE win.target_key = n.target_key)
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;

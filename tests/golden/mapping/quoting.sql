@@ -12,22 +12,34 @@
 --   $8 a value inside of column "plain"
 --   $9 a value inside of column "plain"
 --   $10 keep the stored "plain" (unchanged TOASTed source value)
-WITH up AS (
+WITH prev AS (
+    SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", l.vals) AS r
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
+    LIMIT 1
+), up AS (
     INSERT INTO "odd schema"."Tab""le" AS t ("we""ird", "back\slash", "it's", "plain")
-    SELECT $4, $5, (SELECT lk1."v""w" FROM "x""y"."z" AS lk1 WHERE lk1."m""n" = $6 AND lk1."o'p" = $7::public."Odd"[]), ($8 || '$2' || $$ $2 $$ || $tag$ $1 $tag$ || E'\' $1' -- $2
- || /* $1 /* $2 */ */ ($9::text))
+    SELECT $4, $5, (SELECT lk1."v""w" FROM "x""y"."z" AS lk1 WHERE lk1."m""n" = $6 AND lk1."o'p" = $7::public."Odd"[]), CASE WHEN $10::boolean THEN (SELECT p."plain" FROM prev AS p) ELSE ($8 || '$2' || $$ $2 $$ || $tag$ $1 $tag$ || E'\' $1' -- $2
+ || /* $1 /* $2 */ */ ($9::text)) END
     ON CONFLICT ("we""ird", "back\slash", "it's") DO UPDATE SET
-        "plain" = CASE WHEN $10::boolean THEN t."plain" ELSE EXCLUDED."plain" END
-    RETURNING json_build_array(t."we""ird"::text, t."back\slash"::text, t."it's"::text)::text AS target_key
+        "plain" = CASE WHEN $10::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."plain" ELSE EXCLUDED."plain" END
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = json_build_array(t."we""ird"::text, t."back\slash"::text, t."it's"::text)::text AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, $3::text))
+), k AS (
+    SELECT json_build_array(r."we""ird"::text, r."back\slash"::text, r."it's"::text)::text AS target_key,
+        jsonb_build_object('we"ird', $4, E'back\\slash', $5, 'it''s', (SELECT lk1."v""w" FROM "x""y"."z" AS lk1 WHERE lk1."m""n" = $6 AND lk1."o'p" = $7::public."Odd"[]), 'plain', CASE WHEN $10::boolean THEN (SELECT p."plain" FROM prev AS p) ELSE ($8 || '$2' || $$ $2 $$ || $tag$ $1 $tag$ || E'\' $1' -- $2
+ || /* $1 /* $2 */ */ ($9::text)) END) AS vals
+    FROM json_populate_record(NULL::"odd schema"."Tab""le", json_build_object('we"ird', $4, E'back\\slash', $5, 'it''s', (SELECT lk1."v""w" FROM "x""y"."z" AS lk1 WHERE lk1."m""n" = $6 AND lk1."o'p" = $7::public."Odd"[]))) AS r
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
@@ -38,6 +50,16 @@ WITH up AS (
 ), gone AS (
     UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
     FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's"
+), refill AS (
+    UPDATE "odd schema"."Tab""le" AS t SET "plain" = o."plain"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM old AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", n.vals) AS o
+    WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 SELECT true AS applied;
 
@@ -53,6 +75,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), refill AS (
+    UPDATE "odd schema"."Tab""le" AS t SET "plain" = o."plain"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", n.vals) AS o
+    WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
@@ -69,6 +101,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND x.source_topic <> $2::text)
+), refill AS (
+    UPDATE "odd schema"."Tab""le" AS t SET "plain" = o."plain"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND x.source_topic <> $2::text OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", n.vals) AS o
+    WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's"
 )
 UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";

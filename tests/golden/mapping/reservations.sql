@@ -17,35 +17,80 @@
 --   $13 keep the stored "period" (unchanged TOASTed source value)
 --   $14 keep the stored "preferred_date" (unchanged TOASTed source value)
 --   $15 keep the stored "label" (unchanged TOASTed source value)
-WITH up AS (
+WITH prev AS (
+    SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", l.vals) AS r
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
+    LIMIT 1
+), up AS (
     INSERT INTO "booking"."requests" AS t ("legacy_id", "patient_name", "service", "period", "preferred_date", "label")
-    SELECT $4, (initcap($5) || ' (' || $6 || ')'), $7, $8, $9::date, $10
+    SELECT $4, CASE WHEN $11::boolean THEN (SELECT p."patient_name" FROM prev AS p) ELSE (initcap($5) || ' (' || $6 || ')') END, CASE WHEN $12::boolean THEN (SELECT p."service" FROM prev AS p) ELSE $7 END, CASE WHEN $13::boolean THEN (SELECT p."period" FROM prev AS p) ELSE $8 END, CASE WHEN $14::boolean THEN (SELECT p."preferred_date" FROM prev AS p) ELSE $9::date END, CASE WHEN $15::boolean THEN (SELECT p."label" FROM prev AS p) ELSE $10 END
     ON CONFLICT ("legacy_id") DO UPDATE SET
-        "patient_name" = CASE WHEN $11::boolean THEN t."patient_name" ELSE EXCLUDED."patient_name" END,
-        "service" = CASE WHEN $12::boolean THEN t."service" ELSE EXCLUDED."service" END,
-        "period" = CASE WHEN $13::boolean THEN t."period" ELSE EXCLUDED."period" END,
-        "preferred_date" = CASE WHEN $14::boolean THEN t."preferred_date" ELSE EXCLUDED."preferred_date" END,
-        "label" = CASE WHEN $15::boolean THEN t."label" ELSE EXCLUDED."label" END
-    RETURNING json_build_array(t."legacy_id"::text)::text AS target_key
+        "patient_name" = CASE WHEN $11::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."patient_name" ELSE EXCLUDED."patient_name" END,
+        "service" = CASE WHEN $12::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."service" ELSE EXCLUDED."service" END,
+        "period" = CASE WHEN $13::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."period" ELSE EXCLUDED."period" END,
+        "preferred_date" = CASE WHEN $14::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."preferred_date" ELSE EXCLUDED."preferred_date" END,
+        "label" = CASE WHEN $15::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."label" ELSE EXCLUDED."label" END
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = json_build_array(t."legacy_id"::text)::text AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, $3::text))
+), k AS (
+    SELECT json_build_array(r."legacy_id"::text)::text AS target_key,
+        jsonb_build_object('legacy_id', $4, 'patient_name', CASE WHEN $11::boolean THEN (SELECT p."patient_name" FROM prev AS p) ELSE (initcap($5) || ' (' || $6 || ')') END, 'service', CASE WHEN $12::boolean THEN (SELECT p."service" FROM prev AS p) ELSE $7 END, 'period', CASE WHEN $13::boolean THEN (SELECT p."period" FROM prev AS p) ELSE $8 END, 'preferred_date', CASE WHEN $14::boolean THEN (SELECT p."preferred_date" FROM prev AS p) ELSE $9::date END, 'label', CASE WHEN $15::boolean THEN (SELECT p."label" FROM prev AS p) ELSE $10 END) AS vals
+    FROM json_populate_record(NULL::"booking"."requests", json_build_object('legacy_id', $4)) AS r
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
+), refill AS (
+    UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM old AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
+    WHERE t."legacy_id" = o."legacy_id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 SELECT true AS applied;
 
 -- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-DELETE FROM dualsync.links AS l
-WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text;
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+    RETURNING l.target_key
+)
+UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
+    WHERE t."legacy_id" = o."legacy_id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key);
 
 -- truncate_sql, 2 parameters ($1 target id, $2 source topic):
-DELETE FROM dualsync.links AS l
-WHERE l.target = $1::text AND l.source_topic = $2::text;
+WITH old AS (
+    DELETE FROM dualsync.links AS l
+    WHERE l.target = $1::text AND l.source_topic = $2::text
+    RETURNING l.target_key
+)
+UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND x.source_topic <> $2::text OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
+    WHERE t."legacy_id" = o."legacy_id";
 
 -- batch statement ($1 target id, $2 source topic, $3..$15 arrays of write_sql's $3..$15, $16 ord, $17 op):
 WITH i AS (
@@ -55,19 +100,27 @@ WITH i AS (
     SELECT i.*, true AS ok, json_build_array(r."legacy_id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"booking"."requests", json_build_object('legacy_id', i.p4)) AS r
     WHERE i.op = 'u'
+), moved AS (
+    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
+    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
+), head AS (
+    SELECT DISTINCT ON (i.target_key) i.* FROM w AS i WHERE i.ok
+    ORDER BY i.target_key, i.p3 COLLATE "C"
+), win AS (
+    SELECT i.* FROM head AS i WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = i.target_key AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, i.p3)
+          AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)))
 ), up AS (
     INSERT INTO "booking"."requests" AS t ("legacy_id", "patient_name", "service", "period", "preferred_date", "label")
-    SELECT DISTINCT ON (i.target_key) i.p4, (initcap(i.p5) || ' (' || i.p6 || ')'), i.p7, i.p8, i.p9::date, i.p10
-    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC
+    SELECT i.p4, (initcap(i.p5) || ' (' || i.p6 || ')'), i.p7, i.p8, i.p9::date, i.p10
+    FROM win AS i
     ON CONFLICT ("legacy_id") DO UPDATE SET
         "patient_name" = EXCLUDED."patient_name",
         "service" = EXCLUDED."service",
         "period" = EXCLUDED."period",
         "preferred_date" = EXCLUDED."preferred_date",
         "label" = EXCLUDED."label"
-), moved AS (
-    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
-    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.ctid = ANY (ARRAY(
@@ -77,9 +130,21 @@ WITH i AS (
               AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m
-    WHERE m.target_key IS NOT NULL
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, i.p3, i.target_key,
+        jsonb_build_object('legacy_id', i.p4, 'patient_name', (initcap(i.p5) || ' (' || i.p6 || ')'), 'service', i.p7, 'period', i.p8, 'preferred_date', i.p9::date, 'label', i.p10)
+    FROM w AS i WHERE i.ok
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
+), refill AS (
+    UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
+    WHERE t."legacy_id" = o."legacy_id" AND NOT EXISTS (SELECT 1 FROM win WHERE win.target_key = n.target_key)
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;

@@ -16,25 +16,36 @@
 --   $12 keep the stored "email" (unchanged TOASTed source value)
 --   $13 keep the stored "specialty" (unchanged TOASTed source value)
 --   $14 keep the stored "years" (unchanged TOASTed source value)
-WITH up AS (
+WITH prev AS (
+    SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", l.vals) AS r
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
+    LIMIT 1
+), up AS (
     INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
-    SELECT $4, $5, $6, $7, $8, $9::integer
+    SELECT $4, CASE WHEN $10::boolean THEN (SELECT p."legacy_id" FROM prev AS p) ELSE $5 END, CASE WHEN $11::boolean THEN (SELECT p."name" FROM prev AS p) ELSE $6 END, CASE WHEN $12::boolean THEN (SELECT p."email" FROM prev AS p) ELSE $7 END, CASE WHEN $13::boolean THEN (SELECT p."specialty" FROM prev AS p) ELSE $8 END, CASE WHEN $14::boolean THEN (SELECT p."years" FROM prev AS p) ELSE $9::integer END
     ON CONFLICT ("id") DO UPDATE SET
-        "legacy_id" = CASE WHEN $10::boolean THEN t."legacy_id" ELSE EXCLUDED."legacy_id" END,
-        "name" = CASE WHEN $11::boolean THEN t."name" ELSE EXCLUDED."name" END,
-        "email" = CASE WHEN $12::boolean THEN t."email" ELSE EXCLUDED."email" END,
-        "specialty" = CASE WHEN $13::boolean THEN t."specialty" ELSE EXCLUDED."specialty" END,
-        "years" = CASE WHEN $14::boolean THEN t."years" ELSE EXCLUDED."years" END
-    RETURNING json_build_array(t."id"::text)::text AS target_key
+        "legacy_id" = CASE WHEN $10::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."legacy_id" ELSE EXCLUDED."legacy_id" END,
+        "name" = CASE WHEN $11::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."name" ELSE EXCLUDED."name" END,
+        "email" = CASE WHEN $12::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."email" ELSE EXCLUDED."email" END,
+        "specialty" = CASE WHEN $13::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."specialty" ELSE EXCLUDED."specialty" END,
+        "years" = CASE WHEN $14::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."years" ELSE EXCLUDED."years" END
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = json_build_array(t."id"::text)::text AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, $3::text))
+), k AS (
+    SELECT json_build_array(r."id"::text)::text AS target_key,
+        jsonb_build_object('id', $4, 'legacy_id', CASE WHEN $10::boolean THEN (SELECT p."legacy_id" FROM prev AS p) ELSE $5 END, 'name', CASE WHEN $11::boolean THEN (SELECT p."name" FROM prev AS p) ELSE $6 END, 'email', CASE WHEN $12::boolean THEN (SELECT p."email" FROM prev AS p) ELSE $7 END, 'specialty', CASE WHEN $13::boolean THEN (SELECT p."specialty" FROM prev AS p) ELSE $8 END, 'years', CASE WHEN $14::boolean THEN (SELECT p."years" FROM prev AS p) ELSE $9::integer END) AS vals
+    FROM json_populate_record(NULL::"public"."global_doctors", json_build_object('id', $4)) AS r
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -45,6 +56,16 @@ WITH up AS (
 ), gone AS (
     DELETE FROM "public"."global_doctors" AS t
     USING orphan AS o WHERE t."id" = o."id"
+), refill AS (
+    UPDATE "public"."global_doctors" AS t SET "legacy_id" = o."legacy_id", "name" = o."name", "email" = o."email", "specialty" = o."specialty", "years" = o."years"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM old AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
+    WHERE t."id" = o."id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 SELECT true AS applied;
 
@@ -60,6 +81,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), refill AS (
+    UPDATE "public"."global_doctors" AS t SET "legacy_id" = o."legacy_id", "name" = o."name", "email" = o."email", "specialty" = o."specialty", "years" = o."years"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
+    WHERE t."id" = o."id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
@@ -76,6 +107,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND x.source_topic <> $2::text)
+), refill AS (
+    UPDATE "public"."global_doctors" AS t SET "legacy_id" = o."legacy_id", "name" = o."name", "email" = o."email", "specialty" = o."specialty", "years" = o."years"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND x.source_topic <> $2::text OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
+    WHERE t."id" = o."id"
 )
 DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
@@ -88,19 +129,27 @@ WITH i AS (
     SELECT i.*, true AS ok, json_build_array(r."id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors", json_build_object('id', i.p4)) AS r
     WHERE i.op = 'u'
+), moved AS (
+    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
+    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
+), head AS (
+    SELECT DISTINCT ON (i.target_key) i.* FROM w AS i WHERE i.ok
+    ORDER BY i.target_key, i.p3 COLLATE "C"
+), win AS (
+    SELECT i.* FROM head AS i WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = i.target_key AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, i.p3)
+          AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)))
 ), up AS (
     INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
-    SELECT DISTINCT ON (i.target_key) i.p4, i.p5, i.p6, i.p7, i.p8, i.p9::integer
-    FROM w AS i WHERE i.ok ORDER BY i.target_key, i.ord DESC
+    SELECT i.p4, i.p5, i.p6, i.p7, i.p8, i.p9::integer
+    FROM win AS i
     ON CONFLICT ("id") DO UPDATE SET
         "legacy_id" = EXCLUDED."legacy_id",
         "name" = EXCLUDED."name",
         "email" = EXCLUDED."email",
         "specialty" = EXCLUDED."specialty",
         "years" = EXCLUDED."years"
-), moved AS (
-    SELECT i.p3 AS source_key, i.target_key FROM w AS i WHERE i.ok
-    UNION ALL SELECT i.p3, NULL FROM i WHERE i.op = 'd'
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.ctid = ANY (ARRAY(
@@ -110,10 +159,12 @@ WITH i AS (
               AND x.target_key IS DISTINCT FROM m.target_key OFFSET 0) AS x))
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, m.source_key, m.target_key FROM moved AS m
-    WHERE m.target_key IS NOT NULL
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, i.p3, i.target_key,
+        jsonb_build_object('id', i.p4, 'legacy_id', i.p5, 'name', i.p6, 'email', i.p7, 'specialty', i.p8, 'years', i.p9::integer)
+    FROM w AS i WHERE i.ok
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."id"
     FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -125,6 +176,16 @@ WITH i AS (
 ), gone AS (
     DELETE FROM "public"."global_doctors" AS t
     USING orphan AS o WHERE t."id" = o."id"
+), refill AS (
+    UPDATE "public"."global_doctors" AS t SET "legacy_id" = o."legacy_id", "name" = o."name", "email" = o."email", "specialty" = o."specialty", "years" = o."years"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key IN (SELECT m.source_key FROM moved AS m)) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
+    WHERE t."id" = o."id" AND NOT EXISTS (SELECT 1 FROM win WHERE win.target_key = n.target_key)
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
 
@@ -138,23 +199,35 @@ SELECT i.ord FROM w AS i WHERE NOT i.ok;
 --   $6 value of column "license"
 --   $7 value of column "deleted_at"
 --   $8 keep the stored "license" (unchanged TOASTed source value)
-WITH up AS (
+WITH prev AS (
+    SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", l.vals) AS r
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
+    LIMIT 1
+), up AS (
     INSERT INTO "public"."clinic_doctors" AS t ("clinic_id", "doctor_id", "license", "deleted_at")
-    SELECT $4, (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5), $6, $7
+    SELECT $4, (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5), CASE WHEN $8::boolean THEN (SELECT p."license" FROM prev AS p) ELSE $6 END, $7
     WHERE (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL)
     ON CONFLICT ("clinic_id", "doctor_id") DO UPDATE SET
-        "license" = CASE WHEN $8::boolean THEN t."license" ELSE EXCLUDED."license" END,
+        "license" = CASE WHEN $8::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN t."license" ELSE EXCLUDED."license" END,
         "deleted_at" = EXCLUDED."deleted_at"
-    RETURNING json_build_array(t."clinic_id"::text, t."doctor_id"::text)::text AS target_key
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = json_build_array(t."clinic_id"::text, t."doctor_id"::text)::text AND x.vals IS NOT NULL
+          AND (x.source_topic COLLATE "C", x.source_key COLLATE "C") < ($2::text, $3::text))
+), k AS (
+    SELECT json_build_array(r."clinic_id"::text, r."doctor_id"::text)::text AS target_key,
+        jsonb_build_object('clinic_id', $4, 'doctor_id', (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5), 'license', CASE WHEN $8::boolean THEN (SELECT p."license" FROM prev AS p) ELSE $6 END, 'deleted_at', $7) AS vals
+    FROM json_populate_record(NULL::"public"."clinic_doctors", json_build_object('clinic_id', $4, 'doctor_id', (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5))) AS r
+    WHERE (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL)
 ), old AS (
-    DELETE FROM dualsync.links AS l USING up
+    DELETE FROM dualsync.links AS l USING k
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND l.target_key <> up.target_key
+      AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links (target, source_topic, source_key, target_key)
-    SELECT $1::text, $2::text, $3::text, up.target_key FROM up
-    ON CONFLICT DO NOTHING
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    ON CONFLICT (target, source_topic, source_key, target_key)
+        DO UPDATE SET vals = EXCLUDED.vals
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -165,6 +238,16 @@ WITH up AS (
 ), gone AS (
     UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
     FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id"
+), refill AS (
+    UPDATE "public"."clinic_doctors" AS t SET "license" = o."license", "deleted_at" = o."deleted_at"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM old AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", n.vals) AS o
+    WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 SELECT (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL) AS applied;
 
@@ -180,6 +263,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND NOT (x.source_topic = $2::text AND x.source_key = $3::text))
+), refill AS (
+    UPDATE "public"."clinic_doctors" AS t SET "license" = o."license", "deleted_at" = o."deleted_at"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND NOT (x.source_topic = $2::text AND x.source_key = $3::text) OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", n.vals) AS o
+    WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key)
 )
 UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
 FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
@@ -196,6 +289,16 @@ WITH old AS (
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
           AND x.source_topic <> $2::text)
+), refill AS (
+    UPDATE "public"."clinic_doctors" AS t SET "license" = o."license", "deleted_at" = o."deleted_at"
+    FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
+        FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
+            SELECT x.* FROM dualsync.links AS x
+            WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
+              AND x.source_topic <> $2::text OFFSET 0) AS x
+        ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", n.vals) AS o
+    WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id"
 )
 UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
 FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
