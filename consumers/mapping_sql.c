@@ -13,16 +13,19 @@
  * dualsync.links, in one statement of data-modifying CTEs. All CTEs of a statement run on the
  * same snapshot and none sees another's changes, so the statement is written to need only the
  * snapshot:
- *   up      the upsert; RETURNING gives the row's key text K (json_build_array of the key
- *           columns as text), whether the row was inserted or updated;
+ *   up      the upsert: inserts the row, or updates it only when this source row S comes
+ *           first among the row's contributors (the merge rule, mappings/README.md);
+ *   k       the row's key text K (json_build_array of the key columns as text, read as the
+ *           columns read them) and S's contribution (every mapped value, jsonb);
  *   old     deletes S's links to any other key (the target key changed: a merged patient's
  *           phone changed), returning those keys;
- *   link    inserts (S, K) unless present;
+ *   link    inserts (S, K) with its contribution, or updates the contribution;
  *   orphan  the old keys no other source row links: links in the snapshot to that key, minus
  *           S's own (which "old" deletes, unseen by this CTE). The new link is to K, never to
  *           an old key, so not seeing it changes nothing;
- *   gone    applies on_delete to the orphans (DELETE, or UPDATE ... SET column = now()).
- * Unlink and truncate are the same old/orphan/gone chain without the upsert.
+ *   gone    applies on_delete to the orphans (DELETE, or UPDATE ... SET column = now());
+ *   refill  old keys still linked whose first contributor was S get the next one's values.
+ * Unlink and truncate are the same old/orphan/gone/refill chain without the upsert.
  *
  * Link keys are text; turning them back into typed key values for the DELETE uses
  * json_populate_record(NULL::table, ...), which reads each key column's text with the
@@ -852,16 +855,19 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
  * link bookkeeping is written over the whole set at once:
  *   w       the 'u' rows, with "ok" (their required lookups found their rows) and the text
  *           of the target key they give, exactly as row by row RETURNING would record it;
- *   up      one upsert per target key: source rows merging into one target row in the same
- *           statement are written once, with the values of the last (highest ord), which
- *           row by row would have written last;
  *   moved   every source key whose links change: ok upserts (with the key they now produce)
  *           and unlinks (no key);
- *   old     deletes their links to any other key;
- *   link    inserts the new ones;
+ *   head    per target key, the first of the batch's rows producing it (source key order);
+ *   win     those no link from outside the batch comes before (the merge rule);
+ *   up      writes them: one upsert per target key;
+ *   old     deletes the moved keys' links to any other key;
+ *   link    inserts the new ones, or updates their contributions;
  *   orphan  old keys that no moved source key produces now and that no link from a source
  *           key outside the batch holds;
- *   gone    on_delete for the orphans.
+ *   gone    on_delete for the orphans;
+ *   refill  old keys still linked from outside the batch whose first contributor is such a
+ *           link (not a row of "win"): its contribution's values.
+ * "up" and "refill" never touch one row twice: a key is in "win" or refilled, not both.
  * Plans must not depend on statistics: CTEs have none, and dualsync.links grows from empty,
  * so the planner believes it tiny long after it is not. Joins that would scan it are
  * written as lookups it cannot plan otherwise: "old" finds each moved key's links through

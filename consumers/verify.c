@@ -14,9 +14,10 @@
  * extra_float_digits), the columns pgoutput sends (no generated columns) and the types
  * pgoutput names (pg_attribute.atttypid: a domain keeps its own OID, as in the WAL stream).
  *
- * Order. Several source rows may write one target row (a merge), and the last change applied
- * wins there. Rows are rebuilt file by file in the order of their last write (the age of
- * xmin, oldest first), which is the order apply saw them within one table.
+ * Order. Several source rows may write one target row (a merge); the statements give it the
+ * values of its first source row in key order, whatever the order of the writes, so the
+ * rebuild's order does not matter. Rows are still rebuilt file by file in the order of their
+ * last write (the age of xmin, oldest first), the order apply saw them within one table.
  */
 #include <errno.h>
 #include <inttypes.h>

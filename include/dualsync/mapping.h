@@ -22,9 +22,12 @@
  * The bookkeeping dualsync keeps in every target database (schema "dualsync"), created by
  * the apply runtime at start; the generated statements read and write dualsync.links.
  *   links:   which source row (topic + Kafka key text) produced which target row (target id
- *            + target key as a JSON array text). A target row is deleted (or soft-deleted)
+ *            + target key as a JSON array text), and what it contributes (vals: the mapped
+ *            columns' values as a jsonb object). A target row is deleted (or soft-deleted)
  *            only when its last link goes: that is how merged rows survive a partial delete
- *            and how a row that stops matching a filter removes what it produced.
+ *            and how a row that stops matching a filter removes what it produced. The first
+ *            link of a row by (source_topic, source_key) in byte order gives the row its
+ *            values; when it goes, the next one's vals are written (mappings/README.md).
  *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
  *            the same transaction as the rows (exactly once in effect).
  *   pending: changes waiting for a parent row (child before parent), retried after batches.
@@ -139,9 +142,9 @@ typedef struct ds_write_list {
  *     and never a row whose keep flag is "true" (those take write_sql, one by one). A batch
  *     where a source key comes back is sent as several statements, in message order, so each
  *     change of a key is written (a trigger on the target sees each one).
- *   - Rows of different source keys giving the same target key (a merge) are written once:
- *     the row with the highest ord gives the values, as row by row it would have written
- *     last.
+ *   - Rows of different source keys giving the same target key (a merge) are written once,
+ *     with the values of the first of them in source key order, and only if no link from
+ *     outside the batch comes before it (the merge rule, as row by row).
  *   - The statement returns one row, "ord", per 'u' row that was NOT applied because a
  *     required lookup found no row (applied = false in write_sql's terms): nothing was
  *     written and no link changed for those. Every other row was applied.
