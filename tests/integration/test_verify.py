@@ -228,6 +228,51 @@ class VerifySeparateDatabasesTest(dstest.ApplyTestCase):
 
 
 
+class VerifyKeptParentTest(dstest.ApplyTestCase):
+    """A child whose required lookup found a parent that on_delete soft_delete keeps: apply's
+    target is right (the child stays), and verify must rebuild exactly that, not call the
+    child pending and extra because the parent's legacy row is gone."""
+
+    def test_child_of_a_soft_deleted_parent_matches(self):
+        self.psql("CREATE TABLE accounts (id int PRIMARY KEY, name text);"
+                  "CREATE TABLE orders (id int PRIMARY KEY, account_id int);")
+        newdb = self.target_database("verify_kept")
+        dstest.psql("CREATE TABLE new_accounts (id int PRIMARY KEY, name text, deleted_at "
+                    "timestamptz);"
+                    "CREATE TABLE new_orders (id int PRIMARY KEY, account_name text);", db=newdb)
+        capture_cfg, _ = self.start_streaming_capture(["public.accounts", "public.orders"])
+        accounts = dstest.write_mapping(os.path.join(self.work_dir, "accounts.json"), {
+            "source": "public.accounts",
+            "targets": [{"name": "accounts", "connection": "newdb",
+                         "table": "public.new_accounts", "key": ["id"],
+                         "columns": {"id": "$id", "name": "$name"},
+                         "on_delete": {"soft_delete": {"column": "deleted_at"}}}]})
+        orders = dstest.write_mapping(os.path.join(self.work_dir, "orders.json"), {
+            "source": "public.orders",
+            "targets": [{"name": "orders", "connection": "newdb",
+                         "table": "public.new_orders", "key": ["id"],
+                         "columns": {"id": "$id",
+                                     "account_name": {"lookup": {
+                                         "table": "public.new_accounts",
+                                         "match": {"id": {"cast": ["$account_id", "int"]}},
+                                         "column": "name", "required": True}}}}]})
+        config = self.apply_config({"newdb": newdb}, [accounts, orders], capture_cfg.topic_prefix,
+                                   source=capture_cfg.data["source"])
+        self.start_apply(config)
+        self.psql("INSERT INTO accounts VALUES (1, 'Acme')")
+        dstest.wait_for(lambda: dstest.psql("SELECT count(*) FROM new_accounts", db=newdb)
+                        == [("1",)], 60, "account 1 applied")
+        self.psql("INSERT INTO orders VALUES (10, 1)")
+        dstest.wait_for(lambda: dstest.psql("SELECT account_name FROM new_orders", db=newdb)
+                        == [("Acme",)], 60, "order 10 applied")
+        self.psql("DELETE FROM accounts WHERE id = 1")
+        doc, targets = verify_json(self, config, 0)
+        o, a = targets["orders/orders"], targets["accounts/accounts"]
+        self.assertEqual((o["expected"], o["present"], o["extra"], o["pending"]), (1, 1, 0, 0))
+        self.assertEqual((a["expected"], a["present"], a["kept"]), (1, 1, 1))
+        self.assertEqual(dstest.psql("SELECT count(*) FROM dualsync.pending", db=newdb), [("0",)])
+
+
 class VerifyLagTest(dstest.ApplyTestCase):
     def test_apply_not_caught_up_is_a_setup_error_naming_the_lag(self):
         self.psql("CREATE TABLE legacy_items (id int PRIMARY KEY, name text, price numeric, "
