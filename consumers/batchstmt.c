@@ -177,7 +177,7 @@ const char *const *ds_batchstmt_finish(ds_batchstmt_args_t *b, const char *topic
         b->params[k] = b->arrays[k].data;
     }
     if (!t->in_place) {
-        b->params[0] = t->id;
+        b->params[0] = t->links_id;
         b->params[1] = topic;
     }
     return b->params;

@@ -61,7 +61,7 @@ static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json
 
         switch (p->kind) {
         case PARAM_TARGET_ID:
-            t->values[j] = t->pub.id;
+            t->values[j] = t->pub.links_id;
             break;
         case PARAM_TOPIC:
             t->values[j] = t->file->topic;
@@ -130,7 +130,7 @@ static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping
 /* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert). */
 static void fill_link_params(ds_mapping_target_t *t, const char *key)
 {
-    t->values[0] = t->pub.id;
+    t->values[0] = t->pub.links_id;
     t->values[1] = t->file->topic;
     t->values[2] = key;
 }

@@ -253,6 +253,9 @@ typedef struct ds_mapping_target {
     char *key_where;                  /* of "key" */
     char *soft_where;                 /* of the soft_delete column */
     char *connection_name;            /* owned copy behind pub.connection */
+    char *merge;                      /* "merge": targets of one name feed the same rows and
+                                       * share their links (pub.links_id); NULL when absent */
+    char *merge_where;                /* of "merge" */
     char *batch_body_plain;           /* pub.batch_body with key texts made from the key values
                                        * directly, for key types whose text form a column's
                                        * typmod cannot change (ds_mapping_batch_statement) */

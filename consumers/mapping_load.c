@@ -1052,6 +1052,8 @@ typedef struct builder {
 static void free_target(ds_mapping_target_t *t)
 {
     free((char *)t->pub.id);
+    free(t->merge);
+    free(t->merge_where);
     free((char *)t->pub.table);
     free((char *)t->pub.write_sql);
     free((char *)t->pub.unlink_sql);
@@ -1246,8 +1248,8 @@ static bool valid_connection(const char *const *connections, const char *name)
 
 static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
 {
-    static const char *const fields[] = {"name", "connection", "table",  "key", "columns",
-                                         "mode", "on_delete",  "filter", NULL};
+    static const char *const fields[] = {"name", "connection", "table",  "key",   "columns",
+                                         "mode", "on_delete",  "filter", "merge", NULL};
     static const char *const modes[] = {"upsert", "update", NULL};
     const json_t *v;
     bool ok = true;
@@ -1329,6 +1331,18 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
         push_key(ld, "filter");
         if (!(t->filter = parse_filter(ld, v)))
             ok = false;
+        pop(ld);
+    }
+    if ((v = json_object_get(j, "merge"))) {
+        push_key(ld, "merge");
+        if (!json_is_string(v) || json_string_length(v) == 0 || strchr(json_string_value(v), '/'))
+            ok = expected(ld, v, "a non-empty merge name without \"/\"");
+        else if (t->pub.in_place)
+            ok = problem(ld, "an in-place target (mode \"update\") writes the row its key names "
+                             "and merges nothing; \"merge\" is for upsert targets");
+        else
+            t->merge = ds_mapping_xstrdup(json_string_value(v));
+        t->merge_where = where(ld, false);
         pop(ld);
     }
     if (ok && t->pub.in_place && t->nkey == t->ncolumns)
@@ -1485,6 +1499,7 @@ static void load_file(loader_t *ld, const char *topic_prefix, ds_mapping_file_t 
             ds_buf_t table = DS_BUF_INIT;
 
             t->pub.id = ds_mapping_xasprintf("%s/%s", f->stem, t->name);
+            t->pub.links_id = t->merge ? t->merge : t->pub.id;
             t->pub.file = f->path;
             t->pub.connection = t->connection_name;
             ds_mapping_quote_qualified(&table, t->schema, t->table);
@@ -1569,6 +1584,82 @@ static bool fail_with_problems(const ds_buf_t *problems, int nproblems, char *er
     return false;
 }
 
+/* Whether targets @p a and @p b write the same table of the same connection with the same key. */
+static bool same_rows(const ds_mapping_target_t *a, const ds_mapping_target_t *b)
+{
+    if (strcmp(a->pub.connection, b->pub.connection) != 0 || strcmp(a->schema, b->schema) != 0 ||
+        strcmp(a->table, b->table) != 0 || a->nkey != b->nkey)
+        return false;
+    for (int k = 0; k < a->nkey; k++) {
+        if (strcmp(a->columns[a->key[k]].name, b->columns[b->key[k]].name) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The index of @p t's column @p name, or -1. */
+static int column_index(const ds_mapping_target_t *t, const char *name)
+{
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (strcmp(t->columns[i].name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/*
+ * Two targets writing the same columns of the same rows would each keep their own links and
+ * overwrite each other's values, in an order no rebuild can reproduce; verify would find
+ * each of them matching while the table holds one. That is refused unless both declare the
+ * same "merge" name, which makes them one set of contributors under the merge rule; and
+ * targets sharing a merge name must write the same rows and the same columns, since the first
+ * contributor, from whichever file, gives the row every column.
+ */
+static void check_shared_rows(ds_mapping_set_t *set, loader_t *ld)
+{
+    for (int i = 0; i < set->ntargets; i++) {
+        const ds_mapping_target_t *t = &set->targets[i];
+
+        for (int k = 0; k < i; k++) {
+            const ds_mapping_target_t *o = &set->targets[k];
+            ds_buf_t line = DS_BUF_INIT, shared = DS_BUF_INIT;
+            bool same_columns = t->ncolumns == o->ncolumns;
+
+            if (t->merge && o->merge && strcmp(t->merge, o->merge) == 0) {
+                for (int c = 0; c < t->ncolumns && same_columns; c++)
+                    same_columns = column_index(o, t->columns[c].name) >= 0;
+                if (!same_rows(t, o) || !same_columns)
+                    ds_buf_appendf(&line,
+                                   "%s: target %s shares the merge name \"%s\" with %s ($.targets"
+                                   "[%d] of %s), so both must write the same table of the same "
+                                   "connection, with the same key and the same columns",
+                                   t->merge_where, t->pub.id, t->merge, o->pub.id, o->index,
+                                   o->file->path);
+            } else if (same_rows(t, o)) {
+                for (int c = 0; c < t->ncolumns; c++) {
+                    if (t->columns[c].is_key || column_index(o, t->columns[c].name) < 0)
+                        continue;
+                    ds_buf_appendf(&shared, "%s\"%s\"", shared.len ? ", " : "",
+                                   t->columns[c].name);
+                }
+                if (shared.len)
+                    ds_buf_appendf(&line,
+                                   "%s: target %s writes column%s %s of %s.%s for the same key "
+                                   "as %s ($.targets[%d] of %s): each would overwrite the other. "
+                                   "Map distinct columns, or, if several source tables feed one "
+                                   "row, give both targets the same \"merge\" name",
+                                   t->where, t->pub.id, strchr(shared.data, ',') ? "s" : "",
+                                   shared.data, t->schema, t->table, o->pub.id, o->index,
+                                   o->file->path);
+            }
+            if (line.len)
+                add_problem_line(ld, line.data);
+            ds_buf_free(&line);
+            ds_buf_free(&shared);
+        }
+    }
+}
+
 bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic_prefix,
                          const char *const *connections, ds_mapping_set_t **setp, char *errstr,
                          size_t errstr_size)
@@ -1611,6 +1702,8 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
             }
         }
     }
+    if (nproblems == 0) /* files that load, with unique ids: their targets can be compared */
+        check_shared_rows(set, &ld);
     if (nproblems > 0) {
         fail_with_problems(&problems, nproblems, errstr, errstr_size);
         ds_buf_free(&problems);

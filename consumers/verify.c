@@ -684,7 +684,7 @@ static bool seed_kept_rows(verify_t *v, int ti)
 {
     vtarget_t *t = &v->targets[ti];
     const shadow_t *s = &v->shadows[t->shadow];
-    const char *params[] = {t->pub->id};
+    const char *params[] = {t->pub->links_id};
     ds_buf_t sql = DS_BUF_INIT, cols = DS_BUF_INIT, what = DS_BUF_INIT;
     PGresult *r = NULL;
     bool ok;

@@ -80,7 +80,11 @@ typedef struct ds_mapping_set ds_mapping_set_t;
 
 /* One compiled target of one mapping. Fields are read-only for the runtime. */
 typedef struct ds_target {
-    const char *id;           /* "<file stem>/<target name>", stored in dualsync.links */
+    const char *id;           /* "<file stem>/<target name>", names the target in messages,
+                               * dead letters and dualsync.pending */
+    const char *links_id;     /* the statements' $1, stored in dualsync.links: the id, or the
+                               * "merge" name that targets of several files share (one set of
+                               * contributors per row, whichever file they come from) */
     const char *file;         /* the mapping file, for messages */
     const char *connection;   /* name of the config's "targets" entry (a database) */
     const char *table;        /* quoted, qualified table name, for messages */

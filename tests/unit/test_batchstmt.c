@@ -12,7 +12,7 @@
 
 static void test_upsert_arrays_quote_every_value_and_keep_sql_null(void)
 {
-    ds_target_t t = {.id = "people/people", .write_nparams = 5};
+    ds_target_t t = {.id = "people/people", .links_id = "people/people", .write_nparams = 5};
     ds_batchstmt_args_t b = DS_BATCHSTMT_ARGS_INIT;
     const char *row1[] = {"people/people", "topic", "{\"id\":1}", "O\"Brien \\ {a,b}", NULL};
     const char *row2[] = {"people/people", "topic", "{\"id\":2}", "NULL", ""};

@@ -197,6 +197,42 @@ static void test_target_ids_are_unique_across_files(void)
     DS_CHECK_STR(errstr, want);
 }
 
+static void test_two_files_writing_the_same_columns_of_one_row_are_refused(void)
+{
+    const char *paths[2] = {fixture("shared/staff.json"), fixture("shared/customers.json")};
+    char errstr[4096], want[8192];
+    ds_mapping_set_t *set;
+
+    snprintf(want, sizeof(want),
+             "%s:4:5: $.targets[0]: target customers/people writes column \"name\" of "
+             "public.people for the same key as staff/people ($.targets[0] of %s): each would "
+             "overwrite the other. Map distinct columns, or, if several source tables feed one "
+             "row, give both targets the same \"merge\" name",
+             paths[1], paths[0]);
+    DS_CHECK(!ds_mapping_set_load(paths, 2, "clinic", connections, &set, errstr, sizeof(errstr)));
+    DS_CHECK_STR(errstr, want);
+}
+
+static void test_targets_of_one_merge_name_share_links_and_columns(void)
+{
+    const char *paths[2] = {fixture("shared/staff_merge.json"),
+                            fixture("shared/customers_merge.json")};
+    const char *bad[2] = {fixture("shared/staff_merge.json"), fixture("shared/customers.json")};
+    char errstr[4096];
+    ds_mapping_set_t *set;
+
+    DS_CHECK(ds_mapping_set_load(paths, 2, "clinic", connections, &set, errstr, sizeof(errstr)));
+    if (set) {
+        DS_CHECK_STR(ds_mapping_set_target(set, 0)->links_id, "people");
+        DS_CHECK_STR(ds_mapping_set_target(set, 1)->links_id, "people");
+        DS_CHECK_STR(ds_mapping_set_target(set, 1)->id, "customers_merge/people");
+        ds_mapping_set_free(set);
+    }
+    /* One side declares the merge, the other does not: still two writers of "name". */
+    DS_CHECK(!ds_mapping_set_load(bad, 2, "clinic", connections, &set, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "writes column \"name\" of public.people") != NULL);
+}
+
 static void test_a_missing_file_is_reported_with_the_others(void)
 {
     const char *paths[2] = {"/nonexistent/users.json", fixture("bad/duplicate.json")};
@@ -437,6 +473,8 @@ int main(void)
     DS_RUN(test_every_problem_of_every_file_is_reported);
     DS_RUN(test_a_short_errstr_keeps_whole_lines_and_counts_the_rest);
     DS_RUN(test_target_ids_are_unique_across_files);
+    DS_RUN(test_two_files_writing_the_same_columns_of_one_row_are_refused);
+    DS_RUN(test_targets_of_one_merge_name_share_links_and_columns);
     DS_RUN(test_a_missing_file_is_reported_with_the_others);
     DS_RUN(test_valid_files_make_targets_topics_and_statements);
     DS_RUN(test_two_files_of_one_source_share_its_topic);

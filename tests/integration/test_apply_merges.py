@@ -1,0 +1,285 @@
+"""Merged target rows (several source rows producing one target row) under the merge rule of
+mappings/README.md: the first source row in key order gives the row its values, whatever the
+order in which changes arrive, and when it leaves the next one's values take its place.
+
+  - a randomised load over many seeds: inserts, updates, deletes, primary key changes, filter
+    transitions and identity changes (a phone that moves a person to another merged row),
+    with apply killed (SIGKILL) at random points and restarted, row by row and set-based.
+    At the end the target equals what the merge rule gives from the legacy rows (computed
+    here, independently) and `dualsync verify` (a from-scratch rebuild) exits 0;
+  - two source tables declared as one merge ("merge": name) feed one row by the same rule;
+  - two files writing the same columns of the same rows without declaring a merge are
+    refused before apply reads anything (exit 2, naming both).
+
+DS_MERGE_SEEDS (comma-separated integers) replaces the seeds the suite runs, for a soak:
+DS_MERGE_SEEDS=$(seq -s, 1 200) ctest --test-dir build -R test_apply_merges.
+"""
+
+import json
+import os
+import random
+import threading
+import time
+import uuid
+
+import dstest
+
+NS = "6b1f3c0e-2a49-4e0c-9d57-4c1de3f0a8b2"
+
+PHONES = ["010-1111-2222", " 010 1111 2222", "+82 10 1111 2222", "010-3333-4444",
+          "01033334444", "010-5555-6666", "no phone", None]
+NAMES = ["Ann", " Ann Lee ", "Someone Else", "Kim Minji", "Park", "Lee Jisoo"]
+EMAILS = ["ann@x.example", "ANN@X.EXAMPLE", None, "kim@y.example", "park@z.example"]
+
+DEFAULT_SEEDS = [11, 12, 13, 14]
+
+
+def normalize_phone(text):
+    if text is None:
+        return None
+    digits = "".join(c for c in text if c.isdigit())
+    if not digits:
+        return None
+    if digits.startswith("82"):
+        digits = "0" + digits[2:]
+    return digits
+
+
+def trim(text):
+    return None if text is None else text.strip(" \t\r\n")
+
+
+def lower(text):
+    return None if text is None else text.lower()
+
+
+def source_key(id_):
+    """The Kafka key text capture writes for a text primary key."""
+    return json.dumps({"id": id_}, separators=(",", ":"), ensure_ascii=False)
+
+
+def sql_text(value):
+    return "NULL" if value is None else dstest.quote_literal(value)
+
+
+def merged_rows(legacy):
+    """The target rows the merge rule gives: active rows grouped by normalised phone; each
+    group's row is its first member's by key text, in byte order."""
+    first = {}
+    for id_, name, phone, email, active in legacy:
+        if not active:
+            continue
+        person = normalize_phone(phone)
+        if person not in first or source_key(id_).encode() < source_key(first[person][0]).encode():
+            first[person] = (id_, name, phone, email)
+    return sorted(
+        ((trim(name), normalize_phone(phone), lower(email)) for _, name, phone, email in first.values()),
+        key=repr,
+    )
+
+
+class Load:
+    """A random sequence of transactions over a small set of ids and phones (so that rows merge
+    and split all the time), and the legacy rows it leaves."""
+
+    def __init__(self, seed, table):
+        self.rng = random.Random(seed)
+        self.table = dstest.quote_ident(table)
+        self.rows = {}  # id -> [name, phone, email, active]
+        self.next_id = 0
+
+    def new_id(self):
+        self.next_id += 1
+        return f"p{self.next_id:03d}"
+
+    def op(self):
+        rng, t = self.rng, self.table
+        kinds = ["insert"] * 3 + (["name", "phone", "active", "key", "delete"] if self.rows else [])
+        kind = rng.choice(kinds)
+        if kind == "insert" or not self.rows:
+            id_ = self.new_id()
+            row = [rng.choice(NAMES), rng.choice(PHONES), rng.choice(EMAILS), rng.random() < 0.8]
+            self.rows[id_] = row
+            return (f"INSERT INTO {t} VALUES ({sql_text(id_)}, {sql_text(row[0])}, "
+                    f"{sql_text(row[1])}, {sql_text(row[2])}, {str(row[3]).lower()});")
+        id_ = rng.choice(sorted(self.rows))
+        row = self.rows[id_]
+        if kind == "name":
+            row[0], row[2] = rng.choice(NAMES), rng.choice(EMAILS)
+            return (f"UPDATE {t} SET name = {sql_text(row[0])}, email = {sql_text(row[2])} "
+                    f"WHERE id = {sql_text(id_)};")
+        if kind == "phone":
+            row[1] = rng.choice(PHONES)
+            return f"UPDATE {t} SET phone = {sql_text(row[1])} WHERE id = {sql_text(id_)};"
+        if kind == "active":
+            row[3] = not row[3]
+            return f"UPDATE {t} SET active = {str(row[3]).lower()} WHERE id = {sql_text(id_)};"
+        if kind == "key":
+            new = self.new_id()
+            self.rows[new] = self.rows.pop(id_)
+            return f"UPDATE {t} SET id = {sql_text(new)} WHERE id = {sql_text(id_)};"
+        del self.rows[id_]
+        return f"DELETE FROM {t} WHERE id = {sql_text(id_)};"
+
+    def transactions(self, count):
+        return ["BEGIN;\n" + "\n".join(self.op() for _ in range(self.rng.randint(1, 4))) +
+                "\nCOMMIT;\n" for _ in range(count)]
+
+    def legacy(self):
+        return [(id_, *row) for id_, row in sorted(self.rows.items())]
+
+
+class MergeRuleRandomTest(dstest.ApplyTestCase):
+    """One test per seed; a failure names its seed (run it alone with DS_MERGE_SEEDS)."""
+
+    def run_seed(self, seed):
+        rng = random.Random(seed * 7919)
+        table = f"people_{seed}"
+        self.psql(f"CREATE TABLE {table} (id text PRIMARY KEY, name text, phone text, "
+                  "email text, active boolean NOT NULL)")
+        newdb = self.target_database(f"merge_{seed}")
+        dstest.psql("CREATE TABLE persons (id uuid PRIMARY KEY, name text, phone text, "
+                    "email text)", db=newdb)
+        capture_cfg, _ = self.start_streaming_capture([f"public.{table}"])
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, f"{table}.json"), {
+            "source": f"public.{table}",
+            "filter": {"eq": ["$active", True]},
+            "targets": [{
+                "name": "persons", "connection": "newdb", "table": "public.persons",
+                "key": ["id"],
+                "columns": {
+                    "id": {"uuid5": {"namespace": NS, "name": [{"normalize_phone": "$phone"}]}},
+                    "name": {"trim": "$name"},
+                    "phone": {"normalize_phone": "$phone"},
+                    "email": {"lower": "$email"},
+                },
+            }],
+        })
+        set_based = seed % 2 == 1
+        batch = rng.choice([1, 7, 50])
+        config = self.apply_config(
+            {"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
+            source=capture_cfg.data["source"],
+            apply={"set_based": set_based, "batch_max_messages": batch, "batch_max_ms": 20},
+        )
+        load = Load(seed, table)
+        script = "SELECT pg_sleep(0.01);\n".join(load.transactions(rng.randint(120, 200)))
+        failures = []
+
+        def run_load():
+            try:
+                self.psql(script, timeout=300)
+            except AssertionError as e:
+                failures.append(e)
+
+        apply = self.start_apply(config)
+        loader = threading.Thread(target=run_load, name=f"load-{seed}")
+        loader.start()
+        kills = []
+        try:
+            for _ in range(rng.randint(1, 3)):
+                time.sleep(rng.uniform(0.2, 1.5))
+                kills.append(apply.kill())
+                apply = self.start_apply(config)
+        finally:
+            loader.join(timeout=300)
+        self.assertEqual(failures, [])
+        self.assertFalse(loader.is_alive(), "the load did not finish")
+        what = (f"seed {seed} ({'set-based' if set_based else 'row by row'}, batches of "
+                f"{batch}, apply killed {len(kills)} times)")
+
+        self.assertEqual(
+            self.psql(f"SELECT id, name, phone, email, active FROM {table} ORDER BY id"),
+            [(i, n, p, e, "t" if a else "f") for i, n, p, e, a in load.legacy()], what)
+        expected = merged_rows(load.legacy())
+        last = []
+
+        def converged():
+            last[:] = sorted(dstest.psql("SELECT name, phone, email FROM persons", db=newdb),
+                             key=repr)
+            return last == expected
+
+        try:
+            dstest.wait_for(converged, timeout=120, what=f"the merge rule's rows, {what}")
+        except AssertionError:
+            self.fail(f"{what}: persons holds\n{last}\nthe merge rule gives\n{expected}")
+        proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
+        self.assertEqual(proc.returncode, 0, f"{what}: verify:\n{proc.stdout}\n{proc.stderr}")
+        apply.stop(expect_exit=0)
+
+
+def _seed_test(seed):
+    def test(self):
+        self.run_seed(seed)
+
+    test.__name__ = f"test_seed_{seed}"
+    test.__doc__ = f"random merges, key changes, filter transitions and kill -9, seed {seed}"
+    return test
+
+
+for _seed in [int(s) for s in os.environ.get("DS_MERGE_SEEDS", "").split(",") if s.strip()] \
+        or DEFAULT_SEEDS:
+    setattr(MergeRuleRandomTest, f"test_seed_{_seed}", _seed_test(_seed))
+
+
+def people_mapping(source, merge=None, name_column="$name"):
+    target = {
+        "name": "people", "connection": "newdb", "table": "public.people", "key": ["email"],
+        "columns": {"email": {"lower": "$email"}, "name": name_column},
+    }
+    if merge:
+        target["merge"] = merge
+    return {"source": source, "targets": [target]}
+
+
+class DeclaredMergeTest(dstest.ApplyTestCase):
+    def setUp(self):
+        super().setUp()
+        self.psql("CREATE TABLE IF NOT EXISTS staff (id int PRIMARY KEY, email text, name text);"
+                  "CREATE TABLE IF NOT EXISTS customers (id int PRIMARY KEY, email text, "
+                  "full_name text);")
+        self.newdb = self.target_database("declared_merge")
+        dstest.psql("CREATE TABLE people (email text PRIMARY KEY, name text)", db=self.newdb)
+
+    def test_two_source_tables_declared_as_one_merge_follow_the_merge_rule(self):
+        capture_cfg, _ = self.start_streaming_capture(["public.staff", "public.customers"])
+        staff = dstest.write_mapping(os.path.join(self.work_dir, "staff.json"),
+                                     people_mapping("public.staff", "people"))
+        customers = dstest.write_mapping(
+            os.path.join(self.work_dir, "customers.json"),
+            people_mapping("public.customers", "people", "$full_name"))
+        config = self.apply_config({"newdb": self.newdb}, [staff, customers],
+                                   capture_cfg.topic_prefix, source=capture_cfg.data["source"])
+        self.start_apply(config)
+        # The customers topic sorts before the staff topic: a customer row comes first.
+        self.assertLess(capture_cfg.topic("public.customers"), capture_cfg.topic("public.staff"))
+        self.psql("INSERT INTO staff VALUES (1, 'ann@x.example', 'Dr Ann')")
+        self.wait_rows(self.newdb, "SELECT email, name FROM people",
+                       [("ann@x.example", "Dr Ann")])
+        self.psql("INSERT INTO customers VALUES (7, 'ANN@x.example', 'Ann Customer')")
+        self.wait_rows(self.newdb, "SELECT email, name FROM people",
+                       [("ann@x.example", "Ann Customer")])
+        # The staff row's changes are kept in its link, not written over the customer's.
+        self.psql("UPDATE staff SET name = 'Dr Ann Lee' WHERE id = 1")
+        self.psql("INSERT INTO staff VALUES (2, 'bob@x.example', 'Bob')")
+        self.wait_rows(self.newdb, "SELECT email, name FROM people ORDER BY email",
+                       [("ann@x.example", "Ann Customer"), ("bob@x.example", "Bob")])
+        # The customer leaves: the staff row's latest values take its place.
+        self.psql("DELETE FROM customers WHERE id = 7")
+        self.wait_rows(self.newdb, "SELECT email, name FROM people ORDER BY email",
+                       [("ann@x.example", "Dr Ann Lee"), ("bob@x.example", "Bob")])
+        proc = dstest.run_dualsync(["verify", "--config", config.path])
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+
+    def test_two_files_writing_the_same_columns_without_a_merge_are_refused(self):
+        staff = dstest.write_mapping(os.path.join(self.work_dir, "staff.json"),
+                                     people_mapping("public.staff"))
+        customers = dstest.write_mapping(os.path.join(self.work_dir, "customers.json"),
+                                         people_mapping("public.customers", None, "$full_name"))
+        config = self.apply_config({"newdb": self.newdb}, [staff, customers], "ds.refused")
+        proc = dstest.run_dualsync(["apply", "--config", config.path], timeout=60)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"{customers}:4:5: $.targets[0]: target customers/people writes column "
+                      f"\"name\" of public.people for the same key as staff/people "
+                      f"($.targets[0] of {staff})", proc.stderr)
+        self.assertIn("the same \"merge\" name", proc.stderr)
