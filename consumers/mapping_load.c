@@ -1532,6 +1532,7 @@ void ds_mapping_set_free(ds_mapping_set_t *set)
     free(set->placeholder);
     ds_mapping_arena_free(&set->arena);
     free(set->writes);
+    free(set->rejects);
     free(set);
 }
 
@@ -1642,6 +1643,7 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
         set->topic_files[t][n + 1] = -1;
     }
     set->writes = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->writes));
+    set->rejects = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->rejects));
     *setp = set;
     return true;
 }

@@ -841,7 +841,8 @@ done:
     return ok;
 }
 
-/* Maps one change; a rejection counts as a dead letter of the file. */
+/* Maps one change; a rejection counts as a dead letter of the file (of a target, when only
+ * that target is rejected). */
 static bool map_change(verify_t *v, int file, const char *topic, const char *key, const char *value,
                        ds_write_list_t *writes, bool *mapped)
 {
@@ -856,6 +857,14 @@ static bool map_change(verify_t *v, int file, const char *topic, const char *key
     if (ds_mapping_eval(v->set, topic, key, key ? strlen(key) : 0, json, writes, error,
                         sizeof(error))) {
         *mapped = true;
+        /* A target rejected alone: a dead letter of that target, the others are written. */
+        for (int i = 0; i < writes->nrejects; i++) {
+            vtarget_t *t = &v->targets[target_index(v, writes->rejects[i].target)];
+
+            t->failed++;
+            if (!t->first_error)
+                t->first_error = xstrdup(writes->rejects[i].error);
+        }
     } else {
         v->files[file].dead++;
         if (!v->files[file].first_error) {
@@ -975,7 +984,7 @@ static bool chunk_write_rows(verify_t *v)
     for (int r = 0; r < v->nchunk; r++) {
         const vrow_t *row = &v->chunk[r];
         ds_target_write_t *writes = xcalloc((size_t)row->nwrites, sizeof(*writes));
-        ds_write_list_t list = {row->nwrites, writes};
+        ds_write_list_t list = {row->nwrites, writes, 0, NULL};
         bool ok;
 
         for (int i = 0; i < row->nwrites; i++) {

@@ -212,6 +212,9 @@ int main(int argc, char **argv)
                              errstr, sizeof(errstr))) {
             print_json(json_pack("{s:s}", "error", errstr));
         } else {
+            for (int r = 0; r < writes.nrejects; r++)
+                print_json(json_pack("{s:s,s:s}", "target", writes.rejects[r].target->id, "error",
+                                     writes.rejects[r].error));
             status = run_writes(conn, &writes);
         }
         free(key_text);
