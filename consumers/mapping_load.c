@@ -1246,8 +1246,9 @@ static bool valid_connection(const char *const *connections, const char *name)
 
 static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
 {
-    static const char *const fields[] = {"name", "connection", "table",  "key", "columns",
-                                         "mode", "on_delete",  "filter", NULL};
+    static const char *const fields[] = {"name",      "connection", "table",  "key",
+                                         "columns",   "mode",       "fan_out", "on_delete",
+                                         "filter",    NULL};
     static const char *const modes[] = {"upsert", "update", NULL};
     const json_t *v;
     bool ok = true;
@@ -1314,6 +1315,16 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
         } else {
             ok = expected(ld, v, "\"upsert\" or \"update\"");
         }
+        pop(ld);
+    }
+    if ((v = json_object_get(j, "fan_out"))) {
+        push_key(ld, "fan_out");
+        if (!json_is_boolean(v))
+            ok = expected(ld, v, "true or false");
+        else if (json_is_true(v) && !t->pub.in_place)
+            ok = problem(ld, "fan_out needs \"mode\": \"update\" (an upsert's key names one row)");
+        else
+            t->pub.fan_out = json_is_true(v);
         pop(ld);
     }
     if ((v = json_object_get(j, "on_delete"))) {

@@ -82,6 +82,8 @@ typedef struct ds_target {
     const char *table;        /* quoted, qualified table name, for messages */
     bool in_place;            /* mode "update": only UPDATE the mapped columns of an
                                * existing row; no links, never insert or delete */
+    bool fan_out;             /* in place with "fan_out": true: the key need not be unique,
+                               * every row it matches is updated (children of a parent) */
     const char *write_sql;    /* upsert (or in-place update) statement, $1..$write_nparams */
     int write_nparams;
     const char *unlink_sql;   /* "this source row no longer produces a row here": drop its
