@@ -907,6 +907,27 @@ class ClinicOfferMoveTest(ClinicTestCase):
         ])
         self.assert_verify_matches()
 
+        # verify compares a fan-out target (its key, offerId, matches several rows) as a
+        # multiset: one patient offer left on the old clinic is one row missing and one extra.
+        # Written under apply's replication origin, which capture skips, with apply stopped.
+        self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
+        self.psql("""
+            SELECT pg_replication_origin_session_setup('dualsync');
+            UPDATE patient_offers SET "clinicId" = 'clinic-seoul' WHERE "id" = 'po-2';
+            SELECT pg_replication_origin_session_reset();
+        """)
+        path = os.path.splitext(self.apply_cfg.path)[0] + "-verify.json"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(dict(self.apply_cfg.data, source=self.capture_cfg.data["source"]), f)
+        proc = dstest.run_dualsync(["verify", "--config", path, "--json"])
+        self.assertEqual(proc.returncode, 1, f"{proc.stdout}\n{proc.stderr}")
+        fan_out = {t["target"]: t for t in json.loads(proc.stdout)["targets"]}[
+            "offers/patient_offer_clinics"]
+        self.assertEqual((fan_out["expected"], fan_out["present"], fan_out["missing"],
+                          fan_out["extra"], fan_out["different"]), (3, 3, 1, 1, 0))
+        self.assertEqual(fan_out["samples"], {"missing": [["o-1"]], "extra": [["o-1"]],
+                                              "different": []})
+
 
 class ClinicReservationTest(ClinicTestCase):
     """Free-text preferred times as people write them are read; an unreadable one sends only
