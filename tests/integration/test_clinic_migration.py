@@ -836,6 +836,27 @@ class ClinicIsolationTest(ClinicTestCase):
         ])
         self.assert_verify_matches()
 
+        # Kim registered twice in Busan: which Busan profile a new appointment means cannot be
+        # told, so its patient link is a dead letter for review, never a guess.
+        self.psql("""
+            INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
+            VALUES ('kim-busan-2', 'clinic-busan', 'Kim J.', '010-1234-0001', NULL, '1980-02-02');
+            INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt")
+            VALUES ('ap-4', 'clinic-busan', 'doc-b', 'kim-seoul', '2025-03-04 10:00');
+        """)
+        self.wait_caught_up(apply)
+        self.assertEqual(
+            self.psql('SELECT "clinicDoctorId"::text, "clinicPatientId"::text FROM appointments '
+                      "WHERE \"id\" = 'ap-4'"),
+            [(clinic_doctor("doc-b", "clinic-busan"), None)],
+        )
+        proc = dstest.run_dualsync(["dlq", "list", "--config", self.apply_cfg.path, "--json"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        letters = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        self.assertEqual([(dl["key"], dl["target"]) for dl in letters],
+                         [({"id": "ap-4"}, "appointments/appointment_patients")])
+        self.assertIn("more than one row returned by a subquery", letters[0]["error"])
+
 
 class ClinicDoctorRoleTest(ClinicTestCase):
     """A doctor who becomes an admin and then a doctor again gets their appointments back."""
