@@ -319,7 +319,30 @@ static bool target_exists(const ds_mapping_set_t *set, const char *id)
     return false;
 }
 
-/* Evaluates one message: its writes, or a dead letter. */
+/*
+ * The targets the mappings rejected while the change's others are written: a dead letter
+ * each, naming its target, which `dlq retry` re-drives alone. A re-driven dead letter of one
+ * target only cares about that one (the others were written when it was first read).
+ */
+static void reject_targets(apply_t *ap, ds_batch_msg_t *m, const ds_write_list_t *writes)
+{
+    for (int i = 0; i < writes->nrejects; i++) {
+        const ds_target_reject_t *r = &writes->rejects[i];
+        ds_dead_letter_t dl;
+        char errstr[4096];
+
+        if (m->only_target && strcmp(m->only_target, r->target->id) != 0)
+            continue;
+        dl = ds_batch_dead_letter(m, r->target->id, r->error);
+        if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr))) {
+            fail(ap, "%s", errstr);
+            return;
+        }
+    }
+}
+
+/* Evaluates one message: its writes (and dead letters of the targets it rejects), or a dead
+ * letter. */
 static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
 {
     ds_write_list_t writes;
@@ -346,6 +369,8 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
                                m->value, &writes, why, sizeof(why))) {
         if (!ds_batch_set_writes(m, &writes))
             fail(ap, "out of memory");
+        else
+            reject_targets(ap, m, &writes);
         return;
     }
     if (!ds_batch_set_error(m, why)) {

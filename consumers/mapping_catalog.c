@@ -310,7 +310,8 @@ static void check_unique_key(checker_t *ck, const ds_mapping_target_t *t, const 
         }
     }
     PQclear(res);
-    if (found || ck->broken)
+    /* A fan-out update is meant to reach every row its key matches. */
+    if (found || ck->broken || t->pub.fan_out)
         return;
     for (int i = 0; i < t->nkey; i++) {
         if (i)
@@ -322,6 +323,12 @@ static void check_unique_key(checker_t *ck, const ds_mapping_target_t *t, const 
                 "the unique index on exactly (%s) of %s is deferrable, which ON CONFLICT cannot "
                 "use; make it NOT DEFERRABLE",
                 cols.data, t->pub.table);
+    else if (t->pub.in_place)
+        problem(ck, t->key_where,
+                "no unique index or primary key of %s covers exactly the key (%s); add one, "
+                "e.g. CREATE UNIQUE INDEX ON %s (%s), or declare \"fan_out\": true to update "
+                "every row the key matches",
+                t->pub.table, cols.data, t->pub.table, cols.data);
     else
         problem(ck, t->key_where,
                 "no unique index or primary key of %s covers exactly the key (%s); add one, "

@@ -5,7 +5,8 @@
  *   create, update, snapshot read   per target: the filters match → upsert (or in-place
  *                                   update) with the row's values; they do not → unlink
  *                                   (the row may have matched before: a filter transition);
- *                                   in-place targets write nothing then
+ *                                   in-place targets write nothing then; a target whose
+ *                                   filter or values cannot be computed → rejected alone
  *   delete                          unlink, from the message key alone (the "before" of a
  *                                   REPLICA IDENTITY DEFAULT table holds only the key)
  *   truncate                        truncate: every link from the topic goes
@@ -14,6 +15,7 @@
  * Every value lives in the set's arena and the write list in the set, both reused from one
  * change to the next; the results stay valid until the next call.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "mapping_internal.h"
@@ -144,33 +146,64 @@ static bool no_key(const ds_mapping_target_t *t, const char *topic, char *errstr
                    t->file->path, t->pub.id, topic);
 }
 
+/* Target @p t writes nothing for this change, because of @p error (copied to the arena). */
+static void add_reject(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
+                       const char *error)
+{
+    ds_target_reject_t *r = &set->rejects[writes->nrejects++];
+    size_t len = strlen(error);
+    char *copy = ds_mapping_arena_alloc(&set->arena, len + 1);
+
+    memcpy(copy, error, len + 1);
+    r->target = &t->pub;
+    r->error = copy;
+}
+
+/*
+ * Each target on its own: one whose filter or values cannot be computed is rejected alone, so
+ * that an unreadable column of one target does not cost the change its other targets (a
+ * reservation keeps its service when only its preferred time cannot be read).
+ */
 static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, const char *key,
                     const json_t *row, ds_write_list_t *writes, char *errstr, size_t errstr_size)
 {
     for (int k = 0; files[k] >= 0; k++) {
         ds_mapping_file_t *f = &set->files[files[k]];
-        bool file_match;
+        bool file_match, file_ok;
 
-        if (!filter_matches(set, f->filter, f, NULL, row, &file_match, errstr, errstr_size))
-            return false;
+        file_ok = filter_matches(set, f->filter, f, NULL, row, &file_match, errstr, errstr_size);
         for (int i = 0; i < f->ntargets; i++) {
             ds_mapping_target_t *t = &set->targets[f->first_target + i];
             bool match = file_match;
 
-            if (match &&
-                !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr, errstr_size))
-                return false;
             if (!t->pub.in_place && !key)
                 return no_key(t, topic, errstr, errstr_size);
+            if (!file_ok) {
+                add_reject(set, writes, t, errstr);
+                continue;
+            }
+            if (match &&
+                !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr, errstr_size)) {
+                add_reject(set, writes, t, errstr);
+                continue;
+            }
             if (match) {
-                if (!fill_write(set, t, row, key, errstr, errstr_size))
-                    return false;
+                if (!fill_write(set, t, row, key, errstr, errstr_size)) {
+                    add_reject(set, writes, t, errstr);
+                    continue;
+                }
                 add_write(set, writes, t, DS_WRITE_UPSERT);
             } else if (!t->pub.in_place) {
                 fill_link_params(t, key);
                 add_write(set, writes, t, DS_WRITE_UNLINK);
             }
         }
+    }
+    /* Nothing to write and something rejected: the change is rejected whole, as one dead
+     * letter (its first target's error), not as a dead letter per target. */
+    if (writes->nwrites == 0 && writes->nrejects > 0) {
+        snprintf(errstr, errstr_size, "%s", writes->rejects[0].error);
+        return false;
     }
     return true;
 }
@@ -185,6 +218,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
 
     writes->nwrites = 0;
     writes->writes = set->writes;
+    writes->nrejects = 0;
+    writes->rejects = set->rejects;
     ds_mapping_arena_reset(&set->arena);
     for (int i = 0; i < set->ntopics && !files; i++) {
         if (strcmp(set->topics[i], topic) == 0)
@@ -249,6 +284,7 @@ bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, 
     if (!eval_change(set, topic, key, key_len, value, writes, errstr, errstr_size)) {
         /* Nothing of a change that cannot be mapped may be written. */
         writes->nwrites = 0;
+        writes->nrejects = 0;
         return false;
     }
     return true;

@@ -6,8 +6,8 @@
  * next change, so evaluation allocates nothing once the arena has grown to its working size.
  *
  * Also here: the functions behind the expressions (SHA-1 and version-5 UUIDs, phone number
- * and preferred-time normalization), and the small allocation helpers the mapping files
- * share.
+ * normalization; preferred times are read in mapping_period.c), and the small allocation
+ * helpers the mapping files share.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -508,7 +508,7 @@ size_t ds_mapping_uuid5_name(const ds_mapping_value_t *values, int n, ds_mapping
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Phone numbers and preferred times
+ * Phone numbers
  * ------------------------------------------------------------------------------------------- */
 
 size_t ds_mapping_normalize_phone(const char *text, size_t len, char *out)
@@ -536,61 +536,6 @@ size_t ds_mapping_normalize_phone(const char *text, size_t len, char *out)
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool equals_ci(const char *p, size_t len, const char *word)
-{
-    size_t n = strlen(word);
-
-    if (len != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != word[i])
-            return false;
-    }
-    return true;
-}
-
-const char *ds_mapping_parse_period(const char *text, size_t len)
-{
-    const char *p = text, *end = text + len;
-    int hour = 0, digits = 0;
-
-    while (p < end && is_space(*p))
-        p++;
-    while (end > p && is_space(end[-1]))
-        end--;
-    len = (size_t)(end - p);
-    if (equals_ci(p, len, "morning") || (len == 6 && memcmp(p, "\xEC\x98\xA4\xEC\xA0\x84", 6) == 0))
-        return "MORNING"; /* 오전 */
-    if (equals_ci(p, len, "afternoon") ||
-        (len == 6 && memcmp(p, "\xEC\x98\xA4\xED\x9B\x84", 6) == 0))
-        return "AFTERNOON"; /* 오후 */
-
-    /* H:MM or HH:MM, then nothing (24-hour clock) or AM/PM (12-hour clock). */
-    while (p < end && *p >= '0' && *p <= '9' && digits < 3) {
-        hour = hour * 10 + (*p++ - '0');
-        digits++;
-    }
-    if (digits < 1 || digits > 2 || end - p < 3 || *p != ':' || p[1] < '0' || p[1] > '5' ||
-        p[2] < '0' || p[2] > '9')
-        return NULL;
-    p += 3; /* the minutes, 00..59 by the checks above */
-    if (p == end)
-        return hour > 23 ? NULL : hour < 12 ? "MORNING" : "AFTERNOON";
-    if (*p == ' ')
-        p++;
-    if (hour < 1 || hour > 12)
-        return NULL;
-    /* 12:30 AM is just after midnight, 12:30 PM just after noon. */
-    if (equals_ci(p, (size_t)(end - p), "am"))
-        return "MORNING";
-    if (equals_ci(p, (size_t)(end - p), "pm"))
-        return "AFTERNOON";
-    return NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -824,8 +769,10 @@ static bool eval_period(const ds_mapping_expr_t *e, ds_mapping_eval_ctx_t *ctx,
     if (!period) {
         show_value(in, shown, sizeof(shown));
         return eval_fail(ctx,
-                         "parse_period cannot read %s as a time of day (expected HH:MM on a "
-                         "24-hour clock, H:MM AM or H:MM PM, morning, afternoon, 오전 or 오후)",
+                         "parse_period cannot read %s as a time of day (expected a time such as "
+                         "14:30, 09:00:00, 2:30 PM, 9 am, 9:00 a.m., noon, midnight, 오전 10시, "
+                         "a range 10:00~11:00, or morning, afternoon, 오전, 오후; see "
+                         "mappings/README.md)",
                          shown);
     }
     *out = (ds_mapping_value_t){period, strlen(period)};

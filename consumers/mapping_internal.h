@@ -283,6 +283,7 @@ struct ds_mapping_set {
     char *placeholder;            /* unchanged-TOAST text */
     ds_mapping_arena_t arena;     /* values of the current change */
     ds_target_write_t *writes;    /* the current change's writes (ntargets at most) */
+    ds_target_reject_t *rejects;  /* the current change's rejected targets (ntargets at most) */
 };
 
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */

@@ -1248,8 +1248,9 @@ static bool valid_connection(const char *const *connections, const char *name)
 
 static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
 {
-    static const char *const fields[] = {"name", "connection", "table",  "key",   "columns",
-                                         "mode", "on_delete",  "filter", "merge", NULL};
+    static const char *const fields[] = {"name",    "connection", "table",  "key",   "columns",
+                                         "mode",    "fan_out",    "on_delete", "filter",
+                                         "merge",   NULL};
     static const char *const modes[] = {"upsert", "update", NULL};
     const json_t *v;
     bool ok = true;
@@ -1316,6 +1317,16 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
         } else {
             ok = expected(ld, v, "\"upsert\" or \"update\"");
         }
+        pop(ld);
+    }
+    if ((v = json_object_get(j, "fan_out"))) {
+        push_key(ld, "fan_out");
+        if (!json_is_boolean(v))
+            ok = expected(ld, v, "true or false");
+        else if (json_is_true(v) && !t->pub.in_place)
+            ok = problem(ld, "fan_out needs \"mode\": \"update\" (an upsert's key names one row)");
+        else
+            t->pub.fan_out = json_is_true(v);
         pop(ld);
     }
     if ((v = json_object_get(j, "on_delete"))) {
@@ -1547,6 +1558,7 @@ void ds_mapping_set_free(ds_mapping_set_t *set)
     free(set->placeholder);
     ds_mapping_arena_free(&set->arena);
     free(set->writes);
+    free(set->rejects);
     free(set);
 }
 
@@ -1735,6 +1747,7 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
         set->topic_files[t][n + 1] = -1;
     }
     set->writes = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->writes));
+    set->rejects = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->rejects));
     *setp = set;
     return true;
 }

@@ -799,9 +799,29 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     t->pub.truncate_nparams = 2;
 }
 
+/*
+ * A fan-out update reaches every child row of a parent on each change of the parent: only
+ * the rows whose values change are written, so an unrelated change of the parent rewrites
+ * nothing. @p now holds the new values (the SET expressions), in column order.
+ */
+static void append_fan_out_changed(ds_buf_t *buf, const ds_mapping_target_t *t, const ds_buf_t *now)
+{
+    bool first = true;
+
+    ds_buf_append_str(buf, "ROW(");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (t->columns[i].is_key)
+            continue;
+        ds_buf_append_str(buf, first ? "" : ", ");
+        first = false;
+        append_column(buf, "t", t->columns[i].name);
+    }
+    ds_buf_appendf(buf, ") IS DISTINCT FROM ROW(%s)", now->data);
+}
+
 static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
 {
-    ds_buf_t buf = DS_BUF_INIT;
+    ds_buf_t buf = DS_BUF_INIT, now = DS_BUF_INIT;
     bool first = true;
 
     ds_buf_append_str(&buf, "WITH up AS (\n    UPDATE ");
@@ -818,14 +838,19 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
             col->keep_param = add_param(c, PARAM_KEEP, NULL, i);
         compile_expr(c, col->expr);
         ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
+        ds_buf_append_str(&now, first ? "" : ", ");
         first = false;
         ds_buf_append_ident(&buf, col->name);
         if (col->keep_param) {
             ds_buf_appendf(&buf, " = CASE WHEN $%d::boolean THEN ", col->keep_param);
             append_column(&buf, "t", col->name);
             ds_buf_appendf(&buf, " ELSE %s END", col->expr->sql);
+            ds_buf_appendf(&now, "CASE WHEN $%d::boolean THEN ", col->keep_param);
+            append_column(&now, "t", col->name);
+            ds_buf_appendf(&now, " ELSE %s END", col->expr->sql);
         } else {
             ds_buf_appendf(&buf, " = %s", col->expr->sql);
+            ds_buf_append_str(&now, col->expr->sql);
         }
     }
     ds_buf_append_str(&buf, "\n    WHERE ");
@@ -841,7 +866,12 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
     }
     if (c->required.len)
         ds_buf_appendf(&buf, "\n      AND %s", c->required.data);
+    if (t->pub.fan_out) {
+        ds_buf_append_str(&buf, "\n      AND ");
+        append_fan_out_changed(&buf, t, &now);
+    }
     ds_buf_appendf(&buf, "\n)\nSELECT %s AS applied", c->required.len ? c->required.data : "true");
+    ds_buf_free(&now);
     t->pub.write_sql = buf.data;
 }
 
@@ -1014,7 +1044,7 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
 
 static char *compile_in_place_batch(compiler_t *c, ds_mapping_target_t *t)
 {
-    ds_buf_t buf = DS_BUF_INIT, set = DS_BUF_INIT;
+    ds_buf_t buf = DS_BUF_INIT, set = DS_BUF_INIT, now = DS_BUF_INIT;
     bool first = true;
 
     /* Parameters in write_sql's order: each column's keep flag, then its value; the keys. */
@@ -1029,14 +1059,19 @@ static char *compile_in_place_batch(compiler_t *c, ds_mapping_target_t *t)
             keep = add_param(c, PARAM_KEEP, NULL, i);
         compile_expr(c, col->expr);
         ds_buf_append_str(&set, first ? "\n        " : ",\n        ");
+        ds_buf_append_str(&now, first ? "" : ", ");
         first = false;
         ds_buf_append_ident(&set, col->name);
         if (keep) {
             ds_buf_appendf(&set, " = CASE WHEN i.p%d THEN ", keep);
             append_column(&set, "t", col->name);
             ds_buf_appendf(&set, " ELSE %s END", col->expr->sql);
+            ds_buf_appendf(&now, "CASE WHEN i.p%d THEN ", keep);
+            append_column(&now, "t", col->name);
+            ds_buf_appendf(&now, " ELSE %s END", col->expr->sql);
         } else {
             ds_buf_appendf(&set, " = %s", col->expr->sql);
+            ds_buf_append_str(&now, col->expr->sql);
         }
     }
     for (int i = 0; i < t->nkey; i++) {
@@ -1059,8 +1094,13 @@ static char *compile_in_place_batch(compiler_t *c, ds_mapping_target_t *t)
         append_column(&buf, "t", col->name);
         ds_buf_appendf(&buf, " = %s", col->expr->sql);
     }
+    if (t->pub.fan_out) {
+        ds_buf_append_str(&buf, " AND ");
+        append_fan_out_changed(&buf, t, &now);
+    }
     ds_buf_append_str(&buf, "\n)\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
     ds_buf_free(&set);
+    ds_buf_free(&now);
     return buf.data;
 }
 

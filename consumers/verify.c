@@ -564,27 +564,38 @@ static bool create_shadow(verify_t *v, int si)
         if (!run(conn, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr,
                  sizeof(v->errstr)))
             goto done;
-        ds_buf_reset(&sql);
-        ds_buf_appendf(&sql, "INSERT INTO %s (", s->name);
+        /* The key columns of every target writing it: a fan-out target (a parent's update
+         * of its children) finds its rows by columns that are not the table's key. */
+        ds_buf_t keys = DS_BUF_INIT;
+
         for (int i = 0; i < v->ntargets; i++) {
             const vtarget_t *t = &v->targets[i];
 
             if (t->shadow != si)
                 continue;
-            for (int k = 0; k < t->shape.nkey && first; k++) {
-                ds_buf_append_str(&sql, k ? ", " : "");
-                ds_buf_append_ident(&sql, ds_mapping_target_key(v->set, i, k));
-            }
-            if (first) {
-                ds_buf_append_str(&sql, ") SELECT ");
-                for (int k = 0; k < t->shape.nkey; k++) {
-                    ds_buf_append_str(&sql, k ? ", " : "");
-                    ds_buf_append_ident(&sql, ds_mapping_target_key(v->set, i, k));
+            for (int k = 0; k < t->shape.nkey; k++) {
+                const char *key = ds_mapping_target_key(v->set, i, k);
+                bool seen = false;
+
+                for (int j = 0; j < i && !seen; j++) {
+                    if (v->targets[j].shadow != si)
+                        continue;
+                    for (int kk = 0; kk < v->targets[j].shape.nkey && !seen; kk++)
+                        seen = strcmp(ds_mapping_target_key(v->set, j, kk), key) == 0;
                 }
-                ds_buf_appendf(&sql, " FROM %s", real.data);
+                for (int kk = 0; kk < k && !seen; kk++)
+                    seen = strcmp(ds_mapping_target_key(v->set, i, kk), key) == 0;
+                if (seen)
+                    continue;
+                ds_buf_append_str(&keys, first ? "" : ", ");
+                ds_buf_append_ident(&keys, key);
+                first = false;
             }
-            first = false;
         }
+        ds_buf_reset(&sql);
+        ds_buf_appendf(&sql, "INSERT INTO %s (%s) SELECT %s FROM %s", s->name, keys.data,
+                       keys.data, real.data);
+        ds_buf_free(&keys);
         if (!run(conn, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr,
                  sizeof(v->errstr)))
             goto done;
@@ -624,11 +635,12 @@ static bool create_shadow(verify_t *v, int si)
                 goto done;
         }
     }
-    /* The unique index ON CONFLICT names, per target writing this table. */
+    /* The unique index ON CONFLICT names, per target writing this table (a fan-out key is
+     * not unique). */
     for (int i = 0; i < v->ntargets; i++) {
         const vtarget_t *t = &v->targets[i];
 
-        if (t->shadow != si)
+        if (t->shadow != si || t->pub->fan_out)
             continue;
         ds_buf_reset(&sql);
         ds_buf_appendf(&sql, "CREATE UNIQUE INDEX ON %s (", s->name);
@@ -910,7 +922,8 @@ done:
     return ok;
 }
 
-/* Maps one change; a rejection counts as a dead letter of the file. */
+/* Maps one change; a rejection counts as a dead letter of the file (of a target, when only
+ * that target is rejected). */
 static bool map_change(verify_t *v, int file, const char *topic, const char *key, const char *value,
                        ds_write_list_t *writes, bool *mapped)
 {
@@ -925,6 +938,14 @@ static bool map_change(verify_t *v, int file, const char *topic, const char *key
     if (ds_mapping_eval(v->set, topic, key, key ? strlen(key) : 0, json, writes, error,
                         sizeof(error))) {
         *mapped = true;
+        /* A target rejected alone: a dead letter of that target, the others are written. */
+        for (int i = 0; i < writes->nrejects; i++) {
+            vtarget_t *t = &v->targets[target_index(v, writes->rejects[i].target)];
+
+            t->failed++;
+            if (!t->first_error)
+                t->first_error = xstrdup(writes->rejects[i].error);
+        }
     } else {
         v->files[file].dead++;
         if (!v->files[file].first_error) {
@@ -1044,7 +1065,7 @@ static bool chunk_write_rows(verify_t *v)
     for (int r = 0; r < v->nchunk; r++) {
         const vrow_t *row = &v->chunk[r];
         ds_target_write_t *writes = xcalloc((size_t)row->nwrites, sizeof(*writes));
-        ds_write_list_t list = {row->nwrites, writes};
+        ds_write_list_t list = {row->nwrites, writes, 0, NULL};
         bool ok;
 
         for (int i = 0; i < row->nwrites; i++) {
@@ -1399,6 +1420,42 @@ static bool count_query(verify_t *v, int ti, const char *sql, long *out)
     return true;
 }
 
+/* The key and mapped columns of target @p ti: "a.k1, a.c1, ..." */
+static void append_columns(ds_buf_t *buf, const verify_t *v, int ti, const char *alias)
+{
+    for (int c = 0; c < v->targets[ti].shape.ncolumns; c++) {
+        ds_buf_appendf(buf, "%s%s.", c ? ", " : "", alias);
+        ds_buf_append_ident(buf, ds_mapping_target_column(v->set, ti, c, NULL));
+    }
+}
+
+/*
+ * A fan-out target's key matches many rows, so rows cannot be paired by it: the shadow and
+ * the table are compared as multisets of (key, mapped columns). A row with a wrong value
+ * counts as one missing (the value it should have) and one extra (the value it has); the
+ * samples are their keys.
+ */
+static bool compare_fan_out(verify_t *v, int ti, const char *shadow, const char *real)
+{
+    vtarget_t *t = &v->targets[ti];
+    ds_buf_t q = DS_BUF_INIT, cols_s = DS_BUF_INIT, cols_r = DS_BUF_INIT;
+    bool ok;
+
+    append_columns(&cols_s, v, ti, "s");
+    append_columns(&cols_r, v, ti, "r");
+    ds_buf_appendf(&q, "(SELECT %s FROM %s AS s EXCEPT ALL SELECT %s FROM %s AS r) AS s",
+                   cols_s.data, shadow, cols_r.data, real);
+    ok = diff_query(v, ti, "s", q.data, &t->missing);
+    ds_buf_reset(&q);
+    ds_buf_appendf(&q, "(SELECT %s FROM %s AS r EXCEPT ALL SELECT %s FROM %s AS s) AS r",
+                   cols_r.data, real, cols_s.data, shadow);
+    ok = ok && diff_query(v, ti, "r", q.data, &t->extra);
+    ds_buf_free(&q);
+    ds_buf_free(&cols_s);
+    ds_buf_free(&cols_r);
+    return ok;
+}
+
 static bool compare_target(verify_t *v, int ti)
 {
     vtarget_t *t = &v->targets[ti];
@@ -1426,6 +1483,10 @@ static bool compare_target(verify_t *v, int ti)
     ds_buf_appendf(&q, "SELECT count(*) FROM %s", real.data);
     if (!count_query(v, ti, q.data, &t->present))
         goto done;
+    if (t->pub->fan_out) {
+        ok = compare_fan_out(v, ti, shadow, real.data);
+        goto done;
+    }
 
     ds_buf_reset(&q);
     ds_buf_appendf(&q, "%s AS s WHERE NOT EXISTS (SELECT 1 FROM %s AS r WHERE ", shadow, real.data);

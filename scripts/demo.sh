@@ -74,7 +74,7 @@ cat > "$svc/clinic.json" <<JSON
   "targets": {"clinic": {"conninfo": "host=$PGHOST port=$PGPORT user=$PGUSER dbname=clinic"}},
   "mappings": ["$here/mappings/clinic/users.json", "$here/mappings/clinic/patients.json",
                "$here/mappings/clinic/appointments.json", "$here/mappings/clinic/reservations.json",
-               "$here/mappings/clinic/patient_offers.json"]
+               "$here/mappings/clinic/patient_offers.json", "$here/mappings/clinic/offers.json"]
 }
 JSON
 
@@ -91,6 +91,7 @@ print_lag() {
     applied=$(sql -At -c "SELECT coalesce(sum(next_offset), 0) FROM dualsync.offsets" 2>/dev/null || echo 0)
     ends=$("$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" -t clinic.public.users -t clinic.public.patients \
               -t clinic.public.appointments -t clinic.public.reservations -t clinic.public.patient_offers \
+              -t clinic.public.offers \
               -i 300 -T 20000 2>/dev/null | wc -l)
     printf '  %s  capture lag %8s bytes of WAL   apply lag %5d changes\n' "$(date +%T)" "${slot_lag:-?}" $((ends - applied))
 }

@@ -90,6 +90,8 @@ typedef struct ds_target {
     const char *table;        /* quoted, qualified table name, for messages */
     bool in_place;            /* mode "update": only UPDATE the mapped columns of an
                                * existing row; no links, never insert or delete */
+    bool fan_out;             /* in place with "fan_out": true: the key need not be unique,
+                               * every row it matches is updated (children of a parent) */
     const char *write_sql;    /* upsert (or in-place update) statement, $1..$write_nparams */
     int write_nparams;
     const char *unlink_sql;   /* "this source row no longer produces a row here": drop its
@@ -123,10 +125,21 @@ typedef struct ds_target_write {
                                 * set, valid until the next ds_mapping_eval() */
 } ds_target_write_t;
 
-/** @brief What one change maps to: writes in target order. Borrowed from the set. */
+/* A target whose values one change cannot give (an unmapped enum value, an unreadable time):
+ * it writes nothing for that change; the change's other targets are written. */
+typedef struct ds_target_reject {
+    const ds_target_t *target;
+    const char *error; /* names the file, the target, the column and the value; borrowed from
+                        * the set, valid until the next ds_mapping_eval() */
+} ds_target_reject_t;
+
+/** @brief What one change maps to: writes in target order, and the targets it rejects.
+ *         Borrowed from the set. */
 typedef struct ds_write_list {
     int nwrites;
     const ds_target_write_t *writes;
+    int nrejects;
+    const ds_target_reject_t *rejects;
 } ds_write_list_t;
 
 /*
@@ -222,9 +235,16 @@ bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *conne
  * @param topic  the message's topic; @p key the message key as JSON text (the source key
  *               recorded in links); @p value the parsed value (NULL for a tombstone, which
  *               maps to nothing).
+ * Targets are evaluated one by one: a target whose values cannot be computed (an unmapped
+ * enum value, an unreadable time, a filter or key reading an unchanged TOASTed value) is
+ * listed in writes->rejects with its error and writes nothing, while the change's other
+ * targets are written. The runtime sends each rejected target to the dead-letter topic on
+ * its own (a dead letter naming that target, which `dlq retry` re-drives alone).
+ *
  * @return false with errstr (naming the mapping file, the target column and the value)
- *         when the change cannot be mapped: an unmapped enum value, an unparseable value, a
- *         malformed message. The runtime sends such a change to the dead-letter topic.
+ *         when nothing of the change can be mapped: a malformed message, or every target it
+ *         maps to rejected (errstr is then the first one's error, and writes is empty). The
+ *         runtime sends such a change to the dead-letter topic whole.
  */
 bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
                      const json_t *value, ds_write_list_t *writes, char *errstr,

@@ -111,11 +111,11 @@ class MappingSqlTest(dstest.ServicesTestCase):
         super().setUp()
         self.psql(TARGET_SCHEMA)
 
-    def apply(self, *changes):
+    def apply(self, *changes, mappings=MAPPINGS):
         """Runs the changes through mapping_exec (one transaction each); returns its results."""
         lines = "".join(json.dumps(c) + "\n" for c in changes)
         cmd = [mapping_exec_bin(), "--conninfo", dstest.conninfo(self.db), "--connection", "clinic",
-               "--connection", "legacy"] + MAPPINGS
+               "--connection", "legacy"] + mappings
         proc = subprocess.run(cmd, input=lines, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise AssertionError(f"mapping_exec exited with {proc.returncode}: {proc.stderr}")
@@ -319,6 +319,33 @@ class MappingSqlTest(dstest.ServicesTestCase):
         self.apply(update("appointments", {"id": "a1", "doctorId": "u1", "status": PLACEHOLDER}))
         self.assertEqual(self.rows('SELECT "statusLabel" FROM appointments'), [("completed",)])
 
+    def test_a_fan_out_update_reaches_every_child_whose_values_change(self):
+        mappings = MAPPINGS + [os.path.join(MAPPING_DIR, "fanout.json")]
+        self.apply(create("users", doctor()), mappings=mappings)
+        self.psql("""
+            INSERT INTO appointments VALUES ('a1', 'u1', 'SCHEDULED', NULL, NULL, NULL),
+                                            ('a2', 'u1', 'SCHEDULED', NULL, NULL, NULL),
+                                            ('a3', 'u2', 'SCHEDULED', NULL, NULL, NULL);
+        """)
+        # The doctor changes: every appointment of u1, none of u2.
+        self.apply(update("users", doctor(name="Ann Lee")), mappings=mappings)
+        self.assertEqual(self.rows('SELECT id, "globalDoctorId", "statusLabel" FROM appointments '
+                                   "ORDER BY id"),
+                         [("a1", DOCTOR_U1, "doctor"), ("a2", DOCTOR_U1, "doctor"),
+                          ("a3", None, None)])
+        # A change that leaves the children's values as they are rewrites none of them.
+        before = self.rows("SELECT id, xmin::text FROM appointments ORDER BY id")
+        self.apply(update("users", doctor(name="Ann Lee-Kim")), mappings=mappings)
+        self.assertEqual(self.rows("SELECT id, xmin::text FROM appointments ORDER BY id"), before)
+        # A child changed meanwhile is brought back, alone.
+        self.psql("UPDATE appointments SET \"statusLabel\" = 'x' WHERE id = 'a2'")
+        before = dict(self.rows("SELECT id, xmin::text FROM appointments ORDER BY id"))
+        self.apply(update("users", doctor(name="Ann")), mappings=mappings)
+        after = dict(self.rows("SELECT id, xmin::text FROM appointments ORDER BY id"))
+        self.assertEqual((after["a1"] == before["a1"], after["a2"] == before["a2"]), (True, False))
+        self.assertEqual(self.rows('SELECT "statusLabel" FROM appointments WHERE id = \'a2\''),
+                         [("doctor",)])
+
     # -- the catalog check ---------------------------------------------------------------
 
     def check_catalog(self, connection, mappings):
@@ -335,6 +362,22 @@ class MappingSqlTest(dstest.ServicesTestCase):
         self.assertEqual(self.check_catalog("legacy", MAPPINGS), {"catalog": "ok"})
         self.assertEqual(self.psql_value(
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'dualsync'"), "0")
+
+    def test_an_in_place_key_that_is_not_unique_needs_fan_out(self):
+        path = os.path.join(self.work_dir, "fan.json")
+        fan_out = os.path.join(MAPPING_DIR, "fanout.json")
+        with open(fan_out, encoding="utf-8") as f:
+            doc = json.load(f)
+        del doc["targets"][0]["fan_out"]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        result = self.check_catalog("legacy", [path])
+        self.assertEqual(len(result["catalog_errors"]), 1, result)
+        self.assertIn('$.targets[0].key: no unique index or primary key of "public"."appointments"'
+                      ' covers exactly the key ("doctorId"); add one, e.g. CREATE UNIQUE INDEX ON '
+                      '"public"."appointments" ("doctorId"), or declare "fan_out": true to update '
+                      "every row the key matches", result["catalog_errors"][0])
+        self.assertEqual(self.check_catalog("legacy", [fan_out]), {"catalog": "ok"})
 
     def test_the_catalog_check_reports_every_problem(self):
         path = os.path.join(self.work_dir, "broken.json")

@@ -13,6 +13,7 @@
  * per input line goes to stdout:
  *
  *   {"writes":[{"target":"users/doctors","kind":"upsert","applied":true}, ...]}
+ *       with "rejected":[{"target":"...","error":"..."}] when some targets were rejected alone
  *   {"error":"..."}       the change cannot be mapped (nothing written; a dead letter)
  *   {"sql_error":"...","target":"..."}  a statement failed (the transaction rolled back)
  *
@@ -104,6 +105,16 @@ static int run_writes(PGconn *conn, const ds_write_list_t *writes)
     if (!exec_simple(conn, "COMMIT"))
         return 3;
     json_object_set_new(out, "writes", list);
+    if (writes->nrejects > 0) {
+        /* Targets rejected alone: the others above were written. */
+        json_t *rejected = json_array();
+
+        for (int i = 0; i < writes->nrejects; i++)
+            json_array_append_new(rejected,
+                                  json_pack("{s:s,s:s}", "target", writes->rejects[i].target->id,
+                                            "error", writes->rejects[i].error));
+        json_object_set_new(out, "rejected", rejected);
+    }
     print_json(out);
     return 0;
 }

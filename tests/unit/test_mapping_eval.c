@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dualsync/mapping.h"
 #include "ds_test.h"
@@ -428,6 +429,75 @@ static void test_changes_that_cannot_be_mapped(void)
     ds_mapping_set_free(set);
 }
 
+/* A target whose column cannot be computed is rejected alone; the change's other targets are
+ * written. When no target is left to write, the change is rejected whole. */
+static void test_one_unreadable_column_rejects_only_its_target(void)
+{
+    char path[] = "/tmp/ds_test_mapping_XXXXXX.json";
+    const char *paths[1] = {path};
+    ds_mapping_set_t *set = NULL;
+    ds_write_list_t writes;
+    char want[8192];
+    FILE *f;
+    int fd = mkstemps(path, 5);
+
+    DS_CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    f = fdopen(fd, "w");
+    fputs("{\"source\": \"public.reservations\", \"targets\": ["
+          " {\"name\": \"services\", \"connection\": \"clinic\", \"table\": \"public.r\","
+          "  \"mode\": \"update\", \"key\": [\"id\"],"
+          "  \"columns\": {\"id\": \"$id\", \"service\": {\"lower\": \"$serviceType\"}}},"
+          " {\"name\": \"periods\", \"connection\": \"clinic\", \"table\": \"public.r\","
+          "  \"mode\": \"update\", \"key\": [\"id\"],"
+          "  \"columns\": {\"id\": \"$id\", \"period\": {\"parse_period\": \"$preferredTime\"}}}"
+          "]}",
+          f);
+    fclose(f);
+    if (!ds_mapping_set_load(paths, 1, "clinic", connections, &set, errstr, sizeof(errstr))) {
+        fprintf(stderr, "load failed: %s\n", errstr);
+        DS_CHECK(false);
+        unlink(path);
+        return;
+    }
+    DS_CHECK(eval(set, "clinic.public.reservations", "{\"id\":\"r1\"}",
+                  "{\"after\": {\"id\": \"r1\", \"serviceType\": \"DENTAL\", "
+                  "\"preferredTime\": \"asap\"}, \"op\": \"c\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 1);
+    DS_CHECK_INT(writes.nrejects, 1);
+    if (writes.nwrites == 1 && writes.nrejects == 1) {
+        static const char *const services[] = {"false", "dental", "r1"};
+        char stem[64], id[128];
+
+        snprintf(stem, sizeof(stem), "%.*s", (int)(strlen(path) - strlen("/tmp/.json")),
+                 path + strlen("/tmp/"));
+        snprintf(id, sizeof(id), "%s/services", stem);
+        check_write(&writes.writes[0], DS_WRITE_UPSERT, id, 3, services);
+        snprintf(id, sizeof(id), "%s/periods", stem);
+        DS_CHECK_STR(writes.rejects[0].target->id, id);
+        snprintf(want, sizeof(want), "%s: target %s, column \"period\": parse_period cannot read "
+                 "\"asap\"", path, id);
+        DS_CHECK(strncmp(writes.rejects[0].error, want, strlen(want)) == 0);
+    }
+    /* Both readable: both written, nothing rejected. */
+    DS_CHECK(eval(set, "clinic.public.reservations", "{\"id\":\"r1\"}",
+                  "{\"after\": {\"id\": \"r1\", \"serviceType\": \"DENTAL\", "
+                  "\"preferredTime\": \"9 am\"}, \"op\": \"u\"}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    DS_CHECK_INT(writes.nrejects, 0);
+    /* Every target rejected: the change is rejected whole, with the first error. */
+    DS_CHECK(!eval(set, "clinic.public.reservations", "{\"id\":\"r1\"}",
+                   "{\"after\": {\"id\": \"r1\"}, \"op\": \"u\"}", &writes));
+    DS_CHECK(strstr(errstr, "/services, column \"service\"") != NULL);
+    DS_CHECK_INT(writes.nwrites, 0);
+    DS_CHECK_INT(writes.nrejects, 0);
+    ds_mapping_set_free(set);
+    unlink(path);
+}
+
 static void test_write_lists_and_parameters_are_reused(void)
 {
     ds_mapping_set_t *set = load();
@@ -464,6 +534,7 @@ int main(void)
     DS_RUN(test_an_unchanged_toasted_key_or_filter_value_cannot_be_mapped);
     DS_RUN(test_in_place_targets_update_and_never_unlink);
     DS_RUN(test_changes_that_cannot_be_mapped);
+    DS_RUN(test_one_unreadable_column_rejects_only_its_target);
     DS_RUN(test_write_lists_and_parameters_are_reused);
     return ds_test_report();
 }

@@ -273,6 +273,7 @@ static void test_parse_period(void)
     static const struct {
         const char *in, *want; /* want NULL: rejected */
     } cases[] = {
+        /* 24-hour clock, with or without seconds */
         {"09:30", "MORNING"},
         {"9:30", "MORNING"},
         {"00:00", "MORNING"},
@@ -280,38 +281,102 @@ static void test_parse_period(void)
         {"12:00", "AFTERNOON"},
         {"23:59", "AFTERNOON"},
         {" 14:05 ", "AFTERNOON"},
+        {"09:00:00", "MORNING"},
+        {"13:30:59", "AFTERNOON"},
+        /* 12-hour clock */
         {"9:15 AM", "MORNING"},
         {"9:15AM", "MORNING"},
+        {"9:30  AM", "MORNING"},
         {"12:30 am", "MORNING"},
         {"12:30 PM", "AFTERNOON"},
         {"1:00 pm", "AFTERNOON"},
         {"11:45 Pm", "AFTERNOON"},
+        {"9 am", "MORNING"},
+        {"9am", "MORNING"},
+        {"9 AM", "MORNING"},
+        {"12 pm", "AFTERNOON"},
+        {"12 am", "MORNING"},
+        {"3 p.m.", "AFTERNOON"},
+        {"9:00 a.m.", "MORNING"},
+        {"9:30 A.M.", "MORNING"},
+        {"9:00 a.m", "MORNING"},
+        {"2:00 P.M.", "AFTERNOON"},
+        {"09:00:00 AM", "MORNING"},
+        /* words */
         {"morning", "MORNING"},
         {"Morning", "MORNING"},
         {"AFTERNOON", "AFTERNOON"},
         {"\tafternoon\n", "AFTERNOON"},
+        {"noon", "AFTERNOON"},
+        {"Noon", "AFTERNOON"},
+        {"midnight", "MORNING"},
+        {"MIDNIGHT", "MORNING"},
+        /* Korean */
         {"오전", "MORNING"},
         {"오후", "AFTERNOON"},
         {" 오후 ", "AFTERNOON"},
+        {"오전 10시", "MORNING"},
+        {"오전10시", "MORNING"},
+        {"오후 12시", "AFTERNOON"},
+        {"오전 12시", "MORNING"},
+        {"오후 3시", "AFTERNOON"},
+        {"오후 3시 30분", "AFTERNOON"},
+        {"오전 10:00", "MORNING"},
+        {"오후 2:30", "AFTERNOON"},
+        {"10시", "MORNING"},
+        {"14시", "AFTERNOON"},
+        {"10시 30분", "MORNING"},
+        {"정오", "AFTERNOON"},
+        {"자정", "MORNING"},
+        /* full-width digits, colon, tilde */
+        {"１０:００", "MORNING"},
+        {"１４：３０", "AFTERNOON"},
+        {"오후 ３시", "AFTERNOON"},
+        {"１０:００～１１:００", "MORNING"},
+        /* ranges: the start decides, the end must read too */
+        {"10:00~11:00", "MORNING"},
+        {"10:00-11:00", "MORNING"},
+        {"10:00 - 11:00", "MORNING"},
+        {"11:00~13:00", "MORNING"},
+        {"14:00~15:00", "AFTERNOON"},
+        {"10:00–11:00", "MORNING"},
+        {"10시~11시", "MORNING"},
+        {"오후 2시~4시", "AFTERNOON"},
+        {"9 am - 11 am", "MORNING"},
+        /* rejected: unreadable or ambiguous, never guessed */
         {"asap", NULL},
+        {"ASAP", NULL},
         {"25:00", NULL},
         {"24:00", NULL},
+        {"24:00:00", NULL},
         {"after lunch maybe", NULL},
         {"", NULL},
         {"   ", NULL},
         {"9", NULL},
         {"9:5", NULL},
         {"09:60", NULL},
+        {"09:00:60", NULL},
+        {"09:00:0", NULL},
         {"123:00", NULL},
         {"13:00 PM", NULL},
         {"0:30 AM", NULL},
-        {"9:30 A.M.", NULL},
-        {"9:30  AM", NULL},
+        {"0 am", NULL},
+        {"13 pm", NULL},
         {"9:30 AM later", NULL},
-        {"09:30:00", NULL},
+        {"9 amish", NULL},
+        {"9 a", NULL},
         {"evening", NULL},
         {"mornings", NULL},
-        {"오전 10:00", NULL},
+        {"noonish", NULL},
+        {"오전 13시", NULL},
+        {"오후 0시", NULL},
+        {"24시", NULL},
+        {"10:00~", NULL},
+        {"10:00~later", NULL},
+        {"~10:00", NULL},
+        {"10:00~11:00~12:00", NULL},
+        {"9-11", NULL},
+        {"１０", NULL},
     };
 
     for (size_t i = 0; i < DS_ARRAY_LEN(cases); i++) {
@@ -326,12 +391,14 @@ static void test_parse_period(void)
     CHECK_EXPR("{\"parse_period\": \"$t\"}", "{\"t\": null}", NULL);
     check_expr_error("{\"parse_period\": \"$t\"}", "{\"t\": \"asap\"}",
                      "target m/t, column \"v\": parse_period cannot read \"asap\" as a time of "
-                     "day (expected HH:MM on a 24-hour clock, H:MM AM or H:MM PM, morning, "
-                     "afternoon, 오전 or 오후)");
+                     "day (expected a time such as 14:30, 09:00:00, 2:30 PM, 9 am, 9:00 a.m., "
+                     "noon, midnight, 오전 10시, a range 10:00~11:00, or morning, afternoon, "
+                     "오전, 오후; see mappings/README.md)");
     check_expr_error("{\"parse_period\": \"$t\"}", "{\"t\": \"\"}",
                      "target m/t, column \"v\": parse_period cannot read \"\" as a time of day "
-                     "(expected HH:MM on a 24-hour clock, H:MM AM or H:MM PM, morning, "
-                     "afternoon, 오전 or 오후)");
+                     "(expected a time such as 14:30, 09:00:00, 2:30 PM, 9 am, 9:00 a.m., noon, "
+                     "midnight, 오전 10시, a range 10:00~11:00, or morning, afternoon, 오전, "
+                     "오후; see mappings/README.md)");
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -200,6 +200,12 @@ static void test_key_only_target_inserts_or_does_nothing(void)
     check_case("offers");
 }
 
+/* A fan-out update: every row of its (not unique) key, and only those whose values change. */
+static void test_fan_out_update_writes_only_changed_children(void)
+{
+    check_case("fanout");
+}
+
 static void test_identifiers_and_literals_are_quoted(void)
 {
     check_case("quoting");
@@ -212,6 +218,7 @@ int main(void)
     DS_RUN(test_ignore_on_delete_sql_escape_hatch_and_map);
     DS_RUN(test_in_place_update_with_required_lookup);
     DS_RUN(test_key_only_target_inserts_or_does_nothing);
+    DS_RUN(test_fan_out_update_writes_only_changed_children);
     DS_RUN(test_identifiers_and_literals_are_quoted);
     return ds_test_report();
 }

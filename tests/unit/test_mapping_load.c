@@ -350,6 +350,19 @@ static void test_an_in_place_target_needs_a_column_besides_its_key(void)
                       "besides its key; this one lists only key columns");
 }
 
+static void test_fan_out_needs_an_in_place_target_and_a_boolean(void)
+{
+    expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
+                      "\"table\": \"public.y\", \"fan_out\": true, \"key\": [\"id\"], "
+                      "\"columns\": {\"id\": \"$id\", \"v\": \"$v\"}}]}",
+                      "1:93: $.targets[0].fan_out: fan_out needs \"mode\": \"update\" (an upsert's "
+                      "key names one row)");
+    expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
+                      "\"table\": \"public.y\", \"mode\": \"update\", \"fan_out\": \"yes\", "
+                      "\"key\": [\"id\"], \"columns\": {\"id\": \"$id\", \"v\": \"$v\"}}]}",
+                      "1:111: $.targets[0].fan_out: expected true or false, got \"yes\"");
+}
+
 static void test_a_map_without_value_or_cases_is_rejected(void)
 {
     expect_text_error("{\"source\": \"public.x\", \"targets\": [{\"connection\": \"clinic\", "
@@ -482,6 +495,7 @@ int main(void)
     DS_RUN(test_an_unknown_function_far_from_any_lists_them);
     DS_RUN(test_positions_count_characters_not_bytes);
     DS_RUN(test_an_in_place_target_needs_a_column_besides_its_key);
+    DS_RUN(test_fan_out_needs_an_in_place_target_and_a_boolean);
     DS_RUN(test_a_map_without_value_or_cases_is_rejected);
     DS_RUN(test_target_names_have_no_slash_and_keys_no_repeats);
     DS_RUN(test_empty_column_names_are_rejected_at_their_key);
