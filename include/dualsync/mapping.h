@@ -28,6 +28,9 @@
  *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
  *            the same transaction as the rows (exactly once in effect).
  *   pending: changes waiting for a parent row (child before parent), retried after batches.
+ *   dead_letters: the dead letters apply moved past and no newer change of their source key
+ *            superseded yet (target '' when the change could not be mapped at all); `dlq
+ *            retry` writes only those (consumers/applier.c, "Dead-letter records").
  */
 #define DS_APPLY_SCHEMA_SQL                                                                        \
     "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
@@ -44,7 +47,12 @@
     " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
     " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \
     " error text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now(),"                         \
-    " UNIQUE (target, topic, source_key));"
+    " UNIQUE (target, topic, source_key));"                                                   \
+    "CREATE TABLE IF NOT EXISTS dualsync.dead_letters ("                                           \
+    " target text NOT NULL, topic text NOT NULL, source_key text NOT NULL,"                        \
+    " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
+    " created_at timestamptz NOT NULL DEFAULT now(),"                                              \
+    " PRIMARY KEY (topic, source_key, target));"
 
 typedef struct ds_mapping_set ds_mapping_set_t;
 
