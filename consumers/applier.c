@@ -2174,6 +2174,44 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
 }
 
 /*
+ * A change waited in dualsync.pending longer than apply.pending_timeout: it becomes a dead
+ * letter (for review, and `dlq retry` once its parent exists) whose error says how long it
+ * waited and which lookup found nothing, with the value it looked up.
+ */
+static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, unit_t *un)
+{
+    ds_buf_t why = DS_BUF_INIT;
+    ds_write_list_t list;
+    char ignored[256];
+
+    char sqlstate[6], message[256];
+
+    /* In a savepoint: a lookup that cannot be run must not abort the retry's transaction. */
+    if (eval_pending(a->set, pu, &list, ignored, sizeof(ignored)) &&
+        run(a, "SAVEPOINT ds_explain", false, 0, NULL, NULL, sqlstate, message,
+            sizeof(message)) == RUN_OK) {
+        for (int w = 0; w < list.nwrites; w++) {
+            if (list.writes[w].target == pu->target && list.writes[w].kind == DS_WRITE_UPSERT)
+                ds_mapping_explain_wait(a->set, &list.writes[w], a->conn, &why);
+        }
+        run(a,
+            PQtransactionStatus(a->conn) == PQTRANS_INERROR ? "ROLLBACK TO SAVEPOINT ds_explain"
+                                                             : "RELEASE SAVEPOINT ds_explain",
+            false, 0, NULL, NULL, sqlstate, message, sizeof(message));
+    }
+    snprintf(un->error, sizeof(un->error),
+             "waited %.0f s in dualsync.pending for its parent, longer than "
+             "apply.pending_timeout (%.0f s): %s",
+             waited, a->pending_timeout_s, why.len ? why.data : un->error);
+    un->pending = false;
+    ds_warning("target \"%s\": %s [%d] @%" PRId64 " key %.*s target %s: %s; it becomes a dead "
+               "letter",
+               a->name, pu->m.topic, (int)pu->m.partition, pu->m.offset, (int)pu->m.key_len,
+               pu->m.key, pu->target->id, un->error);
+    ds_buf_free(&why);
+}
+
+/*
  * Retries the pending rows [first, end) of @p rows, which share topic and source_key,
  * together (see write_units): targets of one change that reference each other wait together
  * and can only be written together. Applied rows and dead letters leave dualsync.pending.
@@ -2253,8 +2291,13 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         const char *params[1] = {PQgetvalue(rows, pu->row, 0)};
         run_result_t rr;
 
-        if (units[u].excluded && units[u].pending)
-            continue; /* still waiting */
+        if (units[u].excluded && units[u].pending) {
+            double waited = strtod(PQgetvalue(rows, pu->row, 8), NULL);
+
+            if (a->pending_timeout_s <= 0 || waited < a->pending_timeout_s)
+                continue; /* still waiting */
+            timed_out(a, pu, waited, &units[u]);
+        }
         if (units[u].excluded) {
             ds_dead_letter_t dl = ds_batch_dead_letter(&pu->m, pu->target->id, units[u].error);
 

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "dualsync/buf.h"
 #include "dualsync/common.h"
 
 /*
@@ -229,6 +230,17 @@ bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *conne
 bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
                      const json_t *value, ds_write_list_t *writes, char *errstr,
                      size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Why @p write (from the last ds_mapping_eval()) waits for a parent: each "required"
+ *        lookup of its target that finds no row in @p conn (a libpq PGconn * to the target's
+ *        database), as 'required lookup of "public"."services" ("code" = 'X9') found no row
+ *        (FILE:LINE:COL: $.path)', joined by "; ", appended to @p out. Appends nothing when
+ *        every lookup finds its row now (the parent arrived). Runs one query per lookup: for
+ *        people reading dualsync.pending, not for the path of a write.
+ */
+void ds_mapping_explain_wait(const ds_mapping_set_t *set, const ds_target_write_t *write,
+                             void *conn, ds_buf_t *out);
 
 /* ---------------------------------------------------------------------------------------------
  * For tools that rebuild targets from the legacy tables (dualsync verify): what a target
