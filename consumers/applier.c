@@ -1953,6 +1953,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
             } else {
                 ds_dead_letter_t dl = ds_batch_dead_letter(m, target, e->error);
 
+                dl.recorded = true; /* put_dead_record() below, in this transaction */
                 stats->dead_letters++;
                 if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                     recover(a);
@@ -2301,6 +2302,7 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         if (units[u].excluded) {
             ds_dead_letter_t dl = ds_batch_dead_letter(&pu->m, pu->target->id, units[u].error);
 
+            dl.recorded = true; /* put_dead_record() below, in this transaction */
             stats->dead_letters++;
             if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                 recover(a);

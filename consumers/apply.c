@@ -358,6 +358,7 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     }
     {
         ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
+        dl.recorded = true; /* every database records it with the batch (m->error) */
         char errstr[4096];
 
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))

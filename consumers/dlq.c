@@ -59,9 +59,10 @@ char *ds_dlq_format(const ds_dead_letter_t *dl, size_t *len)
     ds_buf_appendf(&buf, ",\"ts_ms\":%" PRId64, dl->ts_ms);
     if (dl->attempts > 1)
         ds_buf_appendf(&buf, ",\"attempts\":%d", dl->attempts);
-    /* Every target database records the dead letter in the transaction that moves past it
-     * (applier.c), so this holds for every dead letter written from now on. */
-    ds_buf_append_str(&buf, ",\"recorded\":true");
+    /* Only where the caller knows the databases record it (applier.c): a dead letter that
+     * says so but has no record would be taken for superseded and never retried. */
+    if (dl->recorded)
+        ds_buf_append_str(&buf, ",\"recorded\":true");
     ds_buf_append_char(&buf, '}');
     /* The buffer's memory becomes the caller's. */
     text = buf.data;

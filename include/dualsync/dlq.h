@@ -42,6 +42,8 @@ typedef struct ds_dead_letter {
     const char *error;  /* why */
     int64_t ts_ms;      /* when it was dead-lettered */
     int attempts;       /* failed attempts, at least 1 */
+    bool recorded;      /* every target database records it (dualsync.dead_letters) in the
+                         * transaction that moves past it: written as "recorded": true */
 } ds_dead_letter_t;
 
 /** @brief The dead letter's value as JSON text (malloc'd, NUL-terminated; aborts when out of

@@ -24,6 +24,7 @@ static ds_dead_letter_t letter(const char *key, const char *value, const char *t
     dl.error = error;
     dl.ts_ms = 1700000000123;
     dl.attempts = 1;
+    dl.recorded = true;
     return dl;
 }
 
@@ -95,6 +96,17 @@ static void test_attempts_appear_from_the_second_failure(void)
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":1,\"value\":2,\"target\":null,\"error\":\"e\","
                       "\"ts_ms\":1700000000123,\"attempts\":3,\"recorded\":true}");
+}
+
+static void test_unrecorded_letter_does_not_claim_a_record(void)
+{
+    /* A retry takes "recorded" without a record for superseded: only say it when true. */
+    ds_dead_letter_t dl = letter("1", "2", NULL, "e");
+
+    dl.recorded = false;
+    check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
+                      "\"key\":1,\"value\":2,\"target\":null,\"error\":\"e\","
+                      "\"ts_ms\":1700000000123}");
 }
 
 static void test_invalid_utf8_cannot_break_the_json(void)
@@ -185,6 +197,7 @@ int main(void)
     DS_RUN(test_text_that_is_not_json_becomes_a_string);
     DS_RUN(test_missing_key_and_tombstone_are_null);
     DS_RUN(test_attempts_appear_from_the_second_failure);
+    DS_RUN(test_unrecorded_letter_does_not_claim_a_record);
     DS_RUN(test_invalid_utf8_cannot_break_the_json);
     DS_RUN(test_formatted_letter_reads_back);
     DS_RUN(test_first_attempt_reads_back_as_one);
