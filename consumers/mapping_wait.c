@@ -15,11 +15,11 @@
 #include "mapping_internal.h"
 
 typedef struct explain {
-    PGconn *conn;                  /* the target's database */
+    PGconn *conn;                   /* the target's database */
     const ds_target_write_t *write; /* the write that waits: its parameter values */
-    ds_buf_t *out;                 /* the caller's */
-    int found;                     /* lookups reported as finding no row */
-    ds_buf_t unknown;              /* lookups whose match values the database computes */
+    ds_buf_t *out;                  /* the caller's */
+    int found;                      /* lookups reported as finding no row */
+    ds_buf_t unknown;               /* lookups whose match values the database computes */
 } explain_t;
 
 static void separate(ds_buf_t *buf)

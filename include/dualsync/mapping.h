@@ -48,7 +48,7 @@
     " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
     " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \
     " error text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now(),"                         \
-    " UNIQUE (target, topic, source_key));"                                                   \
+    " UNIQUE (target, topic, source_key));"                                                        \
     "CREATE TABLE IF NOT EXISTS dualsync.dead_letters ("                                           \
     " target text NOT NULL, topic text NOT NULL, source_key text NOT NULL,"                        \
     " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
