@@ -186,8 +186,10 @@ struct ds_applier {
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
     ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
     ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
-    ds_strset_t *dead_keys; /* "topic␟key" of the rows in dualsync.dead_letters (a superset
-                             * after a rolled-back batch: only costs a needless DELETE) */
+    ds_strset_t *dead_keys; /* "topic␟key" of the rows in dualsync.dead_letters: read at
+                             * connect and on every assignment, added to by each record put;
+                             * a superset (keys whose records went, batches rolled back),
+                             * which costs only a needless DELETE */
     uint8_t *msg_flags;     /* per message of the batch being applied: MSG_* below */
     int msg_flags_cap;
     work_t *work;           /* this batch's writes here */
@@ -808,7 +810,8 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
         }
     }
     PQclear(r);
-    return DS_APPLIER_OK;
+    /* Partitions may have come from another apply process, with their dead letters' keys. */
+    return load_dead_keys(a, errstr, errstr_size);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1319,6 +1322,14 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
  * transaction takes first (the origin is held by one session of the cluster at a time), so
  * no apply transaction can commit between the check and the retry's writes.
  *
+ * apply keeps the keys that have records in memory (a->dead_keys), so it must see every
+ * record of its partitions' keys: records are put only by apply itself, and by `dlq retry`
+ * for a dead letter that has a record already (it failed again, for the same target or, a
+ * change that could not be mapped at all, for one target), whose key apply knows. Dead
+ * letters `dlq retry` makes of others (written before records existed) are published again
+ * without "recorded", and it leaves dualsync.pending to apply. The set is read again on every
+ * partition assignment, so a partition that moves between apply processes brings its keys.
+ *
  * Offsets are compared within a key's partition: a source key stays in one partition (its
  * order depends on it anyway).
  * ------------------------------------------------------------------------------------------- */
@@ -1370,16 +1381,22 @@ static bool truncates(const ds_batch_msg_t *m)
     return false;
 }
 
+/* Whether a dead letter made of @p m is recorded (see above). */
+static bool records(const ds_applier_t *a, const ds_batch_msg_t *m)
+{
+    return !a->dlq_retry || m->recorded;
+}
+
 /*
  * The dead-letter records the batch changes in database @p db (pipeline @p p, or at once):
  * apply: a change of a source key with records supersedes the older ones, and a change that
  * could not be mapped is recorded; dlq retry: a dead letter written leaves, one that could
  * not be mapped again is recorded again. (Dead letters of the slow path and of
- * dualsync.pending are recorded where they are made.) *touched: the records changed.
+ * dualsync.pending are recorded where they are made.)
  */
 static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t *batch,
-                              const ds_offsets_t *offsets, bool *touched, char *sqlstate,
-                              char *message, size_t message_size, run_result_t *result)
+                              const ds_offsets_t *offsets, char *sqlstate, char *message,
+                              size_t message_size, run_result_t *result)
 {
     bool watch = a->dlq_retry || ds_strset_count(a->dead_keys) > 0;
 
@@ -1402,7 +1419,6 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
             if (flags & (MSG_SUPERSEDED | MSG_DEAD))
                 continue; /* nothing written: its record is gone, or was just put again */
             if (!m->error) {
-                *touched = true;
                 if (!bookkeep(a, p, "ds_dead_done", 4, params, sqlstate, message, message_size,
                               result))
                     return false;
@@ -1413,21 +1429,18 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
             if (truncates(m)) {
                 const char *params[2] = {m->topic, offset};
 
-                *touched = true;
                 if (!bookkeep(a, p, "ds_dead_supersede_topic", 2, params, sqlstate, message,
                               message_size, result))
                     return false;
             } else if (ds_strset_contains(a->dead_keys, a->key.data, a->key.len)) {
                 const char *params[3] = {m->topic, cstr(&a->key_text, key, key_len), offset};
 
-                *touched = true;
                 if (!bookkeep(a, p, "ds_dead_supersede", 3, params, sqlstate, message,
                               message_size, result))
                     return false;
             }
         }
-        if (m->error) {
-            *touched = true;
+        if (m->error && records(a, m)) {
             if (!put_dead_record(a, p, m, m->only_target, m->error, sqlstate, message,
                                  message_size, result))
                 return false;
@@ -1547,7 +1560,7 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
                                char *errstr, size_t errstr_size)
 {
     pipeline_t p;
-    bool touched = false, dead_touched = false, complete = false, set_based;
+    bool touched = false, complete = false, set_based;
     uint64_t pending_before = stats->pending_added;
 
     /* Round trip 1: the writes. */
@@ -1600,8 +1613,8 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
 
         complete =
             send_pending_decisions(a, &p, batch, stats, &touched) &&
-            send_dead_records(a, &p, db, batch, offsets, &dead_touched, sqlstate, message,
-                              sizeof(message), &unused) &&
+            send_dead_records(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
+                              &unused) &&
             send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message), &unused);
         /* Without all its bookkeeping the transaction must not commit. */
         if (complete) {
@@ -1643,11 +1656,10 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         *status = DS_APPLIER_FAILED;
         return PATH_STATUS;
     }
-    *status = DS_APPLIER_OK;
     if (touched)
         *status = load_pending_keys(a, errstr, errstr_size);
-    if (dead_touched && *status == DS_APPLIER_OK)
-        *status = load_dead_keys(a, errstr, errstr_size);
+    else
+        *status = DS_APPLIER_OK;
     return *status == DS_APPLIER_OK ? PATH_DONE : PATH_STATUS;
 }
 
@@ -1953,7 +1965,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
             } else {
                 ds_dead_letter_t dl = ds_batch_dead_letter(m, target, e->error);
 
-                dl.recorded = true; /* put_dead_record() below, in this transaction */
+                dl.recorded = records(a, m); /* put_dead_record() below, in this transaction */
                 stats->dead_letters++;
                 if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                     recover(a);
@@ -1962,13 +1974,12 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                 }
                 a->msg_flags[a->work[first].msg] |= MSG_DEAD;
                 m->failed_again = true;
-                if (!put_dead_record(a, NULL, m, target, e->error, sqlstate, message,
-                                     sizeof(message), &rr)) {
+                if (dl.recorded && !put_dead_record(a, NULL, m, target, e->error, sqlstate,
+                                                    message, sizeof(message), &rr)) {
                     st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
                                       errstr_size);
                     goto done;
                 }
-                *pended = true; /* the records must be read again */
             }
         } else if (*pended || ds_strset_count(a->pending) > 0) {
             const char *params[4] = {target, m->topic, cstr(&a->key_text, key, key_len), offset};
@@ -2023,8 +2034,8 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
             return st;
         first = end;
     }
-    if (!send_dead_records(a, NULL, db, batch, offsets, &pended, sqlstate, message,
-                           sizeof(message), &rr))
+    if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
+                           &rr))
         return slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr, errstr_size);
     if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr))
         return slow_failure(a, rr, "writing dualsync.offsets", message, errstr, errstr_size);
@@ -2040,9 +2051,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_APPLIER_FAILED;
     }
-    if (pended && (st = load_pending_keys(a, errstr, errstr_size)) == DS_APPLIER_OK)
-        st = load_dead_keys(a, errstr, errstr_size);
-    return pended ? st : DS_APPLIER_OK;
+    return pended ? load_pending_keys(a, errstr, errstr_size) : DS_APPLIER_OK;
 }
 
 void ds_applier_send(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets)
@@ -2219,7 +2228,7 @@ static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, 
  */
 static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, int first, int end,
                                        const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
-                                       int *resolved, bool *dead, char *errstr, size_t errstr_size)
+                                       int *resolved, char *errstr, size_t errstr_size)
 {
     pending_group_t g = {a->set, calloc((size_t)(end - first) + 1, sizeof(pending_unit_t)), 0};
     unit_t *units = calloc((size_t)(end - first) + 1, sizeof(*units));
@@ -2302,20 +2311,19 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         if (units[u].excluded) {
             ds_dead_letter_t dl = ds_batch_dead_letter(&pu->m, pu->target->id, units[u].error);
 
-            dl.recorded = true; /* put_dead_record() below, in this transaction */
+            dl.recorded = !a->dlq_retry; /* put_dead_record() below, in this transaction */
             stats->dead_letters++;
             if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                 recover(a);
                 st = DS_APPLIER_FAILED;
                 goto done;
             }
-            if (!put_dead_record(a, NULL, &pu->m, pu->target->id, units[u].error, sqlstate,
-                                 message, sizeof(message), &rr)) {
+            if (dl.recorded && !put_dead_record(a, NULL, &pu->m, pu->target->id, units[u].error,
+                                                sqlstate, message, sizeof(message), &rr)) {
                 st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
                                   errstr_size);
                 goto done;
             }
-            *dead = true;
         } else {
             stats->pending_done++;
         }
@@ -2358,7 +2366,6 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
         run_result_t rr;
         ds_applier_status_t st;
         int resolved = 0;
-        bool dead = false;
 
         if (lost(a)) {
             ds_fail(errstr, errstr_size, "target \"%s\": not connected", a->name);
@@ -2379,8 +2386,7 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
 
             while (end < PQntuples(rows) && same_source_key(rows, first, end))
                 end++;
-            st = retry_group(a, rows, first, end, hooks, stats, &resolved, &dead, errstr,
-                             errstr_size);
+            st = retry_group(a, rows, first, end, hooks, stats, &resolved, errstr, errstr_size);
             if (st != DS_APPLIER_OK) {
                 PQclear(rows);
                 return st;
@@ -2397,8 +2403,6 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
             return slow_failure(a, rr, "COMMIT", message, errstr, errstr_size);
         recover(a);
         if ((st = load_pending_keys(a, errstr, errstr_size)) != DS_APPLIER_OK)
-            return st;
-        if (dead && (st = load_dead_keys(a, errstr, errstr_size)) != DS_APPLIER_OK)
             return st;
         if (resolved == 0)
             break;

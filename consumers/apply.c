@@ -358,7 +358,8 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     }
     {
         ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
-        dl.recorded = true; /* every database records it with the batch (m->error) */
+        /* Every database records it with the batch (m->error); see applier.c. */
+        dl.recorded = ap->mode == MODE_APPLY || m->recorded;
         char errstr[4096];
 
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))
@@ -396,10 +397,14 @@ static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int np
 
 static void finish_batch(apply_t *ap);
 
-/* Retries database @p db's dualsync.pending, when it has rows. */
+/*
+ * Retries database @p db's dualsync.pending, when it has rows. Not in dlq retry: apply does
+ * it, and a dead letter made of a pending change here could not be recorded where apply
+ * looks (applier.c, "Dead-letter records").
+ */
 static void retry_pending(apply_t *ap, int db)
 {
-    if (ds_applier_pending(ap->dbs[db]) == 0)
+    if (ap->mode == MODE_DLQ_RETRY || ds_applier_pending(ap->dbs[db]) == 0)
         return;
     finish_batch(ap);
     ap->pending_retried_us[db] = monotonic_us();
