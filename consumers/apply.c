@@ -358,9 +358,10 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     }
     {
         ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
+        char errstr[4096];
+
         /* Every database records it with the batch (m->error); see applier.c. */
         dl.recorded = ap->mode == MODE_APPLY || m->recorded;
-        char errstr[4096];
 
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))
             fail(ap, "%s", errstr);
@@ -854,9 +855,9 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
         status = DS_APPLY_EXIT_OK;
     }
     log_progress(&ap);
-    /* Counted per dead letter, not from the published count: that one also holds the
-     * dead letters of dualsync.pending, and a change that cannot be mapped again is no
-     * message applied, so "applied = messages - published" undercounted. */
+    /* Counted per dead letter from what the databases did with it: the number published
+     * cannot say how many were applied (a change that cannot be mapped again is published
+     * but is no message written). */
     if (mode == MODE_DLQ_RETRY && out) {
         fprintf(out, "%" PRIu64 " dead letters applied, %" PRIu64 " failed again%s", ap.retried,
                 ap.failed_again, ap.failed_again ? " (published again with attempts + 1)" : "");
