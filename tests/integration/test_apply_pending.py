@@ -152,6 +152,10 @@ class PendingVisibleTest(dstest.ApplyTestCase):
 
     def test_pending_list_names_each_waiting_change_its_reason_and_age(self):
         cfg = self.config()
+        proc = dstest.run_dualsync(["pending", "list", "--help"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn("Usage: dualsync pending list --config FILE [--json]", proc.stdout)
+        self.assertEqual(dstest.run_dualsync(["pending", "list"]).returncode, 2)
         # Nothing has waited yet (no dualsync schema at all): an empty list, at once.
         proc = self.pending_list(cfg)
         self.assertEqual((proc.stdout, proc.stderr.strip()), ("", "0 pending changes"))
