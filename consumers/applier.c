@@ -33,6 +33,7 @@
 #define SQLSTATE_OBJECT_IN_USE     "55006" /* the origin is held by another session */
 #define SQLSTATE_INSUFFICIENT_PRIV "42501" /* insufficient_privilege */
 #define SQLSTATE_UNIQUE            "23505" /* unique_violation (origin created concurrently) */
+#define SQLSTATE_SUPERSEDED        "22012" /* ds_dead_done_checked: the record went meanwhile */
 
 /*
  * Errors that say "try again", not "this change is wrong": serialization failures and
@@ -118,6 +119,14 @@ static const struct {
     {"ds_dead_done",
      "DELETE FROM dualsync.dead_letters WHERE target = $1 AND topic = $2 AND source_key = $3"
      " AND kafka_offset = $4::bigint",
+     4},
+    /* The same for a record drop_superseded() saw: gone by now, a newer change was committed
+     * since the check (an apply under another origin), and this fails with division_by_zero
+     * (SQLSTATE_SUPERSEDED) so that the retry's transaction does not commit. */
+    {"ds_dead_done_checked",
+     "WITH d AS (DELETE FROM dualsync.dead_letters WHERE target = $1 AND topic = $2"
+     " AND source_key = $3 AND kafka_offset = $4::bigint RETURNING 1)"
+     " SELECT 1 / count(*) FROM d",
      4},
     {"ds_dead_keys", "SELECT DISTINCT topic, source_key FROM dualsync.dead_letters", 0},
 };
@@ -207,6 +216,7 @@ struct ds_applier {
 /* What this database decided about a message of the batch being applied. */
 #define MSG_SUPERSEDED 1 /* dlq retry: its record is gone, a newer change was applied */
 #define MSG_DEAD       2 /* a write of it became a dead letter here (slow path) */
+#define MSG_CHECKED    4 /* dlq retry: drop_superseded() found its record */
 
 static void drop_sent(ds_applier_t *a);
 typedef enum run_result run_result_t;
@@ -1320,7 +1330,10 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
  * removed it, and apply could commit a newer change between the scan and the retry's write.
  * The retry checks the rows while it holds the replication origin, which every apply
  * transaction takes first (the origin is held by one session of the cluster at a time), so
- * no apply transaction can commit between the check and the retry's writes.
+ * no apply transaction can commit between the check and the retry's writes; and, should an
+ * apply run under another origin, the retry's transaction deletes the rows it checked and
+ * does not commit when one is gone (ds_dead_done_checked): it is redone, and the check then
+ * finds the dead letter superseded.
  *
  * apply keeps the keys that have records in memory (a->dead_keys), so it must see every
  * record of its partitions' keys: records are put only by apply itself, and by `dlq retry`
@@ -1419,8 +1432,9 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
             if (flags & (MSG_SUPERSEDED | MSG_DEAD))
                 continue; /* nothing written: its record is gone, or was just put again */
             if (!m->error) {
-                if (!bookkeep(a, p, "ds_dead_done", 4, params, sqlstate, message, message_size,
-                              result))
+                if (m->recorded &&
+                    !bookkeep(a, p, flags & MSG_CHECKED ? "ds_dead_done_checked" : "ds_dead_done",
+                              4, params, sqlstate, message, message_size, result))
                     return false;
                 continue;
             }
@@ -1480,6 +1494,7 @@ static ds_applier_status_t drop_superseded(ds_applier_t *a, ds_batch_t *batch, c
             if (rr != RUN_OK)
                 return slow_failure(a, rr, "reading dualsync.dead_letters", message, errstr,
                                     errstr_size);
+            a->msg_flags[w->msg] |= MSG_CHECKED;
             if (PQntuples(r) == 0) {
                 a->msg_flags[w->msg] |= MSG_SUPERSEDED;
                 m->superseded = true;
@@ -2035,8 +2050,17 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         first = end;
     }
     if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
-                           &rr))
+                           &rr)) {
+        if (rr == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_SUPERSEDED) == 0) {
+            recover(a);
+            ds_fail(errstr, errstr_size,
+                    "target \"%s\": a newer change of a dead letter's source row was applied "
+                    "while it was being retried; the batch is redone",
+                    a->name);
+            return DS_APPLIER_RETRY;
+        }
         return slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr, errstr_size);
+    }
     if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr))
         return slow_failure(a, rr, "writing dualsync.offsets", message, errstr, errstr_size);
     if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
