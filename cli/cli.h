@@ -24,6 +24,7 @@ bool ds_cli_load_config(const char *command, const char *config_path, unsigned u
 int ds_cli_capture(int argc, char **argv);
 int ds_cli_apply(int argc, char **argv);
 int ds_cli_dlq(int argc, char **argv);
+int ds_cli_pending(int argc, char **argv);
 int ds_cli_verify(int argc, char **argv);
 int ds_cli_backfill(int argc, char **argv);
 
@@ -32,7 +33,7 @@ int ds_cli_backfill(int argc, char **argv);
 int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help)(FILE *),
                          ds_config_t **config);
 
-/* --json was given (dlq list). */
+/* --json was given (dlq list, pending list). */
 extern int ds_cli_json_output;
 
 #endif

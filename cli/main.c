@@ -10,6 +10,7 @@ static const ds_cli_command_t commands[] = {
     {"capture", "stream committed changes of the legacy tables to Kafka", ds_cli_capture},
     {"apply", "write the changes from Kafka into the new tables, exactly once", ds_cli_apply},
     {"dlq", "list or retry the changes apply could not write (dead letters)", ds_cli_dlq},
+    {"pending", "list the changes waiting for a parent row, and why", ds_cli_pending},
     {"verify", "check that the new tables are exactly what the mappings give", ds_cli_verify},
     {"backfill", "re-backfill one table into the running pipeline, chunk by chunk", ds_cli_backfill},
 };

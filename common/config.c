@@ -78,6 +78,7 @@ static bool valid_on_error(const char *text);
 static bool valid_origin(const char *text);
 static bool valid_topic(const char *text);
 static bool valid_snapshot_mode(const char *text);
+static bool valid_duration(const char *text);
 
 static const char *const default_skip_origins[] = {"dualsync", NULL};
 
@@ -271,6 +272,15 @@ static const setting_t settings[] = {
      .expected = "a Kafka topic name (1 to 249 characters from a-z A-Z 0-9 . _ -)",
      .offset = offsetof(ds_config_t, apply_dlq_topic),
      .description = "dead-letter topic; default \"<topic_prefix>.dlq\""},
+    {.path = "apply.pending_timeout",
+     .type = SETTING_STRING,
+     .default_string = "off",
+     .valid = valid_duration,
+     .expected = "\"off\" or a duration of at least one second: a whole number followed by "
+                 "s, min, h or d (\"90s\", \"30min\", \"12h\", \"7d\")",
+     .offset = offsetof(ds_config_t, apply_pending_timeout),
+     .description = "a change waiting longer than this in dualsync.pending for its parent "
+                    "becomes a dead letter; \"off\" (default): it waits for ever"},
 };
 
 #define NSETTINGS DS_ARRAY_LEN(settings)
@@ -446,6 +456,42 @@ static bool valid_group_id(const char *text)
 static bool valid_snapshot_mode(const char *text)
 {
     return strcmp(text, "initial") == 0 || strcmp(text, "never") == 0;
+}
+
+/* "off" (0), or "<digits><unit>" with unit s, min, h or d; false when it is neither. */
+static bool parse_duration(const char *text, int64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"s", 1000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000}};
+    const char *p = text;
+    int64_t n = 0;
+
+    *ms = 0;
+    if (strcmp(text, "off") == 0)
+        return true;
+    while (*p >= '0' && *p <= '9') {
+        if (n > INT64_C(1000000000))
+            return false; /* beyond 30 years in any unit: a typo */
+        n = n * 10 + (*p++ - '0');
+    }
+    if (p == text || n == 0)
+        return false;
+    for (size_t i = 0; i < DS_ARRAY_LEN(units); i++) {
+        if (strcmp(p, units[i].unit) == 0) {
+            *ms = n * units[i].ms;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool valid_duration(const char *text)
+{
+    int64_t ms;
+
+    return parse_duration(text, &ms);
 }
 
 static bool valid_on_error(const char *text)
@@ -1393,6 +1439,11 @@ bool ds_config_load_for(const char *path, unsigned uses, ds_config_t **config, c
     }
     if (!walk_object(&ld, NULL, root))
         goto done;
+    /* Checked by valid_duration already. */
+    if (!parse_duration(ld.config->apply_pending_timeout, &ld.config->apply_pending_timeout_ms)) {
+        ok = out_of_memory(&ld);
+        goto done;
+    }
     /* The one default computed from another setting. */
     if (!ld.config->apply_dlq_topic &&
         asprintf(&ld.config->apply_dlq_topic, "%s.dlq", ld.config->topic_prefix) < 0) {

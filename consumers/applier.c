@@ -33,6 +33,7 @@
 #define SQLSTATE_OBJECT_IN_USE     "55006" /* the origin is held by another session */
 #define SQLSTATE_INSUFFICIENT_PRIV "42501" /* insufficient_privilege */
 #define SQLSTATE_UNIQUE            "23505" /* unique_violation (origin created concurrently) */
+#define SQLSTATE_SUPERSEDED        "22012" /* ds_dead_done_checked: the record went meanwhile */
 
 /*
  * Errors that say "try again", not "this change is wrong": serialization failures and
@@ -90,9 +91,44 @@ static const struct {
     {"ds_pending_del_id", "DELETE FROM dualsync.pending WHERE id = $1::bigint", 1},
     {"ds_pending_keys", "SELECT target, topic, source_key FROM dualsync.pending", 0},
     {"ds_pending_rows",
-     "SELECT id, target, topic, partition, kafka_offset, source_key, value"
+     "SELECT id, target, topic, partition, kafka_offset, source_key, value, error,"
+     " extract(epoch FROM now() - first_seen)::float8"
      " FROM dualsync.pending ORDER BY topic, source_key, id", /* a source key's rows together */
      0},
+    /* Dead-letter records (see "Dead-letter records" below). The newest dead letter of a
+     * source key and target is the one kept. */
+    {"ds_dead_put",
+     "INSERT INTO dualsync.dead_letters AS d"
+     " (target, topic, partition, kafka_offset, source_key, error)"
+     " VALUES ($1, $2, $3::int, $4::bigint, $5, $6)"
+     " ON CONFLICT (topic, source_key, target) DO UPDATE"
+     " SET partition = EXCLUDED.partition, kafka_offset = EXCLUDED.kafka_offset,"
+     " error = EXCLUDED.error, created_at = now()"
+     " WHERE d.kafka_offset <= EXCLUDED.kafka_offset",
+     6},
+    {"ds_dead_supersede",
+     "DELETE FROM dualsync.dead_letters WHERE topic = $1 AND source_key = $2"
+     " AND kafka_offset < $3::bigint",
+     3},
+    {"ds_dead_supersede_topic",
+     "DELETE FROM dualsync.dead_letters WHERE topic = $1 AND kafka_offset < $2::bigint", 2},
+    {"ds_dead_check",
+     "SELECT 1 FROM dualsync.dead_letters WHERE target = $1 AND topic = $2 AND source_key = $3"
+     " AND kafka_offset = $4::bigint",
+     4},
+    {"ds_dead_done",
+     "DELETE FROM dualsync.dead_letters WHERE target = $1 AND topic = $2 AND source_key = $3"
+     " AND kafka_offset = $4::bigint",
+     4},
+    /* The same for a record drop_superseded() saw: gone by now, a newer change was committed
+     * since the check (an apply under another origin), and this fails with division_by_zero
+     * (SQLSTATE_SUPERSEDED) so that the retry's transaction does not commit. */
+    {"ds_dead_done_checked",
+     "WITH d AS (DELETE FROM dualsync.dead_letters WHERE target = $1 AND topic = $2"
+     " AND source_key = $3 AND kafka_offset = $4::bigint RETURNING 1)"
+     " SELECT 1 / count(*) FROM d",
+     4},
+    {"ds_dead_keys", "SELECT DISTINCT topic, source_key FROM dualsync.dead_letters", 0},
 };
 
 /* A target of this database and the names of its prepared statements. */
@@ -146,6 +182,8 @@ struct ds_applier {
     char *group_id;
     ds_mapping_set_t *set;   /* borrowed */
     bool row_by_row;         /* never use batch statements */
+    bool dlq_retry;          /* the batches are re-driven dead letters (`dlq retry`) */
+    double pending_timeout_s; /* apply.pending_timeout in seconds; 0: wait for ever */
     PGconn *conn;            /* NULL while disconnected */
     bool origin_held;        /* this session has the origin set up */
     bool catalog_checked;    /* the mappings were checked against this database's catalog */
@@ -157,6 +195,12 @@ struct ds_applier {
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
     ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
     ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
+    ds_strset_t *dead_keys; /* "topic␟key" of the rows in dualsync.dead_letters: read at
+                             * connect and on every assignment, added to by each record put;
+                             * a superset (keys whose records went, batches rolled back),
+                             * which costs only a needless DELETE */
+    uint8_t *msg_flags;     /* per message of the batch being applied: MSG_* below */
+    int msg_flags_cap;
     work_t *work;           /* this batch's writes here */
     int nwork, work_cap;
     op_t *ops; /* the pipeline's statements */
@@ -169,7 +213,15 @@ struct ds_applier {
     bool sent_set_based;    /* its writes were batch statements */
 };
 
+/* What this database decided about a message of the batch being applied. */
+#define MSG_SUPERSEDED 1 /* dlq retry: its record is gone, a newer change was applied */
+#define MSG_DEAD       2 /* a write of it became a dead letter here (slow path) */
+#define MSG_CHECKED    4 /* dlq retry: drop_superseded() found its record */
+
 static void drop_sent(ds_applier_t *a);
+typedef enum run_result run_result_t;
+static ds_applier_status_t slow_failure(ds_applier_t *a, run_result_t rr, const char *what,
+                                        const char *message, char *errstr, size_t errstr_size);
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -183,10 +235,13 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
         return NULL;
     a->set = options->set;
     a->row_by_row = options->row_by_row;
+    a->dlq_retry = options->dlq_retry;
+    a->pending_timeout_s = options->pending_timeout_ms / 1000.0;
     if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
-        !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new())) {
+        !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new()) ||
+        !(a->dead_keys = ds_strset_new())) {
         ds_applier_free(a);
         return NULL;
     }
@@ -209,6 +264,8 @@ void ds_applier_free(ds_applier_t *a)
     ds_strset_free(a->decided);
     ds_strset_free(a->truncated);
     ds_strset_free(a->batched);
+    ds_strset_free(a->dead_keys);
+    free(a->msg_flags);
     ds_batchstmt_free(&a->args);
     free(a->work);
     free(a->ops);
@@ -290,11 +347,11 @@ static const char *statement_of(const ds_applier_t *a, int local, ds_write_kind_
     return name[0] ? name : NULL;
 }
 
-typedef enum run_result {
+enum run_result {
     RUN_OK,
     RUN_SQL_ERROR, /* the statement failed: sqlstate and message say why */
     RUN_LOST,      /* the connection is gone */
-} run_result_t;
+};
 
 /*
  * Runs one statement (prepared when @p prepared) and waits. On RUN_OK *out (when given)
@@ -648,6 +705,36 @@ static ds_applier_status_t load_pending_keys(ds_applier_t *a, char *errstr, size
     return DS_APPLIER_OK;
 }
 
+/* "topic␟key" into a->key: a source key as dualsync.dead_letters groups them. */
+static void make_dead_key(ds_applier_t *a, const char *topic, const char *key, size_t key_len)
+{
+    ds_buf_reset(&a->key);
+    ds_buf_append_str(&a->key, topic);
+    ds_buf_append_char(&a->key, KEY_SEP);
+    ds_buf_append(&a->key, key, key_len);
+}
+
+static ds_applier_status_t load_dead_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    PGresult *r = NULL;
+    ds_applier_status_t st = run_or_fail(a, "ds_dead_keys", true, 0, NULL, &r,
+                                         "reading dualsync.dead_letters", errstr, errstr_size);
+
+    if (st != DS_APPLIER_OK)
+        return st;
+    ds_strset_clear(a->dead_keys);
+    for (int i = 0; i < PQntuples(r); i++) {
+        make_dead_key(a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+        if (!ds_strset_add(a->dead_keys, a->key.data, a->key.len)) {
+            PQclear(r);
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+    }
+    PQclear(r);
+    return DS_APPLIER_OK;
+}
+
 /* Server notices ("schema already exists, skipping") are noise on apply's log. */
 static void on_notice(void *arg, const char *message)
 {
@@ -699,6 +786,8 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
         st = ensure_origin(a, errstr, errstr_size);
     if (st == DS_APPLIER_OK)
         st = load_pending_keys(a, errstr, errstr_size);
+    if (st == DS_APPLIER_OK)
+        st = load_dead_keys(a, errstr, errstr_size);
     return st;
 }
 
@@ -731,7 +820,8 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
         }
     }
     PQclear(r);
-    return DS_APPLIER_OK;
+    /* Partitions may have come from another apply process, with their dead letters' keys. */
+    return load_dead_keys(a, errstr, errstr_size);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1219,6 +1309,211 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
     return true;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Dead-letter records
+ *
+ * `dlq retry` must never write a dead letter over a newer change of the same source row
+ * (a reservation dead-lettered as 'ASAP', then applied as '3:00 PM': retrying the first after
+ * the mapping is fixed would put the morning back). Whether a newer change was applied since
+ * is known only to the target database, so each database keeps, in dualsync.dead_letters,
+ * one row per dead letter it moved past (source topic, key, target, partition, offset),
+ * written in the transaction that stores the offsets past it. The newest change of that
+ * source key applied later (written, parked in dualsync.pending, dead-lettered itself, or a
+ * truncate of the topic) deletes the rows of older offsets in its own transaction; a retry
+ * writes a dead letter only while its row is still there, and deletes it once written.
+ *
+ * Why this and not a position per link row or per source key: those would cost a write for
+ * every change applied, to answer a question asked only about dead letters. Here the hot
+ * path pays one hash lookup per change while dead letters are outstanding (nothing at all
+ * when there are none), and a DELETE only for a change of a source key that has one. Nor
+ * reading the source topic at retry time for a later message of the key: retention may have
+ * removed it, and apply could commit a newer change between the scan and the retry's write.
+ * The retry checks the rows while it holds the replication origin, which every apply
+ * transaction takes first (the origin is held by one session of the cluster at a time), so
+ * no apply transaction can commit between the check and the retry's writes; and, should an
+ * apply run under another origin, the retry's transaction deletes the rows it checked and
+ * does not commit when one is gone (ds_dead_done_checked): it is redone, and the check then
+ * finds the dead letter superseded.
+ *
+ * apply keeps the keys that have records in memory (a->dead_keys), so it must see every
+ * record of its partitions' keys: records are put only by apply itself, and by `dlq retry`
+ * for a dead letter that has a record already (it failed again, for the same target or, a
+ * change that could not be mapped at all, for one target), whose key apply knows. Dead
+ * letters `dlq retry` makes of others (written before records existed) are published again
+ * without "recorded", and it leaves dualsync.pending to apply. The set is read again on every
+ * partition assignment, so a partition that moves between apply processes brings its keys.
+ *
+ * Offsets are compared within a key's partition: a source key stays in one partition (its
+ * order depends on it anyway).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Runs one bookkeeping statement: sent in the pipeline @p p, or at once when @p p is NULL. */
+static bool bookkeep(ds_applier_t *a, pipeline_t *p, const char *stmt, int nparams,
+                     const char *const *params, char *sqlstate, char *message,
+                     size_t message_size, run_result_t *result)
+{
+    if (p)
+        return pl_send(p, OP_BOOKKEEPING, -1, stmt, true, nparams, params);
+    *result = run(a, stmt, true, nparams, params, NULL, sqlstate, message, message_size);
+    return *result == RUN_OK;
+}
+
+/* Records the dead letter of @p m for @p target (NULL: the change as a whole). */
+static bool put_dead_record(ds_applier_t *a, pipeline_t *p, const ds_batch_msg_t *m,
+                            const char *target, const char *error, char *sqlstate, char *message,
+                            size_t message_size, run_result_t *result)
+{
+    char partition[16], offset[24];
+    size_t key_len;
+    const char *key = source_key(m, &key_len);
+    const char *params[6];
+
+    make_dead_key(a, m->topic, key, key_len);
+    if (!ds_strset_add(a->dead_keys, a->key.data, a->key.len)) {
+        snprintf(message, message_size, "out of memory");
+        *result = RUN_SQL_ERROR;
+        return false;
+    }
+    snprintf(partition, sizeof(partition), "%d", (int)m->partition);
+    format_int(offset, sizeof(offset), m->offset);
+    params[0] = target ? target : "";
+    params[1] = m->topic;
+    params[2] = partition;
+    params[3] = offset;
+    params[4] = cstr(&a->key_text, key, key_len); /* JSON text: no NUL inside */
+    params[5] = error;
+    return bookkeep(a, p, "ds_dead_put", 6, params, sqlstate, message, message_size, result);
+}
+
+static bool truncates(const ds_batch_msg_t *m)
+{
+    for (int w = 0; w < m->nwrites; w++) {
+        if (m->writes[w].kind == DS_WRITE_TRUNCATE)
+            return true;
+    }
+    return false;
+}
+
+/* Whether a dead letter made of @p m is recorded (see above). */
+static bool records(const ds_applier_t *a, const ds_batch_msg_t *m)
+{
+    return !a->dlq_retry || m->recorded;
+}
+
+/*
+ * The dead-letter records the batch changes in database @p db (pipeline @p p, or at once):
+ * apply: a change of a source key with records supersedes the older ones, and a change that
+ * could not be mapped is recorded; dlq retry: a dead letter written leaves, one that could
+ * not be mapped again is recorded again. (Dead letters of the slow path and of
+ * dualsync.pending are recorded where they are made.)
+ */
+static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t *batch,
+                              const ds_offsets_t *offsets, char *sqlstate, char *message,
+                              size_t message_size, run_result_t *result)
+{
+    bool watch = a->dlq_retry || ds_strset_count(a->dead_keys) > 0;
+
+    for (int i = 0; i < ds_batch_count(batch); i++) {
+        const ds_batch_msg_t *m = ds_batch_at(batch, i);
+        uint8_t flags = i < a->msg_flags_cap ? a->msg_flags[i] : 0;
+        size_t key_len;
+        const char *key;
+        char offset[24];
+
+        if (m->skip || (!watch && !m->error) ||
+            ds_offsets_applied(offsets, db, m->kafka.topic, m->kafka.partition, m->kafka.offset))
+            continue;
+        key = source_key(m, &key_len);
+        format_int(offset, sizeof(offset), m->offset);
+        if (a->dlq_retry) {
+            const char *params[4] = {m->only_target ? m->only_target : "", m->topic,
+                                     cstr(&a->key_text, key, key_len), offset};
+
+            if (flags & (MSG_SUPERSEDED | MSG_DEAD))
+                continue; /* nothing written: its record is gone, or was just put again */
+            if (!m->error) {
+                if (m->recorded &&
+                    !bookkeep(a, p, flags & MSG_CHECKED ? "ds_dead_done_checked" : "ds_dead_done",
+                              4, params, sqlstate, message, message_size, result))
+                    return false;
+                continue;
+            }
+        } else if (watch) {
+            make_dead_key(a, m->topic, key, key_len);
+            if (truncates(m)) {
+                const char *params[2] = {m->topic, offset};
+
+                if (!bookkeep(a, p, "ds_dead_supersede_topic", 2, params, sqlstate, message,
+                              message_size, result))
+                    return false;
+            } else if (ds_strset_contains(a->dead_keys, a->key.data, a->key.len)) {
+                const char *params[3] = {m->topic, cstr(&a->key_text, key, key_len), offset};
+
+                if (!bookkeep(a, p, "ds_dead_supersede", 3, params, sqlstate, message,
+                              message_size, result))
+                    return false;
+            }
+        }
+        if (m->error && records(a, m)) {
+            if (!put_dead_record(a, p, m, m->only_target, m->error, sqlstate, message,
+                                 message_size, result))
+                return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * dlq retry: drops from a->work the dead letters this database has no record of any more (a
+ * newer change of their source row was applied since: see above). Takes the replication
+ * origin first and keeps it for the transaction that follows.
+ */
+static ds_applier_status_t drop_superseded(ds_applier_t *a, ds_batch_t *batch, char *errstr,
+                                           size_t errstr_size)
+{
+    ds_applier_status_t st = origin_setup(a, errstr, errstr_size);
+    int kept = 0, last = -1;
+
+    if (st != DS_APPLIER_OK)
+        return st;
+    for (int i = 0; i < a->nwork; i++) {
+        const work_t *w = &a->work[i];
+        ds_batch_msg_t *m = ds_batch_at(batch, w->msg);
+
+        if (w->msg != last && m->recorded && !(a->msg_flags[w->msg] & MSG_SUPERSEDED)) {
+            size_t key_len;
+            const char *key = source_key(m, &key_len);
+            char offset[24], sqlstate[6], message[1024];
+            const char *params[4] = {m->only_target ? m->only_target : "", m->topic, NULL, offset};
+            PGresult *r = NULL;
+            run_result_t rr;
+
+            params[2] = cstr(&a->key_text, key, key_len);
+            format_int(offset, sizeof(offset), m->offset);
+            rr = run(a, "ds_dead_check", true, 4, params, &r, sqlstate, message, sizeof(message));
+            if (rr != RUN_OK)
+                return slow_failure(a, rr, "reading dualsync.dead_letters", message, errstr,
+                                    errstr_size);
+            a->msg_flags[w->msg] |= MSG_CHECKED;
+            if (PQntuples(r) == 0) {
+                a->msg_flags[w->msg] |= MSG_SUPERSEDED;
+                m->superseded = true;
+                ds_info("target \"%s\": dead letter %s [%d] @%" PRId64 " key %.*s%s%s: a newer "
+                        "change of the same source row was applied since; superseded, not "
+                        "written",
+                        a->name, m->topic, (int)m->partition, m->offset, (int)key_len, key,
+                        m->only_target ? " target " : "", m->only_target ? m->only_target : "");
+            }
+            PQclear(r);
+        }
+        last = w->msg;
+        if (!(a->msg_flags[w->msg] & MSG_SUPERSEDED))
+            a->work[kept++] = *w;
+    }
+    a->nwork = kept;
+    return DS_APPLIER_OK;
+}
+
 typedef enum path_result {
     PATH_DONE,   /* committed */
     PATH_SLOW,   /* a statement failed: rolled back, redo message by message */
@@ -1333,6 +1628,8 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
 
         complete =
             send_pending_decisions(a, &p, batch, stats, &touched) &&
+            send_dead_records(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
+                              &unused) &&
             send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message), &unused);
         /* Without all its bookkeeping the transaction must not commit. */
         if (complete) {
@@ -1624,7 +1921,7 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                                         const ds_applier_hooks_t *hooks, ds_applier_stats_t *stats,
                                         bool *pended, char *errstr, size_t errstr_size)
 {
-    const ds_batch_msg_t *m = ds_batch_at(batch, a->work[first].msg);
+    ds_batch_msg_t *m = ds_batch_at(batch, a->work[first].msg);
     unit_t *units = calloc((size_t)(end - first) + 1, sizeof(*units));
     int *locals = calloc((size_t)(end - first) + 1, sizeof(*locals));
     message_units_t mu = {m, first, end, locals, 0};
@@ -1683,10 +1980,19 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
             } else {
                 ds_dead_letter_t dl = ds_batch_dead_letter(m, target, e->error);
 
+                dl.recorded = records(a, m); /* put_dead_record() below, in this transaction */
                 stats->dead_letters++;
                 if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                     recover(a);
                     st = DS_APPLIER_FAILED;
+                    goto done;
+                }
+                a->msg_flags[a->work[first].msg] |= MSG_DEAD;
+                m->failed_again = true;
+                if (dl.recorded && !put_dead_record(a, NULL, m, target, e->error, sqlstate,
+                                                    message, sizeof(message), &rr)) {
+                    st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
+                                      errstr_size);
                     goto done;
                 }
             }
@@ -1724,6 +2030,9 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
     stats->slow_paths++;
     if ((st = origin_setup(a, errstr, errstr_size)) != DS_APPLIER_OK)
         return st;
+    /* The origin was given back after the fast path: check again while it is held. */
+    if (a->dlq_retry && (st = drop_superseded(a, batch, errstr, errstr_size)) != DS_APPLIER_OK)
+        return st;
     if ((rr = run(a, "BEGIN", false, 0, NULL, NULL, sqlstate, message, sizeof(message))) !=
             RUN_OK ||
         /* Deferred checks run at the end of each message (see write_units). */
@@ -1739,6 +2048,18 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         if (st != DS_APPLIER_OK)
             return st;
         first = end;
+    }
+    if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
+                           &rr)) {
+        if (rr == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_SUPERSEDED) == 0) {
+            recover(a);
+            ds_fail(errstr, errstr_size,
+                    "target \"%s\": a newer change of a dead letter's source row was applied "
+                    "while it was being retried; the batch is redone",
+                    a->name);
+            return DS_APPLIER_RETRY;
+        }
+        return slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr, errstr_size);
     }
     if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr))
         return slow_failure(a, rr, "writing dualsync.offsets", message, errstr, errstr_size);
@@ -1760,7 +2081,8 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
 void ds_applier_send(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *offsets)
 {
     drop_sent(a);
-    if (lost(a) || !collect_work(a, db, batch, offsets) || a->nwork == 0)
+    /* dlq retry: which dead letters to write is decided with the origin held, first. */
+    if (a->dlq_retry || lost(a) || !collect_work(a, db, batch, offsets) || a->nwork == 0)
         return;
     a->sent_set_based = send_writes(a, &a->sent, batch);
     a->sent_batch = batch;
@@ -1775,6 +2097,19 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
 
     /* The writes sent for this batch, with a->work as collect_work() left it then. */
     a->sent_batch = NULL;
+    if (ds_batch_count(batch) > a->msg_flags_cap) {
+        uint8_t *flags = realloc(a->msg_flags, (size_t)ds_batch_count(batch));
+
+        if (!flags) {
+            drop_sent(a);
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+        a->msg_flags = flags;
+        a->msg_flags_cap = ds_batch_count(batch);
+    }
+    if (a->msg_flags_cap > 0)
+        memset(a->msg_flags, 0, (size_t)a->msg_flags_cap);
     if (!sent) {
         drop_sent(a);
         if (lost(a)) {
@@ -1787,6 +2122,8 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
         }
         if (a->nwork == 0 && !moves_offsets(a, db, batch, offsets))
             return DS_APPLIER_OK;
+        if (a->dlq_retry && (st = drop_superseded(a, batch, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
     }
     switch (fast_path(a, db, batch, offsets, sent, hooks, stats, &st, errstr, errstr_size)) {
     case PATH_DONE:
@@ -1871,6 +2208,44 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
 }
 
 /*
+ * A change waited in dualsync.pending longer than apply.pending_timeout: it becomes a dead
+ * letter (for review, and `dlq retry` once its parent exists) whose error says how long it
+ * waited and which lookup found nothing, with the value it looked up.
+ */
+static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, unit_t *un)
+{
+    ds_buf_t why = DS_BUF_INIT;
+    ds_write_list_t list;
+    char ignored[256];
+
+    char sqlstate[6], message[256];
+
+    /* In a savepoint: a lookup that cannot be run must not abort the retry's transaction. */
+    if (eval_pending(a->set, pu, &list, ignored, sizeof(ignored)) &&
+        run(a, "SAVEPOINT ds_explain", false, 0, NULL, NULL, sqlstate, message,
+            sizeof(message)) == RUN_OK) {
+        for (int w = 0; w < list.nwrites; w++) {
+            if (list.writes[w].target == pu->target && list.writes[w].kind == DS_WRITE_UPSERT)
+                ds_mapping_explain_wait(a->set, &list.writes[w], a->conn, &why);
+        }
+        run(a,
+            PQtransactionStatus(a->conn) == PQTRANS_INERROR ? "ROLLBACK TO SAVEPOINT ds_explain"
+                                                             : "RELEASE SAVEPOINT ds_explain",
+            false, 0, NULL, NULL, sqlstate, message, sizeof(message));
+    }
+    snprintf(un->error, sizeof(un->error),
+             "waited %.0f s in dualsync.pending for its parent, longer than "
+             "apply.pending_timeout (%.0f s): %s",
+             waited, a->pending_timeout_s, why.len ? why.data : un->error);
+    un->pending = false;
+    ds_warning("target \"%s\": %s [%d] @%" PRId64 " key %.*s target %s: %s; it becomes a dead "
+               "letter",
+               a->name, pu->m.topic, (int)pu->m.partition, pu->m.offset, (int)pu->m.key_len,
+               pu->m.key, pu->target->id, un->error);
+    ds_buf_free(&why);
+}
+
+/*
  * Retries the pending rows [first, end) of @p rows, which share topic and source_key,
  * together (see write_units): targets of one change that reference each other wait together
  * and can only be written together. Applied rows and dead letters leave dualsync.pending.
@@ -1950,15 +2325,27 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         const char *params[1] = {PQgetvalue(rows, pu->row, 0)};
         run_result_t rr;
 
-        if (units[u].excluded && units[u].pending)
-            continue; /* still waiting */
+        if (units[u].excluded && units[u].pending) {
+            double waited = strtod(PQgetvalue(rows, pu->row, 8), NULL);
+
+            if (a->pending_timeout_s <= 0 || waited < a->pending_timeout_s)
+                continue; /* still waiting */
+            timed_out(a, pu, waited, &units[u]);
+        }
         if (units[u].excluded) {
             ds_dead_letter_t dl = ds_batch_dead_letter(&pu->m, pu->target->id, units[u].error);
 
+            dl.recorded = !a->dlq_retry; /* put_dead_record() below, in this transaction */
             stats->dead_letters++;
             if (!hooks->dead_letter(hooks->ctx, &dl, errstr, errstr_size)) {
                 recover(a);
                 st = DS_APPLIER_FAILED;
+                goto done;
+            }
+            if (dl.recorded && !put_dead_record(a, NULL, &pu->m, pu->target->id, units[u].error,
+                                                sqlstate, message, sizeof(message), &rr)) {
+                st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
+                                  errstr_size);
                 goto done;
             }
         } else {

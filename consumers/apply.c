@@ -90,6 +90,9 @@ typedef struct apply {
     uint64_t batches;
     uint64_t dead_letters; /* published */
     uint64_t skipped;      /* already in every database */
+    uint64_t retried;      /* dlq retry: dead letters written */
+    uint64_t failed_again; /* dlq retry: dead letters that failed again (published again) */
+    uint64_t superseded;   /* dlq retry: dead letters a newer change of their row superseded */
     ds_applier_stats_t stats;
     int64_t last_progress_us;
     int64_t *pending_retried_us; /* per database: when its pending rows were last retried */
@@ -302,6 +305,7 @@ static bool unwrap_dead_letter(apply_t *ap, ds_batch_msg_t *m)
     ok = ds_batch_set_source(m, entry.topic, entry.partition, entry.offset, key, key_len,
                              value_text, value_text ? strlen(value_text) : 0, entry.target);
     m->attempts = entry.attempts;
+    m->recorded = entry.recorded;
     free(key_text);
     free(value_text);
     ds_dlq_entry_clear(&entry);
@@ -381,6 +385,9 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
         ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
         char errstr[4096];
 
+        /* Every database records it with the batch (m->error); see applier.c. */
+        dl.recorded = ap->mode == MODE_APPLY || m->recorded;
+
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))
             fail(ap, "%s", errstr);
     }
@@ -416,10 +423,14 @@ static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int np
 
 static void finish_batch(apply_t *ap);
 
-/* Retries database @p db's dualsync.pending, when it has rows. */
+/*
+ * Retries database @p db's dualsync.pending, when it has rows. Not in dlq retry: apply does
+ * it, and a dead letter made of a pending change here could not be recorded where apply
+ * looks (applier.c, "Dead-letter records").
+ */
 static void retry_pending(apply_t *ap, int db)
 {
-    if (ds_applier_pending(ap->dbs[db]) == 0)
+    if (ap->mode == MODE_DLQ_RETRY || ds_applier_pending(ap->dbs[db]) == 0)
         return;
     finish_batch(ap);
     ap->pending_retried_us[db] = monotonic_us();
@@ -476,6 +487,15 @@ static void finish_batch(apply_t *ap)
         const ds_batch_msg_t *m = ds_batch_at(batch, i);
 
         ap->messages += !m->skip && !m->error;
+        /* Each dead letter counts once, whatever each database did with it. */
+        if (m->skip)
+            continue;
+        if (m->error || m->failed_again)
+            ap->failed_again++;
+        else if (m->superseded)
+            ap->superseded++;
+        else
+            ap->retried++;
     }
     ap->batches++;
     if (ap->mode == MODE_DLQ_RETRY)
@@ -656,6 +676,8 @@ static int setup(apply_t *ap)
             .group_id = ap->group_id,
             .set = ap->set,
             .row_by_row = !config->apply_set_based,
+            .dlq_retry = ap->mode == MODE_DLQ_RETRY,
+            .pending_timeout_ms = config->apply_pending_timeout_ms,
         };
 
         if (!(ap->dbs[db] = ds_applier_new(&options))) {
@@ -858,10 +880,18 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
         status = DS_APPLY_EXIT_OK;
     }
     log_progress(&ap);
+    /* Counted per dead letter from what the databases did with it: the number published
+     * cannot say how many were applied (a change that cannot be mapped again is published
+     * but is no message written). */
     if (mode == MODE_DLQ_RETRY && out) {
-        fprintf(out, "%" PRIu64 " dead letters applied, %" PRIu64 " failed again%s\n",
-                ap.messages > ap.dead_letters ? ap.messages - ap.dead_letters : 0, ap.dead_letters,
-                ap.dead_letters ? " (published again with attempts + 1)" : "");
+        fprintf(out, "%" PRIu64 " dead letters applied, %" PRIu64 " failed again%s", ap.retried,
+                ap.failed_again, ap.failed_again ? " (published again with attempts + 1)" : "");
+        if (ap.superseded)
+            fprintf(out,
+                    ", %" PRIu64 " superseded (a newer change of the same source row was "
+                    "applied since; not written)",
+                    ap.superseded);
+        fputc('\n', out);
     }
     ds_info("stopped%s", stop_signals ? " on signal" : "");
     apply_free(&ap);

@@ -59,6 +59,10 @@ char *ds_dlq_format(const ds_dead_letter_t *dl, size_t *len)
     ds_buf_appendf(&buf, ",\"ts_ms\":%" PRId64, dl->ts_ms);
     if (dl->attempts > 1)
         ds_buf_appendf(&buf, ",\"attempts\":%d", dl->attempts);
+    /* Only where the caller knows the databases record it (applier.c): a dead letter that
+     * says so but has no record would be taken for superseded and never retried. */
+    if (dl->recorded)
+        ds_buf_append_str(&buf, ",\"recorded\":true");
     ds_buf_append_char(&buf, '}');
     /* The buffer's memory becomes the caller's. */
     text = buf.data;
@@ -119,6 +123,7 @@ bool ds_dlq_parse(const char *text, size_t len, ds_dlq_entry_t *entry, char *err
     entry->attempts = json_is_integer(field) && json_integer_value(field) > 0
                           ? (int)json_integer_value(field)
                           : 1;
+    entry->recorded = json_is_true(json_object_get(entry->root, "recorded"));
     return true;
 }
 

@@ -78,6 +78,7 @@ typedef struct vtarget {
     long kept;               /* target rows no source produces that on_delete keeps */
     long failed;             /* writes that failed (would be dead letters of this target) */
     long pending;            /* writes still waiting for a parent at the end */
+    diff_t waiting;          /* the first of them: their source keys (message key texts) */
     char *first_error;       /* the first failed write's error */
     bool batch;              /* its batch statement "ds_verify_bN" is prepared */
 } vtarget_t;
@@ -1352,8 +1353,15 @@ static bool retry_pending(verify_t *v)
         while (*v->pending_tail)
             v->pending_tail = &(*v->pending_tail)->next;
     }
-    for (vpending_t *p = v->pending; p; p = p->next)
+    for (vpending_t *p = v->pending; p; p = p->next) {
+        diff_t *d = &v->targets[p->target].waiting;
+
         v->targets[p->target].pending++;
+        /* A count alone says nothing of which rows wait; the first keys, in arrival order. */
+        d->count++;
+        if (d->nkeys < SAMPLES)
+            d->keys[d->nkeys++] = xstrdup(p->key ? p->key : "null");
+    }
     return true;
 }
 
@@ -1594,6 +1602,7 @@ static void report_json(const verify_t *v, bool match, FILE *out)
         json_object_set_new(samples, "missing", diff_json(&t->missing));
         json_object_set_new(samples, "extra", diff_json(&t->extra));
         json_object_set_new(samples, "different", diff_json(&t->different));
+        json_object_set_new(samples, "pending", diff_json(&t->waiting));
         json_object_set_new(o, "samples", samples);
         json_object_set_new(o, "first_write_error",
                             t->first_error ? json_string(t->first_error) : json_null());
@@ -1657,6 +1666,7 @@ static void report_text(const verify_t *v, bool match, FILE *out)
         print_samples("missing", &t->missing, out);
         print_samples("extra", &t->extra, out);
         print_samples("different", &t->different, out);
+        print_samples("pending (source keys)", &t->waiting, out);
         if (t->kept)
             fprintf(out, "    kept by on_delete: %ld rows no legacy row produces\n", t->kept);
         if (t->first_error)
@@ -1703,7 +1713,8 @@ static void verify_free(verify_t *v)
     }
     free(v->shadows);
     for (int i = 0; i < v->ntargets; i++) {
-        diff_t *d[] = {&v->targets[i].missing, &v->targets[i].extra, &v->targets[i].different};
+        diff_t *d[] = {&v->targets[i].missing, &v->targets[i].extra, &v->targets[i].different,
+                       &v->targets[i].waiting};
 
         for (size_t j = 0; j < DS_ARRAY_LEN(d); j++) {
             for (int k = 0; k < d[j]->nkeys; k++)

@@ -19,6 +19,10 @@
  *   statement's "applied" = false from a required lookup) or to the dead letters (any other
  *   error), and the rest of the batch commits.
  *
+ * Dead letters are recorded in dualsync.dead_letters in the transaction that moves past them,
+ * and a later change of the same source key removes the records of older ones; `dlq retry`
+ * writes a dead letter only while its record is there (applier.c, "Dead-letter records").
+ *
  * The replication origin (apply.origin, which capture skips) is taken for each transaction
  * and given back after it: PostgreSQL 15 lets one session hold an origin at a time in the
  * whole cluster, and several target databases, or `dlq retry` beside `apply`, share it.
@@ -54,6 +58,10 @@ typedef struct ds_applier_options {
     const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
     bool row_by_row;       /* never use the batch statements (apply.set_based false) */
+    bool dlq_retry;        /* the batches are dead letters re-driven by `dlq retry`: one whose
+                            * dualsync.dead_letters record is gone is superseded (not written) */
+    int64_t pending_timeout_ms; /* apply.pending_timeout: a change waiting longer in
+                                 * dualsync.pending becomes a dead letter; 0: never */
 } ds_applier_options_t;
 
 /*
@@ -131,7 +139,8 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *applier, int db, ds_batch_t *
 /**
  * @brief Retries the changes waiting in dualsync.pending: each is re-evaluated with the
  *        current mappings and written in its own savepoint; done ones are deleted, ones still
- *        missing their parent stay, others become dead letters.
+ *        missing their parent stay (or, waiting longer than pending_timeout_ms, become dead
+ *        letters), others become dead letters.
  */
 ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier, const ds_applier_hooks_t *hooks,
                                              ds_applier_stats_t *stats, char *errstr,

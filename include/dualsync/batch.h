@@ -43,6 +43,11 @@ typedef struct ds_batch_msg {
     bool skip;                /* nothing to write (already in every database, or not a change
                                * at all); only its offset counts */
     int attempts;             /* a re-driven dead letter: failed attempts so far; else 0 */
+    bool recorded;            /* a re-driven dead letter the target databases recorded in
+                               * dualsync.dead_letters (so a retry can tell it superseded) */
+    bool superseded;          /* dlq retry: a newer change of its source row was applied
+                               * since (a database found its record gone): not written */
+    bool failed_again;        /* a database dead-lettered a write of it (the slow path) */
     char *error;              /* why the change cannot be mapped: a dead letter; owned */
     ds_batch_write_t *writes; /* what it maps to, in target order; owned */
     int nwrites;

@@ -79,6 +79,8 @@ typedef struct ds_config {
     char *apply_on_error;          /* "dlq" (default) or "stop" */
     char *apply_origin;            /* replication origin of apply's writes, default "dualsync" */
     char *apply_dlq_topic;         /* dead-letter topic, default "<topic_prefix>.dlq" */
+    char *apply_pending_timeout;   /* "off" (default) or a duration ("90s", "30min", "12h") */
+    int64_t apply_pending_timeout_ms; /* apply_pending_timeout in ms; 0 when "off" */
 } ds_config_t;
 
 /* What a command needs from the file (ds_config_load_for's uses, a bit mask). */

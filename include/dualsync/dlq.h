@@ -6,12 +6,15 @@
  *   {"topic": "clinic.public.users", "partition": 0, "offset": 42,
  *    "key": {"id": 7}, "value": {"before": null, "after": {...}, "op": "c", ...},
  *    "target": "users/global_doctors", "error": "...", "ts_ms": 1700000000000,
- *    "attempts": 2}
+ *    "attempts": 2, "recorded": true}
  *
  * "key" and "value" are the original JSON (a text that is not JSON is kept as a string);
  * "target" is the target whose write failed, or null when the change could not be mapped at
  * all; "attempts" (how many times applying it failed) is written from the second one on, by
- * `dualsync dlq retry`.
+ * `dualsync dlq retry`; "recorded" says the target databases keep a record of it
+ * (dualsync.dead_letters, see applier.h), so `dlq retry` can tell whether a newer change of
+ * the same source row was applied since (dead letters written before that record existed
+ * have no "recorded" and are retried unchecked).
  *
  * Dead letters are produced idempotently and flushed before the offsets of their batch are
  * committed, so a crash can duplicate a dead letter but never lose one.
@@ -39,6 +42,8 @@ typedef struct ds_dead_letter {
     const char *error;  /* why */
     int64_t ts_ms;      /* when it was dead-lettered */
     int attempts;       /* failed attempts, at least 1 */
+    bool recorded;      /* every target database records it (dualsync.dead_letters) in the
+                         * transaction that moves past it: written as "recorded": true */
 } ds_dead_letter_t;
 
 /** @brief The dead letter's value as JSON text (malloc'd, NUL-terminated; aborts when out of
@@ -57,6 +62,7 @@ typedef struct ds_dlq_entry {
     const char *error;
     int64_t ts_ms;
     int attempts; /* 1 when the field is absent */
+    bool recorded; /* "recorded": true (false when absent: an older dead letter) */
 } ds_dlq_entry_t;
 
 /** @brief Parses a dead letter; false (errstr says which field) when it is not one. */

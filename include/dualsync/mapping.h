@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "dualsync/buf.h"
 #include "dualsync/common.h"
 
 /*
@@ -31,6 +32,9 @@
  *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
  *            the same transaction as the rows (exactly once in effect).
  *   pending: changes waiting for a parent row (child before parent), retried after batches.
+ *   dead_letters: the dead letters apply moved past and no newer change of their source key
+ *            superseded yet (target '' when the change could not be mapped at all); `dlq
+ *            retry` writes only those (consumers/applier.c, "Dead-letter records").
  */
 #define DS_APPLY_SCHEMA_SQL                                                                        \
     "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
@@ -48,7 +52,12 @@
     " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
     " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \
     " error text NOT NULL, first_seen timestamptz NOT NULL DEFAULT now(),"                         \
-    " UNIQUE (target, topic, source_key));"
+    " UNIQUE (target, topic, source_key));"                                                        \
+    "CREATE TABLE IF NOT EXISTS dualsync.dead_letters ("                                           \
+    " target text NOT NULL, topic text NOT NULL, source_key text NOT NULL,"                        \
+    " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
+    " created_at timestamptz NOT NULL DEFAULT now(),"                                              \
+    " PRIMARY KEY (topic, source_key, target));"
 
 typedef struct ds_mapping_set ds_mapping_set_t;
 
@@ -249,6 +258,17 @@ bool ds_mapping_set_check_catalog(const ds_mapping_set_t *set, const char *conne
 bool ds_mapping_eval(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
                      const json_t *value, ds_write_list_t *writes, char *errstr,
                      size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Why @p write (from the last ds_mapping_eval()) waits for a parent: each "required"
+ *        lookup of its target that finds no row in @p conn (a libpq PGconn * to the target's
+ *        database), as 'required lookup of "public"."services" ("code" = 'X9') found no row
+ *        (FILE:LINE:COL: $.path)', joined by "; ", appended to @p out. Appends nothing when
+ *        every lookup finds its row now (the parent arrived). Runs one query per lookup: for
+ *        people reading dualsync.pending, not for the path of a write.
+ */
+void ds_mapping_explain_wait(const ds_mapping_set_t *set, const ds_target_write_t *write,
+                             void *conn, ds_buf_t *out);
 
 /* ---------------------------------------------------------------------------------------------
  * For tools that rebuild targets from the legacy tables (dualsync verify): what a target

@@ -120,3 +120,121 @@ class ApplyDeadLetterTest(ApplyPeopleCase):
             [("1", "1"), ("2", "5000"), ("3", "3")], timeout=10,
         )
         apply.stop(expect_exit=0)
+
+
+class RetrySupersededTest(ApplyPeopleCase):
+    """`dlq retry` never writes a dead letter over a newer change of the same source row: each
+    target database records the dead letters it moved past (dualsync.dead_letters), a later
+    change of the row removes the record, and a retry writes only what is still recorded."""
+
+    def dlq(self, cfg, *args):
+        proc = dstest.run_dualsync(["dlq"] + list(args) + ["--config", cfg.path])
+        self.assertEqual(proc.returncode, 0, f"dualsync dlq {' '.join(args)}: {proc.stderr}")
+        return proc.stdout
+
+    RECORDS = (
+        "SELECT target, source_key, kafka_offset FROM dualsync.dead_letters"
+        " ORDER BY source_key, target"
+    )
+
+    def records(self):
+        return self.psql(self.RECORDS, db=self.newdb)
+
+    def wait_records(self, expected):
+        # Recorded in the transaction that stores the offsets past the dead letters, which
+        # commits just after the dead letters reach Kafka.
+        self.wait_rows(self.newdb, self.RECORDS, expected, what="dualsync.dead_letters")
+
+    def test_a_mapping_dead_letter_superseded_by_an_update_or_a_delete_is_not_written(self):
+        mapping = os.path.join(self.work_dir, "people.json")
+        shutil.copyfile(PEOPLE_MAPPING, mapping)
+        cfg = self.apply_config(
+            {"newdb": self.newdb}, [mapping], self.capture_cfg.topic_prefix,
+            apply={"batch_max_ms": 20},
+        )
+        apply = self.start_apply(cfg)
+        # Three changes the mapping rejects ("X" is not a kind it knows)...
+        self.psql(
+            "INSERT INTO legacy_people VALUES (2, 'Bo', 'b@x', 'X', 2), (4, 'Di', 'd@x', 'X', 4),"
+            " (5, 'Ed', 'e@x', 'X', 5)"
+        )
+        dstest.consume([cfg.dlq_topic], count=3, idle_ms=30000)
+        self.wait_records([("", '{"id":2}', "0"), ("", '{"id":4}', "1"), ("", '{"id":5}', "2")])
+        # ...then two of the rows change again, and those changes are applied.
+        self.psql("UPDATE legacy_people SET kind = 'N', visits = 20 WHERE id = 2")
+        self.psql("DELETE FROM legacy_people WHERE id = 4")
+        self.wait_rows(self.newdb, PEOPLE_ROWS, [("2", "Bo", "NURSE", "20")])
+        dstest.wait_for(
+            lambda: dstest.stored_offsets(self.newdb, cfg.group_id)
+            == dstest.end_offsets([self.topic]),
+            timeout=30, what="apply to move past the update and the delete",
+        )
+        self.assertEqual(self.records(), [("", '{"id":5}', "2")])
+
+        # The mapping is fixed: only the dead letter nothing newer replaced is written; the
+        # update is not undone and the deleted row does not come back.
+        with open(mapping, encoding="utf-8") as f:
+            fixed = json.load(f)
+        fixed["targets"][0]["columns"]["kind"]["map"]["cases"]["X"] = "EXTERNAL"
+        dstest.write_mapping(mapping, fixed)
+        self.assertEqual(
+            self.dlq(cfg, "retry").strip(),
+            "1 dead letters applied, 0 failed again, 2 superseded (a newer change of the same "
+            "source row was applied since; not written)",
+        )
+        self.assertEqual(
+            self.psql(PEOPLE_ROWS, db=self.newdb),
+            [("2", "Bo", "NURSE", "20"), ("5", "Ed", "EXTERNAL", "5")],
+        )
+        # Nothing is left to re-drive: the records are gone and a second retry does nothing.
+        self.assertEqual(self.records(), [])
+        self.assertEqual(self.dlq(cfg, "retry").strip(), "0 dead letters applied, 0 failed again")
+        apply.stop(expect_exit=0)
+
+    def test_a_database_dead_letter_superseded_by_an_update_is_not_written(self):
+        cfg = self.people_apply_config(batch_max_ms=20)
+        self.psql("ALTER TABLE people ADD CONSTRAINT few_visits CHECK (visits < 1000)", db=self.newdb)
+        apply = self.start_apply(cfg)
+        self.psql("INSERT INTO legacy_people VALUES (2, 'Bo', 'b@x', 'N', 5000)")
+        [letter] = dstest.consume([cfg.dlq_topic], count=1, idle_ms=30000)
+        self.assertEqual(letter["value"]["target"], "apply_people/people")
+        self.assertIs(letter["value"]["recorded"], True)
+        self.wait_records([("apply_people/people", '{"id":2}', "0")])
+        # The row is corrected in the legacy database; that change is applied.
+        self.psql("UPDATE legacy_people SET visits = 7 WHERE id = 2")
+        self.wait_rows(self.newdb, PEOPLE_ROWS, [("2", "Bo", "NURSE", "7")])
+        self.assertEqual(self.records(), [])
+
+        self.psql("ALTER TABLE people DROP CONSTRAINT few_visits", db=self.newdb)
+        self.assertEqual(
+            self.dlq(cfg, "retry").strip(),
+            "0 dead letters applied, 0 failed again, 1 superseded (a newer change of the same "
+            "source row was applied since; not written)",
+        )
+        self.assertEqual(self.psql(PEOPLE_ROWS, db=self.newdb), [("2", "Bo", "NURSE", "7")])
+        apply.stop(expect_exit=0)
+
+    def test_retry_counts_applied_and_failed_dead_letters_of_one_run(self):
+        mapping = os.path.join(self.work_dir, "people.json")
+        shutil.copyfile(PEOPLE_MAPPING, mapping)
+        cfg = self.apply_config(
+            {"newdb": self.newdb}, [mapping], self.capture_cfg.topic_prefix,
+            apply={"batch_max_ms": 20},
+        )
+        apply = self.start_apply(cfg)
+        self.psql("INSERT INTO legacy_people VALUES (2, 'Bo', 'b@x', 'X', 2), (3, 'Cy', 'c@x', 'Y', 3)")
+        dstest.consume([cfg.dlq_topic], count=2, idle_ms=30000)
+        self.wait_records([("", '{"id":2}', "0"), ("", '{"id":3}', "1")])
+        # Only "X" is fixed: one dead letter applies, the other fails again.
+        with open(mapping, encoding="utf-8") as f:
+            fixed = json.load(f)
+        fixed["targets"][0]["columns"]["kind"]["map"]["cases"]["X"] = "EXTERNAL"
+        dstest.write_mapping(mapping, fixed)
+        self.assertEqual(
+            self.dlq(cfg, "retry").strip(),
+            "1 dead letters applied, 1 failed again (published again with attempts + 1)",
+        )
+        self.assertEqual(self.psql(PEOPLE_ROWS, db=self.newdb), [("2", "Bo", "EXTERNAL", "2")])
+        # The one that failed again is still recorded, with its own offset.
+        self.assertEqual(self.records(), [("", '{"id":3}', "1")])
+        apply.stop(expect_exit=0)

@@ -117,7 +117,7 @@ class VerifyClinicTest(dstest.ApplyTestCase):
         self.assertEqual((gd["expected"], gd["present"]), (7, 7))
         self.assertEqual((gd["missing"], gd["extra"], gd["different"]), (1, 1, 1))
         self.assertEqual(gd["samples"], {"missing": [[gone]], "extra": [[extra]],
-                                         "different": [[changed]]})
+                                         "different": [[changed]], "pending": []})
         for name, t in targets.items():
             if name != "users/global_doctors":
                 self.assertTrue(t["match"], name)

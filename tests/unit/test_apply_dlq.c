@@ -24,6 +24,7 @@ static ds_dead_letter_t letter(const char *key, const char *value, const char *t
     dl.error = error;
     dl.ts_ms = 1700000000123;
     dl.attempts = 1;
+    dl.recorded = true;
     return dl;
 }
 
@@ -45,7 +46,7 @@ static void test_unmappable_change_has_a_null_target(void)
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":{\"id\":7},\"value\":{\"after\":{\"id\":7,\"role\":\"X\"},"
                       "\"op\":\"c\"},\"target\":null,\"error\":\"users.json: column \\\"role\\\": "
-                      "value \\\"X\\\" is not mapped\",\"ts_ms\":1700000000123}");
+                      "value \\\"X\\\" is not mapped\",\"ts_ms\":1700000000123,\"recorded\":true}");
 }
 
 static void test_database_error_names_its_target(void)
@@ -56,7 +57,7 @@ static void test_database_error_names_its_target(void)
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":{\"id\":7},\"value\":{\"op\":\"u\"},\"target\":\"users/doctors\","
                       "\"error\":\"SQLSTATE 23514: new row violates check constraint \\\"c\\\"\","
-                      "\"ts_ms\":1700000000123}");
+                      "\"ts_ms\":1700000000123,\"recorded\":true}");
 }
 
 static void test_original_json_is_kept_digit_for_digit(void)
@@ -66,7 +67,7 @@ static void test_original_json_is_kept_digit_for_digit(void)
 
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":{\"id\": 12345678901234567890},\"value\":{\"price\": 0.1},"
-                      "\"target\":null,\"error\":\"e\",\"ts_ms\":1700000000123}");
+                      "\"target\":null,\"error\":\"e\",\"ts_ms\":1700000000123,\"recorded\":true}");
 }
 
 static void test_text_that_is_not_json_becomes_a_string(void)
@@ -75,7 +76,7 @@ static void test_text_that_is_not_json_becomes_a_string(void)
 
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":\"plain key\",\"value\":\"{not json\",\"target\":null,"
-                      "\"error\":\"the value is not JSON\",\"ts_ms\":1700000000123}");
+                      "\"error\":\"the value is not JSON\",\"ts_ms\":1700000000123,\"recorded\":true}");
 }
 
 static void test_missing_key_and_tombstone_are_null(void)
@@ -84,7 +85,7 @@ static void test_missing_key_and_tombstone_are_null(void)
 
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":null,\"value\":null,\"target\":null,\"error\":\"e\","
-                      "\"ts_ms\":1700000000123}");
+                      "\"ts_ms\":1700000000123,\"recorded\":true}");
 }
 
 static void test_attempts_appear_from_the_second_failure(void)
@@ -94,7 +95,18 @@ static void test_attempts_appear_from_the_second_failure(void)
     dl.attempts = 3;
     check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
                       "\"key\":1,\"value\":2,\"target\":null,\"error\":\"e\","
-                      "\"ts_ms\":1700000000123,\"attempts\":3}");
+                      "\"ts_ms\":1700000000123,\"attempts\":3,\"recorded\":true}");
+}
+
+static void test_unrecorded_letter_does_not_claim_a_record(void)
+{
+    /* A retry takes "recorded" without a record for superseded: only say it when true. */
+    ds_dead_letter_t dl = letter("1", "2", NULL, "e");
+
+    dl.recorded = false;
+    check_format(&dl, "{\"topic\":\"clinic.public.users\",\"partition\":2,\"offset\":41,"
+                      "\"key\":1,\"value\":2,\"target\":null,\"error\":\"e\","
+                      "\"ts_ms\":1700000000123}");
 }
 
 static void test_invalid_utf8_cannot_break_the_json(void)
@@ -132,6 +144,7 @@ static void test_formatted_letter_reads_back(void)
     DS_CHECK_STR(entry.error, "boom");
     DS_CHECK_INT(entry.ts_ms, 1700000000123);
     DS_CHECK_INT(entry.attempts, 2);
+    DS_CHECK(entry.recorded);
     ds_dlq_entry_clear(&entry);
     free(text);
 }
@@ -145,6 +158,8 @@ static void test_first_attempt_reads_back_as_one(void)
 
     DS_CHECK(ds_dlq_parse(text, strlen(text), &entry, errstr, sizeof(errstr)));
     DS_CHECK_INT(entry.attempts, 1);
+    /* Written before dead letters were recorded: a retry cannot check it, only write it. */
+    DS_CHECK(!entry.recorded);
     DS_CHECK(entry.target == NULL);
     DS_CHECK(json_is_null(entry.key) && json_is_null(entry.value));
     ds_dlq_entry_clear(&entry);
@@ -182,6 +197,7 @@ int main(void)
     DS_RUN(test_text_that_is_not_json_becomes_a_string);
     DS_RUN(test_missing_key_and_tombstone_are_null);
     DS_RUN(test_attempts_appear_from_the_second_failure);
+    DS_RUN(test_unrecorded_letter_does_not_claim_a_record);
     DS_RUN(test_invalid_utf8_cannot_break_the_json);
     DS_RUN(test_formatted_letter_reads_back);
     DS_RUN(test_first_attempt_reads_back_as_one);

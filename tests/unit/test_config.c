@@ -347,6 +347,8 @@ static void test_apply_file_sets_every_apply_setting(void)
     DS_CHECK_STR(c->apply_on_error, "stop");
     DS_CHECK_STR(c->apply_origin, "dualsync_apply");
     DS_CHECK_STR(c->apply_dlq_topic, "clinic.dead-letters");
+    DS_CHECK_STR(c->apply_pending_timeout, "12h");
+    DS_CHECK_INT(c->apply_pending_timeout_ms, INT64_C(12) * 3600 * 1000);
     ds_config_free(c);
 }
 
@@ -365,7 +367,19 @@ static void test_apply_file_gets_every_apply_default(void)
     DS_CHECK_STR(c->apply_origin, "dualsync");
     /* Derived from topic_prefix. */
     DS_CHECK_STR(c->apply_dlq_topic, "clinic.dlq");
+    /* A waiting change waits for ever unless asked otherwise. */
+    DS_CHECK_STR(c->apply_pending_timeout, "off");
+    DS_CHECK_INT(c->apply_pending_timeout_ms, 0);
     ds_config_free(c);
+}
+
+static void test_duration_without_unit_is_rejected(void)
+{
+    /* "30" could be seconds or milliseconds: the unit is required. */
+    expect_error_for("apply_bad_duration.json", DS_CONFIG_FOR_APPLY,
+                     "6:33: $.apply.pending_timeout: expected \"off\" or a duration of at least "
+                     "one second: a whole number followed by s, min, h or d (\"90s\", "
+                     "\"30min\", \"12h\", \"7d\"), got \"30\"");
 }
 
 static void test_capture_file_has_no_targets(void)
@@ -557,6 +571,7 @@ int main(void)
     DS_RUN(test_column_counts_characters_not_bytes);
     DS_RUN(test_apply_file_sets_every_apply_setting);
     DS_RUN(test_apply_file_gets_every_apply_default);
+    DS_RUN(test_duration_without_unit_is_rejected);
     DS_RUN(test_capture_file_has_no_targets);
     DS_RUN(test_apply_file_is_refused_for_capture);
     DS_RUN(test_capture_file_is_refused_for_apply);
