@@ -328,3 +328,44 @@ class ApplySetupErrorsTest(dstest.ApplyTestCase):
         )
         stderr = self.run_apply(cfg)
         self.assertIn(f'{cfg.path}: $.kafka["enable.auto.commit"]: apply sets this itself', stderr)
+
+
+PLACEHOLDER = "__debezium_unavailable_value"
+
+
+class ApplyPlaceholderTextTest(ApplyPeopleCase):
+    def test_placeholder_text_in_an_insert_is_real_data_and_an_unchanged_toast_is_kept(self):
+        # The source table gets its own placeholder text in a create: capture sends it as it
+        # is (an INSERT carries every value), and apply must write it, not NULL.
+        self.psql("ALTER TABLE legacy_people ALTER COLUMN email SET STORAGE EXTERNAL")
+        cfg = self.people_apply_config(batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        # Row 2's email is stored out of line (EXTERNAL: not compressed), so an update of
+        # another column sends it as unchanged.
+        big = "x" * 9000 + "@clinic.example"
+        self.psql(
+            f"INSERT INTO legacy_people VALUES (1, '{PLACEHOLDER}', '{PLACEHOLDER}', 'D', 1);"
+            f" INSERT INTO legacy_people VALUES (2, 'Bo', '{big}', 'N', 1);"
+        )
+        self.wait_rows(
+            self.newdb,
+            PEOPLE_QUERY,
+            [("1", PLACEHOLDER, PLACEHOLDER, "DOCTOR", "1"), ("2", "Bo", big, "NURSE", "1")],
+        )
+        # The update of row 2 carries the placeholder for its email: the stored value stays.
+        self.psql("UPDATE legacy_people SET visits = 2 WHERE id = 2")
+        self.wait_rows(
+            self.newdb,
+            PEOPLE_QUERY,
+            [("1", PLACEHOLDER, PLACEHOLDER, "DOCTOR", "1"), ("2", "Bo", big, "NURSE", "2")],
+        )
+        ops = [
+            (m["value"]["op"], m["value"]["after"]["id"], m["value"]["after"]["email"])
+            for m in dstest.consume([self.topic])
+        ]
+        self.assertEqual(
+            ops, [("c", 1, PLACEHOLDER), ("c", 2, big), ("u", 2, PLACEHOLDER)],
+            "capture was expected to send row 2's TOASTed email as unchanged in the update",
+        )
+        apply.stop(expect_exit=0)
+        self.assertEqual(dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=3000, check=False), [])
