@@ -23,6 +23,7 @@
 #include "dualsync/changes.h"
 #include "dualsync/incremental.h"
 #include "dualsync/inflight.h"
+#include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/preflight.h"
@@ -724,6 +725,7 @@ int ds_capture_run(const ds_config_t *config)
     char lsn[DS_LSN_STRLEN];
     int backoff_ms = 500;
     int status = DS_EXIT_FAILURE;
+    ds_config_t *producer_view;
 
     memset(&c, 0, sizeof(c));
     c.config = config;
@@ -733,11 +735,24 @@ int ds_capture_run(const ds_config_t *config)
      * creates a publication on the source. */
     c.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     c.inflight = ds_inflight_new();
-    c.producer = ds_producer_new(config, on_ack, &c, errstr, sizeof(errstr));
-    if (!c.loop || !c.inflight || !c.producer) {
-        ds_error("%s", c.producer ? "out of memory" : errstr);
+    /* Only the producer's properties: a file shared with apply holds consumer ones too, which
+     * librdkafka would warn about. */
+    producer_view = ds_kafka_config_view(config, DS_KAFKA_PRODUCER, NULL);
+    if (!c.loop || !c.inflight || !producer_view) {
+        ds_error("out of memory");
+        ds_kafka_config_view_free(producer_view);
         capture_free(&c);
         return DS_EXIT_FAILURE;
+    }
+    c.producer = ds_producer_new(producer_view, on_ack, &c, errstr, sizeof(errstr));
+    ds_kafka_config_view_free(producer_view);
+    if (!c.producer) {
+        /* The command line checked the properties; what librdkafka still refuses when it
+         * creates the client (a combination of settings, a missing certificate file) is a
+         * configuration error too. */
+        ds_error("%s", errstr);
+        capture_free(&c);
+        return DS_EXIT_USAGE;
     }
     if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
         ds_error("%s", errstr);

@@ -43,13 +43,15 @@ static const struct {
     {"client.id", "dualsync-capture"},
 };
 
-/* Settings whose user value would break the delivery guarantees. */
+/* Settings whose user value would break the delivery guarantees; "same" is another spelling
+ * librdkafka takes for the required value. */
 static const struct {
     const char *name;
     const char *required;
+    const char *same;
 } producer_locked[] = {
-    {"enable.idempotence", "true"},
-    {"acks", "all"},
+    {"enable.idempotence", "true", NULL},
+    {"acks", "all", "-1"},
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
@@ -88,6 +90,52 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* The producer's librdkafka configuration: dualsync's defaults, then the file's properties.
+ * NULL (errstr says which property and why) when the file's settings cannot be used. */
+static rd_kafka_conf_t *build_conf(const ds_config_t *config, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf;
+
+    for (int i = 0; i < config->nkafka; i++) {
+        for (size_t j = 0; j < DS_ARRAY_LEN(producer_locked); j++) {
+            if (strcmp(config->kafka_names[i], producer_locked[j].name) == 0 &&
+                strcmp(config->kafka_values[i], producer_locked[j].required) != 0 &&
+                (!producer_locked[j].same ||
+                 strcmp(config->kafka_values[i], producer_locked[j].same) != 0)) {
+                ds_fail(errstr, errstr_size,
+                        "%s: $.kafka[\"%s\"]: is \"%s\" but must be \"%s\": without it a "
+                        "retried send can duplicate or reorder row changes; remove it",
+                        config->path, producer_locked[j].name, config->kafka_values[i],
+                        producer_locked[j].required);
+                return NULL;
+            }
+        }
+    }
+    conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
+        if (!ds_kafka_conf_set(conf, producer_defaults[i].name, producer_defaults[i].value, errstr,
+                               errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (!ds_kafka_conf_set_file(conf, config, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+bool ds_producer_check_config(const ds_config_t *config, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(config, errstr, errstr_size);
+
+    if (!conf)
+        return false;
+    rd_kafka_conf_destroy(conf);
+    return true;
+}
+
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
                                char *errstr, size_t errstr_size)
 {
@@ -103,30 +151,8 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
     producer->ack = ack;
     producer->ack_ctx = ack_ctx;
 
-    for (int i = 0; i < config->nkafka; i++) {
-        for (size_t j = 0; j < DS_ARRAY_LEN(producer_locked); j++) {
-            if (strcmp(config->kafka_names[i], producer_locked[j].name) == 0 &&
-                strcmp(config->kafka_values[i], producer_locked[j].required) != 0) {
-                ds_fail(errstr, errstr_size,
-                        "%s: $.kafka.%s: must be \"%s\": without it a retried send can "
-                        "duplicate or reorder row changes",
-                        config->path, producer_locked[j].name, producer_locked[j].required);
-                goto error;
-            }
-        }
-    }
-
-    conf = rd_kafka_conf_new();
-    for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
-        if (!ds_kafka_conf_set(conf, producer_defaults[i].name, producer_defaults[i].value, errstr,
-                               errstr_size))
-            goto error;
-    }
-    for (int i = 0; i < config->nkafka; i++) {
-        if (!ds_kafka_conf_set(conf, config->kafka_names[i], config->kafka_values[i], errstr,
-                               errstr_size))
-            goto error;
-    }
+    if (!(conf = build_conf(config, errstr, errstr_size)))
+        goto error;
     rd_kafka_conf_set_opaque(conf, producer);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);

@@ -659,8 +659,10 @@ static int setup(apply_t *ap)
     ap->hooks.before_commit = hook_before_commit;
     ap->hooks.ctx = ap;
     if (!(ap->dlq = ds_dlq_new(config, errstr, sizeof(errstr)))) {
+        /* Its properties were checked with the file; what librdkafka still refuses when it
+         * creates the client is a configuration error too. */
         ds_error("%s", errstr);
-        return DS_APPLY_EXIT_FAILURE;
+        return DS_APPLY_EXIT_USAGE;
     }
     ap->consumer =
         ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr, sizeof(errstr));

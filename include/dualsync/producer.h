@@ -29,6 +29,14 @@ typedef void (*ds_producer_ack_fn)(void *ctx, uint64_t tag, size_t bytes, const 
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
                                char *errstr, size_t errstr_size);
 
+/**
+ * @brief Checks what ds_producer_new() would refuse in @p config's "kafka" properties (an
+ *        unknown property, a bad value, a guarantee turned off) without creating anything.
+ *        Pass the producer's ds_kafka_config_view(), as to ds_producer_new().
+ */
+bool ds_producer_check_config(const ds_config_t *config, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
+
 /** @brief Waits up to @p timeout_ms for outstanding deliveries, then frees; accepts NULL. */
 void ds_producer_free(ds_producer_t *producer, int timeout_ms);
 
