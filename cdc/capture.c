@@ -64,6 +64,7 @@ typedef struct capture {
     bool failed;              /* a fatal error; error says what */
     bool session_lost;        /* the replication connection failed (retriable) */
     bool slot_prepared;       /* the first session settled the slot and its backfill */
+    bool created_slot;        /* this run created the slot */
     uint64_t backfill_calls;  /* rows the backfill handed over, to pace its Kafka service */
     char error[1024];
 
@@ -554,6 +555,7 @@ static bool prepare_slot(capture_t *c, ds_replication_t *repl, char *errstr, siz
         if (!ds_replication_create_slot(repl, config->slot, false, NULL, NULL, 0, errstr,
                                         errstr_size))
             return false;
+        c->created_slot = true;
         ds_info("created logical replication slot \"%s\" (pgoutput)", config->slot);
         return true;
     }
@@ -604,6 +606,7 @@ static bool prepare_slot(capture_t *c, ds_replication_t *repl, char *errstr, siz
         !ds_replication_create_slot(repl, config->slot, true, &consistent, snapshot,
                                     sizeof(snapshot), errstr, errstr_size))
         goto done;
+    c->created_slot = true;
     ds_info("created logical replication slot \"%s\" (pgoutput) at consistent point %s with "
             "snapshot %s; backfilling the existing rows",
             config->slot, ds_lsn_format(consistent, lsn1), snapshot);
@@ -726,6 +729,7 @@ int ds_capture_run(const ds_config_t *config)
     int backoff_ms = 500;
     int status = DS_EXIT_FAILURE;
     ds_config_t *producer_view;
+    bool config_error;
 
     memset(&c, 0, sizeof(c));
     c.config = config;
@@ -754,10 +758,10 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return DS_EXIT_USAGE;
     }
-    if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
+    if (!ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr))) {
         ds_error("%s", errstr);
         capture_free(&c);
-        return DS_EXIT_FAILURE;
+        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
     }
 
     warm_up_topics(&c);
@@ -784,6 +788,11 @@ int ds_capture_run(const ds_config_t *config)
          * the backfill. */
         if (!c.stopping || c.failed) {
             ds_error("%s", errstr);
+            /* A publication this run created goes again, unless a slot now needs it (a
+             * backfill that failed is redone on the next start, with both). */
+            if (!c.created_slot && !ds_preflight_undo(config, c.catalog, errstr, sizeof(errstr)))
+                ds_warning("publication \"%s\" was created and is left behind: %s",
+                           config->publication, errstr);
             capture_free(&c);
             return DS_EXIT_FAILURE;
         }

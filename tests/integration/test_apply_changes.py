@@ -329,6 +329,24 @@ class ApplySetupErrorsTest(dstest.ApplyTestCase):
         stderr = self.run_apply(cfg)
         self.assertIn(f'{cfg.path}: $.kafka["enable.auto.commit"]: apply sets this itself', stderr)
 
+    def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_before_connecting(self):
+        # No target database exists: the Kafka settings are refused before any connection.
+        cases = [
+            # The dead-letter producer needs acks=all as capture's does.
+            ({"acks": "1"}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"no.such.property": "x"}, '$.kafka["no.such.property"] = "x": No such configuration property'),
+            ({"session.timeout.ms": "long"}, '$.kafka["session.timeout.ms"] = "long": Invalid value'),
+        ]
+        for kafka, message in cases:
+            with self.subTest(kafka=kafka):
+                cfg = self.apply_config({"newdb": "no_such_database"}, [PEOPLE_MAPPING], "ds.setup", kafka=kafka)
+                stderr = self.run_apply(cfg)
+                self.assertIn(f"dualsync apply: {cfg.path}: {message}", stderr)
+                for command in (["dlq", "list"], ["dlq", "retry"]):
+                    proc = dstest.run_dualsync(command + ["--config", cfg.path], timeout=60)
+                    self.assertEqual(proc.returncode, 2, proc.stderr)
+                    self.assertIn(message, proc.stderr)
+
 
 PLACEHOLDER = "__debezium_unavailable_value"
 

@@ -1,7 +1,8 @@
 """Capture: how it refuses to run. Each test runs `dualsync` to its exit and checks the exit
 status and the one message a person reads on stderr: what is wrong, where, and what to do.
-Exit status 2 is a usage or configuration-file error, 1 a failure found at run time (see
-`dualsync capture --help`)."""
+Exit status 2 is a usage or configuration-file error (anything the file names wrongly: a
+setting, a Kafka property, a table that does not exist or cannot make a topic name), 1 a
+failure found at run time (see `dualsync capture --help`)."""
 
 import json
 import os
@@ -113,6 +114,42 @@ class CaptureCommandLineTest(dstest.ServicesTestCase):
             'between 100 and 600000, got "fast"\n',
         )
 
+    def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_naming_the_property(self):
+        cases = [
+            # JSON string "1" and number 1 alike: acks=1 could lose an acknowledged change.
+            ({"acks": "1"}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"acks": 1}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"no.such.property": "x"}, '$.kafka["no.such.property"] = "x": No such configuration property'),
+            ({"linger.ms": "soon"}, '$.kafka["linger.ms"] = "soon": Invalid value'),
+        ]
+        for kafka, message in cases:
+            with self.subTest(kafka=kafka):
+                path = write_file(
+                    self.path("kafka.json"),
+                    json.dumps({
+                        "source": {"conninfo": dstest.conninfo(self.db), "tables": ["public.t"]},
+                        "kafka": dict({"bootstrap.servers": "127.0.0.1:1"}, **kafka),
+                        "topic_prefix": "p",
+                    }),
+                )
+                status, _, err = run_dualsync("capture", "--config", path)
+                self.assertEqual(status, USAGE, err)
+                self.assertIn(f"dualsync capture: {path}: {message}", err)
+
+    def test_acks_minus_one_is_all_and_accepted(self):
+        path = write_file(
+            self.path("acks.json"),
+            json.dumps({
+                "source": {"conninfo": "host=/nonexistent dbname=x connect_timeout=2", "tables": ["public.t"]},
+                "kafka": {"bootstrap.servers": "127.0.0.1:1", "acks": -1},
+                "topic_prefix": "p",
+            }),
+        )
+        status, _, err = run_dualsync("capture", "--config", path)
+        # Past the Kafka settings, it fails on the connection (a runtime failure).
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn("cannot connect to the source database", err)
+
     def test_syntax_error_inside_conninfo_does_not_show_it(self):
         path = write_file(
             self.path("secret.json"),
@@ -127,8 +164,9 @@ class CaptureCommandLineTest(dstest.ServicesTestCase):
 
 
 class CaptureSourceErrorsTest(dstest.ServicesTestCase):
-    """Problems with the source database that capture finds before streaming: it exits 1 and
-    leaves no slot behind."""
+    """Problems with the source database that capture finds before streaming: it exits 1 (2
+    when the configuration file names something that is not there) and leaves no slot and no
+    publication behind."""
 
     def setUp(self):
         super().setUp()
@@ -141,10 +179,17 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
     def assert_no_slot(self, cfg):
         self.assertIsNone(dstest.slot_info(cfg.slot), f"capture left slot {cfg.slot} behind")
 
+    def assert_no_publication(self, cfg):
+        self.assertEqual(
+            self.psql_value(f"SELECT count(*) FROM pg_publication WHERE pubname = '{cfg.publication}'"),
+            "0",
+            f"capture left publication {cfg.publication} behind",
+        )
+
     def test_table_that_does_not_exist_is_named_with_its_json_path(self):
         cfg = self.capture_config(["public.good", "public.no_such_table"])
         status, err = self.run_capture(cfg)
-        self.assertEqual(status, FAILURE, err)
+        self.assertEqual(status, USAGE, err)
         self.assertIn(
             f"{cfg.path}: $.source.tables[1]: table public.no_such_table does not exist in the "
             "source database",
@@ -180,7 +225,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         self.psql('CREATE TABLE "Order Lines" (id int PRIMARY KEY)')
         cfg = self.capture_config(["public.good", 'public."Order Lines"'])
         status, err = self.run_capture(cfg)
-        self.assertEqual(status, FAILURE, err)
+        self.assertEqual(status, USAGE, err)
         self.assertIn(f'{cfg.path}: $.source.tables[1]: topic "{cfg.topic_prefix}.public.Order Lines"', err)
         self.assertIn("a-z A-Z 0-9 . _ -", err)
         self.assert_no_slot(cfg)
@@ -202,6 +247,35 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
             self.psql_value(f"SELECT plugin FROM pg_replication_slots WHERE slot_name = '{cfg.slot}'"),
             "test_decoding",
         )
+        # The slot was checked before the publication was created: nothing is left behind.
+        self.assert_no_publication(cfg)
+
+    def test_slot_of_another_database_is_refused_before_the_publication_is_created(self):
+        cfg = self.capture_config(["public.good"])
+        dstest.psql(f"SELECT pg_create_logical_replication_slot('{cfg.slot}', 'pgoutput')", db="postgres")
+        self.addCleanup(dstest.psql, f"SELECT pg_drop_replication_slot('{cfg.slot}')", db="postgres")
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn(
+            f'replication slot "{cfg.slot}" belongs to database "postgres", not "{self.db}"', err
+        )
+        self.assert_no_publication(cfg)
+
+    def test_role_without_replication_is_refused_before_anything_is_created(self):
+        role = dstest.unique_name("ds_norepl")
+        dstest.psql(f"CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE {self.db} TO {role}")
+        self.addCleanup(dstest.psql, f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}", db=self.db)
+        self.psql(f"ALTER TABLE good OWNER TO {role}")
+        self.addCleanup(self.psql, "ALTER TABLE good OWNER TO postgres")
+        cfg = self.capture_config(["public.good"])
+        cfg.data["source"]["conninfo"] = dstest.conninfo(self.db) + f" user={role}"
+        write_file(cfg.path, json.dumps(cfg.data))
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn(f'role "{role}" may not use replication', err)
+        self.assertIn(f"ALTER ROLE {role} REPLICATION", err)
+        self.assert_no_publication(cfg)
+        self.assert_no_slot(cfg)
 
     def test_missing_publication_with_create_publication_false_names_the_fix(self):
         cfg = self.capture_config(["public.good"])
@@ -240,7 +314,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
                 cfg.data["source"]["conninfo"] = conninfo
                 write_file(cfg.path, json.dumps(cfg.data))
                 status, err = self.run_capture(cfg)
-                self.assertEqual(status, FAILURE, err)
+                self.assertEqual(status, USAGE, err)
                 self.assertIn("source.conninfo is not a valid connection string", err)
                 self.assertNotIn("secret123", err)
 
@@ -284,12 +358,24 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
         with self.start_capture(cfg) as first:
             wait_streaming(cfg)
             owner = dstest.slot_info(cfg.slot)["active_pid"]
-            status, out, err = run_dualsync("capture", "--config", cfg.path)
+            # The second one names a publication of its own: it must not be created for a
+            # capture that cannot start.
+            second_pub = dstest.unique_name("p_second")
+            second = dict(cfg.data, source=dict(cfg.data["source"], publication=second_pub))
+            path = write_file(cfg.path.replace(".json", "-second.json"), json.dumps(second))
+            status, out, err = run_dualsync("capture", "--config", path)
             self.assertEqual(status, FAILURE, err)
             self.assertIn(
-                f'START_REPLICATION on slot "{cfg.slot}" failed: ERROR:  replication slot '
-                f'"{cfg.slot}" is active for PID {owner}',
+                f'replication slot "{cfg.slot}" is in use by process {owner} (another capture '
+                "of this slot, or another client): stop it first, or set source.slot to another "
+                "name",
                 err,
+            )
+            self.assertEqual(
+                self.psql_value(
+                    f"SELECT count(*) FROM pg_publication WHERE pubname = '{second_pub}'"
+                ),
+                "0",
             )
             self.assertTrue(first.running())
             self.psql("INSERT INTO shared VALUES (1)")
