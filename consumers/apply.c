@@ -23,14 +23,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-fe.h>
+
 #include "dualsync/applier.h"
 #include "dualsync/apply.h"
 #include "dualsync/batch.h"
+#include "dualsync/buf.h"
 #include "dualsync/consumer.h"
 #include "dualsync/dlq.h"
 #include "dualsync/log.h"
 #include "dualsync/mapping.h"
 #include "dualsync/offsets.h"
+#include "dualsync/pgutil.h"
 
 #define POLL_MS                   200
 #define PROGRESS_INTERVAL_US      INT64_C(30000000)
@@ -597,6 +601,61 @@ static void apply_free(apply_t *ap)
     free(ap->group_id);
 }
 
+/*
+ * When some mapping file has problems the set does not load, yet the files without problems
+ * can still be checked against the target databases: every problem is reported at once, not
+ * the catalog's only after the files are fixed. Each such file is loaded alone and checked on
+ * a plain connection (the check runs in a transaction it rolls back: nothing is created).
+ */
+static void check_loadable_files(const ds_config_t *config)
+{
+    static char errstr[65536];
+    ds_mapping_set_t **sets = calloc((size_t)config->nmappings + 1, sizeof(*sets));
+
+    if (!sets)
+        return;
+    for (int i = 0; i < config->nmappings; i++) {
+        const char *path = config->mappings[i];
+
+        if (!ds_mapping_set_load(&path, 1, config->topic_prefix,
+                                 (const char *const *)config->target_names, &sets[i], errstr,
+                                 sizeof(errstr)))
+            sets[i] = NULL; /* its problems are reported already */
+    }
+    for (int db = 0; db < config->ntargets; db++) {
+        static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+        const char *values[] = {config->target_conninfos[db], "dualsync-apply", NULL};
+        const char *name = config->target_names[db];
+        PGconn *conn = PQconnectdbParams(keywords, values, 1);
+        ds_buf_t problems = DS_BUF_INIT;
+
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            ds_warning("target \"%s\": cannot connect (%s): its tables are checked once the "
+                       "mappings load",
+                       name, conn ? ds_pg_error(conn) : "out of memory");
+            PQfinish(conn);
+            continue;
+        }
+        PQclear(PQexec(conn, "SET TimeZone = 'UTC'"));
+        for (int i = 0; i < config->nmappings; i++) {
+            if (!sets[i] ||
+                ds_mapping_set_check_catalog(sets[i], name, conn, errstr, sizeof(errstr)))
+                continue;
+            if (problems.len)
+                ds_buf_append_char(&problems, '\n');
+            ds_buf_append_str(&problems, errstr);
+        }
+        if (problems.len)
+            ds_error("the mappings do not fit the tables of target \"%s\":\n%s", name,
+                     problems.data);
+        ds_buf_free(&problems);
+        PQfinish(conn);
+    }
+    for (int i = 0; i < config->nmappings; i++)
+        ds_mapping_set_free(sets[i]);
+    free(sets);
+}
+
 /* Loads the mappings, connects every database, checks catalogs. Returns an exit code. */
 static int setup(apply_t *ap)
 {
@@ -608,6 +667,7 @@ static int setup(apply_t *ap)
                              config->topic_prefix, (const char *const *)config->target_names,
                              &ap->set, errstr, sizeof(errstr))) {
         ds_error("the mappings have problems:\n%s", errstr);
+        check_loadable_files(config);
         return DS_APPLY_EXIT_USAGE;
     }
     if (!ds_mapping_set_unavailable_value(ap->set, config->unavailable_value_placeholder)) {

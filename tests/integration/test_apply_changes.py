@@ -329,6 +329,36 @@ class ApplySetupErrorsTest(dstest.ApplyTestCase):
         stderr = self.run_apply(cfg)
         self.assertIn(f'{cfg.path}: $.kafka["enable.auto.commit"]: apply sets this itself', stderr)
 
+    def test_file_problems_and_catalog_problems_are_reported_together(self):
+        newdb = self.target_database("setup_errors")
+        self.psql(NEW_DDL, db=newdb)
+        # One file with a problem of its own (an unknown function)...
+        broken = json.loads(open(PEOPLE_MAPPING, encoding="utf-8").read())
+        broken["targets"][0]["columns"]["email"] = {"lowercase": "$email"}
+        broken_path = dstest.write_mapping(os.path.join(self.work_dir, "broken_people.json"), broken)
+        # ...and one that loads but does not fit the target: a missing table, and a missing
+        # column of an existing one.
+        other = {
+            "source": "public.legacy_other",
+            "targets": [
+                {"name": "gone", "connection": "newdb", "table": "public.no_such_table",
+                 "key": ["id"], "columns": {"id": "$id"}},
+                {"name": "typo", "connection": "newdb", "table": "public.people",
+                 "key": ["id"], "columns": {"id": "$id", "kind": "$kind", "fulname": "$name"}},
+            ],
+        }
+        other_path = dstest.write_mapping(os.path.join(self.work_dir, "other.json"), other)
+        cfg = self.apply_config({"newdb": newdb}, [broken_path, other_path], "ds.setup")
+        stderr = self.run_apply(cfg)
+        self.assertIn('unknown function "lowercase"', stderr)
+        self.assertIn('the mappings do not fit the tables of target "newdb"', stderr)
+        self.assertIn("table public.no_such_table does not exist", stderr)
+        self.assertIn('column "fulname" does not exist in table public.people', stderr)
+        # The check created nothing in the target.
+        self.assertEqual(
+            dstest.psql_value("SELECT count(*) FROM pg_namespace WHERE nspname = 'dualsync'", db=newdb), "0"
+        )
+
     def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_before_connecting(self):
         # No target database exists: the Kafka settings are refused before any connection.
         cases = [
