@@ -172,6 +172,23 @@ static bool hook_before_commit(void *ctx, char *errstr, size_t errstr_size)
 /* ---- databases ---- */
 
 /*
+ * A stop signal ends the wait for a database that is down, after the attempt it arrived
+ * during: how long the outage lasts is unknown, and nothing is lost by stopping (the batch is
+ * not committed, nor are its offsets: a restart reads it again). Says so, and fails apply.
+ */
+static bool stopped_while_down(apply_t *ap, int db, const char *errstr)
+{
+    if (!stop_signals)
+        return false;
+    fail(ap, "%s; stopping on signal while target \"%s\" is unreachable: %s", errstr,
+         ds_applier_name(ap->dbs[db]),
+         ap->applying && ds_batch_count(ap->applying) > 0
+             ? "the batch being applied is not committed, and is applied after a restart"
+             : "what was not committed is applied after a restart");
+    return true;
+}
+
+/*
  * Reconnects database @p db with backoff until it answers (or a signal asks to stop), then
  * re-reads its offsets for @p parts: a COMMIT whose answer was lost may have happened.
  */
@@ -194,16 +211,13 @@ static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, in
             fail(ap, "%s", errstr);
             return false;
         }
-        /* On a first signal, a batch being committed is still retried (it is the "current
-         * batch"); anything else (offsets on a rebalance, pending retries) is given up. */
-        if (stop_signals >= 2 ||
-            (stop_signals && (!ap->applying || ds_batch_count(ap->applying) == 0))) {
-            fail(ap, "%s; stopping on signal (what was not committed is applied after a restart)",
-                 errstr);
+        /* The backoff pause wakes on a signal: no further attempt is made then. */
+        if (stopped_while_down(ap, db, errstr))
             return false;
-        }
         ds_warning("%s; retrying in %d ms", errstr, backoff);
         pause_ms(backoff);
+        if (stopped_while_down(ap, db, errstr))
+            return false;
         backoff = backoff * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS : backoff * 2;
     }
 }
