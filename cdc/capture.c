@@ -378,6 +378,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
     capture_t *c = w->data;
 
     serve_kafka(c);
+    ds_producer_check_brokers(c->producer);
     /* The timer ticks every STATUS_MIN_INTERVAL_S: a confirmation held back by that
      * spacing goes out now; otherwise the server hears from us every status interval. */
     if (c->confirmed_lsn > c->reported_lsn ||
@@ -750,6 +751,8 @@ int ds_capture_run(const ds_config_t *config)
     }
     c.producer = ds_producer_new(producer_view, on_ack, &c, errstr, sizeof(errstr));
     ds_kafka_config_view_free(producer_view);
+    if (c.producer)
+        ds_producer_set_owner(c.producer, "capture");
     if (!c.producer) {
         /* The command line checked the properties; what librdkafka still refuses when it
          * creates the client (a combination of settings, a missing certificate file) is a

@@ -21,7 +21,17 @@ struct ds_producer {
     ds_producer_ack_fn ack;  /* called once per delivery report */
     void *ack_ctx;
     char fatal[512]; /* set by the error callback on a fatal error */
+    char client_id[128];     /* its client.id, to name it in the log */
+    const char *owner;       /* the process that waits for it ("capture"), or NULL */
+    bool brokers_down;       /* every broker is down: the outage was logged, not its end */
+    int64_t down_since_us;   /* when that was logged */
+    int64_t last_probe_us;   /* the last metadata request that looked for a broker */
 };
+
+/* Between two metadata requests looking for a broker during an outage, when nothing is sent
+ * (each blocks the caller up to PROBE_TIMEOUT_MS). */
+#define PROBE_INTERVAL_US (5 * 1000000)
+#define PROBE_TIMEOUT_MS  200
 
 /* dualsync's defaults, applied before the user's properties. */
 static const struct {
@@ -54,6 +64,22 @@ static const struct {
     {"acks", "all", "-1"},
 };
 
+/* The end of an outage, once: a delivery or a metadata answer came from a broker. */
+static void brokers_back(ds_producer_t *producer)
+{
+    double seconds = (double)(ds_now_us() - producer->down_since_us) / 1e6;
+
+    if (!producer->brokers_down)
+        return;
+    producer->brokers_down = false;
+    if (producer->owner)
+        ds_info("Kafka: a broker answers again after %.0f s; %s resumes", seconds,
+                producer->owner);
+    else
+        ds_info("Kafka: a broker answers again after %.0f s (producer \"%s\")", seconds,
+                producer->client_id);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     ds_producer_t *producer = opaque;
@@ -65,6 +91,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
                  rd_kafka_topic_name(msg->rkt), (int)msg->partition, rd_kafka_err2str(msg->err));
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
     } else {
+        brokers_back(producer);
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, NULL);
     }
 }
@@ -83,7 +110,19 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        ds_warning("Kafka: all brokers are down (%s); capture pauses and keeps retrying", reason);
+        /* librdkafka says so again at every failed round of reconnections: once is enough,
+         * and brokers_back() says when it ends. */
+        if (producer->brokers_down)
+            return;
+        producer->brokers_down = true;
+        producer->down_since_us = producer->last_probe_us = ds_now_us();
+        if (producer->owner)
+            ds_warning("Kafka: all brokers are down (%s); %s pauses and keeps retrying", reason,
+                       producer->owner);
+        else
+            ds_warning("Kafka: all brokers are down (%s); producer \"%s\" keeps its messages "
+                       "and retries",
+                       reason, producer->client_id);
         return;
     }
     /* Transport errors are retried by librdkafka itself; say so once per event. */
@@ -153,6 +192,12 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
 
     if (!(conf = build_conf(config, errstr, errstr_size)))
         goto error;
+    {
+        size_t size = sizeof(producer->client_id);
+
+        if (rd_kafka_conf_get(conf, "client.id", producer->client_id, &size) != RD_KAFKA_CONF_OK)
+            snprintf(producer->client_id, sizeof(producer->client_id), "rdkafka");
+    }
     rd_kafka_conf_set_opaque(conf, producer);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -247,6 +292,27 @@ bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms)
 {
     return rd_kafka_poll(producer->rk, timeout_ms);
+}
+
+void ds_producer_set_owner(ds_producer_t *producer, const char *owner)
+{
+    producer->owner = owner;
+}
+
+void ds_producer_check_brokers(ds_producer_t *producer)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int64_t now = ds_now_us();
+
+    if (!producer->brokers_down || now - producer->last_probe_us < PROBE_INTERVAL_US)
+        return;
+    producer->last_probe_us = now;
+    /* Topics this producer knows only (all_topics 0): a small request. */
+    if (rd_kafka_metadata(producer->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        brokers_back(producer);
+    }
 }
 
 int ds_producer_wakeup_fd(const ds_producer_t *producer)

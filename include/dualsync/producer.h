@@ -63,6 +63,20 @@ bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int
 /** @brief Serves queued delivery reports and errors; returns how many events were served. */
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms);
 
+/**
+ * @brief Names the process that waits for the producer in its outage messages ("capture":
+ *        "...; capture pauses and keeps retrying", "...; capture resumes"); @p owner is
+ *        borrowed. Without it the messages name the producer's client.id.
+ */
+void ds_producer_set_owner(ds_producer_t *producer, const char *owner);
+
+/**
+ * @brief During an outage (all brokers down), asks a broker for metadata at most every 5 s,
+ *        blocking up to 200 ms, so the outage's end is logged even when nothing is being
+ *        sent; a delivery ends it too. Does nothing otherwise. Call it from a timer.
+ */
+void ds_producer_check_brokers(ds_producer_t *producer);
+
 /** @brief Readable when delivery reports are waiting; drain it, then ds_producer_poll(). */
 int ds_producer_wakeup_fd(const ds_producer_t *producer);
 

@@ -128,3 +128,28 @@ class ApplySignalWhileTargetDownTest(ApplyPeopleCase):
         apply2 = self.start_apply(cfg)
         self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("2",)])
         apply2.stop(expect_exit=0)
+
+
+class ApplyKafkaOutageLogTest(ApplyPeopleCase):
+    def test_apply_names_itself_not_capture_when_the_brokers_are_down(self):
+        cfg = self.people_apply_config(batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        dstest.kafka_stop()
+        try:
+            dstest.wait_for(
+                lambda: "all brokers are down" in apply.log_text(),
+                timeout=60,
+                what="apply's consumer to log the outage",
+            )
+        finally:
+            dstest.kafka_start()
+        # A dead letter after the outage: the dead-letter producer, polled for it, reports
+        # the outage it saw too.
+        self.psql("INSERT INTO legacy_people VALUES (1, 'Ann', 'ann@x', 'X', 1), (2, 'Bo', 'bo@x', 'D', 2)")
+        self.wait_rows(self.newdb, "SELECT id FROM people", [("2",)], timeout=90)
+        self.assertEqual(len(dstest.consume([cfg.dlq_topic], count=1)), 1)
+        lines = [l for l in apply.log_text().splitlines() if "all brokers are down" in l]
+        self.assertTrue(any("apply waits and keeps retrying" in l for l in lines), lines)
+        for line in lines:
+            self.assertNotIn("capture", line)
+        apply.stop(expect_exit=0)
