@@ -23,6 +23,8 @@ struct ds_producer {
     char fatal[512]; /* set by the error callback on a fatal error */
     char client_id[128];     /* its client.id, to name it in the log */
     const char *owner;       /* the process that waits for it ("capture"), or NULL */
+    ds_producer_reject_fn reject; /* told first of a message Kafka refused, or NULL */
+    size_t max_message_bytes; /* message.max.bytes: librdkafka refuses larger messages */
     bool brokers_down;       /* every broker is down: the outage was logged, not its end */
     int64_t down_since_us;   /* when that was logged */
     int64_t last_probe_us;   /* the last metadata request that looked for a broker */
@@ -87,6 +89,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     char err[512];
 
     if (msg->err) {
+        if (producer->reject) {
+            ds_producer_reject_t r = {
+                .topic = rd_kafka_topic_name(msg->rkt),
+                .partition = msg->partition,
+                .key = msg->key,
+                .key_len = msg->key_len,
+                .value = msg->payload,
+                .value_len = msg->len,
+                .too_large = msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                .reason = rd_kafka_err2str(msg->err),
+            };
+            producer->reject(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, &r);
+        }
         snprintf(err, sizeof(err), "delivery to topic %s partition %d failed: %s",
                  rd_kafka_topic_name(msg->rkt), (int)msg->partition, rd_kafka_err2str(msg->err));
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
@@ -195,8 +210,15 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
     {
         size_t size = sizeof(producer->client_id);
 
+        char max[32];
+
         if (rd_kafka_conf_get(conf, "client.id", producer->client_id, &size) != RD_KAFKA_CONF_OK)
             snprintf(producer->client_id, sizeof(producer->client_id), "rdkafka");
+        size = sizeof(max);
+        producer->max_message_bytes =
+            rd_kafka_conf_get(conf, "message.max.bytes", max, &size) == RD_KAFKA_CONF_OK
+                ? (size_t)strtoull(max, NULL, 10)
+                : 0;
     }
     rd_kafka_conf_set_opaque(conf, producer);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -294,9 +316,24 @@ int ds_producer_poll(ds_producer_t *producer, int timeout_ms)
     return rd_kafka_poll(producer->rk, timeout_ms);
 }
 
+bool ds_producer_flush(ds_producer_t *producer, int timeout_ms)
+{
+    return rd_kafka_flush(producer->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 void ds_producer_set_owner(ds_producer_t *producer, const char *owner)
 {
     producer->owner = owner;
+}
+
+void ds_producer_set_reject_cb(ds_producer_t *producer, ds_producer_reject_fn reject)
+{
+    producer->reject = reject;
+}
+
+size_t ds_producer_max_message_bytes(const ds_producer_t *producer)
+{
+    return producer->max_message_bytes;
 }
 
 void ds_producer_check_brokers(ds_producer_t *producer)

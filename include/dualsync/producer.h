@@ -20,6 +20,21 @@ typedef struct ds_producer ds_producer_t;
  * partition and the broker's error. */
 typedef void (*ds_producer_ack_fn)(void *ctx, uint64_t tag, size_t bytes, const char *err);
 
+/* A message Kafka refused for good (pointers borrowed, valid during the callback only). */
+typedef struct ds_producer_reject {
+    const char *topic;
+    int32_t partition;
+    const char *key;  /* NULL for a keyless message */
+    size_t key_len;
+    const char *value; /* NULL for a tombstone */
+    size_t value_len;
+    bool too_large;     /* the broker refused it for its size (the topic's max.message.bytes) */
+    const char *reason; /* librdkafka's text */
+} ds_producer_reject_t;
+
+/* Called with the ack callback's ctx just before the ack reporting the same failure. */
+typedef void (*ds_producer_reject_fn)(void *ctx, uint64_t tag, const ds_producer_reject_t *r);
+
 /**
  * @brief Creates the producer with the config's "kafka" properties over dualsync's defaults.
  *
@@ -69,6 +84,18 @@ int ds_producer_poll(ds_producer_t *producer, int timeout_ms);
  *        borrowed. Without it the messages name the producer's client.id.
  */
 void ds_producer_set_owner(ds_producer_t *producer, const char *owner);
+
+/**
+ * @brief Waits up to @p timeout_ms until every message sent is delivered or refused, serving
+ *        the delivery reports; true when none is left.
+ */
+bool ds_producer_flush(ds_producer_t *producer, int timeout_ms);
+
+/** @brief Sets the callback told of each refused message with its key and value. */
+void ds_producer_set_reject_cb(ds_producer_t *producer, ds_producer_reject_fn reject);
+
+/** @brief The producer's message.max.bytes: ds_producer_send() refuses larger messages. */
+size_t ds_producer_max_message_bytes(const ds_producer_t *producer);
 
 /**
  * @brief During an outage (all brokers down), asks a broker for metadata at most every 5 s,

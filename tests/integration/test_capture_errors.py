@@ -7,6 +7,7 @@ failure found at run time (see `dualsync capture --help`)."""
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -332,24 +333,78 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
 
 
 class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
-    def test_change_larger_than_kafka_takes_stops_capture_and_is_not_skipped(self):
-        self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
-        cfg = self.capture_config(["public.huge"])
+    def assert_too_large(self, text, cfg, table, key, lsn, size, limit):
+        """The error names the table, key, LSN and size, the limit and what to raise."""
+        # @size None: any (a resent change's source.sequence may differ by a few bytes).
+        self.assertRegex(
+            text,
+            re.escape(f"change too large for Kafka: table {table}, key {key}, LSN {lsn}: a message of ")
+            + (str(size) if size is not None else r"\d+")
+            + re.escape(f" bytes on topic {cfg.topic(table)}, {limit}"),
+        )
+        if "producer's" in limit:
+            self.assertIn('Raise "message.max.bytes" in the configuration\'s "kafka" object above', text)
+        self.assertIn(f"--entity-name {cfg.topic(table)} --add-config max.message.bytes=N", text)
+        self.assertIn("every start stops at this change with this error (exit 1)", text)
+
+    def huge_row(self, table, row_id, md5s):
+        """Inserts a row of @md5s * 32 bytes of incompressible text; returns (LSN of the
+        change as capture names it, message size in bytes) once it is known."""
+        self.psql(
+            f"INSERT INTO {table} SELECT {row_id}, string_agg(md5(g::text || random()::text), '') "
+            f"FROM generate_series(1, {md5s}) g"
+        )
+
+    def test_change_over_the_producer_limit_names_table_key_lsn_and_size_on_every_start(self):
+        self.psql("CREATE TABLE big_rows (id int PRIMARY KEY, v text)")
+        # A small producer limit keeps the test fast: 100 kB, and a 160 kB row.
+        cfg = self.capture_config(["public.big_rows"], kafka={"message.max.bytes": 100000})
         cap = self.start_capture(cfg)
         wait_streaming(cfg)
         before = dstest.lsn_to_int(dstest.current_wal_lsn())
-        # 2.2 MB of text: over librdkafka's default message.max.bytes (1 MB).
-        self.psql("INSERT INTO huge SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 70000) g")
+        self.psql("INSERT INTO big_rows VALUES (1, 'small')")
+        self.huge_row("big_rows", 2, 5000)
         self.assertEqual(cap.wait_exit(timeout=60), FAILURE)
         log = cap.log_text()
-        self.assertIn(f"topic {cfg.topic('public.huge')}", log)
-        self.assertIn("Message size too large", log)
-        # The slot stays before the change, so nothing is lost...
-        self.assertLessEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]), before)
-        # ...and a restart meets the same change again instead of skipping it.
-        status, out, err = run_dualsync("capture", "--config", cfg.path)
-        self.assertEqual(status, FAILURE, err)
-        self.assertIn("Message size too large", err)
+        [line] = [l for l in log.splitlines() if "change too large for Kafka" in l]
+        size = int(re.search(r"a message of (\d+) bytes", line).group(1))
+        lsn = re.search(r"LSN ([0-9A-F]+/[0-9A-F]+)", line).group(1)
+        self.assertGreater(size, 160000)
+        self.assertGreater(dstest.lsn_to_int(lsn), before)
+        self.assert_too_large(log, cfg, "public.big_rows", '{"id":2}', lsn, size,
+                              "over the producer's message.max.bytes (100000)")
+        # The row before it was delivered and confirmed; the slot stays before the big one.
+        [msg] = self.consume([cfg.topic("public.big_rows")], count=1)
+        self.assertEqual(msg["key"], {"id": 1})
+        confirmed = dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"])
+        self.assertLessEqual(confirmed, dstest.lsn_to_int(lsn))
+        # Every start meets the same change and says the same, instead of skipping it.
+        for _ in range(2):
+            status, out, err = run_dualsync("capture", "--config", cfg.path)
+            self.assertEqual(status, FAILURE, err)
+            self.assert_too_large(err, cfg, "public.big_rows", '{"id":2}', lsn, None,
+                                  "over the producer's message.max.bytes (100000)")
+        self.assertEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]), confirmed)
+
+    def test_change_over_the_topic_limit_names_table_key_lsn_and_size(self):
+        self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
+        # The producer takes 5 MB; the broker's default topic limit is about 1 MB.
+        cfg = self.capture_config(["public.huge"], kafka={"message.max.bytes": 5000000})
+        cap = self.start_capture(cfg)
+        wait_streaming(cfg)
+        before = dstest.lsn_to_int(dstest.current_wal_lsn())
+        self.huge_row("huge", 1, 70000)  # 2.2 MB
+        self.assertEqual(cap.wait_exit(timeout=60), FAILURE)
+        log = cap.log_text()
+        [line] = [l for l in log.splitlines() if "change too large for Kafka" in l]
+        size = int(re.search(r"a message of (\d+) bytes", line).group(1))
+        lsn = re.search(r"LSN ([0-9A-F]+/[0-9A-F]+)", line).group(1)
+        self.assertGreater(dstest.lsn_to_int(lsn), before)
+        self.assert_too_large(log, cfg, "public.huge", '{"id":1}', lsn, size,
+                              "refused by the broker on partition 0 (Broker: Message size too large)")
+        # The slot stays before the change, so nothing is lost.
+        self.assertLessEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]),
+                             dstest.lsn_to_int(lsn))
 
 
     def test_second_capture_on_the_same_slot_exits_1_and_the_first_keeps_streaming(self):
