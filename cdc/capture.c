@@ -855,10 +855,6 @@ int ds_capture_run(const ds_config_t *config)
     }
     c.producer = ds_producer_new(producer_view, on_ack, &c, errstr, sizeof(errstr));
     ds_kafka_config_view_free(producer_view);
-    if (c.producer) {
-        ds_producer_set_owner(c.producer, "capture");
-        ds_producer_set_reject_cb(c.producer, on_reject);
-    }
     if (!c.producer) {
         /* The command line checked the properties; what librdkafka still refuses when it
          * creates the client (a combination of settings, a missing certificate file) is a
@@ -867,6 +863,8 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return DS_EXIT_USAGE;
     }
+    ds_producer_set_owner(c.producer, "capture");
+    ds_producer_set_reject_cb(c.producer, on_reject);
     if (!ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr))) {
         ds_error("%s", errstr);
         capture_free(&c);
