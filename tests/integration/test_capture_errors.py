@@ -278,6 +278,29 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         self.assert_no_publication(cfg)
         self.assert_no_slot(cfg)
 
+    def test_publication_created_by_a_start_that_fails_before_its_slot_is_dropped(self):
+        # A role that may create the publication but not record the backfill: capture fails
+        # after creating the publication, before the slot.
+        role = dstest.unique_name("ds_undo")
+        dstest.psql(f"CREATE ROLE {role} LOGIN REPLICATION; GRANT CREATE ON DATABASE {self.db} TO {role}")
+        self.addCleanup(dstest.psql, f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}", db=self.db)
+        self.psql(
+            "CREATE SCHEMA IF NOT EXISTS dualsync;"
+            "CREATE TABLE IF NOT EXISTS dualsync.capture_state (slot_name text PRIMARY KEY,"
+            " snapshot_lsn pg_lsn, backfill_started_at timestamptz NOT NULL,"
+            " backfill_completed_at timestamptz, backfill_rows bigint);"
+            f"CREATE TABLE undo_t (id int PRIMARY KEY); ALTER TABLE undo_t OWNER TO {role}"
+        )
+        cfg = self.capture_config(["public.undo_t"])
+        cfg.data["source"]["conninfo"] = dstest.conninfo(self.db) + f" user={role}"
+        write_file(cfg.path, json.dumps(cfg.data))
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn("cannot create dualsync.capture_state", err)
+        self.assertIn(f'DROP PUBLICATION IF EXISTS "{cfg.publication}" (capture created it, and did not start)', err)
+        self.assert_no_publication(cfg)
+        self.assert_no_slot(cfg)
+
     def test_missing_publication_with_create_publication_false_names_the_fix(self):
         cfg = self.capture_config(["public.good"])
         cfg.data["source"]["create_publication"] = False
