@@ -101,32 +101,6 @@ const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
 }
 
 
-/* libpq's messages about a malformed connection string quote pieces of it: the whole URI,
- * a percent-encoded token, the word after an unquoted value. Any of them may hold the
- * password, so every quoted span longer than one character is replaced by <hidden>. */
-static void hide_quoted(const char *msg, char *out, size_t out_size)
-{
-    size_t used = 0;
-
-    for (const char *p = msg; *p && used + 1 < out_size;) {
-        const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
-
-        if (close && close - p > 2) {
-            used += (size_t)snprintf(out + used, out_size - used, "<hidden>");
-            p = close + 1;
-            continue;
-        }
-        /* A short span ("=", "x") is copied whole, so its closing quote opens nothing. */
-        for (const char *end = close ? close + 1 : p + 1; p < end && used + 1 < out_size;)
-            out[used++] = *p++;
-    }
-    if (used >= out_size)
-        used = out_size - 1;
-    while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == ' '))
-        used--;
-    out[used] = '\0';
-}
-
 /* Kafka takes topic names of at most 249 characters from a-z A-Z 0-9 . _ -; PostgreSQL
  * names may hold anything. A name Kafka refuses would stop capture at the table's first
  * change, with the slot already holding WAL, so it is refused before anything is created. */
@@ -501,20 +475,8 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
         }
     }
 
-    {
-        char *parse_err = NULL;
-        PQconninfoOption *parsed = PQconninfoParse(config->source_conninfo, &parse_err);
-        char shown[512];
-
-        if (!parsed) {
-            hide_quoted(parse_err ? parse_err : "out of memory", shown, sizeof(shown));
-            ds_fail(errstr, errstr_size, "source.conninfo is not a valid connection string: %s",
-                    shown);
-            PQfreemem(parse_err);
-            goto done;
-        }
-        PQconninfoFree(parsed);
-    }
+    if (!ds_pg_conninfo_check(config->source_conninfo, "source.conninfo", errstr, errstr_size))
+        goto done;
     *config_error = false;
     conn = PQconnectdb(config->source_conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {

@@ -675,7 +675,22 @@ static int setup(apply_t *ap)
 {
     const ds_config_t *config = ap->config;
     static char errstr[65536]; /* every problem of every mapping file */
-    bool catalog_ok = true;
+    bool catalog_ok = true, conninfo_ok = true;
+
+    /* A connection string libpq cannot parse is the file's mistake, and libpq's message
+     * would quote it, password included. */
+    for (int db = 0; db < config->ntargets; db++) {
+        char what[256];
+
+        snprintf(what, sizeof(what), "%s: $.targets.%s.conninfo", config->path,
+                 config->target_names[db]);
+        if (!ds_pg_conninfo_check(config->target_conninfos[db], what, errstr, sizeof(errstr))) {
+            ds_error("%s", errstr);
+            conninfo_ok = false;
+        }
+    }
+    if (!conninfo_ok)
+        return DS_APPLY_EXIT_USAGE;
 
     if (!ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
                              config->topic_prefix, (const char *const *)config->target_names,

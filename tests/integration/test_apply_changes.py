@@ -359,6 +359,15 @@ class ApplySetupErrorsTest(dstest.ApplyTestCase):
             dstest.psql_value("SELECT count(*) FROM pg_namespace WHERE nspname = 'dualsync'", db=newdb), "0"
         )
 
+    def test_malformed_target_conninfo_exits_2_without_showing_the_password(self):
+        cfg = self.apply_config({"newdb": "x"}, [PEOPLE_MAPPING], "ds.setup")
+        cfg.data["targets"]["newdb"]["conninfo"] = "postgresql://alice:secret123@[::1/db"
+        with open(cfg.path, "w", encoding="utf-8") as f:
+            json.dump(cfg.data, f)
+        stderr = self.run_apply(cfg)
+        self.assertIn(f"{cfg.path}: $.targets.newdb.conninfo is not a valid connection string", stderr)
+        self.assertNotIn("secret123", stderr)
+
     def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_before_connecting(self):
         # No target database exists: the Kafka settings are refused before any connection.
         cases = [
