@@ -23,6 +23,7 @@
 #include "dualsync/changes.h"
 #include "dualsync/incremental.h"
 #include "dualsync/inflight.h"
+#include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/preflight.h"
@@ -36,6 +37,10 @@
 #define RECONNECT_BACKOFF_MAX_MS 30000
 #define PROGRESS_LOG_INTERVAL_S 30.0
 #define STATUS_MIN_INTERVAL_S 0.1
+/* librdkafka's bound on a v2 record's framing, counted against message.max.bytes. */
+#define RECORD_OVERHEAD_BYTES 64
+/* The longest wait for Kafka to acknowledge what preceded a failure. */
+#define FAILURE_FLUSH_MS 5000
 
 typedef struct capture {
     const ds_config_t *config;
@@ -63,6 +68,7 @@ typedef struct capture {
     bool failed;              /* a fatal error; error says what */
     bool session_lost;        /* the replication connection failed (retriable) */
     bool slot_prepared;       /* the first session settled the slot and its backfill */
+    bool created_slot;        /* this run created the slot */
     uint64_t backfill_calls;  /* rows the backfill handed over, to pace its Kafka service */
     char error[1024];
 
@@ -147,6 +153,97 @@ static bool send_status(capture_t *c, bool reply_requested)
 
 /* ---- Kafka side ---- */
 
+/*
+ * The error for a change too large for Kafka: its table, key, LSN and size, which limit it
+ * exceeds, and what to do. Kafka has two limits: the producer's message.max.bytes (checked
+ * by librdkafka before sending) and the topic's max.message.bytes (by the broker; its default
+ * is the broker's message.max.bytes). @p partition < 0: the producer's limit.
+ */
+static void too_large(const capture_t *c, char *out, size_t out_size, const char *topic,
+                      const char *key, size_t key_len, size_t bytes, ds_lsn_t lsn, int partition,
+                      const char *reason)
+{
+    size_t prefix_len = strlen(c->config->topic_prefix);
+    const char *table = strncmp(topic, c->config->topic_prefix, prefix_len) == 0 &&
+                                topic[prefix_len] == '.'
+                            ? topic + prefix_len + 1
+                            : topic;
+    int shown = key ? (int)(key_len > 200 ? 200 : key_len) : 4;
+    char lsn_text[DS_LSN_STRLEN], slot_text[DS_LSN_STRLEN], what[160], fix[640], topic_fix[400];
+
+    snprintf(topic_fix, sizeof(topic_fix),
+             "the topic's max.message.bytes (kafka-configs.sh --alter --entity-type topics "
+             "--entity-name %s --add-config max.message.bytes=N; a topic without it takes the "
+             "broker's message.max.bytes)",
+             topic);
+    if (partition < 0) {
+        snprintf(what, sizeof(what), "over the producer's message.max.bytes (%zu)",
+                 ds_producer_max_message_bytes(c->producer));
+        snprintf(fix, sizeof(fix),
+                 "Raise \"message.max.bytes\" in the configuration's \"kafka\" object above "
+                 "%zu, and %s to match",
+                 bytes, topic_fix);
+    } else {
+        snprintf(what, sizeof(what),
+                 "refused by the broker on partition %d (%s): over the topic's "
+                 "max.message.bytes",
+                 partition, reason);
+        snprintf(fix, sizeof(fix), "Raise %s above %zu (the producer's message.max.bytes, %zu, "
+                                   "allows it)",
+                 topic_fix, bytes, ds_producer_max_message_bytes(c->producer));
+    }
+    snprintf(out, out_size,
+             "change too large for Kafka: table %s, key %.*s%s, LSN %s: a message of %zu bytes "
+             "on topic %s, %s. %s, then start capture again. Until then every start stops at "
+             "this change with this error (exit 1): the slot stays at %s, so nothing after it "
+             "is confirmed, skipped or lost",
+             table, shown, key ? key : "null", key && key_len > 200 ? "..." : "",
+             lsn == DS_INVALID_LSN ? "unknown" : ds_lsn_format(lsn, lsn_text), bytes, topic, what,
+             fix, ds_lsn_format(c->confirmed_lsn, slot_text));
+}
+
+/* source.lsn of a Debezium value capture wrote: the last "lsn" member, since the source block
+ * follows the row images (where a column may be named lsn). */
+static ds_lsn_t value_lsn(const char *value, size_t len)
+{
+    static const char needle[] = "\"lsn\":";
+    const char *found = NULL, *p = value, *end = value + len;
+
+    while (p && (size_t)(end - p) >= sizeof(needle) - 1) {
+        const char *hit = memmem(p, (size_t)(end - p), needle, sizeof(needle) - 1);
+
+        if (!hit)
+            break;
+        found = hit;
+        p = hit + 1;
+    }
+    if (!found)
+        return DS_INVALID_LSN;
+    {
+        ds_lsn_t lsn = 0;
+
+        for (p = found + sizeof(needle) - 1; p < end && *p >= '0' && *p <= '9'; p++)
+            lsn = lsn * 10 + (ds_lsn_t)(*p - '0');
+        return lsn;
+    }
+}
+
+/* Kafka refused a message for good: when for its size, say which change it was. */
+static void on_reject(void *ctx, uint64_t tag, const ds_producer_reject_t *r)
+{
+    capture_t *c = ctx;
+    char message[2048];
+
+    (void)tag;
+    if (!r->too_large)
+        return; /* on_ack reports it */
+    too_large(c, message, sizeof(message), r->topic, r->key, r->key_len,
+              r->key_len + r->value_len, r->value ? value_lsn(r->value, r->value_len)
+                                                  : DS_INVALID_LSN,
+              r->partition, r->reason);
+    fail(c, "%s", message);
+}
+
 static void on_ack(void *ctx, uint64_t tag, size_t bytes, const char *err)
 {
     capture_t *c = ctx;
@@ -197,6 +294,15 @@ static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
 static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *rec, char *errstr,
                         size_t errstr_size)
 {
+    size_t bytes = rec->key_len + rec->value_len;
+
+    /* librdkafka would refuse it with "Message size too large" alone. It counts the record's
+     * framing too (at most a few dozen bytes in the v2 format): a margin covers it. */
+    if (bytes + RECORD_OVERHEAD_BYTES > ds_producer_max_message_bytes(c->producer)) {
+        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len, bytes, rec->lsn,
+                  -1, NULL);
+        return false;
+    }
     if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
                           rec->value_len, seq, errstr, errstr_size))
         return false;
@@ -376,6 +482,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
     capture_t *c = w->data;
 
     serve_kafka(c);
+    ds_producer_check_brokers(c->producer);
     /* The timer ticks every STATUS_MIN_INTERVAL_S: a confirmation held back by that
      * spacing goes out now; otherwise the server hears from us every status interval. */
     if (c->confirmed_lsn > c->reported_lsn ||
@@ -553,6 +660,7 @@ static bool prepare_slot(capture_t *c, ds_replication_t *repl, char *errstr, siz
         if (!ds_replication_create_slot(repl, config->slot, false, NULL, NULL, 0, errstr,
                                         errstr_size))
             return false;
+        c->created_slot = true;
         ds_info("created logical replication slot \"%s\" (pgoutput)", config->slot);
         return true;
     }
@@ -603,6 +711,7 @@ static bool prepare_slot(capture_t *c, ds_replication_t *repl, char *errstr, siz
         !ds_replication_create_slot(repl, config->slot, true, &consistent, snapshot,
                                     sizeof(snapshot), errstr, errstr_size))
         goto done;
+    c->created_slot = true;
     ds_info("created logical replication slot \"%s\" (pgoutput) at consistent point %s with "
             "snapshot %s; backfilling the existing rows",
             config->slot, ds_lsn_format(consistent, lsn1), snapshot);
@@ -724,6 +833,8 @@ int ds_capture_run(const ds_config_t *config)
     char lsn[DS_LSN_STRLEN];
     int backoff_ms = 500;
     int status = DS_EXIT_FAILURE;
+    ds_config_t *producer_view;
+    bool config_error;
 
     memset(&c, 0, sizeof(c));
     c.config = config;
@@ -733,16 +844,31 @@ int ds_capture_run(const ds_config_t *config)
      * creates a publication on the source. */
     c.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     c.inflight = ds_inflight_new();
-    c.producer = ds_producer_new(config, on_ack, &c, errstr, sizeof(errstr));
-    if (!c.loop || !c.inflight || !c.producer) {
-        ds_error("%s", c.producer ? "out of memory" : errstr);
+    /* Only the producer's properties: a file shared with apply holds consumer ones too, which
+     * librdkafka would warn about. */
+    producer_view = ds_kafka_config_view(config, DS_KAFKA_PRODUCER, NULL);
+    if (!c.loop || !c.inflight || !producer_view) {
+        ds_error("out of memory");
+        ds_kafka_config_view_free(producer_view);
         capture_free(&c);
         return DS_EXIT_FAILURE;
     }
-    if (!ds_preflight_run(config, &c.catalog, errstr, sizeof(errstr))) {
+    c.producer = ds_producer_new(producer_view, on_ack, &c, errstr, sizeof(errstr));
+    ds_kafka_config_view_free(producer_view);
+    if (!c.producer) {
+        /* The command line checked the properties; what librdkafka still refuses when it
+         * creates the client (a combination of settings, a missing certificate file) is a
+         * configuration error too. */
         ds_error("%s", errstr);
         capture_free(&c);
-        return DS_EXIT_FAILURE;
+        return DS_EXIT_USAGE;
+    }
+    ds_producer_set_owner(c.producer, "capture");
+    ds_producer_set_reject_cb(c.producer, on_reject);
+    if (!ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
+        capture_free(&c);
+        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
     }
 
     warm_up_topics(&c);
@@ -769,6 +895,11 @@ int ds_capture_run(const ds_config_t *config)
          * the backfill. */
         if (!c.stopping || c.failed) {
             ds_error("%s", errstr);
+            /* A publication this run created goes again, unless a slot now needs it (a
+             * backfill that failed is redone on the next start, with both). */
+            if (!c.created_slot && !ds_preflight_undo(config, c.catalog, errstr, sizeof(errstr)))
+                ds_warning("publication \"%s\" was created and is left behind: %s",
+                           config->publication, errstr);
             capture_free(&c);
             return DS_EXIT_FAILURE;
         }
@@ -815,7 +946,12 @@ int ds_capture_run(const ds_config_t *config)
 
     if (c.failed) {
         ds_error("%s", c.error);
-        /* Confirm what Kafka already holds so a restart resends as little as possible. */
+        /* Let Kafka acknowledge what was sent before the failure (briefly: Kafka may be its
+         * cause) and confirm it, so that a restart resends as little as possible: after a
+         * change Kafka refuses, it starts at that change. */
+        ds_producer_flush(c.producer, config->shutdown_timeout_ms < FAILURE_FLUSH_MS
+                                          ? config->shutdown_timeout_ms
+                                          : FAILURE_FLUSH_MS);
         drain_inflight(&c, 0);
         status = DS_EXIT_FAILURE;
     } else if (drain_inflight(&c, config->shutdown_timeout_ms)) {

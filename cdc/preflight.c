@@ -101,32 +101,6 @@ const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
 }
 
 
-/* libpq's messages about a malformed connection string quote pieces of it: the whole URI,
- * a percent-encoded token, the word after an unquoted value. Any of them may hold the
- * password, so every quoted span longer than one character is replaced by <hidden>. */
-static void hide_quoted(const char *msg, char *out, size_t out_size)
-{
-    size_t used = 0;
-
-    for (const char *p = msg; *p && used + 1 < out_size;) {
-        const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
-
-        if (close && close - p > 2) {
-            used += (size_t)snprintf(out + used, out_size - used, "<hidden>");
-            p = close + 1;
-            continue;
-        }
-        /* A short span ("=", "x") is copied whole, so its closing quote opens nothing. */
-        for (const char *end = close ? close + 1 : p + 1; p < end && used + 1 < out_size;)
-            out[used++] = *p++;
-    }
-    if (used >= out_size)
-        used = out_size - 1;
-    while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == ' '))
-        used--;
-    out[used] = '\0';
-}
-
 /* Kafka takes topic names of at most 249 characters from a-z A-Z 0-9 . _ -; PostgreSQL
  * names may hold anything. A name Kafka refuses would stop capture at the table's first
  * change, with the slot already holding WAL, so it is refused before anything is created. */
@@ -166,7 +140,8 @@ static bool check_wal_level(PGconn *conn, char *errstr, size_t errstr_size)
 
 /* Fills @p t from the catalog: existence, kind, replica identity, primary key. */
 static bool inspect_table(PGconn *conn, const ds_config_t *config, int index,
-                          ds_source_table_t *t, char *errstr, size_t errstr_size)
+                          ds_source_table_t *t, bool *config_error, char *errstr,
+                          size_t errstr_size)
 {
     static const char *const sql =
         "SELECT c.relkind, c.relreplident, "
@@ -191,12 +166,14 @@ static bool inspect_table(PGconn *conn, const ds_config_t *config, int index,
         goto done;
     }
     if (PQntuples(res) == 0) {
+        *config_error = true;
         ds_fail(errstr, errstr_size,
                 "%s: $.source.tables[%d]: table %s does not exist in the source database",
                 config->path, index, name);
         goto done;
     }
     if (strchr("rp", PQgetvalue(res, 0, 0)[0]) == NULL) {
+        *config_error = true;
         ds_fail(errstr, errstr_size,
                 "%s: $.source.tables[%d]: %s is not a table (relkind '%s'); only tables can be "
                 "published",
@@ -264,10 +241,84 @@ done:
     return ok;
 }
 
+/*
+ * The replication slot as far as an ordinary connection can tell, checked before the
+ * publication is created: a slot capture cannot use must stop it with nothing created.
+ * *exists says whether the slot is there already.
+ */
+static bool check_slot(PGconn *conn, const ds_config_t *config, bool *exists, char *errstr,
+                       size_t errstr_size)
+{
+    const char *params[1] = {config->slot};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT s.plugin, s.slot_type, s.database, s.active_pid, current_database(), "
+        "       (SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles "
+        "         WHERE rolname = current_user), "
+        "       (SELECT count(*) FROM pg_catalog.pg_replication_slots), "
+        "       current_setting('max_replication_slots')::int, current_user "
+        "  FROM (SELECT 1) one "
+        "  LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = $1",
+        1, NULL, params, NULL, NULL, 0);
+    bool ok = false;
+
+    *exists = false;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        ds_fail(errstr, errstr_size, "cannot look up replication slot \"%s\": %s", config->slot,
+                ds_pg_error(conn));
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res, 0, 5), "t") != 0) {
+        ds_fail(errstr, errstr_size,
+                "role \"%s\" may not use replication (it has neither the REPLICATION attribute "
+                "nor superuser): run ALTER ROLE %s REPLICATION, or connect as a role that has it",
+                PQgetvalue(res, 0, 8), PQgetvalue(res, 0, 8));
+        goto done;
+    }
+    *exists = !PQgetisnull(res, 0, 1);
+    if (!*exists) {
+        if (atoi(PQgetvalue(res, 0, 6)) >= atoi(PQgetvalue(res, 0, 7))) {
+            ds_fail(errstr, errstr_size,
+                    "replication slot \"%s\" cannot be created: all %s replication slots of the "
+                    "server (max_replication_slots) are in use; drop an unused slot, or raise "
+                    "max_replication_slots and restart the server",
+                    config->slot, PQgetvalue(res, 0, 7));
+            goto done;
+        }
+        ok = true;
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0 ||
+        strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
+        ds_fail(errstr, errstr_size,
+                "replication slot \"%s\" exists but is not a logical pgoutput slot (plugin "
+                "\"%s\"); drop it or set source.slot to another name",
+                config->slot, PQgetvalue(res, 0, 0));
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 4)) != 0) {
+        ds_fail(errstr, errstr_size,
+                "replication slot \"%s\" belongs to database \"%s\", not \"%s\"; set "
+                "source.slot to another name",
+                config->slot, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 4));
+        goto done;
+    }
+    if (!PQgetisnull(res, 0, 3)) {
+        ds_fail(errstr, errstr_size,
+                "replication slot \"%s\" is in use by process %s (another capture of this slot, "
+                "or another client): stop it first, or set source.slot to another name",
+                config->slot, PQgetvalue(res, 0, 3));
+        goto done;
+    }
+    ok = true;
+done:
+    PQclear(res);
+    return ok;
+}
+
 /* Creates the publication, or adds the configured tables it lacks. */
 static bool prepare_publication(PGconn *conn, const ds_config_t *config,
-                                const ds_source_catalog_t *catalog, char *errstr,
-                                size_t errstr_size)
+                                ds_source_catalog_t *catalog, char *errstr, size_t errstr_size)
 {
     const char *pub = config->publication;
     const char *params[3] = {pub, NULL, NULL};
@@ -379,6 +430,7 @@ static bool prepare_publication(PGconn *conn, const ds_config_t *config,
         }
         ds_info("%s", stmt);
         free(stmt);
+        catalog->created_publication = !exists;
     }
     ok = true;
 done:
@@ -388,14 +440,16 @@ done:
     return ok;
 }
 
-bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_out, char *errstr,
-                      size_t errstr_size)
+bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_out,
+                      bool *config_error, char *errstr, size_t errstr_size)
 {
     ds_source_catalog_t *catalog = calloc(1, sizeof(*catalog));
     PGconn *conn = NULL;
     bool ok = false;
 
     *catalog_out = NULL;
+    /* Until the connection, every failure is the file's. */
+    *config_error = true;
     if (!catalog || !(catalog->tables = calloc((size_t)config->ntables, sizeof(*catalog->tables)))) {
         ds_fail(errstr, errstr_size, "out of memory");
         goto done;
@@ -421,20 +475,9 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
         }
     }
 
-    {
-        char *parse_err = NULL;
-        PQconninfoOption *parsed = PQconninfoParse(config->source_conninfo, &parse_err);
-        char shown[512];
-
-        if (!parsed) {
-            hide_quoted(parse_err ? parse_err : "out of memory", shown, sizeof(shown));
-            ds_fail(errstr, errstr_size, "source.conninfo is not a valid connection string: %s",
-                    shown);
-            PQfreemem(parse_err);
-            goto done;
-        }
-        PQconninfoFree(parsed);
-    }
+    if (!ds_pg_conninfo_check(config->source_conninfo, "source.conninfo", errstr, errstr_size))
+        goto done;
+    *config_error = false;
     conn = PQconnectdb(config->source_conninfo);
     if (PQstatus(conn) != CONNECTION_OK) {
         ds_fail(errstr, errstr_size, "cannot connect to the source database: %s",
@@ -444,10 +487,14 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
     if (!check_wal_level(conn, errstr, errstr_size))
         goto done;
     for (int i = 0; i < catalog->ntables; i++) {
-        if (!inspect_table(conn, config, i, &catalog->tables[i], errstr, errstr_size))
+        if (!inspect_table(conn, config, i, &catalog->tables[i], config_error, errstr,
+                           errstr_size))
             goto done;
     }
-    if (!prepare_publication(conn, config, catalog, errstr, errstr_size))
+    /* Every check before the publication is created: a capture that refuses to start
+     * leaves nothing behind. */
+    if (!check_slot(conn, config, &catalog->slot_existed, errstr, errstr_size) ||
+        !prepare_publication(conn, config, catalog, errstr, errstr_size))
         goto done;
     ok = true;
 done:
@@ -456,5 +503,43 @@ done:
         *catalog_out = catalog;
     else
         ds_source_catalog_free(catalog);
+    return ok;
+}
+
+bool ds_preflight_undo(const ds_config_t *config, ds_source_catalog_t *catalog, char *errstr,
+                       size_t errstr_size)
+{
+    PGconn *conn;
+    PGresult *res;
+    char *pub_ident, *stmt = NULL;
+    bool ok;
+
+    if (!catalog || !catalog->created_publication)
+        return true;
+    conn = PQconnectdb(config->source_conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        ds_fail(errstr, errstr_size, "cannot connect to the source database: %s",
+                ds_pg_error(conn));
+        PQfinish(conn);
+        return false;
+    }
+    pub_ident = PQescapeIdentifier(conn, config->publication, strlen(config->publication));
+    if (!pub_ident || asprintf(&stmt, "DROP PUBLICATION IF EXISTS %s", pub_ident) < 0) {
+        PQfreemem(pub_ident);
+        PQfinish(conn);
+        return ds_fail(errstr, errstr_size, "out of memory");
+    }
+    res = PQexec(conn, stmt);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (ok) {
+        ds_info("%s (capture created it, and did not start)", stmt);
+        catalog->created_publication = false;
+    } else {
+        ds_fail(errstr, errstr_size, "%s failed: %s", stmt, ds_pg_error(conn));
+    }
+    PQclear(res);
+    free(stmt);
+    PQfreemem(pub_ident);
+    PQfinish(conn);
     return ok;
 }

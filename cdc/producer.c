@@ -21,7 +21,19 @@ struct ds_producer {
     ds_producer_ack_fn ack;  /* called once per delivery report */
     void *ack_ctx;
     char fatal[512]; /* set by the error callback on a fatal error */
+    char client_id[128];     /* its client.id, to name it in the log */
+    const char *owner;       /* the process that waits for it ("capture"), or NULL */
+    ds_producer_reject_fn reject; /* told first of a message Kafka refused, or NULL */
+    size_t max_message_bytes; /* message.max.bytes: librdkafka refuses larger messages */
+    bool brokers_down;       /* every broker is down: the outage was logged, not its end */
+    int64_t down_since_us;   /* when that was logged */
+    int64_t last_probe_us;   /* the last metadata request that looked for a broker */
 };
+
+/* Between two metadata requests looking for a broker during an outage, when nothing is sent
+ * (each blocks the caller up to PROBE_TIMEOUT_MS). */
+#define PROBE_INTERVAL_US (5 * 1000000)
+#define PROBE_TIMEOUT_MS  200
 
 /* dualsync's defaults, applied before the user's properties. */
 static const struct {
@@ -43,14 +55,32 @@ static const struct {
     {"client.id", "dualsync-capture"},
 };
 
-/* Settings whose user value would break the delivery guarantees. */
+/* Settings whose user value would break the delivery guarantees; "same" is another spelling
+ * librdkafka takes for the required value. */
 static const struct {
     const char *name;
     const char *required;
+    const char *same;
 } producer_locked[] = {
-    {"enable.idempotence", "true"},
-    {"acks", "all"},
+    {"enable.idempotence", "true", NULL},
+    {"acks", "all", "-1"},
 };
+
+/* The end of an outage, once: a delivery or a metadata answer came from a broker. */
+static void brokers_back(ds_producer_t *producer)
+{
+    double seconds = (double)(ds_now_us() - producer->down_since_us) / 1e6;
+
+    if (!producer->brokers_down)
+        return;
+    producer->brokers_down = false;
+    if (producer->owner)
+        ds_info("Kafka: a broker answers again after %.0f s; %s resumes", seconds,
+                producer->owner);
+    else
+        ds_info("Kafka: a broker answers again after %.0f s (producer \"%s\")", seconds,
+                producer->client_id);
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -59,10 +89,24 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     char err[512];
 
     if (msg->err) {
+        if (producer->reject) {
+            ds_producer_reject_t r = {
+                .topic = rd_kafka_topic_name(msg->rkt),
+                .partition = msg->partition,
+                .key = msg->key,
+                .key_len = msg->key_len,
+                .value = msg->payload,
+                .value_len = msg->len,
+                .too_large = msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                .reason = rd_kafka_err2str(msg->err),
+            };
+            producer->reject(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, &r);
+        }
         snprintf(err, sizeof(err), "delivery to topic %s partition %d failed: %s",
                  rd_kafka_topic_name(msg->rkt), (int)msg->partition, rd_kafka_err2str(msg->err));
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
     } else {
+        brokers_back(producer);
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, NULL);
     }
 }
@@ -81,11 +125,69 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        ds_warning("Kafka: all brokers are down (%s); capture pauses and keeps retrying", reason);
+        /* librdkafka says so again at every failed round of reconnections: once is enough,
+         * and brokers_back() says when it ends. */
+        if (producer->brokers_down)
+            return;
+        producer->brokers_down = true;
+        producer->down_since_us = producer->last_probe_us = ds_now_us();
+        if (producer->owner)
+            ds_warning("Kafka: all brokers are down (%s); %s pauses and keeps retrying", reason,
+                       producer->owner);
+        else
+            ds_warning("Kafka: all brokers are down (%s); producer \"%s\" keeps its messages "
+                       "and retries",
+                       reason, producer->client_id);
         return;
     }
     /* Transport errors are retried by librdkafka itself; say so once per event. */
     ds_warning("Kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* The producer's librdkafka configuration: dualsync's defaults, then the file's properties.
+ * NULL (errstr says which property and why) when the file's settings cannot be used. */
+static rd_kafka_conf_t *build_conf(const ds_config_t *config, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf;
+
+    for (int i = 0; i < config->nkafka; i++) {
+        for (size_t j = 0; j < DS_ARRAY_LEN(producer_locked); j++) {
+            if (strcmp(config->kafka_names[i], producer_locked[j].name) == 0 &&
+                strcmp(config->kafka_values[i], producer_locked[j].required) != 0 &&
+                (!producer_locked[j].same ||
+                 strcmp(config->kafka_values[i], producer_locked[j].same) != 0)) {
+                ds_fail(errstr, errstr_size,
+                        "%s: $.kafka[\"%s\"]: is \"%s\" but must be \"%s\": without it a "
+                        "retried send can duplicate or reorder row changes; remove it",
+                        config->path, producer_locked[j].name, config->kafka_values[i],
+                        producer_locked[j].required);
+                return NULL;
+            }
+        }
+    }
+    conf = rd_kafka_conf_new();
+    for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
+        if (!ds_kafka_conf_set(conf, producer_defaults[i].name, producer_defaults[i].value, errstr,
+                               errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (!ds_kafka_conf_set_file(conf, config, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+bool ds_producer_check_config(const ds_config_t *config, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(config, errstr, errstr_size);
+
+    if (!conf)
+        return false;
+    rd_kafka_conf_destroy(conf);
+    return true;
 }
 
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
@@ -103,29 +205,20 @@ ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack
     producer->ack = ack;
     producer->ack_ctx = ack_ctx;
 
-    for (int i = 0; i < config->nkafka; i++) {
-        for (size_t j = 0; j < DS_ARRAY_LEN(producer_locked); j++) {
-            if (strcmp(config->kafka_names[i], producer_locked[j].name) == 0 &&
-                strcmp(config->kafka_values[i], producer_locked[j].required) != 0) {
-                ds_fail(errstr, errstr_size,
-                        "%s: $.kafka.%s: must be \"%s\": without it a retried send can "
-                        "duplicate or reorder row changes",
-                        config->path, producer_locked[j].name, producer_locked[j].required);
-                goto error;
-            }
-        }
-    }
+    if (!(conf = build_conf(config, errstr, errstr_size)))
+        goto error;
+    {
+        size_t size = sizeof(producer->client_id);
 
-    conf = rd_kafka_conf_new();
-    for (size_t i = 0; i < DS_ARRAY_LEN(producer_defaults); i++) {
-        if (!ds_kafka_conf_set(conf, producer_defaults[i].name, producer_defaults[i].value, errstr,
-                               errstr_size))
-            goto error;
-    }
-    for (int i = 0; i < config->nkafka; i++) {
-        if (!ds_kafka_conf_set(conf, config->kafka_names[i], config->kafka_values[i], errstr,
-                               errstr_size))
-            goto error;
+        char max[32];
+
+        if (rd_kafka_conf_get(conf, "client.id", producer->client_id, &size) != RD_KAFKA_CONF_OK)
+            snprintf(producer->client_id, sizeof(producer->client_id), "rdkafka");
+        size = sizeof(max);
+        producer->max_message_bytes =
+            rd_kafka_conf_get(conf, "message.max.bytes", max, &size) == RD_KAFKA_CONF_OK
+                ? (size_t)strtoull(max, NULL, 10)
+                : 0;
     }
     rd_kafka_conf_set_opaque(conf, producer);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -221,6 +314,42 @@ bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms)
 {
     return rd_kafka_poll(producer->rk, timeout_ms);
+}
+
+bool ds_producer_flush(ds_producer_t *producer, int timeout_ms)
+{
+    return rd_kafka_flush(producer->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void ds_producer_set_owner(ds_producer_t *producer, const char *owner)
+{
+    producer->owner = owner;
+}
+
+void ds_producer_set_reject_cb(ds_producer_t *producer, ds_producer_reject_fn reject)
+{
+    producer->reject = reject;
+}
+
+size_t ds_producer_max_message_bytes(const ds_producer_t *producer)
+{
+    return producer->max_message_bytes;
+}
+
+void ds_producer_check_brokers(ds_producer_t *producer)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int64_t now = ds_now_us();
+
+    if (!producer->brokers_down || now - producer->last_probe_us < PROBE_INTERVAL_US)
+        return;
+    producer->last_probe_us = now;
+    /* Topics this producer knows only (all_topics 0): a small request. */
+    if (rd_kafka_metadata(producer->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        brokers_back(producer);
+    }
 }
 
 int ds_producer_wakeup_fd(const ds_producer_t *producer)

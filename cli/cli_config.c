@@ -5,7 +5,31 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "dualsync/consumer.h"
+#include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
+#include "dualsync/producer.h"
+
+/*
+ * The "kafka" properties as the clients of @p uses will take them: capture's producer, apply's
+ * consumer and dead-letter producer. A property librdkafka does not know, a bad value, or a
+ * setting dualsync must own is a configuration error like any other in the file (exit 2),
+ * found before anything is connected or created.
+ */
+static bool check_kafka(const ds_config_t *config, unsigned uses, char *errstr,
+                        size_t errstr_size)
+{
+    ds_config_t *view = ds_kafka_config_view(config, DS_KAFKA_PRODUCER, NULL);
+    bool ok;
+
+    if (!view)
+        return ds_fail(errstr, errstr_size, "out of memory");
+    ok = ds_producer_check_config(view, errstr, errstr_size);
+    ds_kafka_config_view_free(view);
+    if (ok && (uses & DS_CONFIG_FOR_APPLY))
+        ok = ds_consumer_check_config(config, errstr, errstr_size);
+    return ok;
+}
 
 bool ds_cli_load_config(const char *command, const char *config_path, unsigned uses,
                         const char *log_level, ds_config_t **config)
@@ -15,6 +39,12 @@ bool ds_cli_load_config(const char *command, const char *config_path, unsigned u
     *config = NULL;
     if (!ds_config_load_for(config_path, uses, config, errstr, sizeof(errstr))) {
         fprintf(stderr, "dualsync %s: %s\n", command, errstr);
+        return false;
+    }
+    if (!check_kafka(*config, uses, errstr, sizeof(errstr))) {
+        fprintf(stderr, "dualsync %s: %s\n", command, errstr);
+        ds_config_free(*config);
+        *config = NULL;
         return false;
     }
     /* The file's log_level is validated by the loader; only --log-level can be wrong. */

@@ -33,7 +33,9 @@ static void usage(FILE *out)
             "SIGINT/SIGTERM: wait for Kafka to acknowledge what was sent, confirm it, exit 0.\n"
             "\n"
             "Exit status: 0 on a clean stop, 1 on a runtime failure (see the log; a restart\n"
-            "resumes from the slot), 2 on a usage or configuration error.\n");
+            "resumes from the slot), 2 on a usage or configuration error (a setting or Kafka\n"
+            "property the file gets wrong, a listed table that does not exist). A capture that\n"
+            "refuses to start leaves no publication or slot behind.\n");
 }
 
 int ds_cli_capture(int argc, char **argv)

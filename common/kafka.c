@@ -18,6 +18,26 @@ bool ds_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *valu
     return true;
 }
 
+bool ds_kafka_conf_set_file(rd_kafka_conf_t *conf, const ds_config_t *config, char *errstr,
+                            size_t errstr_size)
+{
+    char rderr[512];
+
+    for (int i = 0; i < config->nkafka; i++) {
+        const char *name = config->kafka_names[i];
+
+        if (rd_kafka_conf_set(conf, name, config->kafka_values[i], rderr, sizeof(rderr)) !=
+            RD_KAFKA_CONF_OK)
+            return ds_fail(errstr, errstr_size,
+                           "%s: $.kafka[\"%s\"] = \"%s\": %s (see librdkafka's CONFIGURATION.md)",
+                           config->path, name,
+                           ds_config_kafka_name_is_secret(name) ? "<hidden>"
+                                                                : config->kafka_values[i],
+                           rderr);
+    }
+    return true;
+}
+
 void ds_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
     /* A failed broker connection is also reported through the error callback, which says

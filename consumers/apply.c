@@ -23,14 +23,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-fe.h>
+
 #include "dualsync/applier.h"
 #include "dualsync/apply.h"
 #include "dualsync/batch.h"
+#include "dualsync/buf.h"
 #include "dualsync/consumer.h"
 #include "dualsync/dlq.h"
 #include "dualsync/log.h"
 #include "dualsync/mapping.h"
 #include "dualsync/offsets.h"
+#include "dualsync/pgutil.h"
 
 #define POLL_MS                   200
 #define PROGRESS_INTERVAL_US      INT64_C(30000000)
@@ -171,6 +175,23 @@ static bool hook_before_commit(void *ctx, char *errstr, size_t errstr_size)
 /* ---- databases ---- */
 
 /*
+ * A stop signal ends the wait for a database that is down, after the attempt it arrived
+ * during: how long the outage lasts is unknown, and nothing is lost by stopping (the batch is
+ * not committed, nor are its offsets: a restart reads it again). Says so, and fails apply.
+ */
+static bool stopped_while_down(apply_t *ap, int db, const char *errstr)
+{
+    if (!stop_signals)
+        return false;
+    fail(ap, "%s; stopping on signal while target \"%s\" is unreachable: %s", errstr,
+         ds_applier_name(ap->dbs[db]),
+         ap->applying && ds_batch_count(ap->applying) > 0
+             ? "the batch being applied is not committed, and is applied after a restart"
+             : "what was not committed is applied after a restart");
+    return true;
+}
+
+/*
  * Reconnects database @p db with backoff until it answers (or a signal asks to stop), then
  * re-reads its offsets for @p parts: a COMMIT whose answer was lost may have happened.
  */
@@ -193,16 +214,13 @@ static bool reconnect(apply_t *ap, int db, const ds_topic_partition_t *parts, in
             fail(ap, "%s", errstr);
             return false;
         }
-        /* On a first signal, a batch being committed is still retried (it is the "current
-         * batch"); anything else (offsets on a rebalance, pending retries) is given up. */
-        if (stop_signals >= 2 ||
-            (stop_signals && (!ap->applying || ds_batch_count(ap->applying) == 0))) {
-            fail(ap, "%s; stopping on signal (what was not committed is applied after a restart)",
-                 errstr);
+        /* The backoff pause wakes on a signal: no further attempt is made then. */
+        if (stopped_while_down(ap, db, errstr))
             return false;
-        }
         ds_warning("%s; retrying in %d ms", errstr, backoff);
         pause_ms(backoff);
+        if (stopped_while_down(ap, db, errstr))
+            return false;
         backoff = backoff * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS : backoff * 2;
     }
 }
@@ -642,17 +660,88 @@ static void apply_free(apply_t *ap)
     free(ap->group_id);
 }
 
+/*
+ * When some mapping file has problems the set does not load, yet the files without problems
+ * can still be checked against the target databases: every problem is reported at once, not
+ * the catalog's only after the files are fixed. Each such file is loaded alone and checked on
+ * a plain connection (the check runs in a transaction it rolls back: nothing is created).
+ */
+static void check_loadable_files(const ds_config_t *config)
+{
+    static char errstr[65536];
+    ds_mapping_set_t **sets = calloc((size_t)config->nmappings + 1, sizeof(*sets));
+
+    if (!sets)
+        return;
+    for (int i = 0; i < config->nmappings; i++) {
+        const char *path = config->mappings[i];
+
+        if (!ds_mapping_set_load(&path, 1, config->topic_prefix,
+                                 (const char *const *)config->target_names, &sets[i], errstr,
+                                 sizeof(errstr)))
+            sets[i] = NULL; /* its problems are reported already */
+    }
+    for (int db = 0; db < config->ntargets; db++) {
+        static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+        const char *values[] = {config->target_conninfos[db], "dualsync-apply", NULL};
+        const char *name = config->target_names[db];
+        PGconn *conn = PQconnectdbParams(keywords, values, 1);
+        ds_buf_t problems = DS_BUF_INIT;
+
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            ds_warning("target \"%s\": cannot connect (%s): its tables are checked once the "
+                       "mappings load",
+                       name, conn ? ds_pg_error(conn) : "out of memory");
+            PQfinish(conn);
+            continue;
+        }
+        PQclear(PQexec(conn, "SET TimeZone = 'UTC'"));
+        for (int i = 0; i < config->nmappings; i++) {
+            if (!sets[i] ||
+                ds_mapping_set_check_catalog(sets[i], name, conn, errstr, sizeof(errstr)))
+                continue;
+            if (problems.len)
+                ds_buf_append_char(&problems, '\n');
+            ds_buf_append_str(&problems, errstr);
+        }
+        if (problems.len)
+            ds_error("the mappings do not fit the tables of target \"%s\":\n%s", name,
+                     problems.data);
+        ds_buf_free(&problems);
+        PQfinish(conn);
+    }
+    for (int i = 0; i < config->nmappings; i++)
+        ds_mapping_set_free(sets[i]);
+    free(sets);
+}
+
 /* Loads the mappings, connects every database, checks catalogs. Returns an exit code. */
 static int setup(apply_t *ap)
 {
     const ds_config_t *config = ap->config;
     static char errstr[65536]; /* every problem of every mapping file */
-    bool catalog_ok = true;
+    bool catalog_ok = true, conninfo_ok = true;
+
+    /* A connection string libpq cannot parse is the file's mistake, and libpq's message
+     * would quote it, password included. */
+    for (int db = 0; db < config->ntargets; db++) {
+        char what[256];
+
+        snprintf(what, sizeof(what), "%s: $.targets.%s.conninfo", config->path,
+                 config->target_names[db]);
+        if (!ds_pg_conninfo_check(config->target_conninfos[db], what, errstr, sizeof(errstr))) {
+            ds_error("%s", errstr);
+            conninfo_ok = false;
+        }
+    }
+    if (!conninfo_ok)
+        return DS_APPLY_EXIT_USAGE;
 
     if (!ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
                              config->topic_prefix, (const char *const *)config->target_names,
                              &ap->set, errstr, sizeof(errstr))) {
         ds_error("the mappings have problems:\n%s", errstr);
+        check_loadable_files(config);
         return DS_APPLY_EXIT_USAGE;
     }
     if (!ds_mapping_set_unavailable_value(ap->set, config->unavailable_value_placeholder)) {
@@ -706,8 +795,10 @@ static int setup(apply_t *ap)
     ap->hooks.before_commit = hook_before_commit;
     ap->hooks.ctx = ap;
     if (!(ap->dlq = ds_dlq_new(config, errstr, sizeof(errstr)))) {
+        /* Its properties were checked with the file; what librdkafka still refuses when it
+         * creates the client is a configuration error too. */
         ds_error("%s", errstr);
-        return DS_APPLY_EXIT_FAILURE;
+        return DS_APPLY_EXIT_USAGE;
     }
     ap->consumer =
         ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr, sizeof(errstr));

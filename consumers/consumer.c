@@ -164,22 +164,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         revoke_partitions(consumer, rk, list);
 }
 
-ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
-                               ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
-                               void *hook_ctx, char *errstr, size_t errstr_size)
+/* The consumer's librdkafka configuration without its group: dualsync's defaults and locked
+ * settings, then the file's consumer properties. NULL (errstr says which property and why)
+ * when the file's settings cannot be used. */
+static rd_kafka_conf_t *build_conf(const ds_config_t *config, char *errstr, size_t errstr_size)
 {
-    ds_consumer_t *consumer = calloc(1, sizeof(*consumer));
-    ds_config_t *view = NULL;
     rd_kafka_conf_t *conf = NULL;
-    char rderr[512];
-
-    if (!consumer) {
-        ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
-        return NULL;
-    }
-    consumer->assign = assign;
-    consumer->revoke = revoke;
-    consumer->hook_ctx = hook_ctx;
+    ds_config_t *view = NULL;
 
     for (int i = 0; i < config->nkafka; i++) {
         for (size_t j = 0; j < DS_ARRAY_LEN(consumer_locked); j++) {
@@ -189,14 +180,14 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                 ds_fail(errstr, errstr_size, "%s: $.kafka[\"%s\"]: apply sets this itself (%s)%s",
                         config->path, consumer_locked[j].name, consumer_locked[j].why,
                         consumer_locked[j].value ? "; remove it" : "; set apply.group_id instead");
-                goto error;
+                return NULL;
             }
         }
     }
     view = ds_kafka_config_view(config, DS_KAFKA_CONSUMER, "dualsync-apply");
     if (!view) {
         ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
-        goto error;
+        return NULL;
     }
     conf = rd_kafka_conf_new();
     for (size_t j = 0; j < DS_ARRAY_LEN(consumer_defaults); j++) {
@@ -210,6 +201,45 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                                errstr_size))
             goto error;
     }
+    if (!ds_kafka_conf_set_file(conf, view, errstr, errstr_size))
+        goto error;
+    ds_kafka_config_view_free(view);
+    return conf;
+
+error:
+    rd_kafka_conf_destroy(conf);
+    ds_kafka_config_view_free(view);
+    return NULL;
+}
+
+bool ds_consumer_check_config(const ds_config_t *config, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(config, errstr, errstr_size);
+
+    if (!conf)
+        return false;
+    rd_kafka_conf_destroy(conf);
+    return true;
+}
+
+ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
+                               ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
+                               void *hook_ctx, char *errstr, size_t errstr_size)
+{
+    ds_consumer_t *consumer = calloc(1, sizeof(*consumer));
+    rd_kafka_conf_t *conf = NULL;
+    char rderr[512];
+
+    if (!consumer) {
+        ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
+        return NULL;
+    }
+    consumer->assign = assign;
+    consumer->revoke = revoke;
+    consumer->hook_ctx = hook_ctx;
+
+    if (!(conf = build_conf(config, errstr, errstr_size)))
+        goto error;
     if (group_id && !ds_kafka_conf_set(conf, "group.id", group_id, errstr, errstr_size))
         goto error;
     if (!group_id) {
@@ -221,11 +251,6 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                  (long long)ds_now_us());
         if (!ds_kafka_conf_set(conf, "group.id", reader_group, errstr, errstr_size) ||
             !ds_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size))
-            goto error;
-    }
-    for (int i = 0; i < view->nkafka; i++) {
-        if (!ds_kafka_conf_set(conf, view->kafka_names[i], view->kafka_values[i], errstr,
-                               errstr_size))
             goto error;
     }
     rd_kafka_conf_set_opaque(conf, consumer);
@@ -242,13 +267,11 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
     conf = NULL; /* owned by rk now */
     /* Messages and rebalance events all come through rd_kafka_consumer_poll(). */
     rd_kafka_poll_set_consumer(consumer->rk);
-    ds_kafka_config_view_free(view);
     return consumer;
 
 error:
     if (conf)
         rd_kafka_conf_destroy(conf);
-    ds_kafka_config_view_free(view);
     ds_consumer_free(consumer);
     return NULL;
 }

@@ -12,6 +12,11 @@
  *   truncate                        truncate: every link from the topic goes
  *   tombstone (NULL value)          nothing: the delete before it did the work
  *
+ * Only an update can carry capture's placeholder for an unchanged TOASTed value: pgoutput
+ * sends such a column as "unchanged" only in an UPDATE's new tuple, since an INSERT (or a
+ * snapshot read) always has the whole row. In a create or a read, a value equal to the
+ * placeholder is therefore real data and is mapped like any other text.
+ *
  * Every value lives in the set's arena and the write list in the set, both reused from one
  * change to the next; the results stay valid until the next call.
  */
@@ -20,22 +25,24 @@
 
 #include "mapping_internal.h"
 
-/* The placeholder capture writes for an unchanged TOASTed value: does column @p name hold it? */
+/* The placeholder capture writes for an unchanged TOASTed value: does column @p name hold it?
+ * @p placeholder is NULL for changes that cannot carry one (creates and reads). */
 static bool unavailable(const json_t *row, const char *name, const char *placeholder)
 {
     const json_t *v = json_object_get(row, name);
 
-    return v && json_is_string(v) && strcmp(json_string_value(v), placeholder) == 0;
+    return placeholder && v && json_is_string(v) && strcmp(json_string_value(v), placeholder) == 0;
 }
 
-/* Fills t->values for the write statement from @p row. */
+/* Fills t->values for the write statement from @p row; @p placeholder as for unavailable(). */
 static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json_t *row,
-                       const char *key, char *errstr, size_t errstr_size)
+                       const char *key, const char *placeholder, char *errstr,
+                       size_t errstr_size)
 {
     ds_mapping_eval_ctx_t ctx = {
         .arena = &set->arena,
         .row = row,
-        .placeholder = set->placeholder,
+        .placeholder = placeholder,
         .file = t->file->path,
         .target = t->pub.id,
         .errstr = errstr,
@@ -47,14 +54,14 @@ static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json
 
         t->keep[i] = false;
         for (int r = 0; r < col->nrefs && !t->keep[i]; r++)
-            t->keep[i] = unavailable(row, col->refs[r], set->placeholder);
+            t->keep[i] = unavailable(row, col->refs[r], placeholder);
         if (t->keep[i] && col->is_key)
             return ds_fail(errstr, errstr_size,
                            "%s: target %s, key column \"%s\": source column \"%s\" holds an "
                            "unchanged TOASTed value, which the WAL does not carry (%s); give "
                            "the source table REPLICA IDENTITY FULL, or compute the key from "
                            "other columns",
-                           t->file->path, t->pub.id, col->name, col->refs[0], set->placeholder);
+                           t->file->path, t->pub.id, col->name, col->refs[0], placeholder);
     }
     for (int j = 0; j < t->pub.write_nparams; j++) {
         const ds_mapping_param_t *p = &t->params[j];
@@ -100,12 +107,13 @@ static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json
 
 static bool filter_matches(ds_mapping_set_t *set, const ds_mapping_filter_t *f,
                            const ds_mapping_file_t *file, const char *target, const json_t *row,
-                           bool *match, char *errstr, size_t errstr_size)
+                           const char *placeholder, bool *match, char *errstr,
+                           size_t errstr_size)
 {
     ds_mapping_eval_ctx_t ctx = {
         .arena = &set->arena,
         .row = row,
-        .placeholder = set->placeholder,
+        .placeholder = placeholder,
         .file = file->path,
         .target = target,
         .errstr = errstr,
@@ -163,15 +171,18 @@ static void add_reject(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mappin
  * Each target on its own: one whose filter or values cannot be computed is rejected alone, so
  * that an unreadable column of one target does not cost the change its other targets (a
  * reservation keeps its service when only its preferred time cannot be read).
+ * @p placeholder: the unchanged-TOAST text, or NULL when the change cannot carry one.
  */
 static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, const char *key,
-                    const json_t *row, ds_write_list_t *writes, char *errstr, size_t errstr_size)
+                    const json_t *row, const char *placeholder, ds_write_list_t *writes,
+                    char *errstr, size_t errstr_size)
 {
     for (int k = 0; files[k] >= 0; k++) {
         ds_mapping_file_t *f = &set->files[files[k]];
         bool file_match, file_ok;
 
-        file_ok = filter_matches(set, f->filter, f, NULL, row, &file_match, errstr, errstr_size);
+        file_ok = filter_matches(set, f->filter, f, NULL, row, placeholder, &file_match, errstr,
+                                 errstr_size);
         for (int i = 0; i < f->ntargets; i++) {
             ds_mapping_target_t *t = &set->targets[f->first_target + i];
             bool match = file_match;
@@ -182,13 +193,13 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
                 add_reject(set, writes, t, errstr);
                 continue;
             }
-            if (match &&
-                !filter_matches(set, t->filter, f, t->pub.id, row, &match, errstr, errstr_size)) {
+            if (match && !filter_matches(set, t->filter, f, t->pub.id, row, placeholder, &match,
+                                         errstr, errstr_size)) {
                 add_reject(set, writes, t, errstr);
                 continue;
             }
             if (match) {
-                if (!fill_write(set, t, row, key, errstr, errstr_size)) {
+                if (!fill_write(set, t, row, key, placeholder, errstr, errstr_size)) {
                     add_reject(set, writes, t, errstr);
                     continue;
                 }
@@ -252,7 +263,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
             return ds_fail(errstr, errstr_size,
                            "malformed change on %s: op \"%s\" without an \"after\" object", topic,
                            op);
-        return map_row(set, files, topic, key_text, row, writes, errstr, errstr_size);
+        return map_row(set, files, topic, key_text, row, op[0] == 'u' ? set->placeholder : NULL,
+                       writes, errstr, errstr_size);
     case 'd':
     case 't':
         for (int k = 0; files[k] >= 0; k++) {

@@ -71,6 +71,13 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                                ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
                                void *hook_ctx, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Checks what ds_consumer_new() would refuse in @p config's "kafka" properties (an
+ *        unknown property, a bad value, a setting apply owns) without creating anything.
+ */
+bool ds_consumer_check_config(const ds_config_t *config, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
+
 /** @brief Leaves the group cleanly (rd_kafka_consumer_close) and frees; accepts NULL. */
 void ds_consumer_free(ds_consumer_t *consumer);
 

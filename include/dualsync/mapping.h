@@ -214,9 +214,11 @@ void ds_mapping_set_free(ds_mapping_set_t *set);
 #define DS_MAPPING_UNAVAILABLE_VALUE "__debezium_unavailable_value"
 
 /**
- * @brief Sets the placeholder text of unchanged TOASTed values (copied). A target column
- *        computed from such a value keeps its stored value; a filter or a target key that
- *        reads one makes ds_mapping_eval() fail. Returns false only when out of memory.
+ * @brief Sets the placeholder text of unchanged TOASTed values (copied). In an update, a
+ *        target column computed from such a value keeps its stored value, and a filter or a
+ *        target key that reads one makes ds_mapping_eval() fail; in a create or a read (which
+ *        always carry the whole row) the text is data like any other. Returns false only
+ *        when out of memory.
  */
 bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeholder) DS_MUST_CHECK;
 

@@ -6,6 +6,8 @@
 
 #include <libpq-fe.h>
 
+#include "dualsync/common.h"
+
 /**
  * @brief libpq's last error for @p conn as one line (trailing newlines and spaces cut), in
  *        a per-thread buffer valid until the next call on the same thread.
@@ -19,5 +21,13 @@ const char *ds_pg_error(const PGconn *conn);
  */
 void ds_pg_result_error(const PGresult *r, const PGconn *conn, char *sqlstate, char *message,
                         size_t message_size);
+
+/**
+ * @brief Whether @p conninfo parses as a libpq connection string; if not, errstr says why,
+ *        naming it as @p what ("source.conninfo"), with every quoted piece of it hidden (it
+ *        may hold the password).
+ */
+bool ds_pg_conninfo_check(const char *conninfo, const char *what, char *errstr,
+                          size_t errstr_size);
 
 #endif

@@ -5,6 +5,7 @@
  * table must exist and be able to publish updates and deletes (a primary key under REPLICA
  * IDENTITY DEFAULT, or an index or FULL identity); the publication is created, or missing
  * tables added to it, when source.create_publication allows. Each failure explains the fix.
+ * The slot is checked before the publication is created: a refusal leaves nothing behind.
  */
 #ifndef DUALSYNC_PREFLIGHT_H
 #define DUALSYNC_PREFLIGHT_H
@@ -22,6 +23,8 @@ typedef struct ds_source_table {
 typedef struct ds_source_catalog {
     int ntables;               /* entries in tables, one per source.tables entry */
     ds_source_table_t *tables; /* owned */
+    bool slot_existed;         /* source.slot was there before capture started */
+    bool created_publication;  /* this run created the publication (ds_preflight_undo) */
 } ds_source_catalog_t;
 
 /**
@@ -33,11 +36,24 @@ typedef struct ds_source_catalog {
 bool ds_qualified_name_split(const char *qualified, char **schema, char **table) DS_MUST_CHECK;
 
 /**
- * @brief Runs the checks and prepares the publication.
+ * @brief Runs the checks, then prepares the publication: every check (the tables, and the
+ *        slot: its plugin, database and owner, free slots, the role's REPLICATION attribute)
+ *        comes before anything is created.
  * @param catalog  set to what was learned about each table; free with ds_source_catalog_free.
+ * @param config_error  on failure, whether the configuration file is wrong (a table name that
+ *                      is not schema-qualified, does not exist or makes no topic name, an
+ *                      unparsable conninfo): exit 2 rather than 1.
  */
-bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog, char *errstr,
-                      size_t errstr_size) DS_MUST_CHECK;
+bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog,
+                      bool *config_error, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Drops the publication ds_preflight_run() created, when capture then could not start
+ *        (and created no slot, which would need it): nothing is left behind. Does nothing when
+ *        the publication was there before.
+ */
+bool ds_preflight_undo(const ds_config_t *config, ds_source_catalog_t *catalog, char *errstr,
+                       size_t errstr_size) DS_MUST_CHECK;
 
 /** @brief Accepts NULL. */
 void ds_source_catalog_free(ds_source_catalog_t *catalog);

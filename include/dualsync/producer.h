@@ -20,6 +20,21 @@ typedef struct ds_producer ds_producer_t;
  * partition and the broker's error. */
 typedef void (*ds_producer_ack_fn)(void *ctx, uint64_t tag, size_t bytes, const char *err);
 
+/* A message Kafka refused for good (pointers borrowed, valid during the callback only). */
+typedef struct ds_producer_reject {
+    const char *topic;
+    int32_t partition;
+    const char *key;  /* NULL for a keyless message */
+    size_t key_len;
+    const char *value; /* NULL for a tombstone */
+    size_t value_len;
+    bool too_large;     /* the broker refused it for its size (the topic's max.message.bytes) */
+    const char *reason; /* librdkafka's text */
+} ds_producer_reject_t;
+
+/* Called with the ack callback's ctx just before the ack reporting the same failure. */
+typedef void (*ds_producer_reject_fn)(void *ctx, uint64_t tag, const ds_producer_reject_t *r);
+
 /**
  * @brief Creates the producer with the config's "kafka" properties over dualsync's defaults.
  *
@@ -28,6 +43,14 @@ typedef void (*ds_producer_ack_fn)(void *ctx, uint64_t tag, size_t bytes, const 
  */
 ds_producer_t *ds_producer_new(const ds_config_t *config, ds_producer_ack_fn ack, void *ack_ctx,
                                char *errstr, size_t errstr_size);
+
+/**
+ * @brief Checks what ds_producer_new() would refuse in @p config's "kafka" properties (an
+ *        unknown property, a bad value, a guarantee turned off) without creating anything.
+ *        Pass the producer's ds_kafka_config_view(), as to ds_producer_new().
+ */
+bool ds_producer_check_config(const ds_config_t *config, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
 
 /** @brief Waits up to @p timeout_ms for outstanding deliveries, then frees; accepts NULL. */
 void ds_producer_free(ds_producer_t *producer, int timeout_ms);
@@ -54,6 +77,32 @@ bool ds_producer_warm_up(ds_producer_t *producer, const char *const *topics, int
 
 /** @brief Serves queued delivery reports and errors; returns how many events were served. */
 int ds_producer_poll(ds_producer_t *producer, int timeout_ms);
+
+/**
+ * @brief Names the process that waits for the producer in its outage messages ("capture":
+ *        "...; capture pauses and keeps retrying", "...; capture resumes"); @p owner is
+ *        borrowed. Without it the messages name the producer's client.id.
+ */
+void ds_producer_set_owner(ds_producer_t *producer, const char *owner);
+
+/**
+ * @brief Waits up to @p timeout_ms until every message sent is delivered or refused, serving
+ *        the delivery reports; true when none is left.
+ */
+bool ds_producer_flush(ds_producer_t *producer, int timeout_ms);
+
+/** @brief Sets the callback told of each refused message with its key and value. */
+void ds_producer_set_reject_cb(ds_producer_t *producer, ds_producer_reject_fn reject);
+
+/** @brief The producer's message.max.bytes: ds_producer_send() refuses larger messages. */
+size_t ds_producer_max_message_bytes(const ds_producer_t *producer);
+
+/**
+ * @brief During an outage (all brokers down), asks a broker for metadata at most every 5 s,
+ *        blocking up to 200 ms, so the outage's end is logged even when nothing is being
+ *        sent; a delivery ends it too. Does nothing otherwise. Call it from a timer.
+ */
+void ds_producer_check_brokers(ds_producer_t *producer);
 
 /** @brief Readable when delivery reports are waiting; drain it, then ds_producer_poll(). */
 int ds_producer_wakeup_fd(const ds_producer_t *producer);

@@ -328,3 +328,101 @@ class ApplySetupErrorsTest(dstest.ApplyTestCase):
         )
         stderr = self.run_apply(cfg)
         self.assertIn(f'{cfg.path}: $.kafka["enable.auto.commit"]: apply sets this itself', stderr)
+
+    def test_file_problems_and_catalog_problems_are_reported_together(self):
+        newdb = self.target_database("setup_errors")
+        self.psql(NEW_DDL, db=newdb)
+        # One file with a problem of its own (an unknown function)...
+        broken = json.loads(open(PEOPLE_MAPPING, encoding="utf-8").read())
+        broken["targets"][0]["columns"]["email"] = {"lowercase": "$email"}
+        broken_path = dstest.write_mapping(os.path.join(self.work_dir, "broken_people.json"), broken)
+        # ...and one that loads but does not fit the target: a missing table, and a missing
+        # column of an existing one.
+        other = {
+            "source": "public.legacy_other",
+            "targets": [
+                {"name": "gone", "connection": "newdb", "table": "public.no_such_table",
+                 "key": ["id"], "columns": {"id": "$id"}},
+                {"name": "typo", "connection": "newdb", "table": "public.people",
+                 "key": ["id"], "columns": {"id": "$id", "kind": "$kind", "fulname": "$name"}},
+            ],
+        }
+        other_path = dstest.write_mapping(os.path.join(self.work_dir, "other.json"), other)
+        cfg = self.apply_config({"newdb": newdb}, [broken_path, other_path], "ds.setup")
+        stderr = self.run_apply(cfg)
+        self.assertIn('unknown function "lowercase"', stderr)
+        self.assertIn('the mappings do not fit the tables of target "newdb"', stderr)
+        self.assertIn("table public.no_such_table does not exist", stderr)
+        self.assertIn('column "fulname" does not exist in table public.people', stderr)
+        # The check created nothing in the target.
+        self.assertEqual(
+            dstest.psql_value("SELECT count(*) FROM pg_namespace WHERE nspname = 'dualsync'", db=newdb), "0"
+        )
+
+    def test_malformed_target_conninfo_exits_2_without_showing_the_password(self):
+        cfg = self.apply_config({"newdb": "x"}, [PEOPLE_MAPPING], "ds.setup")
+        cfg.data["targets"]["newdb"]["conninfo"] = "postgresql://alice:secret123@[::1/db"
+        with open(cfg.path, "w", encoding="utf-8") as f:
+            json.dump(cfg.data, f)
+        stderr = self.run_apply(cfg)
+        self.assertIn(f"{cfg.path}: $.targets.newdb.conninfo is not a valid connection string", stderr)
+        self.assertNotIn("secret123", stderr)
+
+    def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_before_connecting(self):
+        # No target database exists: the Kafka settings are refused before any connection.
+        cases = [
+            # The dead-letter producer needs acks=all as capture's does.
+            ({"acks": "1"}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"no.such.property": "x"}, '$.kafka["no.such.property"] = "x": No such configuration property'),
+            ({"session.timeout.ms": "long"}, '$.kafka["session.timeout.ms"] = "long": Invalid value'),
+        ]
+        for kafka, message in cases:
+            with self.subTest(kafka=kafka):
+                cfg = self.apply_config({"newdb": "no_such_database"}, [PEOPLE_MAPPING], "ds.setup", kafka=kafka)
+                stderr = self.run_apply(cfg)
+                self.assertIn(f"dualsync apply: {cfg.path}: {message}", stderr)
+                for command in (["dlq", "list"], ["dlq", "retry"]):
+                    proc = dstest.run_dualsync(command + ["--config", cfg.path], timeout=60)
+                    self.assertEqual(proc.returncode, 2, proc.stderr)
+                    self.assertIn(message, proc.stderr)
+
+
+PLACEHOLDER = "__debezium_unavailable_value"
+
+
+class ApplyPlaceholderTextTest(ApplyPeopleCase):
+    def test_placeholder_text_in_an_insert_is_real_data_and_an_unchanged_toast_is_kept(self):
+        # The source table gets its own placeholder text in a create: capture sends it as it
+        # is (an INSERT carries every value), and apply must write it, not NULL.
+        self.psql("ALTER TABLE legacy_people ALTER COLUMN email SET STORAGE EXTERNAL")
+        cfg = self.people_apply_config(batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        # Row 2's email is stored out of line (EXTERNAL: not compressed), so an update of
+        # another column sends it as unchanged.
+        big = "x" * 9000 + "@clinic.example"
+        self.psql(
+            f"INSERT INTO legacy_people VALUES (1, '{PLACEHOLDER}', '{PLACEHOLDER}', 'D', 1);"
+            f" INSERT INTO legacy_people VALUES (2, 'Bo', '{big}', 'N', 1);"
+        )
+        self.wait_rows(
+            self.newdb,
+            PEOPLE_QUERY,
+            [("1", PLACEHOLDER, PLACEHOLDER, "DOCTOR", "1"), ("2", "Bo", big, "NURSE", "1")],
+        )
+        # The update of row 2 carries the placeholder for its email: the stored value stays.
+        self.psql("UPDATE legacy_people SET visits = 2 WHERE id = 2")
+        self.wait_rows(
+            self.newdb,
+            PEOPLE_QUERY,
+            [("1", PLACEHOLDER, PLACEHOLDER, "DOCTOR", "1"), ("2", "Bo", big, "NURSE", "2")],
+        )
+        ops = [
+            (m["value"]["op"], m["value"]["after"]["id"], m["value"]["after"]["email"])
+            for m in dstest.consume([self.topic])
+        ]
+        self.assertEqual(
+            ops, [("c", 1, PLACEHOLDER), ("c", 2, big), ("u", 2, PLACEHOLDER)],
+            "capture was expected to send row 2's TOASTed email as unchanged in the update",
+        )
+        apply.stop(expect_exit=0)
+        self.assertEqual(dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=3000, check=False), [])

@@ -3,6 +3,8 @@ equal to the expected rows (none missing, extra or stale), every change was writ
 once (a trigger counts the writes), and dualsync.offsets points at the end of the topic.
 """
 
+import json
+import signal
 import threading
 
 import dstest
@@ -89,4 +91,65 @@ class ApplyCrashTest(ApplyPeopleCase):
         self.assertIn("connected again", apply.log_text())
         writes = int(dstest.psql_value("SELECT count(*) FROM people_writes", db=self.newdb))
         self.assertEqual(writes, model.changes)
+        apply.stop(expect_exit=0)
+
+
+class ApplySignalWhileTargetDownTest(ApplyPeopleCase):
+    def test_first_sigterm_while_the_target_is_down_stops_apply_saying_so(self):
+        cfg = self.people_apply_config(batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        self.psql("INSERT INTO legacy_people VALUES (1, 'Ann', 'ann@x', 'D', 1)")
+        self.wait_rows(self.newdb, "SELECT id FROM people", [("1",)])
+
+        dstest.pg_stop()
+        self.addCleanup(dstest.pg_start)  # a no-op when the test started it already
+        # A change arrives while the target database is down: apply holds it in a batch and
+        # waits for the database.
+        after = {"id": 2, "name": "Bo", "email": "bo@x", "kind": "N", "visits": 2}
+        dstest.produce(self.topic, [('{"id":2}', json.dumps({"op": "c", "before": None, "after": after}))])
+        dstest.wait_for(
+            lambda: 'target "newdb"' in apply.log_text() and "retrying in" in apply.log_text(),
+            timeout=60,
+            what="apply to wait for the target database",
+        )
+        apply.proc.send_signal(signal.SIGTERM)
+        # The first signal ends the wait: no second one is needed.
+        self.assertEqual(apply.wait_exit(timeout=30), 1, apply.log_tail())
+        log = apply.log_text()
+        self.assertIn(
+            'stopping on signal while target "newdb" is unreachable: the batch being applied is '
+            "not committed, and is applied after a restart",
+            log,
+        )
+        self.assertIn("stopped on signal", log)
+
+        # Nothing was lost: after the outage a restart applies the change.
+        dstest.pg_start()
+        apply2 = self.start_apply(cfg)
+        self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("2",)])
+        apply2.stop(expect_exit=0)
+
+
+class ApplyKafkaOutageLogTest(ApplyPeopleCase):
+    def test_apply_names_itself_not_capture_when_the_brokers_are_down(self):
+        cfg = self.people_apply_config(batch_max_ms=20)
+        apply = self.start_apply(cfg)
+        dstest.kafka_stop()
+        try:
+            dstest.wait_for(
+                lambda: "all brokers are down" in apply.log_text(),
+                timeout=60,
+                what="apply's consumer to log the outage",
+            )
+        finally:
+            dstest.kafka_start()
+        # A dead letter after the outage: the dead-letter producer, polled for it, reports
+        # the outage it saw too.
+        self.psql("INSERT INTO legacy_people VALUES (1, 'Ann', 'ann@x', 'X', 1), (2, 'Bo', 'bo@x', 'D', 2)")
+        self.wait_rows(self.newdb, "SELECT id FROM people", [("2",)], timeout=90)
+        self.assertEqual(len(dstest.consume([cfg.dlq_topic], count=1)), 1)
+        lines = [l for l in apply.log_text().splitlines() if "all brokers are down" in l]
+        self.assertTrue(any("apply waits and keeps retrying" in l for l in lines), lines)
+        for line in lines:
+            self.assertNotIn("capture", line)
         apply.stop(expect_exit=0)

@@ -1,11 +1,13 @@
 """Capture: how it refuses to run. Each test runs `dualsync` to its exit and checks the exit
 status and the one message a person reads on stderr: what is wrong, where, and what to do.
-Exit status 2 is a usage or configuration-file error, 1 a failure found at run time (see
-`dualsync capture --help`)."""
+Exit status 2 is a usage or configuration-file error (anything the file names wrongly: a
+setting, a Kafka property, a table that does not exist or cannot make a topic name), 1 a
+failure found at run time (see `dualsync capture --help`)."""
 
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -113,6 +115,42 @@ class CaptureCommandLineTest(dstest.ServicesTestCase):
             'between 100 and 600000, got "fast"\n',
         )
 
+    def test_kafka_settings_librdkafka_or_dualsync_refuse_exit_2_naming_the_property(self):
+        cases = [
+            # JSON string "1" and number 1 alike: acks=1 could lose an acknowledged change.
+            ({"acks": "1"}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"acks": 1}, '$.kafka["acks"]: is "1" but must be "all"'),
+            ({"no.such.property": "x"}, '$.kafka["no.such.property"] = "x": No such configuration property'),
+            ({"linger.ms": "soon"}, '$.kafka["linger.ms"] = "soon": Invalid value'),
+        ]
+        for kafka, message in cases:
+            with self.subTest(kafka=kafka):
+                path = write_file(
+                    self.path("kafka.json"),
+                    json.dumps({
+                        "source": {"conninfo": dstest.conninfo(self.db), "tables": ["public.t"]},
+                        "kafka": dict({"bootstrap.servers": "127.0.0.1:1"}, **kafka),
+                        "topic_prefix": "p",
+                    }),
+                )
+                status, _, err = run_dualsync("capture", "--config", path)
+                self.assertEqual(status, USAGE, err)
+                self.assertIn(f"dualsync capture: {path}: {message}", err)
+
+    def test_acks_minus_one_is_all_and_accepted(self):
+        path = write_file(
+            self.path("acks.json"),
+            json.dumps({
+                "source": {"conninfo": "host=/nonexistent dbname=x connect_timeout=2", "tables": ["public.t"]},
+                "kafka": {"bootstrap.servers": "127.0.0.1:1", "acks": -1},
+                "topic_prefix": "p",
+            }),
+        )
+        status, _, err = run_dualsync("capture", "--config", path)
+        # Past the Kafka settings, it fails on the connection (a runtime failure).
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn("cannot connect to the source database", err)
+
     def test_syntax_error_inside_conninfo_does_not_show_it(self):
         path = write_file(
             self.path("secret.json"),
@@ -127,8 +165,9 @@ class CaptureCommandLineTest(dstest.ServicesTestCase):
 
 
 class CaptureSourceErrorsTest(dstest.ServicesTestCase):
-    """Problems with the source database that capture finds before streaming: it exits 1 and
-    leaves no slot behind."""
+    """Problems with the source database that capture finds before streaming: it exits 1 (2
+    when the configuration file names something that is not there) and leaves no slot and no
+    publication behind."""
 
     def setUp(self):
         super().setUp()
@@ -141,10 +180,17 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
     def assert_no_slot(self, cfg):
         self.assertIsNone(dstest.slot_info(cfg.slot), f"capture left slot {cfg.slot} behind")
 
+    def assert_no_publication(self, cfg):
+        self.assertEqual(
+            self.psql_value(f"SELECT count(*) FROM pg_publication WHERE pubname = '{cfg.publication}'"),
+            "0",
+            f"capture left publication {cfg.publication} behind",
+        )
+
     def test_table_that_does_not_exist_is_named_with_its_json_path(self):
         cfg = self.capture_config(["public.good", "public.no_such_table"])
         status, err = self.run_capture(cfg)
-        self.assertEqual(status, FAILURE, err)
+        self.assertEqual(status, USAGE, err)
         self.assertIn(
             f"{cfg.path}: $.source.tables[1]: table public.no_such_table does not exist in the "
             "source database",
@@ -180,7 +226,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
         self.psql('CREATE TABLE "Order Lines" (id int PRIMARY KEY)')
         cfg = self.capture_config(["public.good", 'public."Order Lines"'])
         status, err = self.run_capture(cfg)
-        self.assertEqual(status, FAILURE, err)
+        self.assertEqual(status, USAGE, err)
         self.assertIn(f'{cfg.path}: $.source.tables[1]: topic "{cfg.topic_prefix}.public.Order Lines"', err)
         self.assertIn("a-z A-Z 0-9 . _ -", err)
         self.assert_no_slot(cfg)
@@ -202,6 +248,58 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
             self.psql_value(f"SELECT plugin FROM pg_replication_slots WHERE slot_name = '{cfg.slot}'"),
             "test_decoding",
         )
+        # The slot was checked before the publication was created: nothing is left behind.
+        self.assert_no_publication(cfg)
+
+    def test_slot_of_another_database_is_refused_before_the_publication_is_created(self):
+        cfg = self.capture_config(["public.good"])
+        dstest.psql(f"SELECT pg_create_logical_replication_slot('{cfg.slot}', 'pgoutput')", db="postgres")
+        self.addCleanup(dstest.psql, f"SELECT pg_drop_replication_slot('{cfg.slot}')", db="postgres")
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn(
+            f'replication slot "{cfg.slot}" belongs to database "postgres", not "{self.db}"', err
+        )
+        self.assert_no_publication(cfg)
+
+    def test_role_without_replication_is_refused_before_anything_is_created(self):
+        role = dstest.unique_name("ds_norepl")
+        dstest.psql(f"CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE {self.db} TO {role}")
+        self.addCleanup(dstest.psql, f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}", db=self.db)
+        self.psql(f"ALTER TABLE good OWNER TO {role}")
+        self.addCleanup(self.psql, "ALTER TABLE good OWNER TO postgres")
+        cfg = self.capture_config(["public.good"])
+        cfg.data["source"]["conninfo"] = dstest.conninfo(self.db) + f" user={role}"
+        write_file(cfg.path, json.dumps(cfg.data))
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn(f'role "{role}" may not use replication', err)
+        self.assertIn(f"ALTER ROLE {role} REPLICATION", err)
+        self.assert_no_publication(cfg)
+        self.assert_no_slot(cfg)
+
+    def test_publication_created_by_a_start_that_fails_before_its_slot_is_dropped(self):
+        # A role that may create the publication but not record the backfill: capture fails
+        # after creating the publication, before the slot.
+        role = dstest.unique_name("ds_undo")
+        dstest.psql(f"CREATE ROLE {role} LOGIN REPLICATION; GRANT CREATE ON DATABASE {self.db} TO {role}")
+        self.addCleanup(dstest.psql, f"DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}", db=self.db)
+        self.psql(
+            "CREATE SCHEMA IF NOT EXISTS dualsync;"
+            "CREATE TABLE IF NOT EXISTS dualsync.capture_state (slot_name text PRIMARY KEY,"
+            " snapshot_lsn pg_lsn, backfill_started_at timestamptz NOT NULL,"
+            " backfill_completed_at timestamptz, backfill_rows bigint);"
+            f"CREATE TABLE undo_t (id int PRIMARY KEY); ALTER TABLE undo_t OWNER TO {role}"
+        )
+        cfg = self.capture_config(["public.undo_t"])
+        cfg.data["source"]["conninfo"] = dstest.conninfo(self.db) + f" user={role}"
+        write_file(cfg.path, json.dumps(cfg.data))
+        status, err = self.run_capture(cfg)
+        self.assertEqual(status, FAILURE, err)
+        self.assertIn("cannot create dualsync.capture_state", err)
+        self.assertIn(f'DROP PUBLICATION IF EXISTS "{cfg.publication}" (capture created it, and did not start)', err)
+        self.assert_no_publication(cfg)
+        self.assert_no_slot(cfg)
 
     def test_missing_publication_with_create_publication_false_names_the_fix(self):
         cfg = self.capture_config(["public.good"])
@@ -240,7 +338,7 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
                 cfg.data["source"]["conninfo"] = conninfo
                 write_file(cfg.path, json.dumps(cfg.data))
                 status, err = self.run_capture(cfg)
-                self.assertEqual(status, FAILURE, err)
+                self.assertEqual(status, USAGE, err)
                 self.assertIn("source.conninfo is not a valid connection string", err)
                 self.assertNotIn("secret123", err)
 
@@ -258,24 +356,78 @@ class CaptureSourceErrorsTest(dstest.ServicesTestCase):
 
 
 class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
-    def test_change_larger_than_kafka_takes_stops_capture_and_is_not_skipped(self):
-        self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
-        cfg = self.capture_config(["public.huge"])
+    def assert_too_large(self, text, cfg, table, key, lsn, size, limit):
+        """The error names the table, key, LSN and size, the limit and what to raise."""
+        # @size None: any (a resent change's source.sequence may differ by a few bytes).
+        self.assertRegex(
+            text,
+            re.escape(f"change too large for Kafka: table {table}, key {key}, LSN {lsn}: a message of ")
+            + (str(size) if size is not None else r"\d+")
+            + re.escape(f" bytes on topic {cfg.topic(table)}, {limit}"),
+        )
+        if "producer's" in limit:
+            self.assertIn('Raise "message.max.bytes" in the configuration\'s "kafka" object above', text)
+        self.assertIn(f"--entity-name {cfg.topic(table)} --add-config max.message.bytes=N", text)
+        self.assertIn("every start stops at this change with this error (exit 1)", text)
+
+    def huge_row(self, table, row_id, md5s):
+        """Inserts a row of @md5s * 32 bytes of incompressible text; returns (LSN of the
+        change as capture names it, message size in bytes) once it is known."""
+        self.psql(
+            f"INSERT INTO {table} SELECT {row_id}, string_agg(md5(g::text || random()::text), '') "
+            f"FROM generate_series(1, {md5s}) g"
+        )
+
+    def test_change_over_the_producer_limit_names_table_key_lsn_and_size_on_every_start(self):
+        self.psql("CREATE TABLE big_rows (id int PRIMARY KEY, v text)")
+        # A small producer limit keeps the test fast: 100 kB, and a 160 kB row.
+        cfg = self.capture_config(["public.big_rows"], kafka={"message.max.bytes": 100000})
         cap = self.start_capture(cfg)
         wait_streaming(cfg)
         before = dstest.lsn_to_int(dstest.current_wal_lsn())
-        # 2.2 MB of text: over librdkafka's default message.max.bytes (1 MB).
-        self.psql("INSERT INTO huge SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 70000) g")
+        self.psql("INSERT INTO big_rows VALUES (1, 'small')")
+        self.huge_row("big_rows", 2, 5000)
         self.assertEqual(cap.wait_exit(timeout=60), FAILURE)
         log = cap.log_text()
-        self.assertIn(f"topic {cfg.topic('public.huge')}", log)
-        self.assertIn("Message size too large", log)
-        # The slot stays before the change, so nothing is lost...
-        self.assertLessEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]), before)
-        # ...and a restart meets the same change again instead of skipping it.
-        status, out, err = run_dualsync("capture", "--config", cfg.path)
-        self.assertEqual(status, FAILURE, err)
-        self.assertIn("Message size too large", err)
+        [line] = [l for l in log.splitlines() if "change too large for Kafka" in l]
+        size = int(re.search(r"a message of (\d+) bytes", line).group(1))
+        lsn = re.search(r"LSN ([0-9A-F]+/[0-9A-F]+)", line).group(1)
+        self.assertGreater(size, 160000)
+        self.assertGreater(dstest.lsn_to_int(lsn), before)
+        self.assert_too_large(log, cfg, "public.big_rows", '{"id":2}', lsn, size,
+                              "over the producer's message.max.bytes (100000)")
+        # The row before it was delivered and confirmed; the slot stays before the big one.
+        [msg] = self.consume([cfg.topic("public.big_rows")], count=1)
+        self.assertEqual(msg["key"], {"id": 1})
+        confirmed = dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"])
+        self.assertLessEqual(confirmed, dstest.lsn_to_int(lsn))
+        # Every start meets the same change and says the same, instead of skipping it.
+        for _ in range(2):
+            status, out, err = run_dualsync("capture", "--config", cfg.path)
+            self.assertEqual(status, FAILURE, err)
+            self.assert_too_large(err, cfg, "public.big_rows", '{"id":2}', lsn, None,
+                                  "over the producer's message.max.bytes (100000)")
+        self.assertEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]), confirmed)
+
+    def test_change_over_the_topic_limit_names_table_key_lsn_and_size(self):
+        self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
+        # The producer takes 5 MB; the broker's default topic limit is about 1 MB.
+        cfg = self.capture_config(["public.huge"], kafka={"message.max.bytes": 5000000})
+        cap = self.start_capture(cfg)
+        wait_streaming(cfg)
+        before = dstest.lsn_to_int(dstest.current_wal_lsn())
+        self.huge_row("huge", 1, 70000)  # 2.2 MB
+        self.assertEqual(cap.wait_exit(timeout=60), FAILURE)
+        log = cap.log_text()
+        [line] = [l for l in log.splitlines() if "change too large for Kafka" in l]
+        size = int(re.search(r"a message of (\d+) bytes", line).group(1))
+        lsn = re.search(r"LSN ([0-9A-F]+/[0-9A-F]+)", line).group(1)
+        self.assertGreater(dstest.lsn_to_int(lsn), before)
+        self.assert_too_large(log, cfg, "public.huge", '{"id":1}', lsn, size,
+                              "refused by the broker on partition 0 (Broker: Message size too large)")
+        # The slot stays before the change, so nothing is lost.
+        self.assertLessEqual(dstest.lsn_to_int(dstest.slot_info(cfg.slot)["confirmed_flush_lsn"]),
+                             dstest.lsn_to_int(lsn))
 
 
     def test_second_capture_on_the_same_slot_exits_1_and_the_first_keeps_streaming(self):
@@ -284,12 +436,24 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
         with self.start_capture(cfg) as first:
             wait_streaming(cfg)
             owner = dstest.slot_info(cfg.slot)["active_pid"]
-            status, out, err = run_dualsync("capture", "--config", cfg.path)
+            # The second one names a publication of its own: it must not be created for a
+            # capture that cannot start.
+            second_pub = dstest.unique_name("p_second")
+            second = dict(cfg.data, source=dict(cfg.data["source"], publication=second_pub))
+            path = write_file(cfg.path.replace(".json", "-second.json"), json.dumps(second))
+            status, out, err = run_dualsync("capture", "--config", path)
             self.assertEqual(status, FAILURE, err)
             self.assertIn(
-                f'START_REPLICATION on slot "{cfg.slot}" failed: ERROR:  replication slot '
-                f'"{cfg.slot}" is active for PID {owner}',
+                f'replication slot "{cfg.slot}" is in use by process {owner} (another capture '
+                "of this slot, or another client): stop it first, or set source.slot to another "
+                "name",
                 err,
+            )
+            self.assertEqual(
+                self.psql_value(
+                    f"SELECT count(*) FROM pg_publication WHERE pubname = '{second_pub}'"
+                ),
+                "0",
             )
             self.assertTrue(first.running())
             self.psql("INSERT INTO shared VALUES (1)")

@@ -724,5 +724,65 @@ class CaptureFaultTest(dstest.ServicesTestCase):
         cap.stop()
 
 
+class CaptureKafkaLogTest(dstest.ServicesTestCase):
+    """What capture says about Kafka: an outage once, its end once, and no warnings about
+    properties meant for apply's consumer."""
+
+    def wait_streaming(self, cfg):
+        dstest.wait_for(
+            lambda: (dstest.slot_info(cfg.slot) or {}).get("active")
+            and dstest.slot_info(cfg.slot)["confirmed_flush_lsn"] is not None,
+            timeout=30,
+            what=f"capture to stream from slot {cfg.slot}",
+        )
+
+    def test_the_end_of_a_kafka_outage_is_logged_once_even_when_idle(self):
+        self.psql("CREATE TABLE outage_log (id int PRIMARY KEY)")
+        cfg = self.capture_config(["public.outage_log"])
+        cap = self.start_capture(cfg)
+        self.wait_streaming(cfg)
+        self.psql("INSERT INTO outage_log VALUES (1)")
+        self.consume([cfg.topic("public.outage_log")], count=1)
+
+        dstest.kafka_stop()
+        try:
+            dstest.wait_for(
+                lambda: "all brokers are down" in cap.log_text(),
+                timeout=60,
+                what="capture to log the outage",
+            )
+        finally:
+            dstest.kafka_start()
+        # Nothing is sent: capture looks for a broker itself.
+        dstest.wait_for(
+            lambda: "Kafka: a broker answers again after" in cap.log_text(),
+            timeout=60,
+            what="capture to log the end of the outage",
+        )
+        self.psql("INSERT INTO outage_log VALUES (2)")
+        self.consume([cfg.topic("public.outage_log")], count=2)
+        cap.stop()
+        log = cap.log_text()
+        self.assertEqual(log.count("all brokers are down"), 1, log)
+        self.assertEqual(log.count("a broker answers again"), 1, log)
+        self.assertRegex(log, r"Kafka: a broker answers again after \d+ s; capture resumes")
+
+    def test_consumer_properties_of_a_shared_file_cause_no_librdkafka_warning(self):
+        self.psql("CREATE TABLE shared_props (id int PRIMARY KEY)")
+        cfg = self.capture_config(
+            ["public.shared_props"],
+            kafka={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                   "fetch.min.bytes": 1, "linger.ms": 5},
+        )
+        cap = self.start_capture(cfg)
+        self.wait_streaming(cfg)
+        self.psql("INSERT INTO shared_props VALUES (1)")
+        self.consume([cfg.topic("public.shared_props")], count=1)
+        cap.stop()
+        log = cap.log_text()
+        self.assertNotIn("CONFWARN", log)
+        self.assertNotIn("will be ignored", log)
+
+
 if __name__ == "__main__":
     unittest.main()
