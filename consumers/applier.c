@@ -1394,6 +1394,16 @@ static bool truncates(const ds_batch_msg_t *m)
     return false;
 }
 
+/* Whether the mappings rejected target @p target of @p m (NULL: none asked, false). */
+static bool rejects(const ds_batch_msg_t *m, const char *target)
+{
+    for (int r = 0; target && r < m->nrejects; r++) {
+        if (strcmp(m->rejects[r].target, target) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Whether a dead letter made of @p m is recorded (see above). */
 static bool records(const ds_applier_t *a, const ds_batch_msg_t *m)
 {
@@ -1420,7 +1430,7 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
         const char *key;
         char offset[24];
 
-        if (m->skip || (!watch && !m->error) ||
+        if (m->skip || (!watch && !m->error && m->nrejects == 0) ||
             ds_offsets_applied(offsets, db, m->kafka.topic, m->kafka.partition, m->kafka.offset))
             continue;
         key = source_key(m, &key_len);
@@ -1431,7 +1441,7 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
 
             if (flags & (MSG_SUPERSEDED | MSG_DEAD))
                 continue; /* nothing written: its record is gone, or was just put again */
-            if (!m->error) {
+            if (!m->error && !rejects(m, m->only_target)) {
                 if (m->recorded &&
                     !bookkeep(a, p, flags & MSG_CHECKED ? "ds_dead_done_checked" : "ds_dead_done",
                               4, params, sqlstate, message, message_size, result))
@@ -1456,6 +1466,15 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
         }
         if (m->error && records(a, m)) {
             if (!put_dead_record(a, p, m, m->only_target, m->error, sqlstate, message,
+                                 message_size, result))
+                return false;
+        }
+        for (int r = 0; r < m->nrejects && records(a, m); r++) {
+            const ds_batch_reject_t *rj = &m->rejects[r];
+
+            if (m->only_target && strcmp(m->only_target, rj->target) != 0)
+                continue;
+            if (!put_dead_record(a, p, m, rj->target, rj->error, sqlstate, message,
                                  message_size, result))
                 return false;
         }

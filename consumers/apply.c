@@ -356,6 +356,8 @@ static void reject_targets(apply_t *ap, ds_batch_msg_t *m, const ds_write_list_t
         if (m->only_target && strcmp(m->only_target, r->target->id) != 0)
             continue;
         dl = ds_batch_dead_letter(m, r->target->id, r->error);
+        /* Recorded with the batch like a change rejected whole (applier.c). */
+        dl.recorded = ap->mode == MODE_APPLY || m->recorded;
         if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr))) {
             fail(ap, "%s", errstr);
             return;
@@ -389,7 +391,7 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
         snprintf(why, sizeof(why), "target %s is not in the mappings any more", m->only_target);
     } else if (ds_mapping_eval(ap->set, m->topic, m->key ? m->key : "null", m->key ? m->key_len : 4,
                                m->value, &writes, why, sizeof(why))) {
-        if (!ds_batch_set_writes(m, &writes))
+        if (!ds_batch_set_writes(m, &writes) || !ds_batch_set_rejects(m, &writes))
             fail(ap, "out of memory");
         else
             reject_targets(ap, m, &writes);

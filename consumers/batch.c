@@ -40,6 +40,13 @@ static void free_writes(ds_batch_msg_t *m)
     free(m->writes);
     m->writes = NULL;
     m->nwrites = 0;
+    for (int i = 0; i < m->nrejects; i++) {
+        free(m->rejects[i].target);
+        free(m->rejects[i].error);
+    }
+    free(m->rejects);
+    m->rejects = NULL;
+    m->nrejects = 0;
 }
 
 static void free_msg(ds_batch_msg_t *m)
@@ -216,6 +223,26 @@ oom:
     }
     free(copy);
     return false;
+}
+
+bool ds_batch_set_rejects(ds_batch_msg_t *m, const ds_write_list_t *writes)
+{
+    if (writes->nrejects == 0)
+        return true;
+    m->rejects = calloc((size_t)writes->nrejects, sizeof(*m->rejects));
+    if (!m->rejects)
+        return false;
+    for (; m->nrejects < writes->nrejects; m->nrejects++) {
+        ds_batch_reject_t *r = &m->rejects[m->nrejects];
+
+        r->target = strdup(writes->rejects[m->nrejects].target->id);
+        r->error = strdup(writes->rejects[m->nrejects].error);
+        if (!r->target || !r->error) {
+            m->nrejects++; /* freed with the others */
+            return false;
+        }
+    }
+    return true;
 }
 
 bool ds_batch_set_error(ds_batch_msg_t *m, const char *error)

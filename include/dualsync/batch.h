@@ -27,6 +27,12 @@ typedef struct ds_batch_write {
 } ds_batch_write_t;
 
 /* One message of the batch. */
+/* A target the mappings rejected for one change (owned copies). */
+typedef struct ds_batch_reject {
+    char *target; /* the target id */
+    char *error;  /* why */
+} ds_batch_reject_t;
+
 typedef struct ds_batch_msg {
     ds_kafka_msg_t kafka; /* as read: its partition and offset are what the offsets count;
                            * owned (released by ds_batch_clear) */
@@ -51,6 +57,9 @@ typedef struct ds_batch_msg {
     char *error;              /* why the change cannot be mapped: a dead letter; owned */
     ds_batch_write_t *writes; /* what it maps to, in target order; owned */
     int nwrites;
+    ds_batch_reject_t *rejects; /* targets the mappings rejected while the others are written:
+                                 * each a dead letter of its own, recorded as such; owned */
+    int nrejects;
     char *storage; /* owned copies behind topic/key/value_text when they are not kafka's */
 } ds_batch_msg_t;
 
@@ -91,6 +100,9 @@ bool ds_batch_set_source(ds_batch_msg_t *m, const char *topic, int32_t partition
 
 /** @brief Copies @p writes into @p m (replacing any). false only when out of memory. */
 bool ds_batch_set_writes(ds_batch_msg_t *m, const ds_write_list_t *writes) DS_MUST_CHECK;
+
+/** @brief Copies the targets @p writes rejects into @p m->rejects; false when out of memory. */
+bool ds_batch_set_rejects(ds_batch_msg_t *m, const ds_write_list_t *writes) DS_MUST_CHECK;
 
 /** @brief Marks @p m a dead letter because of @p error (copied); drops its writes. */
 bool ds_batch_set_error(ds_batch_msg_t *m, const char *error) DS_MUST_CHECK;

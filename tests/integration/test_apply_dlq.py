@@ -191,6 +191,46 @@ class RetrySupersededTest(ApplyPeopleCase):
         self.assertEqual(self.dlq(cfg, "retry").strip(), "0 dead letters applied, 0 failed again")
         apply.stop(expect_exit=0)
 
+    def test_a_dead_letter_of_one_target_superseded_by_an_update_is_not_written(self):
+        """The reservation case: one target of a change rejected (its column unreadable) while
+        the others are written, then the row corrected and applied; the fixed mapping's retry
+        must not put the stale value back over the newer one."""
+        self.psql("CREATE TABLE people_kinds (id int PRIMARY KEY, kind text)", db=self.newdb)
+        with open(PEOPLE_MAPPING, encoding="utf-8") as f:
+            people = json.load(f)
+        people["targets"][0]["columns"]["kind"]["map"]["cases"]["X"] = "EXTERNAL"
+        kinds = {"name": "kinds", "connection": "newdb", "table": "public.people_kinds",
+                 "key": ["id"],
+                 "columns": {"id": "$id", "kind": {"map": {"value": "$kind", "cases": {
+                     "D": "DOCTOR", "N": "NURSE", "P": "PATIENT"}}}}}
+        people["targets"].append(kinds)
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, "people.json"), people)
+        cfg = self.apply_config({"newdb": self.newdb}, [mapping], self.capture_cfg.topic_prefix,
+                                apply={"batch_max_ms": 20})
+        apply = self.start_apply(cfg)
+        self.psql("INSERT INTO legacy_people VALUES (2, 'Bo', 'b@x', 'X', 2)")
+        [letter] = dstest.consume([cfg.dlq_topic], count=1, idle_ms=30000)
+        self.assertEqual(letter["value"]["target"], "people/kinds")
+        self.assertIs(letter["value"]["recorded"], True)
+        self.wait_records([("people/kinds", '{"id":2}', "0")])
+        self.wait_rows(self.newdb, "SELECT id, kind FROM people", [("2", "EXTERNAL")])
+        self.assertEqual(self.psql("SELECT * FROM people_kinds", db=self.newdb), [])
+
+        self.psql("UPDATE legacy_people SET kind = 'N' WHERE id = 2")
+        self.wait_rows(self.newdb, "SELECT id, kind FROM people_kinds", [("2", "NURSE")])
+        self.wait_records([])
+
+        kinds["columns"]["kind"]["map"]["cases"]["X"] = "EXTERNAL"
+        dstest.write_mapping(mapping, people)
+        self.assertEqual(
+            self.dlq(cfg, "retry").strip(),
+            "0 dead letters applied, 0 failed again, 1 superseded (a newer change of the same "
+            "source row was applied since; not written)",
+        )
+        self.assertEqual(self.psql("SELECT id, kind FROM people_kinds", db=self.newdb),
+                         [("2", "NURSE")])
+        apply.stop(expect_exit=0)
+
     def test_a_database_dead_letter_superseded_by_an_update_is_not_written(self):
         cfg = self.people_apply_config(batch_max_ms=20)
         self.psql("ALTER TABLE people ADD CONSTRAINT few_visits CHECK (visits < 1000)", db=self.newdb)
