@@ -948,7 +948,7 @@ class ClinicOfferMoveTest(ClinicTestCase):
         self.assertEqual((fan_out["expected"], fan_out["present"], fan_out["missing"],
                           fan_out["extra"], fan_out["different"]), (3, 3, 1, 1, 0))
         self.assertEqual(fan_out["samples"], {"missing": [["o-1"]], "extra": [["o-1"]],
-                                              "different": []})
+                                              "different": [], "pending": []})
 
 
 class ClinicReservationTest(ClinicTestCase):
