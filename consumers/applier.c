@@ -2233,7 +2233,7 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
  */
 static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, unit_t *un)
 {
-    ds_buf_t why = DS_BUF_INIT;
+    ds_buf_t why = DS_BUF_INIT, text = DS_BUF_INIT;
     ds_write_list_t list;
     char ignored[256];
 
@@ -2252,10 +2252,16 @@ static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, 
                                                              : "RELEASE SAVEPOINT ds_explain",
             false, 0, NULL, NULL, sqlstate, message, sizeof(message));
     }
-    snprintf(un->error, sizeof(un->error),
-             "waited %.0f s in dualsync.pending for its parent, longer than "
-             "apply.pending_timeout (%.0f s): %s",
-             waited, a->pending_timeout_s, why.len ? why.data : un->error);
+    /* Composed apart: un->error may itself be the reason (snprintf must not read what it
+     * writes), and the whole may be longer than un->error holds. */
+    if (!why.len)
+        ds_buf_append_str(&why, un->error);
+    ds_buf_appendf(&text,
+                   "waited %.0f s in dualsync.pending for its parent, longer than "
+                   "apply.pending_timeout (%.0f s): %s",
+                   waited, a->pending_timeout_s, why.data);
+    snprintf(un->error, sizeof(un->error), "%.*s", (int)sizeof(un->error) - 1, text.data);
+    ds_buf_free(&text);
     un->pending = false;
     ds_warning("target \"%s\": %s [%d] @%" PRId64 " key %.*s target %s: %s; it becomes a dead "
                "letter",
