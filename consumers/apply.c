@@ -362,6 +362,9 @@ static void reject_targets(apply_t *ap, ds_batch_msg_t *m, const ds_write_list_t
             fail(ap, "%s", errstr);
             return;
         }
+        /* A re-driven dead letter published again is not one applied. */
+        if (ap->mode == MODE_DLQ_RETRY)
+            m->failed_again = true;
     }
 }
 

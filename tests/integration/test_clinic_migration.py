@@ -783,6 +783,47 @@ class ClinicIdentityTest(ClinicTestCase):
         self.assert_verify_matches()
 
 
+class ClinicMergedPatientTest(ClinicTestCase):
+    """A global patient merged from two clinic registrations holds the values of its first
+    source row by key (pa before pb), whatever the order they were written in; when pb's phone
+    makes it another person, nothing of pb stays on Ann's row."""
+
+    ROWS = 'SELECT "name", "phone", "email", "dateOfBirth"::text FROM global_patients ORDER BY 2'
+
+    def test_a_patient_who_leaves_a_merged_row_takes_their_values_along(self):
+        apply = self.start_apply(self.apply_cfg)
+        # pb is written first: the row still reads pa's values once pa arrives.
+        self.psql(CLINICS + """
+            INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
+            VALUES ('pb', 'clinic-busan', 'Someone Else', ' 010 1111 2222', NULL, '1990-01-01');
+            INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
+            VALUES ('pa', 'clinic-seoul', 'Ann', '010-1111-2222', 'ann@x.example', '1990-01-01');
+        """)
+        self.wait_caught_up(apply)
+        self.assertEqual(self.psql(self.ROWS),
+                         [("Ann", "01011112222", "ann@x.example", "1990-01-01")])
+        self.psql("UPDATE patients SET \"name\" = 'Someone Else Again' WHERE \"id\" = 'pb'")
+        self.wait_caught_up(apply)
+        self.assertEqual(self.psql(self.ROWS),
+                         [("Ann", "01011112222", "ann@x.example", "1990-01-01")])
+
+        self.psql("UPDATE patients SET \"phone\" = '010-9999-9999' WHERE \"id\" = 'pb'")
+        self.wait_caught_up(apply)
+        self.assertEqual(self.psql(self.ROWS), [
+            ("Ann", "01011112222", "ann@x.example", "1990-01-01"),
+            ("Someone Else Again", "01099999999", None, "1990-01-01"),
+        ])
+        self.assert_verify_matches()
+
+        # pb comes back to Ann's phone, then pa, the first, is deleted: pb's values remain.
+        self.psql("UPDATE patients SET \"phone\" = '+82 10 1111 2222' WHERE \"id\" = 'pb';"
+                  "DELETE FROM patients WHERE \"id\" = 'pa';")
+        self.wait_caught_up(apply)
+        self.assertEqual(self.psql(self.ROWS),
+                         [("Someone Else Again", "01011112222", None, "1990-01-01")])
+        self.assert_verify_matches()
+
+
 class ClinicIsolationTest(ClinicTestCase):
     """An appointment points at the clinic profile, in its own clinic, of its patient's person
     (seed 000's findClinicPatientForGlobal(globalPatientId, clinicId)); without one it waits
@@ -1000,3 +1041,25 @@ class ClinicReservationTest(ClinicTestCase):
         self.assertEqual(self.psql('SELECT "period"::text FROM reservations WHERE "id" = \'r-15\''),
                          [("AFTERNOON",)])
         self.assert_verify_matches()
+
+        # Then the mapping is fixed to read "ASAP" as a morning, and the dead letters retried:
+        # r-15's is older than the correction applied since, so it must not put MORNING back
+        # over AFTERNOON; the two others still cannot be read and fail again.
+        fixed_doc = mapping("reservations")
+        target(fixed_doc, "reservation_periods")["columns"]["period"] = {"map": {
+            "value": {"upper": {"trim": "$preferredTime"}}, "cases": {"ASAP": "MORNING"},
+            "default": {"parse_period": "$preferredTime"}}}
+        fixed = dstest.write_mapping(os.path.join(self.work_dir, "reservations.json"), fixed_doc)
+        cfg = self.apply_config(
+            {"clinic": self.db}, [fixed if p.endswith("/reservations.json") else p
+                                  for p in MAPPING_FILES],
+            self.capture_cfg.topic_prefix, apply={"on_error": "dlq"})
+        proc = dstest.run_dualsync(["dlq", "retry", "--config", cfg.path])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.strip(),
+                         "0 dead letters applied, 2 failed again (published again with attempts "
+                         "+ 1), 1 superseded (a newer change of the same source row was applied "
+                         "since; not written)")
+        self.assertEqual(self.psql('SELECT "id", "period"::text FROM reservations '
+                                   'WHERE "id" IN (\'r-15\', \'r-16\', \'r-17\') ORDER BY 1'),
+                         [("r-15", "AFTERNOON"), ("r-16", None), ("r-17", None)])
