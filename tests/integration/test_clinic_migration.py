@@ -880,9 +880,14 @@ class ClinicIsolationTest(ClinicTestCase):
 
         # Kim registered twice in Busan: which Busan profile a new appointment means cannot be
         # told, so its patient link is a dead letter for review, never a guess.
+        # (The second profile is applied first: patients and appointments are read side by
+        # side, and an appointment read before it would find one profile only.)
         self.psql("""
             INSERT INTO patients ("id", "clinicId", "name", "phone", "email", "dateOfBirth")
             VALUES ('kim-busan-2', 'clinic-busan', 'Kim J.', '010-1234-0001', NULL, '1980-02-02');
+        """)
+        self.wait_caught_up(apply)
+        self.psql("""
             INSERT INTO appointments ("id", "clinicId", "doctorId", "patientId", "startsAt")
             VALUES ('ap-4', 'clinic-busan', 'doc-b', 'kim-seoul', '2025-03-04 10:00');
         """)
