@@ -538,19 +538,23 @@ static void append_links_where(ds_buf_t *buf, bool truncate)
 /*
  * Copies (mapping_eval.c, "Copies"): "the change whose source.sequence is ($commit, $lsn)
  * comes after the last one counted on link @p alias". Within one capture session the pair
- * orders changes as the topic does (commit order, then WAL order inside a transaction), even
- * when two transactions inserting identical rows interleave; the first transaction after a
- * capture restart has no commit LSN (capture does not know the previous one), and is then
- * ordered by its own LSN. A change without an LSN, or a link without one, always counts.
+ * (the previous transaction's commit LSN, the change's LSN) orders changes as the topic does
+ * (commit order, then WAL order inside a transaction), even when two transactions inserting
+ * identical rows interleave, which the change's LSN alone does not. The first transaction of
+ * a session has no commit LSN (capture does not know the previous one). A later change of
+ * that session follows a commit made after it, so it is newer when its commit LSN is past
+ * the stored LSN; the first transaction itself is ordered by its own LSN. A change without
+ * an LSN, or a link without one, always counts.
  */
 static void append_copy_newer(ds_buf_t *buf, const char *alias, int commit, int lsn)
 {
     ds_buf_appendf(buf,
-                   "(%s.copy_lsn IS NULL OR $%d::pg_lsn IS NULL OR CASE WHEN $%d::pg_lsn IS NOT "
-                   "NULL AND %s.copy_commit IS NOT NULL"
-                   " THEN ($%d::pg_lsn, $%d::pg_lsn) > (%s.copy_commit, %s.copy_lsn)"
-                   " ELSE $%d::pg_lsn > %s.copy_lsn END)",
-                   alias, lsn, commit, alias, commit, lsn, alias, alias, lsn, alias);
+                   "CASE WHEN %s.copy_lsn IS NULL OR $%d::pg_lsn IS NULL THEN true"
+                   " WHEN $%d::pg_lsn IS NULL THEN $%d::pg_lsn > %s.copy_lsn"
+                   " WHEN %s.copy_commit IS NULL THEN $%d::pg_lsn > %s.copy_lsn"
+                   " ELSE ($%d::pg_lsn, $%d::pg_lsn) > (%s.copy_commit, %s.copy_lsn) END",
+                   alias, lsn, commit, lsn, alias, alias, commit, alias, commit, lsn, alias,
+                   alias);
 }
 
 /* The "dec" CTE of unlink_sql: a delete of one of several identical source rows ($4 'd')

@@ -6,6 +6,8 @@ and one link. The target row they produce must stay while any copy of it remains
   - deleting one of two identical rows (read by the initial backfill, or inserted while
     capture streams) keeps the target row; deleting the last one removes it;
   - an update of one copy moves one copy: the old row stays while its other copy remains;
+  - identical rows inserted by interleaved transactions (the first to insert commits last,
+    so its change has the smaller LSN but comes second) both count;
   - capture killed and restarted from a slot position before changes it had already
     published sends them again, as new messages with the same content: they are not
     counted twice;
@@ -13,6 +15,7 @@ and `dualsync verify` (a from-scratch rebuild) exits 0 at every step.
 """
 
 import os
+import subprocess
 
 import dstest
 
@@ -97,6 +100,36 @@ class KeylessDuplicatesTest(dstest.ApplyTestCase):
 
     def test_identical_rows_keep_their_target_row_until_the_last_goes_set_based(self):
         self.run_copies(set_based=True)
+
+    def test_identical_rows_of_interleaved_transactions_both_count(self):
+        # Transaction A inserts first but commits after B: A's insert has the smaller LSN and
+        # comes second in the topic. It is a copy all the same, not a change sent again.
+        capture_cfg = self.capture_config([f"public.{self.table}"])
+        self.start_capture(capture_cfg)
+        config = self.apply_config_for(capture_cfg)
+        self.start_apply(config)
+        e = dstest.env()
+        a = subprocess.Popen(
+            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"], "-d", self.db],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PGAPPNAME="dups_first_in"))
+        self.addCleanup(a.kill)
+        a.stdin.write(f"BEGIN;\nINSERT INTO {self.table} VALUES (5, 'v');\n")
+        a.stdin.flush()
+        dstest.wait_for(lambda: dstest.psql_value(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dups_first_in' "
+            "AND backend_xid IS NOT NULL") == "1", timeout=30, what="transaction A to insert")
+        self.psql(f"INSERT INTO {self.table} VALUES (5, 'v')")
+        a.stdin.write("COMMIT;\n")
+        a.stdin.close()
+        self.assertEqual(a.wait(timeout=30), 0, a.stderr.read())
+        self.assertEqual(self.copies(5, "v"), 2)
+        self.step(config, "two copies of (5, v)", [("5", "v")])
+        self.delete_one(5, "v")
+        self.step(config, "one of two (5, v) deleted", [("5", "v")])
+        self.delete_one(5, "v")
+        self.step(config, "both (5, v) deleted", [])
 
     def test_changes_capture_sends_again_after_kill_9_are_not_counted_twice(self):
         capture_cfg = self.capture_config([f"public.{self.table}"])

@@ -27,9 +27,9 @@ WITH up AS (
     SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $6::pg_lsn, $7::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
         DO UPDATE SET vals = EXCLUDED.vals,
-            copies = l.copies + CASE WHEN $5::text = 'r' OR ($5::text = 'c' AND (l.copy_lsn IS NULL OR $7::pg_lsn IS NULL OR CASE WHEN $6::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $7::pg_lsn > l.copy_lsn END)) THEN 1 ELSE 0 END,
-            copy_commit = CASE WHEN $5::text = 'c' AND (l.copy_lsn IS NULL OR $7::pg_lsn IS NULL OR CASE WHEN $6::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $7::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
-            copy_lsn = CASE WHEN $5::text = 'c' AND (l.copy_lsn IS NULL OR $7::pg_lsn IS NULL OR CASE WHEN $6::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $7::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+            copies = l.copies + CASE WHEN $5::text = 'r' OR ($5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."offer_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers",
@@ -47,11 +47,11 @@ SELECT true AS applied;
 WITH dec AS (
     UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND $4::text = 'd' AND l.copies > 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND ($4::text IS NULL OR (l.copies <= 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)))
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."offer_id"

@@ -49,9 +49,9 @@ WITH prev AS (
     SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $16::pg_lsn, $17::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
         DO UPDATE SET vals = EXCLUDED.vals,
-            copies = l.copies + CASE WHEN $15::text = 'r' OR ($15::text = 'c' AND (l.copy_lsn IS NULL OR $17::pg_lsn IS NULL OR CASE WHEN $16::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $17::pg_lsn > l.copy_lsn END)) THEN 1 ELSE 0 END,
-            copy_commit = CASE WHEN $15::text = 'c' AND (l.copy_lsn IS NULL OR $17::pg_lsn IS NULL OR CASE WHEN $16::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $17::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
-            copy_lsn = CASE WHEN $15::text = 'c' AND (l.copy_lsn IS NULL OR $17::pg_lsn IS NULL OR CASE WHEN $16::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $17::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+            copies = l.copies + CASE WHEN $15::text = 'r' OR ($15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -79,11 +79,11 @@ SELECT true AS applied;
 WITH dec AS (
     UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND $4::text = 'd' AND l.copies > 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND ($4::text IS NULL OR (l.copies <= 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)))
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."id"
@@ -242,9 +242,9 @@ WITH prev AS (
     SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $10::pg_lsn, $11::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
         DO UPDATE SET vals = EXCLUDED.vals,
-            copies = l.copies + CASE WHEN $9::text = 'r' OR ($9::text = 'c' AND (l.copy_lsn IS NULL OR $11::pg_lsn IS NULL OR CASE WHEN $10::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $11::pg_lsn > l.copy_lsn END)) THEN 1 ELSE 0 END,
-            copy_commit = CASE WHEN $9::text = 'c' AND (l.copy_lsn IS NULL OR $11::pg_lsn IS NULL OR CASE WHEN $10::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $11::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
-            copy_lsn = CASE WHEN $9::text = 'c' AND (l.copy_lsn IS NULL OR $11::pg_lsn IS NULL OR CASE WHEN $10::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $11::pg_lsn > l.copy_lsn END) THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+            copies = l.copies + CASE WHEN $9::text = 'r' OR ($9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -272,11 +272,11 @@ SELECT (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy
 WITH dec AS (
     UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND $4::text = 'd' AND l.copies > 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
 ), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
-      AND ($4::text IS NULL OR (l.copies <= 1 AND (l.copy_lsn IS NULL OR $6::pg_lsn IS NULL OR CASE WHEN $5::pg_lsn IS NOT NULL AND l.copy_commit IS NOT NULL THEN ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) ELSE $6::pg_lsn > l.copy_lsn END)))
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
