@@ -238,15 +238,18 @@ static const char *lsn_text(ds_mapping_set_t *set, uint64_t lsn)
 static void set_copies(ds_mapping_set_t *set, const json_t *value, const char *key,
                        const json_t *row, char op)
 {
-    const json_t *source = json_object_get(value, "source");
-    const char *sequence = json_string_value(json_object_get(source, "sequence"));
-    const json_t *lsn = json_object_get(source, "lsn");
-    const char *snapshot = json_string_value(json_object_get(source, "snapshot"));
+    const json_t *source, *lsn;
+    const char *sequence, *snapshot;
+    size_t ncolumns = json_is_object(row) ? json_object_size(row) : 0;
 
+    /* A keyed source (the common case) costs one pass over its short key text. */
     set->copy_mode = set->copy_commit = set->copy_lsn = NULL;
-    if (!key || !json_is_object(row) || json_object_size(row) == 0 ||
-        key_members(key) != json_object_size(row))
+    if (!key || ncolumns == 0 || key_members(key) != ncolumns)
         return;
+    source = json_object_get(value, "source");
+    sequence = json_string_value(json_object_get(source, "sequence"));
+    lsn = json_object_get(source, "lsn");
+    snapshot = json_string_value(json_object_get(source, "snapshot"));
     if (op == 'r') {
         /* An incremental backfill reads rows the stream counted already. */
         if (!(snapshot && strcmp(snapshot, "incremental") == 0))
