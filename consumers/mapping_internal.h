@@ -216,14 +216,14 @@ typedef struct ds_mapping_column {
 
 /* What one parameter of a target's write statement holds. */
 typedef enum ds_mapping_param_kind {
-    PARAM_TARGET_ID,  /* the target id */
-    PARAM_TOPIC,      /* the source topic */
-    PARAM_SOURCE_KEY, /* the message key text */
-    PARAM_VALUE,      /* a C-evaluated expression's value */
-    PARAM_KEEP,       /* "true" when the column keeps its stored value, else "false" */
-    PARAM_COPY_MODE,  /* how the change counts copies: 'c', 'r' or NULL (mapping_eval.c) */
+    PARAM_TARGET_ID,   /* the target id */
+    PARAM_TOPIC,       /* the source topic */
+    PARAM_SOURCE_KEY,  /* the message key text */
+    PARAM_VALUE,       /* a C-evaluated expression's value */
+    PARAM_KEEP,        /* "true" when the column keeps its stored value, else "false" */
+    PARAM_COPY_MODE,   /* how the change counts copies: 'c', 'r' or NULL (mapping_eval.c) */
     PARAM_COPY_COMMIT, /* source.sequence's commit LSN of a counted create, else NULL */
-    PARAM_COPY_LSN,   /* source.lsn of a counted create, else NULL */
+    PARAM_COPY_LSN,    /* source.lsn of a counted create, else NULL */
 } ds_mapping_param_kind_t;
 
 typedef struct ds_mapping_param {

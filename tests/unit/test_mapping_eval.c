@@ -137,7 +137,7 @@ static void test_create_upserts_every_matching_target(void)
  * primary key, REPLICA IDENTITY FULL), whose identical rows share one key. */
 #define WHOLE_ROW_KEY                                                                              \
     "{\"id\":\"u1\",\"clinicId\":\"c1\",\"email\":\" Ann@X.com \",\"name\":\" Ann \","             \
-    "\"role\":\"DOCTOR\",\"specialization\":\"Dentistry\",\"licenseNumber\":null,"             \
+    "\"role\":\"DOCTOR\",\"specialization\":\"Dentistry\",\"licenseNumber\":null,"                 \
     "\"experience\":7,\"isActive\":true}"
 #define SOURCE(snapshot, seq, lsn)                                                                 \
     ", \"source\": {\"snapshot\": \"" snapshot "\", \"sequence\": \"" seq "\", \"lsn\": " lsn "}"
