@@ -101,13 +101,9 @@ class KeylessDuplicatesTest(dstest.ApplyTestCase):
     def test_identical_rows_keep_their_target_row_until_the_last_goes_set_based(self):
         self.run_copies(set_based=True)
 
-    def test_identical_rows_of_interleaved_transactions_both_count(self):
-        # Transaction A inserts first but commits after B: A's insert has the smaller LSN and
-        # comes second in the topic. It is a copy all the same, not a change sent again.
-        capture_cfg = self.capture_config([f"public.{self.table}"])
-        self.start_capture(capture_cfg)
-        config = self.apply_config_for(capture_cfg)
-        self.start_apply(config)
+    def insert_interleaved(self, n, msg):
+        """Transaction A inserts (n, msg) first but commits after B inserts it: A's change has
+        the smaller LSN and comes second in the topic."""
         e = dstest.env()
         a = subprocess.Popen(
             [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
@@ -115,21 +111,34 @@ class KeylessDuplicatesTest(dstest.ApplyTestCase):
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, PGAPPNAME="dups_first_in"))
         self.addCleanup(a.kill)
-        a.stdin.write(f"BEGIN;\nINSERT INTO {self.table} VALUES (5, 'v');\n")
+        a.stdin.write(f"BEGIN;\nINSERT INTO {self.table} VALUES ({n}, '{msg}');\n")
         a.stdin.flush()
         dstest.wait_for(lambda: dstest.psql_value(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dups_first_in' "
             "AND backend_xid IS NOT NULL") == "1", timeout=30, what="transaction A to insert")
-        self.psql(f"INSERT INTO {self.table} VALUES (5, 'v')")
+        self.psql(f"INSERT INTO {self.table} VALUES ({n}, '{msg}')")
         a.stdin.write("COMMIT;\n")
         a.stdin.close()
         self.assertEqual(a.wait(timeout=30), 0, a.stderr.read())
-        self.assertEqual(self.copies(5, "v"), 2)
+        self.assertEqual(self.copies(n, msg), 2)
+
+    def test_identical_rows_of_interleaved_transactions_both_count(self):
+        # A copy all the same, not a change sent again: once as capture's first transaction
+        # (no previous commit LSN in source.sequence), once later.
+        capture_cfg = self.capture_config([f"public.{self.table}"])
+        self.start_capture(capture_cfg)
+        config = self.apply_config_for(capture_cfg)
+        self.start_apply(config)
+        self.insert_interleaved(5, "v")
         self.step(config, "two copies of (5, v)", [("5", "v")])
+        self.insert_interleaved(6, "u")
+        self.step(config, "two copies of (6, u)", [("5", "v"), ("6", "u")])
+        for n, msg in ((5, "v"), (6, "u")):
+            self.delete_one(n, msg)
+            self.step(config, f"one of two ({n}, {msg}) deleted", [("5", "v"), ("6", "u")])
         self.delete_one(5, "v")
-        self.step(config, "one of two (5, v) deleted", [("5", "v")])
-        self.delete_one(5, "v")
-        self.step(config, "both (5, v) deleted", [])
+        self.delete_one(6, "u")
+        self.step(config, "every copy deleted", [])
 
     def test_changes_capture_sends_again_after_kill_9_are_not_counted_twice(self):
         capture_cfg = self.capture_config([f"public.{self.table}"])
