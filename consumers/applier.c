@@ -1075,7 +1075,8 @@ static void format_int(char *buf, size_t size, int64_t v)
 
 /*
  * Whether every write of the batch has a batch form (mapping.h, "Batches"): a batch
- * statement for its target, not a truncate, no kept TOASTed value, the target's topic.
+ * statement for its target, not a truncate, no kept TOASTed value, no counted copy, the
+ * target's topic.
  */
 static bool batch_fits(const ds_applier_t *a, ds_batch_t *batch)
 {
@@ -1089,6 +1090,10 @@ static bool batch_fits(const ds_applier_t *a, ds_batch_t *batch)
         if (!lt->batch[0] || bw->kind == DS_WRITE_TRUNCATE)
             return false;
         if (!lt->target->in_place && (bw->nparams < 3 || !bw->params[1] || !bw->params[2]))
+            return false;
+        /* Identical source rows sharing a key count copies, one change at a time. */
+        if (ds_mapping_write_counts_copies(lt->target, bw->kind, (const char *const *)bw->params,
+                                           bw->nparams))
             return false;
         if (bw->kind != DS_WRITE_UPSERT)
             continue;

@@ -159,6 +159,10 @@ void ds_batchstmt_add(ds_batchstmt_args_t *b, const char *const *params, int npa
     int n = b->target->write_nparams;
     char text[24];
 
+    /* An unlink row has only the first three (mapping.h): unlink_sql's other parameters are
+     * not write_sql's. */
+    if (!upsert && nparams > 3)
+        nparams = 3;
     for (int k = first_array(b->target); k < n; k++)
         array_element(&b->arrays[k], k < nparams ? params[k] : NULL);
     snprintf(text, sizeof(text), "%lld", (long long)ord);

@@ -17,10 +17,30 @@
  * snapshot read) always has the whole row. In a create or a read, a value equal to the
  * placeholder is therefore real data and is mapped like any other text.
  *
+ * Copies. Capture keys a table without a primary key (REPLICA IDENTITY FULL) by all its
+ * columns, so identical rows share one message key, and one link per target row they produce.
+ * The link counts them (dualsync.links.copies): a source row whose message key has as many
+ * members as the row has columns (every column is a key column) passes copy parameters,
+ * which make
+ *   create  one more copy of a linked row, unless it is not newer than the last change the
+ *           link counted (capture is at least once: after a crash it sends the last changes
+ *           again, with the same source.sequence);
+ *   read    one more copy, always: the rows of the initial backfill all carry its consistent
+ *           point, identical rows alike (an incremental backfill reads rows that were
+ *           counted already: not counted, like an update);
+ *   delete  one copy fewer when newer; the link goes (and on_delete or a refill follows) only
+ *           with the last copy.
+ * An update of such a row changes its key, which capture sends as a delete and a create. A
+ * source with a real key never has two rows of one key, so its changes pass NULL copy
+ * parameters, and the statements keep every link at one copy as before. Changes that count
+ * copies have no batch form (ds_mapping_write_counts_copies).
+ *
  * Every value lives in the set's arena and the write list in the set, both reused from one
  * change to the next; the results stay valid until the next call.
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mapping_internal.h"
@@ -81,6 +101,15 @@ static bool fill_write(ds_mapping_set_t *set, ds_mapping_target_t *t, const json
         case PARAM_KEEP:
             t->values[j] = t->keep[p->column] ? "true" : "false";
             break;
+        case PARAM_COPY_MODE:
+            t->values[j] = set->copy_mode;
+            break;
+        case PARAM_COPY_COMMIT:
+            t->values[j] = set->copy_commit;
+            break;
+        case PARAM_COPY_LSN:
+            t->values[j] = set->copy_lsn;
+            break;
         case PARAM_VALUE:
             /* A kept column's value is not used (the CASE keeps the stored one), and computing
              * it from the placeholder could only fail (a map, parse_period) or mislead. */
@@ -137,12 +166,115 @@ static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping
     w->params = t->values;
 }
 
-/* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert). */
-static void fill_link_params(ds_mapping_target_t *t, const char *key)
+/* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert);
+ * unlink_sql then takes the copy parameters: @p copies for a delete that counts copies. */
+static void fill_link_params(ds_mapping_set_t *set, ds_mapping_target_t *t, const char *key,
+                             bool copies)
 {
     t->values[0] = t->pub.links_id;
     t->values[1] = t->file->topic;
     t->values[2] = key;
+    if (t->pub.unlink_nparams >= 6) {
+        t->values[3] = copies ? set->copy_mode : NULL;
+        t->values[4] = copies ? set->copy_commit : NULL;
+        t->values[5] = copies ? set->copy_lsn : NULL;
+    }
+}
+
+/* The number of members of the JSON object text @p key, at its top level. */
+static size_t key_members(const char *key)
+{
+    size_t n = 0;
+    int depth = 0;
+    bool in_string = false;
+
+    for (const char *p = key; *p; p++) {
+        if (in_string) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                in_string = false;
+            continue;
+        }
+        switch (*p) {
+        case '"':
+            in_string = true;
+            if (depth == 1 && n == 0)
+                n = 1;
+            break;
+        case '{':
+        case '[':
+            depth++;
+            break;
+        case '}':
+        case ']':
+            depth--;
+            break;
+        case ',':
+            if (depth == 1)
+                n++;
+            break;
+        default:
+            break;
+        }
+    }
+    return n;
+}
+
+/* @p lsn as pg_lsn text, in the arena. */
+static const char *lsn_text(ds_mapping_set_t *set, uint64_t lsn)
+{
+    char *text = ds_mapping_arena_alloc(&set->arena, 24);
+
+    snprintf(text, 24, "%" PRIX64 "/%" PRIX64, lsn >> 32, lsn & 0xFFFFFFFFu);
+    return text;
+}
+
+/*
+ * Sets the copy parameters of the change (the comment at the top, "Copies"): NULL unless
+ * @p row (its whole row) has no column outside the message key @p key. @p op is 'c', 'r'
+ * or 'd'.
+ */
+static void set_copies(ds_mapping_set_t *set, const json_t *value, const char *key,
+                       const json_t *row, char op)
+{
+    const json_t *source, *lsn;
+    const char *sequence, *snapshot;
+    size_t ncolumns = json_is_object(row) ? json_object_size(row) : 0;
+
+    /* A keyed source (the common case) costs one pass over its short key text. */
+    set->copy_mode = set->copy_commit = set->copy_lsn = NULL;
+    if (!key || ncolumns == 0 || key_members(key) != ncolumns)
+        return;
+    source = json_object_get(value, "source");
+    sequence = json_string_value(json_object_get(source, "sequence"));
+    lsn = json_object_get(source, "lsn");
+    snapshot = json_string_value(json_object_get(source, "snapshot"));
+    if (op == 'r') {
+        /* An incremental backfill reads rows the stream counted already. */
+        if (!(snapshot && strcmp(snapshot, "incremental") == 0))
+            set->copy_mode = "r";
+        return;
+    }
+    set->copy_mode = op == 'c' ? "c" : "d";
+    if (json_is_integer(lsn) && json_integer_value(lsn) >= 0)
+        set->copy_lsn = lsn_text(set, (uint64_t)json_integer_value(lsn));
+    /* source.sequence: "[\"<last commit LSN>\",\"<LSN>\"]", the first null when unknown. */
+    if (sequence && strncmp(sequence, "[\"", 2) == 0) {
+        char *end;
+        unsigned long long commit = strtoull(sequence + 2, &end, 10);
+
+        if (end != sequence + 2 && *end == '"')
+            set->copy_commit = lsn_text(set, (uint64_t)commit);
+    }
+}
+
+bool ds_mapping_write_counts_copies(const ds_target_t *t, ds_write_kind_t kind,
+                                    const char *const *params, int nparams)
+{
+    int k = kind == DS_WRITE_UPSERT ? t->copy_param : kind == DS_WRITE_UNLINK ? 4 : 0;
+
+    return k > 0 && k <= nparams && params[k - 1] != NULL;
 }
 
 static bool no_key(const ds_mapping_target_t *t, const char *topic, char *errstr,
@@ -205,7 +337,8 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
                 }
                 add_write(set, writes, t, DS_WRITE_UPSERT);
             } else if (!t->pub.in_place) {
-                fill_link_params(t, key);
+                /* Identical rows match alike: their link, if any, counts none of them. */
+                fill_link_params(set, t, key, false);
                 add_write(set, writes, t, DS_WRITE_UNLINK);
             }
         }
@@ -232,6 +365,7 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
     writes->nrejects = 0;
     writes->rejects = set->rejects;
     ds_mapping_arena_reset(&set->arena);
+    set->copy_mode = set->copy_commit = set->copy_lsn = NULL;
     for (int i = 0; i < set->ntopics && !files; i++) {
         if (strcmp(set->topics[i], topic) == 0)
             files = set->topic_files[i];
@@ -263,10 +397,14 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
             return ds_fail(errstr, errstr_size,
                            "malformed change on %s: op \"%s\" without an \"after\" object", topic,
                            op);
+        if (op[0] != 'u')
+            set_copies(set, value, key_text, row, op[0]);
         return map_row(set, files, topic, key_text, row, op[0] == 'u' ? set->placeholder : NULL,
                        writes, errstr, errstr_size);
     case 'd':
     case 't':
+        if (op[0] == 'd')
+            set_copies(set, value, key_text, json_object_get(value, "before"), 'd');
         for (int k = 0; files[k] >= 0; k++) {
             ds_mapping_file_t *f = &set->files[files[k]];
 
@@ -278,7 +416,7 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
                     continue;
                 if (op[0] == 'd' && !key_text)
                     return no_key(t, topic, errstr, errstr_size);
-                fill_link_params(t, key_text);
+                fill_link_params(set, t, key_text, op[0] == 'd');
                 add_write(set, writes, t, op[0] == 'd' ? DS_WRITE_UNLINK : DS_WRITE_TRUNCATE);
             }
         }

@@ -216,11 +216,14 @@ typedef struct ds_mapping_column {
 
 /* What one parameter of a target's write statement holds. */
 typedef enum ds_mapping_param_kind {
-    PARAM_TARGET_ID,  /* the target id */
-    PARAM_TOPIC,      /* the source topic */
-    PARAM_SOURCE_KEY, /* the message key text */
-    PARAM_VALUE,      /* a C-evaluated expression's value */
-    PARAM_KEEP,       /* "true" when the column keeps its stored value, else "false" */
+    PARAM_TARGET_ID,   /* the target id */
+    PARAM_TOPIC,       /* the source topic */
+    PARAM_SOURCE_KEY,  /* the message key text */
+    PARAM_VALUE,       /* a C-evaluated expression's value */
+    PARAM_KEEP,        /* "true" when the column keeps its stored value, else "false" */
+    PARAM_COPY_MODE,   /* how the change counts copies: 'c', 'r' or NULL (mapping_eval.c) */
+    PARAM_COPY_COMMIT, /* source.sequence's commit LSN of a counted create, else NULL */
+    PARAM_COPY_LSN,    /* source.lsn of a counted create, else NULL */
 } ds_mapping_param_kind_t;
 
 typedef struct ds_mapping_param {
@@ -284,6 +287,9 @@ struct ds_mapping_set {
     ds_mapping_arena_t arena;     /* values of the current change */
     ds_target_write_t *writes;    /* the current change's writes (ntargets at most) */
     ds_target_reject_t *rejects;  /* the current change's rejected targets (ntargets at most) */
+    const char *copy_mode;        /* the current change's copy parameters (mapping_eval.c, */
+    const char *copy_commit;      /* "Copies"): all NULL unless its source row is keyed by */
+    const char *copy_lsn;         /* every column; in the arena */
 };
 
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */

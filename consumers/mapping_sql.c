@@ -535,6 +535,53 @@ static void append_links_where(ds_buf_t *buf, bool truncate)
         ds_buf_append_str(buf, " AND l.source_key = $3::text");
 }
 
+/*
+ * Copies (mapping_eval.c, "Copies"): "the change whose source.sequence is ($commit, $lsn)
+ * comes after the last one counted on link @p alias". Within one capture session the pair
+ * (the previous transaction's commit LSN, the change's LSN) orders changes as the topic does
+ * (commit order, then WAL order inside a transaction), even when two transactions inserting
+ * identical rows interleave, which the change's LSN alone does not. The first transaction of
+ * a session has no commit LSN (capture does not know the previous one). A later change of
+ * that session follows a commit made after it, so it is newer when its commit LSN is past
+ * the stored LSN; the first transaction itself is ordered by its own LSN. A change without
+ * an LSN, or a link without one, always counts.
+ */
+static void append_copy_newer(ds_buf_t *buf, const char *alias, int commit, int lsn)
+{
+    ds_buf_appendf(buf,
+                   "CASE WHEN %s.copy_lsn IS NULL OR $%d::pg_lsn IS NULL THEN true"
+                   " WHEN $%d::pg_lsn IS NULL THEN $%d::pg_lsn > %s.copy_lsn"
+                   " WHEN %s.copy_commit IS NULL THEN $%d::pg_lsn > %s.copy_lsn"
+                   " ELSE ($%d::pg_lsn, $%d::pg_lsn) > (%s.copy_commit, %s.copy_lsn) END",
+                   alias, lsn, commit, lsn, alias, alias, commit, alias, commit, lsn, alias,
+                   alias);
+}
+
+/* The "dec" CTE of unlink_sql: a delete of one of several identical source rows ($4 'd')
+ * only takes one copy off the link; the link (and the row's on_delete) goes with the last. */
+static void append_copy_dec(ds_buf_t *buf, const sql_names_t *names)
+{
+    ds_buf_appendf(buf,
+                   "dec AS (\n"
+                   "    UPDATE %s AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn,"
+                   " copy_lsn = $6::pg_lsn\n"
+                   "    WHERE ",
+                   links_table(names));
+    append_links_where(buf, false);
+    ds_buf_append_str(buf, "\n      AND $4::text = 'd' AND l.copies > 1 AND ");
+    append_copy_newer(buf, "l", 5, 6);
+    ds_buf_append_str(buf, "\n)");
+}
+
+/* The condition under which unlink_sql deletes a link of the source row: always, unless
+ * the change counts copies; then only the last copy's newer delete does. */
+static void append_copy_last(ds_buf_t *buf)
+{
+    ds_buf_append_str(buf, "\n      AND ($4::text IS NULL OR (l.copies <= 1 AND ");
+    append_copy_newer(buf, "l", 5, 6);
+    ds_buf_append_str(buf, "))");
+}
+
 /* Which links still contribute to a row after this source row (or topic) left, and when a
  * row must be given the values of its new first contributor n: the leaving row was first. */
 #define OTHERS_THAN_SOURCE "NOT (x.source_topic = $2::text AND x.source_key = $3::text)"
@@ -552,13 +599,26 @@ static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
     const char *when = truncate ? NULL : LEAVER_WAS_FIRST;
 
     if (t->on_delete == ON_DELETE_IGNORE && !refill) {
+        if (!truncate) {
+            ds_buf_append_str(&buf, "WITH ");
+            append_copy_dec(&buf, names);
+            ds_buf_append_char(&buf, '\n');
+        }
         ds_buf_appendf(&buf, "DELETE FROM %s AS l\nWHERE ", links_table(names));
         append_links_where(&buf, truncate);
+        if (!truncate)
+            append_copy_last(&buf);
         return buf.data;
     }
-    ds_buf_appendf(&buf, "WITH old AS (\n    DELETE FROM %s AS l\n    WHERE ",
-                   links_table(names));
+    ds_buf_append_str(&buf, "WITH ");
+    if (!truncate) {
+        append_copy_dec(&buf, names);
+        ds_buf_append_str(&buf, ", ");
+    }
+    ds_buf_appendf(&buf, "old AS (\n    DELETE FROM %s AS l\n    WHERE ", links_table(names));
     append_links_where(&buf, truncate);
+    if (!truncate)
+        append_copy_last(&buf);
     ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n)");
     if (t->on_delete == ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, "\n");
@@ -690,8 +750,10 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
 {
     ds_buf_t buf = DS_BUF_INIT, precedes = DS_BUF_INIT;
     const char *links = links_table(c->names);
+    ds_buf_t counted = DS_BUF_INIT;
     char **values;
     bool keeps = false;
+    int copy;
 
     add_param(c, PARAM_TARGET_ID, NULL, -1);
     add_param(c, PARAM_TOPIC, NULL, -1);
@@ -707,6 +769,10 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
             keeps = true;
         }
     }
+    /* Copies: last, so that the batch statement (which ignores them) numbers the rest alike. */
+    copy = add_param(c, PARAM_COPY_MODE, NULL, -1);
+    add_param(c, PARAM_COPY_COMMIT, NULL, -1);
+    add_param(c, PARAM_COPY_LSN, NULL, -1);
     /* Each column's value: a kept one comes from this source row's last contribution. */
     values = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*values));
     for (int i = 0; i < t->ncolumns; i++) {
@@ -765,16 +831,28 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
                    "    WHERE ",
                    links);
     append_links_where(&buf, false);
+    /* A create of a row identical to one already linked is one more copy, unless capture sent
+     * it again (not newer); a read always is (mapping_eval.c, "Copies"). */
+    ds_buf_appendf(&counted, "$%d::text = 'c' AND ", copy);
+    append_copy_newer(&counted, "l", copy + 1, copy + 2);
     ds_buf_appendf(&buf,
                    "\n      AND l.target_key <> k.target_key\n"
                    "    RETURNING l.target_key\n"
                    "), link AS (\n"
-                   "    INSERT INTO %s AS l (target, source_topic, source_key, target_key, vals)\n"
-                   "    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k\n"
+                   "    INSERT INTO %s AS l (target, source_topic, source_key, target_key, vals,"
+                   " copy_commit, copy_lsn)\n"
+                   "    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $%d::pg_lsn,"
+                   " $%d::pg_lsn FROM k\n"
                    "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
-                   "        DO UPDATE SET vals = EXCLUDED.vals\n"
+                   "        DO UPDATE SET vals = EXCLUDED.vals,\n"
+                   "            copies = l.copies + CASE WHEN $%d::text = 'r' OR (%s) THEN 1"
+                   " ELSE 0 END,\n"
+                   "            copy_commit = CASE WHEN %s THEN EXCLUDED.copy_commit"
+                   " ELSE l.copy_commit END,\n"
+                   "            copy_lsn = CASE WHEN %s THEN EXCLUDED.copy_lsn"
+                   " ELSE l.copy_lsn END\n"
                    ")",
-                   links);
+                   links, copy + 1, copy + 2, copy, counted.data, counted.data, counted.data);
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_cte(&buf, t, false, c->names);
@@ -792,9 +870,11 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
         free(values[i]);
     free(values);
     ds_buf_free(&precedes);
+    ds_buf_free(&counted);
     t->pub.write_sql = buf.data;
+    t->pub.copy_param = copy;
     t->pub.unlink_sql = unlink_statement(t, false, c->names);
-    t->pub.unlink_nparams = 3;
+    t->pub.unlink_nparams = 6;
     t->pub.truncate_sql = unlink_statement(t, true, c->names);
     t->pub.truncate_nparams = 2;
 }

@@ -751,7 +751,8 @@ static bool begin_targets(verify_t *v)
             !run(v->dbs[db].conn,
                  "CREATE TEMP TABLE ds_verify_links ("
                  " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"
-                 " target_key text NOT NULL, vals jsonb,"
+                 " target_key text NOT NULL, vals jsonb, copies int NOT NULL DEFAULT 1,"
+                 " copy_commit pg_lsn, copy_lsn pg_lsn,"
                  " PRIMARY KEY (target, source_topic, source_key, target_key));"
                  "CREATE INDEX ON ds_verify_links (target, target_key)",
                  0, NULL, PGRES_COMMAND_OK, NULL, what, v->errstr, sizeof(v->errstr)))
@@ -1099,6 +1100,11 @@ static bool write_chunk(verify_t *v)
             const vwrite_t *w = &v->chunk[r].writes[i];
 
             if (w->upsert && !v->targets[w->target].batch)
+                set_based = false;
+            /* Identical legacy rows count copies, one row at a time (mapping.h). */
+            if (ds_mapping_write_counts_copies(v->targets[w->target].pub,
+                                               w->upsert ? DS_WRITE_UPSERT : DS_WRITE_UNLINK,
+                                               (const char *const *)w->params, w->nparams))
                 set_based = false;
             used[v->targets[w->target].db] = true;
         }

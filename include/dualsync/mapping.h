@@ -29,6 +29,10 @@
  *            and how a row that stops matching a filter removes what it produced. The first
  *            link of a row by (source_topic, source_key) in byte order gives the row its
  *            values; when it goes, the next one's vals are written (mappings/README.md).
+ *            copies: how many identical source rows share the link (a table without a primary
+ *            key, whose message key is the whole row: mapping_eval.c, "Copies"); the link
+ *            goes only with the last one. copy_commit, copy_lsn: source.sequence of the last
+ *            change counted, so a change capture sends again is not counted twice.
  *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
  *            the same transaction as the rows (exactly once in effect).
  *   pending: changes waiting for a parent row (child before parent), retried after batches.
@@ -42,7 +46,9 @@
     " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"                 \
     " target_key text NOT NULL, vals jsonb,"                                                       \
     " PRIMARY KEY (target, source_topic, source_key, target_key));"                                \
-    "ALTER TABLE dualsync.links ADD COLUMN IF NOT EXISTS vals jsonb;"                              \
+    "ALTER TABLE dualsync.links ADD COLUMN IF NOT EXISTS vals jsonb,"                              \
+    " ADD COLUMN IF NOT EXISTS copies int NOT NULL DEFAULT 1,"                                     \
+    " ADD COLUMN IF NOT EXISTS copy_commit pg_lsn, ADD COLUMN IF NOT EXISTS copy_lsn pg_lsn;"       \
     "CREATE INDEX IF NOT EXISTS links_by_target_key ON dualsync.links (target, target_key);"       \
     "CREATE TABLE IF NOT EXISTS dualsync.offsets ("                                                \
     " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"                        \
@@ -74,6 +80,11 @@ typedef struct ds_mapping_set ds_mapping_set_t;
  *                        (a child that arrived before its parent).
  *     Targets without required lookups always answer true.
  *   - unlink_sql and truncate_sql return no rows (command status only).
+ *   - Copies: write_sql's parameters $copy_param..$copy_param+2 and unlink_sql's $4..$6 say how
+ *     a change counts the identical source rows sharing a link (mapping_eval.c, "Copies"):
+ *     the mode ('c' a create counted when newer than the last counted change, 'r' a read
+ *     always counted, 'd' a delete, NULL not counted: every source with a real key), then
+ *     source.sequence's commit LSN and LSN (pg_lsn text, NULL when unknown).
  *   - Upsert, unlink and truncate statements start with the same parameters: $1 the target
  *     id, $2 the source topic, $3 the message key text (truncate has only $1 and $2).
  *   - Each statement reads dualsync.links and decides in one snapshot whether a target row
@@ -117,6 +128,9 @@ typedef struct ds_target {
     const int *keep_params;   /* the write_sql parameters that are keep flags ("true": keep the
                                * stored value of an unchanged TOASTed column) */
     int nkeep_params;
+    int copy_param;           /* the write_sql parameter of the copy mode (unlink_sql's is $4;
+                               * see "Copies" above); 0 for in-place targets. A write whose mode
+                               * is not NULL has no batch form */
 } ds_target_t;
 
 typedef enum ds_write_kind {
@@ -165,7 +179,8 @@ typedef struct ds_write_list {
  *   - The types of the arrays are those PostgreSQL gave write_sql's parameters (the runtime
  *     learns them from the prepared write_sql: PQdescribePrepared).
  *   - The runtime sends at most one row per source key in one statement, never a truncate,
- *     and never a row whose keep flag is "true" (those take write_sql, one by one). A batch
+ *     never a row whose keep flag is "true" and never a row whose copy mode is not NULL (those
+ *     take write_sql or unlink_sql, one by one). A batch
  *     where a source key comes back is sent as several statements, in message order, so each
  *     change of a key is written (a trigger on the target sees each one).
  *   - Rows of different source keys giving the same target key (a merge) are written once,
@@ -182,6 +197,13 @@ typedef struct ds_write_list {
  *        parameters $1..$n as format_type() gives them) and its body. Caller frees.
  */
 char *ds_mapping_batch_statement(const ds_target_t *t, const char *const *param_types);
+
+/**
+ * @brief Whether a write of @p kind with @p params (@p nparams of them) counts copies of
+ *        identical source rows (its copy mode is set), so that it has no batch form.
+ */
+bool ds_mapping_write_counts_copies(const ds_target_t *t, ds_write_kind_t kind,
+                                    const char *const *params, int nparams);
 
 /**
  * @brief Whether target @p reader's statements read the table target @p written writes (a

@@ -56,15 +56,24 @@ static bool eval(ds_mapping_set_t *set, const char *topic, const char *key, cons
     return ok;
 }
 
-/* Checks a write's kind, target and every parameter ("\x01" stands for SQL NULL). */
+/* Checks a write's kind, target and every parameter ("\x01" stands for SQL NULL) but the
+ * copy parameters (the last three of an upsert, $4..$6 of an unlink), which must be NULL: the
+ * source rows of these tests have a key of their own. */
 static void check_write(const ds_target_write_t *w, ds_write_kind_t kind, const char *target,
                         int nparams, const char *const *params)
 {
+    int copies = kind == DS_WRITE_UNLINK || (kind == DS_WRITE_UPSERT && !w->target->in_place)
+                     ? 3
+                     : 0;
+
     DS_CHECK_INT(w->kind, kind);
     DS_CHECK_STR(w->target->id, target);
-    DS_CHECK_INT(w->nparams, nparams);
-    if (w->nparams != nparams)
+    DS_CHECK_INT(w->nparams, nparams + copies);
+    if (w->nparams != nparams + copies)
         return;
+    DS_CHECK(!ds_mapping_write_counts_copies(w->target, w->kind, w->params, w->nparams));
+    for (int i = nparams; i < nparams + copies; i++)
+        DS_CHECK(w->params[i] == NULL);
     for (int i = 0; i < nparams; i++) {
         if (params[i][0] == '\x01') {
             DS_CHECK(w->params[i] == NULL);
@@ -121,6 +130,114 @@ static void test_create_upserts_every_matching_target(void)
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2)
         check_write(&writes.writes[1], DS_WRITE_UPSERT, "users/clinic_doctors", 8, clinic_doctor);
+    ds_mapping_set_free(set);
+}
+
+/* The users row of DOCTOR_ROW as its own message key: a table keyed by all its columns (no
+ * primary key, REPLICA IDENTITY FULL), whose identical rows share one key. */
+#define WHOLE_ROW_KEY                                                                              \
+    "{\"id\":\"u1\",\"clinicId\":\"c1\",\"email\":\" Ann@X.com \",\"name\":\" Ann \","             \
+    "\"role\":\"DOCTOR\",\"specialization\":\"Dentistry\",\"licenseNumber\":null,"                 \
+    "\"experience\":7,\"isActive\":true}"
+#define SOURCE(snapshot, seq, lsn)                                                                 \
+    ", \"source\": {\"snapshot\": \"" snapshot "\", \"sequence\": \"" seq "\", \"lsn\": " lsn "}"
+
+/* Checks the copy parameters of write @p w (mode, commit LSN, LSN; NULL for "\x01"). */
+static void check_copies(const ds_target_write_t *w, const char *mode, const char *commit,
+                         const char *lsn)
+{
+    const char *want[3] = {mode, commit, lsn};
+    int first = w->kind == DS_WRITE_UPSERT ? w->target->copy_param : 4;
+
+    DS_CHECK(first > 0 && first + 2 <= w->nparams);
+    if (!(first > 0 && first + 2 <= w->nparams))
+        return;
+    for (int i = 0; i < 3; i++) {
+        if (want[i][0] == '\x01')
+            DS_CHECK(w->params[first - 1 + i] == NULL);
+        else
+            DS_CHECK_STR(w->params[first - 1 + i], want[i]);
+    }
+    DS_CHECK(ds_mapping_write_counts_copies(w->target, w->kind, w->params, w->nparams) ==
+             (mode[0] != '\x01'));
+}
+
+static void test_rows_keyed_by_every_column_count_copies(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+
+    if (!set)
+        return;
+    /* A create: counted, with source.sequence to recognise it when capture sends it again. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\""
+                  SOURCE("false", "[\\\"4294967296\\\",\\\"4294967311\\\"]", "4294967311") "}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        check_copies(&writes.writes[0], "c", "1/0", "1/F");
+        check_copies(&writes.writes[1], "c", "1/0", "1/F");
+    }
+    /* The first transaction after a restart: no commit LSN. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\""
+                  SOURCE("false", "[null,\\\"100\\\"]", "100") "}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], "c", NUL, "0/64");
+    /* A read of the initial backfill always counts; one of an incremental backfill never. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"r\""
+                  SOURCE("true", "[null,\\\"100\\\"]", "100") "}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], "r", NUL, NUL);
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"r\""
+                  SOURCE("incremental", "[null,\\\"100\\\"]", "100") "}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], NUL, NUL, NUL);
+    /* A read verify makes from a legacy row carries no source: counted. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"r\"}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], "r", NUL, NUL);
+    /* An update keeps its key (a changed row is a delete and a create): not counted. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"u\""
+                  SOURCE("false", "[\\\"1\\\",\\\"100\\\"]", "100") "}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], NUL, NUL, NUL);
+    /* A delete takes one copy off. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"after\": null, \"op\": \"d\""
+                  SOURCE("false", "[\\\"16\\\",\\\"32\\\"]", "32") "}",
+                  &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        DS_CHECK_INT(writes.writes[0].kind, DS_WRITE_UNLINK);
+        check_copies(&writes.writes[0], "d", "0/10", "0/20");
+    }
+    /* A row that does not match the filter: its identical copies never linked anything. */
+    DS_CHECK(eval(set, USERS, WHOLE_ROW_KEY,
+                  "{\"before\": null, \"after\": " DOCTOR_ROW("NURSE", "true") ", \"op\": \"c\""
+                  SOURCE("false", "[\\\"1\\\",\\\"100\\\"]", "100") "}",
+                  &writes));
+    if (writes.nwrites == 2) {
+        DS_CHECK_INT(writes.writes[0].kind, DS_WRITE_UNLINK);
+        check_copies(&writes.writes[0], NUL, NUL, NUL);
+    }
+    /* A key with fewer members than the row: a real key, nothing counted. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"after\": null, \"op\": \"d\""
+                  SOURCE("false", "[\\\"16\\\",\\\"32\\\"]", "32") "}",
+                  &writes));
+    if (writes.nwrites == 2)
+        check_copies(&writes.writes[0], NUL, NUL, NUL);
     ds_mapping_set_free(set);
 }
 
@@ -198,9 +315,14 @@ static void test_delete_unlinks_from_the_key_alone(void)
 
     if (!set)
         return;
-    /* REPLICA IDENTITY DEFAULT: "before" holds only the key, so no filter could be read. */
+    /* REPLICA IDENTITY DEFAULT: "before" holds only the key (capture writes the other
+     * columns as null), so no filter could be read. */
     DS_CHECK(eval(set, USERS, DOCTOR_KEY,
-                  "{\"before\": {\"id\": \"u1\"}, \"after\": null, \"op\": \"d\"}", &writes));
+                  "{\"before\": {\"id\": \"u1\", \"clinicId\": null, \"email\": null, "
+                  "\"name\": null, \"role\": null, \"specialization\": null, "
+                  "\"licenseNumber\": null, \"experience\": null, \"isActive\": null}, "
+                  "\"after\": null, \"op\": \"d\"}",
+                  &writes));
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
         check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
@@ -589,5 +711,6 @@ int main(void)
     DS_RUN(test_changes_that_cannot_be_mapped);
     DS_RUN(test_one_unreadable_column_rejects_only_its_target);
     DS_RUN(test_write_lists_and_parameters_are_reused);
+    DS_RUN(test_rows_keyed_by_every_column_count_copies);
     return ds_test_report();
 }

@@ -33,6 +33,15 @@ static void describe_param(ds_buf_t *out, const ds_mapping_target_t *t, int j)
         ds_buf_appendf(out, "--   $%d keep the stored \"%s\" (unchanged TOASTed source value)\n",
                        j + 1, t->columns[p->column].name);
         break;
+    case PARAM_COPY_MODE:
+        ds_buf_appendf(out, "--   $%d copy mode ('c', 'r' or NULL)\n", j + 1);
+        break;
+    case PARAM_COPY_COMMIT:
+        ds_buf_appendf(out, "--   $%d copy commit LSN\n", j + 1);
+        break;
+    case PARAM_COPY_LSN:
+        ds_buf_appendf(out, "--   $%d copy LSN\n", j + 1);
+        break;
     case PARAM_VALUE:
         ds_buf_appendf(out, "--   $%d %s of column \"%s\"\n", j + 1,
                        p->expr == t->columns[p->column].expr ? "value" : "a value inside",
@@ -68,7 +77,8 @@ static bool render(const char *name, ds_buf_t *out)
         if (t->pub.unlink_sql)
             ds_buf_appendf(out,
                            "\n-- unlink_sql, %d parameters ($1 target id, $2 source topic, "
-                           "$3 source key):\n%s;\n",
+                           "$3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, "
+                           "$6 copy LSN):\n%s;\n",
                            t->pub.unlink_nparams, t->pub.unlink_sql);
         if (t->pub.truncate_sql)
             ds_buf_appendf(out,

@@ -1,11 +1,14 @@
 -- Generated from tests/unit/mapping/offers.json (topic clinic.public.offers).
 
 -- target offers/visible_offers: table "public"."visible_offers", connection clinic
--- write_sql, 4 parameters:
+-- write_sql, 7 parameters:
 --   $1 target id
 --   $2 source topic
 --   $3 source key (the message key text)
 --   $4 value of column "offer_id"
+--   $5 copy mode ('c', 'r' or NULL)
+--   $6 copy commit LSN
+--   $7 copy LSN
 WITH up AS (
     INSERT INTO "public"."visible_offers" AS t ("offer_id")
     SELECT $4
@@ -20,10 +23,13 @@ WITH up AS (
       AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
-    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals, copy_commit, copy_lsn)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $6::pg_lsn, $7::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
-        DO UPDATE SET vals = EXCLUDED.vals
+        DO UPDATE SET vals = EXCLUDED.vals,
+            copies = l.copies + CASE WHEN $5::text = 'r' OR ($5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $5::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $7::pg_lsn IS NULL THEN true WHEN $6::pg_lsn IS NULL THEN $7::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $6::pg_lsn > l.copy_lsn ELSE ($6::pg_lsn, $7::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."offer_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers",
@@ -37,10 +43,15 @@ WITH up AS (
 )
 SELECT true AS applied;
 
--- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-WITH old AS (
+-- unlink_sql, 6 parameters ($1 target id, $2 source topic, $3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, $6 copy LSN):
+WITH dec AS (
+    UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
+), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."offer_id"
@@ -69,10 +80,10 @@ WITH old AS (
 DELETE FROM "public"."visible_offers" AS t
 USING orphan AS o WHERE t."offer_id" = o."offer_id";
 
--- batch statement ($1 target id, $2 source topic, $3..$4 arrays of write_sql's $3..$4, $5 ord, $6 op):
+-- batch statement ($1 target id, $2 source topic, $3..$7 arrays of write_sql's $3..$7, $8 ord, $9 op):
 WITH i AS (
-    SELECT * FROM unnest($3::T3[], $4::T4[], $5::bigint[], $6::text[])
-        AS i(p3, p4, ord, op)
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::bigint[], $9::text[])
+        AS i(p3, p4, p5, p6, p7, ord, op)
 ), w AS (
     SELECT i.*, true AS ok, json_build_array(r."offer_id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."visible_offers", json_build_object('offer_id', i.p4)) AS r

@@ -1,7 +1,7 @@
 -- Generated from tests/unit/mapping/patients.json (topic clinic.public.patients).
 
 -- target patients/global_patients: table "public"."global_patients", connection clinic
--- write_sql, 15 parameters:
+-- write_sql, 18 parameters:
 --   $1 target id
 --   $2 source topic
 --   $3 source key (the message key text)
@@ -17,6 +17,9 @@
 --   $13 keep the stored "email" (unchanged TOASTed source value)
 --   $14 keep the stored "birth_date" (unchanged TOASTed source value)
 --   $15 keep the stored "notes" (unchanged TOASTed source value)
+--   $16 copy mode ('c', 'r' or NULL)
+--   $17 copy commit LSN
+--   $18 copy LSN
 WITH prev AS (
     SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_patients", l.vals) AS r
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
@@ -44,10 +47,13 @@ WITH prev AS (
       AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
-    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals, copy_commit, copy_lsn)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $17::pg_lsn, $18::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
-        DO UPDATE SET vals = EXCLUDED.vals
+        DO UPDATE SET vals = EXCLUDED.vals,
+            copies = l.copies + CASE WHEN $16::text = 'r' OR ($16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_patients",
@@ -71,10 +77,15 @@ WITH prev AS (
 )
 SELECT true AS applied;
 
--- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-WITH old AS (
+-- unlink_sql, 6 parameters ($1 target id, $2 source topic, $3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, $6 copy LSN):
+WITH dec AS (
+    UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
+), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."id"
@@ -123,10 +134,10 @@ WITH old AS (
 DELETE FROM "public"."global_patients" AS t
 USING orphan AS o WHERE t."id" = o."id";
 
--- batch statement ($1 target id, $2 source topic, $3..$15 arrays of write_sql's $3..$15, $16 ord, $17 op):
+-- batch statement ($1 target id, $2 source topic, $3..$18 arrays of write_sql's $3..$18, $19 ord, $20 op):
 WITH i AS (
-    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::T15[], $16::bigint[], $17::text[])
-        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, ord, op)
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::T15[], $16::T16[], $17::T17[], $18::T18[], $19::bigint[], $20::text[])
+        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, ord, op)
 ), w AS (
     SELECT i.*, true AS ok, json_build_array(r."id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_patients", json_build_object('id', i.p4)) AS r

@@ -1,7 +1,7 @@
 -- Generated from tests/unit/mapping/quoting.json (topic clinic.odd.schema.Tab"le).
 
 -- target quoting/odd: table "odd schema"."Tab""le", connection clinic
--- write_sql, 10 parameters:
+-- write_sql, 13 parameters:
 --   $1 target id
 --   $2 source topic
 --   $3 source key (the message key text)
@@ -12,6 +12,9 @@
 --   $8 a value inside of column "plain"
 --   $9 a value inside of column "plain"
 --   $10 keep the stored "plain" (unchanged TOASTed source value)
+--   $11 copy mode ('c', 'r' or NULL)
+--   $12 copy commit LSN
+--   $13 copy LSN
 WITH prev AS (
     SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", l.vals) AS r
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
@@ -36,10 +39,13 @@ WITH prev AS (
       AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
-    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals, copy_commit, copy_lsn)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $12::pg_lsn, $13::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
-        DO UPDATE SET vals = EXCLUDED.vals
+        DO UPDATE SET vals = EXCLUDED.vals,
+            copies = l.copies + CASE WHEN $11::text = 'r' OR ($11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
@@ -63,10 +69,15 @@ WITH prev AS (
 )
 SELECT true AS applied;
 
--- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-WITH old AS (
+-- unlink_sql, 6 parameters ($1 target id, $2 source topic, $3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, $6 copy LSN):
+WITH dec AS (
+    UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
+), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"

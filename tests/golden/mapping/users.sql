@@ -1,7 +1,7 @@
 -- Generated from tests/unit/mapping/users.json (topic clinic.public.users).
 
 -- target users/doctors: table "public"."global_doctors", connection clinic
--- write_sql, 14 parameters:
+-- write_sql, 17 parameters:
 --   $1 target id
 --   $2 source topic
 --   $3 source key (the message key text)
@@ -16,6 +16,9 @@
 --   $12 keep the stored "email" (unchanged TOASTed source value)
 --   $13 keep the stored "specialty" (unchanged TOASTed source value)
 --   $14 keep the stored "years" (unchanged TOASTed source value)
+--   $15 copy mode ('c', 'r' or NULL)
+--   $16 copy commit LSN
+--   $17 copy LSN
 WITH prev AS (
     SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", l.vals) AS r
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
@@ -42,10 +45,13 @@ WITH prev AS (
       AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
-    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals, copy_commit, copy_lsn)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $16::pg_lsn, $17::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
-        DO UPDATE SET vals = EXCLUDED.vals
+        DO UPDATE SET vals = EXCLUDED.vals,
+            copies = l.copies + CASE WHEN $15::text = 'r' OR ($15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -69,10 +75,15 @@ WITH prev AS (
 )
 SELECT true AS applied;
 
--- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-WITH old AS (
+-- unlink_sql, 6 parameters ($1 target id, $2 source topic, $3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, $6 copy LSN):
+WITH dec AS (
+    UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
+), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."id"
@@ -121,10 +132,10 @@ WITH old AS (
 DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
 
--- batch statement ($1 target id, $2 source topic, $3..$14 arrays of write_sql's $3..$14, $15 ord, $16 op):
+-- batch statement ($1 target id, $2 source topic, $3..$17 arrays of write_sql's $3..$17, $18 ord, $19 op):
 WITH i AS (
-    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::bigint[], $16::text[])
-        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, ord, op)
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::T15[], $16::T16[], $17::T17[], $18::bigint[], $19::text[])
+        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, ord, op)
 ), w AS (
     SELECT i.*, true AS ok, json_build_array(r."id"::text)::text AS target_key
     FROM i CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors", json_build_object('id', i.p4)) AS r
@@ -190,7 +201,7 @@ WITH i AS (
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
 
 -- target users/clinic_doctors: table "public"."clinic_doctors", connection clinic
--- write_sql, 8 parameters:
+-- write_sql, 11 parameters:
 --   $1 target id
 --   $2 source topic
 --   $3 source key (the message key text)
@@ -199,6 +210,9 @@ SELECT i.ord FROM w AS i WHERE NOT i.ok;
 --   $6 value of column "license"
 --   $7 value of column "deleted_at"
 --   $8 keep the stored "license" (unchanged TOASTed source value)
+--   $9 copy mode ('c', 'r' or NULL)
+--   $10 copy commit LSN
+--   $11 copy LSN
 WITH prev AS (
     SELECT r.* FROM dualsync.links AS l CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", l.vals) AS r
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text AND l.vals IS NOT NULL
@@ -224,10 +238,13 @@ WITH prev AS (
       AND l.target_key <> k.target_key
     RETURNING l.target_key
 ), link AS (
-    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals)
-    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals FROM k
+    INSERT INTO dualsync.links AS l (target, source_topic, source_key, target_key, vals, copy_commit, copy_lsn)
+    SELECT $1::text, $2::text, $3::text, k.target_key, k.vals, $10::pg_lsn, $11::pg_lsn FROM k
     ON CONFLICT (target, source_topic, source_key, target_key)
-        DO UPDATE SET vals = EXCLUDED.vals
+        DO UPDATE SET vals = EXCLUDED.vals,
+            copies = l.copies + CASE WHEN $9::text = 'r' OR ($9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
+            copy_commit = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
+            copy_lsn = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -251,10 +268,15 @@ WITH prev AS (
 )
 SELECT (EXISTS (SELECT 1 FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = $5) OR $5 IS NULL) AS applied;
 
--- unlink_sql, 3 parameters ($1 target id, $2 source topic, $3 source key):
-WITH old AS (
+-- unlink_sql, 6 parameters ($1 target id, $2 source topic, $3 source key, $4 copy mode ('d' or NULL), $5 copy commit LSN, $6 copy LSN):
+WITH dec AS (
+    UPDATE dualsync.links AS l SET copies = l.copies - 1, copy_commit = $5::pg_lsn, copy_lsn = $6::pg_lsn
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND $4::text = 'd' AND l.copies > 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END
+), old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
+      AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
