@@ -1580,7 +1580,10 @@ static bool fail_with_problems(const ds_buf_t *problems, int nproblems, char *er
     cut = 0;
     for (size_t i = 0; i < problems->len; i++) {
         if (problems->data[i] == '\n') {
-            snprintf(tail, sizeof(tail), "\n(and %d more problems)", nproblems - shown - 1);
+            /* Room for the tail as it will read: a shorter one would let a line in that
+             * the real tail then pushes out, and every line with it. */
+            snprintf(tail, sizeof(tail), "\n(%d problems; the first %d shown)", nproblems,
+                     shown + 1);
             if (i + strlen(tail) >= errstr_size)
                 break;
             cut = i;
