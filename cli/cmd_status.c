@@ -20,6 +20,7 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: dualsync status --config FILE [--json] [--watch [SECONDS]]\n"
             "                       [--max-lag-messages N] [--max-retained-wal BYTES]\n"
+            "                       [--max-seconds-behind S]\n"
             "\n"
             "Shows where the migration stands, asking PostgreSQL and Kafka directly (it works\n"
             "while capture and apply are down). What it shows depends on the file:\n"
@@ -29,10 +30,12 @@ static void usage(FILE *out)
             "                   'dualsync backfill --table' runs;\n"
             "  with \"targets\" and \"mappings\": per partition of every mapped topic, the next\n"
             "                   offset apply.group_id stored in each target database against\n"
-            "                   the topic's end (the lag in messages); rows waiting in\n"
-            "                   dualsync.pending (and the oldest one's age); dead-letter\n"
-            "                   records in dualsync.dead_letters and messages in the\n"
-            "                   dead-letter topic.\n"
+            "                   the topic's end (the lag in messages), and how long ago the\n"
+            "                   source committed the oldest change not applied yet (seconds\n"
+            "                   behind: 0 when nothing lags, even on idle tables); rows in\n"
+            "                   dualsync.pending waiting for a parent (and the oldest one's\n"
+            "                   age); dead-letter records in dualsync.dead_letters and\n"
+            "                   messages in the dead-letter topic.\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE           configuration file (see docs/configuration.md)\n"
@@ -42,6 +45,8 @@ static void usage(FILE *out)
             "      --max-lag-messages N    unhealthy when a partition lags more than N\n"
             "      --max-retained-wal BYTES  unhealthy when the slot retains more WAL\n"
             "                              (a number of bytes, or with kB, MB, GB, TB)\n"
+            "      --max-seconds-behind S  unhealthy when a target database is more than S\n"
+            "                              seconds behind the source\n"
             "  -l, --log-level LEVEL       debug, info, warning or error (overrides log_level)\n"
             "      --log-format FORMAT     text (default) or json (one object per line)\n"
             "  -h, --help                  show this help\n"
@@ -100,20 +105,24 @@ static void wait_interrupted(int seconds)
 
 int ds_cli_status(int argc, char **argv)
 {
-    enum { OPT_JSON = 256, OPT_MAX_LAG, OPT_MAX_WAL };
+    enum { OPT_JSON = 256, OPT_MAX_LAG, OPT_MAX_WAL, OPT_MAX_BEHIND };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, OPT_JSON},
         {"watch", optional_argument, NULL, 'w'},
         {"max-lag-messages", required_argument, NULL, OPT_MAX_LAG},
         {"max-retained-wal", required_argument, NULL, OPT_MAX_WAL},
+        {"max-seconds-behind", required_argument, NULL, OPT_MAX_BEHIND},
         {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    ds_status_options_t opt = {
-        .json = false, .max_lag_messages = -1, .max_retained_wal = -1, .timeout_ms = 10000};
+    ds_status_options_t opt = {.json = false,
+                               .max_lag_messages = -1,
+                               .max_retained_wal = -1,
+                               .max_seconds_behind = -1,
+                               .timeout_ms = 10000};
     const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
     ds_status_t *status;
@@ -159,6 +168,18 @@ int ds_cli_status(int argc, char **argv)
                 return DS_STATUS_EXIT_CONFIG;
             }
             opt.max_lag_messages = n;
+            break;
+        case OPT_MAX_BEHIND:
+            errno = 0;
+            n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || n < 0 || errno) {
+                fprintf(stderr,
+                        "dualsync status: --max-seconds-behind: expected whole seconds (0 or "
+                        "more), got \"%s\"\n",
+                        optarg);
+                return DS_STATUS_EXIT_CONFIG;
+            }
+            opt.max_seconds_behind = n;
             break;
         case OPT_MAX_WAL:
             opt.max_retained_wal = parse_bytes(optarg);

@@ -340,6 +340,84 @@ static int64_t stored_offset(PGresult *offsets, const char *topic, int64_t parti
     return -1;
 }
 
+/* The source commit time (ms since the epoch) of a Debezium change event, or -1. */
+static int64_t commit_ms(const char *value, size_t len)
+{
+    json_t *doc = json_loadb(value, len, 0, NULL);
+    json_t *payload = json_object_get(doc, "payload"); /* with a schema envelope */
+    json_t *ts = json_object_get(json_object_get(payload ? payload : doc, "source"), "ts_ms");
+    int64_t ms = json_is_integer(ts) ? json_integer_value(ts) : -1;
+
+    json_decref(doc);
+    return ms;
+}
+
+/*
+ * Seconds since the source committed the oldest change @p db has not applied: the first
+ * message at each lagging partition's next offset (@p parts), read from Kafka. 0 when nothing
+ * lags, so that it does not freeze at a stale value while the tables are idle. NULL when
+ * Kafka did not answer in time (a problem says so).
+ */
+static json_t *seconds_behind(ds_status_t *status, const char *db, ds_topic_partition_t *parts,
+                              int nparts)
+{
+    int64_t deadline = ds_now_us() + (int64_t)status->opt.timeout_ms * 1000, oldest = -1;
+    bool *done = NULL;
+    ds_consumer_t *c;
+    char errstr[1024];
+    int left = nparts;
+
+    if (nparts == 0)
+        return json_integer(0);
+    if (!(c = consumer(status)))
+        return json_null();
+    if (!ds_consumer_assign(c, parts, nparts, errstr, sizeof(errstr)) ||
+        !(done = calloc((size_t)nparts, sizeof(*done)))) {
+        problem(status, "Kafka: %s", done ? errstr : "out of memory");
+        return json_null();
+    }
+    while (left > 0 && ds_now_us() < deadline) {
+        ds_kafka_msg_t msg = {0};
+        ds_consumer_poll_result_t r = ds_consumer_poll(c, 200, &msg, errstr, sizeof(errstr));
+        int i;
+
+        if (r == DS_CONSUMER_FAILED) {
+            problem(status, "Kafka: %s", errstr);
+            break;
+        }
+        if (r == DS_CONSUMER_NOTHING)
+            continue;
+        for (i = 0; i < nparts; i++) {
+            if (!done[i] && parts[i].partition == msg.partition &&
+                strcmp(parts[i].topic, msg.topic) == 0)
+                break;
+        }
+        /* A tombstone carries no source time: the delete event before it did, or the next
+         * message will. */
+        if (i < nparts && (r == DS_CONSUMER_EOF || msg.value)) {
+            int64_t ms = r == DS_CONSUMER_EOF ? -1 : commit_ms(msg.value, msg.value_len);
+
+            if (ms >= 0 && (oldest < 0 || ms < oldest))
+                oldest = ms;
+            done[i] = true;
+            left--;
+        }
+        if (r == DS_CONSUMER_MESSAGE)
+            ds_consumer_release(&msg);
+    }
+    free(done);
+    if (left > 0) {
+        problem(status,
+                "Kafka: the oldest unapplied messages of target database \"%s\" could not be "
+                "read within %d ms",
+                db, status->opt.timeout_ms);
+        return json_null();
+    }
+    if (oldest < 0)
+        return json_integer(0);
+    return json_integer(ds_now_us() / 1000 > oldest ? (ds_now_us() / 1000 - oldest) / 1000 : 0);
+}
+
 /* One target database: its partitions' lag (appended to @p lags), pending rows, dead-letter
  * records. @p ends holds every mapped topic's watermarks, or is NULL when Kafka failed. */
 static json_t *report_database(ds_status_t *status, const char *db, const json_t *ends,
@@ -350,6 +428,9 @@ static json_t *report_database(ds_status_t *status, const char *db, const json_t
     json_t *out = json_object();
     PGresult *offsets = NULL, *r;
     char what[256];
+    ds_topic_partition_t *lagging = calloc(json_array_size(ends) + 1, sizeof(*lagging));
+    int nlagging = 0;
+    json_t *behind;
     PGconn *conn;
     int exists;
     size_t i;
@@ -358,8 +439,10 @@ static json_t *report_database(ds_status_t *status, const char *db, const json_t
     json_object_set_new(out, "name", json_string(db));
     snprintf(what, sizeof(what), "target database \"%s\"", db);
     conn = connect_db(status, ds_config_target_conninfo(config, db), what);
-    if (!conn) {
-        json_object_set_new(out, "reachable", json_false());
+    if (!conn || !lagging) {
+        json_object_set_new(out, "reachable", json_boolean(conn != NULL));
+        PQfinish(conn);
+        free(lagging);
         return out;
     }
     json_object_set_new(out, "reachable", json_true());
@@ -395,6 +478,8 @@ static json_t *report_database(ds_status_t *status, const char *db, const json_t
         json_object_set_new(p, "high_watermark", json_integer(high));
         json_object_set_new(p, "lag_messages", json_integer(lag));
         json_array_append_new(lags, p);
+        if (lag > 0)
+            lagging[nlagging++] = (ds_topic_partition_t){topic, (int32_t)partition, from};
         if (status->opt.max_lag_messages >= 0 && lag > status->opt.max_lag_messages)
             problem(status,
                     "apply group \"%s\" in target database \"%s\" is %" PRId64
@@ -404,6 +489,16 @@ static json_t *report_database(ds_status_t *status, const char *db, const json_t
                     status->opt.max_lag_messages);
     }
     PQclear(offsets);
+    behind = ends ? seconds_behind(status, db, lagging, nlagging) : json_null();
+    free(lagging);
+    if (status->opt.max_seconds_behind >= 0 && json_is_integer(behind) &&
+        json_integer_value(behind) > status->opt.max_seconds_behind)
+        problem(status,
+                "target database \"%s\" is %" JSON_INTEGER_FORMAT
+                " s behind the source (the oldest change not applied yet was committed that long "
+                "ago), more than --max-seconds-behind %" PRId64,
+                db, json_integer_value(behind), status->opt.max_seconds_behind);
+    json_object_set_new(out, "seconds_behind", behind);
 
     snprintf(what, sizeof(what), "reading dualsync.pending in target database \"%s\"", db);
     exists = table_exists(status, conn, "dualsync.pending", what);
@@ -564,6 +659,9 @@ static void print_text(const json_t *doc, FILE *out)
                 fprintf(out, "unreachable\n");
                 continue;
             }
+            if (json_is_integer(json_object_get(v, "seconds_behind")))
+                fprintf(out, "%" JSON_INTEGER_FORMAT " s behind the source, ",
+                        json_integer_value(json_object_get(v, "seconds_behind")));
             if (json_is_integer(pending))
                 fprintf(out, "%" JSON_INTEGER_FORMAT " pending rows", json_integer_value(pending));
             else

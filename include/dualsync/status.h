@@ -19,6 +19,8 @@ typedef struct ds_status_options {
     bool json;                /* one JSON document instead of the text view */
     int64_t max_lag_messages; /* unhealthy when a partition lags more; -1: no threshold */
     int64_t max_retained_wal; /* unhealthy when the slot retains more bytes; -1: none */
+    int64_t max_seconds_behind; /* unhealthy when a target database's oldest unapplied change
+                                 * was committed longer ago; -1: none */
     int timeout_ms;           /* how long one Kafka request may take */
 } ds_status_options_t;
 

@@ -4,7 +4,8 @@ letters, read from PostgreSQL and Kafka directly (so it answers while the daemon
   - with capture and apply running and a write load, every partition's lag is 0 once apply
     has caught up, and status exits 0; --watch repeats the view until SIGINT;
   - with apply stopped and more writes, the lag is exactly the number of new messages, and
-    --max-lag-messages 0 makes it exit 1 naming the partition;
+    --max-lag-messages 0 makes it exit 1 naming the partition; seconds behind (the age of the
+    oldest unapplied change, 0 when caught up) grows, and --max-seconds-behind 1 exits 1;
   - with capture stopped the slot is inactive (exit 1, named) and the WAL it retains grows
     as the source writes more;
   - a bad configuration or option exits 2.
@@ -14,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import dstest
 
@@ -90,6 +92,7 @@ class StatusTest(dstest.ApplyTestCase):
         db = doc["databases"][0]
         self.assertEqual((db["name"], db["pending_rows"], db["dead_letter_records"]),
                          ("newdb", 0, 0))
+        self.assertEqual(db["seconds_behind"], 0)
         self.assertEqual(doc["dead_letter_topic"]["topic"], self.config.dlq_topic)
         self.assertEqual(doc["dead_letter_topic"]["messages"], 0)
 
@@ -111,6 +114,7 @@ class StatusTest(dstest.ApplyTestCase):
 
         # ---- apply stopped: the new messages are the lag --------------------------------------
         self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
+        committed = time.time()
         self.psql(insert_people(1000, 7))
         dstest.wait_for(
             lambda: sum(dstest.end_offsets([self.topic]).values()) == 57,
@@ -124,6 +128,21 @@ class StatusTest(dstest.ApplyTestCase):
         self.assertTrue(any("--max-lag-messages 0" in p and self.topic in p
                             for p in doc["problems"]), doc["problems"])
         rc, doc = self.status("--max-lag-messages", "7")
+        self.assertEqual(rc, 0, doc)
+
+        # Seconds behind: how long ago the oldest unapplied change was committed, so it grows
+        # while apply is stopped (and was exactly 0 above, when nothing lagged).
+        def behind():
+            rc, doc = self.status()
+            return doc["databases"][0]["seconds_behind"]
+
+        dstest.wait_for(lambda: behind() >= 2, timeout=30, what="seconds behind to reach 2")
+        self.assertLessEqual(behind(), time.time() - committed + 1)
+        rc, doc = self.status("--max-seconds-behind", "1")
+        self.assertEqual(rc, 1, doc)
+        self.assertTrue(any('target database "newdb"' in p and "--max-seconds-behind 1" in p
+                            for p in doc["problems"]), doc["problems"])
+        rc, doc = self.status("--max-seconds-behind", "3600")
         self.assertEqual(rc, 0, doc)
 
         # ---- capture stopped: the slot is inactive and holds ever more WAL ---------------------
@@ -182,6 +201,7 @@ class StatusConfigErrorTest(dstest.ServicesTestCase):
 
         good = self.capture_config(["public.t"])
         for option in (["--max-lag-messages", "many"], ["--max-retained-wal", "2 potatoes"],
+                       ["--max-seconds-behind", "-1"],
                        ["--watch=0"], ["--no-such-option"]):
             proc = self.run_status("--config", good.path, *option)
             self.assertEqual(proc.returncode, 2, (option, proc.stderr))
