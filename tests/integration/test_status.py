@@ -96,6 +96,20 @@ class StatusTest(dstest.ApplyTestCase):
         self.assertEqual(doc["dead_letter_topic"]["topic"], self.config.dlq_topic)
         self.assertEqual(doc["dead_letter_topic"]["messages"], 0)
 
+        # A file with one side shows that side alone.
+        proc = dstest.run_dualsync(["status", "--config", self.capture_cfg.path, "--json"])
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        doc = json.loads(proc.stdout)
+        self.assertTrue(doc["slot"]["active"])
+        self.assertNotIn("partitions", doc)
+        apply_only = self.apply_config({"newdb": self.newdb}, [PEOPLE_MAPPING],
+                                       self.capture_cfg.topic_prefix)
+        proc = dstest.run_dualsync(["status", "--config", apply_only.path, "--json"])
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        doc = json.loads(proc.stdout)
+        self.assertNotIn("slot", doc)
+        self.assertEqual(sum(self.topic_lags(doc)), 0)
+
         # --watch on a pipe: plain repeated documents until SIGINT, then the last status.
         out_path = os.path.join(self.work_dir, f"{self._test_slug}-watch.out")
         with open(out_path, "wb") as out:
