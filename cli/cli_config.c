@@ -31,6 +31,8 @@ static bool check_kafka(const ds_config_t *config, unsigned uses, char *errstr,
     return ok;
 }
 
+const char *ds_cli_log_format;
+
 bool ds_cli_load_config(const char *command, const char *config_path, unsigned uses,
                         const char *log_level, ds_config_t **config)
 {
@@ -56,5 +58,13 @@ bool ds_cli_load_config(const char *command, const char *config_path, unsigned u
         *config = NULL;
         return false;
     }
+    if (!ds_log_set_format(ds_cli_log_format ? ds_cli_log_format : (*config)->log_format)) {
+        fprintf(stderr, "dualsync %s: --log-format: unknown format \"%s\" (text, json)\n",
+                command, ds_cli_log_format);
+        ds_config_free(*config);
+        *config = NULL;
+        return false;
+    }
+    ds_log_set_process(command);
     return true;
 }

@@ -28,6 +28,7 @@ static void usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
+            "      --log-format FORMAT text (default) or json (one object per line)\n"
             "  -h, --help             show this help\n"
             "\n"
             "SIGINT/SIGTERM: commit the batch being read, leave the consumer group, exit 0.\n"
@@ -47,6 +48,7 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'F'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -60,6 +62,9 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
         switch (c) {
         case 'c':
             config_path = optarg;
+            break;
+        case 'F':
+            ds_cli_log_format = optarg;
             break;
         case 'l':
             log_level = optarg;

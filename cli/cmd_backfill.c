@@ -55,6 +55,7 @@ static void usage(FILE *out)
         "      --confirm-timeout-ms MS how long a chunk waits for capture to confirm it\n"
         "                              (default %d)\n"
         "  -l, --log-level LEVEL       debug, info, warning or error (overrides log_level)\n"
+        "      --log-format FORMAT     text (default) or json (one object per line)\n"
         "  -h, --help                  show this help\n"
         "\n"
         "Progress (rows done/total, rate, ETA) goes to stderr: a bar on a terminal, log\n"
@@ -84,6 +85,7 @@ int ds_cli_backfill(int argc, char **argv)
         {"restart", no_argument, NULL, 'r'},
         {"confirm-timeout-ms", required_argument, NULL, 'T'},
         {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -126,6 +128,9 @@ int ds_cli_backfill(int argc, char **argv)
                         optarg);
                 return DS_EXIT_USAGE;
             }
+            break;
+        case 'F':
+            ds_cli_log_format = optarg;
             break;
         case 'l':
             log_level = optarg;

@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
+            "      --log-format FORMAT text (default) or json (one object per line)\n"
             "  -h, --help             show this help\n"
             "\n"
             "Passwords: use PGPASSWORD, PGSERVICE or ~/.pgpass rather than the conninfo.\n"
@@ -43,6 +44,7 @@ int ds_cli_capture(int argc, char **argv)
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -55,6 +57,9 @@ int ds_cli_capture(int argc, char **argv)
         switch (c) {
         case 'c':
             config_path = optarg;
+            break;
+        case 'F':
+            ds_cli_log_format = optarg;
             break;
         case 'l':
             log_level = optarg;

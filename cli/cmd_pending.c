@@ -33,6 +33,7 @@ static void usage(FILE *out)
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
+            "      --log-format FORMAT text (default) or json (one object per line)\n"
             "      --json             one JSON object per line\n"
             "  -h, --help             show this help\n"
             "\n"

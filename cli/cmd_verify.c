@@ -35,6 +35,7 @@ static void usage(FILE *out)
             "      --json             one JSON document instead of the table\n"
             "  -t, --timeout-ms N     how long to wait for capture and apply (default 60000)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
+            "      --log-format FORMAT text (default) or json (one object per line)\n"
             "  -h, --help             show this help\n"
             "\n"
             "Exit status: 0 when every target matches, 1 when any differs, 2 on a usage,\n"
@@ -48,6 +49,7 @@ int ds_cli_verify(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"timeout-ms", required_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -77,6 +79,9 @@ int ds_cli_verify(int argc, char **argv)
                 return DS_VERIFY_EXIT_SETUP;
             }
             opt.timeout_ms = (int)timeout;
+            break;
+        case 'F':
+            ds_cli_log_format = optarg;
             break;
         case 'l':
             log_level = optarg;

@@ -72,6 +72,7 @@ static bool same_table(const char *a, const char *b);
 static bool valid_topic_prefix(const char *text);
 static bool valid_nonempty(const char *text);
 static bool valid_log_level(const char *text);
+static bool valid_log_format(const char *text);
 static bool same_string(const char *a, const char *b);
 static bool valid_group_id(const char *text);
 static bool valid_on_error(const char *text);
@@ -203,6 +204,14 @@ static const setting_t settings[] = {
      .expected = "one of \"debug\", \"info\", \"warning\", \"error\"",
      .offset = offsetof(ds_config_t, log_level),
      .description = "least severe level logged"},
+    {.path = "log_format",
+     .type = SETTING_STRING,
+     .default_string = "text",
+     .valid = valid_log_format,
+     .expected = "\"text\" or \"json\"",
+     .offset = offsetof(ds_config_t, log_format),
+     .description = "log lines as text, or as one JSON object each (ts, level, process, "
+                    "message)"},
     {.path = "targets",
      .type = SETTING_TARGETS,
      .required = true,
@@ -522,6 +531,11 @@ static bool valid_log_level(const char *text)
             return true;
     }
     return false;
+}
+
+static bool valid_log_format(const char *text)
+{
+    return strcmp(text, "text") == 0 || strcmp(text, "json") == 0;
 }
 
 bool ds_config_kafka_name_is_secret(const char *name)

@@ -394,6 +394,24 @@ bool ds_consumer_assign_all(ds_consumer_t *consumer, const char *topic, int time
     return true;
 }
 
+bool ds_consumer_assign(ds_consumer_t *consumer, const ds_topic_partition_t *parts, int nparts,
+                        char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *list =
+        rd_kafka_topic_partition_list_new(nparts > 0 ? nparts : 1);
+    rd_kafka_resp_err_t err;
+
+    for (int i = 0; i < nparts; i++)
+        rd_kafka_topic_partition_list_add(list, parts[i].topic, parts[i].partition)->offset =
+            parts[i].offset;
+    err = rd_kafka_assign(consumer->rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err)
+        return ds_fail(errstr, errstr_size, "cannot assign %d partitions: %s", nparts,
+                       rd_kafka_err2str(err));
+    return true;
+}
+
 bool ds_consumer_watermarks(ds_consumer_t *consumer, const char *topic, int32_t partition,
                             int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                             size_t errstr_size)

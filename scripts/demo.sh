@@ -9,8 +9,9 @@
 # 43 appointments, reservations with free-text preferred times, offers) and the new schema,
 # starts `dualsync capture` (which backfills the existing rows from a consistent snapshot,
 # then streams) and `dualsync apply` (the mappings of mappings/clinic/), runs a write load
-# on the legacy tables while printing the lag, then runs `dualsync verify` and lists the
-# dead letters (the reservations whose preferred time cannot be parsed, for manual review).
+# on the legacy tables while printing the lag, then runs `dualsync verify`, lists the
+# dead letters (the reservations whose preferred time cannot be parsed, for manual review)
+# and shows `dualsync status` with every partition's lag at 0.
 # Nothing is left running when it ends, or when interrupted.
 #
 # DS_DEMO_LOAD_SECONDS sets how long the write load runs (default 15).
@@ -154,6 +155,14 @@ sql -At -c "SELECT format('  global patients: %s for %s legacy patients (one per
 
 say "dead letters for manual review (dualsync dlq list)"
 "$dualsync" dlq list --config "$svc/clinic.json" 2> "$svc/dlq.log" | sed 's/^/  /'
+
+say "dualsync status: the slot, every partition's lag (0: all applied), pending rows, dead letters"
+status=0
+"$dualsync" status --config "$svc/clinic.json" --max-lag-messages 0 2> "$svc/status.log" \
+    | sed 's/^/  /' || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+    echo "status exited with status $status"; sed 's/^/  /' "$svc/status.log"; exit 1
+fi
 
 say "stopping apply and capture (SIGTERM: finish, confirm, exit 0)"
 for pid in "${pids[@]:0:2}"; do

@@ -59,7 +59,8 @@ typedef struct ds_config {
     char *snapshot_mode;                  /* "initial" (default): backfill the existing rows
                                            * when the slot is created; "never" */
 
-    char *log_level; /* "debug", "info" (default), "warning", "error" */
+    char *log_level;  /* "debug", "info" (default), "warning", "error" */
+    char *log_format; /* "text" (default) or "json": one JSON object per line */
 
     /* "targets": the databases apply writes, name -> conninfo, in file order */
     char **target_names;     /* keys of "targets" (what a mapping's "connection" names) */

@@ -102,6 +102,13 @@ bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int tim
                              ds_topic_partition_t **end, int *nend, char *errstr,
                              size_t errstr_size) DS_MUST_CHECK;
 
+/**
+ * @brief Reader: reads exactly @p parts, each from its offset (replacing what was assigned),
+ *        for a look at a few messages (dualsync status reads the oldest unapplied one).
+ */
+bool ds_consumer_assign(ds_consumer_t *consumer, const ds_topic_partition_t *parts, int nparts,
+                        char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
 /** @brief The first offset still in a partition (the low watermark) and the one after its
  *         last message (the high watermark). */
 bool ds_consumer_watermarks(ds_consumer_t *consumer, const char *topic, int32_t partition,

@@ -114,6 +114,7 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_INT(c->max_inflight_messages, 100000);
     DS_CHECK_INT(c->shutdown_timeout_ms, 30000);
     DS_CHECK_STR(c->log_level, "info");
+    DS_CHECK_STR(c->log_format, "text");
     ds_config_free(c);
 }
 
