@@ -147,7 +147,9 @@ say "dualsync verify: are the new tables exactly what the mappings give from the
 status=0
 "$dualsync" verify --config "$svc/clinic.json" --timeout-ms 120000 2> "$svc/verify.log" || status=$?
 if [ "$status" -ne 0 ]; then
-    echo "verify exited with status $status"; sed 's/^/  /' "$svc/verify.log"; exit 1
+    echo "verify exited with status $status"; sed 's/^/  /' "$svc/verify.log"
+    echo "last lines of apply's log:"; tail -n 40 "$svc/apply.log" | sed 's/^/  /'
+    exit 1
 fi
 sql -At -c "SELECT format('  appointments with clinicDoctorId and clinicPatientId: %s of %s', count(*) FILTER (WHERE \"clinicDoctorId\" IS NOT NULL AND \"clinicPatientId\" IS NOT NULL), count(*)) FROM appointments"
 sql -At -c "SELECT format('  (%s appointments are with a user who is no longer a doctor: they wait in dualsync.pending for a clinic doctor profile)', count(*)) FROM appointments a JOIN users u ON u.id = a.\"doctorId\" WHERE u.role <> 'DOCTOR'"
