@@ -1106,6 +1106,8 @@ int ds_capture_run(const ds_config_t *config)
                     break;
                 }
                 end_session(&c);
+                /* What /healthz reports while the source is away. */
+                snprintf(c.error, sizeof(c.error), "%s", errstr);
                 ds_warning("%s; retrying in %d ms", errstr, backoff_ms * 2);
                 backoff_ms = backoff_ms * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS
                                                                       : backoff_ms * 2;
