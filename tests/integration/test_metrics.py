@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 
 import dstest
+from test_apply_changes import PEOPLE_QUERY, ApplyPeopleCase, PeopleModel
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -342,6 +343,91 @@ class CaptureMetricsTest(MetricsTestCase):
         status, err = run(["capture", "--config", cfg.path])
         self.assertEqual(status, 2, err)
         self.assertIn("$.capture.metrics_address", err)
+
+
+
+def scrape(port):
+    """{(name, frozenset(labels)): value} of the endpoint's /metrics, or None if it does not
+    answer (yet)."""
+    try:
+        status, body, _ = http_get(port, "/metrics", timeout=5)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    out = {}
+    for line in body.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = frozenset(tuple(kv.split("=", 1)) for kv in labels.rstrip("}").split(",") if kv)
+        out[(name, pairs)] = float(value)
+    return out
+
+
+def total(metrics, name):
+    return sum(v for (n, _), v in metrics.items() if n == name)
+
+
+class ApplyMetricsTest(ApplyPeopleCase):
+    """Apply's metrics while it applies a backlog, scraped by Prometheus and directly."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.apply_port = free_port()
+        cls.prometheus = Prometheus({"apply": f"127.0.0.1:{cls.apply_port}"})
+        cls.addClassCleanup(cls.prometheus.stop)
+
+    def test_lag_and_seconds_behind_grow_while_stopped_and_return_to_zero(self):
+        model = PeopleModel(seed=97)
+        cfg = self.people_apply_config(batch_max_messages=10,
+                                       metrics_address=f"127.0.0.1:{self.apply_port}")
+        apply = self.start_apply(cfg)
+        self.psql(model.transactions(count=5, size=20))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=60)
+        p = self.prometheus
+        dstest.wait_for(lambda: p.value('sum(dualsync_apply_consumer_lag_messages)') == 0 and
+                        p.value('dualsync_apply_seconds_behind_source{target="newdb"}') == 0,
+                        30, "Prometheus to see apply caught up")
+        self.assertGreater(p.value('dualsync_apply_rows_written_total{target="newdb"}'), 0)
+        self.assertGreater(p.value('dualsync_apply_end_to_end_seconds_count'), 0)
+        self.assertGreater(p.value('dualsync_apply_batches_total'), 0)
+        self.assertGreaterEqual(p.value('dualsync_apply_rebalances_total'), 1)
+        self.assertEqual(p.value('dualsync_apply_pending_rows{target="newdb"}'), 0)
+        apply.stop()
+
+        # A backlog while apply is stopped, older than 3 s when apply comes back.
+        self.psql(model.transactions(count=100, size=20))
+        written = time.time()
+        lsn = dstest.current_wal_lsn()
+        dstest.wait_for(lambda: dstest.lsn_to_int(dstest.slot_info(
+            self.capture_cfg.slot)["confirmed_flush_lsn"]) >= dstest.lsn_to_int(lsn), 60,
+            "capture to publish the backlog")
+        dstest.wait_for(lambda: time.time() - written > 3, 10, "the backlog to be 3 s old")
+        apply = self.start_apply(cfg, wait_ready=False)
+        seen_lag, seen_behind = 0, 0
+
+        def caught_up():
+            nonlocal seen_lag, seen_behind
+            m = scrape(self.apply_port)
+            if not m:
+                return False
+            lag = total(m, "dualsync_apply_consumer_lag_messages")
+            behind = total(m, "dualsync_apply_seconds_behind_source")
+            seen_lag, seen_behind = max(seen_lag, lag), max(seen_behind, behind)
+            return seen_lag > 0 and lag == 0 and behind == 0 and \
+                ("dualsync_apply_consumer_lag_messages" in {n for n, _ in m})
+
+        dstest.wait_for(caught_up, 120, "apply to catch up with its backlog", interval=0.05)
+        self.assertGreater(seen_lag, 0)
+        self.assertGreaterEqual(seen_behind, 3, "seconds behind did not show the backlog's age")
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=60)
+        dstest.wait_for(lambda: p.value('sum(dualsync_apply_consumer_lag_messages)') == 0 and
+                        p.value('dualsync_apply_seconds_behind_source{target="newdb"}') == 0,
+                        30, "Prometheus to see apply caught up again")
+        apply.stop()
 
 
 if __name__ == "__main__":
