@@ -101,6 +101,7 @@ typedef struct capture {
     ds_series_t *m_source_connected, *m_kafka_connected;
     ds_series_t *m_latency;        /* commit to acknowledgement, seconds */
     ds_series_t *m_slot_retained, *m_slot_lag;
+    ds_metric_t *m_backfill_done, *m_backfill_total; /* table */
     char health[256];
 } capture_t;
 
@@ -642,6 +643,12 @@ static bool start_metrics(capture_t *c, const char *address, char *errstr, size_
     c->m_slot_lag = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_slot_confirmed_lag_bytes",
         "pg_current_wal_lsn() - confirmed_flush_lsn of the replication slot.", NULL));
+    c->m_backfill_done = ds_metrics_gauge(
+        m, "dualsync_capture_backfill_rows_done",
+        "Rows the initial backfill has read from the table (in this run).", "table");
+    c->m_backfill_total = ds_metrics_gauge(
+        m, "dualsync_capture_backfill_rows_total",
+        "Rows the initial backfill reads from the table (counted under its snapshot).", "table");
     ds_metrics_on_collect(m, collect, c);
     watch_inflight(c);
     if (!(c->http = ds_metrics_http_start(address, m, health, c, errstr, errstr_size)))
@@ -760,6 +767,8 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     bopt.yield = backfill_yield;
     bopt.ctx = c;
     bopt.progress_bar = isatty(STDERR_FILENO);
+    bopt.rows_done = c->m_backfill_done;
+    bopt.rows_total = c->m_backfill_total;
 
     seq = c->tx_seq = ds_inflight_begin(c->inflight);
     result = ds_backfill_run(&bopt, &stats, errstr, errstr_size);

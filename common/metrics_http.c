@@ -300,7 +300,8 @@ void ds_metrics_http_attach_ev(ds_metrics_http_t *http, struct ev_loop *loop)
 void ds_metrics_http_wait(ds_metrics_http_t *http, int timeout_ms)
 {
     struct pollfd pfd;
-    int ms;
+    int wait_ms = timeout_ms, own_ms;
+    bool own_due = false;
 
     if (!http) {
         if (timeout_ms > 0) {
@@ -310,14 +311,17 @@ void ds_metrics_http_wait(ds_metrics_http_t *http, int timeout_ms)
         }
         return;
     }
-    ms = next_timeout_ms(http);
-    if (ms < 0 || ms > timeout_ms)
-        ms = timeout_ms;
+    /* libmicrohttpd's own deadline (a connection timing out) needs a run when it passes,
+     * readable or not. */
+    own_ms = next_timeout_ms(http);
+    if (own_ms >= 0 && own_ms <= timeout_ms) {
+        wait_ms = own_ms;
+        own_due = true;
+    }
     pfd.fd = http->epoll_fd;
     pfd.events = POLLIN;
     pfd.revents = 0;
-    /* A timeout of libmicrohttpd's own (ms < timeout_ms) also needs a run, readable or not. */
-    if (poll(&pfd, 1, ms) > 0 || ms < timeout_ms || timeout_ms == 0)
+    if (poll(&pfd, 1, wait_ms) > 0 || own_due)
         MHD_run(http->daemon);
 }
 

@@ -190,6 +190,8 @@ class MetricsTestCase(dstest.ApplyTestCase):
 class CaptureMetricsTest(MetricsTestCase):
 
     def test_seconds_behind_stays_zero_on_idle_tables(self):
+        # Rows before the slot exists: the initial backfill reads them.
+        self.psql("INSERT INTO items SELECT g, 'old' FROM generate_series(1000, 1006) g")
         cfg, cap = self.start_metrics_capture()
         self.wait_scraped("capture")
         for i in range(20):
@@ -197,8 +199,12 @@ class CaptureMetricsTest(MetricsTestCase):
         self.psql("UPDATE items SET note = 'x' WHERE id < 5")
         p = self.prometheus
         dstest.wait_for(
-            lambda: p.value('sum(dualsync_capture_messages_acknowledged_total)') == 25, 30,
-            "Prometheus to see the 25 acknowledged messages")
+            lambda: p.value('sum(dualsync_capture_messages_acknowledged_total)') == 32, 30,
+            "Prometheus to see the 32 acknowledged messages")
+        self.assertEqual(p.value(
+            'dualsync_capture_changes_total{table="public.items",op="r"}'), 7)
+        self.assertEqual(p.value('dualsync_capture_backfill_rows_total{table="public.items"}'), 7)
+        self.assertEqual(p.value('dualsync_capture_backfill_rows_done{table="public.items"}'), 7)
         self.assertEqual(p.value(
             'dualsync_capture_changes_total{table="public.items",op="c"}'), 20)
         self.assertEqual(p.value(
