@@ -586,7 +586,7 @@ static const char *health(void *ctx)
     apply_t *ap = ctx;
 
     for (int db = 0; db < ap->ndbs; db++) {
-        if (ap->dbs && ap->dbs[db] && !ds_applier_connected(ap->dbs[db])) {
+        if (ap->dbs && ap->dbs[db] && !ds_applier_probe(ap->dbs[db])) {
             snprintf(ap->health, sizeof(ap->health), "target \"%s\" is not connected",
                      ds_applier_name(ap->dbs[db]));
             return ap->health;

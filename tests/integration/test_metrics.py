@@ -435,6 +435,30 @@ class ApplyMetricsTest(ApplyPeopleCase):
                         30, "Prometheus to see apply caught up again")
         apply.stop()
 
+    def test_healthz_is_503_while_postgresql_is_stopped(self):
+        model = PeopleModel(seed=5)
+        cfg = self.people_apply_config(metrics_address=f"127.0.0.1:{self.apply_port}")
+        apply = self.start_apply(cfg)
+        self.psql(model.transactions(count=1, size=5))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=60)
+        self.assertEqual(http_get(self.apply_port, "/healthz")[:2], (200, "ok\n"))
+        dstest.pg_stop()
+        try:
+            seen = dstest.wait_for(
+                lambda: (lambda r: r if r[0] == 503 else None)(http_get(self.apply_port,
+                                                                        "/healthz")),
+                30, "apply's /healthz to answer 503 with PostgreSQL stopped")
+            self.assertEqual(seen[1], 'target "newdb" is not connected\n')
+            self.assertTrue(apply.running(), apply.log_tail())
+        finally:
+            dstest.pg_start()
+        # Apply reconnects when it next has something to write.
+        self.psql(model.transactions(count=1, size=5))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        dstest.wait_for(lambda: http_get(self.apply_port, "/healthz")[0] == 200, 30,
+                        "apply's /healthz to answer 200 once it reconnected")
+        apply.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
