@@ -39,6 +39,8 @@
 #include "dualsync/pgutil.h"
 
 #define POLL_MS                   200
+/* How often the loop serves the metrics endpoint while messages keep coming. */
+#define HTTP_CHECK_INTERVAL_US    INT64_C(10000)
 #define PROGRESS_INTERVAL_US      INT64_C(30000000)
 #define PENDING_RETRY_INTERVAL_US INT64_C(5000000)
 #define RECONNECT_BACKOFF_MIN_MS  200
@@ -53,10 +55,11 @@ static volatile sig_atomic_t stop_signals;
  * The metrics endpoint, or NULL. Apply has no event loop to hang it on, and its waits are
  * few and bounded: the poll of Kafka (at most POLL_MS), pause_ms (backoff while a database
  * is away), and the databases' answers. So libmicrohttpd runs without a thread, "external"
- * style: its epoll descriptor is checked without waiting once per turn of the loop (one
- * epoll_wait when nothing is ready), and pause_ms waits on it instead of sleeping. A request
- * therefore waits at most POLL_MS, or one database round trip, and costs apply nothing when
- * there is none. A libev loop would change apply's structure for no gain here.
+ * style: its epoll descriptor is checked without waiting by the loop (one poll() at most every
+ * HTTP_CHECK_INTERVAL_US, libmicrohttpd runs only when it is readable or its own timeout is
+ * due), and pause_ms waits on it instead of sleeping. A request therefore waits at most
+ * POLL_MS, or one database round trip, and costs apply about nothing when there is none. A
+ * libev loop would change apply's structure for no gain here.
  */
 static ds_metrics_http_t *serving;
 
@@ -1094,7 +1097,7 @@ static bool read_dlq_end(apply_t *ap)
 
 static void run_loop(apply_t *ap)
 {
-    int64_t started = monotonic_us();
+    int64_t started = monotonic_us(), http_checked = 0;
 
     ap->last_progress_us = started;
     while (!stop_signals && !ap->failed) {
@@ -1103,7 +1106,12 @@ static void run_loop(apply_t *ap)
         ds_kafka_msg_t msg;
         char errstr[1024];
 
-        ds_metrics_http_wait(serving, 0);
+        /* Every few milliseconds rather than per message: one poll() of the endpoint's
+         * descriptor per turn would be a system call per message under load. */
+        if (serving && now - http_checked >= HTTP_CHECK_INTERVAL_US) {
+            http_checked = now;
+            ds_metrics_http_wait(serving, 0);
+        }
         if (ap->mode == MODE_DLQ_RETRY) {
             if (ds_batch_count(ap->batch) == 0 && dlq_retry_done(ap))
                 break;
