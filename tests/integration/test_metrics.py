@@ -435,6 +435,23 @@ class ApplyMetricsTest(ApplyPeopleCase):
                         30, "Prometheus to see apply caught up again")
         apply.stop()
 
+    def test_dead_letter_counter_equals_the_dead_letter_topic(self):
+        cfg = self.people_apply_config(batch_max_ms=20,
+                                       metrics_address=f"127.0.0.1:{self.apply_port}")
+        apply = self.start_apply(cfg)
+        # Kind "X" is not in the mapping's map: those two changes become dead letters.
+        self.psql("INSERT INTO legacy_people VALUES (1, 'Ann', 'a@x', 'D', 1), "
+                  "(2, 'Bo', 'b@x', 'X', 2), (3, 'Cy', 'c@x', 'N', 3), (4, 'Di', 'd@x', 'X', 4)")
+        self.wait_rows(self.newdb, "SELECT id FROM people ORDER BY id", [("1",), ("3",)])
+        in_topic = dstest.wait_for(
+            lambda: sum(dstest.end_offsets([cfg.dlq_topic]).values()) == 2 and 2, 30,
+            "the two dead letters in the dead-letter topic")
+        p = self.prometheus
+        dstest.wait_for(lambda: p.value('sum(dualsync_apply_dead_letters_total)') == in_topic,
+                        30, f"Prometheus to count {in_topic} dead letters")
+        self.assertEqual(p.value('dualsync_apply_dead_letters_total{target=""}'), in_topic)
+        apply.stop()
+
     def test_healthz_is_503_while_postgresql_is_stopped(self):
         model = PeopleModel(seed=5)
         cfg = self.people_apply_config(metrics_address=f"127.0.0.1:{self.apply_port}")
