@@ -103,6 +103,7 @@ typedef struct capture {
     ds_series_t *m_slot_retained, *m_slot_lag;
     ds_metric_t *m_backfill_done, *m_backfill_total; /* table */
     char health[256];
+    bool backfilling;              /* the initial backfill reads the tables (no stream yet) */
 } capture_t;
 
 static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -569,7 +570,8 @@ static void collect(void *ctx)
     ds_series_set(c->m_inflight_bytes, c->inflight ? ds_inflight_bytes(c->inflight) : 0);
     /* Exactly 0 when nothing committed waits for Kafka, however long the tables are idle. */
     ds_series_set(c->m_seconds_behind, age > 0 ? (double)age / 1e6 : 0);
-    ds_series_set(c->m_source_connected, c->repl && !c->session_lost ? 1 : 0);
+    ds_series_set(c->m_source_connected,
+                  (c->repl && !c->session_lost) || c->backfilling ? 1 : 0);
     ds_series_set(c->m_kafka_connected, ds_producer_brokers_down(c->producer) ? 0 : 1);
 }
 
@@ -577,7 +579,9 @@ static const char *health(void *ctx)
 {
     capture_t *c = ctx;
 
-    if (!c->repl || c->session_lost) {
+    /* A backfill may read for hours before streaming starts: it is progress, not an outage
+     * (a liveness probe must not restart it). */
+    if ((!c->repl || c->session_lost) && !c->backfilling) {
         snprintf(c->health, sizeof(c->health), "not streaming from the source database%s%.200s",
                  c->error[0] ? ": " : "", c->error);
         /* One line. */
@@ -632,7 +636,9 @@ static bool start_metrics(capture_t *c, const char *address, char *errstr, size_
         NULL));
     c->m_source_connected = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_source_connected",
-        "1 while capture streams from the source's replication slot, else 0.", NULL));
+        "1 while capture streams from the source's replication slot (or runs its initial "
+        "backfill), else 0.",
+        NULL));
     c->m_kafka_connected = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_kafka_connected", "0 while every Kafka broker is down, else 1.",
         NULL));
@@ -747,6 +753,7 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     ds_backfill_result_t result;
     char lsn[DS_LSN_STRLEN];
     uint64_t seq;
+    bool ok;
 
     memset(&options, 0, sizeof(options));
     options.topic_prefix = config->topic_prefix;
@@ -771,9 +778,12 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     bopt.rows_total = c->m_backfill_total;
 
     seq = c->tx_seq = ds_inflight_begin(c->inflight);
+    c->backfilling = true;
     result = ds_backfill_run(&bopt, &stats, errstr, errstr_size);
-    if (result == DS_BACKFILL_FAILED)
+    if (result == DS_BACKFILL_FAILED) {
+        c->backfilling = false;
         return false;
+    }
     /* An unfinished backfill is never committed, so it can never let the slot move. */
     if (result == DS_BACKFILL_DONE) {
         ds_inflight_commit(c->inflight, seq, resume_lsn);
@@ -782,7 +792,9 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
                 (unsigned long long)stats.rows, stats.seconds,
                 stats.seconds > 0 ? (double)stats.rows / stats.seconds : 0.0);
     }
-    if (result == DS_BACKFILL_STOPPED || !drain_inflight(c, -1)) {
+    ok = result == DS_BACKFILL_DONE && drain_inflight(c, -1);
+    c->backfilling = false;
+    if (!ok) {
         if (c->failed)
             return ds_fail(errstr, errstr_size, "%s", c->error);
         return ds_fail(errstr, errstr_size,
