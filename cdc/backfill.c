@@ -579,10 +579,19 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
     char *line = NULL;
     int64_t n = 0;
     int len;
+    ds_series_t *done_series = NULL; /* the table's rows read, for the metrics */
 
     if (!values) {
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_BACKFILL_FAILED;
+    }
+    if (opt->rows_done) {
+        char name[2 * 64 + 2];
+
+        snprintf(name, sizeof(name), "%s.%s", t->src->schema, t->src->table);
+        done_series = ds_metric_with(opt->rows_done, name);
+        ds_series_set(done_series, 0);
+        ds_series_set(ds_metric_with(opt->rows_total, name), (double)t->total);
     }
     prog->schema = t->src->schema;
     prog->table = t->src->table;
@@ -610,6 +619,7 @@ static ds_backfill_result_t read_table(PGconn *conn, const ds_backfill_options_t
         n++;
         prog->table_done = n;
         prog->done_rows++;
+        ds_series_set(done_series, (double)n);
         if (!opt->yield(opt->ctx)) {
             result = DS_BACKFILL_STOPPED;
             goto done;

@@ -25,10 +25,13 @@
 #include "dualsync/inflight.h"
 #include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
+#include "dualsync/metrics.h"
+#include "dualsync/metrics_http.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/preflight.h"
 #include "dualsync/producer.h"
 #include "dualsync/replication.h"
+#include "dualsync/slot_monitor.h"
 
 /* Messages handled per socket callback before delivery reports get a turn. */
 #define MESSAGES_PER_POLL 1000
@@ -41,6 +44,8 @@
 #define RECORD_OVERHEAD_BYTES 64
 /* The longest wait for Kafka to acknowledge what preceded a failure. */
 #define FAILURE_FLUSH_MS 5000
+/* How often the slot's size is read for the metrics. */
+#define SLOT_METRICS_INTERVAL_S 5.0
 
 typedef struct capture {
     const ds_config_t *config;
@@ -85,6 +90,20 @@ typedef struct capture {
     ev_idle resume_idle;      /* re-drains libpq's buffer after a pause ends */
     ev_signal sigint_watcher;
     ev_signal sigterm_watcher;
+
+    /* Metrics (docs/metrics.md); all NULL when capture.metrics_address is "off". */
+    ds_metrics_t *metrics;
+    ds_metrics_http_t *http;
+    ds_slot_monitor_t *slot_monitor;
+    int64_t tx_commit_us;          /* the open transaction's commit time (Unix us) */
+    ds_metric_t *m_changes;        /* table, op */
+    ds_series_t *m_inflight_messages, *m_inflight_bytes, *m_seconds_behind;
+    ds_series_t *m_source_connected, *m_kafka_connected;
+    ds_series_t *m_latency;        /* commit to acknowledgement, seconds */
+    ds_series_t *m_slot_retained, *m_slot_lag;
+    ds_metric_t *m_backfill_done, *m_backfill_total; /* table */
+    char health[256];
+    bool backfilling;              /* the initial backfill reads the tables (no stream yet) */
 } capture_t;
 
 static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -307,6 +326,18 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                           rec->value_len, seq, errstr, errstr_size))
         return false;
     ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+    if (c->m_changes && rec->op) {
+        static const char *const ops[] = {"c", "u", "d", "t", "r"};
+        const char *op = strchr("cudtr", rec->op);
+        size_t prefix_len = strlen(c->config->topic_prefix);
+        const char *table = strncmp(rec->topic, c->config->topic_prefix, prefix_len) == 0 &&
+                                    rec->topic[prefix_len] == '.'
+                                ? rec->topic + prefix_len + 1
+                                : rec->topic;
+
+        if (op)
+            ds_series_add(ds_metric_with(c->m_changes, table, ops[op - "cudtr"]), 1);
+    }
     c->messages_sent++;
     c->bytes_sent += rec->key_len + rec->value_len;
     return true;
@@ -371,6 +402,7 @@ static void handle_xlogdata(capture_t *c, const ds_repl_msg_t *msg)
     if (decoded.type == DS_PGOUTPUT_BEGIN) {
         c->tx_seq = ds_inflight_begin(c->inflight);
         c->tx_xid = decoded.u.begin.xid;
+        c->tx_commit_us = decoded.u.begin.commit_time + DS_PG_EPOCH_OFFSET_US;
         c->in_tx = true;
         ds_incremental_clock(c->incremental,
                              decoded.u.begin.commit_time + DS_PG_EPOCH_OFFSET_US);
@@ -392,6 +424,8 @@ static void handle_xlogdata(capture_t *c, const ds_repl_msg_t *msg)
             return;
         }
         ds_inflight_commit(c->inflight, c->tx_seq, decoded.u.commit.end_lsn);
+        if (c->metrics)
+            ds_inflight_set_commit_time(c->inflight, c->tx_seq, c->tx_commit_us);
         c->in_tx = false;
         advance_confirmed(c);
     }
@@ -509,6 +543,143 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* ---- metrics ---- */
+
+static void on_tx_done(void *ctx, int64_t commit_us)
+{
+    capture_t *c = ctx;
+    int64_t age = ds_now_us() - commit_us;
+
+    ds_series_observe(c->m_latency, age > 0 ? (double)age / 1e6 : 0);
+}
+
+/* A new ring (each session after a loss gets one) reports completions like the first. */
+static void watch_inflight(capture_t *c)
+{
+    if (c->metrics && c->inflight)
+        ds_inflight_on_done(c->inflight, on_tx_done, c);
+}
+
+static void collect(void *ctx)
+{
+    capture_t *c = ctx;
+    int64_t oldest = c->inflight ? ds_inflight_oldest_commit_us(c->inflight) : 0;
+    int64_t age = oldest ? ds_now_us() - oldest : 0;
+
+    ds_series_set(c->m_inflight_messages, c->inflight ? ds_inflight_messages(c->inflight) : 0);
+    ds_series_set(c->m_inflight_bytes, c->inflight ? ds_inflight_bytes(c->inflight) : 0);
+    /* Exactly 0 when nothing committed waits for Kafka, however long the tables are idle. */
+    ds_series_set(c->m_seconds_behind, age > 0 ? (double)age / 1e6 : 0);
+    ds_series_set(c->m_source_connected,
+                  (c->repl && !c->session_lost) || c->backfilling ? 1 : 0);
+    ds_series_set(c->m_kafka_connected, ds_producer_brokers_down(c->producer) ? 0 : 1);
+}
+
+static const char *health(void *ctx)
+{
+    capture_t *c = ctx;
+
+    /* A backfill may read for hours before streaming starts: it is progress, not an outage
+     * (a liveness probe must not restart it). */
+    if ((!c->repl || c->session_lost) && !c->backfilling) {
+        snprintf(c->health, sizeof(c->health), "not streaming from the source database%s%.200s",
+                 c->error[0] ? ": " : "", c->error);
+        /* One line. */
+        c->health[strcspn(c->health, "\n")] = '\0';
+        return c->health;
+    }
+    if (ds_producer_brokers_down(c->producer))
+        return "Kafka: all brokers are down";
+    return NULL;
+}
+
+/* Registers capture's metrics and starts the endpoint; false with errstr when the address
+ * cannot be used (a configuration error). */
+static bool start_metrics(capture_t *c, const char *address, char *errstr, size_t errstr_size)
+{
+    static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                            1,     2.5,  5,     10,   30,  60,  300};
+    ds_metrics_t *m;
+
+    if (strcmp(address, "off") == 0)
+        return true;
+    if (!(m = c->metrics = ds_metrics_new()))
+        return ds_fail(errstr, errstr_size, "out of memory");
+    ds_metrics_add_process(m);
+    c->m_changes = ds_metrics_counter(m, "dualsync_capture_changes_total",
+                                      "Row changes read from the source and sent to Kafka, by "
+                                      "table and Debezium op (c, u, d, t; r for backfill rows).",
+                                      "table,op");
+    ds_producer_set_metrics(
+        c->producer,
+        ds_metrics_counter(m, "dualsync_capture_messages_acknowledged_total",
+                           "Messages Kafka acknowledged, by topic.", "topic"),
+        ds_metrics_counter(m, "dualsync_capture_produce_errors_total",
+                           "Kafka producer errors (failed deliveries and client errors), by "
+                           "librdkafka error name.",
+                           "reason"));
+    c->m_inflight_messages = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_inflight_messages", "Messages sent to Kafka and not acknowledged.",
+        NULL));
+    c->m_inflight_bytes = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_inflight_bytes",
+        "Bytes (keys and values) sent to Kafka and not acknowledged.", NULL));
+    c->m_latency = ds_metric_series(ds_metrics_histogram(
+        m, "dualsync_capture_commit_to_ack_seconds",
+        "Time from a transaction's commit at the source to Kafka's acknowledgement of all its "
+        "messages.",
+        NULL, latency_bounds, (int)DS_ARRAY_LEN(latency_bounds)));
+    c->m_seconds_behind = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_seconds_behind_source",
+        "Age of the oldest transaction committed at the source and not yet acknowledged by "
+        "Kafka; 0 when capture has caught up.",
+        NULL));
+    c->m_source_connected = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_source_connected",
+        "1 while capture streams from the source's replication slot (or runs its initial "
+        "backfill), else 0.",
+        NULL));
+    c->m_kafka_connected = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_kafka_connected", "0 while every Kafka broker is down, else 1.",
+        NULL));
+    c->m_slot_retained = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_slot_retained_wal_bytes",
+        "WAL the replication slot retains on the source: pg_current_wal_lsn() - restart_lsn.",
+        NULL));
+    c->m_slot_lag = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_slot_confirmed_lag_bytes",
+        "pg_current_wal_lsn() - confirmed_flush_lsn of the replication slot.", NULL));
+    c->m_backfill_done = ds_metrics_gauge(
+        m, "dualsync_capture_backfill_rows_done",
+        "Rows the initial backfill has read from the table (in this run).", "table");
+    c->m_backfill_total = ds_metrics_gauge(
+        m, "dualsync_capture_backfill_rows_total",
+        "Rows the initial backfill reads from the table (counted under its snapshot).", "table");
+    ds_metrics_on_collect(m, collect, c);
+    watch_inflight(c);
+    if (!(c->http = ds_metrics_http_start(address, m, health, c, errstr, errstr_size)))
+        return false;
+    ds_metrics_http_attach_ev(c->http, c->loop);
+    return true;
+}
+
+static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* Waits @p seconds in the loop, so that the metrics endpoint, Kafka's delivery reports and
+ * signals are served meanwhile (a signal ends the wait). */
+static void wait_in_loop(capture_t *c, double seconds)
+{
+    ev_timer timer;
+
+    ev_timer_init(&timer, on_wait_timer, seconds, 0.);
+    ev_timer_start(c->loop, &timer);
+    ev_run(c->loop, 0);
+    ev_timer_stop(c->loop, &timer);
+}
+
 /* ---- sessions ---- */
 
 /* Waits until Kafka acknowledged everything sent, a deadline passes, or a second signal. */
@@ -582,6 +753,7 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     ds_backfill_result_t result;
     char lsn[DS_LSN_STRLEN];
     uint64_t seq;
+    bool ok;
 
     memset(&options, 0, sizeof(options));
     options.topic_prefix = config->topic_prefix;
@@ -602,11 +774,16 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     bopt.yield = backfill_yield;
     bopt.ctx = c;
     bopt.progress_bar = isatty(STDERR_FILENO);
+    bopt.rows_done = c->m_backfill_done;
+    bopt.rows_total = c->m_backfill_total;
 
     seq = c->tx_seq = ds_inflight_begin(c->inflight);
+    c->backfilling = true;
     result = ds_backfill_run(&bopt, &stats, errstr, errstr_size);
-    if (result == DS_BACKFILL_FAILED)
+    if (result == DS_BACKFILL_FAILED) {
+        c->backfilling = false;
         return false;
+    }
     /* An unfinished backfill is never committed, so it can never let the slot move. */
     if (result == DS_BACKFILL_DONE) {
         ds_inflight_commit(c->inflight, seq, resume_lsn);
@@ -615,7 +792,9 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
                 (unsigned long long)stats.rows, stats.seconds,
                 stats.seconds > 0 ? (double)stats.rows / stats.seconds : 0.0);
     }
-    if (result == DS_BACKFILL_STOPPED || !drain_inflight(c, -1)) {
+    ok = result == DS_BACKFILL_DONE && drain_inflight(c, -1);
+    c->backfilling = false;
+    if (!ok) {
         if (c->failed)
             return ds_fail(errstr, errstr_size, "%s", c->error);
         return ds_fail(errstr, errstr_size,
@@ -816,6 +995,8 @@ static void warm_up_topics(capture_t *c)
 static void capture_free(capture_t *c)
 {
     end_session(c);
+    ds_slot_monitor_free(c->slot_monitor);
+    ds_metrics_http_stop(c->http);
     ds_producer_free(c->producer, 0);
     ds_changes_free(c->changes);
     ds_incremental_free(c->incremental);
@@ -824,6 +1005,7 @@ static void capture_free(capture_t *c)
     ds_source_catalog_free(c->catalog);
     if (c->loop)
         ev_loop_destroy(c->loop);
+    ds_metrics_free(c->metrics);
 }
 
 int ds_capture_run(const ds_config_t *config)
@@ -865,6 +1047,12 @@ int ds_capture_run(const ds_config_t *config)
     }
     ds_producer_set_owner(c.producer, "capture");
     ds_producer_set_reject_cb(c.producer, on_reject);
+    /* Before preflight too: an address in use must not leave a new publication behind. */
+    if (!start_metrics(&c, config->capture_metrics_address, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
+        capture_free(&c);
+        return DS_EXIT_USAGE;
+    }
     if (!ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr))) {
         ds_error("%s", errstr);
         capture_free(&c);
@@ -887,6 +1075,10 @@ int ds_capture_run(const ds_config_t *config)
     c.sigterm_watcher.data = &c;
     ev_signal_start(c.loop, &c.sigterm_watcher);
     c.last_progress = ev_now(c.loop);
+    if (c.metrics)
+        c.slot_monitor = ds_slot_monitor_new(c.loop, config->source_conninfo, config->slot,
+                                             c.m_slot_retained, c.m_slot_lag,
+                                             SLOT_METRICS_INTERVAL_S);
 
     /* The first session must start: a wrong host or a missing privilege is a setup error
      * to report now, not to retry forever. Later losses are retried with backoff. */
@@ -925,9 +1117,9 @@ int ds_capture_run(const ds_config_t *config)
                 fail(&c, "out of memory");
                 break;
             }
+            watch_inflight(&c);
             while (!c.stopping && !c.failed) {
-                ev_sleep(backoff_ms / 1000.0);
-                ev_run(c.loop, EVRUN_NOWAIT);
+                wait_in_loop(&c, backoff_ms / 1000.0);
                 if (c.stopping)
                     break;
                 if (start_session(&c, errstr, sizeof(errstr))) {
@@ -935,6 +1127,8 @@ int ds_capture_run(const ds_config_t *config)
                     break;
                 }
                 end_session(&c);
+                /* What /healthz reports while the source is away. */
+                snprintf(c.error, sizeof(c.error), "%s", errstr);
                 ds_warning("%s; retrying in %d ms", errstr, backoff_ms * 2);
                 backoff_ms = backoff_ms * 2 > RECONNECT_BACKOFF_MAX_MS ? RECONNECT_BACKOFF_MAX_MS
                                                                       : backoff_ms * 2;

@@ -11,6 +11,8 @@ typedef struct inflight_tx {
     ds_lsn_t end_lsn; /* commit end LSN; valid once committed */
     size_t pending;   /* messages sent and not acknowledged */
     bool committed;   /* the Commit message was seen */
+    int64_t commit_us; /* the source's commit time (Unix microseconds); 0: none (a backfill or
+                        * a window) */
 } inflight_tx_t;
 
 struct ds_inflight {
@@ -21,6 +23,8 @@ struct ds_inflight {
     uint64_t head_seq;   /* sequence number of the oldest live transaction */
     size_t messages;     /* pending messages over all transactions */
     size_t bytes;        /* their size */
+    ds_inflight_done_fn done; /* told each completed transaction's commit time */
+    void *done_ctx;
 };
 
 ds_inflight_t *ds_inflight_new(void)
@@ -119,6 +123,8 @@ ds_lsn_t ds_inflight_pop_completed(ds_inflight_t *inflight)
         if (!tx->committed || tx->pending > 0)
             break;
         last = tx->end_lsn;
+        if (tx->commit_us && inflight->done)
+            inflight->done(inflight->done_ctx, tx->commit_us);
         inflight->head = (inflight->head + 1) & (inflight->cap - 1);
         inflight->head_seq++;
         inflight->count--;
@@ -139,4 +145,29 @@ size_t ds_inflight_bytes(const ds_inflight_t *inflight)
 size_t ds_inflight_transactions(const ds_inflight_t *inflight)
 {
     return inflight->count;
+}
+
+void ds_inflight_set_commit_time(ds_inflight_t *inflight, uint64_t seq, int64_t commit_us)
+{
+    tx_of(inflight, seq)->commit_us = commit_us;
+}
+
+void ds_inflight_on_done(ds_inflight_t *inflight, ds_inflight_done_fn done, void *ctx)
+{
+    inflight->done = done;
+    inflight->done_ctx = ctx;
+}
+
+int64_t ds_inflight_oldest_commit_us(const ds_inflight_t *inflight)
+{
+    /* Committed transactions leave the ring as soon as they and those before them are
+     * acknowledged, so the first committed one with a time is the oldest unacknowledged one:
+     * the scan stops there, and usually at the head. */
+    for (size_t i = 0; i < inflight->count; i++) {
+        const inflight_tx_t *tx = &inflight->ring[(inflight->head + i) & (inflight->cap - 1)];
+
+        if (tx->committed && tx->commit_us)
+            return tx->commit_us;
+    }
+    return 0;
 }

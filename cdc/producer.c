@@ -26,6 +26,8 @@ struct ds_producer {
     ds_producer_reject_fn reject; /* told first of a message Kafka refused, or NULL */
     size_t max_message_bytes; /* message.max.bytes: librdkafka refuses larger messages */
     bool brokers_down;       /* every broker is down: the outage was logged, not its end */
+    ds_metric_t *acked_metric;  /* messages acknowledged, by topic; NULL: not counted */
+    ds_metric_t *errors_metric; /* errors, by reason; NULL: not counted */
     int64_t down_since_us;   /* when that was logged */
     int64_t last_probe_us;   /* the last metadata request that looked for a broker */
 };
@@ -89,6 +91,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     char err[512];
 
     if (msg->err) {
+        ds_series_add(ds_metric_with(producer->errors_metric, rd_kafka_err2name(msg->err)), 1);
         if (producer->reject) {
             ds_producer_reject_t r = {
                 .topic = rd_kafka_topic_name(msg->rkt),
@@ -107,6 +110,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
     } else {
         brokers_back(producer);
+        ds_series_add(ds_metric_with(producer->acked_metric, rd_kafka_topic_name(msg->rkt)), 1);
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, NULL);
     }
 }
@@ -115,6 +119,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ds_producer_t *producer = opaque;
 
+    ds_series_add(ds_metric_with(producer->errors_metric, rd_kafka_err2name(err)), 1);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char fatal_reason[400];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
@@ -350,6 +355,17 @@ void ds_producer_check_brokers(ds_producer_t *producer)
         rd_kafka_metadata_destroy(md);
         brokers_back(producer);
     }
+}
+
+void ds_producer_set_metrics(ds_producer_t *producer, ds_metric_t *acked, ds_metric_t *errors)
+{
+    producer->acked_metric = acked;
+    producer->errors_metric = errors;
+}
+
+bool ds_producer_brokers_down(const ds_producer_t *producer)
+{
+    return producer->brokers_down;
 }
 
 int ds_producer_wakeup_fd(const ds_producer_t *producer)

@@ -22,6 +22,10 @@ typedef struct ds_cli_command {
 bool ds_cli_load_config(const char *command, const char *config_path, unsigned uses,
                         const char *log_level, ds_config_t **config);
 
+/* --metrics-address: checks @p address and replaces *@p setting with it. On a bad value prints
+ * "dualsync COMMAND: ..." and returns false. */
+bool ds_cli_metrics_address(const char *command, const char *address, char **setting);
+
 int ds_cli_capture(int argc, char **argv);
 int ds_cli_apply(int argc, char **argv);
 int ds_cli_dlq(int argc, char **argv);

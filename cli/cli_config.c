@@ -3,11 +3,14 @@
  * configuration for the sides it uses and apply the log level.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "dualsync/consumer.h"
 #include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
+#include "dualsync/metrics_http.h"
 #include "dualsync/producer.h"
 
 /*
@@ -66,5 +69,25 @@ bool ds_cli_load_config(const char *command, const char *config_path, unsigned u
         return false;
     }
     ds_log_set_process(command);
+    return true;
+}
+
+bool ds_cli_metrics_address(const char *command, const char *address, char **setting)
+{
+    char *copy;
+
+    if (!ds_metrics_address_valid(address)) {
+        fprintf(stderr,
+                "dualsync %s: --metrics-address: \"%s\" is not an address: expected \"off\" "
+                "or HOST:PORT (\"127.0.0.1:9187\", \"[::1]:9187\"), PORT 1 to 65535\n",
+                command, address);
+        return false;
+    }
+    if (!(copy = strdup(address))) {
+        fprintf(stderr, "dualsync %s: out of memory\n", command);
+        return false;
+    }
+    free(*setting);
+    *setting = copy;
     return true;
 }

@@ -12,7 +12,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: dualsync apply --config FILE [--log-level LEVEL]\n"
+            "Usage: dualsync apply --config FILE [--log-level LEVEL] [--metrics-address ADDR]\n"
             "\n"
             "Reads the change topics capture writes (as Kafka consumer group apply.group_id),\n"
             "maps every change with the mapping files of the configuration and writes the new\n"
@@ -29,6 +29,10 @@ static void usage(FILE *out)
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
             "      --log-format FORMAT text (default) or json (one object per line)\n"
+            "  -m, --metrics-address HOST:PORT\n"
+            "                         serve /metrics and /healthz there (default\n"
+            "                         apply.metrics_address, 127.0.0.1:9188); \"off\": none.\n"
+            "                         See docs/metrics.md\n"
             "  -h, --help             show this help\n"
             "\n"
             "SIGINT/SIGTERM: commit the batch being read, leave the consumer group, exit 0.\n"
@@ -50,15 +54,16 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
         {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'},
         {"json", no_argument, NULL, 'j'},
+        {"metrics-address", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *log_level = NULL;
+    const char *config_path = NULL, *log_level = NULL, *metrics_address = NULL;
     int c;
 
     *config = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:m:h", options, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -71,6 +76,9 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
             break;
         case 'j':
             ds_cli_json_output = 1;
+            break;
+        case 'm':
+            metrics_address = optarg;
             break;
         case 'h':
             help(stdout);
@@ -91,6 +99,13 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
     }
     if (!ds_cli_load_config(command, config_path, DS_CONFIG_FOR_APPLY, log_level, config))
         return DS_APPLY_EXIT_USAGE;
+    /* Only apply serves metrics; dlq list and dlq retry accept and ignore the option. */
+    if (metrics_address &&
+        !ds_cli_metrics_address(command, metrics_address, &(*config)->apply_metrics_address)) {
+        ds_config_free(*config);
+        *config = NULL;
+        return DS_APPLY_EXIT_USAGE;
+    }
     return -1;
 }
 

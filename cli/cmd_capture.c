@@ -12,7 +12,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: dualsync capture --config FILE [--log-level LEVEL]\n"
+            "Usage: dualsync capture --config FILE [--log-level LEVEL] [--metrics-address ADDR]\n"
             "\n"
             "Streams every committed change of the configured tables from PostgreSQL logical\n"
             "replication (pgoutput) to Kafka, one Debezium-format JSON message per row change,\n"
@@ -28,6 +28,10 @@ static void usage(FILE *out)
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
             "      --log-format FORMAT text (default) or json (one object per line)\n"
+            "  -m, --metrics-address HOST:PORT\n"
+            "                         serve /metrics and /healthz there (default\n"
+            "                         capture.metrics_address, 127.0.0.1:9187); \"off\": none.\n"
+            "                         See docs/metrics.md\n"
             "  -h, --help             show this help\n"
             "\n"
             "Passwords: use PGPASSWORD, PGSERVICE or ~/.pgpass rather than the conninfo.\n"
@@ -45,15 +49,17 @@ int ds_cli_capture(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'},
+        {"metrics-address", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL;
     const char *log_level = NULL;
+    const char *metrics_address = NULL;
     ds_config_t *config = NULL;
     int c, status;
 
-    while ((c = getopt_long(argc, argv, "c:l:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:m:h", options, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
@@ -63,6 +69,9 @@ int ds_cli_capture(int argc, char **argv)
             break;
         case 'l':
             log_level = optarg;
+            break;
+        case 'm':
+            metrics_address = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -83,6 +92,11 @@ int ds_cli_capture(int argc, char **argv)
     }
     if (!ds_cli_load_config("capture", config_path, DS_CONFIG_FOR_CAPTURE, log_level, &config))
         return DS_EXIT_USAGE;
+    if (metrics_address &&
+        !ds_cli_metrics_address("capture", metrics_address, &config->capture_metrics_address)) {
+        ds_config_free(config);
+        return DS_EXIT_USAGE;
+    }
     status = ds_capture_run(config);
     ds_config_free(config);
     return status;

@@ -25,6 +25,7 @@
 
 #include "dualsync/config.h"
 #include "dualsync/jsonpos.h"
+#include "dualsync/metrics_http.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The settings table
@@ -80,6 +81,7 @@ static bool valid_origin(const char *text);
 static bool valid_topic(const char *text);
 static bool valid_snapshot_mode(const char *text);
 static bool valid_duration(const char *text);
+static bool valid_metrics_address(const char *text);
 
 static const char *const default_skip_origins[] = {"dualsync", NULL};
 
@@ -197,6 +199,14 @@ static const setting_t settings[] = {
      .offset = offsetof(ds_config_t, snapshot_mode),
      .description = "publish the rows that exist when the slot is created as read events "
                     "(\"initial\"), or only later changes (\"never\")"},
+    {.path = "capture.metrics_address",
+     .type = SETTING_STRING,
+     .default_string = "127.0.0.1:9187",
+     .valid = valid_metrics_address,
+     .expected = "\"off\" or HOST:PORT (\"127.0.0.1:9187\", \"[::1]:9187\"), PORT 1 to 65535",
+     .offset = offsetof(ds_config_t, capture_metrics_address),
+     .description = "where capture serves /metrics and /healthz (docs/metrics.md); \"off\" "
+                    "disables them"},
     {.path = "log_level",
      .type = SETTING_STRING,
      .default_string = "info",
@@ -290,6 +300,14 @@ static const setting_t settings[] = {
      .offset = offsetof(ds_config_t, apply_pending_timeout),
      .description = "a change waiting longer than this in dualsync.pending for its parent "
                     "becomes a dead letter; \"off\" (default): it waits for ever"},
+    {.path = "apply.metrics_address",
+     .type = SETTING_STRING,
+     .default_string = "127.0.0.1:9188",
+     .valid = valid_metrics_address,
+     .expected = "\"off\" or HOST:PORT (\"127.0.0.1:9188\", \"[::1]:9188\"), PORT 1 to 65535",
+     .offset = offsetof(ds_config_t, apply_metrics_address),
+     .description = "where apply serves /metrics and /healthz (docs/metrics.md); \"off\" "
+                    "disables them"},
 };
 
 #define NSETTINGS DS_ARRAY_LEN(settings)
@@ -460,6 +478,11 @@ static bool valid_topic(const char *text)
 static bool valid_group_id(const char *text)
 {
     return kafka_name(text, 1, 200);
+}
+
+static bool valid_metrics_address(const char *text)
+{
+    return ds_metrics_address_valid(text);
 }
 
 static bool valid_snapshot_mode(const char *text)

@@ -295,6 +295,23 @@ bool ds_applier_connected(const ds_applier_t *a)
     return !lost(a);
 }
 
+bool ds_applier_probe(ds_applier_t *a)
+{
+    struct pollfd pfd;
+
+    if (lost(a))
+        return false;
+    /* A server that shuts down or ends the session says so (an error message, then EOF):
+     * the socket turns readable. Reading it now lets libpq notice without a query; whatever
+     * else is there (results of writes in flight) stays buffered for the applier. */
+    pfd.fd = PQsocket(a->conn);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (pfd.fd >= 0 && poll(&pfd, 1, 0) > 0)
+        PQconsumeInput(a->conn);
+    return !lost(a);
+}
+
 /* "target␟topic" or "target␟topic␟key" into a->key. */
 static void make_key(ds_applier_t *a, const char *target, const char *topic, const char *key,
                      size_t key_len)

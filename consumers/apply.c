@@ -33,10 +33,14 @@
 #include "dualsync/dlq.h"
 #include "dualsync/log.h"
 #include "dualsync/mapping.h"
+#include "dualsync/metrics.h"
+#include "dualsync/metrics_http.h"
 #include "dualsync/offsets.h"
 #include "dualsync/pgutil.h"
 
 #define POLL_MS                   200
+/* How often the loop serves the metrics endpoint while messages keep coming. */
+#define HTTP_CHECK_INTERVAL_US    INT64_C(10000)
 #define PROGRESS_INTERVAL_US      INT64_C(30000000)
 #define PENDING_RETRY_INTERVAL_US INT64_C(5000000)
 #define RECONNECT_BACKOFF_MIN_MS  200
@@ -46,6 +50,18 @@
 
 /* SIGINT/SIGTERM received (a count: the second one gives up waiting for a database). */
 static volatile sig_atomic_t stop_signals;
+
+/*
+ * The metrics endpoint, or NULL. Apply has no event loop to hang it on, and its waits are
+ * few and bounded: the poll of Kafka (at most POLL_MS), pause_ms (backoff while a database
+ * is away), and the databases' answers. So libmicrohttpd runs without a thread, "external"
+ * style: its epoll descriptor is checked without waiting by the loop (one poll() at most every
+ * HTTP_CHECK_INTERVAL_US, libmicrohttpd runs only when it is readable or its own timeout is
+ * due), and pause_ms waits on it instead of sleeping. A request therefore waits at most
+ * POLL_MS, or one database round trip, and costs apply about nothing when there is none. A
+ * libev loop would change apply's structure for no gain here.
+ */
+static ds_metrics_http_t *serving;
 
 static void on_signal(int signo)
 {
@@ -100,6 +116,20 @@ typedef struct apply {
     ds_applier_stats_t stats;
     int64_t last_progress_us;
     int64_t *pending_retried_us; /* per database: when its pending rows were last retried */
+
+    /* Metrics (docs/metrics.md); all NULL when apply.metrics_address is "off". */
+    ds_metrics_t *metrics;
+    ds_metric_t *m_lag;          /* topic, partition; recomputed at each collection */
+    ds_metric_t *m_behind;       /* target */
+    ds_metric_t *m_rows;         /* target */
+    ds_metric_t *m_retries;      /* target, reason */
+    ds_metric_t *m_dead_letters; /* target */
+    ds_metric_t *m_pending;      /* target */
+    ds_series_t *m_latency, *m_batches, *m_batch_seconds, *m_rebalances, *m_messages;
+    int applying_db;             /* while ap->applying: the database being written */
+    int64_t *applied_ts_ms;      /* per database: source ts_ms of the newest change committed */
+    int64_t lag_total;           /* messages behind, as of the last collection */
+    char health[512];
 } apply_t;
 
 static void fail(apply_t *ap, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -131,9 +161,8 @@ static void pause_ms(int ms)
     int seen = stop_signals;
 
     while (monotonic_us() < until && stop_signals == seen) {
-        struct timespec ts = {0, 20 * 1000000};
-
-        nanosleep(&ts, NULL);
+        /* Serves the metrics endpoint meanwhile (a plain 20 ms sleep without one). */
+        ds_metrics_http_wait(serving, 20);
     }
 }
 
@@ -162,6 +191,7 @@ static bool hook_dead_letter(void *ctx, const ds_dead_letter_t *dl, char *errstr
     if (!ds_dlq_send(ap->dlq, dl, errstr, errstr_size))
         return false;
     ap->dead_letters++;
+    ds_series_add(ds_metric_with(ap->m_dead_letters, dl->target ? dl->target : ""), 1);
     return true;
 }
 
@@ -265,6 +295,10 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
             fail(ap, "%s; stopping on the second signal without committing this batch", errstr);
             return false;
         }
+        ds_series_add(ds_metric_with(ap->m_retries, ds_applier_name(ap->dbs[db]),
+                                     ds_applier_connected(ap->dbs[db]) ? "conflict"
+                                                                       : "disconnected"),
+                      1);
         if (!ds_applier_connected(ap->dbs[db])) {
             ds_warning("%s; reconnecting", errstr);
             if (!reconnect(ap, db, parts, nparts))
@@ -446,6 +480,188 @@ static void note_progress(apply_t *ap, const ds_topic_partition_t *parts, int np
 
 static void finish_batch(apply_t *ap);
 
+/* ---- metrics ---- */
+
+/* The change's source.ts_ms (its commit time at the source), or 0. */
+static int64_t source_ts_ms(const ds_batch_msg_t *m)
+{
+    json_t *source = m->value ? json_object_get(m->value, "source") : NULL;
+    json_t *ts = source ? json_object_get(source, "ts_ms") : NULL;
+
+    return json_is_integer(ts) ? (int64_t)json_integer_value(ts) : 0;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A batch committed in every database: its end-to-end latencies and duration. */
+static void observe_batch(apply_t *ap, ds_batch_t *batch, int64_t started_us)
+{
+    int64_t now = wall_ms(), newest = 0;
+    int count = ds_batch_count(batch);
+
+    for (int i = 0; i < count; i++) {
+        const ds_batch_msg_t *m = ds_batch_at(batch, i);
+        int64_t ts;
+
+        if (m->skip || m->error || !(ts = source_ts_ms(m)))
+            continue;
+        ds_series_observe(ap->m_latency, now > ts ? (double)(now - ts) / 1000.0 : 0);
+        if (ts > newest)
+            newest = ts;
+    }
+    for (int db = 0; db < ap->ndbs; db++) {
+        if (newest > ap->applied_ts_ms[db])
+            ap->applied_ts_ms[db] = newest;
+    }
+    ds_series_add(ap->m_messages, count);
+    ds_series_add(ap->m_batches, 1);
+    ds_series_observe(ap->m_batch_seconds, (double)(monotonic_us() - started_us) / 1e6);
+}
+
+static void on_partition(void *ctx, const char *topic, int32_t partition, int64_t low,
+                         int64_t high)
+{
+    apply_t *ap = ctx;
+    int64_t next = ds_offsets_start(ap->offsets, topic, partition);
+    char text[16];
+
+    if (next < 0)
+        next = low;
+    if (high < 0 || next < 0)
+        return;
+    snprintf(text, sizeof(text), "%d", (int)partition);
+    ds_series_set(ds_metric_with(ap->m_lag, topic, text), high > next ? (double)(high - next) : 0);
+    ap->lag_total += high > next ? high - next : 0;
+}
+
+/* The oldest source ts_ms among @p batch's changes, or INT64_MAX. */
+static int64_t oldest_in(ds_batch_t *batch)
+{
+    int64_t oldest = INT64_MAX;
+    int count = batch ? ds_batch_count(batch) : 0;
+
+    for (int i = 0; i < count; i++) {
+        const ds_batch_msg_t *m = ds_batch_at(batch, i);
+        int64_t ts = m->skip ? 0 : source_ts_ms(m);
+
+        if (ts && ts < oldest)
+            oldest = ts;
+    }
+    return oldest;
+}
+
+static void collect(void *ctx)
+{
+    apply_t *ap = ctx;
+    int64_t now = wall_ms();
+    /* Sent to the first database and not committed; read and not mapped yet (no ts). */
+    int64_t inflight = oldest_in(ap->inflight), applying = oldest_in(ap->applying);
+
+    ds_metric_clear(ap->m_lag);
+    ap->lag_total = 0;
+    ds_consumer_foreach_partition(ap->consumer, on_partition, ap);
+    for (int db = 0; db < ap->ndbs && ap->dbs && ap->applied_ts_ms; db++) {
+        int64_t oldest = inflight;
+
+        /* finish_batch commits database by database: the ones before applying_db have it. */
+        if (ap->applying && db >= ap->applying_db && applying < oldest)
+            oldest = applying;
+        /* Messages wait in Kafka or in the batch being read, none mapped yet: the next one
+         * is newer than the newest this database committed, so that bounds the age. */
+        if (oldest == INT64_MAX && (ap->lag_total > 0 || ds_batch_count(ap->batch) > 0) &&
+            ap->applied_ts_ms[db])
+            oldest = ap->applied_ts_ms[db];
+        ds_series_set(ds_metric_with(ap->m_behind, ds_applier_name(ap->dbs[db])),
+                      oldest != INT64_MAX && now > oldest ? (double)(now - oldest) / 1000.0 : 0);
+        ds_series_set(ds_metric_with(ap->m_pending, ds_applier_name(ap->dbs[db])),
+                      (double)ds_applier_pending(ap->dbs[db]));
+    }
+}
+
+static const char *health(void *ctx)
+{
+    apply_t *ap = ctx;
+
+    for (int db = 0; db < ap->ndbs; db++) {
+        if (ap->dbs && ap->dbs[db] && !ds_applier_probe(ap->dbs[db])) {
+            snprintf(ap->health, sizeof(ap->health), "target \"%s\" is not connected",
+                     ds_applier_name(ap->dbs[db]));
+            return ap->health;
+        }
+    }
+    return NULL;
+}
+
+/* Registers apply's metrics and starts the endpoint; false (errstr) when the address cannot
+ * be used. */
+static bool start_metrics(apply_t *ap, const char *address, char *errstr, size_t errstr_size)
+{
+    static const double latency_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                            5,    10,    30,   60,  300,  900, 3600};
+    static const double batch_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                          0.25,  0.5,   1,    2.5,   5,    10};
+    ds_metrics_t *m;
+
+    if (strcmp(address, "off") == 0)
+        return true;
+    if (!(m = ap->metrics = ds_metrics_new()))
+        return ds_fail(errstr, errstr_size, "out of memory");
+    ds_metrics_add_process(m);
+    ap->m_lag = ds_metrics_gauge(m, "dualsync_apply_consumer_lag_messages",
+                                 "Messages not applied yet: the partition's high watermark "
+                                 "minus the next offset to apply (the smallest over the target "
+                                 "databases).",
+                                 "topic,partition");
+    ap->m_behind = ds_metrics_gauge(m, "dualsync_apply_seconds_behind_source",
+                                    "Age of the oldest change committed at the source and not "
+                                    "yet committed in this target database; 0 when caught up.",
+                                    "target");
+    ap->m_latency = ds_metric_series(ds_metrics_histogram(
+        m, "dualsync_apply_end_to_end_seconds",
+        "Time from a change's commit at the source (source.ts_ms) to its commit in every "
+        "target database.",
+        NULL, latency_bounds, (int)DS_ARRAY_LEN(latency_bounds)));
+    ap->m_rows = ds_metrics_counter(m, "dualsync_apply_rows_written_total",
+                                    "Row writes (statements that wrote) committed, by target "
+                                    "database.",
+                                    "target");
+    ap->m_messages = ds_metric_series(ds_metrics_counter(
+        m, "dualsync_apply_messages_total", "Kafka messages handled in committed batches.",
+        NULL));
+    ap->m_batches = ds_metric_series(ds_metrics_counter(
+        m, "dualsync_apply_batches_total", "Batches committed in every target database.", NULL));
+    ap->m_batch_seconds = ds_metric_series(ds_metrics_histogram(
+        m, "dualsync_apply_batch_duration_seconds",
+        "Time to commit a batch in every target database.", NULL, batch_bounds,
+        (int)DS_ARRAY_LEN(batch_bounds)));
+    ap->m_retries = ds_metrics_counter(m, "dualsync_apply_retries_total",
+                                       "Database steps retried, by target database and reason "
+                                       "(disconnected, conflict).",
+                                       "target,reason");
+    ap->m_rebalances = ds_metric_series(ds_metrics_counter(
+        m, "dualsync_apply_rebalances_total", "Partition assignments received from the group.",
+        NULL));
+    ap->m_dead_letters = ds_metrics_counter(m, "dualsync_apply_dead_letters_total",
+                                            "Changes published to the dead-letter topic, by the "
+                                            "mapping target that rejected them (\"\" when no "
+                                            "mapping could read the change).",
+                                            "target");
+    ap->m_pending = ds_metrics_gauge(m, "dualsync_apply_pending_rows",
+                                     "Changes waiting in dualsync.pending for their parent row, "
+                                     "by target database.",
+                                     "target");
+    ds_metrics_on_collect(m, collect, ap);
+    if (!(serving = ds_metrics_http_start(address, m, health, ap, errstr, errstr_size)))
+        return false;
+    return true;
+}
+
 /*
  * Retries database @p db's dualsync.pending, when it has rows. Not in dlq retry: apply does
  * it, and a dead letter made of a pending change here could not be recorded where apply
@@ -472,6 +688,7 @@ static void finish_batch(apply_t *ap)
     int nparts, count;
     uint64_t *writes_before;
     bool ok = true;
+    int64_t started_us = monotonic_us();
 
     if (!batch)
         return;
@@ -494,9 +711,13 @@ static void finish_batch(apply_t *ap)
     ap->applying = batch;
     for (int db = 0; db < ap->ndbs && !ap->failed && ok; db++) {
         uint64_t before = ap->stats.writes + ap->stats.pending_added;
+        uint64_t written = ap->stats.writes;
 
+        ap->applying_db = db;
         ok = with_retries(ap, db, step_apply, parts, nparts);
         writes_before[db] = ap->stats.writes + ap->stats.pending_added - before;
+        ds_series_add(ds_metric_with(ap->m_rows, ds_applier_name(ap->dbs[db])),
+                      (double)(ap->stats.writes - written));
     }
     ap->applying = NULL;
     if (ap->failed || !ok) {
@@ -506,6 +727,8 @@ static void finish_batch(apply_t *ap)
         return;
     }
     ds_consumer_commit(ap->consumer, parts, nparts);
+    if (ap->metrics)
+        observe_batch(ap, batch, started_us);
     for (int i = 0; i < count; i++) {
         const ds_batch_msg_t *m = ds_batch_at(batch, i);
 
@@ -576,6 +799,7 @@ static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *
 {
     apply_t *ap = ctx;
 
+    ds_series_add(ap->m_rebalances, 1);
     /* The connections are needed to read offsets: the batch in flight goes first. */
     finish_batch(ap);
     if (ap->failed)
@@ -663,6 +887,10 @@ static void apply_free(apply_t *ap)
     free(ap->progress);
     free(ap->pending_retried_us);
     free(ap->group_id);
+    ds_metrics_http_stop(serving);
+    serving = NULL;
+    ds_metrics_free(ap->metrics);
+    free(ap->applied_ts_ms);
 }
 
 /*
@@ -758,7 +986,8 @@ static int setup(apply_t *ap)
     ap->offsets = ds_offsets_new(ap->ndbs);
     ap->batch = ds_batch_new();
     ap->pending_retried_us = calloc((size_t)ap->ndbs + 1, sizeof(*ap->pending_retried_us));
-    if (!ap->dbs || !ap->offsets || !ap->batch || !ap->pending_retried_us) {
+    ap->applied_ts_ms = calloc((size_t)ap->ndbs + 1, sizeof(*ap->applied_ts_ms));
+    if (!ap->dbs || !ap->offsets || !ap->batch || !ap->pending_retried_us || !ap->applied_ts_ms) {
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
     }
@@ -868,7 +1097,7 @@ static bool read_dlq_end(apply_t *ap)
 
 static void run_loop(apply_t *ap)
 {
-    int64_t started = monotonic_us();
+    int64_t started = monotonic_us(), http_checked = 0;
 
     ap->last_progress_us = started;
     while (!stop_signals && !ap->failed) {
@@ -877,6 +1106,12 @@ static void run_loop(apply_t *ap)
         ds_kafka_msg_t msg;
         char errstr[1024];
 
+        /* Every few milliseconds rather than per message: one poll() of the endpoint's
+         * descriptor per turn would be a system call per message under load. */
+        if (serving && now - http_checked >= HTTP_CHECK_INTERVAL_US) {
+            http_checked = now;
+            ds_metrics_http_wait(serving, 0);
+        }
         if (ap->mode == MODE_DLQ_RETRY) {
             if (ds_batch_count(ap->batch) == 0 && dlq_retry_done(ap))
                 break;
@@ -961,6 +1196,16 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Before anything else: an address in use is a configuration error. */
+    if (mode == MODE_APPLY) {
+        char errstr[1024];
+
+        if (!start_metrics(&ap, config->apply_metrics_address, errstr, sizeof(errstr))) {
+            ds_error("%s", errstr);
+            apply_free(&ap);
+            return DS_APPLY_EXIT_USAGE;
+        }
+    }
     status = setup(&ap);
     if (status != DS_APPLY_EXIT_OK) {
         apply_free(&ap);

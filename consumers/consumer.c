@@ -505,3 +505,23 @@ void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *off
         ds_debug("Kafka: offset commit not queued: %s", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(list);
 }
+
+void ds_consumer_foreach_partition(ds_consumer_t *consumer, ds_consumer_partition_fn fn,
+                                   void *ctx)
+{
+    rd_kafka_topic_partition_list_t *list = NULL;
+
+    if (!consumer || rd_kafka_assignment(consumer->rk, &list) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    for (int i = 0; i < list->cnt; i++) {
+        int64_t low = -1, high = -1;
+
+        /* librdkafka's cached figures, updated by every fetch: no request, no wait. */
+        if (rd_kafka_get_watermark_offsets(consumer->rk, list->elems[i].topic,
+                                           list->elems[i].partition, &low,
+                                           &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            low = high = -1;
+        fn(ctx, list->elems[i].topic, list->elems[i].partition, low, high);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}

@@ -4,15 +4,19 @@
 #   sudo bash scripts/setup.sh
 #
 # 1. Debian packages: compilers and CMake, the client libraries dualsync links (libpq,
-#    librdkafka, jansson, libev), and the servers the integration tests start (PostgreSQL 15,
-#    Java 17 for Kafka, Maven to fetch Kafka). apt is skipped entirely when all are installed.
+#    librdkafka, jansson, libev, libmicrohttpd for the metrics endpoints), and the servers the
+#    integration tests start (PostgreSQL 15, Java 17 for Kafka, Maven to fetch Kafka, and
+#    Prometheus, whose server scrapes the daemons in tests/integration/test_metrics.py).
+#    apt is skipped entirely when all are installed.
 # 2. The Apache Kafka 3.9.1 broker jars, resolved by Maven from Maven Central through
 #    scripts/kafka-pom.xml into ${DUALSYNC_CACHE:-<repo>/.cache}/kafka-3.9.1/. Skipped when
 #    a previous run completed (the directory holds the marker file .complete).
 #
 # Idempotent: run it as often as you like; when everything is there it only checks.
 # Debian's postgresql package creates and may start its own cluster (15/main, port 5432);
-# dualsync's tests do not use it: tests/harness/services.sh runs a private cluster.
+# dualsync's tests do not use it: tests/harness/services.sh runs a private cluster. Likewise
+# the prometheus package may start its own server on port 9090; the tests start their own,
+# with a generated configuration, on a free port.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,10 +26,11 @@ KAFKA_JARS="$CACHE_DIR/kafka-$KAFKA_VERSION"
 
 PACKAGES=(
     build-essential cmake ninja-build pkg-config
-    libpq-dev librdkafka-dev libjansson-dev libev-dev
+    libpq-dev librdkafka-dev libjansson-dev libev-dev libmicrohttpd-dev
     postgresql-15 postgresql-client-15
     openjdk-17-jre-headless maven
     python3 bc
+    prometheus
 )
 
 say() {

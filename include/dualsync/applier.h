@@ -152,4 +152,10 @@ size_t ds_applier_pending(const ds_applier_t *applier);
 /** @brief Whether the connection is up (after DS_APPLIER_RETRY: reconnect, or only wait). */
 bool ds_applier_connected(const ds_applier_t *applier);
 
+/**
+ * @brief ds_applier_connected(), after reading what the server may have sent meanwhile
+ *        (without waiting): a server that went away while the connection was idle is noticed.
+ */
+bool ds_applier_probe(ds_applier_t *applier);
+
 #endif

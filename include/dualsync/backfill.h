@@ -26,6 +26,7 @@
 
 #include "dualsync/changes.h"
 #include "dualsync/common.h"
+#include "dualsync/metrics.h"
 #include "dualsync/preflight.h"
 
 /* What dualsync.capture_state says about the initial backfill of one slot. */
@@ -129,6 +130,8 @@ typedef struct ds_backfill_options {
     ds_backfill_yield_fn yield;          /* called after every row */
     void *ctx;                           /* argument of emit and yield */
     bool progress_bar;                   /* draw a bar on stderr (a terminal), else log lines */
+    ds_metric_t *rows_done;              /* gauges by table ("schema.table"): rows read and */
+    ds_metric_t *rows_total;             /* rows to read; NULL: none */
 } ds_backfill_options_t;
 
 typedef struct ds_backfill_stats {

@@ -58,6 +58,8 @@ typedef struct ds_config {
     int shutdown_timeout_ms;              /* how long SIGTERM waits for Kafka, default 30000 */
     char *snapshot_mode;                  /* "initial" (default): backfill the existing rows
                                            * when the slot is created; "never" */
+    char *capture_metrics_address;        /* HOST:PORT of /metrics and /healthz, or "off";
+                                           * default "127.0.0.1:9187" */
 
     char *log_level;  /* "debug", "info" (default), "warning", "error" */
     char *log_format; /* "text" (default) or "json": one JSON object per line */
@@ -82,6 +84,8 @@ typedef struct ds_config {
     char *apply_dlq_topic;         /* dead-letter topic, default "<topic_prefix>.dlq" */
     char *apply_pending_timeout;   /* "off" (default) or a duration ("90s", "30min", "12h") */
     int64_t apply_pending_timeout_ms; /* apply_pending_timeout in ms; 0 when "off" */
+    char *apply_metrics_address;   /* HOST:PORT of /metrics and /healthz, or "off"; default
+                                    * "127.0.0.1:9188" */
 } ds_config_t;
 
 /* What a command needs from the file (ds_config_load_for's uses, a bit mask). */

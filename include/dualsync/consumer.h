@@ -136,4 +136,13 @@ void ds_consumer_release(ds_kafka_msg_t *msg);
  */
 void ds_consumer_commit(ds_consumer_t *consumer, const ds_topic_partition_t *offsets, int noffsets);
 
+/* One assigned partition and its low and high watermarks as librdkafka last saw them (-1 when
+ * not known yet). */
+typedef void (*ds_consumer_partition_fn)(void *ctx, const char *topic, int32_t partition,
+                                         int64_t low, int64_t high);
+
+/** @brief Calls @p fn for each partition assigned now, without any request to Kafka. */
+void ds_consumer_foreach_partition(ds_consumer_t *consumer, ds_consumer_partition_fn fn,
+                                   void *ctx);
+
 #endif

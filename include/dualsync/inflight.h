@@ -47,4 +47,19 @@ size_t ds_inflight_bytes(const ds_inflight_t *inflight);
 /** @brief Transactions still tracked (open, or committed with pending messages). */
 size_t ds_inflight_transactions(const ds_inflight_t *inflight);
 
+/* Told the commit time of each transaction ds_inflight_pop_completed() removes. */
+typedef void (*ds_inflight_done_fn)(void *ctx, int64_t commit_us);
+
+/** @brief Records transaction @p seq's commit time at the source (Unix microseconds). */
+void ds_inflight_set_commit_time(ds_inflight_t *inflight, uint64_t seq, int64_t commit_us);
+
+/** @brief Calls @p done for each completed transaction that has a commit time. */
+void ds_inflight_on_done(ds_inflight_t *inflight, ds_inflight_done_fn done, void *ctx);
+
+/**
+ * @brief The commit time of the oldest committed transaction not yet acknowledged (and so
+ *        not confirmed), or 0 when there is none.
+ */
+int64_t ds_inflight_oldest_commit_us(const ds_inflight_t *inflight);
+
 #endif

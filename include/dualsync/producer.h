@@ -13,6 +13,7 @@
 
 #include "dualsync/common.h"
 #include "dualsync/config.h"
+#include "dualsync/metrics.h"
 
 typedef struct ds_producer ds_producer_t;
 
@@ -106,6 +107,16 @@ void ds_producer_check_brokers(ds_producer_t *producer);
 
 /** @brief Readable when delivery reports are waiting; drain it, then ds_producer_poll(). */
 int ds_producer_wakeup_fd(const ds_producer_t *producer);
+
+/**
+ * @brief Counts acknowledged messages in @p acked (label: topic) and errors, of delivery and
+ *        of the client, in @p errors (label: reason, librdkafka's error name). NULL: not
+ *        counted.
+ */
+void ds_producer_set_metrics(ds_producer_t *producer, ds_metric_t *acked, ds_metric_t *errors);
+
+/** @brief True while every broker is down (since librdkafka said so, until one answers). */
+bool ds_producer_brokers_down(const ds_producer_t *producer);
 
 /** @brief Empties the wakeup descriptor. */
 void ds_producer_drain_wakeup(ds_producer_t *producer);

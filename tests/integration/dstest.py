@@ -392,7 +392,9 @@ def write_capture_config(
 ):
     """Writes a capture configuration (see include/dualsync/config.h) to @path and returns a
     CaptureConfig. @kafka adds librdkafka properties, @capture the "capture" section,
-    @top_level other top-level keys (log_level, ...)."""
+    @top_level other top-level keys (log_level, ...). The metrics endpoint is "off" unless
+    @capture sets "metrics_address": tests run several captures at once, which must not
+    compete for the default port."""
     data = {
         "source": {
             "conninfo": conninfo(db),
@@ -403,8 +405,7 @@ def write_capture_config(
         "kafka": dict({"bootstrap.servers": kafka_bootstrap()}, **(kafka or {})),
         "topic_prefix": topic_prefix,
     }
-    if capture:
-        data["capture"] = dict(capture)
+    data["capture"] = dict({"metrics_address": "off"}, **(capture or {}))
     data.update(top_level)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
@@ -622,7 +623,8 @@ def write_apply_config(path, targets, mappings, topic_prefix, apply=None, kafka=
     """Writes an apply configuration to @path and returns an ApplyConfig. @targets maps target
     names to database names (on the test server); @mappings are mapping file paths (relative
     ones are relative to @path's directory); @apply is the "apply" section; @kafka adds
-    librdkafka properties; @top_level adds other keys (log_level, source, ...)."""
+    librdkafka properties; @top_level adds other keys (log_level, source, ...). The metrics
+    endpoint is "off" unless @apply sets "metrics_address" (see write_capture_config)."""
     kafka_properties = {"bootstrap.servers": kafka_bootstrap()}
     kafka_properties.update(APPLY_TEST_KAFKA)
     kafka_properties.update(kafka or {})
@@ -632,8 +634,7 @@ def write_apply_config(path, targets, mappings, topic_prefix, apply=None, kafka=
         "targets": {name: {"conninfo": conninfo(db)} for name, db in targets.items()},
         "mappings": list(mappings),
     }
-    if apply:
-        data["apply"] = dict(apply)
+    data["apply"] = dict({"metrics_address": "off"}, **(apply or {}))
     data.update(top_level)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)

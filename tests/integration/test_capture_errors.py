@@ -144,6 +144,7 @@ class CaptureCommandLineTest(dstest.ServicesTestCase):
                 "source": {"conninfo": "host=/nonexistent dbname=x connect_timeout=2", "tables": ["public.t"]},
                 "kafka": {"bootstrap.servers": "127.0.0.1:1", "acks": -1},
                 "topic_prefix": "p",
+                "capture": {"metrics_address": "off"},
             }),
         )
         status, _, err = run_dualsync("capture", "--config", path)
