@@ -29,7 +29,7 @@ PACKAGES=(
     libpq-dev librdkafka-dev libjansson-dev libev-dev libmicrohttpd-dev
     postgresql-15 postgresql-client-15
     openjdk-17-jre-headless maven
-    python3 bc
+    python3 python3-yaml bc
     prometheus
 )
 

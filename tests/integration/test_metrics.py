@@ -479,3 +479,70 @@ class ApplyMetricsTest(ApplyPeopleCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ShippedQueriesTest(dstest.ApplyTestCase):
+    """Every PromQL expression the project ships (the Grafana dashboard's panels and the alert
+    rules of docker/prometheus/alerts.yml) runs against a real Prometheus scraping capture and
+    apply under the job names docker/prometheus/prometheus.yml gives them, and finds series: a
+    query that matches nothing (a renamed metric, a wrong label) is a failure, not an empty
+    panel or an alert that can never fire."""
+
+    def test_dashboard_and_alert_queries_return_series(self):
+        import yaml  # python3-yaml (scripts/setup.sh)
+
+        docker = os.path.join(dstest.SOURCE_DIR, "docker")
+        with open(os.path.join(docker, "prometheus", "alerts.yml"), encoding="utf-8") as f:
+            rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+        with open(os.path.join(docker, "grafana", "dashboards", "dualsync.json"),
+                  encoding="utf-8") as f:
+            panels = json.load(f)["panels"]
+        with open(os.path.join(docker, "prometheus", "prometheus.yml"), encoding="utf-8") as f:
+            jobs = [j["job_name"] for j in yaml.safe_load(f)["scrape_configs"]]
+        self.assertEqual(jobs, ["dualsync-capture", "dualsync-apply"])
+
+        self.psql(
+            "CREATE TABLE legacy_people (id int PRIMARY KEY, name text, email text, kind text, "
+            "visits int)")
+        newdb = self.target_database("shipped_queries")
+        dstest.psql("CREATE TABLE people (id int PRIMARY KEY, full_name text, email text, "
+                    "kind text NOT NULL, visits int)", db=newdb)
+        capture_port, apply_port = free_port(), free_port()
+        prometheus = Prometheus({"dualsync-capture": f"127.0.0.1:{capture_port}",
+                                 "dualsync-apply": f"127.0.0.1:{apply_port}"})
+        self.addCleanup(prometheus.stop)
+        cfg = self.capture_config(["public.legacy_people"],
+                                  capture={"metrics_address": f"127.0.0.1:{capture_port}"})
+        self.start_capture(cfg)
+        mapping = os.path.join(dstest.SOURCE_DIR, "tests", "integration", "fixtures",
+                               "apply_people.json")
+        apply_cfg = self.apply_config({"newdb": newdb}, [mapping], cfg.topic_prefix,
+                                      apply={"metrics_address": f"127.0.0.1:{apply_port}",
+                                             "batch_max_ms": 20})
+        self.start_apply(apply_cfg)
+        # Changes, one the mapping rejects (a dead letter: its counter gets a series).
+        for i in range(5):
+            self.psql("INSERT INTO legacy_people SELECT g, 'n' || g, 'e@x', 'D', g "
+                      f"FROM generate_series({i * 100 + 1}, {i * 100 + 100}) g")
+        self.psql("INSERT INTO legacy_people VALUES (9999, 'Bo', 'b@x', 'X', 1)")
+        self.wait_rows(newdb, "SELECT count(*) FROM people", [("500",)], timeout=60)
+
+        exprs = [(f"panel {p['title']!r}", t["expr"]) for p in panels for t in p["targets"]]
+        # An alert's condition is false on a healthy pipeline, so its expression without the
+        # threshold comparison is what must find series (the metrics it reads exist).
+        for r in rules:
+            expr = r["expr"].split(" or absent(")[0]
+            for op in (" > ", " == "):
+                expr = expr.split(op)[0]
+            exprs.append((f"alert {r['alert']}", expr))
+        empty = []
+
+        def all_found():
+            empty[:] = [(what, e) for what, e in exprs if not prometheus.query(e)]
+            return not empty
+
+        try:
+            dstest.wait_for(all_found, 90, "every shipped query to return series")
+        except AssertionError:
+            self.fail("queries that match nothing:\n" +
+                      "\n".join(f"  {what}: {e}" for what, e in empty))
