@@ -158,6 +158,18 @@ sql -At -c "SELECT format('  global patients: %s for %s legacy patients (one per
 say "dead letters for manual review (dualsync dlq list)"
 "$dualsync" dlq list --config "$svc/clinic.json" 2> "$svc/dlq.log" | sed 's/^/  /'
 
+say "metrics for Prometheus: capture http://127.0.0.1:9187/metrics, apply http://127.0.0.1:9188/metrics (docs/metrics.md)"
+python3 - <<'PY' || { echo "the metrics endpoints do not answer"; exit 1; }
+import urllib.request
+SHOWN = ("dualsync_capture_seconds_behind_source", "dualsync_capture_slot_retained_wal_bytes",
+         "dualsync_apply_seconds_behind_source", "dualsync_apply_consumer_lag_messages")
+for port in (9187, 9188):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(SHOWN):
+            print("  " + line)
+PY
+
 say "dualsync status: the slot, every partition's lag (0: all applied), pending rows, dead letters"
 status=0
 "$dualsync" status --config "$svc/clinic.json" --max-lag-messages 0 2> "$svc/status.log" \
