@@ -488,7 +488,7 @@ class ShippedQueriesTest(dstest.ApplyTestCase):
     query that matches nothing (a renamed metric, a wrong label) is a failure, not an empty
     panel or an alert that can never fire."""
 
-    def test_dashboard_and_alert_queries_return_series(self):
+    def test_dashboard_and_alert_queries_return_series_and_status_agrees(self):
         import yaml  # python3-yaml (scripts/setup.sh)
 
         docker = os.path.join(dstest.SOURCE_DIR, "docker")
@@ -546,3 +546,33 @@ class ShippedQueriesTest(dstest.ApplyTestCase):
         except AssertionError:
             self.fail("queries that match nothing:\n" +
                       "\n".join(f"  {what}: {e}" for what, e in empty))
+
+        # `dualsync status`, which asks PostgreSQL and Kafka itself, tells the same story as
+        # the metrics once the pipeline is idle: lag, seconds behind, pending, dead letters,
+        # and (polled every 5 s by capture, so compared loosely) the slot's retained WAL.
+        both = dstest.write_mapping(os.path.join(self.work_dir, "status.json"),
+                                    dict(apply_cfg.data, source=cfg.data["source"]))
+
+        def status():
+            proc = dstest.run_dualsync(["status", "--config", both, "--json"])
+            self.assertIn(proc.returncode, (0, 1), proc.stderr)
+            return json.loads(proc.stdout)
+
+        def agree():
+            doc = status()
+            (db,) = doc["databases"]
+            lag = sum(p["lag_messages"] for p in doc["partitions"])
+            return (lag == prometheus.value("sum(dualsync_apply_consumer_lag_messages)") == 0 and
+                    db["seconds_behind"] ==
+                    prometheus.value('dualsync_apply_seconds_behind_source{target="newdb"}') == 0
+                    and db["pending_rows"] ==
+                    prometheus.value('dualsync_apply_pending_rows{target="newdb"}') and
+                    doc["dead_letter_topic"]["messages"] ==
+                    prometheus.value("sum(dualsync_apply_dead_letters_total)") == 1) and doc
+
+        doc = dstest.wait_for(agree, 60, "dualsync status and the metrics to agree")
+        wal = prometheus.value("dualsync_capture_slot_retained_wal_bytes")
+        self.assertTrue(doc["slot"]["active"])
+        self.assertGreater(wal, 0)
+        self.assertLess(abs(doc["slot"]["retained_wal_bytes"] - wal), 64 * 1024 * 1024,
+                        (doc["slot"], wal))
