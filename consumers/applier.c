@@ -700,28 +700,6 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
     return DS_APPLIER_OK;
 }
 
-static ds_applier_status_t load_pending_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
-{
-    PGresult *r = NULL;
-    ds_applier_status_t st = run_or_fail(a, "ds_pending_keys", true, 0, NULL, &r,
-                                         "reading dualsync.pending", errstr, errstr_size);
-
-    if (st != DS_APPLIER_OK)
-        return st;
-    ds_strset_clear(a->pending);
-    for (int i = 0; i < PQntuples(r); i++) {
-        make_key(a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-                 (size_t)PQgetlength(r, i, 2));
-        if (!ds_strset_add(a->pending, a->key.data, a->key.len)) {
-            PQclear(r);
-            ds_fail(errstr, errstr_size, "out of memory");
-            return DS_APPLIER_FAILED;
-        }
-    }
-    PQclear(r);
-    return DS_APPLIER_OK;
-}
-
 /* "topic␟key" into a->key: a source key as dualsync.dead_letters groups them. */
 static void make_dead_key(ds_applier_t *a, const char *topic, const char *key, size_t key_len)
 {
@@ -731,25 +709,46 @@ static void make_dead_key(ds_applier_t *a, const char *topic, const char *key, s
     ds_buf_append(&a->key, key, key_len);
 }
 
-static ds_applier_status_t load_dead_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
+/*
+ * Fills @p set with the rows of prepared statement @p stmt, each row's columns joined by
+ * KEY_SEP: the form make_key (target, topic, key) and make_dead_key (topic, key) give.
+ */
+static ds_applier_status_t load_key_set(ds_applier_t *a, const char *stmt, const char *what,
+                                        ds_strset_t *set, char *errstr, size_t errstr_size)
 {
     PGresult *r = NULL;
-    ds_applier_status_t st = run_or_fail(a, "ds_dead_keys", true, 0, NULL, &r,
-                                         "reading dualsync.dead_letters", errstr, errstr_size);
+    ds_applier_status_t st = run_or_fail(a, stmt, true, 0, NULL, &r, what, errstr, errstr_size);
 
     if (st != DS_APPLIER_OK)
         return st;
-    ds_strset_clear(a->dead_keys);
+    ds_strset_clear(set);
     for (int i = 0; i < PQntuples(r); i++) {
-        make_dead_key(a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
-        if (!ds_strset_add(a->dead_keys, a->key.data, a->key.len)) {
+        ds_buf_reset(&a->key);
+        for (int c = 0; c < PQnfields(r); c++) {
+            if (c)
+                ds_buf_append_char(&a->key, KEY_SEP);
+            ds_buf_append(&a->key, PQgetvalue(r, i, c), (size_t)PQgetlength(r, i, c));
+        }
+        if (!ds_strset_add(set, a->key.data, a->key.len)) {
             PQclear(r);
-            ds_fail(errstr, errstr_size, "out of memory");
+            ds_fail(errstr, errstr_size, "out of memory while %s", what);
             return DS_APPLIER_FAILED;
         }
     }
     PQclear(r);
     return DS_APPLIER_OK;
+}
+
+static ds_applier_status_t load_pending_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    return load_key_set(a, "ds_pending_keys", "reading dualsync.pending", a->pending, errstr,
+                        errstr_size);
+}
+
+static ds_applier_status_t load_dead_keys(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    return load_key_set(a, "ds_dead_keys", "reading dualsync.dead_letters", a->dead_keys, errstr,
+                        errstr_size);
 }
 
 /* Server notices ("schema already exists, skipping") are noise on apply's log. */
