@@ -376,26 +376,38 @@ static bool target_exists(const ds_mapping_set_t *set, const char *id)
 }
 
 /*
+ * Publishes the dead letter of a change the mappings rejected (@p target NULL: as a whole).
+ * Every target database records it with the batch (m->error, m->rejects; see applier.c's
+ * "Dead-letter records"), so a later `dlq retry` can tell whether it was superseded.
+ */
+static bool publish_rejected(apply_t *ap, ds_batch_msg_t *m, const char *target,
+                             const char *error)
+{
+    ds_dead_letter_t dl = ds_batch_dead_letter(m, target, error);
+    char errstr[4096];
+
+    dl.recorded = ap->mode == MODE_APPLY || m->recorded;
+    if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr))) {
+        fail(ap, "%s", errstr);
+        return false;
+    }
+    return true;
+}
+
+/*
  * The targets the mappings rejected while the change's others are written: a dead letter
  * each, naming its target, which `dlq retry` re-drives alone. A re-driven dead letter of one
  * target only cares about that one (the others were written when it was first read).
  */
-static void reject_targets(apply_t *ap, ds_batch_msg_t *m, const ds_write_list_t *writes)
+static void reject_targets(apply_t *ap, ds_batch_msg_t *m)
 {
-    for (int i = 0; i < writes->nrejects; i++) {
-        const ds_target_reject_t *r = &writes->rejects[i];
-        ds_dead_letter_t dl;
-        char errstr[4096];
+    for (int i = 0; i < m->nrejects; i++) {
+        const ds_batch_reject_t *r = &m->rejects[i];
 
-        if (m->only_target && strcmp(m->only_target, r->target->id) != 0)
+        if (m->only_target && strcmp(m->only_target, r->target) != 0)
             continue;
-        dl = ds_batch_dead_letter(m, r->target->id, r->error);
-        /* Recorded with the batch like a change rejected whole (applier.c). */
-        dl.recorded = ap->mode == MODE_APPLY || m->recorded;
-        if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr))) {
-            fail(ap, "%s", errstr);
+        if (!publish_rejected(ap, m, r->target, r->error))
             return;
-        }
         /* A re-driven dead letter published again is not one applied. */
         if (ap->mode == MODE_DLQ_RETRY)
             m->failed_again = true;
@@ -431,23 +443,14 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
         if (!ds_batch_set_writes(m, &writes) || !ds_batch_set_rejects(m, &writes))
             fail(ap, "out of memory");
         else
-            reject_targets(ap, m, &writes);
+            reject_targets(ap, m);
         return;
     }
     if (!ds_batch_set_error(m, why)) {
         fail(ap, "out of memory");
         return;
     }
-    {
-        ds_dead_letter_t dl = ds_batch_dead_letter(m, m->only_target, m->error);
-        char errstr[4096];
-
-        /* Every database records it with the batch (m->error); see applier.c. */
-        dl.recorded = ap->mode == MODE_APPLY || m->recorded;
-
-        if (!hook_dead_letter(ap, &dl, errstr, sizeof(errstr)))
-            fail(ap, "%s", errstr);
-    }
+    publish_rejected(ap, m, m->only_target, m->error);
 }
 
 /* ---- batches ---- */
