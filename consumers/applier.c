@@ -91,7 +91,7 @@ static const struct {
     {"ds_pending_del_id", "DELETE FROM dualsync.pending WHERE id = $1::bigint", 1},
     {"ds_pending_keys", "SELECT target, topic, source_key FROM dualsync.pending", 0},
     {"ds_pending_rows",
-     "SELECT id, target, topic, partition, kafka_offset, source_key, value, error,"
+     "SELECT id, target, topic, partition, kafka_offset, source_key, value,"
      " extract(epoch FROM now() - first_seen)::float8"
      " FROM dualsync.pending ORDER BY topic, source_key, id", /* a source key's rows together */
      0},
@@ -195,8 +195,8 @@ struct ds_applier {
     ds_strset_t *pending;   /* "target␟topic␟key" of the rows in dualsync.pending */
     ds_strset_t *decided;   /* per batch: pending keys already decided (newest first) */
     ds_strset_t *truncated; /* per batch: "target␟topic" truncated later in the batch */
-    ds_strset_t *dead_keys; /* "topic␟key" of the rows in dualsync.dead_letters: read at
-                             * connect and on every assignment, added to by each record put;
+    ds_strset_t *dead_keys; /* "topic␟key" of the rows in dualsync.dead_letters: read
+                             * with the offsets (after every connect and assignment), added to by each record put;
                              * a superset (keys whose records went, batches rolled back),
                              * which costs only a needless DELETE */
     uint8_t *msg_flags;     /* per message of the batch being applied: MSG_* below */
@@ -802,8 +802,6 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
         st = ensure_origin(a, errstr, errstr_size);
     if (st == DS_APPLIER_OK)
         st = load_pending_keys(a, errstr, errstr_size);
-    if (st == DS_APPLIER_OK)
-        st = load_dead_keys(a, errstr, errstr_size);
     return st;
 }
 
@@ -1379,6 +1377,15 @@ static bool bookkeep(ds_applier_t *a, pipeline_t *p, const char *stmt, int npara
     return *result == RUN_OK;
 }
 
+/* What writing the record of @p m's dead letter for @p target is, for its error message. */
+static const char *dead_record_what(char *buf, size_t size, const ds_batch_msg_t *m,
+                                    const char *target)
+{
+    snprintf(buf, size, "writing dualsync.dead_letters for %s [%d] @%" PRId64 " target %s",
+             m->topic, (int)m->partition, m->offset, target ? target : "-");
+    return buf;
+}
+
 /* Records the dead letter of @p m for @p target (NULL: the change as a whole). */
 static bool put_dead_record(ds_applier_t *a, pipeline_t *p, const ds_batch_msg_t *m,
                             const char *target, const char *error, char *sqlstate, char *message,
@@ -1455,14 +1462,14 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
             ds_offsets_applied(offsets, db, m->kafka.topic, m->kafka.partition, m->kafka.offset))
             continue;
         key = source_key(m, &key_len);
-        format_int(offset, sizeof(offset), m->offset);
         if (a->dlq_retry) {
-            const char *params[4] = {m->only_target ? m->only_target : "", m->topic,
-                                     cstr(&a->key_text, key, key_len), offset};
-
             if (flags & (MSG_SUPERSEDED | MSG_DEAD))
                 continue; /* nothing written: its record is gone, or was just put again */
             if (!m->error && !rejects(m, m->only_target)) {
+                const char *params[4] = {m->only_target ? m->only_target : "", m->topic,
+                                         cstr(&a->key_text, key, key_len), offset};
+
+                format_int(offset, sizeof(offset), m->offset);
                 if (m->recorded &&
                     !bookkeep(a, p, flags & MSG_CHECKED ? "ds_dead_done_checked" : "ds_dead_done",
                               4, params, sqlstate, message, message_size, result))
@@ -1474,12 +1481,14 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
             if (truncates(m)) {
                 const char *params[2] = {m->topic, offset};
 
+                format_int(offset, sizeof(offset), m->offset);
                 if (!bookkeep(a, p, "ds_dead_supersede_topic", 2, params, sqlstate, message,
                               message_size, result))
                     return false;
             } else if (ds_strset_contains(a->dead_keys, a->key.data, a->key.len)) {
                 const char *params[3] = {m->topic, cstr(&a->key_text, key, key_len), offset};
 
+                format_int(offset, sizeof(offset), m->offset);
                 if (!bookkeep(a, p, "ds_dead_supersede", 3, params, sqlstate, message,
                               message_size, result))
                     return false;
@@ -2031,8 +2040,10 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                 m->failed_again = true;
                 if (dl.recorded && !put_dead_record(a, NULL, m, target, e->error, sqlstate,
                                                     message, sizeof(message), &rr)) {
-                    st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
-                                      errstr_size);
+                    char what[512];
+
+                    st = slow_failure(a, rr, dead_record_what(what, sizeof(what), m, target),
+                                      message, errstr, errstr_size);
                     goto done;
                 }
             }
@@ -2372,7 +2383,7 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
         run_result_t rr;
 
         if (units[u].excluded && units[u].pending) {
-            double waited = strtod(PQgetvalue(rows, pu->row, 8), NULL);
+            double waited = strtod(PQgetvalue(rows, pu->row, 7), NULL);
 
             if (a->pending_timeout_s <= 0 || waited < a->pending_timeout_s)
                 continue; /* still waiting */
@@ -2390,8 +2401,11 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
             }
             if (dl.recorded && !put_dead_record(a, NULL, &pu->m, pu->target->id, units[u].error,
                                                 sqlstate, message, sizeof(message), &rr)) {
-                st = slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr,
-                                  errstr_size);
+                char what[512];
+
+                st = slow_failure(a, rr,
+                                  dead_record_what(what, sizeof(what), &pu->m, pu->target->id),
+                                  message, errstr, errstr_size);
                 goto done;
             }
         } else {

@@ -116,13 +116,15 @@ static long list_database(const ds_config_t *config, int db, ds_mapping_set_t *s
     /* Reading only, whatever a lookup's SQL says; keys as apply wrote them (UTC). */
     r = PQexec(conn, "SET default_transaction_read_only = on; SET TimeZone = 'UTC'");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        ds_fail(errstr, errstr_size, "target \"%s\": %s", name, ds_pg_error(conn));
+        ds_fail(errstr, errstr_size, "target \"%s\": setting a read-only UTC session: %s", name,
+                ds_pg_error(conn));
         goto out;
     }
     PQclear(r);
     r = PQexec(conn, "SELECT to_regclass('dualsync.pending') IS NOT NULL");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        ds_fail(errstr, errstr_size, "target \"%s\": %s", name, ds_pg_error(conn));
+        ds_fail(errstr, errstr_size, "target \"%s\": looking for dualsync.pending: %s", name,
+                ds_pg_error(conn));
         goto out;
     }
     if (PQgetvalue(r, 0, 0)[0] != 't') {
