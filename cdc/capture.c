@@ -97,6 +97,10 @@ typedef struct capture {
     ds_slot_monitor_t *slot_monitor;
     int64_t tx_commit_us;          /* the open transaction's commit time (Unix us) */
     ds_metric_t *m_changes;        /* table, op */
+    char m_changes_topic[256];     /* the topic and op of m_changes_series (a copy: a topic */
+    char m_changes_op;             /* string is freed when its relation changes). Changes */
+    ds_series_t *m_changes_series; /* come in runs of one table and op, so the series of the
+                                    * last one is kept instead of looked up per change */
     ds_series_t *m_inflight_messages, *m_inflight_bytes, *m_seconds_behind;
     ds_series_t *m_source_connected, *m_kafka_connected;
     ds_series_t *m_latency;        /* commit to acknowledgement, seconds */
@@ -326,7 +330,8 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                           rec->value_len, seq, errstr, errstr_size))
         return false;
     ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
-    if (c->m_changes && rec->op) {
+    if (c->m_changes && rec->op &&
+        (rec->op != c->m_changes_op || strcmp(rec->topic, c->m_changes_topic) != 0)) {
         static const char *const ops[] = {"c", "u", "d", "t", "r"};
         const char *op = strchr("cudtr", rec->op);
         size_t prefix_len = strlen(c->config->topic_prefix);
@@ -335,9 +340,12 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                                 ? rec->topic + prefix_len + 1
                                 : rec->topic;
 
-        if (op)
-            ds_series_add(ds_metric_with(c->m_changes, table, ops[op - "cudtr"]), 1);
+        snprintf(c->m_changes_topic, sizeof(c->m_changes_topic), "%s", rec->topic);
+        c->m_changes_op = rec->op;
+        c->m_changes_series = op ? ds_metric_with(c->m_changes, table, ops[op - "cudtr"]) : NULL;
     }
+    if (c->m_changes && rec->op)
+        ds_series_add(c->m_changes_series, 1);
     c->messages_sent++;
     c->bytes_sent += rec->key_len + rec->value_len;
     return true;

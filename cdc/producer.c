@@ -27,6 +27,8 @@ struct ds_producer {
     size_t max_message_bytes; /* message.max.bytes: librdkafka refuses larger messages */
     bool brokers_down;       /* every broker is down: the outage was logged, not its end */
     ds_metric_t *acked_metric;  /* messages acknowledged, by topic; NULL: not counted */
+    char acked_topic[256];      /* the topic of acked_series: acknowledgements come in runs of */
+    ds_series_t *acked_series;  /* one topic, so its series is kept, not looked up per ack */
     ds_metric_t *errors_metric; /* errors, by reason; NULL: not counted */
     int64_t down_since_us;   /* when that was logged */
     int64_t last_probe_us;   /* the last metadata request that looked for a broker */
@@ -109,8 +111,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
                  rd_kafka_topic_name(msg->rkt), (int)msg->partition, rd_kafka_err2str(msg->err));
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, err);
     } else {
+        const char *topic = rd_kafka_topic_name(msg->rkt);
+
         brokers_back(producer);
-        ds_series_add(ds_metric_with(producer->acked_metric, rd_kafka_topic_name(msg->rkt)), 1);
+        if (producer->acked_metric && strcmp(topic, producer->acked_topic) != 0) {
+            snprintf(producer->acked_topic, sizeof(producer->acked_topic), "%s", topic);
+            producer->acked_series = ds_metric_with(producer->acked_metric, topic);
+        }
+        ds_series_add(producer->acked_series, 1);
         producer->ack(producer->ack_ctx, (uint64_t)(uintptr_t)msg->_private, bytes, NULL);
     }
 }
