@@ -1076,8 +1076,8 @@ static bool read_dlq_end(apply_t *ap)
     int nend = 0;
     char errstr[1024];
 
-    if (!ds_consumer_end_offsets(ap->consumer, ap->config->apply_dlq_topic, 10000, &end, &nend,
-                                 errstr, sizeof(errstr))) {
+    if (!ds_consumer_end_offsets(ap->consumer, ap->config->apply_dlq_topic, 10000, &end, NULL,
+                                 &nend, errstr, sizeof(errstr))) {
         fail(ap, "%s", errstr);
         return false;
     }

@@ -310,18 +310,21 @@ bool ds_consumer_subscribe(ds_consumer_t *consumer, const char *const *topics, i
 }
 
 bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int timeout_ms,
-                             ds_topic_partition_t **end, int *nend, char *errstr,
+                             ds_topic_partition_t **end, int64_t **low, int *nend, char *errstr,
                              size_t errstr_size)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(consumer->rk, topic, NULL);
     rd_kafka_resp_err_t err;
     ds_topic_partition_t *parts = NULL;
+    int64_t *lows = NULL;
     int n = 0;
     bool ok = false;
 
     *end = NULL;
     *nend = 0;
+    if (low)
+        *low = NULL;
     if (!rkt)
         return ds_fail(errstr, errstr_size, "topic %s: %s", topic,
                        rd_kafka_err2str(rd_kafka_last_error()));
@@ -339,17 +342,18 @@ bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int tim
         goto done;
     }
     n = md->topics[0].partition_cnt;
-    if (!(parts = calloc((size_t)n + 1, sizeof(*parts)))) {
-        ds_fail(errstr, errstr_size, "out of memory");
+    if (!(parts = calloc((size_t)n + 1, sizeof(*parts))) ||
+        !(lows = calloc((size_t)n + 1, sizeof(*lows)))) {
+        ds_fail(errstr, errstr_size, "out of memory reading the watermarks of topic %s", topic);
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        int64_t low, high;
+        int64_t high;
 
         parts[i].topic = topic;
         parts[i].partition = md->topics[0].partitions[i].id;
-        err = rd_kafka_query_watermark_offsets(consumer->rk, topic, parts[i].partition, &low, &high,
-                                               timeout_ms);
+        err = rd_kafka_query_watermark_offsets(consumer->rk, topic, parts[i].partition, &lows[i],
+                                               &high, timeout_ms);
         if (err) {
             ds_fail(errstr, errstr_size, "cannot read the end of %s [%d]: %s", topic,
                     (int)parts[i].partition, rd_kafka_err2str(err));
@@ -360,10 +364,15 @@ bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int tim
     *end = parts;
     *nend = n;
     parts = NULL;
+    if (low) {
+        *low = lows;
+        lows = NULL;
+    }
     ok = true;
 
 done:
     free(parts);
+    free(lows);
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
@@ -376,7 +385,8 @@ bool ds_consumer_assign_all(ds_consumer_t *consumer, const char *topic, int time
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
 
-    if (!ds_consumer_end_offsets(consumer, topic, timeout_ms, end, nend, errstr, errstr_size))
+    if (!ds_consumer_end_offsets(consumer, topic, timeout_ms, end, NULL, nend, errstr,
+                                 errstr_size))
         return false;
     list = rd_kafka_topic_partition_list_new(*nend > 0 ? *nend : 1);
     for (int i = 0; i < *nend; i++)

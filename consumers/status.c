@@ -46,8 +46,6 @@ ds_status_t *ds_status_new(const ds_config_t *config, const ds_status_options_t 
                            char *errstr, size_t errstr_size)
 {
     ds_status_t *status = calloc(1, sizeof(*status));
-    const char **names = NULL;
-    bool ok;
 
     if (!status) {
         ds_fail(errstr, errstr_size, "out of memory");
@@ -64,17 +62,9 @@ ds_status_t *ds_status_new(const ds_config_t *config, const ds_status_options_t 
     }
     if (!has_apply(config))
         return status;
-    names = calloc((size_t)config->ntargets + 1, sizeof(*names));
-    if (!names) {
-        ds_fail(errstr, errstr_size, "out of memory");
-        goto error;
-    }
-    for (int i = 0; i < config->ntargets; i++)
-        names[i] = config->target_names[i];
-    ok = ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
-                             config->topic_prefix, names, &status->set, errstr, errstr_size);
-    free(names);
-    if (!ok)
+    if (!ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
+                             config->topic_prefix, (const char *const *)config->target_names,
+                             &status->set, errstr, errstr_size))
         goto error;
     return status;
 
@@ -125,9 +115,10 @@ static PGresult *query(ds_status_t *status, PGconn *conn, const char *what, cons
     PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+        char sqlstate[6], message[1024];
 
-        problem(status, "%s: %s", what, msg ? msg : ds_pg_error(conn));
+        ds_pg_result_error(r, conn, sqlstate, message, sizeof(message));
+        problem(status, "%s: %s", what, message);
         PQclear(r);
         return NULL;
     }
@@ -285,34 +276,28 @@ static bool read_watermarks(ds_status_t *status, const char *topic, json_t *part
 {
     ds_consumer_t *c = consumer(status);
     ds_topic_partition_t *end = NULL;
+    int64_t *low = NULL;
     int nend = 0;
     char errstr[1024];
 
     if (!c)
         return false;
-    if (!ds_consumer_end_offsets(c, topic, status->opt.timeout_ms, &end, &nend, errstr,
+    if (!ds_consumer_end_offsets(c, topic, status->opt.timeout_ms, &end, &low, &nend, errstr,
                                  sizeof(errstr))) {
-        problem(status, "Kafka: %s", errstr);
+        problem(status, "Kafka: watermarks of topic %s: %s", topic, errstr);
         return false;
     }
     for (int i = 0; i < nend; i++) {
-        int64_t low, high;
-        json_t *p;
+        json_t *p = json_object();
 
-        if (!ds_consumer_watermarks(c, topic, end[i].partition, status->opt.timeout_ms, &low,
-                                    &high, errstr, sizeof(errstr))) {
-            problem(status, "Kafka: %s", errstr);
-            free(end);
-            return false;
-        }
-        p = json_object();
         json_object_set_new(p, "topic", json_string(topic));
         json_object_set_new(p, "partition", json_integer(end[i].partition));
-        json_object_set_new(p, "low", json_integer(low));
-        json_object_set_new(p, "high", json_integer(high));
+        json_object_set_new(p, "low", json_integer(low[i]));
+        json_object_set_new(p, "high", json_integer(end[i].offset));
         json_array_append_new(parts, p);
     }
     free(end);
+    free(low);
     return true;
 }
 
@@ -371,9 +356,13 @@ static json_t *seconds_behind(ds_status_t *status, const char *db, ds_topic_part
         return json_integer(0);
     if (!(c = consumer(status)))
         return json_null();
-    if (!ds_consumer_assign(c, parts, nparts, errstr, sizeof(errstr)) ||
-        !(done = calloc((size_t)nparts, sizeof(*done)))) {
-        problem(status, "Kafka: %s", done ? errstr : "out of memory");
+    if (!ds_consumer_assign(c, parts, nparts, errstr, sizeof(errstr))) {
+        problem(status, "Kafka: reading the oldest unapplied messages of target database "
+                        "\"%s\": %s", db, errstr);
+        return json_null();
+    }
+    if (!(done = calloc((size_t)nparts, sizeof(*done)))) {
+        problem(status, "target database \"%s\": out of memory", db);
         return json_null();
     }
     while (left > 0 && ds_now_us() < deadline) {
@@ -382,7 +371,8 @@ static json_t *seconds_behind(ds_status_t *status, const char *db, ds_topic_part
         int i;
 
         if (r == DS_CONSUMER_FAILED) {
-            problem(status, "Kafka: %s", errstr);
+            problem(status, "Kafka: reading the oldest unapplied messages of target database "
+                            "\"%s\": %s", db, errstr);
             break;
         }
         if (r == DS_CONSUMER_NOTHING)
@@ -439,6 +429,8 @@ static json_t *report_database(ds_status_t *status, const char *db, const json_t
     json_object_set_new(out, "name", json_string(db));
     snprintf(what, sizeof(what), "target database \"%s\"", db);
     conn = connect_db(status, ds_config_target_conninfo(config, db), what);
+    if (conn && !lagging)
+        problem(status, "target database \"%s\": out of memory", db);
     if (!conn || !lagging) {
         json_object_set_new(out, "reachable", json_boolean(conn != NULL));
         PQfinish(conn);

@@ -337,24 +337,19 @@ static bool db_caught_up(verify_t *v, int db, const vend_t *ends, int nends, ds_
 static void read_dlq_size(verify_t *v, ds_consumer_t *consumer)
 {
     ds_topic_partition_t *end = NULL;
+    int64_t *low = NULL;
     int nend = 0;
     char errstr[512];
 
     v->dlq_messages = -1;
-    if (!ds_consumer_end_offsets(consumer, v->config->apply_dlq_topic, 10000, &end, &nend, errstr,
-                                 sizeof(errstr)))
+    if (!ds_consumer_end_offsets(consumer, v->config->apply_dlq_topic, 10000, &end, &low, &nend,
+                                 errstr, sizeof(errstr)))
         return;
     v->dlq_messages = 0;
-    for (int i = 0; i < nend && v->dlq_messages >= 0; i++) {
-        int64_t low, high;
-
-        if (ds_consumer_watermarks(consumer, v->config->apply_dlq_topic, end[i].partition, 10000,
-                                   &low, &high, errstr, sizeof(errstr)))
-            v->dlq_messages += high - low;
-        else
-            v->dlq_messages = -1;
-    }
+    for (int i = 0; i < nend; i++)
+        v->dlq_messages += end[i].offset - low[i];
     free(end);
+    free(low);
 }
 
 static bool catch_up(verify_t *v)
@@ -388,7 +383,7 @@ static bool catch_up(verify_t *v)
         ds_topic_partition_t *end = NULL;
         int nend = 0;
 
-        if (!ds_consumer_end_offsets(consumer, topic, 10000, &end, &nend, v->errstr,
+        if (!ds_consumer_end_offsets(consumer, topic, 10000, &end, NULL, &nend, v->errstr,
                                      sizeof(v->errstr)))
             goto done;
         ends = realloc(ends, sizeof(*ends) * (size_t)(nends + nend + 1));

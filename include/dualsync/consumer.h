@@ -96,10 +96,11 @@ bool ds_consumer_assign_all(ds_consumer_t *consumer, const char *topic, int time
 
 /**
  * @brief The high watermarks of every partition of @p topic (see ds_consumer_assign_all);
- *        a topic that does not exist has none (*nend = 0).
+ *        a topic that does not exist has none (*nend = 0). With @p low not NULL, *low gets
+ *        the low watermarks too, in the same order (caller frees; NULL when *nend = 0).
  */
 bool ds_consumer_end_offsets(ds_consumer_t *consumer, const char *topic, int timeout_ms,
-                             ds_topic_partition_t **end, int *nend, char *errstr,
+                             ds_topic_partition_t **end, int64_t **low, int *nend, char *errstr,
                              size_t errstr_size) DS_MUST_CHECK;
 
 /**
