@@ -211,6 +211,8 @@ struct ds_applier {
     ds_batch_t *sent_batch; /* the batch whose writes ds_applier_send() sent, or NULL */
     pipeline_t sent;        /* that pipeline, synced, its results not read yet */
     bool sent_set_based;    /* its writes were batch statements */
+    uint64_t (*written)[3]; /* per target of the set and ds_write_kind_t: statements that wrote,
+                             * as stats->writes counts them (kept across reconnects) */
 };
 
 /* What this database decided about a message of the batch being applied. */
@@ -241,7 +243,8 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
         !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new()) ||
-        !(a->dead_keys = ds_strset_new())) {
+        !(a->dead_keys = ds_strset_new()) ||
+        !(a->written = calloc((size_t)ds_mapping_set_ntargets(a->set) + 1, sizeof(*a->written)))) {
         ds_applier_free(a);
         return NULL;
     }
@@ -259,6 +262,7 @@ void ds_applier_free(ds_applier_t *a)
     free(a->origin);
     free(a->group_id);
     free(a->targets);
+    free(a->written);
     free(a->order);
     ds_strset_free(a->pending);
     ds_strset_free(a->decided);
@@ -278,6 +282,21 @@ void ds_applier_free(ds_applier_t *a)
 const char *ds_applier_name(const ds_applier_t *a)
 {
     return a->name;
+}
+
+uint64_t ds_applier_written(const ds_applier_t *a, int target, ds_write_kind_t kind)
+{
+    return a->written[target][kind];
+}
+
+/* Counts work[i] as written by its target and kind, when its statement wrote. */
+static void count_written(ds_applier_t *a, ds_batch_t *batch, int i)
+{
+    const work_t *w = &a->work[i];
+
+    if (w->applied)
+        a->written[a->targets[w->local].index]
+                  [ds_batch_at(batch, w->msg)->writes[w->write].kind]++;
 }
 
 size_t ds_applier_pending(const ds_applier_t *a)
@@ -1711,8 +1730,10 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         return PATH_SLOW;
     }
     recover(a); /* after a failed origin reset only */
-    for (int i = 0; i < a->nwork; i++)
+    for (int i = 0; i < a->nwork; i++) {
         stats->writes += a->work[i].applied;
+        count_written(a, batch, i);
+    }
     stats->transactions++;
     stats->set_based += set_based;
     if (!advance_offsets(offsets, db, batch)) {
@@ -1996,6 +2017,10 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
                      &stats->writes, errstr, errstr_size);
     if (st != DS_APPLIER_OK)
         goto done;
+    for (int i = first; i < end; i++) {
+        if (!units[unit_of_local(&mu, a->work[i].local)].excluded)
+            count_written(a, batch, i);
+    }
     /* What dualsync.pending says for each target of this message. */
     for (int i = first; i < end; i++) {
         const work_t *w = &a->work[i];
@@ -2198,6 +2223,7 @@ typedef struct pending_unit {
     const ds_target_t *target; /* borrowed from the set */
     ds_batch_msg_t m;          /* the stored change, pointing into the rows */
     json_t *value;             /* the parsed value, NULL for a tombstone */
+    uint64_t written[3];       /* by ds_write_kind_t, in the unit's last run */
 } pending_unit_t;
 
 /* The pending rows of one source key (same topic and source_key). */
@@ -2227,6 +2253,7 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
         if (units[u].excluded || (only >= 0 && u != only))
             continue;
         *failed = u;
+        memset(g->pu[u].written, 0, sizeof(g->pu[u].written));
         if (!eval_pending(g->set, &g->pu[u], &list, message, message_size)) {
             sqlstate[0] = '\0';
             return RUN_SQL_ERROR;
@@ -2252,6 +2279,7 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
                 return RUN_SQL_ERROR;
             }
             (*writes)++;
+            g->pu[u].written[tw->kind]++;
         }
     }
     *failed = -1;
@@ -2410,6 +2438,8 @@ static ds_applier_status_t retry_group(ds_applier_t *a, const PGresult *rows, in
             }
         } else {
             stats->pending_done++;
+            for (int k = 0; k < 3; k++)
+                a->written[pu->order][k] += pu->written[k];
         }
         (*resolved)++;
         if ((rr = run(a, "ds_pending_del_id", true, 1, params, NULL, sqlstate, message,

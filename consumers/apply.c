@@ -121,10 +121,11 @@ typedef struct apply {
     ds_metrics_t *metrics;
     ds_metric_t *m_lag;          /* topic, partition; recomputed at each collection */
     ds_metric_t *m_behind;       /* target */
-    ds_metric_t *m_rows;         /* target */
+    ds_metric_t *m_rows;         /* target, mapping, op; recomputed at each collection */
     ds_metric_t *m_retries;      /* target, reason */
     ds_metric_t *m_dead_letters; /* target */
     ds_metric_t *m_pending;      /* target */
+    ds_series_t *m_kafka_connected;
     ds_series_t *m_latency, *m_batches, *m_batch_seconds, *m_rebalances, *m_messages;
     int applying_db;             /* while ap->applying: the database being written */
     int64_t *applied_ts_ms;      /* per database: source ts_ms of the newest change committed */
@@ -559,6 +560,31 @@ static int64_t oldest_in(ds_batch_t *batch)
     return oldest;
 }
 
+/* dualsync_apply_rows_written_total from the appliers' counts, by target database, mapping
+ * target and op (the statement kind: an in-place target's write is an update). */
+static void collect_rows_written(apply_t *ap)
+{
+    int n = ds_mapping_set_ntargets(ap->set);
+
+    for (int db = 0; db < ap->ndbs && ap->dbs; db++) {
+        const char *name = ds_applier_name(ap->dbs[db]);
+
+        for (int i = 0; i < n; i++) {
+            const ds_target_t *t = ds_mapping_set_target(ap->set, i);
+            const char *sql[3] = {t->write_sql, t->unlink_sql, t->truncate_sql};
+            const char *op[3] = {t->in_place ? "update" : "upsert", "delete", "truncate"};
+
+            if (strcmp(t->connection, name) != 0)
+                continue;
+            for (int k = 0; k < 3; k++) {
+                if (sql[k])
+                    ds_series_set(ds_metric_with(ap->m_rows, name, t->id, op[k]),
+                                  (double)ds_applier_written(ap->dbs[db], i, (ds_write_kind_t)k));
+            }
+        }
+    }
+}
+
 static void collect(void *ctx)
 {
     apply_t *ap = ctx;
@@ -566,6 +592,9 @@ static void collect(void *ctx)
     /* Sent to the first database and not committed; read and not mapped yet (no ts). */
     int64_t inflight = oldest_in(ap->inflight), applying = oldest_in(ap->applying);
 
+    collect_rows_written(ap);
+    ds_series_set(ap->m_kafka_connected,
+                  ap->consumer && !ds_consumer_brokers_down(ap->consumer) ? 1 : 0);
     ds_metric_clear(ap->m_lag);
     ap->lag_total = 0;
     ds_consumer_foreach_partition(ap->consumer, on_partition, ap);
@@ -591,6 +620,8 @@ static const char *health(void *ctx)
 {
     apply_t *ap = ctx;
 
+    if (ap->consumer && ds_consumer_brokers_down(ap->consumer))
+        return "Kafka: all brokers are down";
     for (int db = 0; db < ap->ndbs; db++) {
         if (ap->dbs && ap->dbs[db] && !ds_applier_probe(ap->dbs[db])) {
             snprintf(ap->health, sizeof(ap->health), "target \"%s\" is not connected",
@@ -631,9 +662,10 @@ static bool start_metrics(apply_t *ap, const char *address, char *errstr, size_t
         "target database.",
         NULL, latency_bounds, (int)DS_ARRAY_LEN(latency_bounds)));
     ap->m_rows = ds_metrics_counter(m, "dualsync_apply_rows_written_total",
-                                    "Row writes (statements that wrote) committed, by target "
-                                    "database.",
-                                    "target");
+                                    "Row writes (statements that wrote), by target database, "
+                                    "mapping target (file/target) and op (upsert, update, "
+                                    "delete, truncate).",
+                                    "target,mapping,op");
     ap->m_messages = ds_metric_series(ds_metrics_counter(
         m, "dualsync_apply_messages_total", "Kafka messages handled in committed batches.",
         NULL));
@@ -659,6 +691,9 @@ static bool start_metrics(apply_t *ap, const char *address, char *errstr, size_t
                                      "Changes waiting in dualsync.pending for their parent row, "
                                      "by target database.",
                                      "target");
+    ap->m_kafka_connected = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_apply_kafka_connected", "0 while every Kafka broker is down, else 1.",
+        NULL));
     ds_metrics_on_collect(m, collect, ap);
     if (!(serving = ds_metrics_http_start(address, m, health, ap, errstr, errstr_size)))
         return false;
@@ -714,13 +749,10 @@ static void finish_batch(apply_t *ap)
     ap->applying = batch;
     for (int db = 0; db < ap->ndbs && !ap->failed && ok; db++) {
         uint64_t before = ap->stats.writes + ap->stats.pending_added;
-        uint64_t written = ap->stats.writes;
 
         ap->applying_db = db;
         ok = with_retries(ap, db, step_apply, parts, nparts);
         writes_before[db] = ap->stats.writes + ap->stats.pending_added - before;
-        ds_series_add(ds_metric_with(ap->m_rows, ds_applier_name(ap->dbs[db])),
-                      (double)(ap->stats.writes - written));
     }
     ap->applying = NULL;
     if (ap->failed || !ok) {

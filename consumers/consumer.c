@@ -20,7 +20,15 @@ struct ds_consumer {
     ds_consumer_revoke_fn revoke;
     void *hook_ctx;
     char failed[1024]; /* a fatal error seen in a callback; the next poll says it */
+    bool brokers_down;     /* every broker is down: the outage was logged, not its end */
+    int64_t down_since_us; /* when that was logged */
+    int64_t last_probe_us; /* the last metadata request that looked for a broker */
 };
+
+/* During an outage, between two metadata requests looking for a broker (each blocks the poll
+ * up to PROBE_TIMEOUT_MS): an idle consumer receives nothing that would say the outage ended. */
+#define PROBE_INTERVAL_US (5 * 1000000)
+#define PROBE_TIMEOUT_MS  200
 
 /* Consumer settings the exactly-once bookkeeping relies on; the file may not change them. */
 static const struct {
@@ -58,6 +66,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        /* Said again at every failed round of reconnections: once is enough. */
+        if (consumer->brokers_down)
+            return;
+        consumer->brokers_down = true;
+        consumer->down_since_us = consumer->last_probe_us = ds_now_us();
         ds_warning("Kafka: all brokers are down (%s); apply waits and keeps retrying", reason);
         return;
     }
@@ -435,6 +448,36 @@ bool ds_consumer_watermarks(ds_consumer_t *consumer, const char *topic, int32_t 
     return true;
 }
 
+static void brokers_back(ds_consumer_t *consumer)
+{
+    if (!consumer->brokers_down)
+        return;
+    consumer->brokers_down = false;
+    ds_info("Kafka: a broker answers again after %.0f s",
+            (double)(ds_now_us() - consumer->down_since_us) / 1e6);
+}
+
+/* During an outage, asks for metadata now and then: an answer ends it. */
+static void probe_brokers(ds_consumer_t *consumer)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int64_t now = ds_now_us();
+
+    if (!consumer->brokers_down || now - consumer->last_probe_us < PROBE_INTERVAL_US)
+        return;
+    consumer->last_probe_us = now;
+    if (rd_kafka_metadata(consumer->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        brokers_back(consumer);
+    }
+}
+
+bool ds_consumer_brokers_down(const ds_consumer_t *consumer)
+{
+    return consumer->brokers_down;
+}
+
 ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_ms,
                                            ds_kafka_msg_t *msg, char *errstr, size_t errstr_size)
 {
@@ -452,8 +495,10 @@ ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_
         ds_fail(errstr, errstr_size, "%s", consumer->failed);
         return DS_CONSUMER_FAILED;
     }
-    if (!m)
+    if (!m) {
+        probe_brokers(consumer);
         return DS_CONSUMER_NOTHING;
+    }
     if (m->err) {
         ds_consumer_poll_result_t result = DS_CONSUMER_NOTHING;
 
@@ -480,6 +525,7 @@ ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_
         rd_kafka_message_destroy(m);
         return result;
     }
+    brokers_back(consumer);
     msg->topic = rd_kafka_topic_name(m->rkt);
     msg->partition = m->partition;
     msg->offset = m->offset;

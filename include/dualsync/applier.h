@@ -146,6 +146,12 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier, const ds_app
                                              ds_applier_stats_t *stats, char *errstr,
                                              size_t errstr_size);
 
+/**
+ * @brief Statements of kind @p kind of the set's target @p target (0..ds_mapping_set_ntargets-1)
+ *        that wrote here, since the applier was made (its target must be of this database).
+ */
+uint64_t ds_applier_written(const ds_applier_t *applier, int target, ds_write_kind_t kind);
+
 /** @brief Changes waiting in this database's dualsync.pending (as last read or written). */
 size_t ds_applier_pending(const ds_applier_t *applier);
 

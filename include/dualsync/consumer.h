@@ -128,6 +128,12 @@ typedef enum ds_consumer_poll_result {
 ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_ms,
                                            ds_kafka_msg_t *msg, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Whether every broker is down: from librdkafka's "all brokers down" until a message
+ *        arrives or, polled without messages, a metadata request is answered (tried every 5 s).
+ */
+bool ds_consumer_brokers_down(const ds_consumer_t *consumer);
+
 /** @brief Frees what @p msg points to; accepts a message never filled (handle NULL). */
 void ds_consumer_release(ds_kafka_msg_t *msg);
 

@@ -233,16 +233,25 @@ class CaptureMetricsTest(MetricsTestCase):
         self.assertEqual(len(p.query('dualsync_build_info{job="capture"}')), 1)
         cap.stop()
 
-    def test_seconds_behind_grows_while_kafka_is_down(self):
+    def test_seconds_behind_and_retained_wal_grow_while_kafka_is_down(self):
         cfg, cap = self.start_metrics_capture()
         self.wait_scraped("capture")
+        p = self.prometheus
+        dstest.wait_for(lambda: p.value('dualsync_capture_slot_retained_wal_bytes') is not None,
+                        30, "the slot's retained WAL in Prometheus")
+        retained = p.value('dualsync_capture_slot_retained_wal_bytes')
         dstest.kafka_stop()
         try:
             self.psql("INSERT INTO items VALUES (1, 'while Kafka is down')")
-            p = self.prometheus
             dstest.wait_for(lambda: (p.value('dualsync_capture_seconds_behind_source') or 0) > 3,
                             60, "seconds behind to exceed 3 s with Kafka down")
             self.assertGreaterEqual(p.value('dualsync_capture_inflight_messages'), 1)
+            # Capture cannot confirm what Kafka did not take: the slot holds the new WAL.
+            self.psql("INSERT INTO items SELECT g, repeat('w', 1000) "
+                      "FROM generate_series(2, 4001) g")
+            dstest.wait_for(lambda: (p.value('dualsync_capture_slot_retained_wal_bytes') or 0) >
+                            retained + 4_000_000, 60,
+                            "retained WAL to grow by 4 MB with capture stopped by the outage")
         finally:
             dstest.kafka_start()
         dstest.wait_for(lambda: self.prometheus.value(
@@ -391,13 +400,22 @@ class ApplyMetricsTest(ApplyPeopleCase):
         cfg = self.people_apply_config(batch_max_messages=10,
                                        metrics_address=f"127.0.0.1:{self.apply_port}")
         apply = self.start_apply(cfg)
-        self.psql(model.transactions(count=5, size=20))
+        script = model.transactions(count=5, size=20)
+        self.psql(script)
         self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=60)
         p = self.prometheus
         dstest.wait_for(lambda: p.value('sum(dualsync_apply_consumer_lag_messages)') == 0 and
                         p.value('dualsync_apply_seconds_behind_source{target="newdb"}') == 0,
                         30, "Prometheus to see apply caught up")
-        self.assertGreater(p.value('dualsync_apply_rows_written_total{target="newdb"}'), 0)
+        # Every change wrote once: inserts and updates as upserts, deletes as deletes, by the
+        # mapping target that wrote them.
+        statements = [line.split(" ", 1)[0] for line in script.splitlines()]
+        rows = 'dualsync_apply_rows_written_total{target="newdb",mapping="apply_people/people",op="%s"}'
+        dstest.wait_for(lambda: p.value(rows % "upsert") ==
+                        statements.count("INSERT") + statements.count("UPDATE"),
+                        30, "Prometheus to count every insert and update as an upsert")
+        self.assertEqual(p.value(rows % "delete"), statements.count("DELETE"))
+        self.assertEqual(p.value(rows % "truncate"), 0)
         self.assertGreater(p.value('dualsync_apply_end_to_end_seconds_count'), 0)
         self.assertGreater(p.value('dualsync_apply_batches_total'), 0)
         self.assertGreaterEqual(p.value('dualsync_apply_rebalances_total'), 1)
@@ -476,9 +494,35 @@ class ApplyMetricsTest(ApplyPeopleCase):
                         "apply's /healthz to answer 200 once it reconnected")
         apply.stop()
 
-
-if __name__ == "__main__":
-    unittest.main()
+    def test_healthz_and_kafka_gauge_follow_a_kafka_outage(self):
+        model = PeopleModel(seed=6)
+        cfg = self.people_apply_config(metrics_address=f"127.0.0.1:{self.apply_port}")
+        apply = self.start_apply(cfg)
+        self.psql(model.transactions(count=1, size=5))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=60)
+        p = self.prometheus
+        dstest.wait_for(lambda: p.value('dualsync_apply_kafka_connected') == 1, 30,
+                        "Prometheus to see apply connected to Kafka")
+        dstest.kafka_stop()
+        try:
+            seen = dstest.wait_for(
+                lambda: (lambda r: r if r[0] == 503 else None)(http_get(self.apply_port,
+                                                                        "/healthz")),
+                60, "apply's /healthz to answer 503 with Kafka stopped")
+            self.assertEqual(seen[1], "Kafka: all brokers are down\n")
+            dstest.wait_for(lambda: p.value('dualsync_apply_kafka_connected') == 0, 30,
+                            "Prometheus to see apply without Kafka")
+            self.assertTrue(apply.running(), apply.log_tail())
+        finally:
+            dstest.kafka_start()
+        # Idle or not, the end of the outage shows; then changes flow again.
+        dstest.wait_for(lambda: http_get(self.apply_port, "/healthz")[0] == 200, 60,
+                        "apply's /healthz to answer 200 once Kafka is back")
+        dstest.wait_for(lambda: p.value('dualsync_apply_kafka_connected') == 1, 30,
+                        "Prometheus to see apply connected to Kafka again")
+        self.psql(model.transactions(count=1, size=5))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        apply.stop()
 
 
 class ShippedQueriesTest(dstest.ApplyTestCase):
@@ -576,3 +620,7 @@ class ShippedQueriesTest(dstest.ApplyTestCase):
         self.assertGreater(wal, 0)
         self.assertLess(abs(doc["slot"]["retained_wal_bytes"] - wal), 64 * 1024 * 1024,
                         (doc["slot"], wal))
+
+
+if __name__ == "__main__":
+    unittest.main()
