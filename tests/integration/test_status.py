@@ -13,6 +13,8 @@ letters, read from PostgreSQL and Kafka directly (so it answers while the daemon
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import time
@@ -125,6 +127,33 @@ class StatusTest(dstest.ApplyTestCase):
         dstest.wait_for(views, timeout=30, what="status --watch to show the view twice")
         watch.send_signal(signal.SIGINT)
         self.assertEqual(watch.wait(timeout=30), 0)
+
+        # --watch on a terminal: each view redraws the screen in place (cursor home, clear).
+        master, slave = pty.openpty()
+        self.addCleanup(os.close, master)
+        tty_watch = subprocess.Popen(
+            [dstest.ds_bin(), "status", "--config", self.config.path, "--watch", "1"],
+            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.addCleanup(lambda: tty_watch.poll() is None and tty_watch.kill())
+        screen = bytearray()
+
+        def redrawn_twice():
+            while select.select([master], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the other side closed
+                    break
+                if not chunk:
+                    break
+                screen.extend(chunk)
+            return screen.count(b"\033[H\033[2J") >= 2
+
+        dstest.wait_for(redrawn_twice, timeout=30, what="status --watch to redraw a terminal twice")
+        last_view = bytes(screen).rsplit(b"\033[H\033[2J", 1)[1].decode("utf-8", "replace")
+        self.assertTrue(last_view.startswith("dualsync status at "), last_view[:200])
+        tty_watch.send_signal(signal.SIGINT)
+        self.assertEqual(tty_watch.wait(timeout=30), 0)
 
         # ---- apply stopped: the new messages are the lag --------------------------------------
         self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
