@@ -29,6 +29,7 @@
 #include "dualsync/metrics_http.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/preflight.h"
+#include "dualsync/standby.h"
 #include "dualsync/producer.h"
 #include "dualsync/replication.h"
 #include "dualsync/slot_monitor.h"
@@ -106,8 +107,10 @@ typedef struct capture {
     ds_series_t *m_latency;        /* commit to acknowledgement, seconds */
     ds_series_t *m_slot_retained, *m_slot_lag;
     ds_metric_t *m_backfill_done, *m_backfill_total; /* table */
+    ds_series_t *m_active;         /* 1 the active capture, 0 a standby */
     char health[256];
     bool backfilling;              /* the initial backfill reads the tables (no stream yet) */
+    bool standby;                  /* waiting for another process to release the slot */
 } capture_t;
 
 static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -587,6 +590,12 @@ static const char *health(void *ctx)
 {
     capture_t *c = ctx;
 
+    /* Waiting is a standby's job, not an outage (a liveness probe must not restart it). */
+    if (c->standby) {
+        snprintf(c->health, sizeof(c->health), "ok: standby, waiting for replication slot "
+                 "\"%.100s\" to be released", c->config->slot);
+        return c->health;
+    }
     /* A backfill may read for hours before streaming starts: it is progress, not an outage
      * (a liveness probe must not restart it). */
     if ((!c->repl || c->session_lost) && !c->backfilling) {
@@ -650,6 +659,12 @@ static bool start_metrics(capture_t *c, const char *address, char *errstr, size_
     c->m_kafka_connected = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_kafka_connected", "0 while every Kafka broker is down, else 1.",
         NULL));
+    c->m_active = ds_metric_series(ds_metrics_gauge(
+        m, "dualsync_capture_active",
+        "1 while this process is the active capture of the slot, 0 while it waits as a standby "
+        "for the process holding the slot.",
+        NULL));
+    ds_series_set(c->m_active, 1);
     c->m_slot_retained = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_slot_retained_wal_bytes",
         "WAL the replication slot retains on the source: pg_current_wal_lsn() - restart_lsn.",
@@ -1016,6 +1031,66 @@ static void capture_free(capture_t *c)
     ds_metrics_free(c->metrics);
 }
 
+/*
+ * A standby: while another session holds the slot (a capture of the same config on this or
+ * another host), waits, asking every second, serving metrics and signals meanwhile. Returns
+ * false when a stop signal came first. When the source cannot be asked, returns true at once
+ * if this process never waited (preflight then reports the problem), else keeps waiting.
+ */
+static bool wait_while_slot_held(capture_t *c);
+
+/* Whether a preflight that failed found the slot held by another session (then this process
+ * waits as a standby again). */
+static bool preflight_lost_race(capture_t *c)
+{
+    ds_standby_t *standby = ds_standby_new(c->config->source_conninfo, c->config->slot);
+    char holder[256], errstr[512];
+    bool held = standby && ds_standby_check(standby, holder, sizeof(holder), errstr,
+                                            sizeof(errstr)) == DS_SLOT_HELD;
+
+    ds_standby_free(standby);
+    return held;
+}
+
+static bool wait_while_slot_held(capture_t *c)
+{
+    ds_standby_t *standby = ds_standby_new(c->config->source_conninfo, c->config->slot);
+    char holder[256], errstr[512], last_error[512] = "";
+
+    if (!standby) {
+        fail(c, "out of memory");
+        return false;
+    }
+    while (!c->stopping) {
+        ds_slot_state_t state = ds_standby_check(standby, holder, sizeof(holder), errstr,
+                                                 sizeof(errstr));
+
+        if (state == DS_SLOT_FREE || (state == DS_SLOT_UNKNOWN && !c->standby))
+            break;
+        if (state == DS_SLOT_UNKNOWN && strcmp(errstr, last_error) != 0) {
+            ds_warning("standby: %s; still waiting", errstr);
+            snprintf(last_error, sizeof(last_error), "%s", errstr);
+        }
+        if (state == DS_SLOT_HELD && !c->standby) {
+            ds_info("standby: replication slot \"%s\" is held by %s; waiting to take over "
+                    "when it is released (checked every second)",
+                    c->config->slot, holder);
+            c->standby = true;
+            ds_series_set(c->m_active, 0);
+        }
+        wait_in_loop(c, 1.0);
+    }
+    ds_standby_free(standby);
+    if (c->stopping)
+        return false;
+    if (c->standby)
+        ds_info("replication slot \"%s\" was released: this process is now the active capture",
+                c->config->slot);
+    c->standby = false;
+    ds_series_set(c->m_active, 1);
+    return true;
+}
+
 int ds_capture_run(const ds_config_t *config)
 {
     capture_t c;
@@ -1061,13 +1136,6 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return DS_EXIT_USAGE;
     }
-    if (!ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr))) {
-        ds_error("%s", errstr);
-        capture_free(&c);
-        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
-    }
-
-    warm_up_topics(&c);
     ev_io_init(&c.kafka_watcher, on_kafka_readable, ds_producer_wakeup_fd(c.producer), EV_READ);
     c.kafka_watcher.data = &c;
     ev_io_start(c.loop, &c.kafka_watcher);
@@ -1087,6 +1155,27 @@ int ds_capture_run(const ds_config_t *config)
         c.slot_monitor = ds_slot_monitor_new(c.loop, config->source_conninfo, config->slot,
                                              c.m_slot_retained, c.m_slot_lag,
                                              SLOT_METRICS_INTERVAL_S);
+
+    /* A standby waits here; preflight then checks the slot again: another standby may have
+     * taken it in between, and this one waits again. */
+    for (;;) {
+        if (!wait_while_slot_held(&c)) {
+            status = c.failed ? DS_EXIT_FAILURE : DS_EXIT_OK;
+            if (c.failed)
+                ds_error("%s", c.error);
+            capture_free(&c);
+            return status;
+        }
+        if (ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr)))
+            break;
+        if (!config_error && preflight_lost_race(&c))
+            continue;
+        ds_error("%s", errstr);
+        capture_free(&c);
+        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
+    }
+    warm_up_topics(&c);
+
 
     /* The first session must start: a wrong host or a missing privilege is a setup error
      * to report now, not to retry forever. Later losses are retried with backoff. */

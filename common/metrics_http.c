@@ -158,6 +158,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         if (!reason)
             return reply_text(conn, MHD_HTTP_OK, "ok");
+        if (strncmp(reason, "ok", 2) == 0)
+            return reply_text(conn, MHD_HTTP_OK, reason);
         return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, reason);
     }
     return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: the paths are /metrics and /healthz");

@@ -170,7 +170,9 @@ static json_t *read_slot(ds_status_t *status, PGconn *conn)
               " pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),"
               "  confirmed_flush_lsn)::bigint,"
               " pg_catalog.pg_size_pretty(pg_catalog.pg_wal_lsn_diff("
-              "  pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn))"
+              "  pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn)),"
+              " (SELECT coalesce(host(a.client_addr), 'local socket')"
+              "    FROM pg_catalog.pg_stat_activity a WHERE a.pid = active_pid)"
               " FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
               1, params);
     if (!r) {
@@ -196,6 +198,8 @@ static json_t *read_slot(ds_status_t *status, PGconn *conn)
     json_object_set_new(slot, "retained_wal", text_or_null(r, 0, 6));
     json_object_set_new(slot, "confirmed_lag_bytes", int_or_null(r, 0, 7));
     json_object_set_new(slot, "confirmed_lag", text_or_null(r, 0, 8));
+    /* Where the active capture runs (standbys of the same config wait for the slot). */
+    json_object_set_new(slot, "active_client", text_or_null(r, 0, 9));
     if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
         problem(status,
                 "replication slot \"%s\" is inactive: no capture is streaming from it, and it "
@@ -585,8 +589,9 @@ static void print_text(const json_t *doc, FILE *out)
             fprintf(out, "missing\n");
         else {
             if (json_is_true(json_object_get(slot, "active")))
-                fprintf(out, "active (walsender pid %" JSON_INTEGER_FORMAT ")\n",
-                        json_integer_value(json_object_get(slot, "active_pid")));
+                fprintf(out, "active (walsender pid %" JSON_INTEGER_FORMAT ", capture from %s)\n",
+                        json_integer_value(json_object_get(slot, "active_pid")),
+                        jstr(slot, "active_client"));
             else
                 fprintf(out, "INACTIVE\n");
             fprintf(out, "  retained WAL    %-10s (%" JSON_INTEGER_FORMAT

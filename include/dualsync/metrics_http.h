@@ -24,7 +24,8 @@
 
 typedef struct ds_metrics_http ds_metrics_http_t;
 
-/* NULL when healthy; otherwise a one-line reason (borrowed until the next call). */
+/* NULL when healthy; otherwise a one-line reason (borrowed until the next call). A reason
+ * that starts with "ok" is healthy with a note (a standby: "ok: standby, ..."), answered 200. */
 typedef const char *(*ds_metrics_health_fn)(void *ctx);
 
 /**

@@ -1,0 +1,38 @@
+/*
+ * standby.h: who holds capture's replication slot, for a capture waiting as a standby.
+ *
+ * A replication slot streams to one session at a time, so PostgreSQL itself decides which of
+ * several `dualsync capture` processes of one config is active: the one whose walsender holds
+ * the slot. The others wait as standbys, asking every second; when the active process dies its
+ * connection closes, the server releases the slot, and a standby takes it from the slot's
+ * confirmed position (nothing lost: changes after it are sent again, and apply skips what it
+ * has).
+ */
+#ifndef DUALSYNC_STANDBY_H
+#define DUALSYNC_STANDBY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ds_standby ds_standby_t;
+
+typedef enum ds_slot_state {
+    DS_SLOT_FREE,    /* no session holds it (or it does not exist yet) */
+    DS_SLOT_HELD,    /* *holder describes the session that holds it */
+    DS_SLOT_UNKNOWN, /* the source could not be asked (errstr says why) */
+} ds_slot_state_t;
+
+/** @brief Watches slot @p slot of the database @p conninfo names; NULL when out of memory. */
+ds_standby_t *ds_standby_new(const char *conninfo, const char *slot);
+
+/** @brief Accepts NULL. */
+void ds_standby_free(ds_standby_t *standby);
+
+/**
+ * @brief Asks the source (on a connection of its own, opened again when lost) who holds the
+ *        slot. DS_SLOT_HELD fills @p holder: "process PID (application, client address)".
+ */
+ds_slot_state_t ds_standby_check(ds_standby_t *standby, char *holder, size_t holder_size,
+                                 char *errstr, size_t errstr_size);
+
+#endif
