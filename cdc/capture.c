@@ -111,6 +111,9 @@ typedef struct capture {
     char health[256];
     bool backfilling;              /* the initial backfill reads the tables (no stream yet) */
     bool standby;                  /* waiting for another process to release the slot */
+    bool producer_broken;          /* the producer hit a fatal error while streaming: the
+                                    * session ends and a new producer resends from the slot */
+    ds_metric_t *m_acked, *m_produce_errors; /* the producer's, kept for a new producer */
 } capture_t;
 
 static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
@@ -301,11 +304,25 @@ static void serve_kafka(capture_t *c)
 {
     const char *fatal;
 
+    if (c->producer_broken)
+        return;
     while (ds_producer_poll(c->producer, 0) > 0)
         ;
     fatal = ds_producer_fatal_error(c->producer);
-    if (fatal)
-        fail(c, "%s", fatal);
+    if (!fatal)
+        return;
+    /* While streaming, the slot can give every unconfirmed change again: end the session
+     * and resend them with a new producer (main loop). An idempotent producer's fatal errors
+     * (a sequence gap after a cluster lost its in-sync replicas, an unknown producer id) end
+     * that producer, not the data. The initial backfill fails instead; it is redone. */
+    if (c->repl && !c->backfilling) {
+        c->producer_broken = true;
+        snprintf(c->error, sizeof(c->error), "%s", fatal);
+        c->session_lost = true;
+        ev_break(c->loop, EVBREAK_ALL);
+        return;
+    }
+    fail(c, "%s", fatal);
 }
 
 static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -627,14 +644,13 @@ static bool start_metrics(capture_t *c, const char *address, char *errstr, size_
                                       "Row changes read from the source and sent to Kafka, by "
                                       "table and Debezium op (c, u, d, t; r for backfill rows).",
                                       "table,op");
-    ds_producer_set_metrics(
-        c->producer,
-        ds_metrics_counter(m, "dualsync_capture_messages_acknowledged_total",
-                           "Messages Kafka acknowledged, by topic.", "topic"),
-        ds_metrics_counter(m, "dualsync_capture_produce_errors_total",
-                           "Kafka producer errors (failed deliveries and client errors), by "
-                           "librdkafka error name.",
-                           "reason"));
+    c->m_acked = ds_metrics_counter(m, "dualsync_capture_messages_acknowledged_total",
+                                    "Messages Kafka acknowledged, by topic.", "topic");
+    c->m_produce_errors = ds_metrics_counter(m, "dualsync_capture_produce_errors_total",
+                                             "Kafka producer errors (failed deliveries and "
+                                             "client errors), by librdkafka error name.",
+                                             "reason");
+    ds_producer_set_metrics(c->producer, c->m_acked, c->m_produce_errors);
     c->m_inflight_messages = ds_metric_series(ds_metrics_gauge(
         m, "dualsync_capture_inflight_messages", "Messages sent to Kafka and not acknowledged.",
         NULL));
@@ -1015,6 +1031,48 @@ static void warm_up_topics(capture_t *c)
     free(topics);
 }
 
+/* Creates capture's producer (c->producer); false (errstr) when librdkafka refuses the
+ * settings. Only the producer's properties: a file shared with apply holds consumer ones too,
+ * which librdkafka would warn about. */
+static bool new_producer(capture_t *c, char *errstr, size_t errstr_size)
+{
+    ds_config_t *view = ds_kafka_config_view(c->config, DS_KAFKA_PRODUCER, NULL);
+
+    if (!view)
+        return ds_fail(errstr, errstr_size, "out of memory");
+    c->producer = ds_producer_new(view, on_ack, c, errstr, errstr_size);
+    ds_kafka_config_view_free(view);
+    if (!c->producer)
+        return false;
+    ds_producer_set_owner(c->producer, "capture");
+    ds_producer_set_reject_cb(c->producer, on_reject);
+    if (c->m_acked)
+        ds_producer_set_metrics(c->producer, c->m_acked, c->m_produce_errors);
+    return true;
+}
+
+/* Replaces a producer that hit a fatal error by a new one (a new producer id). What the old
+ * one had not delivered is dropped with it: the next session resends it from the slot. */
+static bool renew_producer(capture_t *c)
+{
+    char errstr[512];
+
+    ds_warning("Kafka producer failed (%s); a new producer sends again every change after the "
+               "slot's confirmed position (apply skips what it already has)",
+               c->error);
+    ev_io_stop(c->loop, &c->kafka_watcher);
+    ds_producer_free(c->producer, 0);
+    c->producer = NULL;
+    c->producer_broken = false;
+    if (!new_producer(c, errstr, sizeof(errstr))) {
+        fail(c, "%s", errstr);
+        return false;
+    }
+    ev_io_set(&c->kafka_watcher, ds_producer_wakeup_fd(c->producer), EV_READ);
+    ev_io_start(c->loop, &c->kafka_watcher);
+    return true;
+}
+
 static void capture_free(capture_t *c)
 {
     end_session(c);
@@ -1098,7 +1156,6 @@ int ds_capture_run(const ds_config_t *config)
     char lsn[DS_LSN_STRLEN];
     int backoff_ms = 500;
     int status = DS_EXIT_FAILURE;
-    ds_config_t *producer_view;
     bool config_error;
 
     memset(&c, 0, sizeof(c));
@@ -1109,18 +1166,12 @@ int ds_capture_run(const ds_config_t *config)
      * creates a publication on the source. */
     c.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     c.inflight = ds_inflight_new();
-    /* Only the producer's properties: a file shared with apply holds consumer ones too, which
-     * librdkafka would warn about. */
-    producer_view = ds_kafka_config_view(config, DS_KAFKA_PRODUCER, NULL);
-    if (!c.loop || !c.inflight || !producer_view) {
+    if (!c.loop || !c.inflight) {
         ds_error("out of memory");
-        ds_kafka_config_view_free(producer_view);
         capture_free(&c);
         return DS_EXIT_FAILURE;
     }
-    c.producer = ds_producer_new(producer_view, on_ack, &c, errstr, sizeof(errstr));
-    ds_kafka_config_view_free(producer_view);
-    if (!c.producer) {
+    if (!new_producer(&c, errstr, sizeof(errstr))) {
         /* The command line checked the properties; what librdkafka still refuses when it
          * creates the client (a combination of settings, a missing certificate file) is a
          * configuration error too. */
@@ -1128,8 +1179,6 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return DS_EXIT_USAGE;
     }
-    ds_producer_set_owner(c.producer, "capture");
-    ds_producer_set_reject_cb(c.producer, on_reject);
     /* Before preflight too: an address in use must not leave a new publication behind. */
     if (!start_metrics(&c, config->capture_metrics_address, errstr, sizeof(errstr))) {
         ds_error("%s", errstr);
@@ -1204,7 +1253,7 @@ int ds_capture_run(const ds_config_t *config)
             ds_warning("replication connection lost at LSN %s: %s; reconnecting",
                        ds_lsn_format(c.last_msg_lsn, lsn), c.error);
             end_session(&c);
-            if (!drain_inflight(&c, -1))
+            if (c.producer_broken ? !renew_producer(&c) : !drain_inflight(&c, -1))
                 break;
             /* Messages of a transaction left open were acknowledged but never committed:
              * forget them; the new session resends that transaction whole. */

@@ -8,6 +8,11 @@
 #   services.sh kafka-stop DIR   stops Kafka only (SIGTERM, SIGKILL after a deadline)
 #   services.sh kafka-start DIR  starts it again: same port, same data
 #   services.sh status DIR       says what runs
+#   services.sh cluster-start DIR       a fresh three-broker KRaft cluster under DIR/cluster
+#                                       (needs `start DIR` first), or starts its stopped nodes
+#   services.sh cluster-stop DIR        stops every node (SIGTERM), keeping the data
+#   services.sh broker-kill DIR N       kill -9 node N (1..3) of the cluster
+#   services.sh broker-start DIR N      starts node N again: same ports, same data
 #
 # `start` writes DIR/env.sh (for shells: `. DIR/env.sh`) and DIR/env.json (for Python) with
 # PGHOST, PGPORT, PGUSER, PGDATABASE, DS_KAFKA_BOOTSTRAP and the paths below. Ports are free
@@ -44,7 +49,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -300,14 +305,20 @@ check_topic_dump() {
     [[ -x "$DS_TOPIC_DUMP" ]] || die "DS_TOPIC_DUMP=$DS_TOPIC_DUMP is not an executable"
 }
 
+# kafka_init [UUID]: formats the node in DS_KAFKA_DIR (with cluster id UUID, else a new one).
+# KAFKA_NODE_ID, KAFKA_VOTERS and KAFKA_REPLICAS make it a node of a cluster (defaults: the
+# single broker, node 1, its own only voter, everything one replica).
 kafka_init() {
     check_jars
     mkdir -p "$DS_KAFKA_DIR/data"
+    local node_id="${KAFKA_NODE_ID:-1}" replicas="${KAFKA_REPLICAS:-1}"
+    local voters="${KAFKA_VOTERS:-1@127.0.0.1:$DS_KAFKA_CONTROLLER_PORT}"
+    local min_isr=$((replicas > 1 ? 2 : 1))
     cat >"$DS_KAFKA_DIR/server.properties" <<EOF
-# Written by tests/harness/services.sh: one node, broker and KRaft controller in one JVM.
+# Written by tests/harness/services.sh: broker and KRaft controller in one JVM, node $node_id.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$DS_KAFKA_CONTROLLER_PORT
+node.id=$node_id
+controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
 listeners=PLAINTEXT://127.0.0.1:$DS_KAFKA_PORT,CONTROLLER://127.0.0.1:$DS_KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$DS_KAFKA_PORT
@@ -315,14 +326,14 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$DS_KAFKA_DIR/data
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor=$replicas
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$replicas
 # One partition instead of 50: the first consumer group of a test then waits for one
 # partition to be created, not fifty.
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
@@ -340,8 +351,8 @@ log4j.appender.file.layout=org.apache.log4j.PatternLayout
 log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.server.KafkaRaftServer=INFO
 EOF
-    local uuid
-    uuid="$(java -Xmx256m -cp "$DS_KAFKA_JARS/*" \
+    local uuid="${1-}"
+    [[ -n "$uuid" ]] || uuid="$(java -Xmx256m -cp "$DS_KAFKA_JARS/*" \
         -Dlog4j.configuration="file:$DS_KAFKA_DIR/log4j.properties" \
         kafka.tools.StorageTool random-uuid 2>>"$DS_KAFKA_LOG")" || {
         log_tail "$DS_KAFKA_LOG"
@@ -366,6 +377,12 @@ kafka_start() {
         say "Kafka already running on port $DS_KAFKA_PORT"
         return 0
     fi
+    kafka_launch
+    kafka_wait_ready "$DS_KAFKA_BOOTSTRAP" "$(kafka_pid)"
+}
+
+# Starts the JVM of the node in DS_KAFKA_DIR, without waiting for it.
+kafka_launch() {
     say "starting Kafka 3.9.1 (KRaft) on $DS_KAFKA_BOOTSTRAP"
     # setsid: the broker is a daemon; it must not share the caller's process group (ctest,
     # a test's Python process) or get its terminal's signals. Only the log file is inherited,
@@ -373,11 +390,15 @@ kafka_start() {
     setsid java "${KAFKA_JAVA_OPTS[@]}" -cp "$DS_KAFKA_JARS/*" \
         -Dlog4j.configuration="file:$DS_KAFKA_DIR/log4j.properties" \
         kafka.Kafka "$DS_KAFKA_DIR/server.properties" </dev/null >>"$DS_KAFKA_LOG" 2>&1 &
-    local pid=$!
-    echo "$pid" >"$DS_KAFKA_DIR/kafka.pid"
+    echo "$!" >"$DS_KAFKA_DIR/kafka.pid"
+}
 
+# kafka_wait_ready BOOTSTRAP PID: until BOOTSTRAP answers a metadata request (PID, the node
+# started last, must stay alive meanwhile).
+kafka_wait_ready() {
+    local bootstrap="$1" pid="$2"
     local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    until "$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" --probe -T 2000 2>/dev/null; do
+    until "$DS_TOPIC_DUMP" -b "$bootstrap" --probe -T 2000 2>/dev/null; do
         if ! alive "$pid"; then
             log_tail "$DS_KAFKA_LOG"
             die "Kafka (pid $pid) exited during startup"
@@ -385,24 +406,24 @@ kafka_start() {
         if ((SECONDS >= deadline)); then
             log_tail "$DS_KAFKA_LOG"
             (kafka_stop) >&2 || true
-            die "Kafka on $DS_KAFKA_BOOTSTRAP did not answer a metadata request within ${KAFKA_START_TIMEOUT}s"
+            die "Kafka on $bootstrap did not answer a metadata request within ${KAFKA_START_TIMEOUT}s"
         fi
         sleep 0.2
     done
-    say "Kafka ready (pid $pid, log $DS_KAFKA_LOG)"
+    say "Kafka ready on $bootstrap (pid $pid, log $DS_KAFKA_LOG)"
 }
 
 # One acknowledged write (acks=all) before the first test: proves the broker takes writes,
 # not only metadata requests, and makes it hand out its first block of producer ids now
 # (until then every idempotent producer is told "coordinator load in progress" and retries).
 kafka_warm_up() {
-    local topic=dualsync.harness.warmup
+    local topic=dualsync.harness.warmup bootstrap="${1:-$DS_KAFKA_BOOTSTRAP}"
     if ! printf 'warmup\tready\n' |
-        "$DS_TOPIC_DUMP" -b "$DS_KAFKA_BOOTSTRAP" -t "$topic" --produce -T 30000 \
+        "$DS_TOPIC_DUMP" -b "$bootstrap" -t "$topic" --produce -T 30000 \
             >>"$DS_KAFKA_DIR/warmup.log" 2>&1; then
         cat "$DS_KAFKA_DIR/warmup.log" >&2
         log_tail "$DS_KAFKA_LOG"
-        die "Kafka on $DS_KAFKA_BOOTSTRAP answers metadata requests but did not acknowledge a write to $topic"
+        die "Kafka on $bootstrap answers metadata requests but did not acknowledge a write to $topic"
     fi
     say "Kafka acknowledged a write to $topic"
 }
@@ -431,6 +452,124 @@ kafka_stop() {
         sleep 0.1
     done
     say "Kafka stopped"
+}
+
+# ---- a three-broker cluster ----------------------------------------------------------------
+#
+# DIR/cluster/node{1,2,3}: each a broker and KRaft controller in one JVM, all three voters;
+# topics default to 3 replicas and min.insync.replicas=2, so a write acknowledged with acks=all
+# survives the loss of any one node. DIR/cluster/env.sh and env.json hold
+# DS_CLUSTER_BOOTSTRAP (the three brokers) and DS_CLUSTER_PORTS (node N's port is the Nth).
+
+CLUSTER_NODES=3
+
+# Points the DS_KAFKA_* variables the functions above use at cluster node $1.
+cluster_node() {
+    local n="$1" ports controller_ports
+    read -r -a ports <<<"$DS_CLUSTER_PORTS"
+    read -r -a controller_ports <<<"$DS_CLUSTER_CONTROLLER_PORTS"
+    ((n >= 1 && n <= CLUSTER_NODES)) || die "no cluster node $n (1..$CLUSTER_NODES)"
+    DS_KAFKA_DIR="$DIR/cluster/node$n"
+    DS_KAFKA_LOG="$DS_KAFKA_DIR/server.log"
+    DS_KAFKA_PORT="${ports[n - 1]}"
+    DS_KAFKA_CONTROLLER_PORT="${controller_ports[n - 1]}"
+    DS_KAFKA_BOOTSTRAP="127.0.0.1:$DS_KAFKA_PORT"
+}
+
+cluster_load_env() {
+    [[ -f "$DIR/cluster/env.sh" ]] || die "no cluster in $DIR/cluster: run 'services.sh cluster-start $DIR'"
+    # shellcheck disable=SC1091
+    . "$DIR/cluster/env.sh"
+}
+
+cluster_init() {
+    local ports uuid voters="" n
+    ports="$(free_ports $((2 * CLUSTER_NODES)))" || die "cannot find free TCP ports"
+    read -r -a ports <<<"$ports"
+    DS_CLUSTER_PORTS="${ports[*]:0:CLUSTER_NODES}"
+    DS_CLUSTER_CONTROLLER_PORTS="${ports[*]:CLUSTER_NODES}"
+    DS_CLUSTER_BOOTSTRAP=""
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        cluster_node "$n"
+        voters+="${voters:+,}$n@127.0.0.1:$DS_KAFKA_CONTROLLER_PORT"
+        DS_CLUSTER_BOOTSTRAP+="${DS_CLUSTER_BOOTSTRAP:+,}$DS_KAFKA_BOOTSTRAP"
+    done
+    mkdir -p "$DIR/cluster"
+    uuid="$(java -Xmx256m -cp "$DS_KAFKA_JARS/*" kafka.tools.StorageTool random-uuid 2>/dev/null)" ||
+        die "kafka.tools.StorageTool random-uuid failed"
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        cluster_node "$n"
+        KAFKA_NODE_ID="$n" KAFKA_VOTERS="$voters" KAFKA_REPLICAS=3 kafka_init "$uuid"
+    done
+    {
+        echo "# Written by tests/harness/services.sh cluster-start."
+        for key in DS_CLUSTER_BOOTSTRAP DS_CLUSTER_PORTS DS_CLUSTER_CONTROLLER_PORTS; do
+            printf 'export %s=%q\n' "$key" "${!key}"
+        done
+    } >"$DIR/cluster/env.sh"
+    python3 -c 'import json, sys; json.dump(dict(zip(["DS_CLUSTER_BOOTSTRAP", "DS_CLUSTER_PORTS"], sys.argv[2:])), open(sys.argv[1], "w"), indent=2)' \
+        "$DIR/cluster/env.json" "$DS_CLUSTER_BOOTSTRAP" "$DS_CLUSTER_PORTS"
+}
+
+cmd_cluster_start() {
+    load_env
+    check_jars
+    check_topic_dump
+    [[ -f "$DIR/cluster/env.sh" ]] || cluster_init
+    cluster_load_env
+    local n last_pid=""
+    # Every node first: a controller quorum needs two of the three voters before any of them
+    # answers.
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        cluster_node "$n"
+        if ! kafka_running; then
+            kafka_launch
+        fi
+        last_pid="$(kafka_pid)"
+    done
+    kafka_wait_ready "$DS_CLUSTER_BOOTSTRAP" "$last_pid"
+    kafka_warm_up "$DS_CLUSTER_BOOTSTRAP"
+    say "cluster ready on $DS_CLUSTER_BOOTSTRAP; environment in $DIR/cluster/env.json"
+}
+
+cmd_cluster_stop() {
+    [[ -f "$DIR/cluster/env.sh" ]] || { say "no cluster in $DIR"; return 0; }
+    load_env
+    cluster_load_env
+    local n failed=0
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        cluster_node "$n"
+        kafka_running && kill -TERM "$(kafka_pid)" 2>/dev/null || true
+    done
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        cluster_node "$n"
+        (kafka_stop) || failed=1
+    done
+    ((failed == 0)) || die "could not stop every node of the cluster"
+}
+
+cmd_broker_kill() {
+    load_env
+    cluster_load_env
+    cluster_node "$1"
+    local pid
+    pid="$(kafka_pid)"
+    kafka_running || die "cluster node $1 is not running"
+    kill -KILL "$pid"
+    while alive "$pid"; do sleep 0.05; done
+    say "cluster node $1 (pid $pid) killed"
+}
+
+cmd_broker_start() {
+    load_env
+    cluster_load_env
+    cluster_node "$1"
+    if kafka_running; then
+        say "cluster node $1 already running"
+        return 0
+    fi
+    kafka_launch
+    kafka_wait_ready "$DS_KAFKA_BOOTSTRAP" "$(kafka_pid)"
 }
 
 # ---- commands -----------------------------------------------------------------------------
@@ -468,13 +607,14 @@ cmd_start() {
         (
             load_env
             kafka_stop
+            cmd_cluster_stop
             pg_stop
         ) || die "cannot stop the services an earlier run left in $DIR"
     fi
     set_paths
     check_jars
     check_topic_dump
-    rm -rf "$DIR/pg" "$DIR/kafka" "$DIR/env.sh" "$DIR/env.json"
+    rm -rf "$DIR/pg" "$DIR/kafka" "$DIR/cluster" "$DIR/env.sh" "$DIR/env.json"
     mkdir -p "$DIR"
     chmod 755 "$DIR"
 
@@ -506,6 +646,7 @@ cmd_stop() {
     local failed=0
     # Subshells: a failure (die) in one must not keep the other from being stopped.
     (kafka_stop) || failed=1
+    (cmd_cluster_stop) || failed=1
     (pg_stop) || failed=1
     ((failed == 0)) || die "could not stop everything in $DIR"
 }
@@ -516,9 +657,10 @@ cmd_status() {
     if kafka_running; then say "Kafka running on $DS_KAFKA_BOOTSTRAP"; else say "Kafka stopped"; fi
 }
 
-(($# == 2)) || usage
+(($# == 2 || $# == 3)) || usage
 COMMAND="$1"
 DIR="$(realpath -m "$2")"
+NODE="${3-}"
 
 case "$COMMAND" in
 start) cmd_start ;;
@@ -528,5 +670,9 @@ pg-start) load_env; pg_start ;;
 pg-stop) load_env; pg_stop ;;
 kafka-start) load_env; kafka_start ;;
 kafka-stop) load_env; kafka_stop ;;
+cluster-start) cmd_cluster_start ;;
+cluster-stop) cmd_cluster_stop ;;
+broker-kill) [[ -n "$NODE" ]] || usage; cmd_broker_kill "$NODE" ;;
+broker-start) [[ -n "$NODE" ]] || usage; cmd_broker_start "$NODE" ;;
 *) usage ;;
 esac

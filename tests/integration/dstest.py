@@ -334,9 +334,9 @@ def kafka_probe(timeout_ms=2000):
     return proc.returncode == 0
 
 
-def _services(command):
+def _services(command, *args):
     proc = subprocess.run(
-        ["bash", SERVICES_SH, command, services_dir()],
+        ["bash", SERVICES_SH, command, services_dir(), *args],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
@@ -365,6 +365,55 @@ def pg_stop():
 
 def pg_start():
     _services("pg-start")
+
+
+# ---- the three-broker cluster (services.sh cluster-*) --------------------------------------
+
+
+def kafka_admin_bin():
+    return _executable("DS_KAFKA_ADMIN", "kafka_admin helper (tests/tools/kafka_admin.c)")
+
+
+def cluster_start():
+    """Starts the three-broker KRaft cluster (a fresh one the first time; its stopped nodes
+    later) and returns its bootstrap list once it takes an acks=all write."""
+    _services("cluster-start")
+    with open(os.path.join(services_dir(), "cluster", "env.json"), encoding="utf-8") as f:
+        return json.load(f)["DS_CLUSTER_BOOTSTRAP"]
+
+
+def cluster_stop():
+    """Stops every node of the cluster, keeping its data."""
+    _services("cluster-stop")
+
+
+def broker_kill(node):
+    """kill -9 cluster node @node (1..3)."""
+    _services("broker-kill", str(node))
+
+
+def broker_start(node):
+    _services("broker-start", str(node))
+
+
+def kafka_admin(bootstrap, *args, check=True):
+    """Runs kafka_admin -b @bootstrap @args; returns its stdout."""
+    proc = subprocess.run([kafka_admin_bin(), "-b", bootstrap, *args], capture_output=True,
+                          text=True, timeout=90)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kafka_admin {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def create_topic(bootstrap, topic, partitions, replicas, **settings):
+    kafka_admin(bootstrap, "create", topic, str(partitions), str(replicas),
+                *[f"{k.replace('_', '.')}={v}" for k, v in settings.items()])
+
+
+def partition_leaders(bootstrap, topic):
+    """{partition: leader node id} of @topic."""
+    out = kafka_admin(bootstrap, "describe", topic)
+    return {d["partition"]: d["leader"] for d in map(json.loads, out.splitlines())}
 
 
 # ---- configuration and the capture process -----------------------------------------------
