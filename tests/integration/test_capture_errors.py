@@ -431,25 +431,20 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
                              dstest.lsn_to_int(lsn))
 
 
-    def test_second_capture_on_the_same_slot_exits_1_and_the_first_keeps_streaming(self):
+    def test_second_capture_on_the_same_slot_waits_as_a_standby_creating_nothing(self):
         self.psql("CREATE TABLE shared (id int PRIMARY KEY)")
         cfg = self.capture_config(["public.shared"])
         with self.start_capture(cfg) as first:
             wait_streaming(cfg)
             owner = dstest.slot_info(cfg.slot)["active_pid"]
-            # The second one names a publication of its own: it must not be created for a
-            # capture that cannot start.
+            # The second one names a publication of its own: nothing is created while it only
+            # waits for the slot (test_capture_standby.py covers the takeover).
             second_pub = dstest.unique_name("p_second")
             second = dict(cfg.data, source=dict(cfg.data["source"], publication=second_pub))
             path = write_file(cfg.path.replace(".json", "-second.json"), json.dumps(second))
-            status, out, err = run_dualsync("capture", "--config", path)
-            self.assertEqual(status, FAILURE, err)
-            self.assertIn(
-                f'replication slot "{cfg.slot}" is in use by process {owner} (another capture '
-                "of this slot, or another client): stop it first, or set source.slot to another "
-                "name",
-                err,
-            )
+            standby = self.start_capture(dstest.CaptureConfig(path, second, cfg.db))
+            dstest.wait_for(lambda: f'is held by process {owner}' in standby.log_text(), 30,
+                            "the second capture to wait as a standby, naming the holder")
             self.assertEqual(
                 self.psql_value(
                     f"SELECT count(*) FROM pg_publication WHERE pubname = '{second_pub}'"
@@ -459,6 +454,7 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
             self.assertTrue(first.running())
             self.psql("INSERT INTO shared VALUES (1)")
             [msg] = self.consume([cfg.topic("public.shared")], count=1)
+            self.assertEqual(standby.stop(timeout=30), 0)
         self.assertEqual(msg["key"], {"id": 1})
 
 def free_port():
