@@ -131,9 +131,11 @@ static rd_kafka_AdminOptions_t *admin_options(ds_topics_t *topics, rd_kafka_admi
 static void describe_ms(int64_t ms, char *buf, size_t size)
 {
     if (ms >= 86400000 && ms % 86400000 == 0)
-        snprintf(buf, size, "%" PRId64 " (%" PRId64 " days)", ms, ms / 86400000);
+        snprintf(buf, size, "%" PRId64 " (%" PRId64 " day%s)", ms, ms / 86400000,
+                 ms == 86400000 ? "" : "s");
     else if (ms >= 3600000 && ms % 3600000 == 0)
-        snprintf(buf, size, "%" PRId64 " (%" PRId64 " hours)", ms, ms / 3600000);
+        snprintf(buf, size, "%" PRId64 " (%" PRId64 " hour%s)", ms, ms / 3600000,
+                 ms == 3600000 ? "" : "s");
     else
         snprintf(buf, size, "%" PRId64, ms);
 }

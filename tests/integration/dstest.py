@@ -324,6 +324,33 @@ def produce(topic, pairs, timeout_ms=30000):
         raise AssertionError(f"producing to {topic} failed: {proc.stderr.strip()}")
 
 
+def describe_topics(topics, timeout_ms=30000):
+    """{topic: {"exists", "partitions", "config": {name: value}}} as the broker reports them
+    (admin API DescribeConfigs, through topic_dump --describe). A missing topic has
+    "exists": False."""
+    if isinstance(topics, str):
+        topics = [topics]
+    cmd = [topic_dump_bin(), "-b", kafka_bootstrap(), "--describe", "-T", str(timeout_ms)]
+    for t in topics:
+        cmd += ["-t", t]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_ms / 1000 + 60)
+    if proc.returncode != 0:
+        raise AssertionError(f"describing {', '.join(topics)} failed: {proc.stderr.strip()}")
+    return {d["topic"]: d for d in (json.loads(line) for line in proc.stdout.splitlines() if line)}
+
+
+def create_topic(topic, partitions=1, config=None, timeout_ms=30000):
+    """Creates @topic (replication factor 1) with topic settings @config {name: value}, as an
+    operator would before dualsync runs; fails unless the broker created it."""
+    cmd = [topic_dump_bin(), "-b", kafka_bootstrap(), "-t", topic, "--create",
+           "--partitions", str(partitions), "-T", str(timeout_ms)]
+    for name, value in (config or {}).items():
+        cmd += ["-c", f"{name}={value}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_ms / 1000 + 60)
+    if proc.returncode != 0:
+        raise AssertionError(f"creating topic {topic} failed: {proc.stderr.strip()}")
+
+
 def kafka_probe(timeout_ms=2000):
     """True when the broker answers a metadata request."""
     proc = subprocess.run(
