@@ -1025,6 +1025,7 @@ static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_
     bool ok = false;
     int i;
 
+    *config_error = false;
     if (!names || !kinds) {
         ds_fail(errstr, errstr_size, "out of memory");
         goto done;

@@ -242,11 +242,15 @@ bool ds_topics_check_history(ds_topics_t *topics, const char *const *names, int 
         if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
             continue; /* out[i].exists stays false */
         if (err) {
-            ds_fail(errstr, errstr_size, "Kafka refused to describe topic %s: %s: %s", name,
-                    rd_kafka_err2name(err), rd_kafka_ConfigResource_error_string(results[r])
-                                                ? rd_kafka_ConfigResource_error_string(results[r])
-                                                : rd_kafka_err2str(err));
-            goto done;
+            const char *text = rd_kafka_ConfigResource_error_string(results[r]);
+
+            /* Not fatal here: the topic may well exist; callers decide (capture warns, a
+             * replay refuses). */
+            out[i].exists = out[i].unreadable = true;
+            snprintf(out[i].problem, sizeof(out[i].problem),
+                     "its settings cannot be read: %s: %s", rd_kafka_err2name(err),
+                     text ? text : rd_kafka_err2str(err));
+            continue;
         }
         read_history(results[r], &out[i]);
     }
@@ -418,6 +422,12 @@ static void warn_history(const ds_topics_t *topics, const ds_topic_history_t *h,
 {
     char fix[768];
 
+    if (h->unreadable) {
+        ds_warning("topic %s: %s; whether it keeps its history is not checked (allow "
+                   "DescribeConfigs on it to this client)",
+                   h->topic, h->problem);
+        return;
+    }
     ds_topics_fix_command(topics, h, kind, fix, sizeof(fix));
     if (kind == DS_TOPIC_DEAD_LETTERS)
         ds_warning("dead-letter topic %s deletes by time or size (%s): dead letters older than "

@@ -34,6 +34,8 @@ typedef enum ds_topic_kind {
 typedef struct ds_topic_history {
     char topic[256];              /* the topic's name */
     bool exists;                  /* false: the broker does not know it (nothing below is set) */
+    bool unreadable;              /* the broker refused to describe it (problem says why): it
+                                   * may exist, and whether it keeps its history is unknown */
     bool keeps_history;           /* nothing is deleted by time or by size: cleanup.policy is
                                    * "compact" alone, or retention.ms and retention.bytes are
                                    * both -1 */
@@ -45,7 +47,7 @@ typedef struct ds_topic_history {
     int64_t min_compaction_lag_ms; /* a record stays uncompacted at least this long */
     char problem[256];            /* when !keeps_history: the setting that deletes and its
                                    * value, "cleanup.policy=delete, retention.ms=604800000
-                                   * (7 days)"; else "" */
+                                   * (7 days)", or why it could not be read; else "" */
 } ds_topic_history_t;
 
 /**
@@ -81,8 +83,9 @@ bool ds_topics_ensure(ds_topics_t *topics, const char *const *names, const ds_to
  * @brief Describes the @p n topics @p names and fills @p out[i] for each (caller-owned, n
  *        entries): whether it exists and whether it keeps its history. A replay calls this to
  *        refuse a topic that cannot rebuild the current state (!keeps_history: see problem).
- * @return false with errstr set when Kafka did not answer within @p timeout_ms or refused to
- *         describe a topic (naming it and the broker's error).
+ *        A topic the broker refuses to describe (no DescribeConfigs permission) is
+ *        unreadable, not an error: exists and !keeps_history, problem naming the error.
+ * @return false with errstr set when Kafka did not answer within @p timeout_ms.
  */
 bool ds_topics_check_history(ds_topics_t *topics, const char *const *names, int n,
                              int timeout_ms, ds_topic_history_t *out, char *errstr,
