@@ -332,8 +332,9 @@ static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t e
     ds_topic_kind_t kind = DS_TOPIC_CHANGES;
 
     if (!ds_strset_contains(c->topics_ready, topic, len)) {
-        if (!ds_topics_ensure(c->topics, &topic, &kind, 1, ds_producer_max_message_bytes(c->producer),
-                              TOPICS_TIMEOUT_MS, NULL, errstr, errstr_size))
+        if (!ds_topics_ensure(c->topics, &topic, &kind, 1,
+                              ds_producer_max_message_bytes(c->producer), TOPICS_TIMEOUT_MS, NULL,
+                              errstr, errstr_size))
             return false;
         if (!ds_strset_add(c->topics_ready, topic, len))
             return ds_fail(errstr, errstr_size, "out of memory");

@@ -6,8 +6,9 @@
  * key lands on the partition any Kafka tool expects. message.timeout.ms defaults to 0
  * (retry forever): while the broker is down, messages wait and capture stops reading WAL
  * instead of failing them. It never makes the broker create a topic (allow.auto.create.topics
- * defaults to false): ds_topics_ensure() creates them first. Delivery reports are served on the caller's thread, through
- * ds_producer_poll(), and wake an event loop through ds_producer_wakeup_fd().
+ * defaults to false): ds_topics_ensure() creates them first. Delivery reports are served on
+ * the caller's thread, through ds_producer_poll(), and wake an event loop through
+ * ds_producer_wakeup_fd().
  */
 #ifndef DUALSYNC_PRODUCER_H
 #define DUALSYNC_PRODUCER_H

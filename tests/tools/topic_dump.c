@@ -1022,7 +1022,8 @@ static int run_create(const tool_options_t *opts)
                 ev ? rd_kafka_event_error_string(ev) : "no answer");
         goto done;
     }
-    results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nresults);
+    results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nresults);
     status = 0;
     for (size_t r = 0; r < nresults; r++) {
         if (rd_kafka_topic_result_error(results[r])) {
