@@ -33,6 +33,8 @@
 #include "dualsync/producer.h"
 #include "dualsync/replication.h"
 #include "dualsync/slot_monitor.h"
+#include "dualsync/strset.h"
+#include "dualsync/topics.h"
 
 /* Messages handled per socket callback before delivery reports get a turn. */
 #define MESSAGES_PER_POLL 1000
@@ -43,6 +45,8 @@
 #define STATUS_MIN_INTERVAL_S 0.1
 /* librdkafka's bound on a v2 record's framing, counted against message.max.bytes. */
 #define RECORD_OVERHEAD_BYTES 64
+/* How long each admin request that creates or describes topics may take. */
+#define TOPICS_TIMEOUT_MS 30000
 /* The longest wait for Kafka to acknowledge what preceded a failure. */
 #define FAILURE_FLUSH_MS 5000
 /* How often the slot's size is read for the metrics. */
@@ -59,6 +63,10 @@ typedef struct capture {
     ds_producer_t *producer;
     ds_inflight_t *inflight;      /* unacknowledged transactions */
     ds_incremental_t *incremental; /* open windows of `dualsync backfill`; rebuilt per session */
+    ds_topics_t *topics;          /* admin client: creates a topic before its first message */
+    ds_strset_t *topics_ready;    /* topics known to exist (created or checked) */
+    char ready_topic[256];        /* the last of them a record went to: records come in runs of
+                                   * one topic, so the set is not searched per record */
 
     uint64_t tx_seq;          /* in-flight sequence of the open transaction */
     uint32_t tx_xid;          /* its xid (source.txId of incremental read events) */
@@ -333,6 +341,28 @@ static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
     serve_kafka(c);
 }
 
+/*
+ * Makes sure @p topic exists before a message goes to it. The tables' topics were created at
+ * start; a table renamed since (its Relation message names a new topic) gets its topic here,
+ * created like the others instead of by the broker's auto-creation.
+ */
+static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t errstr_size)
+{
+    size_t len = strlen(topic);
+    ds_topic_kind_t kind = DS_TOPIC_CHANGES;
+
+    if (!ds_strset_contains(c->topics_ready, topic, len)) {
+        if (!ds_topics_ensure(c->topics, &topic, &kind, 1,
+                              ds_producer_max_message_bytes(c->producer), TOPICS_TIMEOUT_MS, NULL,
+                              errstr, errstr_size))
+            return false;
+        if (!ds_strset_add(c->topics_ready, topic, len))
+            return ds_fail(errstr, errstr_size, "out of memory");
+    }
+    snprintf(c->ready_topic, sizeof(c->ready_topic), "%s", topic);
+    return true;
+}
+
 /* Hands one record to Kafka as a message of in-flight entry @seq. */
 static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *rec, char *errstr,
                         size_t errstr_size)
@@ -346,6 +376,9 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                   -1, NULL);
         return false;
     }
+    if (strcmp(rec->topic, c->ready_topic) != 0 && !ensure_topic(c, rec->topic, errstr,
+                                                                 errstr_size))
+        return false;
     if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
                           rec->value_len, seq, errstr, errstr_size))
         return false;
@@ -1007,28 +1040,66 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     return true;
 }
 
-/* Looks up the configured tables' topics before streaming, so the first changes do not
- * wait for partition leaders. A broker that is down now is not an error: sends wait. */
-static void warm_up_topics(capture_t *c)
+/*
+ * Creates the tables' topics and the dead-letter topic where missing (the broker's
+ * auto-creation would give them its time-based retention, and the history a replay needs
+ * would be deleted), warns about existing ones that delete by time, then looks them up in the
+ * producer so the first changes do not wait for partition leaders. @p config_error: the
+ * broker refused the "topics" settings.
+ */
+static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_t errstr_size)
 {
     const ds_source_catalog_t *catalog = c->catalog;
-    char **topics = calloc((size_t)catalog->ntables, sizeof(char *));
-    char errstr[512];
-    int n = 0;
+    int n = catalog->ntables + 1;
+    char **names = calloc((size_t)n, sizeof(char *));
+    ds_topic_kind_t *kinds = calloc((size_t)n, sizeof(*kinds));
+    char warm[512];
+    bool ok = false;
+    int i;
 
-    if (!topics)
-        return;
-    for (int i = 0; i < catalog->ntables; i++) {
-        if (asprintf(&topics[n], "%s.%s.%s", c->config->topic_prefix, catalog->tables[i].schema,
-                     catalog->tables[i].table) >= 0)
-            n++;
+    *config_error = false;
+    if (!names || !kinds) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
     }
-    if (!ds_producer_warm_up(c->producer, (const char *const *)topics, n, 10000, errstr,
-                             sizeof(errstr)))
-        ds_warning("Kafka: %s; changes wait for the broker", errstr);
-    for (int i = 0; i < n; i++)
-        free(topics[i]);
-    free(topics);
+    for (i = 0; i < catalog->ntables; i++) {
+        if (asprintf(&names[i], "%s.%s.%s", c->config->topic_prefix, catalog->tables[i].schema,
+                     catalog->tables[i].table) < 0) {
+            names[i] = NULL;
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        kinds[i] = DS_TOPIC_CHANGES;
+    }
+    /* apply.dlq_topic of this file (by default <topic_prefix>.dlq); apply creates its own too,
+     * in case its file names another. */
+    if (!(names[i] = strdup(c->config->apply_dlq_topic))) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    kinds[i] = DS_TOPIC_DEAD_LETTERS;
+    if (!ds_topics_ensure(c->topics, (const char *const *)names, kinds, n,
+                          ds_producer_max_message_bytes(c->producer), TOPICS_TIMEOUT_MS,
+                          config_error, errstr, errstr_size))
+        goto done;
+    for (i = 0; i < n; i++) {
+        if (!ds_strset_add(c->topics_ready, names[i], strlen(names[i]))) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+    }
+    /* Not fatal: sends wait for the broker anyway. */
+    if (!ds_producer_warm_up(c->producer, (const char *const *)names, catalog->ntables, 10000,
+                             warm, sizeof(warm)))
+        ds_warning("Kafka: %s; changes wait for the broker", warm);
+    ok = true;
+
+done:
+    for (i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+    free(kinds);
+    return ok;
 }
 
 /* Creates capture's producer (c->producer); false (errstr) when librdkafka refuses the
@@ -1079,6 +1150,8 @@ static void capture_free(capture_t *c)
     ds_slot_monitor_free(c->slot_monitor);
     ds_metrics_http_stop(c->http);
     ds_producer_free(c->producer, 0);
+    ds_topics_free(c->topics);
+    ds_strset_free(c->topics_ready);
     ds_changes_free(c->changes);
     ds_incremental_free(c->incremental);
     ds_pgoutput_free(c->decoder);
@@ -1185,6 +1258,15 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return DS_EXIT_USAGE;
     }
+    if (!(c.topics = ds_topics_new(config, errstr, sizeof(errstr))) ||
+        !(c.topics_ready = ds_strset_new())) {
+        /* What librdkafka refuses in the properties is a configuration error. */
+        int code = c.topics ? DS_EXIT_FAILURE : DS_EXIT_USAGE;
+
+        ds_error("%s", c.topics ? "out of memory" : errstr);
+        capture_free(&c);
+        return code;
+    }
     ev_io_init(&c.kafka_watcher, on_kafka_readable, ds_producer_wakeup_fd(c.producer), EV_READ);
     c.kafka_watcher.data = &c;
     ev_io_start(c.loop, &c.kafka_watcher);
@@ -1223,8 +1305,17 @@ int ds_capture_run(const ds_config_t *config)
         capture_free(&c);
         return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
     }
-    warm_up_topics(&c);
+    if (!prepare_topics(&c, &config_error, errstr, sizeof(errstr))) {
+        char undo[512];
 
+        ds_error("%s", errstr);
+        /* No slot was made yet: the publication this run created goes again. */
+        if (!ds_preflight_undo(config, c.catalog, undo, sizeof(undo)))
+            ds_warning("publication \"%s\" was created and is left behind: %s",
+                       config->publication, undo);
+        capture_free(&c);
+        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
+    }
 
     /* The first session must start: a wrong host or a missing privilege is a setup error
      * to report now, not to retry forever. Later losses are retried with backoff. */

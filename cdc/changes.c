@@ -530,7 +530,14 @@ static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
     return emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size);
 }
 
-/* Debezium sends a truncate keyless, one record per table, before and after null. */
+/*
+ * One record per table, op "t", before and after null, as Debezium sends it; but keyed
+ * {"__dualsync_truncate":"<schema>.<table>"}, where Debezium sends it keyless: a compacted
+ * topic refuses a record without a key. The key is the same for every truncate of the table,
+ * so compaction keeps the latest one, which is the one a replay must apply; it is never a
+ * tombstone, so compaction cannot drop it while keeping the rows written before it. Apply
+ * reads the op, not the key.
+ */
 static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
                             int64_t now_us, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
                             size_t errstr_size)
@@ -538,10 +545,19 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
     for (int i = 0; i < msg->u.truncate.nrelations; i++) {
         const ds_relation_t *rel = msg->u.truncate.rels[i];
         const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+        /* PostgreSQL names are at most 63 bytes. */
+        char name[2 * 64 + 2];
+        int len;
 
         if (!e)
             return fail_at(errstr, errstr_size, lsn);
-        if (!emit_change(ch, e, rel, 't', false, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
+        len = snprintf(name, sizeof(name), "%s.%s", rel->schema, rel->table);
+        ds_buf_reset(&ch->key);
+        ds_buf_append_str(&ch->key, "{\"" DS_TRUNCATE_KEY_FIELD "\":");
+        ds_buf_append_json_string(&ch->key, name,
+                                  len < (int)sizeof(name) ? (size_t)len : sizeof(name) - 1);
+        ds_buf_append_str(&ch->key, "}");
+        if (!emit_change(ch, e, rel, 't', true, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
                          errstr_size))
             return false;
     }

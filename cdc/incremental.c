@@ -126,8 +126,8 @@ bool ds_incremental_observe(ds_incremental_t *inc, const ds_change_record_t *rec
 
         if (strcmp(w->topic, rec->topic) != 0)
             continue;
-        /* A truncate is keyless: every row the chunk holds may be gone. */
-        if (!rec->key) {
+        /* A truncate: every row the chunk holds may be gone. */
+        if (rec->op == 't' || !rec->key) {
             w->truncated = true;
             continue;
         }

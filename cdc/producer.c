@@ -57,6 +57,10 @@ static const struct {
     {"queue.buffering.max.messages", "2000000"},
     {"queue.buffering.max.kbytes", "4194304"},
     {"client.id", "dualsync-capture"},
+    /* dualsync creates its topics itself (common/topics.c), with the settings that keep
+     * their history; a topic missing when a message is sent must not be made by the broker
+     * with its time-based retention. */
+    {"allow.auto.create.topics", "false"},
 };
 
 /* Settings whose user value would break the delivery guarantees; "same" is another spelling

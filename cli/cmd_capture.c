@@ -20,7 +20,10 @@ static void usage(FILE *out)
             "\n"
             "On start it checks wal_level=logical and each table's replica identity, and creates\n"
             "the publication and the replication slot when they are missing (reusing them when\n"
-            "present). The slot's confirmed position moves only past transactions whose messages\n"
+            "present), and creates the missing topics (those of the tables, and apply.dlq_topic)\n"
+            "with the \"topics\" settings: compacted by default, so they keep the latest change\n"
+            "of every row. It warns about an existing topic that deletes by time.\n"
+            "The slot's confirmed position moves only past transactions whose messages\n"
             "Kafka has acknowledged, so after any crash capture resumes with nothing lost; only\n"
             "the unacknowledged tail may be sent again.\n"
             "\n"
@@ -39,7 +42,8 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 on a clean stop, 1 on a runtime failure (see the log; a restart\n"
             "resumes from the slot), 2 on a usage or configuration error (a setting or Kafka\n"
-            "property the file gets wrong, a listed table that does not exist). A capture that\n"
+            "property the file gets wrong, a listed table that does not exist, a topic setting\n"
+            "Kafka refuses). A capture that\n"
             "refuses to start leaves no publication or slot behind.\n");
 }
 

@@ -38,6 +38,7 @@ typedef enum setting_type {
     SETTING_INT64,       /* int64_t, bounded by min..max */
     SETTING_STRING_LIST, /* char ** (NULL-terminated) + int count */
     SETTING_KAFKA,       /* char **names, char **values + int count, in file order */
+    SETTING_PROPERTIES,  /* likewise, any names (SETTING_KAFKA also requires bootstrap.servers) */
     SETTING_TARGETS,     /* name -> {"conninfo"}: char **names, char **conninfos + int count */
 } setting_type_t;
 
@@ -82,6 +83,7 @@ static bool valid_topic(const char *text);
 static bool valid_snapshot_mode(const char *text);
 static bool valid_duration(const char *text);
 static bool valid_metrics_address(const char *text);
+static bool valid_cleanup_policy(const char *text);
 
 static const char *const default_skip_origins[] = {"dualsync", NULL};
 
@@ -144,6 +146,34 @@ static const setting_t settings[] = {
      .expected = "a Kafka topic prefix (1 to 200 characters from a-z A-Z 0-9 . _ -)",
      .offset = offsetof(ds_config_t, topic_prefix),
      .description = "topics are <topic_prefix>.<schema>.<table>"},
+    {.path = "topics.partitions",
+     .type = SETTING_INT,
+     .default_number = 1,
+     .min = 1,
+     .max = 100000,
+     .offset = offsetof(ds_config_t, topics_partitions),
+     .description = "partitions of each topic dualsync creates"},
+    {.path = "topics.replication_factor",
+     .type = SETTING_INT,
+     .default_number = -1,
+     .min = -1,
+     .max = 32767,
+     .offset = offsetof(ds_config_t, topics_replication_factor),
+     .description = "replicas of each topic dualsync creates; -1: the broker's "
+                    "default.replication.factor"},
+    {.path = "topics.cleanup_policy",
+     .type = SETTING_STRING,
+     .default_string = "compact",
+     .valid = valid_cleanup_policy,
+     .expected = "\"compact\", \"delete\" or \"compact,delete\"",
+     .offset = offsetof(ds_config_t, topics_cleanup_policy),
+     .description = "cleanup.policy of each change topic dualsync creates"},
+    {.path = "topics.config",
+     .type = SETTING_PROPERTIES,
+     .offset = offsetof(ds_config_t, topics_config_names),
+     .values_offset = offsetof(ds_config_t, topics_config_values),
+     .count_offset = offsetof(ds_config_t, ntopics_config),
+     .description = "more topic settings of each topic dualsync creates, passed as they are"},
     {.path = "capture.tombstones_on_delete",
      .type = SETTING_BOOL,
      .default_number = 1,
@@ -471,6 +501,13 @@ static bool kafka_name(const char *text, size_t min, size_t max)
 static bool valid_topic(const char *text)
 {
     return kafka_name(text, 1, 249) && strcmp(text, ".") != 0 && strcmp(text, "..") != 0;
+}
+
+/* Kafka's cleanup.policy values; the extra topic settings may not set it (see set_kafka). */
+static bool valid_cleanup_policy(const char *text)
+{
+    return strcmp(text, "compact") == 0 || strcmp(text, "delete") == 0 ||
+           strcmp(text, "compact,delete") == 0 || strcmp(text, "delete,compact") == 0;
 }
 
 /* Group ids are free text to Kafka; the same characters as topics keep them printable and
@@ -816,6 +853,7 @@ static void free_setting(ds_config_t *config, const setting_t *s)
         *FIELD(config, s->count_offset, int) = 0;
         break;
     case SETTING_KAFKA:
+    case SETTING_PROPERTIES:
     case SETTING_TARGETS:
         free_list(*FIELD(config, s->offset, char **), *FIELD(config, s->count_offset, int));
         free_list(*FIELD(config, s->values_offset, char **), *FIELD(config, s->count_offset, int));
@@ -878,6 +916,7 @@ static bool apply_defaults(ds_config_t *config)
             }
             break;
         case SETTING_KAFKA:
+        case SETTING_PROPERTIES:
         case SETTING_TARGETS:
             break;
         }
@@ -1011,8 +1050,14 @@ static char *kafka_value_text(const json_t *value)
     return NULL;
 }
 
+/*
+ * The "kafka" object (librdkafka properties, bootstrap.servers required) or, for
+ * SETTING_PROPERTIES, "topics.config" (topic settings, where cleanup.policy has its own key).
+ */
 static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
 {
+    bool kafka = s->type == SETTING_KAFKA;
+    const char *what = kafka ? "librdkafka property" : "Kafka topic setting";
     size_t n, i = 0;
     char **names, **values;
     const char *name;
@@ -1020,7 +1065,9 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     bool ok = true, has_bootstrap = false;
 
     if (!json_is_object(object))
-        return report_expected(ld, object, false, "an object of librdkafka properties");
+        return report_expected(ld, object, false,
+                               kafka ? "an object of librdkafka properties"
+                                     : "an object of Kafka topic settings (\"name\": \"value\")");
     n = json_object_size(object);
     names = calloc(n + 1, sizeof(char *));
     values = calloc(n + 1, sizeof(char *));
@@ -1032,16 +1079,21 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     /* jansson iterates keys in insertion order, which is file order. */
     json_object_foreach((json_t *)object, name, value)
     {
-        bool secret = ds_config_kafka_name_is_secret(name);
+        bool secret = kafka && ds_config_kafka_name_is_secret(name);
 
         push_key(ld, name);
         if (name[0] == '\0') {
-            ok = report(ld, ld->depth, true, "expected a librdkafka property name, got \"\"");
+            ok = report(ld, ld->depth, true, "expected a %s name, got \"\"", what);
         } else if (!json_is_string(value) && !json_is_integer(value) && !json_is_boolean(value)) {
             ok = report_expected(ld, value, secret, "a string, integer or boolean");
-        } else if (strcmp(name, KAFKA_BOOTSTRAP) == 0 &&
+        } else if (kafka && strcmp(name, KAFKA_BOOTSTRAP) == 0 &&
                    !(json_is_string(value) && json_string_length(value) > 0)) {
             ok = report_expected(ld, value, secret, "a non-empty string (\"host:port,...\")");
+        } else if (!kafka && strcmp(name, "cleanup.policy") == 0) {
+            /* One place decides it, so the history check and the docs can rely on it. */
+            ok = report(ld, ld->depth, true,
+                        "cleanup.policy is set by topics.cleanup_policy, not in topics.config: "
+                        "move it there");
         } else if (!(names[i] = strdup(name)) || !(values[i] = kafka_value_text(value))) {
             i++; /* free what was copied */
             ok = out_of_memory(ld);
@@ -1053,7 +1105,7 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
         if (!ok)
             break;
     }
-    if (ok && !has_bootstrap) {
+    if (ok && kafka && !has_bootstrap) {
         push_key(ld, KAFKA_BOOTSTRAP);
         ok = report(ld, ld->depth - 1, false, "required setting is missing");
         ld->depth--;
@@ -1169,6 +1221,7 @@ static bool set_value(loader_t *ld, const setting_t *s, const json_t *value)
     case SETTING_STRING_LIST:
         return set_list(ld, s, value);
     case SETTING_KAFKA:
+    case SETTING_PROPERTIES:
         return set_kafka(ld, s, value);
     case SETTING_TARGETS:
         return set_targets(ld, s, value);

@@ -12,6 +12,7 @@
 #include "dualsync/kafka_props.h"
 #include "dualsync/log.h"
 #include "dualsync/producer.h"
+#include "dualsync/topics.h"
 
 /* ---- the JSON form ---- */
 
@@ -129,9 +130,14 @@ bool ds_dlq_parse(const char *text, size_t len, ds_dlq_entry_t *entry, char *err
 
 /* ---- the producer ---- */
 
+/* How long creating the dead-letter topic may take. */
+#define TOPIC_TIMEOUT_MS 10000
+
 struct ds_dlq {
     ds_producer_t *producer; /* idempotent, acks=all, retries for ever */
     char *topic;             /* apply.dlq_topic */
+    ds_topics_t *topics;     /* admin client that creates it */
+    bool topic_ready;        /* it exists: created, or found */
     uint64_t sent;           /* dead letters queued */
     uint64_t acked;          /* acknowledged (or failed: see failed) */
     uint64_t delivered;      /* acknowledged successfully */
@@ -151,10 +157,24 @@ static void on_ack(void *ctx, uint64_t tag, size_t bytes, const char *err)
     }
 }
 
+/* Creates the dead-letter topic when it is missing (common/topics.c). */
+static bool ensure_topic(ds_dlq_t *dlq, bool *config_error, char *errstr, size_t errstr_size)
+{
+    const char *name = dlq->topic;
+    ds_topic_kind_t kind = DS_TOPIC_DEAD_LETTERS;
+
+    if (!dlq->topic_ready &&
+        ds_topics_ensure(dlq->topics, &name, &kind, 1, ds_producer_max_message_bytes(dlq->producer),
+                         TOPIC_TIMEOUT_MS, config_error, errstr, errstr_size))
+        dlq->topic_ready = true;
+    return dlq->topic_ready;
+}
+
 ds_dlq_t *ds_dlq_new(const ds_config_t *config, char *errstr, size_t errstr_size)
 {
     ds_dlq_t *dlq = calloc(1, sizeof(*dlq));
     ds_config_t *view = NULL;
+    bool config_error = false;
 
     if (!dlq || !(dlq->topic = strdup(config->apply_dlq_topic)) ||
         !(view = ds_kafka_config_view(config, DS_KAFKA_PRODUCER, "dualsync-apply-dlq"))) {
@@ -163,8 +183,16 @@ ds_dlq_t *ds_dlq_new(const ds_config_t *config, char *errstr, size_t errstr_size
     }
     dlq->producer = ds_producer_new(view, on_ack, dlq, errstr, errstr_size);
     ds_kafka_config_view_free(view);
-    if (!dlq->producer)
+    if (!dlq->producer || !(dlq->topics = ds_topics_new(config, errstr, errstr_size)))
         goto error;
+    /* Before any dead letter, so the broker never auto-creates the topic with a retention
+     * that deletes them. A broker that does not answer now is not fatal: the first dead
+     * letter tries again. */
+    if (!ensure_topic(dlq, &config_error, errstr, errstr_size)) {
+        if (config_error)
+            goto error;
+        ds_warning("%s; the first dead letter tries again", errstr);
+    }
     return dlq;
 
 error:
@@ -177,6 +205,7 @@ void ds_dlq_free(ds_dlq_t *dlq, int timeout_ms)
     if (!dlq)
         return;
     ds_producer_free(dlq->producer, timeout_ms);
+    ds_topics_free(dlq->topics);
     free(dlq->topic);
     free(dlq);
 }
@@ -189,6 +218,10 @@ bool ds_dlq_send(ds_dlq_t *dlq, const ds_dead_letter_t *dl, char *errstr, size_t
 
     if (!value)
         return ds_fail(errstr, errstr_size, "out of memory formatting a dead letter");
+    if (!ensure_topic(dlq, NULL, errstr, errstr_size)) {
+        free(value);
+        return false;
+    }
     ok = ds_producer_send(dlq->producer, dlq->topic, dl->key, dl->key_len, value, len, 0, errstr,
                           errstr_size);
     free(value);

@@ -5,8 +5,12 @@
  * the golden tests can feed it recorded streams and diff its output. It tracks the current
  * transaction (xid, commit time, origin), applies the Debezium rules (a delete is followed by
  * a tombstone; an update that changes the key is a delete of the old key, its tombstone, then
- * a create of the new one; truncate is op "t" with a null key), and skips transactions whose
- * replication origin is configured to be skipped.
+ * a create of the new one; truncate is op "t"), and skips transactions whose replication
+ * origin is configured to be skipped.
+ *
+ * Where Debezium sends a truncate keyless, dualsync keys it {"__dualsync_truncate":
+ * "<schema>.<table>"} (DS_TRUNCATE_KEY_FIELD), since a compacted topic refuses a record
+ * without a key; consumers recognise a truncate by its op, as before.
  */
 #ifndef DUALSYNC_CHANGES_H
 #define DUALSYNC_CHANGES_H
@@ -16,10 +20,13 @@
 #include "dualsync/envelope.h"
 #include "dualsync/pgoutput.h"
 
+/* The one member of a truncate's key; a row key never has it (reserved). */
+#define DS_TRUNCATE_KEY_FIELD "__dualsync_truncate"
+
 /* One record to publish. All pointers are borrowed and valid only during the callback. */
 typedef struct ds_change_record {
     const char *topic;     /* "<topic_prefix>.<schema>.<table>", NUL-terminated */
-    const char *key;       /* JSON, or NULL for a truncate (Debezium sends it keyless) */
+    const char *key;       /* JSON; a truncate's is {"__dualsync_truncate":"schema.table"} */
     size_t key_len;
     const char *value;     /* JSON, or NULL for a tombstone */
     size_t value_len;

@@ -9,6 +9,7 @@
  *     },
  *     "kafka": { "bootstrap.servers": "127.0.0.1:9092", "...": "any librdkafka property" },
  *     "topic_prefix": "clinic",
+ *     "topics": { "partitions": 1, "cleanup_policy": "compact", "config": {"...": "..."} },
  *     "capture": { "tombstones_on_delete": true, ... },
  *     "targets": { "clinic": { "conninfo": "host=db2 dbname=clinic_new" } },
  *     "mappings": ["mappings/users.json"],
@@ -46,6 +47,15 @@ typedef struct ds_config {
     int nkafka;
 
     char *topic_prefix; /* topics are <topic_prefix>.<schema>.<table> */
+
+    /* "topics": how dualsync creates the topics it writes (common/topics.c) */
+    int topics_partitions;          /* default 1 */
+    int topics_replication_factor;  /* default -1: the broker's default.replication.factor */
+    char *topics_cleanup_policy;    /* of the change topics: "compact" (default), "delete",
+                                     * "compact,delete" */
+    char **topics_config_names;     /* "topics.config": more topic settings, in file order */
+    char **topics_config_values;    /* their values, as text */
+    int ntopics_config;
 
     /* "capture" */
     bool tombstones_on_delete;            /* default true */

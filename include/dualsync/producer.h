@@ -5,8 +5,10 @@
  * reordered within a partition; keys are hashed with murmur2 as the Java client does, so a
  * key lands on the partition any Kafka tool expects. message.timeout.ms defaults to 0
  * (retry forever): while the broker is down, messages wait and capture stops reading WAL
- * instead of failing them. Delivery reports are served on the caller's thread, through
- * ds_producer_poll(), and wake an event loop through ds_producer_wakeup_fd().
+ * instead of failing them. It never makes the broker create a topic (allow.auto.create.topics
+ * defaults to false): ds_topics_ensure() creates them first. Delivery reports are served on
+ * the caller's thread, through ds_producer_poll(), and wake an event loop through
+ * ds_producer_wakeup_fd().
  */
 #ifndef DUALSYNC_PRODUCER_H
 #define DUALSYNC_PRODUCER_H
@@ -68,8 +70,9 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
                       char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /**
- * @brief Fetches metadata for @p topics (creating them where the broker auto-creates), so
- *        the first row change does not wait for a partition leader lookup.
+ * @brief Fetches metadata for @p topics (never creating them: allow.auto.create.topics is
+ *        false by default), so the first row change does not wait for a partition leader
+ *        lookup.
  * @return false (errstr says why) when the broker did not answer within @p timeout_ms; not
  *         fatal: sends wait for the broker anyway.
  */

@@ -324,6 +324,35 @@ def produce(topic, pairs, timeout_ms=30000):
         raise AssertionError(f"producing to {topic} failed: {proc.stderr.strip()}")
 
 
+def describe_topics(topics, timeout_ms=30000, bootstrap=None):
+    """{topic: {"exists", "partitions", "leaders", "config": {name: value}}} as the broker
+    reports them (admin API DescribeConfigs and metadata, through topic_dump --describe;
+    "leaders": the node leading each partition, -1 for none). A missing topic has
+    "exists": False."""
+    if isinstance(topics, str):
+        topics = [topics]
+    cmd = [topic_dump_bin(), "-b", bootstrap or kafka_bootstrap(), "--describe",
+           "-T", str(timeout_ms)]
+    for t in topics:
+        cmd += ["-t", t]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_ms / 1000 + 60)
+    if proc.returncode != 0:
+        raise AssertionError(f"describing {', '.join(topics)} failed: {proc.stderr.strip()}")
+    return {d["topic"]: d for d in (json.loads(line) for line in proc.stdout.splitlines() if line)}
+
+
+def create_topic(topic, partitions=1, config=None, timeout_ms=30000, bootstrap=None, replicas=1):
+    """Creates @topic with topic settings @config {name: value}, as an operator would before
+    dualsync runs; fails unless the broker created it."""
+    cmd = [topic_dump_bin(), "-b", bootstrap or kafka_bootstrap(), "-t", topic, "--create",
+           "--partitions", str(partitions), "--replicas", str(replicas), "-T", str(timeout_ms)]
+    for name, value in (config or {}).items():
+        cmd += ["-c", f"{name}={value}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_ms / 1000 + 60)
+    if proc.returncode != 0:
+        raise AssertionError(f"creating topic {topic} failed: {proc.stderr.strip()}")
+
+
 def kafka_probe(timeout_ms=2000):
     """True when the broker answers a metadata request."""
     proc = subprocess.run(
@@ -370,10 +399,6 @@ def pg_start():
 # ---- the three-broker cluster (services.sh cluster-*) --------------------------------------
 
 
-def kafka_admin_bin():
-    return _executable("DS_KAFKA_ADMIN", "kafka_admin helper (tests/tools/kafka_admin.c)")
-
-
 def cluster_start():
     """Starts the three-broker KRaft cluster (a fresh one the first time; its stopped nodes
     later) and returns its bootstrap list once it takes an acks=all write."""
@@ -396,24 +421,9 @@ def broker_start(node):
     _services("broker-start", str(node))
 
 
-def kafka_admin(bootstrap, *args, check=True):
-    """Runs kafka_admin -b @bootstrap @args; returns its stdout."""
-    proc = subprocess.run([kafka_admin_bin(), "-b", bootstrap, *args], capture_output=True,
-                          text=True, timeout=90)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kafka_admin {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def create_topic(bootstrap, topic, partitions, replicas, **settings):
-    kafka_admin(bootstrap, "create", topic, str(partitions), str(replicas),
-                *[f"{k.replace('_', '.')}={v}" for k, v in settings.items()])
-
-
 def partition_leaders(bootstrap, topic):
     """{partition: leader node id} of @topic."""
-    out = kafka_admin(bootstrap, "describe", topic)
-    return {d["partition"]: d["leader"] for d in map(json.loads, out.splitlines())}
+    return dict(enumerate(describe_topics(topic, bootstrap=bootstrap)[topic]["leaders"]))
 
 
 # ---- configuration and the capture process -----------------------------------------------

@@ -412,8 +412,10 @@ class CaptureRuntimeErrorsTest(dstest.ServicesTestCase):
 
     def test_change_over_the_topic_limit_names_table_key_lsn_and_size(self):
         self.psql("CREATE TABLE huge (id int PRIMARY KEY, v text)")
-        # The producer takes 5 MB; the broker's default topic limit is about 1 MB.
+        # The producer takes 5 MB; the topic, made before capture with the broker's default
+        # limit (about 1 MB), does not (a topic capture creates follows the producer's limit).
         cfg = self.capture_config(["public.huge"], kafka={"message.max.bytes": 5000000})
+        dstest.create_topic(cfg.topic("public.huge"))
         cap = self.start_capture(cfg)
         wait_streaming(cfg)
         before = dstest.lsn_to_int(dstest.current_wal_lsn())

@@ -27,7 +27,8 @@ class KafkaClusterTest(dstest.ApplyTestCase):
         kafka = {"bootstrap.servers": self.bootstrap}
         capture_cfg = self.capture_config(["public.legacy_people"], kafka=kafka)
         topic = capture_cfg.topic("public.legacy_people")
-        dstest.create_topic(self.bootstrap, topic, 3, 3, min_insync_replicas=2)
+        dstest.create_topic(topic, partitions=3, replicas=3, bootstrap=self.bootstrap,
+                            config={"min.insync.replicas": "2"})
         capture = self.start_capture(capture_cfg)
         dstest.wait_for(lambda: (dstest.slot_info(capture_cfg.slot) or {}).get("active"), 60,
                         "capture to hold its slot")

@@ -16,6 +16,14 @@
  *   topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS]
  *       Produces stdin lines "KEY<TAB>VALUE" (a line without a TAB is a tombstone for KEY)
  *       with acks=all; exits 0 only when every message was acknowledged.
+ *   topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --describe [-T TIMEOUT_MS]
+ *       Prints one JSON line per topic: {"topic","exists","partitions","leaders","config":
+ *       {NAME:VALUE}} with every setting the broker reports for it (admin API
+ *       DescribeConfigs) and the broker node leading each partition (-1: none now).
+ *   topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --create [--partitions N] [--replicas N]
+ *              [-c NAME=VALUE...] [-T TIMEOUT_MS]
+ *       Creates the topics (replication factor 1 unless given) with those settings (admin
+ *       API CreateTopics); exits 0 when every one was created.
  *
  * -X NAME=VALUE passes any librdkafka property. Consuming uses librdkafka's simple
  * (partition) consumer: it needs no group.id, so reading never creates a consumer group or
@@ -47,6 +55,8 @@ typedef enum tool_mode {
     MODE_PROBE,
     MODE_PRODUCE,
     MODE_COMMITTED,
+    MODE_DESCRIBE,
+    MODE_CREATE,
 } tool_mode_t;
 
 typedef struct tool_options {
@@ -60,6 +70,10 @@ typedef struct tool_options {
     const char *properties[MAX_PROPERTIES]; /* -X NAME=VALUE, passed to librdkafka */
     int nproperties;                        /* entries used in properties */
     const char *group;                      /* --committed: the consumer group */
+    int partitions;                         /* --create: partitions per topic */
+    int replicas;                           /* --create: replication factor */
+    const char *configs[MAX_PROPERTIES];    /* --create: -c NAME=VALUE topic settings */
+    int nconfigs;                           /* entries used in configs */
 } tool_options_t;
 
 /* One topic being consumed. */
@@ -96,7 +110,11 @@ static void usage(FILE *out)
             "       topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS] < KEY<TAB>VALUE "
             "lines\n"
             "       topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --committed GROUP "
-            "[-T TIMEOUT_MS]\n");
+            "[-T TIMEOUT_MS]\n"
+            "       topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --describe [-T TIMEOUT_MS]\n"
+            "       topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --create [--partitions N] "
+            "[--replicas N] "
+            "[-c NAME=VALUE...] [-T TIMEOUT_MS]\n");
 }
 
 static bool parse_int(const char *text, const char *what, long min, long max, long *out)
@@ -127,6 +145,11 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         {"probe", no_argument, NULL, 'P'},
         {"produce", no_argument, NULL, 'p'},
         {"committed", required_argument, NULL, 'C'},
+        {"describe", no_argument, NULL, 'D'},
+        {"create", no_argument, NULL, 'R'},
+        {"partitions", required_argument, NULL, 'N'},
+        {"replicas", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -139,8 +162,9 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
     opts->count = -1;
     opts->idle_ms = DEFAULT_IDLE_MS;
     opts->timeout_ms = DEFAULT_TIMEOUT_MS;
+    opts->partitions = 1;
 
-    while ((c = getopt_long(argc, argv, "b:t:n:i:T:X:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:n:i:T:X:c:h", long_options, NULL)) != -1) {
         switch (c) {
         case 'b':
             opts->bootstrap = optarg;
@@ -195,6 +219,30 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
             opts->mode = MODE_COMMITTED;
             opts->group = optarg;
             break;
+        case 'D':
+            opts->mode = MODE_DESCRIBE;
+            break;
+        case 'R':
+            opts->mode = MODE_CREATE;
+            break;
+        case 'N':
+            if (!parse_int(optarg, "--partitions N", 1, 10000L, &value))
+                return false;
+            opts->partitions = (int)value;
+            break;
+        case 'r':
+            if (!parse_int(optarg, "--replicas N", 1, 100L, &value))
+                return false;
+            opts->replicas = (int)value;
+            break;
+        case 'c':
+            if (!strchr(optarg, '=') || opts->nconfigs == MAX_PROPERTIES) {
+                fprintf(stderr, "topic_dump: -c wants NAME=VALUE (at most %d), got \"%s\"\n",
+                        MAX_PROPERTIES, optarg);
+                return false;
+            }
+            opts->configs[opts->nconfigs++] = optarg;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -215,7 +263,9 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
     }
     if (opts->mode == MODE_PROBE && !timeout_given)
         opts->timeout_ms = DEFAULT_PROBE_TIMEOUT_MS;
-    if ((opts->mode == MODE_CONSUME || opts->mode == MODE_COMMITTED) && opts->ntopics == 0) {
+    if ((opts->mode == MODE_CONSUME || opts->mode == MODE_COMMITTED ||
+         opts->mode == MODE_DESCRIBE || opts->mode == MODE_CREATE) &&
+        opts->ntopics == 0) {
         fprintf(stderr, "topic_dump: at least one -t TOPIC is required\n");
         return false;
     }
@@ -831,6 +881,191 @@ done:
     return status;
 }
 
+/* ---- admin: describe and create topics ------------------------------------------------- */
+
+/* An admin client that never makes the broker create a topic by asking about it. */
+static rd_kafka_t *admin_new(const tool_options_t *opts)
+{
+    rd_kafka_conf_t *conf = conf_new(opts);
+
+    if (!conf || !conf_set(conf, "allow.auto.create.topics", "false")) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return client_new(RD_KAFKA_PRODUCER, conf);
+}
+
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op,
+                                              int timeout_ms)
+{
+    rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, op);
+    char errstr[256];
+
+    rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof(errstr));
+    if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, errstr, sizeof(errstr));
+    return options;
+}
+
+/* The partition count of @p topic from the metadata, or -1 when it does not exist. */
+/* The topic's partition count (-1 when unknown), and into @p leaders the leader node of each
+ * partition in order. */
+static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, json_t *leaders)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int n = -1;
+
+    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && !md->topics[0].err) {
+        n = md->topics[0].partition_cnt;
+        for (int p = 0; p < n; p++) {
+            for (int i = 0; i < n; i++) {
+                if (md->topics[0].partitions[i].id == p)
+                    json_array_append_new(leaders,
+                                          json_integer(md->topics[0].partitions[i].leader));
+            }
+        }
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+static int run_describe(const tool_options_t *opts)
+{
+    rd_kafka_t *rk = admin_new(opts);
+    rd_kafka_queue_t *queue;
+    rd_kafka_ConfigResource_t *resources[MAX_TOPICS];
+    rd_kafka_AdminOptions_t *options;
+    const rd_kafka_ConfigResource_t **results;
+    rd_kafka_event_t *ev;
+    size_t nresults;
+    int status = 1;
+
+    if (!rk)
+        return 1;
+    queue = rd_kafka_queue_new(rk);
+    for (int i = 0; i < opts->ntopics; i++)
+        resources[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, opts->topics[i]);
+    options = admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, opts->timeout_ms);
+    rd_kafka_DescribeConfigs(rk, resources, (size_t)opts->ntopics, options, queue);
+    ev = rd_kafka_queue_poll(queue, opts->timeout_ms + 5000);
+    if (!ev || rd_kafka_event_error(ev)) {
+        fprintf(stderr, "topic_dump: describing topics: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        goto done;
+    }
+    results = rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev),
+                                                        &nresults);
+    for (size_t r = 0; r < nresults; r++) {
+        const char *name = rd_kafka_ConfigResource_name(results[r]);
+        rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(results[r]);
+        json_t *line = json_object(), *config = json_object();
+        char *text;
+
+        json_object_set_new(line, "topic", json_string(name));
+        if (err && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+            fprintf(stderr, "topic_dump: describing %s: %s\n", name, rd_kafka_err2str(err));
+            json_decref(line);
+            json_decref(config);
+            goto done;
+        }
+        json_object_set_new(line, "exists", json_boolean(!err));
+        if (!err) {
+            const rd_kafka_ConfigEntry_t **entries;
+            size_t nentries;
+
+            entries = rd_kafka_ConfigResource_configs(results[r], &nentries);
+            for (size_t e = 0; e < nentries; e++) {
+                const char *value = rd_kafka_ConfigEntry_value(entries[e]);
+
+                json_object_set_new(config, rd_kafka_ConfigEntry_name(entries[e]),
+                                    value ? json_string(value) : json_null());
+            }
+            json_t *leaders = json_array();
+
+            json_object_set_new(line, "partitions",
+                                json_integer(partition_count(rk, name, opts->timeout_ms, leaders)));
+            json_object_set_new(line, "leaders", leaders);
+        }
+        json_object_set_new(line, "config", config);
+        text = json_dumps(line, JSON_COMPACT);
+        printf("%s\n", text);
+        free(text);
+        json_decref(line);
+    }
+    status = 0;
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(options);
+    for (int i = 0; i < opts->ntopics; i++)
+        rd_kafka_ConfigResource_destroy(resources[i]);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return status;
+}
+
+static int run_create(const tool_options_t *opts)
+{
+    rd_kafka_t *rk = admin_new(opts);
+    rd_kafka_queue_t *queue;
+    rd_kafka_NewTopic_t *topics[MAX_TOPICS];
+    rd_kafka_AdminOptions_t *options;
+    const rd_kafka_topic_result_t **results;
+    rd_kafka_event_t *ev;
+    size_t nresults;
+    char errstr[512];
+    int status = 1;
+
+    if (!rk)
+        return 1;
+    queue = rd_kafka_queue_new(rk);
+    for (int i = 0; i < opts->ntopics; i++) {
+        topics[i] = rd_kafka_NewTopic_new(opts->topics[i], opts->partitions,
+                                          opts->replicas ? opts->replicas : 1, errstr,
+                                          sizeof(errstr));
+        for (int c = 0; c < opts->nconfigs; c++) {
+            char name[256];
+            const char *eq = strchr(opts->configs[c], '=');
+
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - opts->configs[c]), opts->configs[c]);
+            rd_kafka_NewTopic_set_config(topics[i], name, eq + 1);
+        }
+    }
+    options = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, opts->timeout_ms);
+    rd_kafka_CreateTopics(rk, topics, (size_t)opts->ntopics, options, queue);
+    ev = rd_kafka_queue_poll(queue, opts->timeout_ms + 5000);
+    if (!ev || rd_kafka_event_error(ev)) {
+        fprintf(stderr, "topic_dump: creating topics: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+        goto done;
+    }
+    results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nresults);
+    status = 0;
+    for (size_t r = 0; r < nresults; r++) {
+        if (rd_kafka_topic_result_error(results[r])) {
+            fprintf(stderr, "topic_dump: creating %s: %s\n", rd_kafka_topic_result_name(results[r]),
+                    rd_kafka_topic_result_error_string(results[r]));
+            status = 1;
+        }
+    }
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(options);
+    for (int i = 0; i < opts->ntopics; i++)
+        rd_kafka_NewTopic_destroy(topics[i]);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_destroy(rk);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     tool_options_t opts;
@@ -854,6 +1089,10 @@ int main(int argc, char **argv)
         return run_consume(&opts);
     case MODE_COMMITTED:
         return run_committed(&opts);
+    case MODE_DESCRIBE:
+        return run_describe(&opts);
+    case MODE_CREATE:
+        return run_create(&opts);
     }
     return 2;
 }

@@ -72,6 +72,16 @@ static void test_full_file_sets_every_setting(void)
     DS_CHECK_STR(ds_config_kafka_get(c, "enable.idempotence"), "true");
     DS_CHECK_STR(ds_config_kafka_get(c, "compression.type"), "zstd");
     DS_CHECK_STR(c->topic_prefix, "clinic.prod-1");
+    DS_CHECK_INT(c->topics_partitions, 3);
+    DS_CHECK_INT(c->topics_replication_factor, 2);
+    DS_CHECK_STR(c->topics_cleanup_policy, "compact,delete");
+    DS_CHECK_INT(c->ntopics_config, 2);
+    if (c->ntopics_config == 2) {
+        DS_CHECK_STR(c->topics_config_names[0], "min.compaction.lag.ms");
+        DS_CHECK_STR(c->topics_config_values[0], "60000");
+        DS_CHECK_STR(c->topics_config_names[1], "retention.ms");
+        DS_CHECK_STR(c->topics_config_values[1], "-1"); /* an integer, as text */
+    }
     DS_CHECK(!c->tombstones_on_delete);
     DS_CHECK_STR(c->unavailable_value_placeholder, "__unavailable");
     DS_CHECK_INT(c->nskip_origins, 2);
@@ -104,6 +114,10 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_INT(c->nkafka, 1);
     DS_CHECK_STR(ds_config_kafka_get(c, "bootstrap.servers"), "127.0.0.1:9092");
     DS_CHECK_STR(c->topic_prefix, "clinic");
+    DS_CHECK_INT(c->topics_partitions, 1);
+    DS_CHECK_INT(c->topics_replication_factor, -1);
+    DS_CHECK_STR(c->topics_cleanup_policy, "compact");
+    DS_CHECK_INT(c->ntopics_config, 0);
     DS_CHECK(c->tombstones_on_delete);
     DS_CHECK_STR(c->unavailable_value_placeholder, "__debezium_unavailable_value");
     DS_CHECK_INT(c->nskip_origins, 1);
@@ -182,6 +196,19 @@ static void test_out_of_bounds_number_shows_bounds(void)
 {
     expect_error("out_of_bounds.json", "5:38: $.capture.max_inflight_bytes: expected an integer "
                                        "between 1048576 and 17179869184, got 1000");
+}
+
+static void test_topic_settings_are_checked(void)
+{
+    expect_error("topics_bad_partitions.json",
+                 "5:29: $.topics.partitions: expected an integer between 1 and 100000, got 0");
+    expect_error("topics_bad_cleanup_policy.json",
+                 "5:33: $.topics.cleanup_policy: expected \"compact\", \"delete\" or "
+                 "\"compact,delete\", got \"forever\"");
+    /* One place sets it, so the retention check and the docs can rely on it. */
+    expect_error("topics_config_cleanup_policy.json",
+                 "5:52: $.topics.config[\"cleanup.policy\"]: cleanup.policy is set by "
+                 "topics.cleanup_policy, not in topics.config: move it there");
 }
 
 static void test_unknown_key_suggests_closest_name(void)
@@ -547,6 +574,7 @@ int main(void)
 {
     DS_RUN(test_full_file_sets_every_setting);
     DS_RUN(test_minimal_file_gets_every_default);
+    DS_RUN(test_topic_settings_are_checked);
     DS_RUN(test_kafka_values_become_text_in_file_order);
     DS_RUN(test_kafka_get_returns_null_when_unset);
     DS_RUN(test_free_accepts_null);
