@@ -43,6 +43,8 @@
 #define RECONNECT_BACKOFF_MAX_MS 30000
 #define PROGRESS_LOG_INTERVAL_S 30.0
 #define STATUS_MIN_INTERVAL_S 0.1
+/* How long a truncate waits for its topic's partition count. */
+#define TRUNCATE_METADATA_TIMEOUT_MS 30000
 /* librdkafka's bound on a v2 record's framing, counted against message.max.bytes. */
 #define RECORD_OVERHEAD_BYTES 64
 /* How long each admin request that creates or describes topics may take. */
@@ -364,6 +366,48 @@ static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t e
 }
 
 /* Hands one record to Kafka as a message of in-flight entry @seq. */
+/*
+ * A truncate goes to every partition of its topic: each partition's consumers then remove the
+ * rows of the keys that partition carries, in that partition's order, and no partition waits
+ * for another (mapping_sql.c, truncate). On a topic of several partitions its key also says
+ * which partition it is for and how many there are:
+ * {"__dualsync_truncate":"<schema>.<table>","partition":P,"partitions":N}.
+ */
+static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *rec,
+                          char *errstr, size_t errstr_size)
+{
+    int n = ds_producer_partition_count(c->producer, rec->topic, TRUNCATE_METADATA_TIMEOUT_MS);
+    char key[512];
+
+    if (n < 1)
+        return ds_fail(errstr, errstr_size,
+                       "cannot send the truncate of %s at LSN %X/%X: the partition count of "
+                       "topic %s is unknown (no broker answered within %d ms); capture stops "
+                       "before it and sends it again when restarted",
+                       rec->topic, (unsigned)(rec->lsn >> 32), (unsigned)rec->lsn, rec->topic,
+                       TRUNCATE_METADATA_TIMEOUT_MS);
+    if (n == 1) {
+        if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
+                              rec->value_len, seq, errstr, errstr_size))
+            return false;
+        ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+        return true;
+    }
+    for (int p = 0; p < n; p++) {
+        /* The record's key is the JSON object {"__dualsync_truncate":"..."}: extended. */
+        int len = snprintf(key, sizeof(key), "%.*s,\"partition\":%d,\"partitions\":%d}",
+                           (int)rec->key_len - 1, rec->key, p, n);
+
+        if (len < 0 || (size_t)len >= sizeof(key))
+            return ds_fail(errstr, errstr_size, "the truncate key of %s is too long", rec->topic);
+        if (!ds_producer_send_to(c->producer, rec->topic, p, key, (size_t)len, rec->value,
+                                 rec->value_len, seq, errstr, errstr_size))
+            return false;
+        ds_inflight_sent(c->inflight, seq, (size_t)len + rec->value_len);
+    }
+    return true;
+}
+
 static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *rec, char *errstr,
                         size_t errstr_size)
 {
@@ -379,10 +423,15 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
     if (strcmp(rec->topic, c->ready_topic) != 0 && !ensure_topic(c, rec->topic, errstr,
                                                                  errstr_size))
         return false;
-    if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
-                          rec->value_len, seq, errstr, errstr_size))
-        return false;
-    ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+    if (rec->op == 't') {
+        if (!send_truncate(c, seq, rec, errstr, errstr_size))
+            return false;
+    } else {
+        if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
+                              rec->value_len, seq, errstr, errstr_size))
+            return false;
+        ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+    }
     if (c->m_changes && rec->op &&
         (rec->op != c->m_changes_op || strcmp(rec->topic, c->m_changes_topic) != 0)) {
         static const char *const ops[] = {"c", "u", "d", "t", "r"};

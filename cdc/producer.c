@@ -288,9 +288,35 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
                       const char *value, size_t value_len, uint64_t tag, char *errstr,
                       size_t errstr_size)
 {
+    return ds_producer_send_to(producer, topic, RD_KAFKA_PARTITION_UA, key, key_len, value,
+                               value_len, tag, errstr, errstr_size);
+}
+
+int ds_producer_partition_count(ds_producer_t *producer, const char *topic, int timeout_ms)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+
+    if (rkt && rd_kafka_metadata(producer->rk, 0, rkt, &md, timeout_ms) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t partition,
+                         const char *key, size_t key_len, const char *value, size_t value_len,
+                         uint64_t tag, char *errstr, size_t errstr_size)
+{
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-            producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
 

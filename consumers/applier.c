@@ -85,9 +85,12 @@ static const struct {
      "DELETE FROM dualsync.pending WHERE target = $1 AND topic = $2 AND source_key = $3"
      " AND kafka_offset <= $4::bigint",
      4},
+    /* A truncate is read from one partition (on a topic of several, capture sends one to
+     * each): the changes it makes moot are that partition's older ones. */
     {"ds_pending_del_topic",
-     "DELETE FROM dualsync.pending WHERE target = $1 AND topic = $2 AND kafka_offset < $3::bigint",
-     3},
+     "DELETE FROM dualsync.pending WHERE target = $1 AND topic = $2 AND partition = $4::int"
+     " AND kafka_offset < $3::bigint",
+     4},
     {"ds_pending_del_id", "DELETE FROM dualsync.pending WHERE id = $1::bigint", 1},
     {"ds_pending_keys", "SELECT target, topic, source_key FROM dualsync.pending", 0},
     {"ds_pending_rows",
@@ -111,7 +114,9 @@ static const struct {
      " AND kafka_offset < $3::bigint",
      3},
     {"ds_dead_supersede_topic",
-     "DELETE FROM dualsync.dead_letters WHERE topic = $1 AND kafka_offset < $2::bigint", 2},
+     "DELETE FROM dualsync.dead_letters WHERE topic = $1 AND partition = $3::int"
+     " AND kafka_offset < $2::bigint",
+     3},
     {"ds_dead_check",
      "SELECT 1 FROM dualsync.dead_letters WHERE target = $1 AND topic = $2 AND source_key = $3"
      " AND kafka_offset = $4::bigint",
@@ -343,6 +348,13 @@ static void make_key(ds_applier_t *a, const char *target, const char *topic, con
         ds_buf_append_char(&a->key, KEY_SEP);
         ds_buf_append(&a->key, key, key_len);
     }
+}
+
+/* The key of the truncated set: target, topic and the partition the message came from. */
+static void make_partition_key(ds_applier_t *a, const char *target, const ds_batch_msg_t *m)
+{
+    make_key(a, target, m->topic, NULL, 0);
+    ds_buf_appendf(&a->key, "%c%d", KEY_SEP, (int)m->partition);
 }
 
 /* The message's key as stored in dualsync.pending (source_key is NOT NULL). */
@@ -1305,18 +1317,20 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
         const char *key = source_key(m, &key_len);
         char offset[24];
 
-        make_key(a, target, m->topic, NULL, 0);
+        make_partition_key(a, target, m);
         if (ds_strset_contains(a->truncated, a->key.data, a->key.len))
             continue;
         format_int(offset, sizeof(offset), m->offset);
         if (bw->kind == DS_WRITE_TRUNCATE) {
-            const char *params[3] = {target, m->topic, offset};
+            char partition[16];
+            const char *params[4] = {target, m->topic, offset, partition};
 
+            snprintf(partition, sizeof(partition), "%d", (int)m->partition);
             if (!ds_strset_add(a->truncated, a->key.data, a->key.len))
                 return false;
             if (ds_strset_count(a->pending) > 0) {
                 *touched = true;
-                if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_del_topic", true, 3, params))
+                if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_pending_del_topic", true, 4, params))
                     return false;
             }
             continue;
@@ -1498,10 +1512,12 @@ static bool send_dead_records(ds_applier_t *a, pipeline_t *p, int db, ds_batch_t
         } else if (watch) {
             make_dead_key(a, m->topic, key, key_len);
             if (truncates(m)) {
-                const char *params[2] = {m->topic, offset};
+                char partition[16];
+                const char *params[3] = {m->topic, offset, partition};
 
                 format_int(offset, sizeof(offset), m->offset);
-                if (!bookkeep(a, p, "ds_dead_supersede_topic", 2, params, sqlstate, message,
+                snprintf(partition, sizeof(partition), "%d", (int)m->partition);
+                if (!bookkeep(a, p, "ds_dead_supersede_topic", 3, params, sqlstate, message,
                               message_size, result))
                     return false;
             } else if (ds_strset_contains(a->dead_keys, a->key.data, a->key.len)) {
@@ -2075,11 +2091,15 @@ static ds_applier_status_t slow_message(ds_applier_t *a, ds_batch_t *batch, int 
         } else if (*pended || ds_strset_count(a->pending) > 0) {
             const char *params[4] = {target, m->topic, cstr(&a->key_text, key, key_len), offset};
             bool truncate = bw->kind == DS_WRITE_TRUNCATE;
+            char partition[16];
 
-            if (truncate)
+            if (truncate) {
+                snprintf(partition, sizeof(partition), "%d", (int)m->partition);
                 params[2] = offset;
-            rr = run(a, truncate ? "ds_pending_del_topic" : "ds_pending_del", true,
-                     truncate ? 3 : 4, params, NULL, sqlstate, message, sizeof(message));
+                params[3] = partition;
+            }
+            rr = run(a, truncate ? "ds_pending_del_topic" : "ds_pending_del", true, 4, params,
+                     NULL, sqlstate, message, sizeof(message));
             if (rr != RUN_OK) {
                 st = slow_failure(a, rr, "cleaning dualsync.pending", message, errstr, errstr_size);
                 goto done;

@@ -153,6 +153,30 @@ static bool filter_matches(ds_mapping_set_t *set, const ds_mapping_filter_t *f,
     return !f || ds_mapping_filter_eval(f, &ctx, match);
 }
 
+/*
+ * The partition a truncate is for, on a topic of several: capture sends one to every
+ * partition, keyed {"__dualsync_truncate": "<table>", "partition": P, "partitions": N}
+ * (mapping_sql.c, truncate). NULL and NULL otherwise: the truncate covers every key.
+ */
+static void truncate_partition(ds_mapping_set_t *set, const char *key, const char **partition,
+                               const char **partitions)
+{
+    json_t *doc = key ? json_loads(key, 0, NULL) : NULL;
+    json_t *p = json_object_get(doc, "partition"), *n = json_object_get(doc, "partitions");
+
+    *partition = *partitions = NULL;
+    if (json_is_integer(p) && json_is_integer(n) && json_integer_value(n) > 1 &&
+        json_integer_value(p) >= 0 && json_integer_value(p) < json_integer_value(n)) {
+        char *text = ds_mapping_arena_alloc(&set->arena, 48);
+
+        snprintf(text, 24, "%" JSON_INTEGER_FORMAT, json_integer_value(p));
+        snprintf(text + 24, 24, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
+        *partition = text;
+        *partitions = text + 24;
+    }
+    json_decref(doc);
+}
+
 static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
                       ds_write_kind_t kind)
 {
@@ -358,7 +382,7 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
 {
     const int *files = NULL;
     const json_t *op_json, *row;
-    const char *op, *key_text = NULL;
+    const char *op, *key_text = NULL, *partition = NULL, *partitions = NULL;
 
     writes->nwrites = 0;
     writes->writes = set->writes;
@@ -405,6 +429,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
     case 't':
         if (op[0] == 'd')
             set_copies(set, value, key_text, json_object_get(value, "before"), 'd');
+        else
+            truncate_partition(set, key_text, &partition, &partitions);
         for (int k = 0; files[k] >= 0; k++) {
             ds_mapping_file_t *f = &set->files[files[k]];
 
@@ -417,6 +443,10 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
                 if (op[0] == 'd' && !key_text)
                     return no_key(t, topic, errstr, errstr_size);
                 fill_link_params(set, t, key_text, op[0] == 'd');
+                if (op[0] == 't') {
+                    t->values[2] = partition;
+                    t->values[3] = partitions;
+                }
                 add_write(set, writes, t, op[0] == 'd' ? DS_WRITE_UNLINK : DS_WRITE_TRUNCATE);
             }
         }

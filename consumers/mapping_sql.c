@@ -406,6 +406,17 @@ static void append_orphan_keys(ds_buf_t *buf, const ds_mapping_target_t *t,
 }
 
 /*
+ * A truncate's $3 and $4: the partition the truncate was read from and the topic's partition
+ * count, when the topic has several. Capture then sends the truncate to every partition, and
+ * each removes the links of the keys its partition carries (dualsync.kafka_partition, the
+ * producer's murmur2), in that partition's order: rows of the other partitions go with their
+ * own partition's truncate, so no partition waits for another. NULL: every key of the topic.
+ */
+#define TRUNCATED_KEY_OF(alias)                                                                    \
+    "($3::int IS NULL OR dualsync.kafka_partition(" alias ".source_key, $4::int) = $3::int)"
+#define TRUNCATED_KEY TRUNCATED_KEY_OF("x")
+
+/*
  * The "orphan" CTE (keys of old links no other source row holds) and the statement applying
  * on_delete to them. truncate: every source row of the topic goes, so only links from other
  * topics keep a row.
@@ -419,7 +430,8 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
                    "        WHERE x.target = $1::text AND x.target_key = o.target_key\n",
                    links_table(names));
     if (truncate)
-        ds_buf_append_str(buf, "          AND x.source_topic <> $2::text)\n)");
+        ds_buf_append_str(buf, "          AND NOT (x.source_topic = $2::text AND " TRUNCATED_KEY
+                               "))\n)");
     else
         ds_buf_append_str(buf, "          AND NOT (x.source_topic = $2::text AND x.source_key = "
                                "$3::text))\n)");
@@ -527,12 +539,15 @@ static void append_refill(ds_buf_t *buf, const ds_mapping_target_t *t, const sql
         ds_buf_appendf(buf, " AND %s", when);
 }
 
+
 /* Links of this target from this source row (or, truncating, from this topic). */
 static void append_links_where(ds_buf_t *buf, bool truncate)
 {
     ds_buf_append_str(buf, "l.target = $1::text AND l.source_topic = $2::text");
     if (!truncate)
         ds_buf_append_str(buf, " AND l.source_key = $3::text");
+    else
+        ds_buf_append_str(buf, " AND " TRUNCATED_KEY_OF("l"));
 }
 
 /*
@@ -585,7 +600,7 @@ static void append_copy_last(ds_buf_t *buf)
 /* Which links still contribute to a row after this source row (or topic) left, and when a
  * row must be given the values of its new first contributor n: the leaving row was first. */
 #define OTHERS_THAN_SOURCE "NOT (x.source_topic = $2::text AND x.source_key = $3::text)"
-#define OTHERS_THAN_TOPIC  "x.source_topic <> $2::text"
+#define OTHERS_THAN_TOPIC  "NOT (x.source_topic = $2::text AND " TRUNCATED_KEY ")"
 #define LEAVER_WAS_FIRST                                                                           \
     "($2::text COLLATE \"C\", $3::text COLLATE \"C\") < (n.source_topic, n.source_key)"
 
@@ -876,7 +891,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     t->pub.unlink_sql = unlink_statement(t, false, c->names);
     t->pub.unlink_nparams = 6;
     t->pub.truncate_sql = unlink_statement(t, true, c->names);
-    t->pub.truncate_nparams = 2;
+    t->pub.truncate_nparams = 4;
 }
 
 /*
@@ -1301,7 +1316,9 @@ static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
     else
         compile_upsert(&c, t);
     t->pub.write_nparams = c.nparams;
-    t->values = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*t->values));
+    /* The values serve unlink_sql and truncate_sql too (up to $6; mapping_eval.c). */
+    t->values = ds_mapping_xcalloc((size_t)(c.nparams > 6 ? c.nparams : 6) + 1,
+                                   sizeof(*t->values));
     t->keep = ds_mapping_xcalloc((size_t)t->ncolumns + 1, sizeof(*t->keep));
     keep = ds_mapping_xcalloc((size_t)c.nparams + 1, sizeof(*keep));
     for (int k = 0; k < c.nparams; k++) {

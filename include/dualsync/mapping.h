@@ -63,7 +63,38 @@
     " target text NOT NULL, topic text NOT NULL, source_key text NOT NULL,"                        \
     " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
     " created_at timestamptz NOT NULL DEFAULT now(),"                                              \
-    " PRIMARY KEY (topic, source_key, target));"
+    " PRIMARY KEY (topic, source_key, target));"                                                   \
+    DS_KAFKA_PARTITION_SQL
+
+/*
+ * dualsync.kafka_partition(key, partitions): the partition Kafka's default partitioner (the
+ * Java client's murmur2, which capture uses) gives a message key, so that a truncate sent to
+ * every partition of a topic removes, on each, the links of the keys that partition carries
+ * (mapping_sql.c, truncate). 32-bit arithmetic in bigint: a product is split so that it never
+ * overflows, then masked to 32 bits.
+ */
+#define DS_KAFKA_PARTITION_SQL                                                                     \
+    "CREATE OR REPLACE FUNCTION dualsync.mul32(a bigint, b bigint) RETURNS bigint"               \
+    " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS"                                              \
+    " $$ SELECT (a * (b & 65535) + (((a * (b >> 16)) & 65535) << 16)) & 4294967295 $$;"            \
+    "CREATE OR REPLACE FUNCTION dualsync.kafka_partition(key text, partitions int)"                \
+    " RETURNS int LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$"                           \
+    " DECLARE d bytea := convert_to(key, 'UTF8'); n int := length(d);"                             \
+    "  m bigint := 1540483477; h bigint; k bigint; i int := 0;"                                    \
+    " BEGIN"                                                                                       \
+    "  h := (2538058380 # n) & 4294967295;"                                                        \
+    "  WHILE i + 4 <= n LOOP"                                                                      \
+    "   k := get_byte(d, i)::bigint | (get_byte(d, i + 1)::bigint << 8)"                           \
+    "        | (get_byte(d, i + 2)::bigint << 16) | (get_byte(d, i + 3)::bigint << 24);"           \
+    "   k := dualsync.mul32(k, m); k := k # (k >> 24); k := dualsync.mul32(k, m);"                 \
+    "   h := dualsync.mul32(h, m) # k; i := i + 4;"                                                \
+    "  END LOOP;"                                                                                  \
+    "  IF n - i = 3 THEN h := h # (get_byte(d, i + 2)::bigint << 16); END IF;"                     \
+    "  IF n - i >= 2 THEN h := h # (get_byte(d, i + 1)::bigint << 8); END IF;"                     \
+    "  IF n - i >= 1 THEN h := dualsync.mul32(h # get_byte(d, i)::bigint, m); END IF;"             \
+    "  h := h # (h >> 13); h := dualsync.mul32(h, m); h := h # (h >> 15);"                         \
+    "  RETURN ((h & 2147483647) % partitions)::int;"                                               \
+    " END $$;"
 
 typedef struct ds_mapping_set ds_mapping_set_t;
 
@@ -86,7 +117,9 @@ typedef struct ds_mapping_set ds_mapping_set_t;
  *     always counted, 'd' a delete, NULL not counted: every source with a real key), then
  *     source.sequence's commit LSN and LSN (pg_lsn text, NULL when unknown).
  *   - Upsert, unlink and truncate statements start with the same parameters: $1 the target
- *     id, $2 the source topic, $3 the message key text (truncate has only $1 and $2).
+ *     id, $2 the source topic, $3 the message key text (truncate: $3 the partition it was
+ *     read from and $4 the topic's partition count, both NULL for a topic of one partition;
+ *     mapping_sql.c).
  *   - Each statement reads dualsync.links and decides in one snapshot whether a target row
  *     lost its last link. Changes to one target database are expected to be applied by one
  *     connection at a time; a runtime that writes one target from several connections at

@@ -69,6 +69,15 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
                       size_t key_len, const char *value, size_t value_len, uint64_t tag,
                       char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
+/** @brief ds_producer_send() to partition @p partition (the partitioner's choice: -1). */
+bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t partition,
+                         const char *key, size_t key_len, const char *value, size_t value_len,
+                         uint64_t tag, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief @p topic's partition count from the brokers' metadata, or -1 (unknown, no answer
+ *         within @p timeout_ms). Blocks up to @p timeout_ms. */
+int ds_producer_partition_count(ds_producer_t *producer, const char *topic, int timeout_ms);
+
 /**
  * @brief Fetches metadata for @p topics (never creating them: allow.auto.create.topics is
  *        false by default), so the first row change does not wait for a partition leader

@@ -83,7 +83,7 @@ static bool render(const char *name, ds_buf_t *out)
         if (t->pub.truncate_sql)
             ds_buf_appendf(out,
                            "\n-- truncate_sql, %d parameters ($1 target id, $2 source "
-                           "topic):\n%s;\n",
+                           "topic, $3 partition, $4 partitions):\n%s;\n",
                            t->pub.truncate_nparams, t->pub.truncate_sql);
         if (t->pub.batch_body) {
             /* Typed by what PostgreSQL infers for write_sql; "T$k" stands for those here. */

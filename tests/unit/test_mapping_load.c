@@ -275,7 +275,7 @@ static void test_valid_files_make_targets_topics_and_statements(void)
     DS_CHECK_INT(t->write_nparams, 17);
     DS_CHECK_INT(t->copy_param, 15);
     DS_CHECK_INT(t->unlink_nparams, 6);
-    DS_CHECK_INT(t->truncate_nparams, 2);
+    DS_CHECK_INT(t->truncate_nparams, 4);
     DS_CHECK(t->write_sql && t->unlink_sql && t->truncate_sql);
 
     t = ds_mapping_set_target(set, 3);

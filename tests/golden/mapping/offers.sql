@@ -64,10 +64,10 @@ WITH dec AS (
 DELETE FROM "public"."visible_offers" AS t
 USING orphan AS o WHERE t."offer_id" = o."offer_id";
 
--- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+-- truncate_sql, 4 parameters ($1 target id, $2 source topic, $3 partition, $4 partitions):
 WITH old AS (
     DELETE FROM dualsync.links AS l
-    WHERE l.target = $1::text AND l.source_topic = $2::text
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."offer_id"
@@ -75,7 +75,7 @@ WITH old AS (
         json_build_object('offer_id', o.target_key::json->>0)) AS r
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
-          AND x.source_topic <> $2::text)
+          AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)))
 )
 DELETE FROM "public"."visible_offers" AS t
 USING orphan AS o WHERE t."offer_id" = o."offer_id";

@@ -100,10 +100,10 @@ WITH dec AS (
 UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
 
--- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+-- truncate_sql, 4 parameters ($1 target id, $2 source topic, $3 partition, $4 partitions):
 WITH old AS (
     DELETE FROM dualsync.links AS l
-    WHERE l.target = $1::text AND l.source_topic = $2::text
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
@@ -111,14 +111,14 @@ WITH old AS (
         json_build_object('we"ird', o.target_key::json->>0, E'back\\slash', o.target_key::json->>1, 'it''s', o.target_key::json->>2)) AS r
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
-          AND x.source_topic <> $2::text)
+          AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)))
 ), refill AS (
     UPDATE "odd schema"."Tab""le" AS t SET "plain" = o."plain"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
         FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
             SELECT x.* FROM dualsync.links AS x
             WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
-              AND x.source_topic <> $2::text OFFSET 0) AS x
+              AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)) OFFSET 0) AS x
         ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", n.vals) AS o
     WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's"

@@ -87,10 +87,10 @@ UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
     WHERE t."legacy_id" = o."legacy_id" AND ($2::text COLLATE "C", $3::text COLLATE "C") < (n.source_topic, n.source_key);
 
--- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+-- truncate_sql, 4 parameters ($1 target id, $2 source topic, $3 partition, $4 partitions):
 WITH old AS (
     DELETE FROM dualsync.links AS l
-    WHERE l.target = $1::text AND l.source_topic = $2::text
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
 )
 UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
@@ -98,7 +98,7 @@ UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service
         FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
             SELECT x.* FROM dualsync.links AS x
             WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
-              AND x.source_topic <> $2::text OFFSET 0) AS x
+              AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)) OFFSET 0) AS x
         ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
     WHERE t."legacy_id" = o."legacy_id";

@@ -106,10 +106,10 @@ WITH dec AS (
 DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
 
--- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+-- truncate_sql, 4 parameters ($1 target id, $2 source topic, $3 partition, $4 partitions):
 WITH old AS (
     DELETE FROM dualsync.links AS l
-    WHERE l.target = $1::text AND l.source_topic = $2::text
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."id"
@@ -117,14 +117,14 @@ WITH old AS (
         json_build_object('id', o.target_key::json->>0)) AS r
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
-          AND x.source_topic <> $2::text)
+          AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)))
 ), refill AS (
     UPDATE "public"."global_doctors" AS t SET "legacy_id" = o."legacy_id", "name" = o."name", "email" = o."email", "specialty" = o."specialty", "years" = o."years"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
         FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
             SELECT x.* FROM dualsync.links AS x
             WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
-              AND x.source_topic <> $2::text OFFSET 0) AS x
+              AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)) OFFSET 0) AS x
         ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
     WHERE t."id" = o."id"
@@ -299,10 +299,10 @@ WITH dec AS (
 UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
 FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
 
--- truncate_sql, 2 parameters ($1 target id, $2 source topic):
+-- truncate_sql, 4 parameters ($1 target id, $2 source topic, $3 partition, $4 partitions):
 WITH old AS (
     DELETE FROM dualsync.links AS l
-    WHERE l.target = $1::text AND l.source_topic = $2::text
+    WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
@@ -310,14 +310,14 @@ WITH old AS (
         json_build_object('clinic_id', o.target_key::json->>0, 'doctor_id', o.target_key::json->>1)) AS r
     WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
         WHERE x.target = $1::text AND x.target_key = o.target_key
-          AND x.source_topic <> $2::text)
+          AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)))
 ), refill AS (
     UPDATE "public"."clinic_doctors" AS t SET "license" = o."license", "deleted_at" = o."deleted_at"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
         FROM (SELECT DISTINCT target_key FROM old) AS g CROSS JOIN LATERAL (
             SELECT x.* FROM dualsync.links AS x
             WHERE x.target = $1::text AND x.target_key = g.target_key AND x.vals IS NOT NULL
-              AND x.source_topic <> $2::text OFFSET 0) AS x
+              AND NOT (x.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(x.source_key, $4::int) = $3::int)) OFFSET 0) AS x
         ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", n.vals) AS o
     WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id"
