@@ -4,7 +4,9 @@ order in which changes arrive, and when it leaves the next one's values take its
 
   - a randomised load over many seeds: inserts, updates, deletes, primary key changes, filter
     transitions and identity changes (a phone that moves a person to another merged row),
-    with apply killed (SIGKILL) at random points and restarted, row by row and set-based.
+    with apply killed (SIGKILL) at random points and restarted, row by row and set-based, on a
+    topic of one partition or three (a key change then crosses partitions, and a merged row
+    is fed from several).
     At the end the target equals what the merge rule gives from the legacy rows (computed
     here, independently) and `dualsync verify` (a from-scratch rebuild) exits 0;
   - two source tables declared as one merge ("merge": name) feed one row by the same rule;
@@ -140,7 +142,11 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         newdb = self.target_database(f"merge_{seed}")
         dstest.psql("CREATE TABLE persons (id uuid PRIMARY KEY, name text, phone text, "
                     "email text)", db=newdb)
-        capture_cfg, _ = self.start_streaming_capture([f"public.{table}"])
+        # Half the seeds spread the keys over three partitions: a key change moves a row
+        # between partitions, and merged rows are fed from several.
+        partitions = 1 if seed % 4 < 2 else 3
+        capture_cfg, _ = self.start_streaming_capture([f"public.{table}"],
+                                                      topics={"partitions": partitions})
         mapping = dstest.write_mapping(os.path.join(self.work_dir, f"{table}.json"), {
             "source": f"public.{table}",
             "filter": {"eq": ["$active", True]},
@@ -186,7 +192,7 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         self.assertEqual(failures, [])
         self.assertFalse(loader.is_alive(), "the load did not finish")
         what = (f"seed {seed} ({'set-based' if set_based else 'row by row'}, batches of "
-                f"{batch}, apply killed {len(kills)} times)")
+                f"{batch}, {partitions} partition(s), apply killed {len(kills)} times)")
 
         self.assertEqual(
             self.psql(f"SELECT id, name, phone, email, active FROM {table} ORDER BY id"),
