@@ -1217,21 +1217,6 @@ static void capture_free(capture_t *c)
  * false when a stop signal came first. When the source cannot be asked, returns true at once
  * if this process never waited (preflight then reports the problem), else keeps waiting.
  */
-static bool wait_while_slot_held(capture_t *c);
-
-/* Whether a preflight that failed found the slot held by another session (then this process
- * waits as a standby again). */
-static bool preflight_lost_race(capture_t *c)
-{
-    ds_standby_t *standby = ds_standby_new(c->config->source_conninfo, c->config->slot);
-    char holder[256], errstr[512];
-    bool held = standby && ds_standby_check(standby, holder, sizeof(holder), errstr,
-                                            sizeof(errstr)) == DS_SLOT_HELD;
-
-    ds_standby_free(standby);
-    return held;
-}
-
 static bool wait_while_slot_held(capture_t *c)
 {
     ds_standby_t *standby = ds_standby_new(c->config->source_conninfo, c->config->slot);
@@ -1336,9 +1321,20 @@ int ds_capture_run(const ds_config_t *config)
                                              c.m_slot_retained, c.m_slot_lag,
                                              SLOT_METRICS_INTERVAL_S);
 
-    /* A standby waits here; preflight then checks the slot again: another standby may have
-     * taken it in between, and this one waits again. */
+    /* Every check first, so that a standby with a wrong file says so at once; then, while
+     * another session holds the slot, a standby waits, and checks again once it is free
+     * (another standby may have taken it in between: this one waits again). */
     for (;;) {
+        bool slot_held;
+
+        if (ds_preflight_run(config, &c.catalog, &config_error, &slot_held, errstr,
+                             sizeof(errstr)))
+            break;
+        if (!slot_held) {
+            ds_error("%s", errstr);
+            capture_free(&c);
+            return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
+        }
         if (!wait_while_slot_held(&c)) {
             status = c.failed ? DS_EXIT_FAILURE : DS_EXIT_OK;
             if (c.failed)
@@ -1346,13 +1342,6 @@ int ds_capture_run(const ds_config_t *config)
             capture_free(&c);
             return status;
         }
-        if (ds_preflight_run(config, &c.catalog, &config_error, errstr, sizeof(errstr)))
-            break;
-        if (!config_error && preflight_lost_race(&c))
-            continue;
-        ds_error("%s", errstr);
-        capture_free(&c);
-        return config_error ? DS_EXIT_USAGE : DS_EXIT_FAILURE;
     }
     if (!prepare_topics(&c, &config_error, errstr, sizeof(errstr))) {
         char undo[512];

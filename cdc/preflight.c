@@ -246,8 +246,8 @@ done:
  * publication is created: a slot capture cannot use must stop it with nothing created.
  * *exists says whether the slot is there already.
  */
-static bool check_slot(PGconn *conn, const ds_config_t *config, bool *exists, char *errstr,
-                       size_t errstr_size)
+static bool check_slot(PGconn *conn, const ds_config_t *config, bool *exists, bool *held,
+                       char *errstr, size_t errstr_size)
 {
     const char *params[1] = {config->slot};
     PGresult *res = PQexecParams(
@@ -304,6 +304,7 @@ static bool check_slot(PGconn *conn, const ds_config_t *config, bool *exists, ch
         goto done;
     }
     if (!PQgetisnull(res, 0, 3)) {
+        *held = true;
         ds_fail(errstr, errstr_size,
                 "replication slot \"%s\" is in use by process %s (another capture of this slot, "
                 "or another client): stop it first, or set source.slot to another name",
@@ -441,13 +442,14 @@ done:
 }
 
 bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_out,
-                      bool *config_error, char *errstr, size_t errstr_size)
+                      bool *config_error, bool *slot_held, char *errstr, size_t errstr_size)
 {
     ds_source_catalog_t *catalog = calloc(1, sizeof(*catalog));
     PGconn *conn = NULL;
     bool ok = false;
 
     *catalog_out = NULL;
+    *slot_held = false;
     /* Until the connection, every failure is the file's. */
     *config_error = true;
     if (!catalog || !(catalog->tables = calloc((size_t)config->ntables, sizeof(*catalog->tables)))) {
@@ -493,7 +495,7 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
     }
     /* Every check before the publication is created: a capture that refuses to start
      * leaves nothing behind. */
-    if (!check_slot(conn, config, &catalog->slot_existed, errstr, errstr_size) ||
+    if (!check_slot(conn, config, &catalog->slot_existed, slot_held, errstr, errstr_size) ||
         !prepare_publication(conn, config, catalog, errstr, errstr_size))
         goto done;
     ok = true;

@@ -43,9 +43,13 @@ bool ds_qualified_name_split(const char *qualified, char **schema, char **table)
  * @param config_error  on failure, whether the configuration file is wrong (a table name that
  *                      is not schema-qualified, does not exist or makes no topic name, an
  *                      unparsable conninfo): exit 2 rather than 1.
+ * @param slot_held  on failure, whether the only problem is that another session holds the
+ *                   slot (every other check passed, nothing was created): a capture of the
+ *                   same config then waits as a standby (standby.h).
  */
 bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog,
-                      bool *config_error, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+                      bool *config_error, bool *slot_held, char *errstr,
+                      size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief Drops the publication ds_preflight_run() created, when capture then could not start
