@@ -335,8 +335,11 @@ static void test_truncate_and_tombstone(void)
 {
     ds_mapping_set_t *set = load();
     ds_write_list_t writes;
-    static const char *const doctors[] = {"users/doctors", USERS};
-    static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS};
+    /* $3 and $4: the partition and the topic's partition count, NULL ("\x01") on a topic of
+     * one partition. */
+    static const char *const doctors[] = {"users/doctors", USERS, "\x01", "\x01"};
+    static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS, "\x01", "\x01"};
+    static const char *const doctors_p2[] = {"users/doctors", USERS, "2", "4"};
 
     if (!set)
         return;
@@ -344,10 +347,17 @@ static void test_truncate_and_tombstone(void)
     DS_CHECK(eval(set, USERS, NULL, "{\"before\": null, \"after\": null, \"op\": \"t\"}", &writes));
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
-        check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 2, doctors);
-        check_write(&writes.writes[1], DS_WRITE_TRUNCATE, "users/clinic_doctors", 2,
+        check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 4, doctors);
+        check_write(&writes.writes[1], DS_WRITE_TRUNCATE, "users/clinic_doctors", 4,
                     clinic_doctors);
     }
+    /* One of the truncates capture sends to each partition of a topic of several. */
+    DS_CHECK(eval(set, USERS,
+                  "{\"__dualsync_truncate\":\"public.users\",\"partition\":2,\"partitions\":4}",
+                  "{\"before\": null, \"after\": null, \"op\": \"t\"}", &writes));
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2)
+        check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 4, doctors_p2);
     writes.nwrites = 99;
     DS_CHECK(eval(set, USERS, DOCTOR_KEY, NULL, &writes));
     DS_CHECK_INT(writes.nwrites, 0);
