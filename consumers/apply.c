@@ -67,6 +67,14 @@ static volatile sig_atomic_t stop_signals;
  */
 static ds_metrics_http_t *serving;
 
+/*
+ * Test hook, for the integration tests only (tests/integration/test_apply_group.py): with
+ * DS_TEST_PAUSE_BEFORE_WRITE_MS=N in the environment, apply says so and waits N ms between
+ * mapping a batch and sending its writes, so that a test can freeze the process at exactly
+ * that point (a change read and mapped, nothing of it written yet). 0: no pause.
+ */
+static int test_pause_before_write_ms;
+
 static void on_signal(int signo)
 {
     (void)signo;
@@ -862,6 +870,14 @@ static void process_batch(apply_t *ap)
         fail(ap, "out of memory");
         return;
     }
+    if (test_pause_before_write_ms > 0) {
+        const ds_batch_msg_t *first = ds_batch_at(batch, 0);
+
+        ds_info("test hook: pausing %d ms before writing the batch from %s [%d] @%" PRId64,
+                test_pause_before_write_ms, first->kafka.topic, (int)first->kafka.partition,
+                first->kafka.offset);
+        pause_ms(test_pause_before_write_ms);
+    }
     /* Only the first database's: a sent transaction holds the replication origin, which
      * PostgreSQL 15 gives one session of the cluster at a time, and the other databases may
      * well share the cluster. They are written when the batch is finished. */
@@ -1350,6 +1366,10 @@ static void run_loop(apply_t *ap)
         }
         switch (ds_consumer_poll(ap->consumer, timeout, &msg, errstr, sizeof(errstr))) {
         case DS_CONSUMER_MESSAGE:
+            /* Once per batch: where a batch starts tells what a process held when it stopped. */
+            if (ds_batch_count(ap->batch) == 0)
+                ds_debug("batch started at %s [%d] @%" PRId64, msg.topic, (int)msg.partition,
+                         msg.offset);
             if (!ds_batch_add(ap->batch, &msg))
                 fail(ap, "out of memory");
             break;
@@ -1407,6 +1427,9 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
         return DS_APPLY_EXIT_FAILURE;
     }
     stop_signals = 0;
+    test_pause_before_write_ms = getenv("DS_TEST_PAUSE_BEFORE_WRITE_MS")
+                                     ? atoi(getenv("DS_TEST_PAUSE_BEFORE_WRITE_MS"))
+                                     : 0;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

@@ -16,6 +16,9 @@
  *   topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS]
  *       Produces stdin lines "KEY<TAB>VALUE" (a line without a TAB is a tombstone for KEY)
  *       with acks=all; exits 0 only when every message was acknowledged.
+ *   topic_dump -b BOOTSTRAP -t TOPIC --create PARTITIONS [-T TIMEOUT_MS]
+ *       Creates the topic with PARTITIONS partitions (replication factor 1, the broker's
+ *       default); exits 0 once the broker created it.
  *
  * -X NAME=VALUE passes any librdkafka property. Consuming uses librdkafka's simple
  * (partition) consumer: it needs no group.id, so reading never creates a consumer group or
@@ -47,6 +50,7 @@ typedef enum tool_mode {
     MODE_PROBE,
     MODE_PRODUCE,
     MODE_COMMITTED,
+    MODE_CREATE,
 } tool_mode_t;
 
 typedef struct tool_options {
@@ -60,6 +64,7 @@ typedef struct tool_options {
     const char *properties[MAX_PROPERTIES]; /* -X NAME=VALUE, passed to librdkafka */
     int nproperties;                        /* entries used in properties */
     const char *group;                      /* --committed: the consumer group */
+    int partitions;                         /* --create: the new topic's partitions */
 } tool_options_t;
 
 /* One topic being consumed. */
@@ -96,7 +101,8 @@ static void usage(FILE *out)
             "       topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS] < KEY<TAB>VALUE "
             "lines\n"
             "       topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --committed GROUP "
-            "[-T TIMEOUT_MS]\n");
+            "[-T TIMEOUT_MS]\n"
+            "       topic_dump -b BOOTSTRAP -t TOPIC --create PARTITIONS [-T TIMEOUT_MS]\n");
 }
 
 static bool parse_int(const char *text, const char *what, long min, long max, long *out)
@@ -127,6 +133,7 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         {"probe", no_argument, NULL, 'P'},
         {"produce", no_argument, NULL, 'p'},
         {"committed", required_argument, NULL, 'C'},
+        {"create", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -195,6 +202,12 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
             opts->mode = MODE_COMMITTED;
             opts->group = optarg;
             break;
+        case 'c':
+            if (!parse_int(optarg, "--create PARTITIONS", 1, 10000L, &value))
+                return false;
+            opts->mode = MODE_CREATE;
+            opts->partitions = (int)value;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -219,8 +232,8 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         fprintf(stderr, "topic_dump: at least one -t TOPIC is required\n");
         return false;
     }
-    if (opts->mode == MODE_PRODUCE && opts->ntopics != 1) {
-        fprintf(stderr, "topic_dump: --produce wants exactly one -t TOPIC\n");
+    if ((opts->mode == MODE_PRODUCE || opts->mode == MODE_CREATE) && opts->ntopics != 1) {
+        fprintf(stderr, "topic_dump: --produce and --create want exactly one -t TOPIC\n");
         return false;
     }
     return true;
@@ -831,6 +844,62 @@ done:
     return status;
 }
 
+/* --create: one CreateTopics request, its result for the one topic. */
+static int run_create(const tool_options_t *opts)
+{
+    rd_kafka_conf_t *conf = conf_new(opts);
+    rd_kafka_NewTopic_t *topic = NULL;
+    rd_kafka_AdminOptions_t *options = NULL;
+    rd_kafka_queue_t *queue = NULL;
+    rd_kafka_event_t *event = NULL;
+    rd_kafka_t *rk;
+    char errstr[512];
+    int status = 1;
+
+    if (!conf || !(rk = client_new(RD_KAFKA_PRODUCER, conf)))
+        return 1;
+    topic = rd_kafka_NewTopic_new(opts->topics[0], opts->partitions, -1, errstr, sizeof(errstr));
+    if (!topic) {
+        fprintf(stderr, "topic_dump: topic %s: %s\n", opts->topics[0], errstr);
+        goto done;
+    }
+    options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(options, opts->timeout_ms, errstr,
+                                                sizeof(errstr));
+    queue = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
+    event = rd_kafka_queue_poll(queue, opts->timeout_ms + 5000);
+    if (!event) {
+        fprintf(stderr, "topic_dump: creating %s: no answer within %d ms\n", opts->topics[0],
+                opts->timeout_ms);
+    } else if (rd_kafka_event_error(event)) {
+        fprintf(stderr, "topic_dump: creating %s: %s\n", opts->topics[0],
+                rd_kafka_event_error_string(event));
+    } else {
+        const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(result, &n);
+
+        if (n == 1 && rd_kafka_topic_result_error(results[0]) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            status = 0;
+        else
+            fprintf(stderr, "topic_dump: creating %s: %s\n", opts->topics[0],
+                    n == 1 ? rd_kafka_topic_result_error_string(results[0]) : "no result");
+    }
+
+done:
+    if (event)
+        rd_kafka_event_destroy(event);
+    if (queue)
+        rd_kafka_queue_destroy(queue);
+    if (options)
+        rd_kafka_AdminOptions_destroy(options);
+    if (topic)
+        rd_kafka_NewTopic_destroy(topic);
+    rd_kafka_destroy(rk);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     tool_options_t opts;
@@ -854,6 +923,8 @@ int main(int argc, char **argv)
         return run_consume(&opts);
     case MODE_COMMITTED:
         return run_committed(&opts);
+    case MODE_CREATE:
+        return run_create(&opts);
     }
     return 2;
 }
