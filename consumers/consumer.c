@@ -61,27 +61,36 @@ static const struct {
     {"partition.assignment.strategy", "cooperative-sticky"},
 };
 
+/* Records the client's fatal error (librdkafka says it through error_cb or as a message,
+ * whichever comes first) as the consumer's failure. */
+static void note_fatal(ds_consumer_t *consumer, rd_kafka_t *rk)
+{
+    char fatal_reason[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
+
+    if (consumer->failed[0])
+        return;
+    if (orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) {
+        consumer->instance_fenced = true;
+        snprintf(consumer->failed, sizeof(consumer->failed),
+                 "another process joined consumer group \"%s\" with this one's "
+                 "group.instance.id \"%s\" (apply.instance_id) and Kafka gave it this one's "
+                 "place: every apply process of a group needs an apply.instance_id of its own "
+                 "(or none: the default differs per process); stopping (%s)",
+                 consumer->group_id ? consumer->group_id : "?",
+                 consumer->instance_id ? consumer->instance_id : "?", fatal_reason);
+        return;
+    }
+    snprintf(consumer->failed, sizeof(consumer->failed), "fatal Kafka consumer error: %s: %s",
+             rd_kafka_err2name(orig), fatal_reason);
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ds_consumer_t *consumer = opaque;
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char fatal_reason[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
-
-        if (orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) {
-            consumer->instance_fenced = true;
-            snprintf(consumer->failed, sizeof(consumer->failed),
-                     "another process joined consumer group \"%s\" with this one's "
-                     "group.instance.id \"%s\" (apply.instance_id) and Kafka gave it this "
-                     "one's place: every apply process of a group needs an apply.instance_id "
-                     "of its own (or none: the default differs per process); stopping (%s)",
-                     consumer->group_id ? consumer->group_id : "?",
-                     consumer->instance_id ? consumer->instance_id : "?", fatal_reason);
-            return;
-        }
-        snprintf(consumer->failed, sizeof(consumer->failed), "fatal Kafka consumer error: %s: %s",
-                 rd_kafka_err2name(orig), fatal_reason);
+        note_fatal(consumer, rk);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
@@ -525,8 +534,8 @@ ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_
             ds_debug("Kafka: %s: %s", m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
                      rd_kafka_message_errstr(m));
         } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-            ds_fail(errstr, errstr_size, "fatal Kafka consumer error: %s",
-                    rd_kafka_message_errstr(m));
+            note_fatal(consumer, consumer->rk);
+            ds_fail(errstr, errstr_size, "%s", consumer->failed);
             result = DS_CONSUMER_FAILED;
         } else {
             ds_warning("Kafka consumer: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",

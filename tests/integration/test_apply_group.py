@@ -338,6 +338,33 @@ class RestartTest(ApplyGroupCase):
         b2.stop(expect_exit=0)
 
 
+class InstanceIdTest(ApplyGroupCase):
+    PARTITIONS = 1
+
+    def test_two_processes_given_one_instance_id_stop_the_older_with_exit_2(self):
+        cfg = self.group_config(instance_id="shared-id")
+        first = self.start_apply(cfg)
+        dstest.wait_for(lambda: f"assigned {self.topic} [0]" in first.log_text(), timeout=60,
+                        what="the first process to be assigned the partition")
+        second = self.start_apply(cfg)
+        # Kafka gives the newcomer the older member's place; the older one says why and stops.
+        self.assertEqual(first.wait_exit(timeout=60), 2, first.log_tail())
+        log = first.log_text()
+        self.assertIn(f'another process joined consumer group "{self.group}" with this one\'s '
+                      'group.instance.id "shared-id" (apply.instance_id)', log)
+        self.assertIn(f'replication origin "dualsync.{self.group}.shared-id"', log)
+        self.psql("INSERT INTO legacy_people VALUES (1, 'Ann', 'a@x', 'D', 1)")
+        self.wait_rows(self.newdb, "SELECT full_name FROM people", [("Ann",)])
+        second.stop(expect_exit=0)
+
+    def test_group_instance_id_in_the_kafka_properties_is_refused(self):
+        cfg = self.group_config(kafka={"group.instance.id": "x"})
+        proc = dstest.run_dualsync(["apply", "--config", cfg.path], timeout=60)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('$.kafka["group.instance.id"]: apply sets this itself', proc.stderr)
+        self.assertIn("set apply.instance_id instead", proc.stderr)
+
+
 if __name__ == "__main__":
     import unittest
 
