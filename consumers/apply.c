@@ -974,7 +974,7 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
  * by then would be captured like the application's own (a loop). So the names must not grow
  * with every start: they are stable per instance id. Each origin takes one of the cluster's
  * max_replication_slots origin states once used; drop one of a retired instance with
- * pg_replication_origin_drop() once capture has passed its transactions (docs/operations.md).
+ * pg_replication_origin_drop() once capture has passed its transactions (docs/configuration.md, "Several apply processes").
  *
  * Instance ids. The same id is the consumer's static group membership (group.instance.id):
  * a process restarted with its id takes its partitions back at once, instead of after the

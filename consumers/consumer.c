@@ -339,7 +339,7 @@ void ds_consumer_free(ds_consumer_t *consumer)
         /* Leaves the group at once (the revoke hook runs) instead of after the session
          * timeout, so another member takes the partitions over promptly - unless it is a
          * static member (group.instance.id): Kafka keeps its partitions for it until its
-         * session times out, expecting it back (docs/operations.md). */
+         * session times out, expecting it back (docs/configuration.md, "Several apply processes"). */
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
 
         if (err)
