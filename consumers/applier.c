@@ -779,6 +779,37 @@ static void on_notice(void *arg, const char *message)
     ds_debug("target \"%s\": %.*s", a->name, (int)len, message);
 }
 
+/*
+ * Creates the dualsync schema when missing. Several apply processes starting together on a
+ * new database may race through CREATE ... IF NOT EXISTS (which can then fail with a
+ * duplicate catalog row); the loser tries again and finds the objects there.
+ */
+static ds_applier_status_t create_schema(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+
+    for (int attempt = 1;; attempt++) {
+        switch (run(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL, sqlstate, message,
+                    sizeof(message))) {
+        case RUN_OK:
+            return DS_APPLIER_OK;
+        case RUN_LOST:
+            ds_fail(errstr, errstr_size, "target \"%s\": connection lost while creating the "
+                    "dualsync schema: %s", a->name, message);
+            return DS_APPLIER_RETRY;
+        case RUN_SQL_ERROR:
+            if (attempt < 3 && (strcmp(sqlstate, SQLSTATE_UNIQUE) == 0 ||
+                                strcmp(sqlstate, "42P07") == 0 || strcmp(sqlstate, "42710") == 0))
+                continue; /* duplicate_table, duplicate_object: created meanwhile */
+            ds_fail(errstr, errstr_size,
+                    "target \"%s\": creating the dualsync schema (links, offsets, pending, "
+                    "dead_letters): %s",
+                    a->name, message);
+            return DS_APPLIER_FAILED;
+        }
+    }
+}
+
 ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
@@ -802,9 +833,7 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
     st = run_or_fail(a, "SET TimeZone = 'UTC'", false, 0, NULL, NULL, "setting TimeZone", errstr,
                      errstr_size);
     if (st == DS_APPLIER_OK)
-        st = run_or_fail(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL,
-                         "creating the dualsync schema (links, offsets, pending)", errstr,
-                         errstr_size);
+        st = create_schema(a, errstr, errstr_size);
     /* The catalog first: a missing table must be reported as a mapping problem (with every
      * other one), not as a statement that cannot be prepared. Checked on the first
      * connection; the compiled statements do not change afterwards. */
