@@ -98,6 +98,7 @@ typedef struct apply {
     run_mode_t mode;
     char *group_id;     /* apply.group_id, or "<apply.group_id>.dlq-retry" */
     char *instance_id;  /* apply.instance_id, or derived (see "Origins") */
+    char *member_id;    /* group.instance.id: instance_id and a hash of the topics read */
     int instance_lock;  /* the lock file descriptor behind a derived instance_id, or -1 */
     char *origin;       /* this process's replication origin */
     char *owner;        /* dualsync.offsets.owner of this process's claims */
@@ -976,9 +977,10 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
  * max_replication_slots origin states once used; drop one of a retired instance with
  * pg_replication_origin_drop() once capture has passed its transactions (docs/configuration.md, "Several apply processes").
  *
- * Instance ids. The same id is the consumer's static group membership (group.instance.id):
- * a process restarted with its id takes its partitions back at once, instead of after the
- * dead member's session timeout. Two live processes of a group must not share one (Kafka
+ * Instance ids. The same id names the consumer's static group membership (group.instance.id,
+ * with a hash of the topics read: see choose_member_id): a process restarted with its id and
+ * its mappings takes its partitions back at once, instead of after the dead member's session
+ * timeout. Two live processes of a group must not share one (Kafka
  * gives the newcomer the other's place, and the other stops with a message saying so). The
  * default, "<host name>-<n>", is stable across restarts and distinct on one host: n is the
  * lowest number whose lock file, $TMPDIR/dualsync-apply.<group>.<n>.lock (/tmp by default),
@@ -1078,6 +1080,46 @@ static bool choose_identity(apply_t *ap, char *errstr, size_t errstr_size)
     return true;
 }
 
+/* Orders topic names for subscription_hash(). */
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The static member id: the instance id, '.', and a hash (FNV-1a, 32 bits) of the sorted
+ * topics this process reads. Kafka hands a static member that rejoins its previous assignment
+ * without a rebalance, even when it now subscribes to other topics: a process restarted with
+ * other mappings would be given partitions of topics it no longer reads. With the topics in
+ * the id it joins as a new member instead (the old one's partitions wait for its session
+ * timeout, as after any stop for good).
+ */
+static bool choose_member_id(apply_t *ap)
+{
+    int ntopics = ap->mode == MODE_APPLY ? ds_mapping_set_ntopics(ap->set) : 0;
+    const char **topics = calloc((size_t)ntopics + 1, sizeof(*topics));
+    uint32_t hash = 2166136261u;
+
+    if (!topics)
+        return false;
+    for (int i = 0; i < ntopics; i++)
+        topics[i] = ds_mapping_set_topic(ap->set, i);
+    qsort(topics, (size_t)ntopics, sizeof(*topics), compare_names);
+    for (int i = 0; i < ntopics; i++) {
+        for (const char *p = topics[i];; p++) {
+            hash = (hash ^ (uint8_t)*p) * 16777619u; /* the NUL separates the names */
+            if (!*p)
+                break;
+        }
+    }
+    free(topics);
+    if (asprintf(&ap->member_id, "%s.%08x", ap->instance_id, (unsigned)hash) < 0) {
+        ap->member_id = NULL;
+        return false;
+    }
+    return true;
+}
+
 /* ---- setup and the loop ---- */
 
 /* Every dead-letter partition handled up to where it ended at the start (a topic that does
@@ -1108,6 +1150,7 @@ static void apply_free(apply_t *ap)
     free(ap->pending_retried_us);
     free(ap->group_id);
     free(ap->instance_id);
+    free(ap->member_id);
     free(ap->origin);
     free(ap->owner);
     /* The lock last: the id is free for the next process once this one is gone. */
@@ -1265,10 +1308,13 @@ static int setup(apply_t *ap)
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
     }
+    if (ap->mode == MODE_APPLY && !choose_member_id(ap)) {
+        ds_error("out of memory");
+        return DS_APPLY_EXIT_FAILURE;
+    }
     /* dlq retry runs once to an end: a static member would keep its partitions after it. */
-    ap->consumer = ds_consumer_new_member(config, ap->group_id,
-                                          ap->mode == MODE_APPLY ? ap->instance_id : NULL,
-                                          on_assign, on_revoke, ap, errstr, sizeof(errstr));
+    ap->consumer = ds_consumer_new_member(config, ap->group_id, ap->member_id, on_assign,
+                                          on_revoke, ap, errstr, sizeof(errstr));
     if (!ap->consumer) {
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
