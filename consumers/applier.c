@@ -63,12 +63,12 @@ static const struct {
     {"ds_origin_reset", "SELECT pg_catalog.pg_replication_origin_session_reset()", 0},
     {"ds_offsets_get",
      "SELECT topic, partition, next_offset FROM dualsync.offsets WHERE group_id = $1", 1},
-    /* The fence (see "The fence" below). A partition never seen gets its row here, at offset
-     * 0: the same as nothing stored, since a position before the partition's first message
-     * starts at its first message (auto.offset.reset=earliest). */
+    /* The fence (see "The fence" below). A partition never seen gets its row here, with
+     * next_offset -1: nothing stored (DS_OFFSET_NONE; verify and status read a negative
+     * offset as nothing applied yet). */
     {"ds_offsets_claim",
      "INSERT INTO dualsync.offsets AS o (group_id, topic, partition, next_offset, generation,"
-     " owner) VALUES ($1, $2, $3::int, 0, 1, $4)"
+     " owner) VALUES ($1, $2, $3::int, -1, 1, $4)"
      " ON CONFLICT (group_id, topic, partition) DO UPDATE"
      " SET generation = o.generation + 1, owner = EXCLUDED.owner, updated_at = now()"
      " RETURNING next_offset, generation",

@@ -125,8 +125,8 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *applier, ds_offsets_t 
 
 /**
  * @brief Claims @p parts for this process in this database (applier.c, "The fence"): raises
- *        each partition's generation in dualsync.offsets (creating the row at offset 0 when
- *        missing) and records it, with the stored next offset, in @p offsets as database
+ *        each partition's generation in dualsync.offsets (creating the row, next_offset -1 for
+ *        nothing stored, when missing) and records it, with the stored next offset, in @p offsets as database
  *        @p db. Must run before anything of the partitions is read; from then on a commit of
  *        another process that held them fails its check.
  */
