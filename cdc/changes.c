@@ -564,13 +564,21 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
     return true;
 }
 
+/*
+ * A skipped name covers the origin itself and every "<name>.<suffix>": each apply process
+ * commits under an origin of its own, "<apply.origin>.<group>.<instance id>" (consumers/
+ * apply.c, "Origins"), and all of them must stay out of the topics.
+ */
 static bool origin_skipped(const ds_changes_t *ch, const char *name)
 {
     if (!name)
         return false;
-    for (char **o = ch->skip_origins; *o; o++)
-        if (strcmp(*o, name) == 0)
+    for (char **o = ch->skip_origins; *o; o++) {
+        size_t len = strlen(*o);
+
+        if (strncmp(*o, name, len) == 0 && (name[len] == '\0' || name[len] == '.'))
             return true;
+    }
     return false;
 }
 

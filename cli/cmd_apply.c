@@ -26,6 +26,13 @@ static void usage(FILE *out)
             "A change whose parent row has not arrived yet waits in dualsync.pending and is\n"
             "retried after later batches that write its database, and every 5 s.\n"
             "\n"
+            "Several apply processes may run with the same configuration: Kafka shares the\n"
+            "partitions among them (cooperative-sticky), each process claims a partition in\n"
+            "dualsync.offsets before it reads it and commits only while its claim holds, and\n"
+            "each commits under a replication origin of its own. A process restarted with its\n"
+            "apply.instance_id (default: host name and a number free on the host) gets its\n"
+            "partitions back at once. See docs/configuration.md, \"Several apply processes\".\n"
+            "\n"
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
@@ -36,14 +43,16 @@ static void usage(FILE *out)
             "                         See docs/metrics.md\n"
             "  -h, --help             show this help\n"
             "\n"
-            "SIGINT/SIGTERM: commit the batch being read, leave the consumer group, exit 0.\n"
+            "SIGINT/SIGTERM: commit the batch being read, close the consumer, exit 0 (Kafka\n"
+            "keeps the partitions of a process for session.timeout.ms, expecting it back).\n"
             "While a target database is unreachable, the first signal stops apply after the\n"
             "connection attempt under way, without committing (exit 1; a restart applies the\n"
             "batch). A second signal stops waiting for an unreachable broker.\n"
             "\n"
             "Exit status: 0 on a clean stop, 1 on a runtime failure (see the log; a restart\n"
             "resumes from the target databases' offsets), 2 on a usage, configuration, mapping\n"
-            "or catalog error.\n");
+            "or catalog error, or when another process joined the group with this one's\n"
+            "apply.instance_id.\n");
 }
 
 /* Parses the options every apply-side command shares; returns -1 to go on, else a status. */

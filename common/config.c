@@ -79,6 +79,7 @@ static bool same_string(const char *a, const char *b);
 static bool valid_group_id(const char *text);
 static bool valid_on_error(const char *text);
 static bool valid_origin(const char *text);
+static bool valid_instance_id(const char *text);
 static bool valid_topic(const char *text);
 static bool valid_snapshot_mode(const char *text);
 static bool valid_duration(const char *text);
@@ -315,6 +316,13 @@ static const setting_t settings[] = {
      .expected = "a replication origin name (1 to 512 bytes)",
      .offset = offsetof(ds_config_t, apply_origin),
      .description = "replication origin of apply's transactions (capture skips it)"},
+    {.path = "apply.instance_id",
+     .type = SETTING_STRING,
+     .valid = valid_instance_id,
+     .expected = "an id for this apply process (1 to 200 characters from a-z A-Z 0-9 . _ -)",
+     .offset = offsetof(ds_config_t, apply_instance_id),
+     .description = "this process's static group membership (group.instance.id) and origin "
+                    "suffix; default \"<host name>-<n>\", n the lowest free on this host"},
     {.path = "apply.dlq_topic",
      .type = SETTING_STRING,
      .valid = valid_topic,
@@ -513,6 +521,13 @@ static bool valid_cleanup_policy(const char *text)
 /* Group ids are free text to Kafka; the same characters as topics keep them printable and
  * usable in "<group_id>.dlq-retry". */
 static bool valid_group_id(const char *text)
+{
+    return kafka_name(text, 1, 200);
+}
+
+/* Kafka's rule for group.instance.id (the characters of topic names), shorter so that it fits
+ * in a replication origin name with the origin and the group. */
+static bool valid_instance_id(const char *text)
 {
     return kafka_name(text, 1, 200);
 }

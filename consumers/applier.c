@@ -34,6 +34,7 @@
 #define SQLSTATE_INSUFFICIENT_PRIV "42501" /* insufficient_privilege */
 #define SQLSTATE_UNIQUE            "23505" /* unique_violation (origin created concurrently) */
 #define SQLSTATE_SUPERSEDED        "22012" /* ds_dead_done_checked: the record went meanwhile */
+#define SQLSTATE_FENCED            "22012" /* ds_offsets_put/hold: another process claimed */
 
 /*
  * Errors that say "try again", not "this change is wrong": serialization failures and
@@ -62,13 +63,25 @@ static const struct {
     {"ds_origin_reset", "SELECT pg_catalog.pg_replication_origin_session_reset()", 0},
     {"ds_offsets_get",
      "SELECT topic, partition, next_offset FROM dualsync.offsets WHERE group_id = $1", 1},
-    /* Never backward: a database ahead of the batch (it committed before a crash the others
-     * did not) keeps its position. */
-    {"ds_offsets_put",
-     "INSERT INTO dualsync.offsets AS o (group_id, topic, partition, next_offset)"
-     " VALUES ($1, $2, $3::int, $4::bigint)"
+    /* The fence (see "The fence" below). A partition never seen gets its row here, with
+     * next_offset -1: nothing stored (DS_OFFSET_NONE; verify and status read a negative
+     * offset as nothing applied yet). */
+    {"ds_offsets_claim",
+     "INSERT INTO dualsync.offsets AS o (group_id, topic, partition, next_offset, generation,"
+     " owner) VALUES ($1, $2, $3::int, -1, 1, $4)"
      " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-     " SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), updated_at = now()",
+     " SET generation = o.generation + 1, owner = EXCLUDED.owner, updated_at = now()"
+     " RETURNING next_offset, generation",
+     4},
+    /* Fails (division_by_zero, SQLSTATE_FENCED) when the row is not this claim's any more. */
+    {"ds_offsets_put",
+     "WITH moved AS (UPDATE dualsync.offsets SET next_offset = $4::bigint, updated_at = now()"
+     " WHERE group_id = $1 AND topic = $2 AND partition = $3::int AND generation = $5::bigint"
+     " RETURNING 1) SELECT 1 / count(*) FROM moved",
+     5},
+    {"ds_offsets_hold",
+     "WITH held AS (SELECT 1 FROM dualsync.offsets WHERE group_id = $1 AND topic = $2"
+     " AND partition = $3::int AND generation = $4::bigint FOR SHARE) SELECT 1 / count(*) FROM held",
      4},
     /* The newest change of a key wins; an older one (a re-driven dead letter) does not
      * replace it. */
@@ -158,6 +171,7 @@ typedef enum op_kind {
     OP_WRITE,
     OP_BATCH_WRITE,
     OP_BOOKKEEPING,
+    OP_FENCE, /* ds_offsets_put; work: the partition's index in the batch */
     OP_COMMIT,
     OP_ORIGIN_RESET,
 } op_kind_t;
@@ -185,6 +199,7 @@ struct ds_applier {
     char *conninfo; /* never logged */
     char *origin;
     char *group_id;
+    char *owner;             /* dualsync.offsets.owner of this process's claims */
     ds_mapping_set_t *set;   /* borrowed */
     bool row_by_row;         /* never use batch statements */
     bool dlq_retry;          /* the batches are re-driven dead letters (`dlq retry`) */
@@ -246,6 +261,7 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
     a->pending_timeout_s = options->pending_timeout_ms / 1000.0;
     if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
+        !(a->owner = strdup(options->owner ? options->owner : "")) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
         !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new()) ||
         !(a->dead_keys = ds_strset_new()) ||
@@ -266,6 +282,7 @@ void ds_applier_free(ds_applier_t *a)
     free(a->conninfo);
     free(a->origin);
     free(a->group_id);
+    free(a->owner);
     free(a->targets);
     free(a->written);
     free(a->order);
@@ -793,6 +810,37 @@ static void on_notice(void *arg, const char *message)
     ds_debug("target \"%s\": %.*s", a->name, (int)len, message);
 }
 
+/*
+ * Creates the dualsync schema when missing. Several apply processes starting together on a
+ * new database may race through CREATE ... IF NOT EXISTS (which can then fail with a
+ * duplicate catalog row); the loser tries again and finds the objects there.
+ */
+static ds_applier_status_t create_schema(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    char sqlstate[6], message[1024];
+
+    for (int attempt = 1;; attempt++) {
+        switch (run(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL, sqlstate, message,
+                    sizeof(message))) {
+        case RUN_OK:
+            return DS_APPLIER_OK;
+        case RUN_LOST:
+            ds_fail(errstr, errstr_size, "target \"%s\": connection lost while creating the "
+                    "dualsync schema: %s", a->name, message);
+            return DS_APPLIER_RETRY;
+        case RUN_SQL_ERROR:
+            if (attempt < 3 && (strcmp(sqlstate, SQLSTATE_UNIQUE) == 0 ||
+                                strcmp(sqlstate, "42P07") == 0 || strcmp(sqlstate, "42710") == 0))
+                continue; /* duplicate_table, duplicate_object: created meanwhile */
+            ds_fail(errstr, errstr_size,
+                    "target \"%s\": creating the dualsync schema (links, offsets, pending, "
+                    "dead_letters): %s",
+                    a->name, message);
+            return DS_APPLIER_FAILED;
+        }
+    }
+}
+
 ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
@@ -816,9 +864,7 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
     st = run_or_fail(a, "SET TimeZone = 'UTC'", false, 0, NULL, NULL, "setting TimeZone", errstr,
                      errstr_size);
     if (st == DS_APPLIER_OK)
-        st = run_or_fail(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL,
-                         "creating the dualsync schema (links, offsets, pending)", errstr,
-                         errstr_size);
+        st = create_schema(a, errstr, errstr_size);
     /* The catalog first: a missing table must be reported as a mapping problem (with every
      * other one), not as a statement that cannot be prepared. Checked on the first
      * connection; the compiled statements do not change afterwards. */
@@ -865,6 +911,42 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *a, ds_offsets_t *offse
         }
     }
     PQclear(r);
+    /* Partitions may have come from another apply process, with their dead letters' keys. */
+    return load_dead_keys(a, errstr, errstr_size);
+}
+
+ds_applier_status_t ds_applier_claim(ds_applier_t *a, ds_offsets_t *offsets, int db,
+                                     const ds_topic_partition_t *parts, int nparts, char *errstr,
+                                     size_t errstr_size)
+{
+    drop_sent(a);
+    for (int i = 0; i < nparts; i++) {
+        char partition[16];
+        const char *params[4] = {a->group_id, parts[i].topic, partition, a->owner};
+        PGresult *r = NULL;
+        ds_applier_status_t st;
+        int64_t next, generation;
+        char what[512];
+
+        snprintf(partition, sizeof(partition), "%d", (int)parts[i].partition);
+        snprintf(what, sizeof(what), "claiming %s [%d] in dualsync.offsets", parts[i].topic,
+                 (int)parts[i].partition);
+        /* Autocommit: the claim must be visible to a stale owner's commit at once. */
+        st = run_or_fail(a, "ds_offsets_claim", true, 4, params, &r, what, errstr, errstr_size);
+        if (st != DS_APPLIER_OK)
+            return st;
+        next = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        generation = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        PQclear(r);
+        if (!ds_offsets_set(offsets, db, parts[i].topic, parts[i].partition, next) ||
+            !ds_offsets_set_generation(offsets, db, parts[i].topic, parts[i].partition,
+                                       generation)) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+        ds_debug("target \"%s\": claimed %s [%d] (generation %" PRId64 "), next offset %" PRId64,
+                 a->name, parts[i].topic, (int)parts[i].partition, generation, next);
+    }
     /* Partitions may have come from another apply process, with their dead letters' keys. */
     return load_dead_keys(a, errstr, errstr_size);
 }
@@ -1237,25 +1319,108 @@ static bool moves_offsets(const ds_applier_t *a, int db, const ds_batch_t *batch
     return false;
 }
 
-/* Sends (pipeline) or runs the offsets rows of the batch. */
-static bool send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch_t *batch,
-                         const ds_offsets_t *offsets, char *sqlstate, char *message,
-                         size_t message_size, run_result_t *result)
+/* ---------------------------------------------------------------------------------------------
+ * The fence
+ *
+ * Several apply processes share a group's partitions, and Kafka cannot stop one that lost a
+ * partition from writing it: a process frozen past its session timeout (SIGSTOP, a stalled VM,
+ * a long pause) does not know that the group gave its partitions to another, and when it
+ * resumes it would commit the batch it had in flight over the newer changes the new owner
+ * applied meanwhile. So the target database, where the rows are, decides who owns a partition:
+ *
+ *   - on assignment, before anything of a partition is read, the process claims the
+ *     partition's dualsync.offsets row in every target database (ds_applier_claim): one
+ *     autocommit statement that raises the row's generation, records the owner, and returns
+ *     the new generation with next_offset, where reading resumes;
+ *   - every transaction that moves a partition's offset ends, before COMMIT, with
+ *     UPDATE ... WHERE generation = <its claim> (ds_offsets_put). Finding no row means another
+ *     process claimed the partition since: the statement fails (1 / count(*)), so nothing of
+ *     the transaction can commit. It is rolled back whole and the process drops what it holds
+ *     of the partition (DS_APPLIER_FENCED).
+ *
+ * Both statements lock the row, which orders them. A stale transaction whose UPDATE came
+ * first holds the lock until it commits: the claim waits for it and returns the next_offset
+ * it wrote, so the new owner resumes after that batch. A claim that came first leaves a
+ * generation the stale UPDATE does not match (under READ COMMITTED the UPDATE re-reads the
+ * row once the claim commits). Either way no change is applied twice, or over a newer one.
+ * The writes before the UPDATE need no such lock: nothing of them is visible before COMMIT,
+ * and a target row both processes write is serialized by its own row lock (the new owner's
+ * write waits for the stale transaction to roll back).
+ *
+ * The offset is set, not maximized: with one writer per partition at a time, a smaller value
+ * than the row's would be a bug to see, not to hide.
+ *
+ * Pending retries (ds_applier_retry_pending) touch only the pending rows of partitions the
+ * process holds, and first take their offsets rows FOR SHARE with the same check
+ * (ds_offsets_hold), so a claim waits for the retry or the retry sees the claim.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Marks the partition lost in this database and says so in errstr. */
+static ds_applier_status_t fenced(ds_applier_t *a, ds_offsets_t *offsets, int db,
+                                  const char *topic, int32_t partition, char *errstr,
+                                  size_t errstr_size)
+{
+    int64_t generation = ds_offsets_generation(offsets, db, topic, partition);
+
+    if (!ds_offsets_set_generation(offsets, db, topic, partition, DS_GENERATION_NONE)) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
+    if (generation == DS_GENERATION_NONE)
+        ds_fail(errstr, errstr_size,
+                "target \"%s\": %s [%d] is not assigned to this apply process; its changes "
+                "are not written here",
+                a->name, topic, (int)partition);
+    else
+        ds_fail(errstr, errstr_size,
+                "target \"%s\": %s [%d] was claimed by another apply process since this one "
+                "claimed it (generation %" PRId64 " in dualsync.offsets); the transaction is "
+                "rolled back and nothing of the partition is committed by this process: its new "
+                "owner applies it from the offset stored there",
+                a->name, topic, (int)partition, generation);
+    return DS_APPLIER_FENCED;
+}
+
+/* The first partition of the batch that moves here without a claim of this process, or -1. */
+static int unclaimed_partition(int db, const ds_batch_t *batch, const ds_offsets_t *offsets)
 {
     for (int i = 0; i < ds_batch_npartitions(batch); i++) {
         const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
-        char partition[16], next[24];
-        const char *params[4] = {a->group_id, bp->topic, partition, next};
+
+        if (bp->last_offset + 1 > ds_offsets_get(offsets, db, bp->topic, bp->partition) &&
+            ds_offsets_generation(offsets, db, bp->topic, bp->partition) == DS_GENERATION_NONE)
+            return i;
+    }
+    return -1;
+}
+
+/*
+ * Sends (pipeline) or runs the offsets rows of the batch, fenced. In the slow path a fenced
+ * partition sets *fenced_part to its index in the batch (-1 otherwise).
+ */
+static bool send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch_t *batch,
+                         const ds_offsets_t *offsets, char *sqlstate, char *message,
+                         size_t message_size, run_result_t *result, int *fenced_part)
+{
+    *fenced_part = -1;
+    for (int i = 0; i < ds_batch_npartitions(batch); i++) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
+        char partition[16], next[24], generation[24];
+        const char *params[5] = {a->group_id, bp->topic, partition, next, generation};
 
         if (bp->last_offset + 1 <= ds_offsets_get(offsets, db, bp->topic, bp->partition))
             continue;
         snprintf(partition, sizeof(partition), "%d", (int)bp->partition);
         format_int(next, sizeof(next), bp->last_offset + 1);
+        format_int(generation, sizeof(generation),
+                   ds_offsets_generation(offsets, db, bp->topic, bp->partition));
         if (p) {
-            if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_offsets_put", true, 4, params))
+            if (!pl_send(p, OP_FENCE, i, "ds_offsets_put", true, 5, params))
                 return false;
-        } else if ((*result = run(a, "ds_offsets_put", true, 4, params, NULL, sqlstate, message,
+        } else if ((*result = run(a, "ds_offsets_put", true, 5, params, NULL, sqlstate, message,
                                   message_size)) != RUN_OK) {
+            if (*result == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_FENCED) == 0)
+                *fenced_part = i;
             return false;
         }
     }
@@ -1709,12 +1874,13 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
     if (pl_begin(&p, a)) {
         char sqlstate[6], message[8];
         run_result_t unused;
+        int unused_part;
 
-        complete =
-            send_pending_decisions(a, &p, batch, stats, &touched) &&
-            send_dead_records(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
-                              &unused) &&
-            send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message), &unused);
+        complete = send_pending_decisions(a, &p, batch, stats, &touched) &&
+                   send_dead_records(a, &p, db, batch, offsets, sqlstate, message,
+                                     sizeof(message), &unused) &&
+                   send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
+                                &unused, &unused_part);
         /* Without all its bookkeeping the transaction must not commit. */
         if (complete) {
             pl_send(&p, OP_COMMIT, -1, "COMMIT", false, 0, NULL);
@@ -1735,6 +1901,22 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         ds_fail(errstr, errstr_size, "target \"%s\": connection lost while committing: %s", a->name,
                 p.error);
         *status = DS_APPLIER_RETRY;
+        return PATH_STATUS;
+    }
+    if (p.error_op >= 0 && a->ops[p.error_op].kind == OP_FENCE &&
+        strcmp(p.sqlstate, SQLSTATE_FENCED) == 0) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, a->ops[p.error_op].work);
+
+        stats->pending_added = pending_before;
+        recover(a);
+        *status = fenced(a, offsets, db, bp->topic, bp->partition, errstr, errstr_size);
+        if (*status == DS_APPLIER_FENCED && touched) {
+            char reload[512];
+
+            /* The decisions sent were rolled back: what is pending is what the table says. */
+            if (load_pending_keys(a, reload, sizeof(reload)) != DS_APPLIER_OK)
+                ds_warning("%s", reload);
+        }
         return PATH_STATUS;
     }
     if (p.error_op >= 0 && a->ops[p.error_op].kind != OP_ORIGIN_RESET) {
@@ -2122,6 +2304,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
     run_result_t rr = RUN_OK;
     ds_applier_status_t st;
     bool pended = false;
+    int fenced_part;
 
     stats->slow_paths++;
     if ((st = origin_setup(a, errstr, errstr_size)) != DS_APPLIER_OK)
@@ -2157,8 +2340,23 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         }
         return slow_failure(a, rr, "writing dualsync.dead_letters", message, errstr, errstr_size);
     }
-    if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr))
+    if (!send_offsets(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message), &rr,
+                      &fenced_part)) {
+        if (fenced_part >= 0) {
+            const ds_batch_partition_t *bp = ds_batch_partition(batch, fenced_part);
+
+            recover(a);
+            st = fenced(a, offsets, db, bp->topic, bp->partition, errstr, errstr_size);
+            if (pended && st == DS_APPLIER_FENCED) {
+                char reload[512];
+
+                if (load_pending_keys(a, reload, sizeof(reload)) != DS_APPLIER_OK)
+                    ds_warning("%s", reload);
+            }
+            return st;
+        }
         return slow_failure(a, rr, "writing dualsync.offsets", message, errstr, errstr_size);
+    }
     if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
         recover(a);
         return DS_APPLIER_FAILED;
@@ -2190,7 +2388,15 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
 {
     ds_applier_status_t st = DS_APPLIER_OK;
     bool sent = a->sent_batch == batch;
+    int unclaimed = unclaimed_partition(db, batch, offsets);
 
+    if (unclaimed >= 0) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, unclaimed);
+
+        /* Known lost already: not worth a transaction that would be fenced. */
+        drop_sent(a);
+        return fenced(a, offsets, db, bp->topic, bp->partition, errstr, errstr_size);
+    }
     /* The writes sent for this batch, with a->work as collect_work() left it then. */
     a->sent_batch = NULL;
     if (ds_batch_count(batch) > a->msg_flags_cap) {
@@ -2489,7 +2695,51 @@ static bool same_source_key(const PGresult *rows, int i, int j)
 /* Passes over dualsync.pending while each resolves something (a chain of parents). */
 #define MAX_PENDING_PASSES 8
 
-ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_hooks_t *hooks,
+/* Whether this process holds the partition of pending row @p i here. */
+static bool pending_row_held(const PGresult *rows, int i, const ds_offsets_t *offsets, int db)
+{
+    return ds_offsets_generation(offsets, db, PQgetvalue(rows, i, 2),
+                                 (int32_t)atoi(PQgetvalue(rows, i, 3))) != DS_GENERATION_NONE;
+}
+
+/*
+ * Takes the offsets rows of the partitions of @p rows this process holds FOR SHARE, checking
+ * its claims (see "The fence"): DS_APPLIER_FENCED, rolled back, when one was claimed since.
+ */
+static ds_applier_status_t hold_pending_partitions(ds_applier_t *a, ds_offsets_t *offsets,
+                                                   int db, const PGresult *rows, char *errstr,
+                                                   size_t errstr_size)
+{
+    for (int i = 0; i < PQntuples(rows); i++) {
+        const char *topic = PQgetvalue(rows, i, 2), *partition = PQgetvalue(rows, i, 3);
+        char generation[24], sqlstate[6], message[1024];
+        const char *params[4] = {a->group_id, topic, partition, generation};
+        bool seen = false;
+        run_result_t rr;
+
+        if (!pending_row_held(rows, i, offsets, db))
+            continue;
+        for (int j = 0; j < i && !seen; j++)
+            seen = strcmp(PQgetvalue(rows, j, 2), topic) == 0 &&
+                   strcmp(PQgetvalue(rows, j, 3), partition) == 0;
+        if (seen)
+            continue;
+        format_int(generation, sizeof(generation),
+                   ds_offsets_generation(offsets, db, topic, (int32_t)atoi(partition)));
+        rr = run(a, "ds_offsets_hold", true, 4, params, NULL, sqlstate, message, sizeof(message));
+        if (rr == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_FENCED) == 0) {
+            recover(a);
+            return fenced(a, offsets, db, topic, (int32_t)atoi(partition), errstr, errstr_size);
+        }
+        if (rr != RUN_OK)
+            return slow_failure(a, rr, "checking the claims of the pending rows' partitions",
+                                message, errstr, errstr_size);
+    }
+    return DS_APPLIER_OK;
+}
+
+ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets_t *offsets,
+                                             const ds_applier_hooks_t *hooks,
                                              ds_applier_stats_t *stats, char *errstr,
                                              size_t errstr_size)
 {
@@ -2515,11 +2765,21 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
             (rr = run(a, "ds_pending_rows", true, 0, NULL, &rows, sqlstate, message,
                       sizeof(message))) != RUN_OK)
             return slow_failure(a, rr, "reading dualsync.pending", message, errstr, errstr_size);
+        if ((st = hold_pending_partitions(a, offsets, db, rows, errstr, errstr_size)) !=
+            DS_APPLIER_OK) {
+            PQclear(rows);
+            return st;
+        }
         for (int first = 0; first < PQntuples(rows);) {
             int end = first + 1;
 
             while (end < PQntuples(rows) && same_source_key(rows, first, end))
                 end++;
+            /* Another apply process's partition: its owner retries it. */
+            if (!pending_row_held(rows, first, offsets, db)) {
+                first = end;
+                continue;
+            }
             st = retry_group(a, rows, first, end, hooks, stats, &resolved, errstr, errstr_size);
             if (st != DS_APPLIER_OK) {
                 PQclear(rows);

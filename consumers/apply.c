@@ -15,13 +15,17 @@
  *   3. the offsets are committed to Kafka (for lag tools only);
  *   4. databases that were written retry their dualsync.pending rows.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -63,6 +67,14 @@ static volatile sig_atomic_t stop_signals;
  */
 static ds_metrics_http_t *serving;
 
+/*
+ * Test hook, for the integration tests only (tests/integration/test_apply_group.py): with
+ * DS_TEST_PAUSE_BEFORE_WRITE_MS=N in the environment, apply says so and waits N ms between
+ * mapping a batch and sending its writes, so that a test can freeze the process at exactly
+ * that point (a change read and mapped, nothing of it written yet). 0: no pause.
+ */
+static int test_pause_before_write_ms;
+
 static void on_signal(int signo)
 {
     (void)signo;
@@ -85,6 +97,11 @@ typedef struct apply {
     const ds_config_t *config;
     run_mode_t mode;
     char *group_id;     /* apply.group_id, or "<apply.group_id>.dlq-retry" */
+    char *instance_id;  /* apply.instance_id, or derived (see "Origins") */
+    char *member_id;    /* group.instance.id: instance_id and a hash of the topics read */
+    int instance_lock;  /* the lock file descriptor behind a derived instance_id, or -1 */
+    char *origin;       /* this process's replication origin */
+    char *owner;        /* dualsync.offsets.owner of this process's claims */
     bool stop_on_error; /* apply.on_error = "stop" (apply mode only) */
     ds_mapping_set_t *set;
     ds_applier_t **dbs; /* one per config target, in config order */
@@ -277,8 +294,12 @@ static ds_topic_partition_t *batch_parts(const ds_batch_t *batch, int *n)
 /* Runs @p step on database @p db until it succeeds, reconnecting or waiting as needed. */
 typedef ds_applier_status_t (*db_step_fn)(apply_t *ap, int db, char *errstr, size_t errstr_size);
 
-static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_partition_t *parts,
-                         int nparts)
+/*
+ * Returns DS_APPLIER_OK, DS_APPLIER_FENCED (logged: the caller drops the partitions this
+ * process lost, see drop_unowned) or DS_APPLIER_FAILED (apply fails).
+ */
+static ds_applier_status_t with_retries(apply_t *ap, int db, db_step_fn step,
+                                        const ds_topic_partition_t *parts, int nparts)
 {
     int busy_wait = 50;
     char errstr[2048];
@@ -287,14 +308,18 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
         ds_applier_status_t st = step(ap, db, errstr, sizeof(errstr));
 
         if (st == DS_APPLIER_OK)
-            return true;
+            return DS_APPLIER_OK;
+        if (st == DS_APPLIER_FENCED) {
+            ds_warning("%s", errstr);
+            return DS_APPLIER_FENCED;
+        }
         if (st != DS_APPLIER_RETRY) {
             fail(ap, "%s", errstr);
-            return false;
+            return DS_APPLIER_FAILED;
         }
         if (stop_signals >= 2) {
             fail(ap, "%s; stopping on the second signal without committing this batch", errstr);
-            return false;
+            return DS_APPLIER_FAILED;
         }
         ds_series_add(ds_metric_with(ap->m_retries, ds_applier_name(ap->dbs[db]),
                                      ds_applier_connected(ap->dbs[db]) ? "conflict"
@@ -303,10 +328,10 @@ static bool with_retries(apply_t *ap, int db, db_step_fn step, const ds_topic_pa
         if (!ds_applier_connected(ap->dbs[db])) {
             ds_warning("%s; reconnecting", errstr);
             if (!reconnect(ap, db, parts, nparts))
-                return false;
+                return DS_APPLIER_FAILED;
         } else {
-            /* The origin is held by another session (another dualsync on this server), or a
-             * deadlock or serialization failure rolled the batch back. */
+            /* The origin is held by another session (a process with the same origin: see
+             * "Origins"), or a deadlock or serialization failure rolled the batch back. */
             if (busy_wait >= 400)
                 ds_warning("%s", errstr);
             else
@@ -325,7 +350,47 @@ static ds_applier_status_t step_apply(apply_t *ap, int db, char *errstr, size_t 
 
 static ds_applier_status_t step_pending(apply_t *ap, int db, char *errstr, size_t errstr_size)
 {
-    return ds_applier_retry_pending(ap->dbs[db], &ap->hooks, &ap->stats, errstr, errstr_size);
+    return ds_applier_retry_pending(ap->dbs[db], db, ap->offsets, &ap->hooks, &ap->stats, errstr,
+                                    errstr_size);
+}
+
+/*
+ * Drops from @p batch (and from the batch being read) the messages of partitions this process
+ * does not hold in every database any more: a database's fence said another process claimed
+ * them (applier.c, "The fence"). Nothing of them was committed where the fence said so; the
+ * new owner reads them again from the offsets stored there. Returns how many were dropped.
+ */
+static int drop_unowned(apply_t *ap, ds_batch_t *batch)
+{
+    int total = 0;
+
+    for (int i = 0; batch && i < ds_batch_npartitions(batch);) {
+        const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
+        char *topic;
+        int32_t partition = bp->partition;
+        int dropped;
+
+        if (ds_offsets_owned(ap->offsets, bp->topic, partition)) {
+            i++;
+            continue;
+        }
+        /* The partition entry points into a message about to be freed. */
+        if (!(topic = strdup(bp->topic))) {
+            fail(ap, "out of memory");
+            return total;
+        }
+        dropped = ds_batch_drop_partition(batch, topic, partition);
+        if (ap->batch != batch)
+            dropped += ds_batch_drop_partition(ap->batch, topic, partition);
+        ds_warning("%s [%d]: this apply process lost the partition; %d messages of it dropped "
+                   "without being committed (its new owner applies them)",
+                   topic, (int)partition, dropped);
+        ds_offsets_forget(ap->offsets, topic, partition);
+        free(topic);
+        total += dropped;
+        i = 0; /* the partition entries were rebuilt */
+    }
+    return total;
 }
 
 /* ---- preparing messages ---- */
@@ -711,7 +776,8 @@ static void retry_pending(apply_t *ap, int db)
         return;
     finish_batch(ap);
     ap->pending_retried_us[db] = monotonic_us();
-    with_retries(ap, db, step_pending, NULL, 0);
+    if (with_retries(ap, db, step_pending, NULL, 0) == DS_APPLIER_FENCED)
+        drop_unowned(ap, ap->batch);
 }
 
 /*
@@ -749,12 +815,31 @@ static void finish_batch(apply_t *ap)
     ap->applying = batch;
     for (int db = 0; db < ap->ndbs && !ap->failed && ok; db++) {
         uint64_t before = ap->stats.writes + ap->stats.pending_added;
+        ds_applier_status_t st;
 
         ap->applying_db = db;
-        ok = with_retries(ap, db, step_apply, parts, nparts);
+        st = with_retries(ap, db, step_apply, parts, nparts);
+        if (st == DS_APPLIER_FENCED) {
+            /* Rolled back here; the databases before this one committed while the
+             * partitions were still this process's there. The rest goes on. */
+            if (drop_unowned(ap, batch) == 0 && !ap->failed)
+                fail(ap, "target \"%s\": fenced, yet no partition of the batch was lost",
+                     ds_applier_name(ap->dbs[db]));
+            free(parts);
+            if (!ap->failed && !(parts = batch_parts(batch, &nparts)))
+                fail(ap, "out of memory");
+            if (ap->failed) {
+                parts = NULL;
+                break;
+            }
+            db--;
+            continue;
+        }
+        ok = st == DS_APPLIER_OK;
         writes_before[db] = ap->stats.writes + ap->stats.pending_added - before;
     }
     ap->applying = NULL;
+    count = ds_batch_count(batch);
     if (ap->failed || !ok) {
         ap->inflight = batch; /* freed with the rest; never committed */
         free(parts);
@@ -806,6 +891,9 @@ static void process_batch(apply_t *ap)
 
     if (count == 0)
         return;
+    /* Read before this process learnt it lost them (a fence failed meanwhile). */
+    if (drop_unowned(ap, batch) > 0 && (count = ds_batch_count(batch)) == 0)
+        return;
     for (int i = 0; i < count && !ap->failed; i++)
         prepare_message(ap, ds_batch_at(batch, i));
     finish_batch(ap);
@@ -814,6 +902,14 @@ static void process_batch(apply_t *ap)
     if (!ap->spare && !(ap->spare = ds_batch_new())) {
         fail(ap, "out of memory");
         return;
+    }
+    if (test_pause_before_write_ms > 0) {
+        const ds_batch_msg_t *first = ds_batch_at(batch, 0);
+
+        ds_info("test hook: pausing %d ms before writing the batch from %s [%d] @%" PRId64,
+                test_pause_before_write_ms, first->kafka.topic, (int)first->kafka.partition,
+                first->kafka.offset);
+        pause_ms(test_pause_before_write_ms);
     }
     /* Only the first database's: a sent transaction holds the replication origin, which
      * PostgreSQL 15 gives one session of the cluster at a time, and the other databases may
@@ -840,12 +936,14 @@ static bool on_assign(void *ctx, ds_topic_partition_t *parts, int nparts, char *
     if (ap->failed)
         return ds_fail(errstr, errstr_size, "%s", ap->error);
 
+    /* Claimed in every database before anything of them is read (applier.c, "The fence"):
+     * from here on a process that held them before cannot commit them any more. */
     for (int db = 0; db < ap->ndbs; db++) {
         ds_applier_status_t st;
 
         for (;;) {
-            st = ds_applier_read_offsets(ap->dbs[db], ap->offsets, db, parts, nparts, errstr,
-                                         errstr_size);
+            st = ds_applier_claim(ap->dbs[db], ap->offsets, db, parts, nparts, errstr,
+                                  errstr_size);
             if (st != DS_APPLIER_RETRY)
                 break;
             ds_warning("%s; reconnecting", errstr);
@@ -881,7 +979,10 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
     apply_t *ap = ctx;
 
     /* The batch in flight was read while the partitions were ours: it commits (its offsets
-     * with it, so whoever gets them next starts after it). The batch being read is dropped. */
+     * with it, so whoever gets them next starts after it) - if they still are. A process
+     * that learns late that it lost them (it was frozen past its session timeout, and the
+     * group gave them to another that claimed them) is stopped by the fence: that commit
+     * fails and is rolled back (applier.c, "The fence"). The batch being read is dropped. */
     finish_batch(ap);
     for (int i = 0; i < nparts; i++) {
         int dropped = ds_batch_drop_partition(ap->batch, parts[i].topic, parts[i].partition);
@@ -891,6 +992,164 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
                      (int)parts[i].partition);
         ds_offsets_forget(ap->offsets, parts[i].topic, parts[i].partition);
     }
+}
+
+/* ---- origins and instance ids ----
+ *
+ * Origins. Each apply process commits under a replication origin of its own,
+ * "<apply.origin>.<group>.<instance id>": PostgreSQL lets one session of the cluster hold an
+ * origin at a time, so processes sharing one would take turns at every transaction. Capture
+ * skips every origin named "<skipped>" or "<skipped>.<anything>" (capture.skip_origins,
+ * default ["dualsync"]), so all of them stay out of the change topics.
+ *
+ * An origin is never dropped by apply: pgoutput names a transaction's origin when capture
+ * decodes it, which may be long after the commit, and a transaction whose origin was dropped
+ * by then would be captured like the application's own (a loop). So the names must not grow
+ * with every start: they are stable per instance id. Each origin takes one of the cluster's
+ * max_replication_slots origin states once used; drop one of a retired instance with
+ * pg_replication_origin_drop() once capture has passed its transactions (docs/configuration.md, "Several apply processes").
+ *
+ * Instance ids. The same id names the consumer's static group membership (group.instance.id,
+ * with a hash of the topics read: see choose_member_id): a process restarted with its id and
+ * its mappings takes its partitions back at once, instead of after the dead member's session
+ * timeout. Two live processes of a group must not share one (Kafka
+ * gives the newcomer the other's place, and the other stops with a message saying so). The
+ * default, "<host name>-<n>", is stable across restarts and distinct on one host: n is the
+ * lowest number whose lock file, $TMPDIR/dualsync-apply.<group>.<n>.lock (/tmp by default),
+ * this process can lock. The kernel releases the lock when a process dies, kill -9 included,
+ * so a restarted process gets its predecessor's id. Hosts whose name changes with each start
+ * (containers) should set apply.instance_id (a StatefulSet's pod name, say).
+ */
+
+/* A host name in the characters Kafka allows in ids: the others become '-'. */
+static void host_name(char *out, size_t size)
+{
+    if (gethostname(out, size) != 0 || !out[0])
+        snprintf(out, size, "localhost");
+    out[size - 1] = '\0';
+    for (char *p = out; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '-';
+    }
+}
+
+/* The default instance id (see above); false (errstr) when no lock file can be used. */
+static bool derive_instance_id(apply_t *ap, char *errstr, size_t errstr_size)
+{
+    const char *dir = getenv("TMPDIR");
+    char host[128];
+
+    if (!dir || !dir[0])
+        dir = "/tmp";
+    host_name(host, sizeof(host));
+    for (int n = 0; n < 1000; n++) {
+        char path[4096];
+        int fd, err;
+
+        snprintf(path, sizeof(path), "%s/dualsync-apply.%s.%d.lock", dir, ap->group_id, n);
+        /* Read-only is enough to lock, and lets another user's process use the same file. */
+        fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return ds_fail(errstr, errstr_size,
+                           "cannot open %s to choose this process's apply.instance_id (%s): set "
+                           "apply.instance_id, or TMPDIR to a writable directory",
+                           path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            ap->instance_lock = fd;
+            if (asprintf(&ap->instance_id, "%s-%d", host, n) < 0) {
+                ap->instance_id = NULL;
+                return ds_fail(errstr, errstr_size, "out of memory");
+            }
+            return true;
+        }
+        err = errno;
+        close(fd);
+        if (err != EWOULDBLOCK)
+            return ds_fail(errstr, errstr_size,
+                           "cannot lock %s to choose this process's apply.instance_id (%s): set "
+                           "apply.instance_id",
+                           path, strerror(err));
+    }
+    return ds_fail(errstr, errstr_size,
+                   "1000 apply processes of group \"%s\" already run on this host (lock files "
+                   "%s/dualsync-apply.%s.*.lock): set apply.instance_id",
+                   ap->group_id, dir, ap->group_id);
+}
+
+/* The instance id, origin and owner of this process; false (errstr) on a configuration
+ * problem. */
+static bool choose_identity(apply_t *ap, char *errstr, size_t errstr_size)
+{
+    const ds_config_t *config = ap->config;
+    char host[128];
+
+    if (config->apply_instance_id) {
+        if (!(ap->instance_id = strdup(config->apply_instance_id)))
+            return ds_fail(errstr, errstr_size, "out of memory");
+    } else if (!derive_instance_id(ap, errstr, errstr_size)) {
+        return false;
+    }
+    if (asprintf(&ap->origin, "%s.%s.%s", config->apply_origin, ap->group_id, ap->instance_id) <
+        0) {
+        ap->origin = NULL;
+        return ds_fail(errstr, errstr_size, "out of memory");
+    }
+    /* pg_replication_origin_create() refuses longer names. */
+    if (strlen(ap->origin) > 512)
+        return ds_fail(errstr, errstr_size,
+                       "%s: this process's replication origin \"<apply.origin>.<group>.<instance "
+                       "id>\" would be %zu bytes long, PostgreSQL takes 512 at most: shorten "
+                       "apply.origin, apply.group_id or apply.instance_id",
+                       config->path, strlen(ap->origin));
+    host_name(host, sizeof(host));
+    if (asprintf(&ap->owner, "%s (pid %ld on %s)", ap->instance_id, (long)getpid(), host) < 0) {
+        ap->owner = NULL;
+        return ds_fail(errstr, errstr_size, "out of memory");
+    }
+    ds_info("apply instance \"%s\" of group \"%s\", replication origin \"%s\"",
+            ap->instance_id, ap->group_id, ap->origin);
+    return true;
+}
+
+/* Orders topic names for subscription_hash(). */
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The static member id: the instance id, '.', and a hash (FNV-1a, 32 bits) of the sorted
+ * topics this process reads. Kafka hands a static member that rejoins its previous assignment
+ * without a rebalance, even when it now subscribes to other topics: a process restarted with
+ * other mappings would be given partitions of topics it no longer reads. With the topics in
+ * the id it joins as a new member instead (the old one's partitions wait for its session
+ * timeout, as after any stop for good).
+ */
+static bool choose_member_id(apply_t *ap)
+{
+    int ntopics = ap->mode == MODE_APPLY ? ds_mapping_set_ntopics(ap->set) : 0;
+    const char **topics = calloc((size_t)ntopics + 1, sizeof(*topics));
+    uint32_t hash = 2166136261u;
+
+    if (!topics)
+        return false;
+    for (int i = 0; i < ntopics; i++)
+        topics[i] = ds_mapping_set_topic(ap->set, i);
+    qsort(topics, (size_t)ntopics, sizeof(*topics), compare_names);
+    for (int i = 0; i < ntopics; i++) {
+        for (const char *p = topics[i];; p++) {
+            hash = (hash ^ (uint8_t)*p) * 16777619u; /* the NUL separates the names */
+            if (!*p)
+                break;
+        }
+    }
+    free(topics);
+    if (asprintf(&ap->member_id, "%s.%08x", ap->instance_id, (unsigned)hash) < 0) {
+        ap->member_id = NULL;
+        return false;
+    }
+    return true;
 }
 
 /* ---- setup and the loop ---- */
@@ -922,6 +1181,13 @@ static void apply_free(apply_t *ap)
     free(ap->progress);
     free(ap->pending_retried_us);
     free(ap->group_id);
+    free(ap->instance_id);
+    free(ap->member_id);
+    free(ap->origin);
+    free(ap->owner);
+    /* The lock last: the id is free for the next process once this one is gone. */
+    if (ap->instance_lock >= 0)
+        close(ap->instance_lock);
     ds_metrics_http_stop(serving);
     serving = NULL;
     ds_metrics_free(ap->metrics);
@@ -1004,6 +1270,10 @@ static int setup(apply_t *ap)
     }
     if (!conninfo_ok)
         return DS_APPLY_EXIT_USAGE;
+    if (!choose_identity(ap, errstr, sizeof(errstr))) {
+        ds_error("%s", errstr);
+        return DS_APPLY_EXIT_USAGE;
+    }
 
     if (!ds_mapping_set_load((const char *const *)config->mappings, config->nmappings,
                              config->topic_prefix, (const char *const *)config->target_names,
@@ -1030,8 +1300,9 @@ static int setup(apply_t *ap)
         ds_applier_options_t options = {
             .name = config->target_names[db],
             .conninfo = config->target_conninfos[db],
-            .origin = config->apply_origin,
+            .origin = ap->origin,
             .group_id = ap->group_id,
+            .owner = ap->owner,
             .set = ap->set,
             .row_by_row = !config->apply_set_based,
             .dlq_retry = ap->mode == MODE_DLQ_RETRY,
@@ -1069,8 +1340,13 @@ static int setup(apply_t *ap)
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
     }
-    ap->consumer =
-        ds_consumer_new(config, ap->group_id, on_assign, on_revoke, ap, errstr, sizeof(errstr));
+    if (ap->mode == MODE_APPLY && !choose_member_id(ap)) {
+        ds_error("out of memory");
+        return DS_APPLY_EXIT_FAILURE;
+    }
+    /* dlq retry runs once to an end: a static member would keep its partitions after it. */
+    ap->consumer = ds_consumer_new_member(config, ap->group_id, ap->member_id, on_assign,
+                                          on_revoke, ap, errstr, sizeof(errstr));
     if (!ap->consumer) {
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
@@ -1168,6 +1444,10 @@ static void run_loop(apply_t *ap)
         }
         switch (ds_consumer_poll(ap->consumer, timeout, &msg, errstr, sizeof(errstr))) {
         case DS_CONSUMER_MESSAGE:
+            /* Once per batch: where a batch starts tells what a process held when it stopped. */
+            if (ds_batch_count(ap->batch) == 0)
+                ds_debug("batch started at %s [%d] @%" PRId64, msg.topic, (int)msg.partition,
+                         msg.offset);
             if (!ds_batch_add(ap->batch, &msg))
                 fail(ap, "out of memory");
             break;
@@ -1212,6 +1492,7 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
     int status;
 
     memset(&ap, 0, sizeof(ap));
+    ap.instance_lock = -1;
     ap.config = config;
     ap.mode = mode;
     ap.stop_on_error = mode == MODE_APPLY && strcmp(config->apply_on_error, "stop") == 0;
@@ -1224,6 +1505,9 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
         return DS_APPLY_EXIT_FAILURE;
     }
     stop_signals = 0;
+    test_pause_before_write_ms = getenv("DS_TEST_PAUSE_BEFORE_WRITE_MS")
+                                     ? atoi(getenv("DS_TEST_PAUSE_BEFORE_WRITE_MS"))
+                                     : 0;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -1251,7 +1535,9 @@ static int run(const ds_config_t *config, run_mode_t mode, FILE *out)
 
     if (ap.failed) {
         ds_error("%s", ap.error);
-        status = DS_APPLY_EXIT_FAILURE;
+        /* Two processes given one apply.instance_id: the configuration's mistake. */
+        status = ds_consumer_instance_fenced(ap.consumer) ? DS_APPLY_EXIT_USAGE
+                                                          : DS_APPLY_EXIT_FAILURE;
     } else {
         status = DS_APPLY_EXIT_OK;
     }

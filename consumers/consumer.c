@@ -23,6 +23,9 @@ struct ds_consumer {
     bool brokers_down;     /* every broker is down: the outage was logged, not its end */
     int64_t down_since_us; /* when that was logged */
     int64_t last_probe_us; /* the last metadata request that looked for a broker */
+    bool instance_fenced; /* that error: another member took this one's group.instance.id */
+    char *group_id;       /* the group and the static member id, for messages (NULL: none) */
+    char *instance_id;
 };
 
 /* During an outage, between two metadata requests looking for a broker (each blocks the poll
@@ -33,14 +36,23 @@ struct ds_consumer {
 /* Consumer settings the exactly-once bookkeeping relies on; the file may not change them. */
 static const struct {
     const char *name;
-    const char *value;
+    const char *value; /* NULL: set from another setting */
     const char *why;
+    const char *fix; /* what to do instead */
 } consumer_locked[] = {
-    {"enable.auto.commit", "false", "offsets are committed after the target databases commit"},
-    {"enable.auto.offset.store", "false", "offsets are stored only for applied batches"},
-    {"isolation.level", "read_committed", "aborted transactional messages must not be applied"},
-    {"auto.offset.reset", "earliest", "a partition with nothing stored starts at its beginning"},
-    {"group.id", NULL, "the group is apply.group_id"},
+    {"enable.auto.commit", "false", "offsets are committed after the target databases commit",
+     "remove it"},
+    {"enable.auto.offset.store", "false", "offsets are stored only for applied batches",
+     "remove it"},
+    {"isolation.level", "read_committed", "aborted transactional messages must not be applied",
+     "remove it"},
+    {"auto.offset.reset", "earliest", "a partition with nothing stored starts at its beginning",
+     "remove it"},
+    {"group.id", NULL, "the group is apply.group_id", "set apply.group_id instead"},
+    {"group.instance.id", NULL,
+     "each process's static membership id is apply.instance_id, which also names its "
+     "replication origin",
+     "set apply.instance_id instead"},
 };
 
 /* Consumer defaults the file may change. */
@@ -51,18 +63,42 @@ static const struct {
     /* A mapped table's topic may appear after apply starts (capture creates it): look for
      * it every 10 s rather than librdkafka's 5 minutes. */
     {"topic.metadata.refresh.interval.ms", "10000"},
+    /* Several apply processes share a group: a member joining or leaving moves only the
+     * partitions that change hands, and the others keep applying meanwhile (the rebalance
+     * hooks use incremental assign and unassign under this protocol). */
+    {"partition.assignment.strategy", "cooperative-sticky"},
 };
+
+/* Records the client's fatal error (librdkafka says it through error_cb or as a message,
+ * whichever comes first) as the consumer's failure. */
+static void note_fatal(ds_consumer_t *consumer, rd_kafka_t *rk)
+{
+    char fatal_reason[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
+
+    if (consumer->failed[0])
+        return;
+    if (orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) {
+        consumer->instance_fenced = true;
+        snprintf(consumer->failed, sizeof(consumer->failed),
+                 "another process joined consumer group \"%s\" with this one's "
+                 "group.instance.id \"%s\" (apply.instance_id) and Kafka gave it this one's "
+                 "place: every apply process of a group needs an apply.instance_id of its own "
+                 "(or none: the default differs per process); stopping (%s)",
+                 consumer->group_id ? consumer->group_id : "?",
+                 consumer->instance_id ? consumer->instance_id : "?", fatal_reason);
+        return;
+    }
+    snprintf(consumer->failed, sizeof(consumer->failed), "fatal Kafka consumer error: %s: %s",
+             rd_kafka_err2name(orig), fatal_reason);
+}
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ds_consumer_t *consumer = opaque;
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char fatal_reason[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
-
-        snprintf(consumer->failed, sizeof(consumer->failed), "fatal Kafka consumer error: %s: %s",
-                 rd_kafka_err2name(orig), fatal_reason);
+        note_fatal(consumer, rk);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
@@ -190,9 +226,9 @@ static rd_kafka_conf_t *build_conf(const ds_config_t *config, char *errstr, size
             if (strcmp(config->kafka_names[i], consumer_locked[j].name) == 0 &&
                 (!consumer_locked[j].value ||
                  strcmp(config->kafka_values[i], consumer_locked[j].value) != 0)) {
-                ds_fail(errstr, errstr_size, "%s: $.kafka[\"%s\"]: apply sets this itself (%s)%s",
+                ds_fail(errstr, errstr_size, "%s: $.kafka[\"%s\"]: apply sets this itself (%s); %s",
                         config->path, consumer_locked[j].name, consumer_locked[j].why,
-                        consumer_locked[j].value ? "; remove it" : "; set apply.group_id instead");
+                        consumer_locked[j].fix);
                 return NULL;
             }
         }
@@ -239,6 +275,15 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                                ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
                                void *hook_ctx, char *errstr, size_t errstr_size)
 {
+    return ds_consumer_new_member(config, group_id, NULL, assign, revoke, hook_ctx, errstr,
+                                  errstr_size);
+}
+
+ds_consumer_t *ds_consumer_new_member(const ds_config_t *config, const char *group_id,
+                                      const char *instance_id, ds_consumer_assign_fn assign,
+                                      ds_consumer_revoke_fn revoke, void *hook_ctx, char *errstr,
+                                      size_t errstr_size)
+{
     ds_consumer_t *consumer = calloc(1, sizeof(*consumer));
     rd_kafka_conf_t *conf = NULL;
     char rderr[512];
@@ -250,10 +295,20 @@ ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
     consumer->assign = assign;
     consumer->revoke = revoke;
     consumer->hook_ctx = hook_ctx;
+    if ((group_id && !(consumer->group_id = strdup(group_id))) ||
+        (instance_id && !(consumer->instance_id = strdup(instance_id)))) {
+        ds_fail(errstr, errstr_size, "out of memory creating the Kafka consumer");
+        goto error;
+    }
 
     if (!(conf = build_conf(config, errstr, errstr_size)))
         goto error;
     if (group_id && !ds_kafka_conf_set(conf, "group.id", group_id, errstr, errstr_size))
+        goto error;
+    /* Static membership: a member restarted with the same id takes its partitions back at
+     * once; without it the group waits for the dead member's session to expire first. */
+    if (group_id && instance_id &&
+        !ds_kafka_conf_set(conf, "group.instance.id", instance_id, errstr, errstr_size))
         goto error;
     if (!group_id) {
         char reader_group[64];
@@ -295,14 +350,23 @@ void ds_consumer_free(ds_consumer_t *consumer)
         return;
     if (consumer->rk) {
         /* Leaves the group at once (the revoke hook runs) instead of after the session
-         * timeout, so another member takes the partitions over promptly. */
+         * timeout, so another member takes the partitions over promptly - unless it is a
+         * static member (group.instance.id): Kafka keeps its partitions for it until its
+         * session times out, expecting it back (docs/configuration.md, "Several apply processes"). */
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(consumer->rk);
 
         if (err)
             ds_warning("Kafka: closing the consumer: %s", rd_kafka_err2str(err));
         rd_kafka_destroy(consumer->rk);
     }
+    free(consumer->group_id);
+    free(consumer->instance_id);
     free(consumer);
+}
+
+bool ds_consumer_instance_fenced(const ds_consumer_t *consumer)
+{
+    return consumer && consumer->instance_fenced;
 }
 
 bool ds_consumer_subscribe(ds_consumer_t *consumer, const char *const *topics, int ntopics,
@@ -515,8 +579,8 @@ ds_consumer_poll_result_t ds_consumer_poll(ds_consumer_t *consumer, int timeout_
             ds_debug("Kafka: %s: %s", m->rkt ? rd_kafka_topic_name(m->rkt) : "?",
                      rd_kafka_message_errstr(m));
         } else if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-            ds_fail(errstr, errstr_size, "fatal Kafka consumer error: %s",
-                    rd_kafka_message_errstr(m));
+            note_fatal(consumer, consumer->rk);
+            ds_fail(errstr, errstr_size, "%s", consumer->failed);
             result = DS_CONSUMER_FAILED;
         } else {
             ds_warning("Kafka consumer: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",

@@ -13,6 +13,7 @@ typedef struct row {
     char *topic;       /* owned */
     int32_t partition; /* of topic */
     int64_t *next;     /* per database: its next offset, or DS_OFFSET_NONE */
+    int64_t *generation; /* per database: this process's claim, or DS_GENERATION_NONE */
 } row_t;
 
 struct ds_offsets {
@@ -39,6 +40,7 @@ void ds_offsets_free(ds_offsets_t *offsets)
     for (int i = 0; i < offsets->nrows; i++) {
         free(offsets->rows[i].topic);
         free(offsets->rows[i].next);
+        free(offsets->rows[i].generation);
     }
     free(offsets->rows);
     free(offsets);
@@ -75,13 +77,18 @@ static row_t *find_or_add(ds_offsets_t *offsets, const char *topic, int32_t part
     row->topic = strdup(topic);
     row->next =
         malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) * sizeof(*row->next));
-    if (!row->topic || !row->next) {
+    row->generation = malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) *
+                             sizeof(*row->generation));
+    if (!row->topic || !row->next || !row->generation) {
         free(row->topic);
         free(row->next);
+        free(row->generation);
         return NULL;
     }
-    for (int db = 0; db < offsets->ndatabases; db++)
+    for (int db = 0; db < offsets->ndatabases; db++) {
         row->next[db] = DS_OFFSET_NONE;
+        row->generation[db] = DS_GENERATION_NONE;
+    }
     offsets->nrows++;
     return row;
 }
@@ -122,6 +129,42 @@ int64_t ds_offsets_get(const ds_offsets_t *offsets, int db, const char *topic, i
     return row->next[db];
 }
 
+bool ds_offsets_set_generation(ds_offsets_t *offsets, int db, const char *topic,
+                               int32_t partition, int64_t generation)
+{
+    row_t *row;
+
+    if (db < 0 || db >= offsets->ndatabases)
+        return false;
+    if (!(row = find_or_add(offsets, topic, partition)))
+        return false;
+    row->generation[db] = generation;
+    return true;
+}
+
+int64_t ds_offsets_generation(const ds_offsets_t *offsets, int db, const char *topic,
+                              int32_t partition)
+{
+    const row_t *row = find(offsets, topic, partition);
+
+    if (!row || db < 0 || db >= offsets->ndatabases)
+        return DS_GENERATION_NONE;
+    return row->generation[db];
+}
+
+bool ds_offsets_owned(const ds_offsets_t *offsets, const char *topic, int32_t partition)
+{
+    const row_t *row = find(offsets, topic, partition);
+
+    if (!row || offsets->ndatabases == 0)
+        return false;
+    for (int db = 0; db < offsets->ndatabases; db++) {
+        if (row->generation[db] == DS_GENERATION_NONE)
+            return false;
+    }
+    return true;
+}
+
 void ds_offsets_forget(ds_offsets_t *offsets, const char *topic, int32_t partition)
 {
     row_t *row = find(offsets, topic, partition);
@@ -130,6 +173,7 @@ void ds_offsets_forget(ds_offsets_t *offsets, const char *topic, int32_t partiti
         return;
     free(row->topic);
     free(row->next);
+    free(row->generation);
     *row = offsets->rows[--offsets->nrows];
 }
 

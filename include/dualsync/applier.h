@@ -23,9 +23,12 @@
  * and a later change of the same source key removes the records of older ones; `dlq retry`
  * writes a dead letter only while its record is there (applier.c, "Dead-letter records").
  *
- * The replication origin (apply.origin, which capture skips) is taken for each transaction
- * and given back after it: PostgreSQL 15 lets one session hold an origin at a time in the
- * whole cluster, and several target databases, or `dlq retry` beside `apply`, share it.
+ * The replication origin (this process's own, which capture skips: apply.c, "Origins") is
+ * taken for each transaction and given back after it: PostgreSQL 15 lets one session hold an
+ * origin at a time in the whole cluster, and several target databases of one server share it.
+ *
+ * Several apply processes may share a group's partitions: every commit checks that this
+ * process still holds the partitions it moves (applier.c, "The fence").
  */
 #ifndef DUALSYNC_APPLIER_H
 #define DUALSYNC_APPLIER_H
@@ -49,13 +52,18 @@ typedef enum ds_applier_status {
     DS_APPLIER_FAILED,  /* fatal (errstr): a privilege, an unexpected error, on_error "stop" */
     DS_APPLIER_INVALID, /* ds_applier_connect: the mappings do not fit this database's
                          * catalog (errstr: every problem, one per line) */
+    DS_APPLIER_FENCED,  /* another apply process claimed a partition of the batch (or of the
+                         * pending rows) in this database: nothing was committed, the
+                         * partition's generation is DS_GENERATION_NONE in the offsets; drop
+                         * what is held of it and call again with the rest */
 } ds_applier_status_t;
 
 typedef struct ds_applier_options {
     const char *name;      /* the config's "targets" key: what targets' connection says */
     const char *conninfo;  /* its libpq connection string (never logged) */
-    const char *origin;    /* apply.origin */
+    const char *origin;    /* this process's replication origin (apply.c, "Origins") */
     const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
+    const char *owner;     /* who claims partitions, for dualsync.offsets.owner */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
     bool row_by_row;       /* never use the batch statements (apply.set_based false) */
     bool dlq_retry;        /* the batches are dead letters re-driven by `dlq retry`: one whose
@@ -116,6 +124,17 @@ ds_applier_status_t ds_applier_read_offsets(ds_applier_t *applier, ds_offsets_t 
                                             char *errstr, size_t errstr_size);
 
 /**
+ * @brief Claims @p parts for this process in this database (applier.c, "The fence"): raises
+ *        each partition's generation in dualsync.offsets (creating the row, next_offset -1 for
+ *        nothing stored, when missing) and records it, with the stored next offset, in @p offsets as database
+ *        @p db. Must run before anything of the partitions is read; from then on a commit of
+ *        another process that held them fails its check.
+ */
+ds_applier_status_t ds_applier_claim(ds_applier_t *applier, ds_offsets_t *offsets, int db,
+                                     const ds_topic_partition_t *parts, int nparts, char *errstr,
+                                     size_t errstr_size);
+
+/**
  * @brief Starts writing @p batch into this database without waiting for it: sends the writes
  *        (the fast path's first round trip), so the database works on them while the caller
  *        prepares the next batch. The next call on this applier must be ds_applier_apply() of
@@ -140,9 +159,11 @@ ds_applier_status_t ds_applier_apply(ds_applier_t *applier, int db, ds_batch_t *
  * @brief Retries the changes waiting in dualsync.pending: each is re-evaluated with the
  *        current mappings and written in its own savepoint; done ones are deleted, ones still
  *        missing their parent stay (or, waiting longer than pending_timeout_ms, become dead
- *        letters), others become dead letters.
+ *        letters), others become dead letters. Only the rows of partitions this process
+ *        holds in @p offsets (database @p db): another process's are its own to retry.
  */
-ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier, const ds_applier_hooks_t *hooks,
+ds_applier_status_t ds_applier_retry_pending(ds_applier_t *applier, int db, ds_offsets_t *offsets,
+                                             const ds_applier_hooks_t *hooks,
                                              ds_applier_stats_t *stats, char *errstr,
                                              size_t errstr_size);
 

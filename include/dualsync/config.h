@@ -91,6 +91,8 @@ typedef struct ds_config {
                                     * true (false: row by row) */
     char *apply_on_error;          /* "dlq" (default) or "stop" */
     char *apply_origin;            /* replication origin of apply's writes, default "dualsync" */
+    char *apply_instance_id;       /* static group membership id and origin suffix; NULL:
+                                    * derived at start (apply.c, "Origins") */
     char *apply_dlq_topic;         /* dead-letter topic, default "<topic_prefix>.dlq" */
     char *apply_pending_timeout;   /* "off" (default) or a duration ("90s", "30min", "12h") */
     int64_t apply_pending_timeout_ms; /* apply_pending_timeout in ms; 0 when "off" */

@@ -12,8 +12,9 @@
  *     when it catches up (`dualsync dlq list`).
  *
  * The consumer is created with enable.auto.commit=false, enable.auto.offset.store=false,
- * isolation.level=read_committed and auto.offset.reset=earliest; the config may not change
- * them. Of the config's "kafka" properties it takes only those librdkafka marks as consumer
+ * isolation.level=read_committed and auto.offset.reset=earliest, which the config may not
+ * change, nor group.id and group.instance.id (apply.group_id, apply.instance_id); and with
+ * partition.assignment.strategy=cooperative-sticky, which it may. Of the config's "kafka" properties it takes only those librdkafka marks as consumer
  * or common ones (ds_kafka_props).
  *
  * librdkafka types stay out of this header: a message is handed out as a ds_kafka_msg_t that
@@ -70,6 +71,20 @@ typedef struct ds_consumer ds_consumer_t;
 ds_consumer_t *ds_consumer_new(const ds_config_t *config, const char *group_id,
                                ds_consumer_assign_fn assign, ds_consumer_revoke_fn revoke,
                                void *hook_ctx, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Like ds_consumer_new() for a group member, as a static member when @p instance_id is
+ *        not NULL (group.instance.id: a restart with the same id gets its partitions back at
+ *        once; another process joining with it takes this one's place, and this one's next
+ *        poll fails, ds_consumer_instance_fenced() true).
+ */
+ds_consumer_t *ds_consumer_new_member(const ds_config_t *config, const char *group_id,
+                                      const char *instance_id, ds_consumer_assign_fn assign,
+                                      ds_consumer_revoke_fn revoke, void *hook_ctx, char *errstr,
+                                      size_t errstr_size);
+
+/** @brief Whether the consumer failed because another member took its group.instance.id. */
+bool ds_consumer_instance_fenced(const ds_consumer_t *consumer);
 
 /**
  * @brief Checks what ds_consumer_new() would refuse in @p config's "kafka" properties (an

@@ -34,7 +34,13 @@
  *            goes only with the last one. copy_commit, copy_lsn: source.sequence of the last
  *            change counted, so a change capture sends again is not counted twice.
  *   offsets: the next Kafka offset to apply per consumer group/topic/partition, written in
- *            the same transaction as the rows (exactly once in effect).
+ *            the same transaction as the rows (exactly once in effect). generation and owner:
+ *            the last claim an apply process made on the partition when it was assigned it
+ *            (owner: its apply.instance_id and pid, for people); a batch commits only while
+ *            the row still carries its process's claim (consumers/applier.c, "The fence"). These two columns
+ *            are added only when missing: ALTER TABLE locks the table even when there is
+ *            nothing to add, which would queue every apply process's commits behind one that
+ *            is starting.
  *   pending: changes waiting for a parent row (child before parent), retried after batches.
  *   dead_letters: the dead letters apply moved past and no newer change of their source key
  *            superseded yet (target '' when the change could not be mapped at all); `dlq
@@ -54,6 +60,10 @@
     " group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL,"                        \
     " next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),"                 \
     " PRIMARY KEY (group_id, topic, partition));"                                                  \
+    "DO $ds$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute"                             \
+    " WHERE attrelid = 'dualsync.offsets'::regclass AND attname = 'generation') THEN"              \
+    " ALTER TABLE dualsync.offsets ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0," \
+    " ADD COLUMN IF NOT EXISTS owner text; END IF; END $ds$;"                                      \
     "CREATE TABLE IF NOT EXISTS dualsync.pending ("                                                \
     " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
     " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \

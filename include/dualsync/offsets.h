@@ -8,6 +8,10 @@
  *     when one has nothing stored), so no database misses a message;
  *   - a message below a database's own stored offset is already in that database and is
  *     skipped there, so no database gets a message twice.
+ *
+ * It also holds, per database and partition, the generation of the claim this process made
+ * on the partition's dualsync.offsets row when it was assigned (applier.c, "The fence"):
+ * every commit that moves the partition's offset checks that the row still carries it.
  */
 #ifndef DUALSYNC_OFFSETS_H
 #define DUALSYNC_OFFSETS_H
@@ -16,6 +20,10 @@
 
 /* "This database has nothing stored for the partition." */
 #define DS_OFFSET_NONE INT64_C(-1)
+
+/* "This process holds no claim on the partition in that database" (never assigned, or
+ * another process claimed it since): nothing of it may be committed there. Claims are >= 1. */
+#define DS_GENERATION_NONE INT64_C(-1)
 
 typedef struct ds_offsets ds_offsets_t;
 
@@ -36,6 +44,18 @@ bool ds_offsets_advance(ds_offsets_t *offsets, int db, const char *topic, int32_
 
 /** @brief Database @p db's next offset for the partition, or DS_OFFSET_NONE. */
 int64_t ds_offsets_get(const ds_offsets_t *offsets, int db, const char *topic, int32_t partition);
+
+/** @brief Records the generation of this process's claim on the partition in database @p db
+ *         (DS_GENERATION_NONE: lost); false only when out of memory. */
+bool ds_offsets_set_generation(ds_offsets_t *offsets, int db, const char *topic,
+                               int32_t partition, int64_t generation) DS_MUST_CHECK;
+
+/** @brief This process's claim on the partition in database @p db, or DS_GENERATION_NONE. */
+int64_t ds_offsets_generation(const ds_offsets_t *offsets, int db, const char *topic,
+                              int32_t partition);
+
+/** @brief Whether this process holds a claim on the partition in every database. */
+bool ds_offsets_owned(const ds_offsets_t *offsets, const char *topic, int32_t partition);
 
 /** @brief Forgets the partition in every database (before re-reading it, or when revoked). */
 void ds_offsets_forget(ds_offsets_t *offsets, const char *topic, int32_t partition);

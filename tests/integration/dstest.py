@@ -741,7 +741,8 @@ def run_dualsync(args, timeout=120):
 
 def stored_offsets(db, group_id):
     """dualsync.offsets of database @db for @group_id: {(topic, partition): next_offset};
-    empty before apply created the table."""
+    empty before apply created the table. A row whose next_offset is negative (a partition
+    an apply process claimed before anything of it was applied) stores nothing: left out."""
     if psql_value("SELECT to_regclass('dualsync.offsets') IS NULL", db=db) == "t":
         return {}
     rows = psql(
@@ -749,7 +750,7 @@ def stored_offsets(db, group_id):
         f"WHERE group_id = {quote_literal(group_id)}",
         db=db,
     )
-    return {(t, int(p)): int(n) for t, p, n in rows}
+    return {(t, int(p)): int(n) for t, p, n in rows if int(n) >= 0}
 
 
 def committed_offsets(group_id, topics, timeout_ms=10000):

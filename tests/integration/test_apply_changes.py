@@ -274,7 +274,10 @@ class ApplyPrivilegesTest(dstest.ApplyTestCase):
 
         refused = dstest.run_dualsync(["apply", "--config", cfg.path], timeout=60)
         self.assertEqual(refused.returncode, 1, refused.stderr)
-        self.assertIn('target "newdb": cannot use replication origin "dualsync"', refused.stderr)
+        # Each process has an origin of its own: "<apply.origin>.<group>.<instance id>".
+        self.assertIn(
+            'target "newdb": cannot use replication origin "dualsync.dualsync-apply.', refused.stderr
+        )
         self.assertIn("permission denied for function pg_replication_origin_", refused.stderr)
         self.assertIn(
             "GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), "

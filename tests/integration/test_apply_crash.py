@@ -134,6 +134,10 @@ class ApplyKafkaOutageLogTest(ApplyPeopleCase):
     def test_apply_names_itself_not_capture_when_the_brokers_are_down(self):
         cfg = self.people_apply_config(batch_max_ms=20)
         apply = self.start_apply(cfg)
+        # Once it holds its partition: a member still joining (the group may wait for a
+        # member of an earlier test to time out) is not yet reading anything.
+        dstest.wait_for(lambda: f"assigned {self.topic} [0]" in apply.log_text(), timeout=60,
+                        what="apply to be assigned its partition")
         dstest.kafka_stop()
         try:
             dstest.wait_for(

@@ -14,8 +14,8 @@ preferred times in the dead-letter queue and nowhere else.
 the writes (everything is in Kafka), dualsync.offsets says every message of the mapped topics
 is applied (the same transaction as the rows), dualsync.pending holds exactly the changes
 expected to wait for a parent (none, except an appointment with a former doctor), and a second
-look finds the topics unchanged (apply's own in-place writes, committed under the replication
-origin "dualsync", were not captured again). `dualsync verify`, which rebuilds every target
+look finds the topics unchanged (apply's own in-place writes, committed under its process's
+replication origin "dualsync.<group>.<instance id>", were not captured again). `dualsync verify`, which rebuilds every target
 from the legacy rows on its own, must agree as well.
 """
 
@@ -977,10 +977,12 @@ class ClinicOfferMoveTest(ClinicTestCase):
 
         # verify compares a fan-out target (its key, offerId, matches several rows) as a
         # multiset: one patient offer left on the old clinic is one row missing and one extra.
-        # Written under apply's replication origin, which capture skips, with apply stopped.
+        # Written under apply's replication origin (its process's own, named in its log),
+        # which capture skips, with apply stopped.
         self.assertEqual(apply.stop(timeout=60, expect_exit=0), 0)
-        self.psql("""
-            SELECT pg_replication_origin_session_setup('dualsync');
+        origin = re.search(r'replication origin "([^"]+)"', apply.log_text()).group(1)
+        self.psql(f"""
+            SELECT pg_replication_origin_session_setup({dstest.quote_literal(origin)});
             UPDATE patient_offers SET "clinicId" = 'clinic-seoul' WHERE "id" = 'po-2';
             SELECT pg_replication_origin_session_reset();
         """)

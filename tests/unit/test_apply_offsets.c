@@ -118,6 +118,29 @@ static void test_out_of_range_database_is_refused(void)
     ds_offsets_free(NULL);
 }
 
+/* A partition is this process's only while it holds a claim on it in every database. */
+static void test_a_partition_is_owned_only_with_a_claim_in_every_database(void)
+{
+    ds_offsets_t *o = ds_offsets_new(2);
+
+    DS_CHECK(!ds_offsets_owned(o, "t", 0));
+    DS_CHECK(ds_offsets_set(o, 0, "t", 0, 10));
+    DS_CHECK_INT(ds_offsets_generation(o, 0, "t", 0), DS_GENERATION_NONE);
+    DS_CHECK(ds_offsets_set_generation(o, 0, "t", 0, 4));
+    DS_CHECK(!ds_offsets_owned(o, "t", 0));
+    DS_CHECK(ds_offsets_set_generation(o, 1, "t", 0, 1));
+    DS_CHECK(ds_offsets_owned(o, "t", 0));
+    /* Setting the offset (a reconnection re-reads it) keeps the claim. */
+    DS_CHECK(ds_offsets_set(o, 1, "t", 0, 12));
+    DS_CHECK_INT(ds_offsets_generation(o, 1, "t", 0), 1);
+    /* A fence failed in database 1: lost, whatever database 0 says. */
+    DS_CHECK(ds_offsets_set_generation(o, 1, "t", 0, DS_GENERATION_NONE));
+    DS_CHECK(!ds_offsets_owned(o, "t", 0));
+    ds_offsets_forget(o, "t", 0);
+    DS_CHECK_INT(ds_offsets_generation(o, 0, "t", 0), DS_GENERATION_NONE);
+    ds_offsets_free(o);
+}
+
 int main(void)
 {
     DS_RUN(test_nothing_stored_starts_at_the_beginning);
@@ -128,5 +151,6 @@ int main(void)
     DS_RUN(test_forget_drops_the_partition_everywhere);
     DS_RUN(test_many_partitions_keep_their_own_offsets);
     DS_RUN(test_out_of_range_database_is_refused);
+    DS_RUN(test_a_partition_is_owned_only_with_a_claim_in_every_database);
     return ds_test_report();
 }

@@ -580,6 +580,33 @@ static void test_origin_not_in_skip_list_is_emitted(void)
     ds_changes_free(ch);
 }
 
+/* Each apply process commits under "<apply.origin>.<group>.<instance>": all are skipped. */
+static void test_per_process_origins_under_a_skipped_name_are_skipped(void)
+{
+    static const char *const skip[] = {"dualsync", NULL};
+    ds_changes_options_t o = default_options();
+    ds_changes_t *ch;
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+
+    o.skip_origins = skip;
+    ch = ds_changes_new(&o);
+    DS_CHECK(handle(ch, begin_msg(793), LSN1));
+    DS_CHECK(handle(ch, origin_msg("dualsync.dualsync-apply.host-1"), LSN1));
+    DS_CHECK(ds_changes_skipping(ch));
+    DS_CHECK(handle(ch, insert_msg(&users, v), LSN1));
+    DS_CHECK(handle(ch, commit_msg(0x3000000), LSN1));
+    DS_CHECK_INT(nrecs, 0);
+    /* A name that merely starts alike is someone else's. */
+    DS_CHECK(handle(ch, begin_msg(794), LSN1 + 0x1000));
+    DS_CHECK(handle(ch, origin_msg("dualsyncer"), LSN1 + 0x1000));
+    DS_CHECK(!ds_changes_skipping(ch));
+    DS_CHECK(handle(ch, insert_msg(&users, v), LSN1 + 0x1000));
+    DS_CHECK(handle(ch, commit_msg(0x3001000), LSN1 + 0x1000));
+    DS_CHECK_INT(nrecs, 1);
+    clear_records();
+    ds_changes_free(ch);
+}
+
 static void test_row_outside_transaction_is_an_error(void)
 {
     ds_changes_options_t o = default_options();
@@ -829,6 +856,7 @@ int main(void)
     DS_RUN(test_truncate_emits_one_record_per_table_keyed_by_its_name);
     DS_RUN(test_skipped_origin_drops_its_transaction_only);
     DS_RUN(test_origin_not_in_skip_list_is_emitted);
+    DS_RUN(test_per_process_origins_under_a_skipped_name_are_skipped);
     DS_RUN(test_row_outside_transaction_is_an_error);
     DS_RUN(test_commit_without_begin_is_an_error);
     DS_RUN(test_in_transaction_follows_begin_and_commit);
