@@ -180,6 +180,7 @@ struct ds_applier {
     char *conninfo; /* never logged */
     char *origin;
     char *group_id;
+    char *schema;            /* the bookkeeping schema (options.schema), NULL: "dualsync" */
     ds_mapping_set_t *set;   /* borrowed */
     bool row_by_row;         /* never use batch statements */
     bool dlq_retry;          /* the batches are re-driven dead letters (`dlq retry`) */
@@ -239,6 +240,7 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
     a->pending_timeout_s = options->pending_timeout_ms / 1000.0;
     if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
+        (options->schema && !(a->schema = strdup(options->schema))) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
         !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new()) ||
         !(a->dead_keys = ds_strset_new())) {
@@ -258,6 +260,7 @@ void ds_applier_free(ds_applier_t *a)
     free(a->conninfo);
     free(a->origin);
     free(a->group_id);
+    free(a->schema);
     free(a->targets);
     free(a->order);
     ds_strset_free(a->pending);
@@ -563,6 +566,29 @@ static ds_applier_status_t ensure_origin(ds_applier_t *a, char *errstr, size_t e
     return st;
 }
 
+/*
+ * The text of one of dualsync's own statements (or DS_APPLY_SCHEMA_SQL) for this applier's
+ * bookkeeping schema: as written, or with "dualsync" replaced by options.schema, so that a
+ * runtime writing shadow tables (`dualsync replay`) keeps its links, offsets, pending rows and
+ * dead-letter records apart from apply's while running the very same statements. Caller frees;
+ * NULL when out of memory.
+ */
+static char *own_sql(const ds_applier_t *a, const char *sql)
+{
+    ds_buf_t out = DS_BUF_INIT;
+    const char *p = sql, *hit;
+
+    if (!a->schema)
+        return strdup(sql);
+    while ((hit = strstr(p, "dualsync")) != NULL) {
+        ds_buf_append(&out, p, (size_t)(hit - p));
+        ds_buf_append_str(&out, a->schema);
+        p = hit + strlen("dualsync");
+    }
+    ds_buf_append_str(&out, p);
+    return out.data;
+}
+
 static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char *sql, int nparams,
                                    char *errstr, size_t errstr_size)
 {
@@ -658,8 +684,15 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
         return DS_APPLIER_FAILED;
     }
     for (size_t i = 0; i < DS_ARRAY_LEN(own_statements); i++) {
-        st = prepare(a, own_statements[i].name, own_statements[i].sql, own_statements[i].nparams,
-                     errstr, errstr_size);
+        char *sql = own_sql(a, own_statements[i].sql);
+
+        if (!sql) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+        st = prepare(a, own_statements[i].name, sql, own_statements[i].nparams, errstr,
+                     errstr_size);
+        free(sql);
         if (st != DS_APPLIER_OK)
             return st;
     }
@@ -784,10 +817,17 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
      * default TimeZone (mapping.h). */
     st = run_or_fail(a, "SET TimeZone = 'UTC'", false, 0, NULL, NULL, "setting TimeZone", errstr,
                      errstr_size);
-    if (st == DS_APPLIER_OK)
-        st = run_or_fail(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL,
-                         "creating the dualsync schema (links, offsets, pending)", errstr,
-                         errstr_size);
+    if (st == DS_APPLIER_OK) {
+        char *sql = own_sql(a, DS_APPLY_SCHEMA_SQL);
+
+        st = sql ? run_or_fail(a, sql, false, 0, NULL, NULL,
+                               "creating the dualsync schema (links, offsets, pending)", errstr,
+                               errstr_size)
+                 : DS_APPLIER_FAILED;
+        if (!sql)
+            ds_fail(errstr, errstr_size, "out of memory");
+        free(sql);
+    }
     /* The catalog first: a missing table must be reported as a mapping problem (with every
      * other one), not as a statement that cannot be prepared. Checked on the first
      * connection; the compiled statements do not change afterwards. */

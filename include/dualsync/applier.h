@@ -56,6 +56,9 @@ typedef struct ds_applier_options {
     const char *conninfo;  /* its libpq connection string (never logged) */
     const char *origin;    /* apply.origin */
     const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
+    const char *schema;    /* the schema of the bookkeeping tables (links are the mappings'
+                            * affair: ds_mapping_set_rename_tables), a plain lower-case name;
+                            * NULL: "dualsync". `dualsync replay` keeps its own */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
     bool row_by_row;       /* never use the batch statements (apply.set_based false) */
     bool dlq_retry;        /* the batches are dead letters re-driven by `dlq retry`: one whose
