@@ -554,7 +554,7 @@ static bool copy_foreign_keys(replay_t *r, const rtable_t *t)
     bool ok = false;
 
     if (!exec(r,
-              "SELECT conname, pg_catalog.pg_get_constraintdef(oid), confrelid::regclass::text,"
+              "SELECT k.conname, pg_catalog.pg_get_constraintdef(k.oid), k.confrelid::regclass::text,"
               " n.nspname, c.relname FROM pg_catalog.pg_constraint k"
               " JOIN pg_catalog.pg_class c ON c.oid = k.confrelid"
               " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -1185,13 +1185,14 @@ static bool rename_indexes(replay_t *r, const rtable_t *t, PGresult *old)
             if (!PQgetisnull(cur, i, 4)) {
                 ds_buf_appendf(&sql, "ALTER TABLE %s RENAME CONSTRAINT ", t->live);
                 ds_buf_append_ident(&sql, PQgetvalue(cur, i, 4));
+                ds_buf_append_str(&sql, " TO ");
             } else {
                 ds_buf_append_str(&sql, "ALTER INDEX ");
                 ds_buf_append_ident(&sql, t->schema);
                 ds_buf_append_char(&sql, '.');
                 ds_buf_append_ident(&sql, PQgetvalue(cur, i, 0));
+                ds_buf_append_str(&sql, " RENAME TO ");
             }
-            ds_buf_append_str(&sql, " RENAME TO ");
             ds_buf_append_ident(&sql, PQgetvalue(old, j, 0));
             done = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "naming an index", NULL);
             ds_buf_free(&sql);
@@ -1207,16 +1208,23 @@ out:
     return ok;
 }
 
+/* What the swap keeps of a live table between renaming it and finishing the new one. */
+typedef struct swapped {
+    PGresult *fks;     /* foreign keys other tables hold on it: child, name, definition */
+    PGresult *old_idx; /* its indexes (INDEX_SQL) */
+} swapped_t;
+
 /*
- * Renames @p t's shadow into place and drops the old table, inside the swap transaction.
- * Foreign keys other (not replayed) tables hold on it are dropped and added again towards the
- * new table, NOT VALID (checked later, outside the locks: validate_foreign_keys); sequences
- * the old table owns (serial columns the new one's defaults use) move to the new table.
+ * Renames @p t's shadow into place, inside the swap transaction; the old table becomes
+ * "…__replay_old" (dropped with the others once all are renamed: they may reference each
+ * other). Foreign keys other (not replayed) tables hold on it are dropped here and added again
+ * by swap_finish(); sequences the old table owns (serial columns whose defaults the new one
+ * shares) move to the new table.
  */
-static bool swap_table(replay_t *r, const rtable_t *t, const char *replayed_oids)
+static bool swap_rename(replay_t *r, const rtable_t *t, const char *replayed_oids, swapped_t *sw)
 {
     const char *params[] = {t->live, replayed_oids};
-    PGresult *fks = NULL, *seqs = NULL, *old_idx = NULL;
+    PGresult *seqs = NULL;
     ds_buf_t sql = DS_BUF_INIT;
     bool ok = false;
 
@@ -1224,7 +1232,7 @@ static bool swap_table(replay_t *r, const rtable_t *t, const char *replayed_oids
               "SELECT conrelid::regclass::text, conname, pg_catalog.pg_get_constraintdef(oid)"
               " FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = $1::regclass"
               " AND NOT conrelid = ANY($2::oid[]) ORDER BY 1, 2",
-              2, params, PGRES_TUPLES_OK, &fks, "reading the foreign keys on a target table",
+              2, params, PGRES_TUPLES_OK, &sw->fks, "reading the foreign keys on a target table",
               NULL) ||
         !exec(r,
               "SELECT s.oid::regclass::text, quote_ident(a.attname) FROM pg_catalog.pg_depend d"
@@ -1235,13 +1243,13 @@ static bool swap_table(replay_t *r, const rtable_t *t, const char *replayed_oids
               " AND d.deptype = 'a'",
               1, params, PGRES_TUPLES_OK, &seqs, "reading the sequences of a target table",
               NULL) ||
-        !exec(r, INDEX_SQL, 1, params, PGRES_TUPLES_OK, &old_idx, "reading a table's indexes",
-              NULL))
+        !exec(r, INDEX_SQL, 1, params, PGRES_TUPLES_OK, &sw->old_idx,
+              "reading a table's indexes", NULL))
         goto done;
-    for (int i = 0; i < PQntuples(fks); i++) {
+    for (int i = 0; i < PQntuples(sw->fks); i++) {
         ds_buf_reset(&sql);
-        ds_buf_appendf(&sql, "ALTER TABLE %s DROP CONSTRAINT ", PQgetvalue(fks, i, 0));
-        ds_buf_append_ident(&sql, PQgetvalue(fks, i, 1));
+        ds_buf_appendf(&sql, "ALTER TABLE %s DROP CONSTRAINT ", PQgetvalue(sw->fks, i, 0));
+        ds_buf_append_ident(&sql, PQgetvalue(sw->fks, i, 1));
         if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping a foreign key", NULL))
             goto done;
     }
@@ -1257,17 +1265,28 @@ static bool swap_table(replay_t *r, const rtable_t *t, const char *replayed_oids
     ds_buf_append_ident(&sql, t->old_name);
     ds_buf_appendf(&sql, "; ALTER TABLE %s RENAME TO ", t->shadow);
     ds_buf_append_ident(&sql, t->table);
-    ds_buf_appendf(&sql, "; DROP TABLE %s", t->old);
-    if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "swapping a table", NULL))
-        goto done;
-    for (int i = 0; i < PQntuples(fks); i++) {
-        const char *def = PQgetvalue(fks, i, 2);
-        const char *fk_params[] = {PQgetvalue(fks, i, 0), PQgetvalue(fks, i, 1)};
+    ok = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "swapping a table", NULL);
+done:
+    PQclear(seqs);
+    ds_buf_free(&sql);
+    return ok;
+}
+
+/* After the old tables are dropped: foreign keys on the new table (NOT VALID, validated after
+ * the commit, outside the locks), and the old index names. */
+static bool swap_finish(replay_t *r, const rtable_t *t, swapped_t *sw)
+{
+    ds_buf_t sql = DS_BUF_INIT;
+    bool ok = false;
+
+    for (int i = 0; i < PQntuples(sw->fks); i++) {
+        const char *def = PQgetvalue(sw->fks, i, 2);
+        const char *fk_params[] = {PQgetvalue(sw->fks, i, 0), PQgetvalue(sw->fks, i, 1)};
         size_t len = strlen(def);
 
         ds_buf_reset(&sql);
-        ds_buf_appendf(&sql, "ALTER TABLE %s ADD CONSTRAINT ", PQgetvalue(fks, i, 0));
-        ds_buf_append_ident(&sql, PQgetvalue(fks, i, 1));
+        ds_buf_appendf(&sql, "ALTER TABLE %s ADD CONSTRAINT ", PQgetvalue(sw->fks, i, 0));
+        ds_buf_append_ident(&sql, PQgetvalue(sw->fks, i, 1));
         /* The definition names the table, which is the new one now. */
         ds_buf_appendf(&sql, " %s%s", def,
                        len >= 10 && strcmp(def + len - 10, " NOT VALID") == 0 ? "" : " NOT VALID");
@@ -1277,11 +1296,8 @@ static bool swap_table(replay_t *r, const rtable_t *t, const char *replayed_oids
                   fk_params, PGRES_COMMAND_OK, NULL, "recording a foreign key to validate", NULL))
             goto done;
     }
-    ok = rename_indexes(r, t, old_idx);
+    ok = rename_indexes(r, t, sw->old_idx);
 done:
-    PQclear(fks);
-    PQclear(seqs);
-    PQclear(old_idx);
     ds_buf_free(&sql);
     return ok;
 }
@@ -1341,7 +1357,11 @@ static bool swap_once(replay_t *r, bool *retry)
     char sqlstate[6] = "";
     PGresult *res;
     int64_t tail_from = r->prog.done_rows;
-    bool first = true;
+    bool first = true, ok = false;
+    swapped_t *sw = calloc((size_t)r->ntables + 1, sizeof(*sw));
+
+    if (!sw)
+        return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
 
     *retry = false;
     /* Tables first, in name order, then live apply's offsets: apply's batch writes tables and
@@ -1383,7 +1403,23 @@ static bool swap_once(replay_t *r, bool *retry)
     }
     ds_buf_append_char(&oids, '}');
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !swap_table(r, &r->tables[i], oids.data))
+        if (r->tables[i].db == r->db && !swap_rename(r, &r->tables[i], oids.data, &sw[i]))
+            goto fail;
+    }
+    ds_buf_reset(&sql);
+    ds_buf_append_str(&sql, "DROP TABLE ");
+    first = true;
+    for (int i = 0; i < r->ntables; i++) {
+        if (r->tables[i].db != r->db)
+            continue;
+        ds_buf_appendf(&sql, "%s%s", first ? "" : ", ", r->tables[i].old);
+        first = false;
+    }
+    /* Not CASCADE: whatever still depends on an old table fails the swap, naming it. */
+    if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping the old tables", sqlstate))
+        goto fail;
+    for (int i = 0; i < r->ntables; i++) {
+        if (r->tables[i].db == r->db && !swap_finish(r, &r->tables[i], &sw[i]))
             goto fail;
     }
     if (!exec(r,
@@ -1392,9 +1428,8 @@ static bool swap_once(replay_t *r, bool *retry)
               0, NULL, PGRES_COMMAND_OK, NULL, "clearing the replay's bookkeeping", sqlstate) ||
         !exec(r, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "committing the swap", sqlstate))
         goto fail;
-    ds_buf_free(&sql);
-    ds_buf_free(&oids);
-    return true;
+    ok = true;
+    goto out;
 fail:
     /* A lock_timeout or deadlock anywhere in the transaction: let go and try again. */
     {
@@ -1406,9 +1441,15 @@ fail:
     *retry = strcmp(sqlstate, "55P03") == 0 || strncmp(sqlstate, "40", 2) == 0 ||
              strstr(r->errstr, "canceling statement due to lock timeout") != NULL ||
              strstr(r->errstr, "deadlock detected") != NULL;
+out:
+    for (int i = 0; i < r->ntables; i++) {
+        PQclear(sw[i].fks);
+        PQclear(sw[i].old_idx);
+    }
+    free(sw);
     ds_buf_free(&sql);
     ds_buf_free(&oids);
-    return false;
+    return ok;
 }
 
 static bool swap(replay_t *r)
@@ -1416,7 +1457,7 @@ static bool swap(replay_t *r)
     int backoff = BACKOFF_MIN_MS;
 
     for (int attempt = 1;; attempt++) {
-        bool retry;
+        bool retry = false;
 
         if (swap_once(r, &retry))
             return true;
@@ -1493,7 +1534,7 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
                  r->conn ? ds_pg_error(r->conn) : "out of memory");
         goto done;
     }
-    PQclear(PQexec(r->conn, "SET TimeZone = 'UTC'"));
+    PQclear(PQexec(r->conn, "SET TimeZone = 'UTC'; SET client_min_messages = warning"));
     /* One replay per database at a time: two would write the same shadows. */
     if (!exec(r, "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('dualsync replay'))",
               0, NULL, PGRES_TUPLES_OK, &res, "taking the replay lock", NULL))

@@ -40,7 +40,7 @@ static bool describe(const ds_config_t *config, ds_replay_topic_t *topics, int n
         return res ? false : ds_fail(errstr, errstr_size, "out of memory");
     }
     rd_kafka_conf_set_log_cb(conf, ds_kafka_log);
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr)))) {
+    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rderr, sizeof(rderr)))) {
         rd_kafka_conf_destroy(conf);
         free(res);
         return ds_fail(errstr, errstr_size, "cannot create a Kafka client: %s", rderr);

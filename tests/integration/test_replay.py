@@ -1,0 +1,207 @@
+"""`dualsync replay` on the clinic reference migration (mappings/clinic/): real capture, real
+apply running throughout, the seed, then a replay of the patients mapping (global_patients and
+clinic_patients, which appointments reference by foreign key).
+
+Each test checks what the command promises: the rebuilt tables are what the mappings give
+(`dualsync verify` clean, and concrete rows), readers never see a table empty or short while the
+swap happens under a write load, a `kill -9` at any point leaves the live tables untouched and
+the same command completes afterwards, foreign keys other tables hold still hold, and a topic
+that lost its first messages is refused by name.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import os
+import subprocess
+import threading
+import time
+
+import dstest
+from test_clinic_migration import CLINIC, ClinicTestCase, NS_GLOBAL_PATIENT, read, uuid5
+
+
+class Replay(dstest.Apply):
+    """`dualsync replay --config FILE ...` as a child process."""
+
+    command = ["replay"]
+
+
+def replay_patients(cfg, timeout=120):
+    return dstest.run_dualsync(["replay", "--config", cfg.path, "--mapping", "patients"],
+                               timeout=timeout)
+
+
+# ---- Kafka: delete the first records of a partition (what time retention does) -----------
+
+
+class _TopicPartition(ctypes.Structure):
+    _fields_ = [("topic", ctypes.c_char_p), ("partition", ctypes.c_int32),
+                ("offset", ctypes.c_int64), ("metadata", ctypes.c_void_p),
+                ("metadata_size", ctypes.c_size_t), ("opaque", ctypes.c_void_p),
+                ("err", ctypes.c_int), ("_private", ctypes.c_void_p)]
+
+
+def delete_records(topic, partition, before_offset):
+    """Kafka's DeleteRecords (kafka-delete-records.sh) through librdkafka: the partition then
+    starts at @before_offset, as after time retention deleted its first segments."""
+    rd = ctypes.CDLL(ctypes.util.find_library("rdkafka") or "librdkafka.so.1")
+    rd.rd_kafka_conf_new.restype = ctypes.c_void_p
+    rd.rd_kafka_new.restype = ctypes.c_void_p
+    rd.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    rd.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
+                                     ctypes.c_char_p, ctypes.c_size_t]
+    rd.rd_kafka_topic_partition_list_new.restype = ctypes.c_void_p
+    rd.rd_kafka_topic_partition_list_add.restype = ctypes.POINTER(_TopicPartition)
+    rd.rd_kafka_topic_partition_list_add.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                                     ctypes.c_int32]
+    rd.rd_kafka_DeleteRecords_new.restype = ctypes.c_void_p
+    rd.rd_kafka_DeleteRecords_new.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_queue_new.restype = ctypes.c_void_p
+    rd.rd_kafka_queue_new.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_DeleteRecords.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                          ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+    rd.rd_kafka_queue_poll.restype = ctypes.c_void_p
+    rd.rd_kafka_queue_poll.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    rd.rd_kafka_event_error.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_event_error_string.restype = ctypes.c_char_p
+    rd.rd_kafka_event_error_string.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_event_destroy.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_queue_destroy.argtypes = [ctypes.c_void_p]
+    rd.rd_kafka_destroy.argtypes = [ctypes.c_void_p]
+    err = ctypes.create_string_buffer(512)
+    conf = rd.rd_kafka_conf_new()
+    rd.rd_kafka_conf_set(conf, b"bootstrap.servers", dstest.kafka_bootstrap().encode(), err, 512)
+    rk = rd.rd_kafka_new(0, conf, err, 512)
+    assert rk, err.value
+    parts = rd.rd_kafka_topic_partition_list_new(1)
+    tp = rd.rd_kafka_topic_partition_list_add(parts, topic.encode(), partition)
+    tp.contents.offset = before_offset
+    del_records = ctypes.c_void_p(rd.rd_kafka_DeleteRecords_new(parts))
+    queue = rd.rd_kafka_queue_new(rk)
+    rd.rd_kafka_DeleteRecords(rk, ctypes.byref(del_records), 1, None, queue)
+    ev = rd.rd_kafka_queue_poll(queue, 30000)
+    assert ev, "DeleteRecords got no answer within 30 s"
+    failed = rd.rd_kafka_event_error(ev)
+    message = rd.rd_kafka_event_error_string(ev)
+    rd.rd_kafka_event_destroy(ev)
+    rd.rd_kafka_queue_destroy(queue)
+    rd.rd_kafka_destroy(rk)
+    assert not failed, f"DeleteRecords on {topic} [{partition}] failed: {message}"
+
+
+# ---- the test cases -------------------------------------------------------------------------
+
+
+class ReplayTestCase(ClinicTestCase):
+    """The clinic migration with its seed applied by a running apply."""
+
+    def setUp(self):
+        super().setUp()
+        self.apply = self.start_apply(self.apply_cfg)
+        self.psql(read(os.path.join(CLINIC, "legacy_seed.sql")))
+        self.wait_caught_up(self.apply)
+
+    def assert_swapped(self):
+        """No shadow or old table is left, and the foreign key appointments hold on
+        clinic_patients points at the live table and is validated."""
+        self.assertEqual(self.psql("SELECT relname FROM pg_class WHERE relname LIKE '%__replay%'"),
+                         [])
+        self.assertEqual(
+            self.psql("SELECT confrelid::regclass::text, convalidated FROM pg_constraint "
+                      "WHERE conrelid = 'appointments'::regclass AND contype = 'f' "
+                      "AND confrelid = 'clinic_patients'::regclass"),
+            [("clinic_patients", "t")],
+        )
+
+    def index_names(self):
+        return self.psql("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid IN "
+                         "('global_patients'::regclass, 'clinic_patients'::regclass) ORDER BY 1")
+
+
+class ReplayRepairsDamageTest(ReplayTestCase):
+    def test_damaged_tables_are_rebuilt_and_foreign_keys_on_them_hold(self):
+        indexes = self.index_names()
+        # A patient without appointments, whose profile can go without touching appointments.
+        self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
+                  "\"dateOfBirth\") VALUES ('lonely-1', 'clinic-busan', 'Lonely One', "
+                  "'010-7777-0000', '1977-07-07')")
+        self.wait_caught_up(self.apply)
+        before = self.psql('SELECT * FROM clinic_patients ORDER BY "id"')
+        # Damage: a row deleted, a row changed, a row added.
+        self.psql("DELETE FROM clinic_patients WHERE \"legacyPatientId\" = 'lonely-1'")
+        self.psql("UPDATE global_patients SET \"name\" = 'WRONG' WHERE \"id\" = ("
+                  'SELECT min("id"::text)::uuid FROM global_patients)')
+        self.psql("INSERT INTO global_patients (\"id\", \"name\") VALUES "
+                  "('00000000-0000-0000-0000-000000000001', 'nobody')")
+        self.assertNotEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+
+        proc = replay_patients(self.apply_cfg)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+        self.assertEqual(self.psql_value("SELECT count(*) FROM global_patients"), "20")
+        self.assertEqual(self.psql_value(
+            "SELECT count(*) FROM global_patients WHERE \"name\" IN ('WRONG', 'nobody')"), "0")
+        self.assert_swapped()
+        self.assertEqual(self.index_names(), indexes)
+        # Live apply goes on writing the new tables.
+        self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
+                  "\"dateOfBirth\") VALUES ('after-1', 'clinic-seoul', 'After Replay', "
+                  "'010-9999-0000', '1999-09-09')")
+        self.wait_caught_up(self.apply)
+        self.assertEqual(self.psql_value(
+            "SELECT count(*) FROM clinic_patients WHERE \"legacyPatientId\" = 'after-1'"), "1")
+        self.assert_verify_matches()
+
+
+class ReplayNewRuleTest(ReplayTestCase):
+    def test_a_changed_matching_rule_applies_to_every_existing_row(self):
+        # The new rule: the same phone (or email), birth date AND name. patient-19 and
+        # patient-20 (one person in Seoul and Busan, names written alike) ... are checked below.
+        doc = json.loads(read(os.path.join(CLINIC, "patients.json")))
+        names = json.dumps(doc)
+        rule = '"name": [{"coalesce": [{"normalize_phone": "$phone"}, {"lower": {"trim": "$email"}}]}, "$dateOfBirth"]'
+        self.assertEqual(names.count(rule), 2, "the person rule is written twice in patients.json")
+        names = names.replace(rule, rule[:-1] + ', {"lower": {"trim": "$name"}}]')
+        path = os.path.join(self.work_dir, "patients.json")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(names)
+        files = [path if os.path.basename(p) == "patients.json" else p
+                 for p in self.apply_cfg.data["mappings"]]
+        new_cfg = self.apply_config({"clinic": self.db}, files, self.capture_cfg.topic_prefix,
+                                    apply={"on_error": "dlq"})
+        # apply restarts with the new rule (changes from now on), replay rebuilds the rest.
+        self.apply.stop()
+        self.apply = self.start_apply(new_cfg)
+        proc = replay_patients(new_cfg)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assert_swapped()
+        rows = self.psql('SELECT "legacyPatientId", "globalPatientId"::text, "name" '
+                         "FROM clinic_patients WHERE \"legacyPatientId\" IN "
+                         "('patient-19', 'patient-20') ORDER BY 1")
+        merged = uuid5(NS_GLOBAL_PATIENT, ["01055551234", "1988-04-12"])
+        self.assertEqual(len(rows), 2)
+        for legacy_id, global_id, name in rows:
+            self.assertNotEqual(global_id, merged, f"{legacy_id} still follows the old rule")
+        # Names differ between the two registrations exactly when the new rule splits them.
+        same_name = rows[0][2].strip().lower() == rows[1][2].strip().lower()
+        self.assertEqual(rows[0][1] == rows[1][1], same_name)
+        self.apply_cfg = new_cfg
+        self.wait_caught_up(self.apply)
+        self.assert_verify_matches()
+
+
+class ReplayTimeRetainedTopicTest(ReplayTestCase):
+    def test_a_topic_that_lost_its_first_messages_is_refused(self):
+        topic = self.capture_cfg.topic("public.patients")
+        delete_records(topic, 0, 1)
+        before = self.psql('SELECT * FROM clinic_patients ORDER BY "id"')
+        proc = replay_patients(self.apply_cfg)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"topic {topic} [0] starts at offset 1", proc.stderr)
+        self.assertIn("cleanup.policy=delete", proc.stderr)
+        self.assertIn("dualsync backfill --table public.patients", proc.stderr)
+        # Nothing was touched.
+        self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+        self.assertEqual(self.psql("SELECT relname FROM pg_class WHERE relname LIKE '%__replay'"),
+                         [])
