@@ -205,3 +205,169 @@ class ReplayTimeRetainedTopicTest(ReplayTestCase):
         self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
         self.assertEqual(self.psql("SELECT relname FROM pg_class WHERE relname LIKE '%__replay'"),
                          [])
+
+
+class Holder:
+    """A session holding a lock until release(): `LOCK TABLE @table IN @mode MODE` in an open
+    transaction (psql reading its stdin)."""
+
+    def __init__(self, db, table, mode):
+        e = dstest.env()
+        self.db = db
+        self.app = dstest.unique_name("holder")
+        self.proc = subprocess.Popen(
+            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"], "-d", db],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True, env=dict(os.environ, PGAPPNAME=self.app))
+        self.proc.stdin.write(f"BEGIN; LOCK TABLE {table} IN {mode} MODE;\n")
+        self.proc.stdin.flush()
+        dstest.wait_for(
+            lambda: dstest.psql_value(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                f"WHERE a.application_name = '{self.app}' AND l.granted "
+                f"AND l.relation = '{table}'::regclass", db=db) == "1",
+            timeout=30, what=f"a session to hold {mode} on {table}")
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("COMMIT;\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+def waiting_for_lock(db, application, table):
+    """Whether a session of @application waits for a lock on @table."""
+    return dstest.psql_value(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        f"WHERE a.application_name = '{application}' AND NOT l.granted "
+        f"AND l.relation = to_regclass('{table}')", db=db) != "0"
+
+
+def no_session_left(db, application):
+    return dstest.psql_value(
+        f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{application}' "
+        f"AND datname = '{db}'") == "0"
+
+
+class ReplayUnderLoadTest(ReplayTestCase):
+    def test_readers_never_see_a_short_table_while_the_swap_retries_under_a_write_load(self):
+        stop = threading.Event()
+        counts, errors, inserted = [], [], []
+
+        def load():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
+                              f"\"dateOfBirth\") VALUES ('load-{n}', 'clinic-seoul', 'Load {n}', "
+                              f"'010-8{n:03d}-{n:04d}', '1980-01-01')")
+                    inserted.append(n)
+                except AssertionError as e:
+                    errors.append(f"load: {e}")
+
+        def read_counts():
+            while not stop.is_set():
+                try:
+                    counts.append(int(self.psql_value("SELECT count(*) FROM clinic_patients")))
+                except AssertionError as e:
+                    errors.append(f"reader: {e}")
+
+        threads = [threading.Thread(target=load), threading.Thread(target=read_counts)]
+        for t in threads:
+            t.start()
+        holder = None
+        try:
+            dstest.wait_for(lambda: len(inserted) >= 5, timeout=30, what="the write load")
+            # A reader that holds the live table when the swap wants to rename it: the swap
+            # must give up after lock_timeout and try again, not block everyone.
+            holder = Holder(self.db, "clinic_patients", "ACCESS SHARE")
+            log_path = os.path.join(self.work_dir, f"{self._test_slug}-replay.log")
+            rep = Replay(self.apply_cfg.path, log_path, ["--mapping", "patients"])
+            self._captures.append(rep)
+            self.addCleanup(rep.kill)
+            rep.start()
+            dstest.wait_for(lambda: "let go of its locks" in rep.log_text() or not rep.running(),
+                            timeout=60, what="the swap to time out on the held lock")
+            self.assertIn("lock timeout", rep.log_text())
+            holder.release()
+            self.assertEqual(rep.wait_exit(120), 0, rep.log_tail())
+            dstest.wait_for(lambda: len(inserted) >= 5 + 5, timeout=30,
+                            what="the write load to go on after the swap")
+        finally:
+            if holder:
+                holder.release()
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        self.assertEqual(errors, [])
+        self.assertGreater(len(counts), 10)
+        # Only inserts: the count a reader sees never goes down, and never to nothing.
+        drops = [(a, b) for a, b in zip(counts, counts[1:]) if b < a]
+        self.assertEqual(drops, [], f"a reader saw the table shrink: {counts}")
+        self.assertGreaterEqual(min(counts), 20)
+        self.assert_swapped()
+        self.wait_caught_up(self.apply)
+        self.assertEqual(int(self.psql_value("SELECT count(*) FROM clinic_patients")),
+                         20 + len(inserted))
+        self.assert_verify_matches()
+
+
+class ReplayCrashTest(ReplayTestCase):
+    def start_replay(self, name):
+        log_path = os.path.join(self.work_dir, f"{self._test_slug}-{name}.log")
+        rep = Replay(self.apply_cfg.path, log_path, ["--mapping", "patients"])
+        self._captures.append(rep)
+        self.addCleanup(rep.kill)
+        return rep.start()
+
+    def test_kill_9_during_the_rebuild_and_during_the_swap_then_the_same_command_completes(self):
+        # Enough changes for the rebuild to take several batches.
+        self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
+                  "\"dateOfBirth\") SELECT 'bulk-' || g, 'clinic-busan', 'Bulk ' || g, "
+                  "'010-6' || lpad(g::text, 3, '0') || '-0000', '1960-01-01' "
+                  "FROM generate_series(1, 500) g")
+        self.wait_caught_up(self.apply)
+        before = self.psql('SELECT * FROM clinic_patients ORDER BY "id"')
+
+        # 1. During the rebuild: the shadow is held, the replay's writer waits on it; killed.
+        rep = self.start_replay("rebuild")
+        dstest.wait_for(lambda: dstest.psql_value(
+            "SELECT to_regclass('clinic_patients__replay') IS NOT NULL", db=self.db) == "t",
+            timeout=60, what="the shadow of clinic_patients")
+        holder = Holder(self.db, "clinic_patients__replay", "ACCESS EXCLUSIVE")
+        dstest.wait_for(lambda: waiting_for_lock(self.db, "dualsync-apply",
+                                                 "clinic_patients__replay"),
+                        timeout=60, what="the replay to wait on its shadow")
+        self.assertTrue(rep.running())
+        rep.kill()
+        holder.release()
+        self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+        dstest.wait_for(lambda: no_session_left(self.db, "dualsync-replay"), timeout=30,
+                        what="the killed replay's sessions to end")
+
+        # 2. During the swap: a reader holds the live table while the swap wants to rename it.
+        holder = Holder(self.db, "clinic_patients", "ACCESS SHARE")
+        rep = self.start_replay("swap")
+        dstest.wait_for(lambda: waiting_for_lock(self.db, "dualsync-replay", "clinic_patients"),
+                        timeout=60, what="the swap to wait for the renaming lock")
+        self.assertIn("resuming the interrupted replay", rep.log_text())
+        self.assertIn("swap: wrote the last", rep.log_text())
+        rep.kill()
+        holder.release()
+        dstest.wait_for(lambda: no_session_left(self.db, "dualsync-replay"), timeout=30,
+                        what="the killed replay's sessions to end")
+        self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+        self.assertEqual(
+            self.psql("SELECT relname FROM pg_class WHERE relname LIKE '%\\_\\_replay' ORDER BY 1"),
+            [("clinic_patients__replay",), ("global_patients__replay",)])
+
+        # 3. The same command completes.
+        proc = replay_patients(self.apply_cfg)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("resuming the interrupted replay", proc.stderr)
+        self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
+        self.assert_swapped()
+        self.wait_caught_up(self.apply)
+        self.assert_verify_matches()
