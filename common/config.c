@@ -83,7 +83,7 @@ static bool valid_snapshot_mode(const char *text);
 static bool valid_duration(const char *text);
 static bool valid_metrics_address(const char *text);
 
-static const char *const default_skip_origins[] = {"dualsync", NULL};
+static const char *const default_skip_origins[] = {"dualsync", "dualsync_replay", NULL};
 
 #define MIB INT64_C(1048576)
 #define GIB (INT64_C(1024) * MIB)

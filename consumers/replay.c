@@ -73,6 +73,9 @@ typedef struct rtable {
     char *shadow;      /* "schema"."table__replay" */
     char *old_name;    /* table__replay_old, unquoted */
     char *old;         /* "schema"."table__replay_old" */
+    bool in_place;     /* written by in-place targets (mode "update"): a legacy table, never
+                        * swapped; its shadow holds its primary key, the targets' keys and
+                        * mapped columns, and the swap copies the values that differ */
 } rtable_t;
 
 /* A partition of a mapped topic. */
@@ -369,19 +372,18 @@ static int load_set(replay_t *r)
         ds_target_shape_t shape;
         rtable_t *rt;
         ds_buf_t name = DS_BUF_INIT;
+        int k;
 
         ds_mapping_target_describe(r->set, i, &shape);
-        if (t->in_place) {
-            ds_error("%s: target %s writes columns of %s in place (mode \"update\"): replay "
-                     "rebuilds tables it can swap, and does not recompute in-place targets; "
-                     "replay the other mapping files with --mapping, and use `dualsync verify` "
-                     "to check this one",
-                     t->file, t->id, t->table);
-            refused = true;
+        if ((k = find_table(r, t->connection, shape.schema, shape.table)) >= 0) {
+            if (r->tables[k].in_place != t->in_place) {
+                ds_error("%s: target %s writes %s in place, and another target writes whole "
+                         "rows of it: replay cannot rebuild such a table",
+                         t->file, t->id, t->table);
+                refused = true;
+            }
             continue;
         }
-        if (find_table(r, t->connection, shape.schema, shape.table) >= 0)
-            continue;
         if (strlen(shape.table) + strlen(OLD_SUFFIX) > 63) {
             ds_error("%s: target %s: table name %s is too long for its shadow %s%s (PostgreSQL "
                      "names have at most 63 bytes)",
@@ -390,6 +392,7 @@ static int load_set(replay_t *r)
             continue;
         }
         rt = &r->tables[r->ntables++];
+        rt->in_place = t->in_place;
         rt->db = config_db(r->config, t->connection);
         rt->schema = xstrdup(shape.schema);
         rt->table = xstrdup(shape.table);
@@ -622,6 +625,213 @@ static bool create_shadow(replay_t *r, const rtable_t *t)
     return ok;
 }
 
+/* Appends @p column to @p list ("a", "b") unless it is there. */
+static void add_column(ds_buf_t *list, const char *column)
+{
+    ds_buf_t quoted = DS_BUF_INIT;
+    const char *p = list->data;
+
+    ds_buf_append_ident(&quoted, column);
+    while (p && (p = strstr(p, quoted.data)) != NULL) {
+        if ((p == list->data || p[-1] == ' ') &&
+            (p[quoted.len] == ',' || p[quoted.len] == '\0')) {
+            ds_buf_free(&quoted);
+            return;
+        }
+        p += quoted.len;
+    }
+    ds_buf_appendf(list, "%s%s", list->len ? ", " : "", quoted.data);
+    ds_buf_free(&quoted);
+}
+
+/*
+ * The columns of an in-place table's shadow: @p keys its primary key and the targets' keys
+ * (what finds rows), @p mapped the columns the targets write. The primary key is where the swap
+ * joins the shadow to the table.
+ */
+static bool in_place_columns(replay_t *r, const rtable_t *t, ds_buf_t *pk, ds_buf_t *keys,
+                             ds_buf_t *mapped)
+{
+    const char *params[] = {t->live};
+    PGresult *res;
+
+    if (!exec(r,
+              "SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+              " ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+              " WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY a.attnum",
+              1, params, PGRES_TUPLES_OK, &res, "reading a table's primary key", NULL))
+        return false;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return ds_fail(r->errstr, sizeof(r->errstr),
+                       "target \"%s\": table %s, written in place, has no primary key: replay "
+                       "cannot tell its rows apart to copy the recomputed values",
+                       r->dbname, t->live);
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        add_column(pk, PQgetvalue(res, i, 0));
+        add_column(keys, PQgetvalue(res, i, 0));
+    }
+    PQclear(res);
+    for (int i = 0; i < ds_mapping_set_ntargets(r->set); i++) {
+        const ds_target_t *target = ds_mapping_set_target(r->set, i);
+        ds_target_shape_t shape;
+
+        ds_mapping_target_describe(r->set, i, &shape);
+        if (find_table(r, target->connection, shape.schema, shape.table) != t - r->tables)
+            continue;
+        for (int k = 0; k < shape.nkey; k++)
+            add_column(keys, ds_mapping_target_key(r->set, i, k));
+        for (int c = 0; c < shape.ncolumns; c++) {
+            bool is_key;
+            const char *column = ds_mapping_target_column(r->set, i, c, &is_key);
+
+            if (!is_key)
+                add_column(mapped, column);
+        }
+    }
+    return true;
+}
+
+/*
+ * The shadow of a table written in place: its rows' keys as they are now, the mapped columns
+ * NULL, for the in-place statements to fill from the stream (as verify does); unique indexes
+ * on the keys of the targets that are not fan-out ones.
+ */
+static bool create_in_place_shadow(replay_t *r, const rtable_t *t)
+{
+    ds_buf_t pk = DS_BUF_INIT, keys = DS_BUF_INIT, mapped = DS_BUF_INIT, sql = DS_BUF_INIT;
+    bool ok = false;
+
+    if (!in_place_columns(r, t, &pk, &keys, &mapped))
+        goto done;
+    ds_buf_appendf(&sql, "CREATE TABLE %s AS SELECT %s, %s FROM %s WITH NO DATA; ", t->shadow,
+                   keys.data, mapped.data, t->live);
+    ds_buf_appendf(&sql, "INSERT INTO %s (%s) SELECT %s FROM %s; ", t->shadow, keys.data,
+                   keys.data, t->live);
+    ds_buf_appendf(&sql, "CREATE UNIQUE INDEX ON %s (%s)", t->shadow, pk.data);
+    if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "creating an in-place shadow", NULL))
+        goto done;
+    for (int i = 0; i < ds_mapping_set_ntargets(r->set); i++) {
+        const ds_target_t *target = ds_mapping_set_target(r->set, i);
+        ds_target_shape_t shape;
+        ds_buf_t key = DS_BUF_INIT;
+        bool created;
+
+        ds_mapping_target_describe(r->set, i, &shape);
+        if (target->fan_out ||
+            find_table(r, target->connection, shape.schema, shape.table) != t - r->tables)
+            continue;
+        for (int k = 0; k < shape.nkey; k++)
+            add_column(&key, ds_mapping_target_key(r->set, i, k));
+        if (strcmp(key.data, pk.data) == 0) {
+            ds_buf_free(&key);
+            continue;
+        }
+        ds_buf_reset(&sql);
+        ds_buf_appendf(&sql, "CREATE UNIQUE INDEX ON %s (%s)", t->shadow, key.data);
+        ds_buf_free(&key);
+        created = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL,
+                       "creating an in-place shadow's index", NULL);
+        if (!created)
+            goto done;
+    }
+    ok = true;
+done:
+    ds_buf_free(&pk);
+    ds_buf_free(&keys);
+    ds_buf_free(&mapped);
+    ds_buf_free(&sql);
+    return ok;
+}
+
+/*
+ * The swap's last step for a table written in place: the rows whose mapped values differ
+ * from the rebuilt ones are written (the others are not touched), then the shadow goes.
+ * Inside the swap, under apply's replication origin (capture skips the writes, as apply's):
+ * only there do the shadow's values belong to the same point of the stream as the table's.
+ */
+static bool copy_in_place(replay_t *r, const rtable_t *t)
+{
+    ds_buf_t pk = DS_BUF_INIT, keys = DS_BUF_INIT, mapped = DS_BUF_INIT, sql = DS_BUF_INIT;
+    PGresult *res = NULL;
+    bool ok = false;
+    const char *p;
+
+    if (!in_place_columns(r, t, &pk, &keys, &mapped))
+        goto done;
+    ds_buf_appendf(&sql, "UPDATE %s AS t SET (%s) = ROW(", t->live, mapped.data);
+    /* s.c for each mapped column c */
+    for (p = mapped.data; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        ds_buf_append_str(&sql, "s.");
+        ds_buf_append(&sql, p, len);
+        p += len;
+        if (*p) {
+            ds_buf_append_str(&sql, ", ");
+            p += 2;
+        }
+    }
+    ds_buf_appendf(&sql, ") FROM %s AS s WHERE ", t->shadow);
+    for (p = pk.data; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        ds_buf_append_str(&sql, "t.");
+        ds_buf_append(&sql, p, len);
+        ds_buf_append_str(&sql, " = s.");
+        ds_buf_append(&sql, p, len);
+        ds_buf_append_str(&sql, " AND ");
+        p += len;
+        if (*p)
+            p += 2;
+    }
+    ds_buf_append_str(&sql, "ROW(");
+    for (p = mapped.data; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        ds_buf_append_str(&sql, "t.");
+        ds_buf_append(&sql, p, len);
+        p += len;
+        if (*p) {
+            ds_buf_append_str(&sql, ", ");
+            p += 2;
+        }
+    }
+    ds_buf_append_str(&sql, ") IS DISTINCT FROM ROW(");
+    for (p = mapped.data; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        ds_buf_append_str(&sql, "s.");
+        ds_buf_append(&sql, p, len);
+        p += len;
+        if (*p) {
+            ds_buf_append_str(&sql, ", ");
+            p += 2;
+        }
+    }
+    ds_buf_append_char(&sql, ')');
+    if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, &res, "writing recomputed values in place",
+              NULL))
+        goto done;
+    ds_info("target \"%s\": %s: %s rows recomputed in place (%s)", r->dbname, t->live,
+            PQcmdTuples(res), mapped.data);
+    ds_buf_reset(&sql);
+    ds_buf_appendf(&sql, "DROP TABLE %s", t->shadow);
+    ok = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping an in-place shadow", NULL);
+done:
+    PQclear(res);
+    ds_buf_free(&pk);
+    ds_buf_free(&keys);
+    ds_buf_free(&mapped);
+    ds_buf_free(&sql);
+    return ok;
+}
+
 /*
  * Starts or resumes: the state row says which mappings built the shadows there (their
  * fingerprint); a different one starts over. Returns false on an error.
@@ -664,7 +874,7 @@ static bool prepare_shadows(replay_t *r)
     for (int i = 0; i < r->ntables; i++) {
         const rtable_t *t = &r->tables[i];
 
-        if (t->db == r->db && !check_swappable(r, t))
+        if (t->db == r->db && !t->in_place && !check_swappable(r, t))
             return false;
     }
     if (resume) {
@@ -693,12 +903,17 @@ static bool prepare_shadows(replay_t *r)
               0, NULL, PGRES_COMMAND_OK, NULL, "clearing the replay's bookkeeping", NULL))
         goto rollback;
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !create_shadow(r, &r->tables[i]))
+        const rtable_t *t = &r->tables[i];
+
+        if (t->db == r->db &&
+            !(t->in_place ? create_in_place_shadow(r, t) : create_shadow(r, t)))
             goto rollback;
     }
     /* Foreign keys last: one may point at another shadow. */
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !copy_foreign_keys(r, &r->tables[i]))
+        const rtable_t *t = &r->tables[i];
+
+        if (t->db == r->db && !t->in_place && !copy_foreign_keys(r, t))
             goto rollback;
     }
     if (!exec(r, "INSERT INTO " REPLAY_SCHEMA ".state (fingerprint) VALUES ($1)", 1, params,
@@ -1357,7 +1572,8 @@ static bool swap_once(replay_t *r, bool *retry)
     char sqlstate[6] = "";
     PGresult *res;
     int64_t tail_from = r->prog.done_rows;
-    bool first = true, ok = false;
+    bool first = true, ok = false, origin_held = false;
+    int nswapped = 0, nin_place = 0;
     swapped_t *sw = calloc((size_t)r->ntables + 1, sizeof(*sw));
 
     if (!sw)
@@ -1368,14 +1584,16 @@ static bool swap_once(replay_t *r, bool *retry)
      * stores its offsets last, so the other order would deadlock with every batch in flight.
      * EXCLUSIVE lets the application read on while the tail is written and the bookkeeping
      * moves; only the renames take ACCESS EXCLUSIVE, at the end. */
-    ds_buf_append_str(&sql, "BEGIN; SET LOCAL lock_timeout = '" LOCK_TIMEOUT "'; LOCK TABLE ");
+    ds_buf_append_str(&sql, "BEGIN; SET LOCAL lock_timeout = '" LOCK_TIMEOUT "'");
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db != r->db)
+        if (r->tables[i].db != r->db || r->tables[i].in_place)
             continue;
-        ds_buf_appendf(&sql, "%s%s", first ? "" : ", ", r->tables[i].live);
+        ds_buf_appendf(&sql, "%s%s", first ? "; LOCK TABLE " : ", ", r->tables[i].live);
         first = false;
+        nswapped++;
     }
-    ds_buf_append_str(&sql, " IN EXCLUSIVE MODE");
+    if (nswapped)
+        ds_buf_append_str(&sql, " IN EXCLUSIVE MODE");
     if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "locking the live tables", sqlstate))
         goto fail;
     if (!read_bounds(r, true))
@@ -1392,7 +1610,7 @@ static bool swap_once(replay_t *r, bool *retry)
     for (int i = 0; i < r->ntables; i++) {
         const char *params[] = {r->tables[i].live};
 
-        if (r->tables[i].db != r->db)
+        if (r->tables[i].db != r->db || r->tables[i].in_place)
             continue;
         if (!exec(r, "SELECT $1::regclass::oid", 1, params, PGRES_TUPLES_OK, &res,
                   "reading a table's oid", sqlstate))
@@ -1403,23 +1621,44 @@ static bool swap_once(replay_t *r, bool *retry)
     }
     ds_buf_append_char(&oids, '}');
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !swap_rename(r, &r->tables[i], oids.data, &sw[i]))
+        if (r->tables[i].db == r->db && !r->tables[i].in_place &&
+            !swap_rename(r, &r->tables[i], oids.data, &sw[i]))
             goto fail;
     }
     ds_buf_reset(&sql);
     ds_buf_append_str(&sql, "DROP TABLE ");
     first = true;
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db != r->db)
+        if (r->tables[i].db != r->db || r->tables[i].in_place)
             continue;
         ds_buf_appendf(&sql, "%s%s", first ? "" : ", ", r->tables[i].old);
         first = false;
     }
     /* Not CASCADE: whatever still depends on an old table fails the swap, naming it. */
-    if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping the old tables", sqlstate))
+    if (nswapped &&
+        !exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping the old tables", sqlstate))
         goto fail;
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !swap_finish(r, &r->tables[i], &sw[i]))
+        if (r->tables[i].db == r->db && !r->tables[i].in_place &&
+            !swap_finish(r, &r->tables[i], &sw[i]))
+            goto fail;
+    }
+    /* In place last: its values may look rows up in the tables just swapped in. The writes
+     * go to legacy tables: under the replay's replication origin, which capture skips by
+     * default (capture.skip_origins), as it skips apply's. */
+    for (int i = 0; i < r->ntables; i++)
+        nin_place += r->tables[i].db == r->db && r->tables[i].in_place;
+    if (nin_place) {
+        const char *params[] = {r->origin};
+
+        if (!exec(r, "SELECT pg_catalog.pg_replication_origin_session_setup($1)", 1, params,
+                  PGRES_TUPLES_OK, NULL, "taking the replay's replication origin", sqlstate))
+            goto fail;
+        origin_held = true;
+    }
+    for (int i = 0; i < r->ntables; i++) {
+        if (r->tables[i].db == r->db && r->tables[i].in_place &&
+            !copy_in_place(r, &r->tables[i]))
             goto fail;
     }
     if (!exec(r,
@@ -1442,6 +1681,8 @@ fail:
              strstr(r->errstr, "canceling statement due to lock timeout") != NULL ||
              strstr(r->errstr, "deadlock detected") != NULL;
 out:
+    if (origin_held)
+        PQclear(PQexec(r->conn, "SELECT pg_catalog.pg_replication_origin_session_reset()"));
     for (int i = 0; i < r->ntables; i++) {
         PQclear(sw[i].fks);
         PQclear(sw[i].old_idx);

@@ -315,32 +315,49 @@ class ReplayUnderLoadTest(ReplayTestCase):
 
 
 class ReplayCrashTest(ReplayTestCase):
-    def start_replay(self, name):
+    def start_replay(self, cfg, name):
         log_path = os.path.join(self.work_dir, f"{self._test_slug}-{name}.log")
-        rep = Replay(self.apply_cfg.path, log_path, ["--mapping", "patients"])
+        rep = Replay(cfg.path, log_path, ["--mapping", "patients"])
         self._captures.append(rep)
         self.addCleanup(rep.kill)
         return rep.start()
 
     def test_kill_9_during_the_rebuild_and_during_the_swap_then_the_same_command_completes(self):
-        # Enough changes for the rebuild to take several batches.
-        self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
-                  "\"dateOfBirth\") SELECT 'bulk-' || g, 'clinic-busan', 'Bulk ' || g, "
+        # Patients of a clinic of their own, after the seed's: while a session holds that
+        # clinic's row, the replay's writes of them wait on their foreign key, after the seed's
+        # patients were written (small batches): a stop point in the middle of the rebuild.
+        self.psql("INSERT INTO clinics VALUES ('clinic-jeju', 'Jeju Clinic', 'jeju');"
+                  "INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
+                  "\"dateOfBirth\") SELECT 'bulk-' || g, 'clinic-jeju', 'Bulk ' || g, "
                   "'010-6' || lpad(g::text, 3, '0') || '-0000', '1960-01-01' "
-                  "FROM generate_series(1, 500) g")
+                  "FROM generate_series(1, 100) g")
         self.wait_caught_up(self.apply)
         before = self.psql('SELECT * FROM clinic_patients ORDER BY "id"')
+        cfg = self.apply_config({"clinic": self.db}, self.apply_cfg.data["mappings"],
+                                self.capture_cfg.topic_prefix,
+                                apply={"on_error": "dlq", "batch_max_messages": 10})
+        topic = self.capture_cfg.topic("public.patients")
 
-        # 1. During the rebuild: the shadow is held, the replay's writer waits on it; killed.
-        rep = self.start_replay("rebuild")
-        dstest.wait_for(lambda: dstest.psql_value(
-            "SELECT to_regclass('clinic_patients__replay') IS NOT NULL", db=self.db) == "t",
-            timeout=60, what="the shadow of clinic_patients")
-        holder = Holder(self.db, "clinic_patients__replay", "ACCESS EXCLUSIVE")
-        dstest.wait_for(lambda: waiting_for_lock(self.db, "dualsync-apply",
-                                                 "clinic_patients__replay"),
-                        timeout=60, what="the replay to wait on its shadow")
-        self.assertTrue(rep.running())
+        # 1. During the rebuild: killed while a batch waits, some batches committed.
+        holder = Holder(self.db, "clinics", "ROW SHARE")
+        holder.proc.stdin.write("SELECT 1 FROM clinics WHERE \"id\" = 'clinic-jeju' FOR UPDATE;\n")
+        holder.proc.stdin.flush()
+        rep = self.start_replay(cfg, "rebuild")
+
+        def stuck():
+            if not rep.running():
+                raise AssertionError(f"replay exited with {rep.exit_code()}:\n{rep.log_tail()}")
+            return dstest.psql_value(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE a.application_name = 'dualsync-apply' AND NOT l.granted "
+                f"AND a.datname = '{self.db}'", db=self.db) != "0"
+
+        dstest.wait_for(stuck, timeout=60, what="the replay to wait on the held clinic row")
+        done = dstest.stored_offsets(self.db, self.apply_cfg.group_id)
+        replayed = self.psql("SELECT next_offset FROM dualsync_replay.offsets "
+                             f"WHERE topic = '{topic}'")
+        self.assertEqual(len(replayed), 1, "no batch was committed before the stop point")
+        self.assertLess(int(replayed[0][0]), done[(topic, 0)])
         rep.kill()
         holder.release()
         self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
@@ -349,7 +366,7 @@ class ReplayCrashTest(ReplayTestCase):
 
         # 2. During the swap: a reader holds the live table while the swap wants to rename it.
         holder = Holder(self.db, "clinic_patients", "ACCESS SHARE")
-        rep = self.start_replay("swap")
+        rep = self.start_replay(cfg, "swap")
         dstest.wait_for(lambda: waiting_for_lock(self.db, "dualsync-replay", "clinic_patients"),
                         timeout=60, what="the swap to wait for the renaming lock")
         self.assertIn("resuming the interrupted replay", rep.log_text())
@@ -364,10 +381,45 @@ class ReplayCrashTest(ReplayTestCase):
             [("clinic_patients__replay",), ("global_patients__replay",)])
 
         # 3. The same command completes.
-        proc = replay_patients(self.apply_cfg)
+        proc = replay_patients(cfg)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("resuming the interrupted replay", proc.stderr)
         self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
         self.assert_swapped()
+        self.wait_caught_up(self.apply)
+        self.assert_verify_matches()
+
+
+class ReplayAllMappingsTest(ReplayTestCase):
+    def test_every_mapping_is_rebuilt_and_in_place_columns_follow_a_changed_mapping(self):
+        # A changed in-place mapping: serviceName becomes the service's code.
+        doc = json.loads(read(os.path.join(CLINIC, "reservations.json")))
+        columns = doc["targets"][0]["columns"]
+        self.assertEqual(columns["serviceName"]["lookup"]["column"], "name")
+        columns["serviceName"]["lookup"]["column"] = "code"
+        path = dstest.write_mapping(os.path.join(self.work_dir, "reservations.json"), doc)
+        files = [path if os.path.basename(p) == "reservations.json" else p
+                 for p in self.apply_cfg.data["mappings"]]
+        new_cfg = self.apply_config({"clinic": self.db}, files, self.capture_cfg.topic_prefix,
+                                    apply={"on_error": "dlq"})
+        self.apply.stop()
+        self.apply = self.start_apply(new_cfg)
+        # And a damaged new table.
+        self.psql("UPDATE global_doctors SET \"name\" = 'WRONG'")
+        doctors = self.psql('SELECT "id", "legacyUserId" FROM global_doctors ORDER BY 1')
+
+        proc = dstest.run_dualsync(["replay", "--config", new_cfg.path], timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("rows recomputed in place", proc.stderr)
+        self.assertEqual(self.psql_value(
+            "SELECT count(*) FROM global_doctors WHERE \"name\" = 'WRONG'"), "0")
+        self.assertEqual(self.psql('SELECT "id", "legacyUserId" FROM global_doctors ORDER BY 1'),
+                         doctors)
+        self.assertEqual(
+            self.psql('SELECT count(*), count(*) FILTER (WHERE "serviceName" = "serviceType"::text) '
+                      "FROM reservations"),
+            [("24", "24")])
+        self.assert_swapped()
+        self.apply_cfg = new_cfg
         self.wait_caught_up(self.apply)
         self.assert_verify_matches()
