@@ -106,9 +106,10 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_STR(c->topic_prefix, "clinic");
     DS_CHECK(c->tombstones_on_delete);
     DS_CHECK_STR(c->unavailable_value_placeholder, "__debezium_unavailable_value");
-    DS_CHECK_INT(c->nskip_origins, 1);
+    DS_CHECK_INT(c->nskip_origins, 2);
     DS_CHECK_STR(c->skip_origins[0], "dualsync");
-    DS_CHECK(c->skip_origins[1] == NULL);
+    DS_CHECK_STR(c->skip_origins[1], "dualsync_replay");
+    DS_CHECK(c->skip_origins[2] == NULL);
     DS_CHECK_INT(c->status_interval_ms, 1000);
     DS_CHECK_INT(c->max_inflight_bytes, 32 * 1024 * 1024);
     DS_CHECK_INT(c->max_inflight_messages, 100000);
