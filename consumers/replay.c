@@ -207,6 +207,11 @@ static char *replay_schema_sql(void)
 
     while ((hit = strstr(p, "dualsync")) != NULL) {
         ds_buf_append(&out, p, (size_t)(hit - p));
+        /* Unlogged: see "Unlogged while rebuilding" below. */
+        if (hit - p >= 27 && strncmp(hit - 27, "CREATE TABLE IF NOT EXISTS ", 27) == 0) {
+            out.len -= 27;
+            ds_buf_append_str(&out, "CREATE UNLOGGED TABLE IF NOT EXISTS ");
+        }
         ds_buf_append_str(&out, REPLAY_SCHEMA);
         p = hit + strlen("dualsync");
     }
@@ -604,7 +609,7 @@ static bool create_shadow(replay_t *r, const rtable_t *t)
 
     /* INCLUDING ALL: columns, defaults, identity, generated columns, constraints, indexes,
      * column storage, statistics and comments of columns, constraints and indexes. */
-    ds_buf_appendf(&sql, "CREATE TABLE %s (LIKE %s INCLUDING ALL)", t->shadow, t->live);
+    ds_buf_appendf(&sql, "CREATE UNLOGGED TABLE %s (LIKE %s INCLUDING ALL)", t->shadow, t->live);
     ok = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "creating a shadow table", NULL);
     ds_buf_free(&sql);
     if (!ok || !copy_grants(r, t))
@@ -705,7 +710,7 @@ static bool create_in_place_shadow(replay_t *r, const rtable_t *t)
 
     if (!in_place_columns(r, t, &pk, &keys, &mapped))
         goto done;
-    ds_buf_appendf(&sql, "CREATE TABLE %s AS SELECT %s, %s FROM %s WITH NO DATA; ", t->shadow,
+    ds_buf_appendf(&sql, "CREATE UNLOGGED TABLE %s AS SELECT %s, %s FROM %s WITH NO DATA; ", t->shadow,
                    keys.data, mapped.data, t->live);
     ds_buf_appendf(&sql, "INSERT INTO %s (%s) SELECT %s FROM %s; ", t->shadow, keys.data,
                    keys.data, t->live);
@@ -878,8 +883,17 @@ static bool prepare_shadows(replay_t *r)
             return false;
     }
     if (resume) {
-        ds_info("target \"%s\": resuming the interrupted replay", r->dbname);
-        return true;
+        /* The working tables are unlogged: a server crash empties them (and the replay's
+         * offsets with them), and nothing of the interrupted run is left to resume. */
+        if (!exec(r, "SELECT count(*) FROM " REPLAY_SCHEMA ".offsets", 0, NULL, PGRES_TUPLES_OK,
+                  &res, "reading the replay's offsets", NULL))
+            return false;
+        resume = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+        PQclear(res);
+        if (resume) {
+            ds_info("target \"%s\": resuming the interrupted replay", r->dbname);
+            return true;
+        }
     }
     /* Starting over: every shadow and the replay's bookkeeping go, in one transaction. */
     if (!exec(r, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, "starting", NULL))
@@ -1565,6 +1579,63 @@ static bool move_bookkeeping(replay_t *r)
     return ok;
 }
 
+/*
+ * Unlogged while rebuilding. The shadows and the replay's bookkeeping are UNLOGGED tables: no
+ * WAL while the bulk of the rows is written, which readers never see. A server crash empties
+ * them all together (and prepare_shadows() then starts over). Before the swap makes a shadow
+ * the live table it becomes logged (a rewrite with its WAL, outside the swap's locks), tables a
+ * shadow references first: a logged table may not reference an unlogged one. The replay's
+ * links, pending rows and dead-letter records are copied into dualsync's logged tables by the
+ * swap; an in-place shadow is dropped by it.
+ */
+static bool set_logged(replay_t *r)
+{
+    for (bool progress = true; progress;) {
+        PGresult *res;
+        int left = 0;
+
+        progress = false;
+        for (int i = 0; i < r->ntables; i++) {
+            const rtable_t *t = &r->tables[i];
+            const char *params[] = {t->shadow};
+            ds_buf_t sql = DS_BUF_INIT;
+            bool ok, ready, logged;
+
+            if (t->db != r->db || t->in_place)
+                continue;
+            if (!exec(r,
+                      "SELECT c.relpersistence = 'p', NOT EXISTS (SELECT 1 FROM"
+                      " pg_catalog.pg_constraint k JOIN pg_catalog.pg_class f ON f.oid = k.confrelid"
+                      " WHERE k.conrelid = c.oid AND k.contype = 'f' AND f.oid <> c.oid"
+                      " AND f.relpersistence = 'u') FROM pg_catalog.pg_class c"
+                      " WHERE c.oid = $1::regclass",
+                      1, params, PGRES_TUPLES_OK, &res, "reading a shadow's persistence", NULL))
+                return false;
+            logged = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+            ready = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+            PQclear(res);
+            if (logged)
+                continue;
+            if (!ready) {
+                left++;
+                continue;
+            }
+            ds_buf_appendf(&sql, "ALTER TABLE %s SET LOGGED", t->shadow);
+            ok = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "making a shadow logged", NULL);
+            ds_buf_free(&sql);
+            if (!ok)
+                return false;
+            progress = true;
+        }
+        if (left && !progress)
+            return ds_fail(r->errstr, sizeof(r->errstr),
+                           "target \"%s\": the shadows reference each other in a cycle of "
+                           "foreign keys and cannot be made logged one by one",
+                           r->dbname);
+    }
+    return true;
+}
+
 /* One attempt; *retry says whether a failure was a lock not granted in time (or a deadlock). */
 static bool swap_once(replay_t *r, bool *retry)
 {
@@ -1821,7 +1892,7 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
         goto failed;
     ds_info("target \"%s\": the shadows are %" PRId64 " messages behind live apply: swapping",
             r->dbname, behind(r));
-    if (!swap(r))
+    if (!set_logged(r) || !swap(r))
         goto failed;
     ds_info("target \"%s\": swapped in %d rebuilt tables (%" PRIu64 " messages replayed by this "
             "run, %" PRIu64 " dead letters)",
