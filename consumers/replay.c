@@ -106,7 +106,9 @@ typedef struct replay {
     ds_offsets_t *offsets; /* the replay's stored offsets (one database: 0) */
     ds_consumer_t *consumer;
     ds_dlq_t *dlq;
-    ds_batch_t *batch;
+    ds_batch_t *batch;    /* the batch being read */
+    ds_batch_t *inflight; /* the one before: writes sent (ds_applier_send), not committed */
+    ds_batch_t *spare;    /* an empty batch to read into next */
     ds_applier_hooks_t hooks;
     ds_applier_stats_t stats;
     rpart_t *parts;
@@ -1041,14 +1043,14 @@ static bool prepare_message(replay_t *r, ds_batch_msg_t *m)
 /* Runs an applier step until it succeeds, reconnecting with backoff. */
 typedef enum { STEP_APPLY, STEP_PENDING } step_t;
 
-static bool applier_step(replay_t *r, step_t step)
+static bool applier_step(replay_t *r, step_t step, ds_batch_t *batch)
 {
     int backoff = BACKOFF_MIN_MS;
     char errstr[4096];
 
     for (;;) {
         ds_applier_status_t st =
-            step == STEP_APPLY ? ds_applier_apply(r->applier, 0, r->batch, r->offsets, &r->hooks,
+            step == STEP_APPLY ? ds_applier_apply(r->applier, 0, batch, r->offsets, &r->hooks,
                                                   &r->stats, errstr, sizeof(errstr))
                                : ds_applier_retry_pending(r->applier, &r->hooks, &r->stats,
                                                           errstr, sizeof(errstr));
@@ -1078,27 +1080,54 @@ static bool applier_step(replay_t *r, step_t step)
     }
 }
 
-/* Writes the batch read so far into the shadows. */
-static bool flush_batch(replay_t *r)
+/* Commits the batch whose writes flush_batch() sent, then retries the pending changes a parent
+ * of it may have freed. */
+static bool finish_inflight(replay_t *r)
+{
+    ds_batch_t *batch = r->inflight;
+    uint64_t before = r->stats.writes;
+    bool ok;
+
+    if (!batch)
+        return true;
+    r->inflight = NULL;
+    ok = applier_step(r, STEP_APPLY, batch);
+    if (ok)
+        r->messages += (uint64_t)ds_batch_count(batch);
+    ds_batch_clear(batch);
+    if (!r->spare)
+        r->spare = batch;
+    else
+        ds_batch_free(batch);
+    if (ok && r->stats.writes > before && ds_applier_pending(r->applier) > 0)
+        ok = applier_step(r, STEP_PENDING, NULL);
+    return ok;
+}
+
+/*
+ * Maps the batch read so far and sends its writes, after committing the one before (as apply
+ * does): the database writes one batch while the next is read and mapped. @p wait: commit it
+ * too (the end of a pass, or nothing more to read for now).
+ */
+static bool flush_batch(replay_t *r, bool wait)
 {
     int count = ds_batch_count(r->batch);
-    uint64_t before = r->stats.writes;
 
     if (count == 0)
-        return true;
+        return !wait || finish_inflight(r);
     for (int i = 0; i < count; i++) {
         if (!prepare_message(r, ds_batch_at(r->batch, i)))
             return false;
     }
-    if (!applier_step(r, STEP_APPLY))
+    if (!finish_inflight(r))
         return false;
-    r->messages += (uint64_t)count;
-    ds_batch_clear(r->batch);
-    /* A parent written by this batch may be what a pending change waits for. */
-    if (r->stats.writes > before && ds_applier_pending(r->applier) > 0 &&
-        !applier_step(r, STEP_PENDING))
-        return false;
-    return true;
+    if (!r->spare && !(r->spare = ds_batch_new()))
+        return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
+    ds_applier_send(r->applier, 0, r->batch, r->offsets);
+    r->inflight = r->batch;
+    r->batch = r->spare;
+    r->spare = NULL;
+    return !wait || finish_inflight(r);
 }
 
 static rpart_t *find_part(replay_t *r, const char *topic, int32_t partition)
@@ -1247,7 +1276,7 @@ static bool consume_to_bounds(replay_t *r)
             r->prog.table_done++;
             ds_backfill_progress_report(&r->prog, false);
             if (ds_batch_count(r->batch) >= r->config->apply_batch_max_messages &&
-                !flush_batch(r))
+                !flush_batch(r, false))
                 goto done;
             break;
         case DS_CONSUMER_EOF:
@@ -1260,7 +1289,7 @@ static bool consume_to_bounds(replay_t *r)
             }
             break;
         case DS_CONSUMER_NOTHING:
-            if (!flush_batch(r))
+            if (!flush_batch(r, true))
                 goto done;
             break;
         case DS_CONSUMER_FAILED:
@@ -1268,10 +1297,18 @@ static bool consume_to_bounds(replay_t *r)
             goto done;
         }
     }
-    ok = flush_batch(r);
+    ok = flush_batch(r, true);
 done:
-    if (!ok)
+    if (!ok) {
+        /* Sent writes are rolled back by the applier's next call, or when it closes. */
         ds_batch_clear(r->batch);
+        if (r->inflight) {
+            ds_batch_free(r->spare);
+            r->spare = r->inflight;
+            ds_batch_clear(r->spare);
+            r->inflight = NULL;
+        }
+    }
     return ok;
 }
 
@@ -1789,6 +1826,9 @@ static bool swap(replay_t *r)
 static void close_db(replay_t *r)
 {
     ds_batch_free(r->batch);
+    ds_batch_free(r->inflight);
+    ds_batch_free(r->spare);
+    r->inflight = r->spare = NULL;
     ds_consumer_free(r->consumer);
     ds_dlq_free(r->dlq, 10000);
     ds_applier_free(r->applier);
