@@ -2535,3 +2535,8 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, const ds_applier_h
     }
     return DS_APPLIER_OK;
 }
+
+int ds_applier_backend_pid(const ds_applier_t *a)
+{
+    return a->conn ? PQbackendPID(a->conn) : 0;
+}

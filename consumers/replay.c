@@ -507,7 +507,8 @@ static bool copy_grants(replay_t *r, const rtable_t *t)
               " AND att.attnum > 0 AND NOT att.attisdropped"
               " UNION ALL SELECT '', quote_ident(pg_catalog.pg_get_userbyid(c.relowner)),"
               " NULL, false FROM pg_catalog.pg_class c WHERE c.oid = $1::regclass"
-              " AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+              " AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles"
+              " WHERE rolname = current_user)",
               1, params, PGRES_TUPLES_OK, &res, "reading a target table's privileges", NULL))
         return false;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -564,7 +565,8 @@ static bool copy_foreign_keys(replay_t *r, const rtable_t *t)
     bool ok = false;
 
     if (!exec(r,
-              "SELECT k.conname, pg_catalog.pg_get_constraintdef(k.oid), k.confrelid::regclass::text,"
+              "SELECT k.conname, pg_catalog.pg_get_constraintdef(k.oid),"
+              " k.confrelid::regclass::text,"
               " n.nspname, c.relname FROM pg_catalog.pg_constraint k"
               " JOIN pg_catalog.pg_class c ON c.oid = k.confrelid"
               " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -712,8 +714,8 @@ static bool create_in_place_shadow(replay_t *r, const rtable_t *t)
 
     if (!in_place_columns(r, t, &pk, &keys, &mapped))
         goto done;
-    ds_buf_appendf(&sql, "CREATE UNLOGGED TABLE %s AS SELECT %s, %s FROM %s WITH NO DATA; ", t->shadow,
-                   keys.data, mapped.data, t->live);
+    ds_buf_appendf(&sql, "CREATE UNLOGGED TABLE %s AS SELECT %s, %s FROM %s WITH NO DATA; ",
+                   t->shadow, keys.data, mapped.data, t->live);
     ds_buf_appendf(&sql, "INSERT INTO %s (%s) SELECT %s FROM %s; ", t->shadow, keys.data,
                    keys.data, t->live);
     ds_buf_appendf(&sql, "CREATE UNIQUE INDEX ON %s (%s)", t->shadow, pk.data);
@@ -1606,7 +1608,8 @@ static bool move_bookkeeping(replay_t *r)
               " kafka_offset, error, created_at) SELECT target, topic, source_key, partition,"
               " kafka_offset, error, created_at FROM " REPLAY_SCHEMA ".dead_letters"
               " WHERE target = ANY($1::text[])"
-              " ON CONFLICT (topic, source_key, target) DO UPDATE SET partition = EXCLUDED.partition,"
+              " ON CONFLICT (topic, source_key, target) DO UPDATE"
+              " SET partition = EXCLUDED.partition,"
               " kafka_offset = EXCLUDED.kafka_offset, error = EXCLUDED.error",
               1, p_ids, PGRES_COMMAND_OK, NULL, "swapping dead-letter records", NULL);
     free(ids);
@@ -1642,7 +1645,8 @@ static bool set_logged(replay_t *r)
                 continue;
             if (!exec(r,
                       "SELECT c.relpersistence = 'p', NOT EXISTS (SELECT 1 FROM"
-                      " pg_catalog.pg_constraint k JOIN pg_catalog.pg_class f ON f.oid = k.confrelid"
+                      " pg_catalog.pg_constraint k"
+                      " JOIN pg_catalog.pg_class f ON f.oid = k.confrelid"
                       " WHERE k.conrelid = c.oid AND k.contype = 'f' AND f.oid <> c.oid"
                       " AND f.relpersistence = 'u') FROM pg_catalog.pg_class c"
                       " WHERE c.oid = $1::regclass",
@@ -1768,6 +1772,31 @@ static bool swap_once(replay_t *r, bool *retry)
         if (r->tables[i].db == r->db && r->tables[i].in_place &&
             !copy_in_place(r, &r->tables[i]))
             goto fail;
+    }
+    /* Live apply keeps, in memory, which source keys have pending rows and dead-letter records
+     * (to delete them when a newer change of the key is applied); the swap replaced those rows.
+     * Its sessions end here, before the commit: apply reconnects, which re-reads them with its
+     * offsets, and re-prepares its statements on the new tables. A batch it had in flight
+     * (waiting for the locks) is rolled back and applied again from its offsets. */
+    {
+        char pid[16];
+        const char *params[] = {pid};
+        PGresult *killed;
+
+        snprintf(pid, sizeof(pid), "%d", ds_applier_backend_pid(r->applier));
+        if (!exec(r,
+                  "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 10000))"
+                  " FROM pg_catalog.pg_stat_activity WHERE datname = current_database()"
+                  " AND application_name = 'dualsync-apply' AND pid <> $1::int"
+                  " AND pid <> pg_catalog.pg_backend_pid()",
+                  1, params, PGRES_TUPLES_OK, &killed,
+                  "ending live apply's sessions so that it reloads its state (the replay's role "
+                  "needs to be apply's, or a member of pg_signal_backend)",
+                  sqlstate))
+            goto fail;
+        ds_info("target \"%s\": swap: ended %s sessions of live apply (they reconnect)",
+                r->dbname, PQgetvalue(killed, 0, 0));
+        PQclear(killed);
     }
     if (!exec(r,
               "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA ".links, "

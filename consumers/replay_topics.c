@@ -169,10 +169,11 @@ bool ds_replay_check_topics(const ds_config_t *config, ds_mapping_set_t *set,
                 ds_fail(errstr, errstr_size,
                         "topic %s [%d] starts at offset %" PRId64 ": its first %" PRId64
                         " messages were deleted (cleanup.policy=%s, retention.ms=%" PRId64
-                        "), so it cannot rebuild the current rows of %s. Make the topic keep "
-                        "history (cleanup.policy=compact), re-emit the table's current rows "
-                        "with `dualsync backfill --table %s`, and rebuild from a topic that "
-                        "holds them from offset 0 (a new topic_prefix)",
+                        "), so it cannot rebuild the current rows of %s: replay needs every "
+                        "row's latest change from offset 0. Make the topic keep history "
+                        "(cleanup.policy=compact), and re-emit the table's current rows with "
+                        "`dualsync backfill --table %s` into topics that start at 0 (a new "
+                        "topic_prefix for capture, apply and replay)",
                         t[i].topic, (int)end[p].partition, low[p], low[p],
                         t[i].cleanup_policy[0] ? t[i].cleanup_policy : "?", t[i].retention_ms,
                         source_of(config, t[i].topic), source_of(config, t[i].topic));

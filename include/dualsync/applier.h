@@ -161,4 +161,7 @@ bool ds_applier_connected(const ds_applier_t *applier);
  */
 bool ds_applier_probe(ds_applier_t *applier);
 
+/** @brief The server process of the connection (pg_stat_activity.pid), 0 when not connected. */
+int ds_applier_backend_pid(const ds_applier_t *applier);
+
 #endif

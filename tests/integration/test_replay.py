@@ -144,13 +144,16 @@ class ReplayRepairsDamageTest(ReplayTestCase):
             "SELECT count(*) FROM global_patients WHERE \"name\" IN ('WRONG', 'nobody')"), "0")
         self.assert_swapped()
         self.assertEqual(self.index_names(), indexes)
-        # Live apply goes on writing the new tables.
+        # Live apply's session was ended (it reloads the pending keys and dead-letter records
+        # the swap replaced when it reconnects), and it goes on writing the new tables.
+        self.assertIn("ended 1 sessions of live apply", proc.stderr)
         self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
                   "\"dateOfBirth\") VALUES ('after-1', 'clinic-seoul', 'After Replay', "
                   "'010-9999-0000', '1999-09-09')")
         self.wait_caught_up(self.apply)
         self.assertEqual(self.psql_value(
             "SELECT count(*) FROM clinic_patients WHERE \"legacyPatientId\" = 'after-1'"), "1")
+        self.assertIn("connected again", self.apply.log_text())
         self.assert_verify_matches()
 
 
