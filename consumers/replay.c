@@ -1715,6 +1715,37 @@ static bool swap_once(replay_t *r, bool *retry)
         goto fail;
     ds_info("target \"%s\": swap: wrote the last %" PRId64 " messages to the shadows", r->dbname,
             r->prog.done_rows - tail_from);
+    /* Live apply keeps, in memory, which source keys have pending rows and dead-letter records
+     * (to delete them when a newer change of the key is applied); the swap replaces those rows.
+     * Its sessions end here: apply reconnects, re-reads them with its offsets, and prepares its
+     * statements again, on the new tables. Its connect starts with DS_APPLY_SCHEMA_SQL, whose
+     * ALTER TABLE dualsync.links waits for the lock taken just before, so it reads them only
+     * after this commits. Ended first, its batch in flight (waiting for the live tables, maybe
+     * holding rows of dualsync.pending or dead_letters) is rolled back, and applied again from
+     * its offsets, instead of deadlocking with the writes below. */
+    if (!exec(r, "LOCK TABLE dualsync.links IN ROW EXCLUSIVE MODE", 0, NULL, PGRES_COMMAND_OK,
+              NULL, "locking dualsync.links", sqlstate))
+        goto fail;
+    {
+        char pid[16];
+        const char *params[] = {pid};
+        PGresult *killed;
+
+        snprintf(pid, sizeof(pid), "%d", ds_applier_backend_pid(r->applier));
+        if (!exec(r,
+                  "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 10000))"
+                  " FROM pg_catalog.pg_stat_activity WHERE datname = current_database()"
+                  " AND application_name = 'dualsync-apply' AND pid <> $1::int"
+                  " AND pid <> pg_catalog.pg_backend_pid()",
+                  1, params, PGRES_TUPLES_OK, &killed,
+                  "ending live apply's sessions so that it reloads its state (the replay's role "
+                  "needs to be apply's, or a member of pg_signal_backend)",
+                  sqlstate))
+            goto fail;
+        ds_info("target \"%s\": swap: ended %s sessions of live apply (they reconnect)",
+                r->dbname, PQgetvalue(killed, 0, 0));
+        PQclear(killed);
+    }
     if (!move_bookkeeping(r))
         goto fail;
     ds_buf_append_str(&oids, "{");
@@ -1773,31 +1804,7 @@ static bool swap_once(replay_t *r, bool *retry)
             !copy_in_place(r, &r->tables[i]))
             goto fail;
     }
-    /* Live apply keeps, in memory, which source keys have pending rows and dead-letter records
-     * (to delete them when a newer change of the key is applied); the swap replaced those rows.
-     * Its sessions end here, before the commit: apply reconnects, which re-reads them with its
-     * offsets, and re-prepares its statements on the new tables. A batch it had in flight
-     * (waiting for the locks) is rolled back and applied again from its offsets. */
-    {
-        char pid[16];
-        const char *params[] = {pid};
-        PGresult *killed;
 
-        snprintf(pid, sizeof(pid), "%d", ds_applier_backend_pid(r->applier));
-        if (!exec(r,
-                  "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 10000))"
-                  " FROM pg_catalog.pg_stat_activity WHERE datname = current_database()"
-                  " AND application_name = 'dualsync-apply' AND pid <> $1::int"
-                  " AND pid <> pg_catalog.pg_backend_pid()",
-                  1, params, PGRES_TUPLES_OK, &killed,
-                  "ending live apply's sessions so that it reloads its state (the replay's role "
-                  "needs to be apply's, or a member of pg_signal_backend)",
-                  sqlstate))
-            goto fail;
-        ds_info("target \"%s\": swap: ended %s sessions of live apply (they reconnect)",
-                r->dbname, PQgetvalue(killed, 0, 0));
-        PQclear(killed);
-    }
     if (!exec(r,
               "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA ".links, "
               REPLAY_SCHEMA ".pending, " REPLAY_SCHEMA ".dead_letters, " REPLAY_SCHEMA ".state",
