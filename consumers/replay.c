@@ -117,6 +117,7 @@ typedef struct replay {
     uint64_t messages;     /* messages written to the shadows by this run */
     uint64_t dead_letters; /* published by this run */
     int64_t started_epoch; /* when this replay (maybe an earlier, interrupted run) began */
+    bool refused;          /* errstr is a refusal (a table the swap cannot carry over): exit 2 */
     char errstr[8192];
 } replay_t;
 
@@ -475,6 +476,7 @@ static bool check_swappable(replay_t *r, const rtable_t *t)
     for (int i = 0; i < PQntuples(res); i++)
         ds_buf_appendf(&what, "%s%s", i ? ", " : "", PQgetvalue(res, i, 0));
     ok = PQntuples(res) == 0;
+    r->refused = !ok;
     if (!ok)
         ds_fail(r->errstr, sizeof(r->errstr),
                 "target \"%s\": table %s cannot be swapped for its rebuilt copy: it has %s, which "
@@ -672,6 +674,7 @@ static bool in_place_columns(replay_t *r, const rtable_t *t, ds_buf_t *pk, ds_bu
         return false;
     if (PQntuples(res) == 0) {
         PQclear(res);
+        r->refused = true;
         return ds_fail(r->errstr, sizeof(r->errstr),
                        "target \"%s\": table %s, written in place, has no primary key: replay "
                        "cannot tell its rows apart to copy the recomputed values",
@@ -1887,7 +1890,9 @@ static void warn_tombstones(replay_t *r, const ds_replay_topic_t *topics, int nt
     int64_t took_ms = ((int64_t)time(NULL) - r->started_epoch) * 1000;
 
     for (int i = 0; i < ntopics; i++) {
-        if (topics[i].delete_retention_ms >= 0 && took_ms > topics[i].delete_retention_ms)
+        /* Only compaction removes tombstones (after delete.retention.ms). */
+        if (strstr(topics[i].cleanup_policy, "compact") && topics[i].delete_retention_ms >= 0 &&
+            took_ms > topics[i].delete_retention_ms)
             ds_warning("target \"%s\": the replay took %" PRId64 " s, longer than topic %s keeps "
                        "tombstones (delete.retention.ms %" PRId64 "): deletes compacted away "
                        "meanwhile may be missing from the rebuilt tables; run `dualsync verify`",
@@ -1936,8 +1941,7 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
     if (!exec(r, DS_APPLY_SCHEMA_SQL, 0, NULL, PGRES_COMMAND_OK, NULL,
               "creating the dualsync schema", NULL) ||
         !prepare_shadows(r) || !validate_foreign_keys(r)) {
-        status = strstr(r->errstr, "cannot be swapped") ? DS_REPLAY_EXIT_USAGE
-                                                         : DS_REPLAY_EXIT_FAILURE;
+        status = r->refused ? DS_REPLAY_EXIT_USAGE : DS_REPLAY_EXIT_FAILURE;
         goto failed;
     }
     if (!(r->applier = ds_applier_new(&options)) || !(r->offsets = ds_offsets_new(1)) ||
@@ -1970,9 +1974,15 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
             r->dbname, behind(r));
     if (!set_logged(r) || !swap(r))
         goto failed;
-    ds_info("target \"%s\": swapped in %d rebuilt tables (%" PRIu64 " messages replayed by this "
-            "run, %" PRIu64 " dead letters)",
-            r->dbname, r->ntables, r->messages, r->dead_letters);
+    {
+        int n = 0;
+
+        for (int i = 0; i < r->ntables; i++)
+            n += r->tables[i].db == db;
+        ds_info("target \"%s\": swapped in %d rebuilt tables (%" PRIu64 " messages replayed by "
+                "this run, %" PRIu64 " dead letters)",
+                r->dbname, n, r->messages, r->dead_letters);
+    }
     warn_tombstones(r, topics, ntopics);
     if (!validate_foreign_keys(r))
         goto failed;

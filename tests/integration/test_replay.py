@@ -195,7 +195,15 @@ class ReplayNewRuleTest(ReplayTestCase):
 
 
 class ReplayTimeRetainedTopicTest(ReplayTestCase):
-    def test_a_topic_that_lost_its_first_messages_is_refused(self):
+    def test_a_topic_that_lost_its_first_messages_or_a_view_on_a_target_is_refused(self):
+        # A view reads a target table: a swap would leave it reading the old table.
+        self.psql("CREATE VIEW patient_names AS SELECT \"name\" FROM global_patients")
+        proc = replay_patients(self.apply_cfg)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('table "public"."global_patients" cannot be swapped', proc.stderr)
+        self.assertIn("view or rule patient_names", proc.stderr)
+        self.psql("DROP VIEW patient_names")
+
         topic = self.capture_cfg.topic("public.patients")
         delete_records(topic, 0, 1)
         before = self.psql('SELECT * FROM clinic_patients ORDER BY "id"')
