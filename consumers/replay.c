@@ -116,7 +116,7 @@ typedef struct replay {
     ds_backfill_progress_t prog;
     uint64_t messages;     /* messages written to the shadows by this run */
     uint64_t dead_letters; /* published by this run */
-    int64_t started_epoch; /* when this replay (maybe an earlier, interrupted run) began */
+    int64_t started_ms; /* when this replay (maybe an earlier, interrupted run) began: Unix ms */
     bool refused;          /* errstr is a refusal (a table the swap cannot carry over): exit 2 */
     char errstr[8192];
 } replay_t;
@@ -144,6 +144,14 @@ static char *qualified(const char *schema, const char *table)
     ds_buf_append_char(&buf, '.');
     ds_buf_append_ident(&buf, table);
     return buf.data;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void pause_ms(int ms)
@@ -870,13 +878,13 @@ static bool prepare_shadows(replay_t *r)
               " name text NOT NULL)",
               0, NULL, PGRES_COMMAND_OK, NULL, "creating schema " REPLAY_SCHEMA, NULL))
         return false;
-    if (!exec(r, "SELECT fingerprint, extract(epoch FROM started_at)::bigint FROM " REPLAY_SCHEMA
+    if (!exec(r, "SELECT fingerprint, (extract(epoch FROM started_at) * 1000)::bigint FROM " REPLAY_SCHEMA
                  ".state",
               0, NULL, PGRES_TUPLES_OK, &res, "reading the replay state", NULL))
         return false;
     if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), fp) == 0) {
         resume = true;
-        r->started_epoch = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        r->started_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     } else if (PQntuples(res) > 0) {
         ds_warning("target \"%s\": an interrupted replay of other mappings (or of mapping files "
                    "changed since) left shadow tables: starting over",
@@ -941,7 +949,7 @@ static bool prepare_shadows(replay_t *r)
               PGRES_COMMAND_OK, NULL, "writing the replay state", NULL) ||
         !exec(r, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "creating the shadows", NULL))
         goto rollback;
-    r->started_epoch = (int64_t)time(NULL);
+    r->started_ms = wall_ms();
     ds_info("target \"%s\": created %d shadow tables", r->dbname, r->ntables);
     return true;
 rollback:
@@ -1887,16 +1895,16 @@ static void close_db(replay_t *r)
 /* Warns when the replay took longer than a topic keeps its tombstones. */
 static void warn_tombstones(replay_t *r, const ds_replay_topic_t *topics, int ntopics)
 {
-    int64_t took_ms = ((int64_t)time(NULL) - r->started_epoch) * 1000;
+    int64_t took_ms = wall_ms() - r->started_ms;
 
     for (int i = 0; i < ntopics; i++) {
         /* Only compaction removes tombstones (after delete.retention.ms). */
         if (strstr(topics[i].cleanup_policy, "compact") && topics[i].delete_retention_ms >= 0 &&
             took_ms > topics[i].delete_retention_ms)
-            ds_warning("target \"%s\": the replay took %" PRId64 " s, longer than topic %s keeps "
+            ds_warning("target \"%s\": the replay took %.1f s, longer than topic %s keeps "
                        "tombstones (delete.retention.ms %" PRId64 "): deletes compacted away "
                        "meanwhile may be missing from the rebuilt tables; run `dualsync verify`",
-                       r->dbname, took_ms / 1000, topics[i].topic,
+                       r->dbname, (double)took_ms / 1000, topics[i].topic,
                        topics[i].delete_retention_ms);
     }
 }

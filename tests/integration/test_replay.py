@@ -90,6 +90,57 @@ def delete_records(topic, partition, before_offset):
     assert not failed, f"DeleteRecords on {topic} [{partition}] failed: {message}"
 
 
+def alter_topic(topic, settings):
+    """Kafka's AlterConfigs on @topic (kafka-configs.sh --alter): @settings replace the topic's
+    own settings."""
+    rd = ctypes.CDLL(ctypes.util.find_library("rdkafka") or "librdkafka.so.1")
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    for name, res, args in (
+        ("rd_kafka_conf_new", vp, []), ("rd_kafka_new", vp, [ctypes.c_int, vp, cp, ctypes.c_size_t]),
+        ("rd_kafka_conf_set", ctypes.c_int, [vp, cp, cp, cp, ctypes.c_size_t]),
+        ("rd_kafka_ConfigResource_new", vp, [ctypes.c_int, cp]),
+        ("rd_kafka_ConfigResource_set_config", ctypes.c_int, [vp, cp, cp]),
+        ("rd_kafka_queue_new", vp, [vp]),
+        ("rd_kafka_AlterConfigs", None, [vp, ctypes.POINTER(vp), ctypes.c_size_t, vp, vp]),
+        ("rd_kafka_queue_poll", vp, [vp, ctypes.c_int]),
+        ("rd_kafka_event_error", ctypes.c_int, [vp]),
+        ("rd_kafka_event_error_string", cp, [vp]),
+        ("rd_kafka_event_AlterConfigs_result", vp, [vp]),
+        ("rd_kafka_AlterConfigs_result_resources", ctypes.POINTER(vp),
+         [vp, ctypes.POINTER(ctypes.c_size_t)]),
+        ("rd_kafka_ConfigResource_error", ctypes.c_int, [vp]),
+        ("rd_kafka_ConfigResource_error_string", cp, [vp]),
+        ("rd_kafka_event_destroy", None, [vp]), ("rd_kafka_queue_destroy", None, [vp]),
+        ("rd_kafka_destroy", None, [vp]),
+    ):
+        getattr(rd, name).restype = res
+        getattr(rd, name).argtypes = args
+    err = ctypes.create_string_buffer(512)
+    conf = rd.rd_kafka_conf_new()
+    rd.rd_kafka_conf_set(conf, b"bootstrap.servers", dstest.kafka_bootstrap().encode(), err, 512)
+    rk = rd.rd_kafka_new(0, conf, err, 512)
+    assert rk, err.value
+    res = vp(rd.rd_kafka_ConfigResource_new(2, topic.encode()))  # RD_KAFKA_RESOURCE_TOPIC
+    for key, value in settings.items():
+        rd.rd_kafka_ConfigResource_set_config(res, key.encode(), str(value).encode())
+    queue = rd.rd_kafka_queue_new(rk)
+    rd.rd_kafka_AlterConfigs(rk, ctypes.byref(res), 1, None, queue)
+    ev = rd.rd_kafka_queue_poll(queue, 30000)
+    assert ev, "AlterConfigs got no answer within 30 s"
+    problem = rd.rd_kafka_event_error_string(ev) if rd.rd_kafka_event_error(ev) else None
+    if not problem:
+        n = ctypes.c_size_t()
+        results = rd.rd_kafka_AlterConfigs_result_resources(
+            rd.rd_kafka_event_AlterConfigs_result(ev), ctypes.byref(n))
+        for i in range(n.value):
+            if rd.rd_kafka_ConfigResource_error(results[i]):
+                problem = rd.rd_kafka_ConfigResource_error_string(results[i])
+    rd.rd_kafka_event_destroy(ev)
+    rd.rd_kafka_queue_destroy(queue)
+    rd.rd_kafka_destroy(rk)
+    assert not problem, f"AlterConfigs on {topic} failed: {problem}"
+
+
 # ---- the test cases -------------------------------------------------------------------------
 
 
@@ -136,8 +187,15 @@ class ReplayRepairsDamageTest(ReplayTestCase):
                   "('00000000-0000-0000-0000-000000000001', 'nobody')")
         self.assertNotEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
 
+        # A compacted topic that keeps tombstones for no time at all: any replay outlives them.
+        topic = self.capture_cfg.topic("public.patients")
+        alter_topic(topic, {"cleanup.policy": "compact", "delete.retention.ms": 0})
+
         proc = replay_patients(self.apply_cfg)
         self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(f"longer than topic {topic} keeps tombstones (delete.retention.ms 0)",
+                      proc.stderr)
+        self.assertIn("run `dualsync verify`", proc.stderr)
         self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
         self.assertEqual(self.psql_value("SELECT count(*) FROM global_patients"), "20")
         self.assertEqual(self.psql_value(
