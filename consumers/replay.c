@@ -118,6 +118,7 @@ typedef struct replay {
     uint64_t dead_letters; /* published by this run */
     int64_t started_ms; /* when this replay (maybe an earlier, interrupted run) began: Unix ms */
     bool refused;          /* errstr is a refusal (a table the swap cannot carry over): exit 2 */
+    bool whole_links;      /* the replay's links table was made logged, to be moved whole */
     char errstr[8192];
 } replay_t;
 
@@ -1581,9 +1582,39 @@ done:
     return ok;
 }
 
+/*
+ * Whether every link in dualsync.links belongs to a target replayed here (a replay of every
+ * mapping of the database): the swap then moves the replay's links table in whole (renaming,
+ * no row copied) instead of copying its rows, which takes time in proportion to the links.
+ */
+static bool links_all_replayed(replay_t *r, bool *all)
+{
+    const char **ids, **links;
+    int nids, nlinks;
+    char *links_array;
+    const char *params[1];
+    PGresult *res;
+    bool ok;
+
+    target_ids(r, &ids, &nids, &links, &nlinks);
+    links_array = text_array(links, nlinks);
+    params[0] = links_array;
+    ok = exec(r,
+              "SELECT NOT EXISTS (SELECT 1 FROM dualsync.links WHERE NOT target = ANY($1::text[]))",
+              1, params, PGRES_TUPLES_OK, &res, "reading dualsync.links", NULL);
+    if (ok) {
+        *all = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+    }
+    free(ids);
+    free(links);
+    free(links_array);
+    return ok;
+}
+
 /* Moves the replay's links, pending rows and dead-letter records of the replayed targets over
  * live apply's (which the rebuilt tables no longer match). */
-static bool move_bookkeeping(replay_t *r)
+static bool move_bookkeeping(replay_t *r, bool whole_links)
 {
     const char **ids, **links;
     int nids, nlinks;
@@ -1596,14 +1627,25 @@ static bool move_bookkeeping(replay_t *r)
     links_array = text_array(links, nlinks);
     p_ids[0] = id_array;
     p_links[0] = links_array;
-    ok = exec(r, "DELETE FROM dualsync.links WHERE target = ANY($1::text[])", 1, p_links,
-              PGRES_COMMAND_OK, NULL, "swapping links", NULL) &&
-         exec(r,
-              "INSERT INTO dualsync.links (target, source_topic, source_key, target_key, vals,"
-              " copies, copy_commit, copy_lsn) SELECT target, source_topic, source_key,"
-              " target_key, vals, copies, copy_commit, copy_lsn FROM " REPLAY_SCHEMA ".links"
-              " WHERE target = ANY($1::text[])",
-              1, p_links, PGRES_COMMAND_OK, NULL, "swapping links", NULL) &&
+    if (whole_links) {
+        ok = exec(r,
+                  "DROP TABLE dualsync.links; ALTER TABLE " REPLAY_SCHEMA ".links SET SCHEMA"
+                  " dualsync",
+                  0, NULL, PGRES_COMMAND_OK, NULL, "swapping the links table", NULL);
+        if (ok)
+            ds_info("target \"%s\": swap: the replay's links table replaces dualsync.links "
+                    "(every target with links there is replayed)",
+                    r->dbname);
+    } else
+        ok = exec(r, "DELETE FROM dualsync.links WHERE target = ANY($1::text[])", 1, p_links,
+                  PGRES_COMMAND_OK, NULL, "swapping links", NULL) &&
+             exec(r,
+                  "INSERT INTO dualsync.links (target, source_topic, source_key, target_key,"
+                  " vals, copies, copy_commit, copy_lsn) SELECT target, source_topic,"
+                  " source_key, target_key, vals, copies, copy_commit, copy_lsn FROM " REPLAY_SCHEMA
+                  ".links WHERE target = ANY($1::text[])",
+                  1, p_links, PGRES_COMMAND_OK, NULL, "swapping links", NULL);
+    ok = ok &&
          exec(r, "DELETE FROM dualsync.pending WHERE target = ANY($1::text[])", 1, p_ids,
               PGRES_COMMAND_OK, NULL, "swapping pending rows", NULL) &&
          exec(r,
@@ -1639,8 +1681,12 @@ static bool move_bookkeeping(replay_t *r)
  * links, pending rows and dead-letter records are copied into dualsync's logged tables by the
  * swap; an in-place shadow is dropped by it.
  */
-static bool set_logged(replay_t *r)
+static bool set_logged(replay_t *r, bool whole_links)
 {
+    if (whole_links &&
+        !exec(r, "ALTER TABLE " REPLAY_SCHEMA ".links SET LOGGED", 0, NULL, PGRES_COMMAND_OK, NULL,
+              "making the replay's links logged", NULL))
+        return false;
     for (bool progress = true; progress;) {
         PGresult *res;
         int left = 0;
@@ -1695,7 +1741,7 @@ static bool swap_once(replay_t *r, bool *retry)
     char sqlstate[6] = "";
     PGresult *res;
     int64_t tail_from = r->prog.done_rows;
-    bool first = true, ok = false, origin_held = false;
+    bool first = true, ok = false, origin_held = false, whole_links = false;
     int nswapped = 0, nin_place = 0;
     swapped_t *sw = calloc((size_t)r->ntables + 1, sizeof(*sw));
 
@@ -1737,6 +1783,10 @@ static bool swap_once(replay_t *r, bool *retry)
     if (!exec(r, "LOCK TABLE dualsync.links IN ROW EXCLUSIVE MODE", 0, NULL, PGRES_COMMAND_OK,
               NULL, "locking dualsync.links", sqlstate))
         goto fail;
+    /* Moved whole only when made logged before (set_logged) and still all replayed ones. */
+    if (r->whole_links && !links_all_replayed(r, &whole_links))
+        goto fail;
+    whole_links = whole_links && r->whole_links;
     {
         char pid[16];
         const char *params[] = {pid};
@@ -1757,7 +1807,7 @@ static bool swap_once(replay_t *r, bool *retry)
                 r->dbname, PQgetvalue(killed, 0, 0));
         PQclear(killed);
     }
-    if (!move_bookkeeping(r))
+    if (!move_bookkeeping(r, whole_links))
         goto fail;
     ds_buf_append_str(&oids, "{");
     first = true;
@@ -1817,8 +1867,11 @@ static bool swap_once(replay_t *r, bool *retry)
     }
 
     if (!exec(r,
-              "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA ".links, "
-              REPLAY_SCHEMA ".pending, " REPLAY_SCHEMA ".dead_letters, " REPLAY_SCHEMA ".state",
+              whole_links ? "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA
+                            ".pending, " REPLAY_SCHEMA ".dead_letters, " REPLAY_SCHEMA ".state"
+                          : "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA
+                            ".links, " REPLAY_SCHEMA ".pending, " REPLAY_SCHEMA
+                            ".dead_letters, " REPLAY_SCHEMA ".state",
               0, NULL, PGRES_COMMAND_OK, NULL, "clearing the replay's bookkeeping", sqlstate) ||
         !exec(r, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, "committing the swap", sqlstate))
         goto fail;
@@ -1980,7 +2033,7 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
         goto failed;
     ds_info("target \"%s\": the shadows are %" PRId64 " messages behind live apply: swapping",
             r->dbname, behind(r));
-    if (!set_logged(r) || !swap(r))
+    if (!links_all_replayed(r, &r->whole_links) || !set_logged(r, r->whole_links) || !swap(r))
         goto failed;
     {
         int n = 0;

@@ -196,6 +196,8 @@ class ReplayRepairsDamageTest(ReplayTestCase):
         self.assertIn(f"longer than topic {topic} keeps tombstones (delete.retention.ms 0)",
                       proc.stderr)
         self.assertIn("run `dualsync verify`", proc.stderr)
+        # Other mappings have links: the replay's are copied in, not the table moved.
+        self.assertNotIn("links table replaces", proc.stderr)
         self.assertEqual(self.psql('SELECT * FROM clinic_patients ORDER BY "id"'), before)
         self.assertEqual(self.psql_value("SELECT count(*) FROM global_patients"), "20")
         self.assertEqual(self.psql_value(
@@ -480,6 +482,7 @@ class ReplayAllMappingsTest(ReplayTestCase):
         proc = dstest.run_dualsync(["replay", "--config", new_cfg.path], timeout=120)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("rows recomputed in place", proc.stderr)
+        self.assertIn("the replay's links table replaces dualsync.links", proc.stderr)
         self.assertEqual(self.psql_value(
             "SELECT count(*) FROM global_doctors WHERE \"name\" = 'WRONG'"), "0")
         self.assertEqual(self.psql('SELECT "id", "legacyUserId" FROM global_doctors ORDER BY 1'),
