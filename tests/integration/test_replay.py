@@ -173,6 +173,12 @@ class ReplayTestCase(ClinicTestCase):
 class ReplayRepairsDamageTest(ReplayTestCase):
     def test_damaged_tables_are_rebuilt_and_foreign_keys_on_them_hold(self):
         indexes = self.index_names()
+        # What the swap carries over beside the rows: grants (table and column), a comment.
+        role = dstest.unique_name("reader")
+        self.psql(f"CREATE ROLE {role}; GRANT SELECT ON clinic_patients TO {role};"
+                  f'GRANT SELECT ("name") ON global_patients TO {role};'
+                  "COMMENT ON TABLE global_patients IS 'one row per person'")
+        self.addCleanup(lambda: self.psql(f"DROP OWNED BY {role}; DROP ROLE {role}", check=False))
         # A patient without appointments, whose profile can go without touching appointments.
         self.psql("INSERT INTO patients (\"id\", \"clinicId\", \"name\", \"phone\", "
                   "\"dateOfBirth\") VALUES ('lonely-1', 'clinic-busan', 'Lonely One', "
@@ -204,6 +210,12 @@ class ReplayRepairsDamageTest(ReplayTestCase):
             "SELECT count(*) FROM global_patients WHERE \"name\" IN ('WRONG', 'nobody')"), "0")
         self.assert_swapped()
         self.assertEqual(self.index_names(), indexes)
+        self.assertEqual(
+            self.psql(f"SELECT has_table_privilege('{role}', 'clinic_patients', 'SELECT'),"
+                      f" has_column_privilege('{role}', 'global_patients', 'name', 'SELECT'),"
+                      f" has_column_privilege('{role}', 'global_patients', 'email', 'SELECT'),"
+                      " obj_description('global_patients'::regclass, 'pg_class')"),
+            [("t", "t", "f", "one row per person")])
         # Live apply's session was ended (it reloads the pending keys and dead-letter records
         # the swap replaced when it reconnects), and it goes on writing the new tables.
         self.assertIn("ended 1 sessions of live apply", proc.stderr)
