@@ -95,7 +95,9 @@ typedef struct replay {
     ds_mapping_set_t *set; /* compiled against the shadows */
     rtable_t *tables;      /* every replayed table, all databases */
     int ntables;
-    char *group_id;        /* apply.group_id: live apply's offsets, and the replay's own */
+    char *group_id;        /* "<apply.group_id>.replay": the key of the replay's offsets (in its
+                            * own schema; distinct from live apply's group all the same, so that
+                            * nothing keyed by group ever mixes the two) */
     char *origin;          /* "<apply.origin>_replay": never held by live apply */
 
     /* The target database being replayed. */
@@ -1194,7 +1196,7 @@ static bool read_bounds(replay_t *r, bool lock)
         topics[i] = ds_mapping_set_topic(r->set, i);
     array = text_array(topics, ds_mapping_set_ntopics(r->set));
     free(topics);
-    params[0] = r->group_id;
+    params[0] = r->config->apply_group_id;
     params[1] = array;
     ok = exec(r,
               lock ? "SELECT topic, partition, next_offset FROM dualsync.offsets"
@@ -2094,7 +2096,10 @@ int ds_replay_run(const ds_config_t *config, const ds_replay_options_t *opt)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    r.group_id = xstrdup(config->apply_group_id);
+    if (asprintf(&r.group_id, "%s.replay", config->apply_group_id) < 0) {
+        ds_error("out of memory");
+        return DS_REPLAY_EXIT_FAILURE;
+    }
     if (asprintf(&r.origin, "%s_replay", config->apply_origin) < 0) {
         ds_error("out of memory");
         return DS_REPLAY_EXIT_FAILURE;
