@@ -1769,19 +1769,16 @@ static bool swap_once(replay_t *r, bool *retry)
         goto fail;
     if (!read_bounds(r, true))
         goto fail;
-    /* The tail, written by the replay's own connection: the shadows end exactly at L. */
-    if (!consume_to_bounds(r))
-        goto fail;
-    ds_info("target \"%s\": swap: wrote the last %" PRId64 " messages to the shadows", r->dbname,
-            r->prog.done_rows - tail_from);
     /* Live apply keeps, in memory, which source keys have pending rows and dead-letter records
      * (to delete them when a newer change of the key is applied); the swap replaces those rows.
      * Its sessions end here: apply reconnects, re-reads them with its offsets, and prepares its
      * statements again, on the new tables. Its connect starts with DS_APPLY_SCHEMA_SQL, whose
      * ALTER TABLE dualsync.links waits for the lock taken just before, so it reads them only
-     * after this commits. Ended first, its batch in flight (waiting for the live tables, maybe
-     * holding rows of dualsync.pending or dead_letters) is rolled back, and applied again from
-     * its offsets, instead of deadlocking with the writes below. */
+     * after this commits. Ended before the tail, its batch in flight (waiting for the live tables,
+     * maybe holding rows the tail's or the bookkeeping's writes need) is rolled back, and
+     * applied again from its offsets: nothing below waits for a transaction that waits for this
+     * one (the replay's writer runs on another connection, where PostgreSQL could not see such
+     * a cycle). */
     if (!exec(r, "LOCK TABLE dualsync.links IN ROW EXCLUSIVE MODE", 0, NULL, PGRES_COMMAND_OK,
               NULL, "locking dualsync.links", sqlstate))
         goto fail;
@@ -1809,6 +1806,12 @@ static bool swap_once(replay_t *r, bool *retry)
                 r->dbname, PQgetvalue(killed, 0, 0));
         PQclear(killed);
     }
+    /* The tail, written by the replay's own connection: the shadows end exactly at L. */
+    if (!consume_to_bounds(r))
+        goto fail;
+    ds_info("target \"%s\": swap: wrote the last %" PRId64 " messages to the shadows", r->dbname,
+            r->prog.done_rows - tail_from);
+
     if (!move_bookkeeping(r, whole_links))
         goto fail;
     ds_buf_append_str(&oids, "{");
