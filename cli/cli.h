@@ -32,6 +32,7 @@ int ds_cli_dlq(int argc, char **argv);
 int ds_cli_pending(int argc, char **argv);
 int ds_cli_verify(int argc, char **argv);
 int ds_cli_backfill(int argc, char **argv);
+int ds_cli_replay(int argc, char **argv);
 int ds_cli_status(int argc, char **argv);
 
 /* The options apply, dlq list and dlq retry share (cmd_apply.c): loads the config for apply.

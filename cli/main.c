@@ -15,6 +15,7 @@ static const ds_cli_command_t commands[] = {
     {"status", "show the slot, the apply lag per partition, pending rows and dead letters",
      ds_cli_status},
     {"backfill", "re-backfill one table into the running pipeline, chunk by chunk", ds_cli_backfill},
+    {"replay", "rebuild the new tables from the Kafka topics, then swap them in", ds_cli_replay},
 };
 
 static void usage(FILE *out)

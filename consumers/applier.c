@@ -200,6 +200,7 @@ struct ds_applier {
     char *origin;
     char *group_id;
     char *owner;             /* dualsync.offsets.owner of this process's claims */
+    char *schema;            /* the bookkeeping schema (options.schema), NULL: "dualsync" */
     ds_mapping_set_t *set;   /* borrowed */
     bool row_by_row;         /* never use batch statements */
     bool dlq_retry;          /* the batches are re-driven dead letters (`dlq retry`) */
@@ -262,6 +263,7 @@ ds_applier_t *ds_applier_new(const ds_applier_options_t *options)
     if (!(a->name = strdup(options->name)) || !(a->conninfo = strdup(options->conninfo)) ||
         !(a->origin = strdup(options->origin)) || !(a->group_id = strdup(options->group_id)) ||
         !(a->owner = strdup(options->owner ? options->owner : "")) ||
+        (options->schema && !(a->schema = strdup(options->schema))) ||
         !(a->pending = ds_strset_new()) || !(a->decided = ds_strset_new()) ||
         !(a->truncated = ds_strset_new()) || !(a->batched = ds_strset_new()) ||
         !(a->dead_keys = ds_strset_new()) ||
@@ -283,6 +285,7 @@ void ds_applier_free(ds_applier_t *a)
     free(a->origin);
     free(a->group_id);
     free(a->owner);
+    free(a->schema);
     free(a->targets);
     free(a->written);
     free(a->order);
@@ -611,6 +614,29 @@ static ds_applier_status_t ensure_origin(ds_applier_t *a, char *errstr, size_t e
     return st;
 }
 
+/*
+ * The text of one of dualsync's own statements (or DS_APPLY_SCHEMA_SQL) for this applier's
+ * bookkeeping schema: as written, or with "dualsync" replaced by options.schema, so that a
+ * runtime writing shadow tables (`dualsync replay`) keeps its links, offsets, pending rows and
+ * dead-letter records apart from apply's while running the very same statements. Caller frees;
+ * NULL when out of memory.
+ */
+static char *own_sql(const ds_applier_t *a, const char *sql)
+{
+    ds_buf_t out = DS_BUF_INIT;
+    const char *p = sql, *hit;
+
+    if (!a->schema)
+        return strdup(sql);
+    while ((hit = strstr(p, "dualsync")) != NULL) {
+        ds_buf_append(&out, p, (size_t)(hit - p));
+        ds_buf_append_str(&out, a->schema);
+        p = hit + strlen("dualsync");
+    }
+    ds_buf_append_str(&out, p);
+    return out.data;
+}
+
 static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char *sql, int nparams,
                                    char *errstr, size_t errstr_size)
 {
@@ -706,8 +732,15 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
         return DS_APPLIER_FAILED;
     }
     for (size_t i = 0; i < DS_ARRAY_LEN(own_statements); i++) {
-        st = prepare(a, own_statements[i].name, own_statements[i].sql, own_statements[i].nparams,
-                     errstr, errstr_size);
+        char *sql = own_sql(a, own_statements[i].sql);
+
+        if (!sql) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            return DS_APPLIER_FAILED;
+        }
+        st = prepare(a, own_statements[i].name, sql, own_statements[i].nparams, errstr,
+                     errstr_size);
+        free(sql);
         if (st != DS_APPLIER_OK)
             return st;
     }
@@ -818,10 +851,21 @@ static void on_notice(void *arg, const char *message)
 static ds_applier_status_t create_schema(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     char sqlstate[6], message[1024];
+    char *sql = own_sql(a, DS_APPLY_SCHEMA_SQL);
+    run_result_t rr;
 
+    if (!sql) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        return DS_APPLIER_FAILED;
+    }
     for (int attempt = 1;; attempt++) {
-        switch (run(a, DS_APPLY_SCHEMA_SQL, false, 0, NULL, NULL, sqlstate, message,
-                    sizeof(message))) {
+        rr = run(a, sql, false, 0, NULL, NULL, sqlstate, message, sizeof(message));
+        if (rr == RUN_SQL_ERROR && attempt < 3 &&
+            (strcmp(sqlstate, SQLSTATE_UNIQUE) == 0 || strcmp(sqlstate, "42P07") == 0 ||
+             strcmp(sqlstate, "42710") == 0))
+            continue; /* duplicate_table, duplicate_object: created meanwhile */
+        free(sql);
+        switch (rr) {
         case RUN_OK:
             return DS_APPLIER_OK;
         case RUN_LOST:
@@ -829,9 +873,7 @@ static ds_applier_status_t create_schema(ds_applier_t *a, char *errstr, size_t e
                     "dualsync schema: %s", a->name, message);
             return DS_APPLIER_RETRY;
         case RUN_SQL_ERROR:
-            if (attempt < 3 && (strcmp(sqlstate, SQLSTATE_UNIQUE) == 0 ||
-                                strcmp(sqlstate, "42P07") == 0 || strcmp(sqlstate, "42710") == 0))
-                continue; /* duplicate_table, duplicate_object: created meanwhile */
+        default:
             ds_fail(errstr, errstr_size,
                     "target \"%s\": creating the dualsync schema (links, offsets, pending, "
                     "dead_letters): %s",
@@ -2804,4 +2846,9 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
                  ds_strset_count(a->pending));
     }
     return DS_APPLIER_OK;
+}
+
+int ds_applier_backend_pid(const ds_applier_t *a)
+{
+    return a->conn ? PQbackendPID(a->conn) : 0;
 }

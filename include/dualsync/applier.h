@@ -64,6 +64,9 @@ typedef struct ds_applier_options {
     const char *origin;    /* this process's replication origin (apply.c, "Origins") */
     const char *group_id;  /* the consumer group: the key of dualsync.offsets rows */
     const char *owner;     /* who claims partitions, for dualsync.offsets.owner */
+    const char *schema;    /* the schema of the bookkeeping tables (links are the mappings'
+                            * affair: ds_mapping_set_rename_tables), a plain lower-case name;
+                            * NULL: "dualsync". `dualsync replay` keeps its own */
     ds_mapping_set_t *set; /* the compiled mappings (pending rows are re-evaluated) */
     bool row_by_row;       /* never use the batch statements (apply.set_based false) */
     bool dlq_retry;        /* the batches are dead letters re-driven by `dlq retry`: one whose
@@ -184,5 +187,8 @@ bool ds_applier_connected(const ds_applier_t *applier);
  *        (without waiting): a server that went away while the connection was idle is noticed.
  */
 bool ds_applier_probe(ds_applier_t *applier);
+
+/** @brief The server process of the connection (pg_stat_activity.pid), 0 when not connected. */
+int ds_applier_backend_pid(const ds_applier_t *applier);
 
 #endif

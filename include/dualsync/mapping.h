@@ -81,30 +81,34 @@
  * Java client's murmur2, which capture uses) gives a message key, so that a truncate sent to
  * every partition of a topic removes, on each, the links of the keys that partition carries
  * (mapping_sql.c, truncate). 32-bit arithmetic in bigint: a product is split so that it never
- * overflows, then masked to 32 bits.
+ * overflows, then masked to 32 bits. Created once (a CREATE OR REPLACE at every start would
+ * race with another apply process starting at the same moment).
  */
 #define DS_KAFKA_PARTITION_SQL                                                                     \
-    "CREATE OR REPLACE FUNCTION dualsync.mul32(a bigint, b bigint) RETURNS bigint"               \
-    " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS"                                              \
-    " $$ SELECT (a * (b & 65535) + (((a * (b >> 16)) & 65535) << 16)) & 4294967295 $$;"            \
-    "CREATE OR REPLACE FUNCTION dualsync.kafka_partition(key text, partitions int)"                \
-    " RETURNS int LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$"                           \
-    " DECLARE d bytea := convert_to(key, 'UTF8'); n int := length(d);"                             \
-    "  m bigint := 1540483477; h bigint; k bigint; i int := 0;"                                    \
-    " BEGIN"                                                                                       \
-    "  h := (2538058380 # n) & 4294967295;"                                                        \
-    "  WHILE i + 4 <= n LOOP"                                                                      \
-    "   k := get_byte(d, i)::bigint | (get_byte(d, i + 1)::bigint << 8)"                           \
-    "        | (get_byte(d, i + 2)::bigint << 16) | (get_byte(d, i + 3)::bigint << 24);"           \
-    "   k := dualsync.mul32(k, m); k := k # (k >> 24); k := dualsync.mul32(k, m);"                 \
-    "   h := dualsync.mul32(h, m) # k; i := i + 4;"                                                \
-    "  END LOOP;"                                                                                  \
-    "  IF n - i = 3 THEN h := h # (get_byte(d, i + 2)::bigint << 16); END IF;"                     \
-    "  IF n - i >= 2 THEN h := h # (get_byte(d, i + 1)::bigint << 8); END IF;"                     \
-    "  IF n - i >= 1 THEN h := dualsync.mul32(h # get_byte(d, i)::bigint, m); END IF;"             \
-    "  h := h # (h >> 13); h := dualsync.mul32(h, m); h := h # (h >> 15);"                         \
-    "  RETURN ((h & 2147483647) % partitions)::int;"                                               \
-    " END $$;"
+    "DO $do$ BEGIN"                                                                                \
+    " IF to_regprocedure('dualsync.kafka_partition(text,integer)') IS NULL THEN"                   \
+    " CREATE FUNCTION dualsync.mul32(a bigint, b bigint) RETURNS bigint"                           \
+    "  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS"                                             \
+    "  $$ SELECT (a * (b & 65535) + (((a * (b >> 16)) & 65535) << 16)) & 4294967295 $$;"           \
+    " CREATE FUNCTION dualsync.kafka_partition(key text, partitions int)"                          \
+    "  RETURNS int LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$"                          \
+    "  DECLARE d bytea := convert_to(key, 'UTF8'); n int := length(d);"                            \
+    "   m bigint := 1540483477; h bigint; k bigint; i int := 0;"                                   \
+    "  BEGIN"                                                                                      \
+    "   h := (2538058380 # n) & 4294967295;"                                                       \
+    "   WHILE i + 4 <= n LOOP"                                                                     \
+    "    k := get_byte(d, i)::bigint | (get_byte(d, i + 1)::bigint << 8)"                          \
+    "         | (get_byte(d, i + 2)::bigint << 16) | (get_byte(d, i + 3)::bigint << 24);"          \
+    "    k := dualsync.mul32(k, m); k := k # (k >> 24); k := dualsync.mul32(k, m);"                \
+    "    h := dualsync.mul32(h, m) # k; i := i + 4;"                                               \
+    "   END LOOP;"                                                                                 \
+    "   IF n - i = 3 THEN h := h # (get_byte(d, i + 2)::bigint << 16); END IF;"                    \
+    "   IF n - i >= 2 THEN h := h # (get_byte(d, i + 1)::bigint << 8); END IF;"                    \
+    "   IF n - i >= 1 THEN h := dualsync.mul32(h # get_byte(d, i)::bigint, m); END IF;"            \
+    "   h := h # (h >> 13); h := dualsync.mul32(h, m); h := h # (h >> 15);"                        \
+    "   RETURN ((h & 2147483647) % partitions)::int;"                                              \
+    "  END $$;"                                                                                    \
+    " END IF; END $do$;"
 
 typedef struct ds_mapping_set ds_mapping_set_t;
 
