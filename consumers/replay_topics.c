@@ -11,110 +11,48 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <librdkafka/rdkafka.h>
 
 #include "dualsync/consumer.h"
-#include "dualsync/kafka.h"
 #include "dualsync/log.h"
+#include "dualsync/topics.h"
 #include "replay_internal.h"
 
 #define ADMIN_TIMEOUT_MS 15000
 
-/* Reads cleanup.policy, retention.ms and delete.retention.ms of every topic. */
+/* Reads cleanup.policy, retention.ms and delete.retention.ms of every topic (topics.h). */
 static bool describe(const ds_config_t *config, ds_replay_topic_t *topics, int ntopics,
                      char *errstr, size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-    rd_kafka_ConfigResource_t **res = calloc((size_t)ntopics + 1, sizeof(*res));
-    rd_kafka_queue_t *queue = NULL;
-    rd_kafka_AdminOptions_t *options = NULL;
-    rd_kafka_event_t *ev = NULL;
-    char rderr[512];
+    ds_topics_t *admin = ds_topics_new(config, errstr, errstr_size);
+    ds_topic_history_t *h = calloc((size_t)ntopics + 1, sizeof(*h));
+    const char **names = calloc((size_t)ntopics + 1, sizeof(*names));
     bool ok = false;
 
-    if (!res || !conf || !ds_kafka_conf_set_file(conf, config, errstr, errstr_size)) {
-        free(res);
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        return res ? false : ds_fail(errstr, errstr_size, "out of memory");
+    if (!admin || !h || !names) {
+        if (admin)
+            ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
     }
-    rd_kafka_conf_set_log_cb(conf, ds_kafka_log);
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rderr, sizeof(rderr)))) {
-        rd_kafka_conf_destroy(conf);
-        free(res);
-        return ds_fail(errstr, errstr_size, "cannot create a Kafka client: %s", rderr);
-    }
-    queue = rd_kafka_queue_new(rk);
-    options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    rd_kafka_AdminOptions_set_request_timeout(options, ADMIN_TIMEOUT_MS, rderr, sizeof(rderr));
     for (int i = 0; i < ntopics; i++)
-        res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topics[i].topic);
-    rd_kafka_DescribeConfigs(rk, res, (size_t)ntopics, options, queue);
-    ev = rd_kafka_queue_poll(queue, ADMIN_TIMEOUT_MS + 5000);
-    if (!ev) {
-        ds_fail(errstr, errstr_size, "Kafka did not describe the topics' settings within %d s",
-                (ADMIN_TIMEOUT_MS + 5000) / 1000);
+        names[i] = topics[i].topic;
+    if (!ds_topics_check_history(admin, names, ntopics, ADMIN_TIMEOUT_MS, h, errstr, errstr_size))
         goto done;
-    }
-    if (rd_kafka_event_error(ev)) {
-        ds_fail(errstr, errstr_size, "cannot read the topics' settings: %s",
-                rd_kafka_event_error_string(ev));
-        goto done;
-    }
-    {
-        const rd_kafka_DescribeConfigs_result_t *result = rd_kafka_event_DescribeConfigs_result(ev);
-        size_t nres = 0;
-        const rd_kafka_ConfigResource_t **described =
-            rd_kafka_DescribeConfigs_result_resources(result, &nres);
-
-        for (size_t i = 0; i < nres; i++) {
-            const char *name = rd_kafka_ConfigResource_name(described[i]);
-            ds_replay_topic_t *t = NULL;
-            const rd_kafka_ConfigEntry_t **entries;
-            size_t nentries = 0;
-
-            for (int k = 0; k < ntopics && !t; k++) {
-                if (strcmp(topics[k].topic, name) == 0)
-                    t = &topics[k];
-            }
-            if (!t)
-                continue;
-            if (rd_kafka_ConfigResource_error(described[i])) {
-                ds_fail(errstr, errstr_size, "cannot read the settings of topic %s: %s", name,
-                        rd_kafka_ConfigResource_error_string(described[i]));
-                goto done;
-            }
-            entries = rd_kafka_ConfigResource_configs(described[i], &nentries);
-            for (size_t e = 0; e < nentries; e++) {
-                const char *key = rd_kafka_ConfigEntry_name(entries[e]);
-                const char *value = rd_kafka_ConfigEntry_value(entries[e]);
-
-                if (!value)
-                    continue;
-                if (strcmp(key, "cleanup.policy") == 0)
-                    snprintf(t->cleanup_policy, sizeof(t->cleanup_policy), "%s", value);
-                else if (strcmp(key, "retention.ms") == 0)
-                    t->retention_ms = strtoll(value, NULL, 10);
-                else if (strcmp(key, "delete.retention.ms") == 0)
-                    t->delete_retention_ms = strtoll(value, NULL, 10);
-            }
+    for (int i = 0; i < ntopics; i++) {
+        if (!h[i].exists || h[i].unreadable) {
+            ds_fail(errstr, errstr_size, "cannot read the settings of topic %s: %s",
+                    topics[i].topic, h[i].unreadable ? h[i].problem : "no such topic");
+            goto done;
         }
+        snprintf(topics[i].cleanup_policy, sizeof(topics[i].cleanup_policy), "%s",
+                 h[i].cleanup_policy);
+        topics[i].retention_ms = h[i].retention_ms;
+        topics[i].delete_retention_ms = h[i].delete_retention_ms;
     }
     ok = true;
 done:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    for (int i = 0; i < ntopics; i++) {
-        if (res[i])
-            rd_kafka_ConfigResource_destroy(res[i]);
-    }
-    free(res);
-    if (options)
-        rd_kafka_AdminOptions_destroy(options);
-    if (queue)
-        rd_kafka_queue_destroy(queue);
-    rd_kafka_destroy(rk);
+    free(names);
+    free(h);
+    ds_topics_free(admin);
     return ok;
 }
 
