@@ -1,7 +1,7 @@
 """Topics of several partitions end to end: capture keys each change to the partition Kafka's
-default partitioner (murmur2) gives it, a truncate goes to every partition, and apply, under a
-write load with truncates in the middle, leaves the new table exactly the mapping of the
-legacy table. dualsync.kafka_partition (the SQL twin of the partitioner that a partition's
+default partitioner (murmur2) gives it, a truncate goes to every partition, and two apply
+processes in one group, under a write load with truncates in the middle, leave the new table
+exactly the mapping of the legacy table. dualsync.kafka_partition (the SQL twin of the partitioner that a partition's
 truncate uses to find its keys) agrees with where capture's messages landed."""
 
 import json
@@ -17,7 +17,7 @@ PARTITIONS = 4
 
 class PartitionedTopicTest(dstest.ApplyTestCase):
 
-    def test_truncates_under_load_on_four_partitions_converge(self):
+    def test_truncates_under_load_on_four_partitions_and_two_processes_converge(self):
         self.psql(LEGACY_DDL)
         newdb = self.target_database("people_parts")
         self.psql(NEW_DDL, db=newdb)
@@ -27,9 +27,17 @@ class PartitionedTopicTest(dstest.ApplyTestCase):
         capture = self.start_capture(capture_cfg)
         dstest.wait_for(lambda: (dstest.slot_info(capture_cfg.slot) or {}).get("active"), 60,
                         "capture to hold its slot")
+        group = dstest.unique_name("parts")
+        # Origins are kept by apply (apply.c, "Origins"): this group's go after the test.
+        self.addCleanup(
+            dstest.psql,
+            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
+            db=newdb)
         apply_cfg = self.apply_config({"newdb": newdb}, [PEOPLE_MAPPING],
-                                      capture_cfg.topic_prefix, apply={"batch_max_messages": 50})
-        apply = self.start_apply(apply_cfg)
+                                      capture_cfg.topic_prefix,
+                                      apply={"batch_max_messages": 50, "group_id": group})
+        applies = [self.start_apply(apply_cfg), self.start_apply(apply_cfg)]
 
         model = PeopleModel(seed=44)
         stop = threading.Event()
@@ -60,6 +68,10 @@ class PartitionedTopicTest(dstest.ApplyTestCase):
         self.wait_rows(newdb, PEOPLE_QUERY, model.expected_people(), timeout=120,
                        what="the new table to equal the mapping of the legacy rows")
 
+        # Both processes held partitions (each claim names its process).
+        self.assertEqual(self.psql_value(
+            "SELECT count(DISTINCT owner) FROM dualsync.offsets WHERE group_id = "
+            + dstest.quote_literal(group), db=newdb), "2")
         messages = self.consume(topic)
         truncates = [m for m in messages if isinstance(m["key"], dict)
                      and "__dualsync_truncate" in m["key"]]
@@ -81,7 +93,8 @@ class PartitionedTopicTest(dstest.ApplyTestCase):
             % (PARTITIONS, ",".join(dstest.quote_literal(k) for k in keys)), db=newdb))
         self.assertEqual({k: int(v) for k, v in computed.items()}, where)
         self.assertEqual(capture.stop(), 0)
-        self.assertEqual(apply.stop(), 0)
+        for apply in applies:
+            self.assertEqual(apply.stop(), 0)
 
 
 if __name__ == "__main__":
