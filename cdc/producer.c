@@ -381,18 +381,13 @@ size_t ds_producer_max_message_bytes(const ds_producer_t *producer)
 
 void ds_producer_check_brokers(ds_producer_t *producer)
 {
-    const struct rd_kafka_metadata *md = NULL;
     int64_t now = ds_now_us();
 
     if (!producer->brokers_down || now - producer->last_probe_us < PROBE_INTERVAL_US)
         return;
     producer->last_probe_us = now;
-    /* Topics this producer knows only (all_topics 0): a small request. */
-    if (rd_kafka_metadata(producer->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_metadata_destroy(md);
+    if (ds_kafka_broker_answers(producer->rk, PROBE_TIMEOUT_MS))
         brokers_back(producer);
-    }
 }
 
 void ds_producer_set_metrics(ds_producer_t *producer, ds_metric_t *acked, ds_metric_t *errors)

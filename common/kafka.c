@@ -52,3 +52,13 @@ void ds_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const c
     else
         ds_debug("librdkafka %s: %s", facility, buf);
 }
+
+bool ds_kafka_broker_answers(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+
+    if (rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    rd_kafka_metadata_destroy(md);
+    return true;
+}

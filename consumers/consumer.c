@@ -524,17 +524,13 @@ static void brokers_back(ds_consumer_t *consumer)
 /* During an outage, asks for metadata now and then: an answer ends it. */
 static void probe_brokers(ds_consumer_t *consumer)
 {
-    const struct rd_kafka_metadata *md = NULL;
     int64_t now = ds_now_us();
 
     if (!consumer->brokers_down || now - consumer->last_probe_us < PROBE_INTERVAL_US)
         return;
     consumer->last_probe_us = now;
-    if (rd_kafka_metadata(consumer->rk, 0, NULL, &md, PROBE_TIMEOUT_MS) ==
-        RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_metadata_destroy(md);
+    if (ds_kafka_broker_answers(consumer->rk, PROBE_TIMEOUT_MS))
         brokers_back(consumer);
-    }
 }
 
 bool ds_consumer_brokers_down(const ds_consumer_t *consumer)

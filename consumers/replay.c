@@ -770,6 +770,31 @@ done:
 }
 
 /*
+ * For each column C of @p list (quoted names joined by ", "): @p prefix C, then, when @p infix
+ * is not "", @p infix C again ("t.C = s.C"); items joined by @p sep.
+ */
+static void append_each(ds_buf_t *sql, const char *list, const char *prefix, const char *infix,
+                        const char *sep)
+{
+    for (const char *p = list; *p;) {
+        const char *end = strstr(p, ", ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        ds_buf_append_str(sql, prefix);
+        ds_buf_append(sql, p, len);
+        if (*infix) {
+            ds_buf_append_str(sql, infix);
+            ds_buf_append(sql, p, len);
+        }
+        p += len;
+        if (*p) {
+            ds_buf_append_str(sql, sep);
+            p += 2;
+        }
+    }
+}
+
+/*
  * The swap's last step for a table written in place: the rows whose mapped values differ
  * from the rebuilt ones are written (the others are not touched), then the shadow goes.
  * Inside the swap, under apply's replication origin (capture skips the writes, as apply's):
@@ -780,64 +805,17 @@ static bool copy_in_place(replay_t *r, const rtable_t *t)
     ds_buf_t pk = DS_BUF_INIT, keys = DS_BUF_INIT, mapped = DS_BUF_INIT, sql = DS_BUF_INIT;
     PGresult *res = NULL;
     bool ok = false;
-    const char *p;
 
     if (!in_place_columns(r, t, &pk, &keys, &mapped))
         goto done;
     ds_buf_appendf(&sql, "UPDATE %s AS t SET (%s) = ROW(", t->live, mapped.data);
-    /* s.c for each mapped column c */
-    for (p = mapped.data; *p;) {
-        const char *end = strstr(p, ", ");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        ds_buf_append_str(&sql, "s.");
-        ds_buf_append(&sql, p, len);
-        p += len;
-        if (*p) {
-            ds_buf_append_str(&sql, ", ");
-            p += 2;
-        }
-    }
+    append_each(&sql, mapped.data, "s.", "", ", ");
     ds_buf_appendf(&sql, ") FROM %s AS s WHERE ", t->shadow);
-    for (p = pk.data; *p;) {
-        const char *end = strstr(p, ", ");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        ds_buf_append_str(&sql, "t.");
-        ds_buf_append(&sql, p, len);
-        ds_buf_append_str(&sql, " = s.");
-        ds_buf_append(&sql, p, len);
-        ds_buf_append_str(&sql, " AND ");
-        p += len;
-        if (*p)
-            p += 2;
-    }
-    ds_buf_append_str(&sql, "ROW(");
-    for (p = mapped.data; *p;) {
-        const char *end = strstr(p, ", ");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        ds_buf_append_str(&sql, "t.");
-        ds_buf_append(&sql, p, len);
-        p += len;
-        if (*p) {
-            ds_buf_append_str(&sql, ", ");
-            p += 2;
-        }
-    }
+    append_each(&sql, pk.data, "t.", " = s.", " AND ");
+    ds_buf_append_str(&sql, " AND ROW(");
+    append_each(&sql, mapped.data, "t.", "", ", ");
     ds_buf_append_str(&sql, ") IS DISTINCT FROM ROW(");
-    for (p = mapped.data; *p;) {
-        const char *end = strstr(p, ", ");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-
-        ds_buf_append_str(&sql, "s.");
-        ds_buf_append(&sql, p, len);
-        p += len;
-        if (*p) {
-            ds_buf_append_str(&sql, ", ");
-            p += 2;
-        }
-    }
+    append_each(&sql, mapped.data, "s.", "", ", ");
     ds_buf_append_char(&sql, ')');
     if (!exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, &res, "writing recomputed values in place",
               NULL))

@@ -27,4 +27,11 @@ bool ds_kafka_conf_set_file(rd_kafka_conf_t *conf, const ds_config_t *config, ch
 /** @brief A log callback routing librdkafka's syslog levels to dualsync's log. */
 void ds_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
 
+/**
+ * @brief Whether a broker answers a small metadata request (the topics this client knows)
+ *        within @p timeout_ms, which it blocks: how an idle client, which receives nothing,
+ *        learns that an outage ended.
+ */
+bool ds_kafka_broker_answers(rd_kafka_t *rk, int timeout_ms);
+
 #endif
