@@ -1009,10 +1009,11 @@ static void on_revoke(void *ctx, const ds_topic_partition_t *parts, int nparts)
  * max_replication_slots origin states once used; drop one of a retired instance with
  * pg_replication_origin_drop() once capture has passed its transactions (docs/configuration.md, "Several apply processes").
  *
- * Instance ids. The same id names the consumer's static group membership (group.instance.id,
- * with a hash of the topics read: see choose_member_id): a process restarted with its id and
- * its mappings takes its partitions back at once, instead of after the dead member's session
- * timeout. Two live processes of a group must not share one (Kafka
+ * Instance ids. An id set in apply.instance_id also names the consumer's static group
+ * membership (group.instance.id, with a hash of the topics read: see choose_member_id): a
+ * process restarted with its id and its mappings takes its partitions back at once, instead of
+ * after the dead member's session timeout. A derived id does not (dynamic membership): Kafka
+ * may fence a static member by its own rejoin when the coordinator fails over. Two live processes of a group must not share one (Kafka
  * gives the newcomer the other's place, and the other stops with a message saying so). The
  * default, "<host name>-<n>", is stable across restarts and distinct on one host: n is the
  * lowest number whose lock file, $TMPDIR/dualsync-apply.<group>.<n>.lock (/tmp by default),
@@ -1340,7 +1341,10 @@ static int setup(apply_t *ap)
         ds_error("%s", errstr);
         return DS_APPLY_EXIT_USAGE;
     }
-    if (ap->mode == MODE_APPLY && !choose_member_id(ap)) {
+    /* Static membership only for an id the user chose: a static member can be fenced by its
+     * own rejoin when the group coordinator fails over (seen when a whole cluster restarts),
+     * which stops it; a default id must not put every installation at that risk. */
+    if (ap->mode == MODE_APPLY && ap->config->apply_instance_id && !choose_member_id(ap)) {
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
     }

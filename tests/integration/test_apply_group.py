@@ -294,10 +294,13 @@ class TwoProcessesTest(ApplyGroupCase):
 
 class RestartTest(ApplyGroupCase):
     def test_a_process_killed_and_restarted_gets_its_partitions_back_in_seconds(self):
-        # Kafka's default session timeout: without static membership a restarted process
-        # would wait this long for the dead member's partitions.
-        cfg = self.group_config(kafka={"session.timeout.ms": 45000}, batch_max_ms=20)
-        a = self.start_apply(cfg)
+        # Kafka's default session timeout: without static membership (an apply.instance_id
+        # of each process's own) a restarted process would wait this long for the dead
+        # member's partitions.
+        ids = dstest.unique_name("fast")
+        cfg_a, cfg = (self.group_config(kafka={"session.timeout.ms": 45000}, batch_max_ms=20,
+                                        instance_id=f"{ids}-{n}") for n in "ab")
+        a = self.start_apply(cfg_a)
         b = self.start_apply(cfg)
         self.wait_both_own(a, b)
         model = PeopleModel(seed=4242)
