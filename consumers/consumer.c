@@ -28,10 +28,10 @@ struct ds_consumer {
     char *instance_id;
 };
 
-/* During an outage, between two metadata requests looking for a broker (each blocks the poll
- * up to PROBE_TIMEOUT_MS): an idle consumer receives nothing that would say the outage ended. */
+/* Between two metadata requests of an idle group member or of any consumer during an outage
+ * (each blocks the poll up to PROBE_TIMEOUT_MS): see probe_brokers(). */
 #define PROBE_INTERVAL_US (5 * 1000000)
-#define PROBE_TIMEOUT_MS  200
+#define PROBE_TIMEOUT_MS  1000
 
 /* Consumer settings the exactly-once bookkeeping relies on; the file may not change them. */
 static const struct {
@@ -522,15 +522,26 @@ static void brokers_back(ds_consumer_t *consumer)
 }
 
 /* During an outage, asks for metadata now and then: an answer ends it. */
+/* When no message comes, asks for metadata now and then: an answer ends an outage, and (for a
+ * group member, whose health apply reports) none starts one, in case librdkafka's "all
+ * brokers down" did not come (it reports a transition of the connections it holds). */
 static void probe_brokers(ds_consumer_t *consumer)
 {
     int64_t now = ds_now_us();
 
-    if (!consumer->brokers_down || now - consumer->last_probe_us < PROBE_INTERVAL_US)
+    if ((!consumer->brokers_down && !consumer->subscribed) ||
+        now - consumer->last_probe_us < PROBE_INTERVAL_US)
         return;
     consumer->last_probe_us = now;
-    if (ds_kafka_broker_answers(consumer->rk, PROBE_TIMEOUT_MS))
+    if (ds_kafka_broker_answers(consumer->rk, PROBE_TIMEOUT_MS)) {
         brokers_back(consumer);
+    } else if (!consumer->brokers_down) {
+        consumer->brokers_down = true;
+        consumer->down_since_us = now;
+        ds_warning("Kafka: no broker answered a metadata request within %d ms; apply waits and "
+                   "keeps retrying",
+                   PROBE_TIMEOUT_MS);
+    }
 }
 
 bool ds_consumer_brokers_down(const ds_consumer_t *consumer)
