@@ -399,7 +399,12 @@ static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *
                            (int)rec->key_len - 1, rec->key, p, n);
 
         if (len < 0 || (size_t)len >= sizeof(key))
-            return ds_fail(errstr, errstr_size, "the truncate key of %s is too long", rec->topic);
+            return ds_fail(errstr, errstr_size,
+                           "cannot send the truncate of %s at LSN %X/%X: its key for partition "
+                           "%d of %d would exceed %zu bytes (a table name this long is not "
+                           "supported on a topic of several partitions; use one partition)",
+                           rec->topic, (unsigned)(rec->lsn >> 32), (unsigned)rec->lsn, p, n,
+                           sizeof(key) - 1);
         if (!ds_producer_send_to(c->producer, rec->topic, p, key, (size_t)len, rec->value,
                                  rec->value_len, seq, errstr, errstr_size))
             return false;
