@@ -147,6 +147,8 @@ static const struct {
      " SELECT 1 / count(*) FROM d",
      4},
     {"ds_dead_keys", "SELECT DISTINCT topic, source_key FROM dualsync.dead_letters", 0},
+    /* Settling (mapping_sql.c): the touched keys of a target id, locked in order. */
+    {"ds_lock_touched", "SELECT pg_temp.ds_lock_touched($1)", 1},
 };
 
 /* A target of this database and the names of its prepared statements. */
@@ -155,6 +157,8 @@ typedef struct local_target {
     int index;                 /* its index in the set */
     char stmt[3][24];          /* by ds_write_kind_t: upsert, unlink, truncate ("" if none) */
     char batch[24];            /* its batch statement, "" if none (written row by row) */
+    char settle[24];           /* its settle statement, "" if none or if an earlier target of
+                                * the same links id (a shared "merge" name) settles them */
 } local_target_t;
 
 /* One write of one message, as this database runs it. */
@@ -679,6 +683,21 @@ static ds_applier_status_t prepare_batch(ds_applier_t *a, local_target_t *lt, ch
     return lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_FAILED;
 }
 
+/* Prepares the settle statement of @p lt, unless an earlier target shares its links id. */
+static ds_applier_status_t prepare_settle(ds_applier_t *a, local_target_t *lt, char *errstr,
+                                          size_t errstr_size)
+{
+    lt->settle[0] = '\0';
+    if (!lt->target->settle_sql)
+        return DS_APPLIER_OK;
+    for (const local_target_t *o = a->targets; o < lt; o++) {
+        if (o->settle[0] && strcmp(o->target->links_id, lt->target->links_id) == 0)
+            return DS_APPLIER_OK;
+    }
+    snprintf(lt->settle, sizeof(lt->settle), "ds_s%d", lt->index);
+    return prepare(a, lt->settle, lt->target->settle_sql, 1, errstr, errstr_size);
+}
+
 /*
  * The order batch statements run in: a target that another target's lookup reads comes
  * first, so a child whose parent is in the same batch finds it (row by row, message order
@@ -772,6 +791,8 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
                 return st;
         }
         if ((st = prepare_batch(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
+        if ((st = prepare_settle(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
             return st;
     }
     if (!order_targets(a)) {
@@ -1348,6 +1369,48 @@ static void send_batch_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
     }
 }
 
+/*
+ * Sends (pipeline) or runs, before COMMIT and after every write, the settling of the target
+ * rows the transaction's statements linked or unlinked (mapping_sql.c, "Settling"): for each
+ * target, in the order batches write them (the same in every process), lock its touched keys,
+ * then settle them on a snapshot taken once the locks are held.
+ */
+static bool send_settle(ds_applier_t *a, pipeline_t *p, char *sqlstate, char *message,
+                        size_t message_size, run_result_t *result)
+{
+    for (int o = 0; o < a->ntargets; o++) {
+        const local_target_t *lt = &a->targets[a->order[o]];
+        const char *params[1] = {lt->target->links_id};
+
+        if (!lt->settle[0])
+            continue;
+        if (p) {
+            if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_lock_touched", true, 1, params) ||
+                !pl_send(p, OP_BOOKKEEPING, -1, lt->settle, true, 1, params))
+                return false;
+        } else if ((*result = run(a, "ds_lock_touched", true, 1, params, NULL, sqlstate, message,
+                                  message_size)) != RUN_OK ||
+                   (*result = run(a, lt->settle, true, 1, params, NULL, sqlstate, message,
+                                  message_size)) != RUN_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A failed settle (a deadlock with another process settling: tried again) as a status. */
+static ds_applier_status_t settle_failure(ds_applier_t *a, run_result_t rr, const char *sqlstate,
+                                          const char *message, char *errstr, size_t errstr_size)
+{
+    if (rr == RUN_SQL_ERROR && transient_sqlstate(sqlstate)) {
+        ds_fail(errstr, errstr_size, "target \"%s\": settling merged rows: %s; the batch is "
+                "rolled back and tried again", a->name, message);
+        recover(a);
+        return DS_APPLIER_RETRY;
+    }
+    return slow_failure(a, rr, "settling merged rows", message, errstr, errstr_size);
+}
+
 /* Whether the batch moves this database's position in any partition. */
 static bool moves_offsets(const ds_applier_t *a, int db, const ds_batch_t *batch,
                           const ds_offsets_t *offsets)
@@ -1918,7 +1981,8 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         run_result_t unused;
         int unused_part;
 
-        complete = send_pending_decisions(a, &p, batch, stats, &touched) &&
+        complete = send_settle(a, &p, sqlstate, message, sizeof(message), &unused) &&
+                   send_pending_decisions(a, &p, batch, stats, &touched) &&
                    send_dead_records(a, &p, db, batch, offsets, sqlstate, message,
                                      sizeof(message), &unused) &&
                    send_offsets(a, &p, db, batch, offsets, sqlstate, message, sizeof(message),
@@ -1959,6 +2023,16 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
             if (load_pending_keys(a, reload, sizeof(reload)) != DS_APPLIER_OK)
                 ds_warning("%s", reload);
         }
+        return PATH_STATUS;
+    }
+    if (p.error_op >= 0 && transient_sqlstate(p.sqlstate)) {
+        /* A deadlock settling with another process (mapping_sql.c, "Settling"), typically:
+         * the same batch again, not message by message. */
+        stats->pending_added = pending_before;
+        recover(a);
+        ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is rolled back and tried "
+                "again", a->name, p.error);
+        *status = DS_APPLIER_RETRY;
         return PATH_STATUS;
     }
     if (p.error_op >= 0 && a->ops[p.error_op].kind != OP_ORIGIN_RESET) {
@@ -2370,6 +2444,8 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
             return st;
         first = end;
     }
+    if (!send_settle(a, NULL, sqlstate, message, sizeof(message), &rr))
+        return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
     if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
                            &rr)) {
         if (rr == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_SUPERSEDED) == 0) {
@@ -2830,6 +2906,8 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
             first = end;
         }
         PQclear(rows);
+        if (!send_settle(a, NULL, sqlstate, message, sizeof(message), &rr))
+            return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
         if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
             recover(a);
             return DS_APPLIER_FAILED;

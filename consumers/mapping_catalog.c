@@ -346,6 +346,7 @@ static void check_statements(checker_t *ck, const ds_mapping_target_t *t)
         {t->pub.in_place ? "in-place update" : "upsert", t->pub.write_sql},
         {"unlink", t->pub.unlink_sql},
         {"truncate", t->pub.truncate_sql},
+        {"settle", t->pub.settle_sql},
     };
     char message[1024];
 

@@ -465,6 +465,36 @@ static bool has_value_columns(const ds_mapping_target_t *t)
 }
 
 /*
+ * Whether the target's rows are settled before COMMIT (see "Settling" below): any target
+ * with links whose rows a departing contributor can change (refill) or remove (on_delete),
+ * in the statements apply runs. Renamed statements (@p names: verify's and replay's shadows)
+ * have one writer and need none.
+ */
+static bool settles(const ds_mapping_target_t *t, const sql_names_t *names)
+{
+    return !names && !t->pub.in_place &&
+           (has_value_columns(t) || t->on_delete != ON_DELETE_IGNORE);
+}
+
+/*
+ * The "touched" CTE: records in the session's pg_temp.ds_touched every target key the
+ * statement links or unlinks, for the settle statement run before COMMIT. @p keys is a
+ * query giving target_key (possibly NULL).
+ */
+static void append_touched(ds_buf_t *buf, const ds_mapping_target_t *t,
+                           const sql_names_t *names, const char *keys)
+{
+    if (!settles(t, names))
+        return;
+    ds_buf_appendf(buf,
+                   ", touched AS (\n"
+                   "    INSERT INTO pg_temp.ds_touched (target, target_key)\n"
+                   "    SELECT $1::text, g.target_key FROM (%s) AS g WHERE g.target_key IS NOT NULL\n"
+                   ")",
+                   keys);
+}
+
+/*
  * The merge order: of the source rows producing one target row, the first by (source topic,
  * source key text) in byte order gives the row its values (mappings/README.md, "Merges").
  * "(x.source_topic, x.source_key) sorts before (topic, key)".
@@ -635,6 +665,7 @@ static char *unlink_statement(const ds_mapping_target_t *t, bool truncate,
     if (!truncate)
         append_copy_last(&buf);
     ds_buf_append_str(&buf, "\n    RETURNING l.target_key\n)");
+    append_touched(&buf, t, names, "SELECT target_key FROM old");
     if (t->on_delete == ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, "\n");
         append_refill(&buf, t, names, "(SELECT DISTINCT target_key FROM old)", others, when);
@@ -745,6 +776,122 @@ static void append_typed_key(ds_buf_t *buf, const ds_mapping_target_t *t, const 
         ds_buf_appendf(buf, ", %s", t->columns[t->key[i]].expr->sql);
     }
     ds_buf_append_str(buf, ")) AS r");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Settling
+ *
+ * The statements above each work on one snapshot, which is exact while one transaction at a
+ * time changes the links of a target row. Several apply processes (a group sharing a topic's
+ * partitions), or apply beside `dlq retry`, can change the links of one row at once: two
+ * legacy patients of one global patient sit in different partitions. Each transaction then
+ * misses the other's uncommitted link. One deleting the last contributor it sees removes a
+ * row the other's new link still produces; one whose source row sorts after the other's
+ * writes its values over those of the row's true first contributor.
+ *
+ * So every statement records the target keys whose links it changed (pg_temp.ds_touched,
+ * "touched" above), and before COMMIT the transaction settles them, in two statements:
+ *   1. pg_temp.ds_lock_touched($1) takes a transaction-level advisory lock on each touched
+ *      key, in key order (or one lock on the whole target past 256 keys: a truncate, a large
+ *      batch), so two transactions touching one key settle and commit one after the other;
+ *   2. the settle statement, on a snapshot taken once the locks are held, sees every link
+ *      committed before and the transaction's own, and makes each touched row what the merge
+ *      rule gives: the first contributor's values, or on_delete when none is left. It writes
+ *      only rows that differ, so without concurrency it reads and writes nothing more.
+ * The later of two transactions touching a row settles it after the earlier one committed,
+ * with both sets of links in view: the row converges whatever the interleaving. The advisory
+ * locks live in the two-integer space (hashtext of the target id, of the key), apart from the
+ * bigint space applications use most.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The settle statement ($1 the target id, as the others' $1): see "Settling". */
+static char *compile_settle(const ds_mapping_target_t *t, const sql_names_t *names)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    const char *links = links_table(names);
+    bool values = has_value_columns(t);
+
+    ds_buf_appendf(&buf,
+                   "WITH k AS (\n"
+                   "    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text\n"
+                   "), n AS (\n"
+                   "    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals\n"
+                   "    FROM k CROSS JOIN LATERAL (\n"
+                   "        SELECT x.* FROM %s AS x\n"
+                   "        WHERE x.target = $1::text AND x.target_key = k.target_key"
+                   " AND x.vals IS NOT NULL OFFSET 0) AS x\n"
+                   "    ORDER BY x.target_key, x.source_topic COLLATE \"C\","
+                   " x.source_key COLLATE \"C\"\n"
+                   "), up AS (\n    INSERT INTO ",
+                   links);
+    append_table(&buf, names, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t (");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_buf_append_ident(&buf, t->columns[i].name);
+    }
+    ds_buf_append_str(&buf, ")\n    SELECT ");
+    for (int i = 0; i < t->ncolumns; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        append_column(&buf, "o", t->columns[i].name);
+    }
+    ds_buf_append_str(&buf, "\n    FROM n CROSS JOIN LATERAL jsonb_populate_record(NULL::");
+    append_table(&buf, names, t->schema, t->table);
+    /* Only rows missing or differing: an unchanged row is not even locked. Compared as jsonb,
+     * which every column type has (json or point have no equality). */
+    ds_buf_append_str(&buf, ", n.vals) AS o\n    WHERE NOT EXISTS (SELECT 1 FROM ");
+    append_table(&buf, names, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t WHERE ");
+    append_key_join(&buf, t);
+    if (values) {
+        bool first = true;
+
+        ds_buf_append_str(&buf, "\n        AND jsonb_build_array(");
+        for (int i = 0; i < t->ncolumns; i++) {
+            if (t->columns[i].is_key)
+                continue;
+            ds_buf_append_str(&buf, first ? "" : ", ");
+            append_column(&buf, "t", t->columns[i].name);
+            first = false;
+        }
+        ds_buf_append_str(&buf, ") = jsonb_build_array(");
+        first = true;
+        for (int i = 0; i < t->ncolumns; i++) {
+            if (t->columns[i].is_key)
+                continue;
+            ds_buf_append_str(&buf, first ? "" : ", ");
+            append_column(&buf, "o", t->columns[i].name);
+            first = false;
+        }
+        ds_buf_append_char(&buf, ')');
+    }
+    ds_buf_append_char(&buf, ')');
+    append_conflict_update(&buf, t, false, NULL);
+    ds_buf_append_str(&buf, "\n    RETURNING 1\n)");
+    if (t->on_delete != ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, ", ");
+        append_orphan_keys(&buf, t, names, "k");
+        ds_buf_appendf(&buf,
+                       "    WHERE NOT EXISTS (SELECT 1 FROM %s AS x\n"
+                       "        WHERE x.target = $1::text AND x.target_key = o.target_key)\n"
+                       "), gone AS (\n    ",
+                       links);
+        append_gone(&buf, t, "    ", names);
+        /* A row soft-deleted already keeps the time it went. */
+        if (t->on_delete == ON_DELETE_SOFT) {
+            ds_buf_append_str(&buf, " AND ");
+            append_column(&buf, "t", t->soft_column);
+            ds_buf_append_str(&buf, " IS NULL");
+        }
+        ds_buf_append_str(&buf, "\n    RETURNING 1\n)");
+        ds_buf_append_str(&buf, "\nSELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone)"
+                                " AS settled");
+    } else {
+        ds_buf_append_str(&buf, "\nSELECT (SELECT count(*) FROM up) AS settled");
+    }
+    return buf.data;
 }
 
 /*
@@ -868,6 +1015,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
                    " ELSE l.copy_lsn END\n"
                    ")",
                    links, copy + 1, copy + 2, copy, counted.data, counted.data, counted.data);
+    append_touched(&buf, t, c->names, "SELECT target_key FROM k UNION ALL SELECT target_key FROM old");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_cte(&buf, t, false, c->names);
@@ -888,6 +1036,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_free(&counted);
     t->pub.write_sql = buf.data;
     t->pub.copy_param = copy;
+    t->pub.settle_sql = settles(t, c->names) ? compile_settle(t, c->names) : NULL;
     t->pub.unlink_sql = unlink_statement(t, false, c->names);
     t->pub.unlink_nparams = 6;
     t->pub.truncate_sql = unlink_statement(t, true, c->names);
@@ -1105,6 +1254,8 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok\n"
                             "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
                             "        DO UPDATE SET vals = EXCLUDED.vals\n)");
+    append_touched(&buf, t, c->names,
+                   "SELECT target_key FROM w WHERE ok UNION ALL SELECT target_key FROM old");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_keys(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)");
@@ -1347,10 +1498,12 @@ void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_f
         free((char *)t->pub.unlink_sql);
         free((char *)t->pub.truncate_sql);
         free((char *)t->pub.batch_body);
+        free((char *)t->pub.settle_sql);
         free((int *)t->pub.keep_params);
         free(t->batch_body_plain);
         t->batch_body_plain = NULL;
         t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = t->pub.batch_body = NULL;
+        t->pub.settle_sql = NULL;
         t->pub.keep_params = NULL;
         free(t->params);
         free(t->values);

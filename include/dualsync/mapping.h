@@ -74,7 +74,36 @@
     " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
     " created_at timestamptz NOT NULL DEFAULT now(),"                                              \
     " PRIMARY KEY (topic, source_key, target));"                                                   \
-    DS_KAFKA_PARTITION_SQL
+    DS_KAFKA_PARTITION_SQL DS_SETTLE_SESSION_SQL
+
+/*
+ * What a session that runs the mappings' statements needs for settling (mapping_sql.c,
+ * "Settling"): pg_temp.ds_touched, where the statements record the target keys they linked
+ * or unlinked (emptied at every commit), and pg_temp.ds_lock_touched(target), which locks
+ * them for the transaction in key order, or the whole target past 256 keys, so that no
+ * transaction holds more than a few hundred locks (the server's lock table is shared and
+ * sized by max_locks_per_transaction). Session objects: every connection creates its own.
+ * (No "dualsync" in the text: `dualsync replay` renames that schema in this SQL.)
+ */
+#define DS_SETTLE_SESSION_SQL                                                                      \
+    "CREATE TEMP TABLE IF NOT EXISTS ds_touched (target text NOT NULL, target_key text NOT NULL)"  \
+    " ON COMMIT DELETE ROWS;"                                                                      \
+    "CREATE OR REPLACE FUNCTION pg_temp.ds_lock_touched(p_target text) RETURNS bigint"             \
+    " LANGUAGE plpgsql AS $$"                                                                      \
+    " DECLARE n bigint; k text;"                                                                   \
+    " BEGIN"                                                                                       \
+    "  SELECT count(DISTINCT target_key) INTO n FROM pg_temp.ds_touched WHERE target = p_target;" \
+    "  IF n = 0 THEN RETURN 0; END IF;"                                                            \
+    "  IF n > 256 THEN"                                                                            \
+    "   PERFORM pg_advisory_xact_lock(hashtext('ds_links'), hashtext(p_target)); RETURN n;"        \
+    "  END IF;"                                                                                    \
+    "  PERFORM pg_advisory_xact_lock_shared(hashtext('ds_links'), hashtext(p_target));"            \
+    "  FOR k IN SELECT DISTINCT target_key COLLATE \"C\" FROM pg_temp.ds_touched"                  \
+    "   WHERE target = p_target ORDER BY 1 LOOP"                                                   \
+    "   PERFORM pg_advisory_xact_lock(hashtext(p_target), hashtext(k));"                           \
+    "  END LOOP;"                                                                                  \
+    "  RETURN n;"                                                                                  \
+    " END $$;"
 
 /*
  * dualsync.kafka_partition(key, partitions): the partition Kafka's default partitioner (the
@@ -172,6 +201,11 @@ typedef struct ds_target {
                                * rows at once, without its input (ds_mapping_batch_statement
                                * completes it); NULL when the target has none (a key column
                                * computed by the database) */
+    const char *settle_sql;   /* $1 the target id (links_id): makes the rows of the keys the
+                               * transaction's statements linked or unlinked what their links
+                               * give, after pg_temp.ds_lock_touched($1) locked them; run before
+                               * COMMIT (mapping_sql.c, "Settling"); NULL when the target needs
+                               * none (in place, or only key columns with on_delete "ignore") */
     const int *keep_params;   /* the write_sql parameters that are keep flags ("true": keep the
                                * stored value of an unchanged TOASTed column) */
     int nkeep_params;

@@ -9,6 +9,12 @@ order in which changes arrive, and when it leaves the next one's values take its
     is fed from several).
     At the end the target equals what the merge rule gives from the legacy rows (computed
     here, independently) and `dualsync verify` (a from-scratch rebuild) exits 0;
+    The three-partition seeds run two apply processes in one consumer group, killed in
+    turn: two source rows of one merged row are then written by two processes at once;
+  - the deterministic reproduction of that race: one process holds the transaction that
+    links a second source row to a merged row open (its offsets row locked by the test),
+    while the other deletes the row's first source row. Each sees only its own links; the
+    row must still end with the second one's values (mapping_sql.c, "Settling");
   - two source tables declared as one merge ("merge": name) feed one row by the same rule;
   - two files writing the same columns of the same rows without declaring a merge are
     refused before apply reads anything (exit 2, naming both).
@@ -20,6 +26,8 @@ DS_MERGE_SEEDS=$(seq -s, 1 200) ctest --test-dir build -R test_apply_merges.
 import json
 import os
 import random
+import re
+import subprocess
 import threading
 import time
 import uuid
@@ -163,10 +171,20 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         })
         set_based = seed % 2 == 1
         batch = rng.choice([1, 7, 50])
+        # Over three partitions, two processes of one group share them: the source rows of
+        # one merged row are then written by two transactions at once.
+        processes = 1 if partitions == 1 else 2
+        group = dstest.unique_name(f"merge_{seed}")
         config = self.apply_config(
             {"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
             source=capture_cfg.data["source"],
-            apply={"set_based": set_based, "batch_max_messages": batch, "batch_max_ms": 20},
+            apply={"set_based": set_based, "batch_max_messages": batch, "batch_max_ms": 20,
+                   "group_id": group},
+        )
+        self.addCleanup(
+            dstest.psql,
+            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
         )
         load = Load(seed, table)
         script = "SELECT pg_sleep(0.01);\n".join(load.transactions(rng.randint(120, 200)))
@@ -178,21 +196,23 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
             except AssertionError as e:
                 failures.append(e)
 
-        apply = self.start_apply(config)
+        applies = [self.start_apply(config) for _ in range(processes)]
         loader = threading.Thread(target=run_load, name=f"load-{seed}")
         loader.start()
         kills = []
         try:
             for _ in range(rng.randint(1, 3)):
                 time.sleep(rng.uniform(0.2, 1.5))
-                kills.append(apply.kill())
-                apply = self.start_apply(config)
+                victim = rng.randrange(processes)
+                kills.append(applies[victim].kill())
+                applies[victim] = self.start_apply(config)
         finally:
             loader.join(timeout=300)
         self.assertEqual(failures, [])
         self.assertFalse(loader.is_alive(), "the load did not finish")
         what = (f"seed {seed} ({'set-based' if set_based else 'row by row'}, batches of "
-                f"{batch}, {partitions} partition(s), apply killed {len(kills)} times)")
+                f"{batch}, {partitions} partition(s), {processes} apply process(es), killed "
+                f"{len(kills)} times)")
 
         self.assertEqual(
             self.psql(f"SELECT id, name, phone, email, active FROM {table} ORDER BY id"),
@@ -211,7 +231,8 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
             self.fail(f"{what}: persons holds\n{last}\nthe merge rule gives\n{expected}")
         proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
         self.assertEqual(proc.returncode, 0, f"{what}: verify:\n{proc.stdout}\n{proc.stderr}")
-        apply.stop(expect_exit=0)
+        for apply in applies:
+            apply.stop(expect_exit=0)
 
 
 def _seed_test(seed):
@@ -226,6 +247,142 @@ def _seed_test(seed):
 for _seed in [int(s) for s in os.environ.get("DS_MERGE_SEEDS", "").split(",") if s.strip()] \
         or DEFAULT_SEEDS:
     setattr(MergeRuleRandomTest, f"test_seed_{_seed}", _seed_test(_seed))
+
+
+class HeldTransaction:
+    """A psql session holding a transaction open (its locks with it) until release()."""
+
+    def __init__(self, sql, db=None):
+        e = dstest.env()
+        self.app = dstest.unique_name("held")
+        self.proc = subprocess.Popen(
+            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"],
+             "-d", db or e["PGDATABASE"], "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True, env=dict(os.environ, PGAPPNAME=self.app))
+        self.proc.stdin.write("BEGIN;\n" + sql + "\n")
+        self.proc.stdin.flush()
+        dstest.wait_for(
+            lambda: dstest.psql_value(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                f"{dstest.quote_literal(self.app)} AND state = 'idle in transaction'") == "1",
+            timeout=30, what="the held transaction to take its locks")
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("COMMIT;\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+class MergedRowAcrossProcessesTest(dstest.ApplyTestCase):
+    """Two source rows of one merged row, in two partitions applied by two processes."""
+
+    def test_a_merged_row_survives_its_first_source_row_leaving_while_another_joins(self):
+        self.psql("CREATE TABLE people_race (id text PRIMARY KEY, name text, phone text, "
+                  "email text, active boolean NOT NULL)")
+        self.addCleanup(self.psql, "DROP TABLE IF EXISTS people_race")
+        newdb = self.target_database("merge_race")
+        dstest.psql("CREATE TABLE persons (id uuid PRIMARY KEY, name text, phone text, "
+                    "email text)", db=newdb)
+        capture_cfg, _ = self.start_streaming_capture(["public.people_race"],
+                                                      topics={"partitions": 2})
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, "people_race.json"), {
+            "source": "public.people_race",
+            "targets": [{
+                "name": "persons", "connection": "newdb", "table": "public.persons",
+                "key": ["id"],
+                "columns": {
+                    "id": {"uuid5": {"namespace": NS, "name": [{"normalize_phone": "$phone"}]}},
+                    "name": "$name", "phone": {"normalize_phone": "$phone"}, "email": "$email",
+                },
+            }],
+        })
+        group = dstest.unique_name("merge_race")
+        self.addCleanup(
+            dstest.psql,
+            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
+        )
+        config = self.apply_config({"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
+                                   source=capture_cfg.data["source"],
+                                   apply={"group_id": group, "batch_max_ms": 20})
+        first, second = self.apply_pair(config, group, newdb)
+        # a1 comes first in the merge order; b1 joins its row from the other partition.
+        a_id, b_id = self.ids_in_partitions(newdb, 2)
+        self.assertLess(source_key(a_id).encode(), source_key(b_id).encode())
+        self.psql(f"INSERT INTO people_race VALUES ({sql_text(a_id)}, 'First', "
+                  "'010-1111-2222', 'a@x.example', true)")
+        self.wait_rows(newdb, "SELECT name, phone FROM persons", [("First", "01011112222")])
+        # The process applying b1 stops with its transaction open, just before it moves its
+        # offset: b1's link and the row lock of its upsert are held, uncommitted.
+        held = HeldTransaction(
+            "SELECT 1 FROM dualsync.offsets WHERE group_id = "
+            f"{dstest.quote_literal(group)} AND partition = 1 FOR UPDATE;", db=newdb)
+        try:
+            self.psql(f"INSERT INTO people_race VALUES ({sql_text(b_id)}, 'Second', "
+                      "'010 1111 2222', 'b@x.example', true)")
+            self.wait_waiting(newdb, "the process applying b1 to wait")
+            # The other process deletes a1: it sees no link but its own, and b1's process
+            # still holds the row it would delete.
+            self.psql(f"DELETE FROM people_race WHERE id = {sql_text(a_id)}")
+            time.sleep(1.5)
+        finally:
+            held.release()
+        self.wait_rows(newdb, "SELECT name, phone, email FROM persons",
+                       [("Second", "01011112222", "b@x.example")],
+                       what="the merged row with its remaining source row's values")
+        proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
+        self.assertEqual(proc.returncode, 0, f"verify:\n{proc.stdout}\n{proc.stderr}")
+        first.stop(expect_exit=0)
+        second.stop(expect_exit=0)
+
+    def apply_pair(self, config, group, newdb):
+        """Two apply processes of one group, once each holds one of the two partitions."""
+        first, second = self.start_apply(config), self.start_apply(config)
+
+        def split():
+            owners = {self.owner_pid(newdb, group, p) for p in (0, 1)}
+            return owners == {first.pid, second.pid}
+
+        dstest.wait_for(split, timeout=90, what="each apply process to hold one partition")
+        return first, second
+
+    @staticmethod
+    def owner_pid(db, group, partition):
+        if dstest.psql_value("SELECT to_regclass('dualsync.offsets') IS NULL", db=db) == "t":
+            return None
+        owner = dstest.psql_value(
+            f"SELECT owner FROM dualsync.offsets WHERE group_id = {dstest.quote_literal(group)}"
+            f" AND partition = {partition}", db=db)
+        match = re.search(r"\(pid (\d+) on ", owner or "")
+        return int(match.group(1)) if match else None
+
+    @staticmethod
+    def ids_in_partitions(db, partitions):
+        """Two ids whose Kafka keys go to partitions 0 and 1 (the producer's murmur2)."""
+        found = {}
+        for n in range(1, 200):
+            id_ = f"a{n}" if 0 not in found else f"b{n}"
+            part = int(dstest.psql_value(
+                f"SELECT dualsync.kafka_partition({dstest.quote_literal(source_key(id_))}, "
+                f"{partitions})", db=db))
+            if part == len(found):
+                found[part] = id_
+            if len(found) == 2:
+                return found[0], found[1]
+        raise AssertionError("no ids found for both partitions")
+
+    @staticmethod
+    def wait_waiting(db, what):
+        """Until a session on @db waits on a lock."""
+        dstest.wait_for(
+            lambda: dstest.psql_value(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                f"datname = {dstest.quote_literal(db)}") != "0",
+            timeout=30, what=what)
 
 
 def people_mapping(source, merge=None, name_column="$name"):

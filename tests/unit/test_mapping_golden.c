@@ -85,6 +85,9 @@ static bool render(const char *name, ds_buf_t *out)
                            "\n-- truncate_sql, %d parameters ($1 target id, $2 source "
                            "topic, $3 partition, $4 partitions):\n%s;\n",
                            t->pub.truncate_nparams, t->pub.truncate_sql);
+        if (t->pub.settle_sql)
+            ds_buf_appendf(out, "\n-- settle_sql, 1 parameter ($1 target id):\n%s;\n",
+                           t->pub.settle_sql);
         if (t->pub.batch_body) {
             /* Typed by what PostgreSQL infers for write_sql; "T$k" stands for those here. */
             const char **types = calloc((size_t)t->pub.write_nparams + 1, sizeof(*types));

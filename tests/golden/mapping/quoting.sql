@@ -46,6 +46,9 @@ WITH prev AS (
             copies = l.copies + CASE WHEN $11::text = 'r' OR ($11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
             copy_commit = CASE WHEN $11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
             copy_lsn = CASE WHEN $11::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $13::pg_lsn IS NULL THEN true WHEN $12::pg_lsn IS NULL THEN $13::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $12::pg_lsn > l.copy_lsn ELSE ($12::pg_lsn, $13::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM k UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
@@ -79,6 +82,9 @@ WITH dec AS (
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
       AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
@@ -105,6 +111,9 @@ WITH old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."we""ird", r."back\slash", r."it's"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
@@ -125,5 +134,36 @@ WITH old AS (
 )
 UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
+
+-- settle_sql, 1 parameter ($1 target id):
+WITH k AS (
+    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+), n AS (
+    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
+    FROM k CROSS JOIN LATERAL (
+        SELECT x.* FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = k.target_key AND x.vals IS NOT NULL OFFSET 0) AS x
+    ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C"
+), up AS (
+    INSERT INTO "odd schema"."Tab""le" AS t ("we""ird", "back\slash", "it's", "plain")
+    SELECT o."we""ird", o."back\slash", o."it's", o."plain"
+    FROM n CROSS JOIN LATERAL jsonb_populate_record(NULL::"odd schema"."Tab""le", n.vals) AS o
+    WHERE NOT EXISTS (SELECT 1 FROM "odd schema"."Tab""le" AS t WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's"
+        AND jsonb_build_array(t."plain") = jsonb_build_array(o."plain"))
+    ON CONFLICT ("we""ird", "back\slash", "it's") DO UPDATE SET
+        "plain" = EXCLUDED."plain"
+    RETURNING 1
+), orphan AS (
+    SELECT r."we""ird", r."back\slash", r."it's"
+    FROM k AS o CROSS JOIN LATERAL json_populate_record(NULL::"odd schema"."Tab""le",
+        json_build_object('we"ird', o.target_key::json->>0, E'back\\slash', o.target_key::json->>1, 'it''s', o.target_key::json->>2)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key)
+), gone AS (
+    UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
+    FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's" AND t."gone""at" IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone) AS settled;
 
 -- no batch statement (a key column is computed by the database)

@@ -53,6 +53,9 @@ WITH prev AS (
             copies = l.copies + CASE WHEN $16::text = 'r' OR ($16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
             copy_commit = CASE WHEN $16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
             copy_lsn = CASE WHEN $16::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $18::pg_lsn IS NULL THEN true WHEN $17::pg_lsn IS NULL THEN $18::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $17::pg_lsn > l.copy_lsn ELSE ($17::pg_lsn, $18::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM k UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), refill AS (
     UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
@@ -76,6 +79,9 @@ WITH dec AS (
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
       AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 )
 UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
@@ -92,6 +98,9 @@ WITH old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 )
 UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals
@@ -102,6 +111,31 @@ UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service
         ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C") AS n
     CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
     WHERE t."legacy_id" = o."legacy_id";
+
+-- settle_sql, 1 parameter ($1 target id):
+WITH k AS (
+    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+), n AS (
+    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
+    FROM k CROSS JOIN LATERAL (
+        SELECT x.* FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = k.target_key AND x.vals IS NOT NULL OFFSET 0) AS x
+    ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C"
+), up AS (
+    INSERT INTO "booking"."requests" AS t ("legacy_id", "patient_name", "service", "period", "preferred_date", "label")
+    SELECT o."legacy_id", o."patient_name", o."service", o."period", o."preferred_date", o."label"
+    FROM n CROSS JOIN LATERAL jsonb_populate_record(NULL::"booking"."requests", n.vals) AS o
+    WHERE NOT EXISTS (SELECT 1 FROM "booking"."requests" AS t WHERE t."legacy_id" = o."legacy_id"
+        AND jsonb_build_array(t."patient_name", t."service", t."period", t."preferred_date", t."label") = jsonb_build_array(o."patient_name", o."service", o."period", o."preferred_date", o."label"))
+    ON CONFLICT ("legacy_id") DO UPDATE SET
+        "patient_name" = EXCLUDED."patient_name",
+        "service" = EXCLUDED."service",
+        "period" = EXCLUDED."period",
+        "preferred_date" = EXCLUDED."preferred_date",
+        "label" = EXCLUDED."label"
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up) AS settled;
 
 -- batch statement ($1 target id, $2 source topic, $3..$18 arrays of write_sql's $3..$18, $19 ord, $20 op):
 WITH i AS (
@@ -147,6 +181,9 @@ WITH i AS (
     FROM w AS i WHERE i.ok
     ON CONFLICT (target, source_topic, source_key, target_key)
         DO UPDATE SET vals = EXCLUDED.vals
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM w WHERE ok UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), refill AS (
     UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service" = o."service", "period" = o."period", "preferred_date" = o."preferred_date", "label" = o."label"
     FROM (SELECT DISTINCT ON (x.target_key) x.target_key, x.source_topic, x.source_key, x.vals

@@ -52,6 +52,9 @@ WITH prev AS (
             copies = l.copies + CASE WHEN $15::text = 'r' OR ($15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
             copy_commit = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
             copy_lsn = CASE WHEN $15::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $17::pg_lsn IS NULL THEN true WHEN $16::pg_lsn IS NULL THEN $17::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $16::pg_lsn > l.copy_lsn ELSE ($16::pg_lsn, $17::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM k UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -85,6 +88,9 @@ WITH dec AS (
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
       AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -111,6 +117,9 @@ WITH old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -131,6 +140,41 @@ WITH old AS (
 )
 DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
+
+-- settle_sql, 1 parameter ($1 target id):
+WITH k AS (
+    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+), n AS (
+    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
+    FROM k CROSS JOIN LATERAL (
+        SELECT x.* FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = k.target_key AND x.vals IS NOT NULL OFFSET 0) AS x
+    ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C"
+), up AS (
+    INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
+    SELECT o."id", o."legacy_id", o."name", o."email", o."specialty", o."years"
+    FROM n CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."global_doctors", n.vals) AS o
+    WHERE NOT EXISTS (SELECT 1 FROM "public"."global_doctors" AS t WHERE t."id" = o."id"
+        AND jsonb_build_array(t."legacy_id", t."name", t."email", t."specialty", t."years") = jsonb_build_array(o."legacy_id", o."name", o."email", o."specialty", o."years"))
+    ON CONFLICT ("id") DO UPDATE SET
+        "legacy_id" = EXCLUDED."legacy_id",
+        "name" = EXCLUDED."name",
+        "email" = EXCLUDED."email",
+        "specialty" = EXCLUDED."specialty",
+        "years" = EXCLUDED."years"
+    RETURNING 1
+), orphan AS (
+    SELECT r."id"
+    FROM k AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
+        json_build_object('id', o.target_key::json->>0)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key)
+), gone AS (
+    DELETE FROM "public"."global_doctors" AS t
+    USING orphan AS o WHERE t."id" = o."id"
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone) AS settled;
 
 -- batch statement ($1 target id, $2 source topic, $3..$17 arrays of write_sql's $3..$17, $18 ord, $19 op):
 WITH i AS (
@@ -176,6 +220,9 @@ WITH i AS (
     FROM w AS i WHERE i.ok
     ON CONFLICT (target, source_topic, source_key, target_key)
         DO UPDATE SET vals = EXCLUDED.vals
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM w WHERE ok UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."id"
     FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
@@ -245,6 +292,9 @@ WITH prev AS (
             copies = l.copies + CASE WHEN $9::text = 'r' OR ($9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END) THEN 1 ELSE 0 END,
             copy_commit = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_commit ELSE l.copy_commit END,
             copy_lsn = CASE WHEN $9::text = 'c' AND CASE WHEN l.copy_lsn IS NULL OR $11::pg_lsn IS NULL THEN true WHEN $10::pg_lsn IS NULL THEN $11::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $10::pg_lsn > l.copy_lsn ELSE ($10::pg_lsn, $11::pg_lsn) > (l.copy_commit, l.copy_lsn) END THEN EXCLUDED.copy_lsn ELSE l.copy_lsn END
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM k UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -278,6 +328,9 @@ WITH dec AS (
     WHERE l.target = $1::text AND l.source_topic = $2::text AND l.source_key = $3::text
       AND ($4::text IS NULL OR (l.copies <= 1 AND CASE WHEN l.copy_lsn IS NULL OR $6::pg_lsn IS NULL THEN true WHEN $5::pg_lsn IS NULL THEN $6::pg_lsn > l.copy_lsn WHEN l.copy_commit IS NULL THEN $5::pg_lsn > l.copy_lsn ELSE ($5::pg_lsn, $6::pg_lsn) > (l.copy_commit, l.copy_lsn) END))
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -304,6 +357,9 @@ WITH old AS (
     DELETE FROM dualsync.links AS l
     WHERE l.target = $1::text AND l.source_topic = $2::text AND ($3::int IS NULL OR dualsync.kafka_partition(l.source_key, $4::int) = $3::int)
     RETURNING l.target_key
+), touched AS (
+    INSERT INTO pg_temp.ds_touched (target, target_key)
+    SELECT $1::text, g.target_key FROM (SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."clinic_id", r."doctor_id"
     FROM old AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
@@ -324,5 +380,37 @@ WITH old AS (
 )
 UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
 FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
+
+-- settle_sql, 1 parameter ($1 target id):
+WITH k AS (
+    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+), n AS (
+    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
+    FROM k CROSS JOIN LATERAL (
+        SELECT x.* FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = k.target_key AND x.vals IS NOT NULL OFFSET 0) AS x
+    ORDER BY x.target_key, x.source_topic COLLATE "C", x.source_key COLLATE "C"
+), up AS (
+    INSERT INTO "public"."clinic_doctors" AS t ("clinic_id", "doctor_id", "license", "deleted_at")
+    SELECT o."clinic_id", o."doctor_id", o."license", o."deleted_at"
+    FROM n CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."clinic_doctors", n.vals) AS o
+    WHERE NOT EXISTS (SELECT 1 FROM "public"."clinic_doctors" AS t WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id"
+        AND jsonb_build_array(t."license", t."deleted_at") = jsonb_build_array(o."license", o."deleted_at"))
+    ON CONFLICT ("clinic_id", "doctor_id") DO UPDATE SET
+        "license" = EXCLUDED."license",
+        "deleted_at" = EXCLUDED."deleted_at"
+    RETURNING 1
+), orphan AS (
+    SELECT r."clinic_id", r."doctor_id"
+    FROM k AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."clinic_doctors",
+        json_build_object('clinic_id', o.target_key::json->>0, 'doctor_id', o.target_key::json->>1)) AS r
+    WHERE NOT EXISTS (SELECT 1 FROM dualsync.links AS x
+        WHERE x.target = $1::text AND x.target_key = o.target_key)
+), gone AS (
+    UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
+    FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id" AND t."deleted_at" IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone) AS settled;
 
 -- no batch statement (a key column is computed by the database)
