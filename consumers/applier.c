@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "dualsync/applier.h"
@@ -1370,19 +1371,55 @@ static void send_batch_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
 }
 
 /*
+ * Whether message @p m's key has exactly the source columns @p t's key is an injective
+ * function of (mapping.h, key_source_columns): then the target row it produces has no other
+ * source row, and no other transaction changes that row's links.
+ */
+static bool keyed_by_source_key(const ds_target_t *t, const ds_batch_msg_t *m)
+{
+    json_t *key;
+    bool same;
+
+    if (t->nkey_source_columns == 0 || !m->kafka.key)
+        return false;
+    key = json_loadb(m->kafka.key, m->kafka.key_len, JSON_DISABLE_EOF_CHECK, NULL);
+    same = json_is_object(key) && json_object_size(key) == (size_t)t->nkey_source_columns;
+    for (int i = 0; same && i < t->nkey_source_columns; i++)
+        same = json_object_get(key, t->key_source_columns[i]) != NULL;
+    json_decref(key);
+    return same;
+}
+
+/*
+ * Whether target @p local's rows written by @p batch need settling: it wrote to the target,
+ * and one of its writes has a source row that may share its target row with another.
+ */
+static bool needs_settling(ds_applier_t *a, ds_batch_t *batch, int local)
+{
+    const ds_target_t *t = a->targets[local].target;
+
+    for (int i = 0; i < a->nwork; i++) {
+        if (a->work[i].local == local &&
+            !keyed_by_source_key(t, ds_batch_at(batch, a->work[i].msg)))
+            return true;
+    }
+    return false;
+}
+
+/*
  * Sends (pipeline) or runs, before COMMIT and after every write, the settling of the target
  * rows the transaction's statements linked or unlinked (mapping_sql.c, "Settling"): for each
  * target, in the order batches write them (the same in every process), lock its touched keys,
  * then settle them on a snapshot taken once the locks are held.
  */
-static bool send_settle(ds_applier_t *a, pipeline_t *p, char *sqlstate, char *message,
-                        size_t message_size, run_result_t *result)
+static bool send_settle(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch, char *sqlstate,
+                        char *message, size_t message_size, run_result_t *result)
 {
     for (int o = 0; o < a->ntargets; o++) {
         const local_target_t *lt = &a->targets[a->order[o]];
         const char *params[1] = {lt->target->links_id};
 
-        if (!lt->settle[0])
+        if (!lt->settle[0] || (batch && !needs_settling(a, batch, a->order[o])))
             continue;
         if (p) {
             if (!pl_send(p, OP_BOOKKEEPING, -1, "ds_lock_touched", true, 1, params) ||
@@ -1981,7 +2018,7 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         run_result_t unused;
         int unused_part;
 
-        complete = send_settle(a, &p, sqlstate, message, sizeof(message), &unused) &&
+        complete = send_settle(a, &p, batch, sqlstate, message, sizeof(message), &unused) &&
                    send_pending_decisions(a, &p, batch, stats, &touched) &&
                    send_dead_records(a, &p, db, batch, offsets, sqlstate, message,
                                      sizeof(message), &unused) &&
@@ -2444,7 +2481,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
             return st;
         first = end;
     }
-    if (!send_settle(a, NULL, sqlstate, message, sizeof(message), &rr))
+    if (!send_settle(a, NULL, batch, sqlstate, message, sizeof(message), &rr))
         return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
     if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
                            &rr)) {
@@ -2906,7 +2943,7 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
             first = end;
         }
         PQclear(rows);
-        if (!send_settle(a, NULL, sqlstate, message, sizeof(message), &rr))
+        if (!send_settle(a, NULL, NULL, sqlstate, message, sizeof(message), &rr))
             return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
         if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
             recover(a);

@@ -1060,6 +1060,7 @@ static void free_target(ds_mapping_target_t *t)
     free((char *)t->pub.truncate_sql);
     free((char *)t->pub.batch_body);
     free((char *)t->pub.settle_sql);
+    free((char **)t->pub.key_source_columns);
     free((int *)t->pub.keep_params);
     free(t->batch_body_plain);
     free(t->connection_name);

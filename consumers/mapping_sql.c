@@ -1482,9 +1482,65 @@ static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
     ds_buf_free(&c.required);
 }
 
+/* Adds expression @p e's column to @p cols when it is a plain column or a uuid5 of plain
+ * columns and constants (both injective); returns false for anything else. */
+static bool add_key_source_columns(const ds_mapping_expr_t *e, const char **cols, int *n, int cap)
+{
+    if (e->kind == EXPR_UUID5) {
+        for (int i = 0; i < e->nargs; i++) {
+            if (e->args[i]->kind == EXPR_CONST)
+                continue;
+            if (e->args[i]->kind != EXPR_COLUMN ||
+                !add_key_source_columns(e->args[i], cols, n, cap))
+                return false;
+        }
+        return true;
+    }
+    if (e->kind != EXPR_COLUMN)
+        return false;
+    for (int i = 0; i < *n; i++) {
+        if (strcmp(cols[i], e->text) == 0)
+            return true;
+    }
+    if (*n >= cap)
+        return false;
+    cols[(*n)++] = e->text;
+    return true;
+}
+
+/*
+ * pub.key_source_columns: when every key column is a source column or a uuid5 of source
+ * columns and constants, the source columns the key reads. If they are exactly the source
+ * row's key (the message key's fields: the applier checks), each target row has one source
+ * row, and no two transactions can change its links at once: its rows need no settling.
+ * Targets of a shared "merge" name never qualify (their rows take several topics' rows).
+ */
+static void find_key_source_columns(ds_mapping_target_t *t)
+{
+    int cap = 0, n = 0;
+    const char **cols;
+
+    for (int i = 0; i < t->nkey; i++)
+        cap += 1 + t->columns[t->key[i]].expr->nargs;
+    cols = ds_mapping_xcalloc((size_t)cap + 1, sizeof(*cols));
+    for (int i = 0; i < t->nkey && !t->merge; i++) {
+        if (!add_key_source_columns(t->columns[t->key[i]].expr, cols, &n, cap)) {
+            n = 0;
+            break;
+        }
+    }
+    if (n == 0) {
+        free(cols);
+        cols = NULL;
+    }
+    t->pub.key_source_columns = cols;
+    t->pub.nkey_source_columns = n;
+}
+
 void ds_mapping_compile_target(ds_mapping_target_t *t)
 {
     compile_target(t, NULL);
+    find_key_source_columns(t);
 }
 
 void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_fn fn, void *arg,

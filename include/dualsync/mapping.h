@@ -206,6 +206,12 @@ typedef struct ds_target {
                                * give, after pg_temp.ds_lock_touched($1) locked them; run before
                                * COMMIT (mapping_sql.c, "Settling"); NULL when the target needs
                                * none (in place, or only key columns with on_delete "ignore") */
+    const char *const *key_source_columns; /* the source columns the key is an injective
+                               * function of (plain columns, uuid5 of columns): when they are
+                               * the message key's fields, a target row has one source row and
+                               * settling it is needless; NULL when the key is anything else or
+                               * the target shares a "merge" name */
+    int nkey_source_columns;
     const int *keep_params;   /* the write_sql parameters that are keep flags ("true": keep the
                                * stored value of an unchanged TOASTed column) */
     int nkeep_params;
