@@ -14,7 +14,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: dualsync replay --config FILE [--mapping M ...]\n"
+            "Usage: dualsync replay --config FILE [--mapping M ...] [--in-place]\n"
             "\n"
             "Rebuilds the new tables of the named mappings (default: every mapping of the\n"
             "configuration) from the beginning of their Kafka topics, while the application,\n"
@@ -39,12 +39,22 @@ static void usage(FILE *out)
             "Tables with views, rules, triggers or policies on them are refused too.\n"
             "In-place targets (mode \"update\", new columns of legacy tables) are rebuilt in\n"
             "a shadow of their keys and columns; the swap writes only the rows whose values\n"
-            "differ. Details: README.md, \"Replay\".\n"
+            "differ.\n"
+            "\n"
+            "With --in-place, for tables nobody reads yet, each target table is emptied\n"
+            "(TRUNCATE) and written again where it is instead: no shadow, no swap, views,\n"
+            "triggers and rules kept. Readers see the table fill up. Live apply into that\n"
+            "database waits meanwhile (it logs why) and goes on from its own offsets after.\n"
+            "A table that another table references by foreign key is refused unless that\n"
+            "table's mapping is replayed too. Interrupted, the table stays half rebuilt and\n"
+            "apply keeps waiting until the same command runs again and finishes it.\n"
+            "Details: README.md, \"Replay\".\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE      configuration file (JSON; see docs/configuration.md)\n"
             "  -m, --mapping M        a mapping file to replay (its stem, e.g. \"patients\", or\n"
             "                         its path as the configuration lists it); repeatable\n"
+            "      --in-place         empty and rebuild the tables where they are (above)\n"
             "  -l, --log-level LEVEL  debug, info, warning or error (overrides log_level)\n"
             "      --log-format FORMAT text (default) or json (one object per line)\n"
             "  -h, --help             show this help\n"
@@ -62,6 +72,7 @@ int ds_cli_replay(int argc, char **argv)
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"mapping", required_argument, NULL, 'm'},
+        {"in-place", no_argument, NULL, 'I'},
         {"log-level", required_argument, NULL, 'l'},
         {"log-format", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
@@ -88,6 +99,9 @@ int ds_cli_replay(int argc, char **argv)
             break;
         case 'F':
             ds_cli_log_format = optarg;
+            break;
+        case 'I':
+            opt.in_place = true;
             break;
         case 'l':
             log_level = optarg;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dualsync/buf.h"
 #include "dualsync/pgutil.h"
 
 const char *ds_pg_error(const PGconn *conn)
@@ -73,4 +74,22 @@ bool ds_pg_conninfo_check(const char *conninfo, const char *what, char *errstr,
     hide_quoted(parse_err ? parse_err : "out of memory", shown, sizeof(shown));
     PQfreemem(parse_err);
     return ds_fail(errstr, errstr_size, "%s is not a valid connection string: %s", what, shown);
+}
+
+char *ds_pg_text_array(const char *const *items, int n)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+
+    ds_buf_append_char(&buf, '{');
+    for (int i = 0; i < n; i++) {
+        ds_buf_append_str(&buf, i ? ",\"" : "\"");
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                ds_buf_append_char(&buf, '\\');
+            ds_buf_append_char(&buf, *p);
+        }
+        ds_buf_append_char(&buf, '"');
+    }
+    ds_buf_append_char(&buf, '}');
+    return buf.data;
 }

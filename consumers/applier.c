@@ -150,6 +150,8 @@ static const struct {
     {"ds_dead_keys", "SELECT DISTINCT topic, source_key FROM dualsync.dead_letters", 0},
     /* Settling (mapping_sql.c): the touched keys of a target id, locked in order. */
     {"ds_lock_touched", "SELECT pg_temp.ds_lock_touched($1)", 1},
+    /* `dualsync replay --in-place` (DS_GATE_SESSION_SQL): $1 this database's target tables. */
+    {"ds_gate", "SELECT pg_temp.ds_gate($1::text[])", 1},
 };
 
 /* A target of this database and the names of its prepared statements. */
@@ -239,6 +241,8 @@ struct ds_applier {
     bool sent_set_based;    /* its writes were batch statements */
     uint64_t (*written)[3]; /* per target of the set and ds_write_kind_t: statements that wrote,
                              * as stats->writes counts them (kept across reconnects) */
+    char *gate_tables;      /* this database's target tables, a text[] literal for ds_gate;
+                             * NULL when not gated (the replay's own applier) */
 };
 
 /* What this database decided about a message of the batch being applied. */
@@ -294,6 +298,7 @@ void ds_applier_free(ds_applier_t *a)
     free(a->targets);
     free(a->written);
     free(a->order);
+    free(a->gate_tables);
     ds_strset_free(a->pending);
     ds_strset_free(a->decided);
     ds_strset_free(a->truncated);
@@ -740,6 +745,31 @@ static bool order_targets(ds_applier_t *a)
     return true;
 }
 
+/* a->gate_tables: the distinct tables of this database's targets (apply's own applier only:
+ * the replay's writes the tables the gate keeps apply from). */
+static bool list_gate_tables(ds_applier_t *a)
+{
+    const char **tables = calloc((size_t)a->ntargets + 1, sizeof(*tables));
+    int n = 0;
+
+    free(a->gate_tables);
+    a->gate_tables = NULL;
+    if (!tables)
+        return false;
+    for (int i = 0; i < a->ntargets && !a->schema; i++) {
+        bool seen = false;
+
+        for (int j = 0; j < n && !seen; j++)
+            seen = strcmp(tables[j], a->targets[i].target->table) == 0;
+        if (!seen)
+            tables[n++] = a->targets[i].target->table;
+    }
+    if (n > 0)
+        a->gate_tables = ds_pg_text_array(tables, n);
+    free(tables);
+    return n == 0 || a->gate_tables;
+}
+
 static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     int n = ds_mapping_set_ntargets(a->set);
@@ -796,7 +826,7 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
         if ((st = prepare_settle(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
             return st;
     }
-    if (!order_targets(a)) {
+    if (!order_targets(a) || !list_gate_tables(a)) {
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_APPLIER_FAILED;
     }
@@ -1435,17 +1465,28 @@ static bool send_settle(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch, char 
     return true;
 }
 
-/* A failed settle (a deadlock with another process settling: tried again) as a status. */
+/* The gate (DS_GATE_SESSION_SQL), at the start of a transaction run statement by statement. */
+static run_result_t run_gate(ds_applier_t *a, char *sqlstate, char *message, size_t message_size)
+{
+    if (!a->gate_tables)
+        return RUN_OK;
+    return run(a, "ds_gate", true, 1, (const char *const *)&a->gate_tables, NULL, sqlstate,
+               message, message_size);
+}
+
+/* A failed settle or gate (a deadlock with another process settling, a table rebuilt in place
+ * by replay: tried again) as a status. */
 static ds_applier_status_t settle_failure(ds_applier_t *a, run_result_t rr, const char *sqlstate,
                                           const char *message, char *errstr, size_t errstr_size)
 {
     if (rr == RUN_SQL_ERROR && transient_sqlstate(sqlstate)) {
-        ds_fail(errstr, errstr_size, "target \"%s\": settling merged rows: %s; the batch is "
-                "rolled back and tried again", a->name, message);
+        ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is rolled back and tried "
+                "again", a->name, message);
         recover(a);
         return DS_APPLIER_RETRY;
     }
-    return slow_failure(a, rr, "settling merged rows", message, errstr, errstr_size);
+    return slow_failure(a, rr, "settling merged rows or checking the replay gate", message, errstr,
+                        errstr_size);
 }
 
 /* Whether the batch moves this database's position in any partition. */
@@ -1939,6 +1980,9 @@ static bool send_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
         if (!a->origin_held)
             pl_send(p, OP_ORIGIN_SETUP, -1, "ds_origin_setup", true, 1, origin_params);
         pl_send(p, OP_BEGIN, -1, "BEGIN", false, 0, NULL);
+        if (a->gate_tables)
+            pl_send(p, OP_BOOKKEEPING, -1, "ds_gate", true, 1,
+                    (const char *const *)&a->gate_tables);
         if ((set_based = batch_fits(a, batch))) {
             send_batch_writes(a, p, batch);
         } else {
@@ -1989,6 +2033,14 @@ static path_result_t fast_path(ds_applier_t *a, int db, ds_batch_t *batch, ds_of
         recover(a);
         if (op->kind == OP_ORIGIN_SETUP) {
             *status = origin_setup_failed(a, p.sqlstate, p.error, errstr, errstr_size);
+            return PATH_STATUS;
+        }
+        if (transient_sqlstate(p.sqlstate)) {
+            /* A replay rebuilding a table in place (the gate), a deadlock: the batch again
+             * later, not message by message. */
+            ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is tried again", a->name,
+                    p.error);
+            *status = DS_APPLIER_RETRY;
             return PATH_STATUS;
         }
         if (op->kind == OP_WRITE) {
@@ -2471,6 +2523,8 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         (rr = run(a, "SET CONSTRAINTS ALL DEFERRED", false, 0, NULL, NULL, sqlstate, message,
                   sizeof(message))) != RUN_OK)
         return slow_failure(a, rr, "BEGIN", message, errstr, errstr_size);
+    if ((rr = run_gate(a, sqlstate, message, sizeof(message))) != RUN_OK)
+        return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
     for (int first = 0; first < a->nwork;) {
         int end = first + 1;
 
@@ -2920,6 +2974,10 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
             (rr = run(a, "ds_pending_rows", true, 0, NULL, &rows, sqlstate, message,
                       sizeof(message))) != RUN_OK)
             return slow_failure(a, rr, "reading dualsync.pending", message, errstr, errstr_size);
+        if ((rr = run_gate(a, sqlstate, message, sizeof(message))) != RUN_OK) {
+            PQclear(rows);
+            return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
+        }
         if ((st = hold_pending_partitions(a, offsets, db, rows, errstr, errstr_size)) !=
             DS_APPLIER_OK) {
             PQclear(rows);

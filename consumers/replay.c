@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -195,24 +196,6 @@ static bool exec(replay_t *r, const char *sql, int nparams, const char *const *p
     return true;
 }
 
-/* A text[] literal of @p n strings (for = ANY($1::text[])). */
-static char *text_array(const char *const *items, int n)
-{
-    ds_buf_t buf = DS_BUF_INIT;
-
-    ds_buf_append_char(&buf, '{');
-    for (int i = 0; i < n; i++) {
-        ds_buf_append_str(&buf, i ? ",\"" : "\"");
-        for (const char *p = items[i]; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ds_buf_append_char(&buf, '\\');
-            ds_buf_append_char(&buf, *p);
-        }
-        ds_buf_append_char(&buf, '"');
-    }
-    ds_buf_append_char(&buf, '}');
-    return buf.data;
-}
 
 /* DS_APPLY_SCHEMA_SQL for the replay's schema (as the applier does with options.schema). */
 static char *replay_schema_sql(void)
@@ -417,7 +400,9 @@ static int load_set(replay_t *r)
         rt->schema = xstrdup(shape.schema);
         rt->table = xstrdup(shape.table);
         rt->live = qualified(shape.schema, shape.table);
-        ds_buf_appendf(&name, "%s%s", shape.table, SHADOW_SUFFIX);
+        /* --in-place: the table is emptied and written again where it is. */
+        ds_buf_appendf(&name, "%s%s", shape.table,
+                       r->opt->in_place && !t->in_place ? "" : SHADOW_SUFFIX);
         rt->shadow_name = name.data;
         rt->shadow = qualified(shape.schema, rt->shadow_name);
         name = (ds_buf_t)DS_BUF_INIT;
@@ -449,7 +434,22 @@ static void fingerprint(const replay_t *r, char out[17])
             fclose(f);
         h = (h ^ 0xff) * UINT64_C(1099511628211);
     }
+    /* A run of the other mode left nothing this one can resume. */
+    h = (h ^ (r->opt->in_place ? 'i' : 's')) * UINT64_C(1099511628211);
     snprintf(out, 17, "%016" PRIx64, h);
+}
+
+/* Whether table @p t of this database is rebuilt in a shadow and swapped in (not an in-place
+ * target's legacy table, not a table --in-place rebuilds where it is). */
+static bool swapped(const replay_t *r, const rtable_t *t)
+{
+    return t->db == r->db && !t->in_place && !r->opt->in_place;
+}
+
+/* Whether table @p t of this database is emptied and rebuilt where it is (--in-place). */
+static bool rebuilt_in_place(const replay_t *r, const rtable_t *t)
+{
+    return t->db == r->db && !t->in_place && r->opt->in_place;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -835,6 +835,146 @@ done:
 }
 
 /*
+ * --in-place empties the tables it rebuilds with TRUNCATE, which a foreign key of another
+ * table on them forbids (the default mode re-points such keys): refused, naming the key.
+ */
+static bool check_truncatable(replay_t *r)
+{
+    const char **names = calloc((size_t)r->ntables + 1, sizeof(*names));
+    const char *params[1];
+    char *array;
+    PGresult *res;
+    int n = 0;
+    bool ok;
+
+    if (!names)
+        return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
+    for (int i = 0; i < r->ntables; i++) {
+        if (rebuilt_in_place(r, &r->tables[i]))
+            names[n++] = r->tables[i].live;
+    }
+    array = ds_pg_text_array(names, n);
+    params[0] = array;
+    ok = exec(r,
+              "SELECT k.conrelid::regclass::text, k.conname, k.confrelid::regclass::text"
+              " FROM pg_catalog.pg_constraint k WHERE k.contype = 'f'"
+              " AND k.confrelid = ANY ($1::text[]::regclass[])"
+              " AND NOT k.conrelid = ANY ($1::text[]::regclass[]) ORDER BY 1, 2",
+              1, params, PGRES_TUPLES_OK, &res, "reading the foreign keys on the tables", NULL);
+    free(array);
+    free(names);
+    if (!ok)
+        return false;
+    if (PQntuples(res) > 0) {
+        r->refused = true;
+        ds_fail(r->errstr, sizeof(r->errstr),
+                "target \"%s\": --in-place empties %s, and table %s holds a foreign key on it "
+                "(%s): replay the mapping that writes %s too (--mapping), or use the default "
+                "mode (shadow and swap), which re-points such keys",
+                r->dbname, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return false;
+    }
+    PQclear(res);
+    return true;
+}
+
+/*
+ * --in-place: keeps live apply from writing the tables rebuilt where they are, from now until
+ * the end (DS_GATE_SESSION_SQL): an exclusive advisory lock per table, for this session, which
+ * waits for apply's transactions in flight. empty_in_place() then records the tables in
+ * dualsync.in_place_rebuilds, which keeps apply out after a crash of the replay too.
+ */
+static bool close_gate(replay_t *r)
+{
+    for (int i = 0; i < r->ntables; i++) {
+        const char *params[] = {r->tables[i].live};
+
+        if (!rebuilt_in_place(r, &r->tables[i]))
+            continue;
+        if (!exec(r, "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('ds_in_place'),"
+                     " pg_catalog.hashtext($1))",
+                  1, params, PGRES_TUPLES_OK, NULL, "waiting for live apply's transactions on "
+                  "the tables to end", NULL))
+            return false;
+    }
+    ds_info("target \"%s\": live apply into this database waits until the tables are rebuilt "
+            "in place", r->dbname);
+    return true;
+}
+
+/* --in-place, starting over: records the tables (see close_gate) and empties them. */
+static bool empty_in_place(replay_t *r)
+{
+    ds_buf_t sql = DS_BUF_INIT, owner = DS_BUF_INIT;
+    const char **names = calloc((size_t)r->ntables + 1, sizeof(*names));
+    const char *params[2];
+    char host[256] = "";
+    char *array;
+    bool first = true, ok;
+    int n = 0;
+
+    if (!names)
+        return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
+    ds_buf_append_str(&sql, "TRUNCATE ");
+    for (int i = 0; i < r->ntables; i++) {
+        if (!rebuilt_in_place(r, &r->tables[i]))
+            continue;
+        names[n++] = r->tables[i].live;
+        ds_buf_appendf(&sql, "%s%s", first ? "" : ", ", r->tables[i].live);
+        first = false;
+    }
+    gethostname(host, sizeof(host) - 1);
+    ds_buf_appendf(&owner, "dualsync replay --in-place, pid %d on %s", (int)getpid(), host);
+    array = ds_pg_text_array(names, n);
+    params[0] = array;
+    params[1] = owner.data;
+    ok = n == 0 ||
+         (exec(r,
+               "INSERT INTO dualsync.in_place_rebuilds (table_name, owner)"
+               " SELECT unnest($1::text[]), $2 ON CONFLICT (table_name) DO UPDATE"
+               " SET owner = EXCLUDED.owner, started_at = now()",
+               2, params, PGRES_COMMAND_OK, NULL, "recording the tables rebuilt in place",
+               NULL) &&
+          exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "emptying the tables rebuilt in place",
+               NULL));
+    if (ok && n > 0)
+        ds_info("target \"%s\": emptied %d tables to rebuild in place: readers see them fill "
+                "up", r->dbname, n);
+    free(array);
+    free(names);
+    ds_buf_free(&sql);
+    ds_buf_free(&owner);
+    return ok;
+}
+
+/* The swap's (or the in-place rebuild's) end: live apply may write the tables again (its
+ * gate reads dualsync.in_place_rebuilds; the advisory locks go with this session). */
+static bool open_gate(replay_t *r, char *sqlstate)
+{
+    const char **names = calloc((size_t)r->ntables + 1, sizeof(*names));
+    const char *params[1];
+    char *array;
+    bool ok;
+    int n = 0;
+
+    if (!names)
+        return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
+    for (int i = 0; i < r->ntables; i++) {
+        if (r->tables[i].db == r->db)
+            names[n++] = r->tables[i].live;
+    }
+    array = ds_pg_text_array(names, n);
+    params[0] = array;
+    ok = exec(r, "DELETE FROM dualsync.in_place_rebuilds WHERE table_name = ANY ($1::text[])", 1,
+              params, PGRES_COMMAND_OK, NULL, "opening the tables to live apply again", sqlstate);
+    free(array);
+    free(names);
+    return ok;
+}
+
+/*
  * Starts or resumes: the state row says which mappings built the shadows there (their
  * fingerprint); a different one starts over. Returns false on an error.
  */
@@ -876,9 +1016,11 @@ static bool prepare_shadows(replay_t *r)
     for (int i = 0; i < r->ntables; i++) {
         const rtable_t *t = &r->tables[i];
 
-        if (t->db == r->db && !t->in_place && !check_swappable(r, t))
+        if (swapped(r, t) && !check_swappable(r, t))
             return false;
     }
+    if (r->opt->in_place && (!check_truncatable(r) || !close_gate(r)))
+        return false;
     if (resume) {
         /* The working tables are unlogged: a server crash empties them (and the replay's
          * offsets with them), and nothing of the interrupted run is left to resume. */
@@ -900,7 +1042,7 @@ static bool prepare_shadows(replay_t *r)
         ds_buf_t sql = DS_BUF_INIT;
         bool ok;
 
-        if (t->db != r->db)
+        if (t->db != r->db || rebuilt_in_place(r, t))
             continue;
         ds_buf_appendf(&sql, "DROP TABLE IF EXISTS %s CASCADE", t->shadow);
         ok = exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping an old shadow", NULL);
@@ -913,10 +1055,12 @@ static bool prepare_shadows(replay_t *r)
               ".pending, " REPLAY_SCHEMA ".dead_letters, " REPLAY_SCHEMA ".state",
               0, NULL, PGRES_COMMAND_OK, NULL, "clearing the replay's bookkeeping", NULL))
         goto rollback;
+    if (r->opt->in_place && !empty_in_place(r))
+        goto rollback;
     for (int i = 0; i < r->ntables; i++) {
         const rtable_t *t = &r->tables[i];
 
-        if (t->db == r->db &&
+        if (t->db == r->db && !rebuilt_in_place(r, t) &&
             !(t->in_place ? create_in_place_shadow(r, t) : create_shadow(r, t)))
             goto rollback;
     }
@@ -924,7 +1068,7 @@ static bool prepare_shadows(replay_t *r)
     for (int i = 0; i < r->ntables; i++) {
         const rtable_t *t = &r->tables[i];
 
-        if (t->db == r->db && !t->in_place && !copy_foreign_keys(r, t))
+        if (swapped(r, t) && !copy_foreign_keys(r, t))
             goto rollback;
     }
     if (!exec(r, "INSERT INTO " REPLAY_SCHEMA ".state (fingerprint) VALUES ($1)", 1, params,
@@ -1173,7 +1317,7 @@ static bool read_bounds(replay_t *r, bool lock)
         return ds_fail(r->errstr, sizeof(r->errstr), "out of memory");
     for (int i = 0; i < ds_mapping_set_ntopics(r->set); i++)
         topics[i] = ds_mapping_set_topic(r->set, i);
-    array = text_array(topics, ds_mapping_set_ntopics(r->set));
+    array = ds_pg_text_array(topics, ds_mapping_set_ntopics(r->set));
     free(topics);
     params[0] = r->config->apply_group_id;
     params[1] = array;
@@ -1578,7 +1722,7 @@ static bool links_all_replayed(replay_t *r, bool *all)
     bool ok;
 
     target_ids(r, &ids, &nids, &links, &nlinks);
-    links_array = text_array(links, nlinks);
+    links_array = ds_pg_text_array(links, nlinks);
     params[0] = links_array;
     ok = exec(r,
               "SELECT NOT EXISTS (SELECT 1 FROM dualsync.links WHERE NOT target = ANY($1::text[]))",
@@ -1604,8 +1748,8 @@ static bool move_bookkeeping(replay_t *r, bool whole_links)
     bool ok;
 
     target_ids(r, &ids, &nids, &links, &nlinks);
-    id_array = text_array(ids, nids);
-    links_array = text_array(links, nlinks);
+    id_array = ds_pg_text_array(ids, nids);
+    links_array = ds_pg_text_array(links, nlinks);
     p_ids[0] = id_array;
     p_links[0] = links_array;
     if (whole_links) {
@@ -1736,7 +1880,7 @@ static bool swap_once(replay_t *r, bool *retry)
      * moves; only the renames take ACCESS EXCLUSIVE, at the end. */
     ds_buf_append_str(&sql, "BEGIN; SET LOCAL lock_timeout = '" LOCK_TIMEOUT "'");
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db != r->db || r->tables[i].in_place)
+        if (!swapped(r, &r->tables[i]))
             continue;
         ds_buf_appendf(&sql, "%s%s", first ? "; LOCK TABLE " : ", ", r->tables[i].live);
         first = false;
@@ -1798,7 +1942,7 @@ static bool swap_once(replay_t *r, bool *retry)
     for (int i = 0; i < r->ntables; i++) {
         const char *params[] = {r->tables[i].live};
 
-        if (r->tables[i].db != r->db || r->tables[i].in_place)
+        if (!swapped(r, &r->tables[i]))
             continue;
         if (!exec(r, "SELECT $1::regclass::oid", 1, params, PGRES_TUPLES_OK, &res,
                   "reading a table's oid", sqlstate))
@@ -1809,15 +1953,14 @@ static bool swap_once(replay_t *r, bool *retry)
     }
     ds_buf_append_char(&oids, '}');
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !r->tables[i].in_place &&
-            !swap_rename(r, &r->tables[i], oids.data, &sw[i]))
+        if (swapped(r, &r->tables[i]) && !swap_rename(r, &r->tables[i], oids.data, &sw[i]))
             goto fail;
     }
     ds_buf_reset(&sql);
     ds_buf_append_str(&sql, "DROP TABLE ");
     first = true;
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db != r->db || r->tables[i].in_place)
+        if (!swapped(r, &r->tables[i]))
             continue;
         ds_buf_appendf(&sql, "%s%s", first ? "" : ", ", r->tables[i].old);
         first = false;
@@ -1827,8 +1970,7 @@ static bool swap_once(replay_t *r, bool *retry)
         !exec(r, sql.data, 0, NULL, PGRES_COMMAND_OK, NULL, "dropping the old tables", sqlstate))
         goto fail;
     for (int i = 0; i < r->ntables; i++) {
-        if (r->tables[i].db == r->db && !r->tables[i].in_place &&
-            !swap_finish(r, &r->tables[i], &sw[i]))
+        if (swapped(r, &r->tables[i]) && !swap_finish(r, &r->tables[i], &sw[i]))
             goto fail;
     }
     /* In place last: its values may look rows up in the tables just swapped in. The writes
@@ -1850,6 +1992,8 @@ static bool swap_once(replay_t *r, bool *retry)
             goto fail;
     }
 
+    if (!open_gate(r, sqlstate))
+        goto fail;
     if (!exec(r,
               whole_links ? "DELETE FROM " REPLAY_SCHEMA ".offsets; TRUNCATE " REPLAY_SCHEMA
                             ".pending, " REPLAY_SCHEMA ".dead_letters, " REPLAY_SCHEMA ".state"
@@ -2024,9 +2168,10 @@ static int replay_db(replay_t *r, int db, const ds_replay_topic_t *topics, int n
 
         for (int i = 0; i < r->ntables; i++)
             n += r->tables[i].db == db;
-        ds_info("target \"%s\": swapped in %d rebuilt tables (%" PRIu64 " messages replayed by "
+        ds_info("target \"%s\": %s %d rebuilt tables (%" PRIu64 " messages replayed by "
                 "this run, %" PRIu64 " dead letters)",
-                r->dbname, n, r->messages, r->dead_letters);
+                r->dbname, r->opt->in_place ? "live apply resumes on" : "swapped in", n,
+                r->messages, r->dead_letters);
     }
     warn_tombstones(r, topics, ntopics);
     if (!validate_foreign_keys(r))

@@ -74,7 +74,40 @@
     " partition int NOT NULL, kafka_offset bigint NOT NULL, error text NOT NULL,"                  \
     " created_at timestamptz NOT NULL DEFAULT now(),"                                              \
     " PRIMARY KEY (topic, source_key, target));"                                                   \
-    DS_KAFKA_PARTITION_SQL DS_SETTLE_SESSION_SQL
+    "CREATE TABLE IF NOT EXISTS dualsync.in_place_rebuilds ("                                       \
+    " table_name text PRIMARY KEY, owner text NOT NULL,"                                           \
+    " started_at timestamptz NOT NULL DEFAULT now());"                                             \
+    DS_KAFKA_PARTITION_SQL DS_SETTLE_SESSION_SQL DS_GATE_SESSION_SQL
+
+/*
+ * pg_temp.ds_gate(tables): run by apply at the start of each transaction with the target
+ * tables of its database. `dualsync replay --in-place` empties tables and writes them again
+ * from offset 0 while live apply must not write them: it holds, on its own session, an
+ * exclusive advisory lock per table (waiting for apply's transactions in flight), and records
+ * the table in dualsync.in_place_rebuilds, which outlives a crash of the replay (the table is
+ * then half rebuilt until the same command runs again). The gate takes the same locks shared
+ * for the transaction and checks the table, and fails with lock_not_available (55P03: apply
+ * rolls back and tries again later) naming the table and why.
+ */
+#define DS_GATE_SESSION_SQL                                                                        \
+    "CREATE OR REPLACE FUNCTION pg_temp.ds_gate(p_tables text[]) RETURNS void"                     \
+    " LANGUAGE plpgsql AS $$"                                                                      \
+    " DECLARE t text; o text;"                                                                     \
+    " BEGIN"                                                                                       \
+    "  FOREACH t IN ARRAY p_tables LOOP"                                                           \
+    "   IF NOT pg_try_advisory_xact_lock_shared(hashtext('ds_in_place'), hashtext(t)) THEN"        \
+    "    RAISE EXCEPTION USING ERRCODE = '55P03', MESSAGE = format('table %s is being rebuilt'"    \
+    "     || ' in place by `dualsync replay --in-place`: apply waits for it to finish', t);"       \
+    "   END IF;"                                                                                   \
+    "  END LOOP;"                                                                                  \
+    "  SELECT r.table_name, r.owner INTO t, o FROM dualsync.in_place_rebuilds r"                    \
+    "   WHERE r.table_name = ANY (p_tables) LIMIT 1;"                                              \
+    "  IF FOUND THEN"                                                                              \
+    "   RAISE EXCEPTION USING ERRCODE = '55P03', MESSAGE = format('table %s is half rebuilt by'"   \
+    "    || ' an interrupted `dualsync replay --in-place` (%s): apply waits until the same'"       \
+    "    || ' command runs again and finishes it', t, o);"                                         \
+    "  END IF;"                                                                                    \
+    " END $$;"
 
 /*
  * What a session that runs the mappings' statements needs for settling (mapping_sql.c,

@@ -30,4 +30,10 @@ void ds_pg_result_error(const PGresult *r, const PGconn *conn, char *sqlstate, c
 bool ds_pg_conninfo_check(const char *conninfo, const char *what, char *errstr,
                           size_t errstr_size);
 
+/**
+ * @brief A text[] literal of @p n strings, for a parameter such as "= ANY($1::text[])".
+ *        Caller frees; NULL when out of memory.
+ */
+char *ds_pg_text_array(const char *const *items, int n);
+
 #endif

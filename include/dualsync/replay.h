@@ -14,6 +14,12 @@
  * rows and dead-letter records, re-points the foreign keys other tables hold, and renames.
  * Live apply then continues on the new tables from its own offsets: no gap, no double apply.
  * A crash leaves the live tables untouched; the same command resumes (replay.c).
+ *
+ * In place (--in-place), for tables nobody reads yet: each target table is emptied
+ * (TRUNCATE) and written again where it is, from offset 0 up to live apply's offsets, while
+ * live apply into that database waits (DS_GATE_SESSION_SQL); readers see the table fill up. No
+ * shadow, no rename: views, triggers and rules on the table are kept. A crash leaves the table
+ * half rebuilt and live apply waiting; the same command resumes and finishes it.
  */
 #ifndef DUALSYNC_REPLAY_H
 #define DUALSYNC_REPLAY_H
@@ -31,6 +37,9 @@ typedef struct ds_replay_options {
                                   * NULL-terminated; empty: every mapping of the config */
     int nmappings;
     bool progress_bar; /* draw a bar on stderr (a terminal), else log lines */
+    bool in_place;     /* --in-place: empty each target table and write it again where it is,
+                        * live apply into its database held back meanwhile (replay.c,
+                        * close_gate), instead of a shadow swapped in */
 } ds_replay_options_t;
 
 /** @brief Runs a replay to the end (the swap). Returns a DS_REPLAY_EXIT_* status. */

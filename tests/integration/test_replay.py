@@ -18,6 +18,7 @@ import threading
 import time
 
 import dstest
+from test_apply_changes import PEOPLE_MAPPING, PEOPLE_QUERY, ApplyPeopleCase, PeopleModel
 from test_clinic_migration import CLINIC, ClinicTestCase, NS_GLOBAL_PATIENT, read, uuid5
 
 
@@ -275,6 +276,13 @@ class ReplayTimeRetainedTopicTest(ReplayTestCase):
         self.assertIn('table "public"."global_patients" cannot be swapped', proc.stderr)
         self.assertIn("view or rule patient_names", proc.stderr)
         self.psql("DROP VIEW patient_names")
+        # --in-place empties the tables: one that a legacy table references is refused.
+        proc = dstest.run_dualsync(["replay", "--config", self.apply_cfg.path, "--mapping",
+                                    "patients", "--in-place"], timeout=120)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("--in-place empties clinic_patients, and table appointments holds a "
+                      "foreign key on it", proc.stderr)
+        self.assertEqual(self.psql("TABLE dualsync.in_place_rebuilds"), [])
 
         topic = self.capture_cfg.topic("public.patients")
         # Capture made the topic compacted, on which Kafka refuses DeleteRecords: a topic
@@ -510,3 +518,87 @@ class ReplayAllMappingsTest(ReplayTestCase):
         self.apply_cfg = new_cfg
         self.wait_caught_up(self.apply)
         self.assert_verify_matches()
+
+
+class ReplayInPlaceTest(ApplyPeopleCase):
+    """`--in-place`: the people table (with a view and a trigger on it, which the default mode
+    refuses) emptied and rebuilt where it is, while live apply waits and a write load runs."""
+
+    def test_in_place_rebuild_holds_apply_back_survives_kill_9_and_completes(self):
+        self.psql("CREATE VIEW people_names AS SELECT full_name FROM people", db=self.newdb)
+        cfg = self.apply_config({"newdb": self.newdb}, [PEOPLE_MAPPING],
+                                self.capture_cfg.topic_prefix,
+                                source=self.capture_cfg.data["source"],
+                                apply={"batch_max_messages": 20})
+        apply = self.start_apply(cfg)
+        model = PeopleModel(seed=20261207)
+        self.psql(model.transactions(count=30, size=20))
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        # Damage: a row gone, a row changed, a row that no legacy row gives.
+        first = model.expected_people()[0][0]
+        self.psql(f"DELETE FROM people WHERE id = {first};"
+                  "UPDATE people SET full_name = 'WRONG' WHERE id = (SELECT max(id) FROM people);"
+                  "INSERT INTO people VALUES (999999, 'nobody', 'x@y', 'PATIENT', 0)",
+                  db=self.newdb)
+        # The default mode refuses the table (a view and a trigger read it).
+        proc = dstest.run_dualsync(["replay", "--config", cfg.path], timeout=120)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("cannot be swapped", proc.stderr)
+
+        # 1. Stopped in the middle: the replay's first write waits (its trigger's table is
+        # held), after the table was emptied. Live apply waits too, and says why.
+        holder = Holder(self.newdb, "people_writes", "SHARE")
+        log_path = os.path.join(self.work_dir, f"{self._test_slug}-replay.log")
+        rep = Replay(cfg.path, log_path, ["--in-place"])
+        self._captures.append(rep)
+        self.addCleanup(rep.kill)
+        rep.start()
+        dstest.wait_for(lambda: waiting_for_lock(self.newdb, "dualsync-apply", "people_writes"),
+                        timeout=60, what="the replay's first write to wait")
+        self.assertEqual(dstest.psql_value("SELECT count(*) FROM people", db=self.newdb), "0")
+        self.psql(model.transactions(count=2, size=5))
+        dstest.wait_for(lambda: "is being rebuilt in place" in apply.log_text(), timeout=60,
+                        what="live apply to say it waits for the rebuild")
+        rep.kill()
+        holder.release()
+        dstest.wait_for(lambda: no_session_left(self.newdb, "dualsync-replay"), timeout=30,
+                        what="the killed replay's sessions to end")
+        # Half rebuilt: apply keeps waiting, and says what to do.
+        dstest.wait_for(lambda: "half rebuilt by an interrupted" in apply.log_text(), timeout=60,
+                        what="live apply to say the table is half rebuilt")
+        self.assertEqual(dstest.psql_value("SELECT count(*) FROM people", db=self.newdb), "0")
+
+        # 2. The same command completes, under a write load.
+        failures = []
+
+        def load():
+            try:
+                for _ in range(10):
+                    self.psql(model.transactions(count=3, size=10))
+                    time.sleep(0.2)
+            except AssertionError as e:
+                failures.append(e)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            proc = dstest.run_dualsync(["replay", "--config", cfg.path, "--in-place"],
+                                       timeout=180)
+        finally:
+            loader.join(timeout=120)
+        self.assertEqual(failures, [])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("resuming the interrupted replay", proc.stderr)
+        self.wait_rows(self.newdb, PEOPLE_QUERY, model.expected_people(), timeout=90)
+        # Kept: the view and the trigger (no rename), and no shadow was made.
+        self.assertEqual(dstest.psql_value("SELECT count(*) FROM people_names", db=self.newdb),
+                         str(len(model.rows)))
+        self.assertEqual(dstest.psql("SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                     "'people'::regclass AND NOT tgisinternal", db=self.newdb),
+                         [("people_writes",)])
+        self.assertEqual(dstest.psql("SELECT relname FROM pg_class WHERE relname LIKE "
+                                     "'%\\_\\_replay%'", db=self.newdb), [])
+        self.assertEqual(dstest.psql("TABLE dualsync.in_place_rebuilds", db=self.newdb), [])
+        proc = dstest.run_dualsync(["verify", "--config", cfg.path], timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        apply.stop(expect_exit=0)
