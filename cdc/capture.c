@@ -1224,7 +1224,12 @@ static void capture_free(capture_t *c)
  */
 static bool wait_while_slot_held(capture_t *c)
 {
-    ds_standby_t *standby = ds_standby_new(c->config->source_conninfo, c->config->slot);
+    /* Never less than three status intervals: a healthy holder must not look silent. */
+    int takeover_ms = c->config->standby_takeover_ms > 3 * c->config->status_interval_ms
+                          ? c->config->standby_takeover_ms
+                          : 3 * c->config->status_interval_ms;
+    ds_standby_t *standby =
+        ds_standby_new(c->config->source_conninfo, c->config->slot, takeover_ms);
     char holder[256], errstr[512], last_error[512] = "";
 
     if (!standby) {
@@ -1237,6 +1242,13 @@ static bool wait_while_slot_held(capture_t *c)
 
         if (state == DS_SLOT_FREE || (state == DS_SLOT_UNKNOWN && !c->standby))
             break;
+        if (state == DS_SLOT_ENDED) {
+            ds_warning("standby: replication slot \"%s\" is held by %s, which %s (a lost host "
+                       "or a frozen process): ended its session to take over",
+                       c->config->slot, holder, errstr);
+            wait_in_loop(c, 0.2);
+            continue;
+        }
         if (state == DS_SLOT_UNKNOWN && strcmp(errstr, last_error) != 0) {
             ds_warning("standby: %s; still waiting", errstr);
             snprintf(last_error, sizeof(last_error), "%s", errstr);
@@ -1401,6 +1413,10 @@ int ds_capture_run(const ds_config_t *config)
             while (!c.stopping && !c.failed) {
                 wait_in_loop(&c, backoff_ms / 1000.0);
                 if (c.stopping)
+                    break;
+                /* Another capture took the slot meanwhile (a standby that ended this one's
+                 * session while it was frozen or cut off): this one becomes its standby. */
+                if (!wait_while_slot_held(&c))
                     break;
                 if (start_session(&c, errstr, sizeof(errstr))) {
                     backoff_ms = 500;

@@ -63,6 +63,7 @@ typedef struct ds_config {
     char **skip_origins;                  /* default ["dualsync"]; NULL-terminated too */
     int nskip_origins;
     int status_interval_ms;               /* standby status update period, default 1000 */
+    int standby_takeover_ms;              /* a standby ends a slot holder silent this long */
     int64_t max_inflight_bytes;           /* stop reading WAL above this, default 32 MiB */
     int max_inflight_messages;            /* likewise, default 100000 */
     int shutdown_timeout_ms;              /* how long SIGTERM waits for Kafka, default 30000 */

@@ -1,8 +1,12 @@
 """A standby capture: a second `dualsync capture` of the same config waits while the first
 holds the replication slot, serving its metrics and a healthy /healthz that says "standby",
 and takes over when the first dies (kill -9) under a write load, from the slot's confirmed
-position: every committed change reaches Kafka."""
+position: every committed change reaches Kafka. A first capture that is frozen (SIGSTOP, what
+a lost host looks like to the server) is ended by the standby after
+capture.standby_takeover_ms without a status update, rather than after the server's 60 s
+wal_sender_timeout."""
 
+import signal
 import threading
 import time
 import unittest
@@ -103,6 +107,54 @@ class CaptureStandbyTest(dstest.ServicesTestCase):
         dstest.wait_for(lambda: "standby: replication slot" in standby.log_text(), 30,
                         "the second capture to wait as a standby")
         self.assertEqual(standby.stop(timeout=30), 0)
+
+
+
+    def test_a_frozen_holder_is_ended_after_the_takeover_time_losing_nothing(self):
+        cfg = self.capture_config(["public.items"], capture={"standby_takeover_ms": 3000})
+        first, _ = self.start_on_port(cfg)
+        dstest.wait_for(lambda: self.slot_pid(cfg), 60, "the first capture to hold the slot")
+        held_by = self.slot_pid(cfg)
+        second, _ = self.start_on_port(cfg)
+        dstest.wait_for(lambda: "standby: replication slot" in second.log_text(), 30,
+                        "the second capture to say it waits as a standby")
+        # Healthy, the first keeps the slot well past the takeover time.
+        time.sleep(5)
+        self.assertEqual(self.slot_pid(cfg), held_by, "a healthy holder must keep the slot")
+        for i in range(100):
+            dstest.psql(f"INSERT INTO items VALUES ({i}, 'before')", db=self.db)
+        first.proc.send_signal(signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            for i in range(100, 200):
+                dstest.psql(f"INSERT INTO items VALUES ({i}, 'frozen')", db=self.db)
+            dstest.wait_for(lambda: "is now the active capture" in second.log_text(), 30,
+                            "the standby to take over from the frozen holder")
+            took = time.monotonic() - frozen_at
+            self.assertIn("ended its session to take over", second.log_text())
+            self.assertLess(took, 20, "the takeover must not wait for wal_sender_timeout")
+        finally:
+            first.proc.send_signal(signal.SIGCONT)
+        for i in range(200, 300):
+            dstest.psql(f"INSERT INTO items VALUES ({i}, 'after')", db=self.db)
+        end = dstest.current_wal_lsn()
+
+        def confirmed():
+            info = dstest.slot_info(cfg.slot)
+            return info and info["confirmed_flush_lsn"] and \
+                dstest.lsn_to_int(info["confirmed_flush_lsn"]) >= dstest.lsn_to_int(end)
+
+        dstest.wait_for(confirmed, 60, f"the slot to confirm past {end}")
+        ids = {m["value"]["after"]["id"] for m in self.consume(cfg.topic("public.items"))
+               if isinstance(m["value"], dict) and m["value"].get("after")}
+        self.assertEqual(sorted(set(range(300)) - ids), [])
+        # The resumed first process lost its session: it becomes the new one's standby.
+        dstest.wait_for(lambda: "standby: replication slot" in first.log_text(), 30,
+                        "the resumed first capture to wait as a standby")
+        self.assertNotEqual(self.slot_pid(cfg), held_by)
+        self.assertTrue(first.running(), first.log_tail())
+        self.assertEqual(first.stop(), 0)
+        self.assertEqual(second.stop(), 0)
 
 
 if __name__ == "__main__":
