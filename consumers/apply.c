@@ -1418,6 +1418,7 @@ static void run_loop(apply_t *ap)
     while (!stop_signals && !ap->failed) {
         int64_t now = monotonic_us(), batch_start = ds_batch_started_us(ap->batch);
         int timeout = POLL_MS;
+        bool idle;
         ds_kafka_msg_t msg;
         char errstr[1024];
 
@@ -1440,12 +1441,13 @@ static void run_loop(apply_t *ap)
                 break;
             }
         }
-        if (batch_start) {
-            int64_t left_ms =
-                (batch_start + (int64_t)ap->config->apply_batch_max_ms * 1000 - now) / 1000;
-
-            timeout = left_ms < 0 ? 0 : left_ms < POLL_MS ? (int)left_ms : POLL_MS;
-        }
+        /* Natural batching (group commit): a batch takes what has arrived and goes as soon
+         * as nothing more is queued, rather than waiting apply.batch_max_ms for messages that
+         * are not coming; under load the queue refills while the previous batch commits, so
+         * batches stay large. */
+        if (batch_start)
+            timeout = 0;
+        idle = false;
         switch (ds_consumer_poll(ap->consumer, timeout, &msg, errstr, sizeof(errstr))) {
         case DS_CONSUMER_MESSAGE:
             /* Once per batch: where a batch starts tells what a process held when it stopped. */
@@ -1462,6 +1464,7 @@ static void run_loop(apply_t *ap)
         case DS_CONSUMER_NOTHING:
             /* Nothing more to read for now: the batch in flight commits without waiting
              * for the next one to fill. */
+            idle = true;
             finish_batch(ap);
             break;
         }
@@ -1470,7 +1473,8 @@ static void run_loop(apply_t *ap)
         now = monotonic_us();
         batch_start = ds_batch_started_us(ap->batch);
         if (ds_batch_count(ap->batch) >= ap->config->apply_batch_max_messages ||
-            (batch_start && now - batch_start >= (int64_t)ap->config->apply_batch_max_ms * 1000))
+            (batch_start && (idle || now - batch_start >= (int64_t)ap->config->apply_batch_max_ms *
+                                                               1000)))
             process_batch(ap);
         if (now - ap->last_progress_us >= PROGRESS_INTERVAL_US) {
             ap->last_progress_us = now;
