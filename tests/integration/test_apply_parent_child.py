@@ -167,18 +167,20 @@ class Load:
         return sorted((str(i), owner_uuid(o), n.strip()) for i, (o, n) in self.pets.items())
 
 
-class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
-    """One test per seed; a failure names its seed (run it alone with DS_PARENT_CHILD_SEEDS)."""
+class ParentChildCase(dstest.ApplyTestCase):
+    """Legacy owners and pets captured into topics created beforehand, mapped into a fresh
+    target database by apply processes of one consumer group of its own."""
 
-    def run_seed(self, seed):
-        rng = random.Random(seed * 104729)
-        owners_table, pets_table = f"owners_{seed}", f"pets_{seed}"
+    def start_parent_child(self, name, partitions, foreign_key, apply=None):
+        """Creates the tables, topics and mappings of @name, starts capture; returns
+        (target database, apply config, group, {"owners": topic, "pets": topic}, legacy
+        owners table, legacy pets table)."""
+        owners_table, pets_table = f"owners_{name}", f"pets_{name}"
         self.psql(f"CREATE TABLE {owners_table} (id int PRIMARY KEY, name text);"
                   f"CREATE TABLE {pets_table} (id int PRIMARY KEY, owner_id int NOT NULL, "
                   "name text)")
         self.addCleanup(self.psql, f"DROP TABLE IF EXISTS {owners_table}, {pets_table}")
-        foreign_key = seed % 2 == 0
-        newdb = self.target_database(f"parent_child_{seed}")
+        newdb = self.target_database(f"parent_child_{name}")
         dstest.psql(
             "CREATE TABLE new_owners (id uuid PRIMARY KEY, legacy_id int NOT NULL UNIQUE, "
             "name text);"
@@ -187,9 +189,10 @@ class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
             + ", name text)", db=newdb)
 
         prefix = f"ds.{self._test_slug}"
-        topics = [f"{prefix}.public.{t}" for t in (owners_table, pets_table)]
-        for topic in topics:
-            dstest.create_topic(topic, partitions=PARTITIONS)
+        topics = {"owners": f"{prefix}.public.{owners_table}",
+                  "pets": f"{prefix}.public.{pets_table}"}
+        for topic in topics.values():
+            dstest.create_topic(topic, partitions=partitions)
         capture_cfg, _ = self.start_streaming_capture(
             [f"public.{owners_table}", f"public.{pets_table}"], topic_prefix=prefix)
         owners_mapping = dstest.write_mapping(os.path.join(self.work_dir, f"{owners_table}.json"), {
@@ -218,7 +221,7 @@ class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
                 },
             }],
         })
-        group = dstest.unique_name(f"parent_child_{seed}")
+        group = dstest.unique_name(f"parent_child_{name}")
         # Origins are cluster-wide and kept by apply: this group's go once its processes are
         # gone (cleanups run last first: after they are killed).
         self.addCleanup(
@@ -226,12 +229,63 @@ class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
             "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
             f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
         )
-        batch = rng.choice([1, 10, 50])
         config = self.apply_config(
             {"newdb": newdb}, [owners_mapping, pets_mapping], capture_cfg.topic_prefix,
             source=capture_cfg.data["source"],
-            apply={"group_id": group, "batch_max_messages": batch, "batch_max_ms": 20},
+            apply=dict({"group_id": group, "batch_max_ms": 20}, **(apply or {})),
         )
+        return newdb, config, group, topics, owners_table, pets_table
+
+    def assert_verify(self, config, what):
+        proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
+        self.assertEqual(proc.returncode, 0, f"{what}: verify:\n{proc.stdout}\n{proc.stderr}")
+
+    @staticmethod
+    def offsets(db, group):
+        """{(topic, partition): (owner pid, next_offset)} of @group in @db."""
+        if dstest.psql_value("SELECT to_regclass('dualsync.offsets') IS NULL", db=db) == "t":
+            return {}
+        result = {}
+        for topic, partition, owner, next_offset in dstest.psql(
+                "SELECT topic, partition, owner, next_offset FROM dualsync.offsets "
+                f"WHERE group_id = {dstest.quote_literal(group)}", db=db):
+            match = OWNER_PID.search(owner or "")
+            result[(topic, int(partition))] = (int(match.group(1)) if match else None,
+                                               int(next_offset))
+        return result
+
+    def wait_offsets(self, db, group, predicate, what, timeout=60):
+        """Until @predicate holds of offsets(@db, @group)."""
+        last = {}
+
+        def check():
+            last.clear()
+            last.update(self.offsets(db, group))
+            return predicate(last)
+
+        try:
+            dstest.wait_for(check, timeout=timeout, interval=0.2, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; dualsync.offsets (owner pid, next offset): {last}") from None
+
+    def wait_both_own(self, db, group, applies, partitions):
+        """Until every partition is claimed and each of @applies holds some."""
+        pids = {a.pid for a in applies}
+        self.wait_offsets(
+            db, group,
+            lambda o: len(o) == partitions and pids <= {pid for pid, _ in o.values()},
+            f"processes {sorted(pids)} to hold partitions each")
+
+
+class ParentChildAcrossProcessesTest(ParentChildCase):
+    """One test per seed; a failure names its seed (run it alone with DS_PARENT_CHILD_SEEDS)."""
+
+    def run_seed(self, seed):
+        rng = random.Random(seed * 104729)
+        foreign_key = seed % 2 == 0
+        batch = rng.choice([1, 10, 50])
+        newdb, config, group, topics, owners_table, pets_table = self.start_parent_child(
+            str(seed), PARTITIONS, foreign_key, apply={"batch_max_messages": batch})
         applies = [self.start_apply(config), self.start_apply(config)]
         self.wait_both_own(newdb, group, applies, len(topics) * PARTITIONS)
 
@@ -289,8 +343,7 @@ class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
                       f"dualsync.offsets: {self.offsets(newdb, group)}")
         for apply in applies:
             self.assertTrue(apply.running(), f"apply {apply.pid} stopped:\n{apply.log_tail()}")
-        proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
-        self.assertEqual(proc.returncode, 0, f"{what}: verify:\n{proc.stdout}\n{proc.stderr}")
+        self.assert_verify(config, what)
         for apply in applies:
             apply.stop(expect_exit=0)
         # Waiting is not failing: nothing became a dead letter, in any process.
@@ -309,36 +362,57 @@ class ParentChildAcrossProcessesTest(dstest.ApplyTestCase):
                            f"{missing[:10]}; extra or stale: {extra[:10]}")
         return "\n".join(out)
 
-    @staticmethod
-    def offsets(db, group):
-        """{(topic, partition): (owner pid, next_offset)} of @group in @db."""
-        if dstest.psql_value("SELECT to_regclass('dualsync.offsets') IS NULL", db=db) == "t":
-            return {}
-        result = {}
-        for topic, partition, owner, next_offset in dstest.psql(
-                "SELECT topic, partition, owner, next_offset FROM dualsync.offsets "
-                f"WHERE group_id = {dstest.quote_literal(group)}", db=db):
-            match = OWNER_PID.search(owner or "")
-            result[(topic, int(partition))] = (int(match.group(1)) if match else None,
-                                               int(next_offset))
-        return result
 
-    def wait_both_own(self, db, group, applies, partitions):
-        """Until every partition is claimed and each of @applies holds some."""
-        pids = {a.pid for a in applies}
-        last = {}
+class PendingRowOfAMovedPartitionTest(ParentChildCase):
+    """The deterministic reproduction: a pet waits in dualsync.pending, written there by the
+    process that held its partition (H); H dies and the other process (O), which was already
+    running, takes the partition over and applies the pet's delete. The delete must drop the
+    waiting change, which must never be written once its owner arrives."""
 
-        def check():
-            last.clear()
-            last.update(self.offsets(db, group))
-            owners = {pid for pid, _ in last.values()}
-            return len(last) == partitions and pids <= owners
+    def test_a_change_parked_by_the_partitions_previous_owner_is_dropped_by_a_later_delete(self):
+        newdb, config, group, topics, owners_table, pets_table = self.start_parent_child(
+            "moved", 1, foreign_key=False)
+        pets = (topics["pets"], 0)
+        first = self.start_apply(config)
+        self.wait_offsets(newdb, group, lambda o: len(o) == 2,
+                          "the first process to claim both partitions")
+        second = self.start_apply(config)
+        self.wait_both_own(newdb, group, [first, second], 2)
+        holder_pid = self.offsets(newdb, group)[pets][0]
+        holder, other = (first, second) if holder_pid == first.pid else (second, first)
 
-        try:
-            dstest.wait_for(check, timeout=60, interval=0.2,
-                            what=f"processes {sorted(pids)} to hold partitions each")
-        except AssertionError as e:
-            raise AssertionError(f"{e}; dualsync.offsets: {last}") from None
+        # Pet 1 before its owner: H parks it. O started before, and has not seen that row.
+        self.psql(f"INSERT INTO {pets_table} VALUES (1, 10, 'Rex')")
+        self.wait_rows(newdb, "SELECT source_key FROM dualsync.pending", [('{"id":1}',)],
+                       what="pet 1 to wait for owner 10")
+        # H dies; O takes the pets partition once H's session times out.
+        holder.kill()
+        self.wait_offsets(newdb, group, lambda o: o.get(pets, (None,))[0] == other.pid,
+                          f"process {other.pid} to claim {pets[0]} [0] of killed {holder.pid}")
+        # O applies pet 1's delete, and parks pet 2 (another change waiting, so that O
+        # retries dualsync.pending when owners arrive).
+        self.psql(f"DELETE FROM {pets_table} WHERE id = 1;"
+                  f"INSERT INTO {pets_table} VALUES (2, 20, 'Tom')")
+        # Pet 2 comes after pet 1's delete in the partition: once it waits, the delete was
+        # applied.
+        self.wait_rows(newdb, "SELECT count(*) FROM dualsync.pending WHERE source_key = "
+                       "'{\"id\":2}'", [("1",)], what="pet 2 to wait for owner 20")
+        waiting = self.psql("SELECT source_key, kafka_offset FROM dualsync.pending ORDER BY id",
+                            db=newdb)
+        # The owners arrive: only pet 2 is written.
+        self.psql(f"INSERT INTO {owners_table} VALUES (10, 'Ann'), (20, 'Bo')")
+        self.wait_rows(newdb, "SELECT source_key FROM dualsync.pending", [],
+                       what="dualsync.pending to empty once the owners arrive")
+        why = (f"pet 1 was deleted (offset 1, applied by process {other.pid}, which took the "
+               f"partition over), but its insert (offset 0, parked by process {holder.pid}) "
+               f"still waited after the delete: dualsync.pending (source_key, kafka_offset) "
+               f"held {waiting}")
+        self.assertEqual(self.psql("SELECT id, owner_ref, name FROM new_pets ORDER BY id",
+                                   db=newdb),
+                         [("2", owner_uuid(20), "Tom")], why)
+        self.assertEqual(waiting, [('{"id":2}', "3")], why)
+        self.assert_verify(config, "after pet 1's delete")
+        other.stop(expect_exit=0)
 
 
 def _seed_test(seed):
