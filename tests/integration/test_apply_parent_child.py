@@ -364,12 +364,14 @@ class ParentChildAcrossProcessesTest(ParentChildCase):
 
 
 class PendingRowOfAMovedPartitionTest(ParentChildCase):
-    """The deterministic reproduction: a pet waits in dualsync.pending, written there by the
-    process that held its partition (H); H dies and the other process (O), which was already
-    running, takes the partition over and applies the pet's delete. The delete must drop the
-    waiting change, which must never be written once its owner arrives."""
+    """The deterministic reproductions: a pet waits in dualsync.pending, written there by the
+    process that held its partition (H); H dies and the other process (O), which was running
+    already, takes the partition over. O must retry the waiting change once its owner
+    arrives, and drop it when it applies a newer change of the pet (here its delete)."""
 
-    def test_a_change_parked_by_the_partitions_previous_owner_is_dropped_by_a_later_delete(self):
+    def park_then_move(self):
+        """Pet 1 waits for owner 10, parked by H; H is killed and O claims the pets
+        partition. Returns (target database, config, owners table, pets table, H, O)."""
         newdb, config, group, topics, owners_table, pets_table = self.start_parent_child(
             "moved", 1, foreign_key=False)
         pets = (topics["pets"], 0)
@@ -381,7 +383,7 @@ class PendingRowOfAMovedPartitionTest(ParentChildCase):
         holder_pid = self.offsets(newdb, group)[pets][0]
         holder, other = (first, second) if holder_pid == first.pid else (second, first)
 
-        # Pet 1 before its owner: H parks it. O started before, and has not seen that row.
+        # Pet 1 before its owner: H parks it, after O started.
         self.psql(f"INSERT INTO {pets_table} VALUES (1, 10, 'Rex')")
         self.wait_rows(newdb, "SELECT source_key FROM dualsync.pending", [('{"id":1}',)],
                        what="pet 1 to wait for owner 10")
@@ -389,6 +391,21 @@ class PendingRowOfAMovedPartitionTest(ParentChildCase):
         holder.kill()
         self.wait_offsets(newdb, group, lambda o: o.get(pets, (None,))[0] == other.pid,
                           f"process {other.pid} to claim {pets[0]} [0] of killed {holder.pid}")
+        return newdb, config, owners_table, pets_table, holder, other
+
+    def test_a_change_parked_by_the_partitions_previous_owner_is_retried_by_the_new_one(self):
+        newdb, config, owners_table, _, holder, other = self.park_then_move()
+        self.psql(f"INSERT INTO {owners_table} VALUES (10, 'Ann')")
+        self.wait_rows(newdb, "SELECT id, owner_ref, name FROM new_pets",
+                       [("1", owner_uuid(10), "Rex")], timeout=30,
+                       what=f"pet 1 (parked by process {holder.pid}) to be written by process "
+                            f"{other.pid}, which took its partition over, once owner 10 is")
+        self.wait_rows(newdb, "SELECT source_key FROM dualsync.pending", [])
+        self.assert_verify(config, "after owner 10 arrived")
+        other.stop(expect_exit=0)
+
+    def test_a_change_parked_by_the_partitions_previous_owner_is_dropped_by_a_later_delete(self):
+        newdb, config, owners_table, pets_table, holder, other = self.park_then_move()
         # O applies pet 1's delete, and parks pet 2 (another change waiting, so that O
         # retries dualsync.pending when owners arrive).
         self.psql(f"DELETE FROM {pets_table} WHERE id = 1;"
