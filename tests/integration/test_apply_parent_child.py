@@ -17,6 +17,11 @@ dualsync.pending too, for the child to leave.
 At the end the targets equal what the mapping gives from the legacy rows (computed here),
 dualsync.pending is empty, nothing was dead-lettered, and `dualsync verify` exits 0.
 
+The deterministic reproductions (topics of one partition): a pet parked by the process
+holding its partition, which is then killed; the other process, running since before the
+pet was parked, takes the partition over. It must write the pet once its owner arrives, and
+must drop the waiting change when it applies the pet's delete (never write it afterwards).
+
 DS_PARENT_CHILD_SEEDS (comma-separated integers) replaces the seeds the suite runs, for a
 soak: DS_PARENT_CHILD_SEEDS=$(seq -s, 1 50) ctest --test-dir build -R test_apply_parent_child.
 """
