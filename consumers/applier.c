@@ -1041,8 +1041,15 @@ ds_applier_status_t ds_applier_claim(ds_applier_t *a, ds_offsets_t *offsets, int
         ds_debug("target \"%s\": claimed %s [%d] (generation %" PRId64 "), next offset %" PRId64,
                  a->name, parts[i].topic, (int)parts[i].partition, generation, next);
     }
-    /* Partitions may have come from another apply process, with their dead letters' keys. */
-    return load_dead_keys(a, errstr, errstr_size);
+    /* Partitions may have come from another apply process, with the keys of their pending
+     * changes and dead letters: read once the claims are committed, so that nothing the
+     * previous owner parked is missed (a pending change never retried, or one a later delete
+     * of its key should have dropped coming back). */
+    if (nparts == 0)
+        return DS_APPLIER_OK;
+    ds_applier_status_t st = load_pending_keys(a, errstr, errstr_size);
+
+    return st == DS_APPLIER_OK ? load_dead_keys(a, errstr, errstr_size) : st;
 }
 
 /* ---------------------------------------------------------------------------------------------
