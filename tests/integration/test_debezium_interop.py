@@ -10,7 +10,8 @@ uuid, enum, json/jsonb, bytea, int[] and text[], numerics as strings: Debezium r
 decimal.handling.mode=string). Compared loosely: the `source` block (connector, db, schema,
 table, an LSN). Not asserted: the date and time columns, whose mapping is known to differ;
 their values are written side by side, with the Debezium schema type of each, to
-<work dir>/debezium-temporal-differences.txt and printed.
+<work dir>/debezium-temporal-differences.txt and printed, followed by the envelope and
+`source` fields only one side sends. <work dir>/messages.json keeps both sides' messages.
 """
 
 import datetime
