@@ -12,6 +12,8 @@ table, an LSN). Not asserted: the date and time columns, whose mapping is known 
 their values are written side by side, with the Debezium schema type of each, to
 <work dir>/debezium-temporal-differences.txt and printed, followed by the envelope and
 `source` fields only one side sends. <work dir>/messages.json keeps both sides' messages.
+A second table, left at REPLICA IDENTITY DEFAULT, checks that `before` (null on updates, only
+the key on deletes) is the same on both sides.
 """
 
 import datetime
@@ -22,6 +24,8 @@ import unittest
 import dstest
 
 TABLE = "public.interop"
+# A table left at REPLICA IDENTITY DEFAULT: what `before` holds on updates and deletes.
+TABLE_DEFAULT = "public.interop_default"
 
 # Columns compared for equality: name -> SQL type, in table order.
 EQUAL_COLUMNS = [
@@ -211,15 +215,61 @@ class DebeziumInteropTest(dstest.ServicesTestCase):
             + "\n);\n"
             # Whole old rows in `before` for both (under DEFAULT, Debezium and capture
             # both leave it null on updates).
-            + f"ALTER TABLE {TABLE} REPLICA IDENTITY FULL;",
+            + f"ALTER TABLE {TABLE} REPLICA IDENTITY FULL;\n"
+            + f"CREATE TABLE {TABLE_DEFAULT} (id int PRIMARY KEY, v text, n bigint);",
             db=cls.db,
         )
 
+    def start_both(self, tables, extra=None):
+        """A Debezium connector and a capture on @tables, both streaming."""
+        dbz = self.start_debezium(tables, extra=dict({"decimal.handling.mode": "string"},
+                                                     **(extra or {})))
+        cfg = self.capture_config(tables)
+        cap = self.start_capture(cfg)
+
+        def capture_streaming():
+            info = dstest.slot_info(cfg.slot)
+            return info and info["active"] and info["confirmed_flush_lsn"]
+
+        dstest.wait_for(capture_streaming, timeout=30, what=f"capture to stream from slot {cfg.slot}")
+        return dbz, cfg, cap
+
+    def test_default_replica_identity_before_is_the_same(self):
+        # Updates carry no old row, deletes only the key: both sides must say so alike.
+        dbz, cfg, cap = self.start_both([TABLE_DEFAULT])
+        self.psql(
+            f"INSERT INTO {TABLE_DEFAULT} VALUES (1, 'a', 10), (2, 'b', NULL);\n"
+            f"UPDATE {TABLE_DEFAULT} SET v = 'c' WHERE id = 1;\n"
+            f"UPDATE {TABLE_DEFAULT} SET id = 3 WHERE id = 2;\n"
+            f"DELETE FROM {TABLE_DEFAULT} WHERE id = 1;\n"
+        )
+        expected = [({"id": 1}, "c"), ({"id": 2}, "c"), ({"id": 1}, "u"), ({"id": 2}, "d"),
+                    ({"id": 2}, None), ({"id": 3}, "c"), ({"id": 1}, "d"), ({"id": 1}, None)]
+        ds_msgs = self.consume([cfg.topic(TABLE_DEFAULT)], count=len(expected), timeout_ms=60000)
+        dbz_msgs = self.consume([dbz.topic(TABLE_DEFAULT)], count=len(expected), timeout_ms=60000)
+        cap.stop(expect_exit=0)
+        with open(os.path.join(self.work_dir, "messages-default-identity.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump({"dualsync": ds_msgs, "debezium": dbz_msgs}, f, indent=1)
+        for name, msgs in (("dualsync", ds_msgs), ("debezium", dbz_msgs)):
+            with self.subTest(side=name):
+                self.assertEqual(
+                    [(m["key"], None if m["value"] is None else m["value"]["op"]) for m in msgs],
+                    expected,
+                )
+        for i, (d, z) in enumerate(zip(ds_msgs, dbz_msgs)):
+            with self.subTest(event=event_label(i, z)):
+                self.assertEqual(d["key"], z["key"])
+                if d["value"] is None or z["value"] is None:
+                    self.assertEqual(d["value"], z["value"])
+                    continue
+                self.assertEqual(d["value"]["before"], z["value"]["before"])
+                self.assertEqual(d["value"]["after"], z["value"]["after"])
+
     def test_same_changes_as_debezium(self):
         n = len(EXPECTED_EVENTS)
-        dbz = self.start_debezium([TABLE], extra={"decimal.handling.mode": "string"})
-        # The same connector settings with the value schema inlined: only read for the
-        # logical type of each temporal column, named in the report.
+        # A second connector with the same settings but the value schema inlined: only read
+        # for the logical type of each temporal column, named in the report.
         dbz_schema = self.start_debezium(
             [TABLE],
             extra={
@@ -228,14 +278,7 @@ class DebeziumInteropTest(dstest.ServicesTestCase):
                 "value.converter.schemas.enable": "true",
             },
         )
-        cfg = self.capture_config([TABLE])
-        cap = self.start_capture(cfg)
-
-        def capture_streaming():
-            info = dstest.slot_info(cfg.slot)
-            return info and info["active"] and info["confirmed_flush_lsn"]
-
-        dstest.wait_for(capture_streaming, timeout=30, what=f"capture to stream from slot {cfg.slot}")
+        dbz, cfg, cap = self.start_both([TABLE])
         self.psql(CHANGES_SQL)
 
         ds_msgs = self.consume([cfg.topic(TABLE)], count=n, timeout_ms=60000)
