@@ -11,6 +11,11 @@
 # 2. The Apache Kafka 3.9.1 broker jars, resolved by Maven from Maven Central through
 #    scripts/kafka-pom.xml into ${DUALSYNC_CACHE:-<repo>/.cache}/kafka-3.9.1/. Skipped when
 #    a previous run completed (the directory holds the marker file .complete).
+# 3. The Kafka Connect 3.9.1 worker jars (scripts/connect-pom.xml) into <cache>/connect-3.9.1/
+#    and the Debezium 3.6.1.Final PostgreSQL connector with its dependencies
+#    (scripts/debezium-pom.xml) into <cache>/debezium-3.6.1/debezium-connector-postgres/, a
+#    Connect plugin directory: tests/integration/test_debezium_interop.py runs the real
+#    connector beside capture. Each skipped when complete, like the broker's jars.
 #
 # Idempotent: run it as often as you like; when everything is there it only checks.
 # Debian's postgresql package creates and may start its own cluster (15/main, port 5432);
@@ -108,5 +113,58 @@ else
     trap - EXIT
     say "Kafka $KAFKA_VERSION: $njars jars in $KAFKA_JARS"
 fi
+
+# --- 3. Kafka Connect worker and the Debezium PostgreSQL connector -----------------------------
+
+CONNECT_JARS="$CACHE_DIR/connect-$KAFKA_VERSION"
+DEBEZIUM_VERSION=3.6.1.Final
+DEBEZIUM_PLUGINS="$CACHE_DIR/debezium-${DEBEZIUM_VERSION%.Final}"
+
+# fetch_jars NAME POM DEST SUBDIR CHECK...: copies the runtime dependencies of POM into
+# DEST/SUBDIR (SUBDIR may be empty), staged in a scratch directory renamed into place at the
+# end (so an interrupted run never leaves a directory that looks complete), then checks that
+# each CHECK jar is there. Skipped when DEST/.complete exists.
+fetch_jars() {
+    local name="$1" pom="$2" dest="$3" subdir="$4"
+    shift 4
+    if [[ -f "$dest/.complete" ]]; then
+        say "$name jars already in $dest; skipping Maven"
+        return 0
+    fi
+    command -v mvn >/dev/null || die "mvn not found (package maven)"
+    say "fetching $name jars with Maven into $dest"
+    mkdir -p "$CACHE_DIR"
+    staging="$(mktemp -d "$dest.XXXXXX")"
+    trap 'rm -rf "$staging"' EXIT
+    local out="$staging${subdir:+/$subdir}"
+    mkdir -p "$out"
+    if ! mvn -q -B -Dstyle.color=never -f "$pom" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$out" \
+        </dev/null >"$staging/maven.log" 2>&1; then
+        cat "$staging/maven.log" >&2
+        die "Maven could not resolve the $name jars (its output is above)"
+    fi
+    rm -f "$staging/maven.log"
+    rm -rf "$REPO_DIR/scripts/target"
+    local jar
+    for jar in "$@"; do
+        [[ -f "$out/$jar" ]] || die "Maven finished but $out has no $jar"
+    done
+    local njars
+    njars="$(find "$out" -maxdepth 1 -name '*.jar' | wc -l)"
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$staging/.complete"
+    rm -rf "$dest"
+    mv "$staging" "$dest"
+    chmod -R a+rX "$dest"
+    trap - EXIT
+    say "$name: $njars jars in $dest${subdir:+/$subdir}"
+}
+
+fetch_jars "Kafka Connect $KAFKA_VERSION" "$REPO_DIR/scripts/connect-pom.xml" "$CONNECT_JARS" "" \
+    "connect-runtime-$KAFKA_VERSION.jar" "connect-json-$KAFKA_VERSION.jar" \
+    "kafka-clients-$KAFKA_VERSION.jar" "slf4j-reload4j-1.7.36.jar"
+fetch_jars "Debezium $DEBEZIUM_VERSION PostgreSQL connector" "$REPO_DIR/scripts/debezium-pom.xml" \
+    "$DEBEZIUM_PLUGINS" debezium-connector-postgres \
+    "debezium-connector-postgres-$DEBEZIUM_VERSION.jar" "debezium-api-$DEBEZIUM_VERSION.jar"
 
 say "done"

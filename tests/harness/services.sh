@@ -13,6 +13,11 @@
 #   services.sh cluster-stop DIR        stops every node (SIGTERM), keeping the data
 #   services.sh broker-kill DIR N       kill -9 node N (1..3) of the cluster
 #   services.sh broker-start DIR N      starts node N again: same ports, same data
+#   services.sh connect-start DIR       a Kafka Connect 3.9.1 worker (standalone) with the
+#                                       Debezium PostgreSQL connector plugin, on the broker
+#                                       of `start DIR`; REST on 127.0.0.1, its URL in
+#                                       DIR/connect/env.json (DS_CONNECT_URL)
+#   services.sh connect-stop DIR        stops it (SIGTERM, SIGKILL after a deadline)
 #
 # `start` writes DIR/env.sh (for shells: `. DIR/env.sh`) and DIR/env.json (for Python) with
 # PGHOST, PGPORT, PGUSER, PGDATABASE, DS_KAFKA_BOOTSTRAP and the paths below. Ports are free
@@ -28,7 +33,9 @@
 # and kafka-start unless DIR/env.sh recorded it), DS_KAFKA_JARS (default
 # ${DUALSYNC_CACHE:-<repo>/.cache}/kafka-3.9.1, filled by scripts/setup.sh), DS_PG_BIN
 # (default /usr/lib/postgresql/15/bin), DS_KAFKA_START_TIMEOUT (seconds, default 60),
-# DS_KAFKA_STOP_TIMEOUT (seconds, default 30).
+# DS_KAFKA_STOP_TIMEOUT (seconds, default 30), DS_CONNECT_JARS (default <cache>/connect-3.9.1)
+# and DS_DEBEZIUM_PLUGINS (default <cache>/debezium-3.6.1), both filled by scripts/setup.sh,
+# DS_CONNECT_START_TIMEOUT (seconds, default 60).
 set -euo pipefail
 
 HARNESS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +45,9 @@ KAFKA_JARS="${DS_KAFKA_JARS:-${DUALSYNC_CACHE:-$REPO_DIR/.cache}/kafka-3.9.1}"
 KAFKA_START_TIMEOUT="${DS_KAFKA_START_TIMEOUT:-60}"
 KAFKA_STOP_TIMEOUT="${DS_KAFKA_STOP_TIMEOUT:-30}"
 PG_TIMEOUT=60
+CONNECT_JARS="${DS_CONNECT_JARS:-${DUALSYNC_CACHE:-$REPO_DIR/.cache}/connect-3.9.1}"
+DEBEZIUM_PLUGINS="${DS_DEBEZIUM_PLUGINS:-${DUALSYNC_CACHE:-$REPO_DIR/.cache}/debezium-3.6.1}"
+CONNECT_START_TIMEOUT="${DS_CONNECT_START_TIMEOUT:-60}"
 
 say() {
     printf 'services: %s\n' "$*"
@@ -49,7 +59,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -572,6 +582,177 @@ cmd_broker_start() {
     kafka_wait_ready "$DS_KAFKA_BOOTSTRAP" "$(kafka_pid)"
 }
 
+# ---- a Kafka Connect worker with the Debezium PostgreSQL connector ----------------------------
+#
+# DIR/connect: worker.properties, log4j.properties, connect.log, offsets (the standalone
+# worker's source offsets), connect.pid, and env.sh/env.json with DS_CONNECT_URL (its REST
+# API). Standalone mode: no internal topics or group to join, so it is ready in seconds; the
+# REST API still creates and deletes connectors. Converters are JsonConverter without schemas
+# (Debezium's JSON as dualsync writes it); a connector may override them in its own config.
+
+CONNECT_ENV_KEYS=(DS_CONNECT_URL DS_CONNECT_PORT DS_CONNECT_DIR DS_CONNECT_LOG DS_CONNECT_PLUGIN_PATH)
+
+connect_load_env() {
+    [[ -f "$DIR/connect/env.sh" ]] || die "no Connect worker in $DIR/connect: run 'services.sh connect-start $DIR'"
+    # shellcheck disable=SC1091
+    . "$DIR/connect/env.sh"
+}
+
+connect_pid() {
+    cat "$DIR/connect/connect.pid" 2>/dev/null || true
+}
+
+connect_running() {
+    alive_with "$(connect_pid)" "$DIR/connect/worker.properties"
+}
+
+connect_check_jars() {
+    [[ -f "$CONNECT_JARS/connect-runtime-3.9.1.jar" ]] ||
+        die "Kafka Connect jars not found in $CONNECT_JARS: run 'bash scripts/setup.sh' (or set DS_CONNECT_JARS)"
+    compgen -G "$DEBEZIUM_PLUGINS/debezium-connector-postgres/debezium-connector-postgres-*.jar" >/dev/null ||
+        die "the Debezium PostgreSQL connector is not in $DEBEZIUM_PLUGINS/debezium-connector-postgres: run 'bash scripts/setup.sh' (or set DS_DEBEZIUM_PLUGINS)"
+    command -v java >/dev/null || die "java not found: install openjdk-17-jre-headless (scripts/setup.sh)"
+}
+
+# shellcheck disable=SC2034 # DS_CONNECT_* are read through ${!key}
+connect_init() {
+    local port key
+    port="$(free_ports 1)" || die "cannot find a free TCP port"
+    DS_CONNECT_PORT="$port"
+    DS_CONNECT_URL="http://127.0.0.1:$port"
+    DS_CONNECT_DIR="$DIR/connect"
+    DS_CONNECT_LOG="$DIR/connect/connect.log"
+    DS_CONNECT_PLUGIN_PATH="$DEBEZIUM_PLUGINS"
+    mkdir -p "$DS_CONNECT_DIR"
+    cat >"$DS_CONNECT_DIR/worker.properties" <<EOF
+# Written by tests/harness/services.sh connect-start: a standalone Kafka Connect worker.
+bootstrap.servers=$DS_KAFKA_BOOTSTRAP
+listeners=http://127.0.0.1:$port
+rest.advertised.host.name=127.0.0.1
+rest.advertised.port=$port
+plugin.path=$DEBEZIUM_PLUGINS
+# Only plugin.path is scanned for plugins, not the worker's own class path: faster, and what
+# an installation with connectors in plugin directories does.
+plugin.discovery=only_scan
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+offset.storage.file.filename=$DS_CONNECT_DIR/offsets
+# Source offsets (the LSN Debezium then confirms to its slot) are committed every second,
+# not every minute.
+offset.flush.interval.ms=1000
+EOF
+    cat >"$DS_CONNECT_DIR/log4j.properties" <<EOF
+# Connect's INFO lines (connector and task life cycle, Debezium's progress) to $DS_CONNECT_LOG.
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$DS_CONNECT_LOG
+log4j.appender.file.Append=true
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.org.reflections=ERROR
+log4j.logger.org.apache.kafka.clients=WARN
+log4j.logger.org.apache.kafka.common.config.AbstractConfig=WARN
+log4j.logger.org.eclipse.jetty=WARN
+EOF
+    {
+        echo "# Written by tests/harness/services.sh connect-start."
+        for key in "${CONNECT_ENV_KEYS[@]}"; do
+            printf 'export %s=%q\n' "$key" "${!key}"
+        done
+    } >"$DS_CONNECT_DIR/env.sh"
+    for key in "${CONNECT_ENV_KEYS[@]}"; do
+        printf '%s\0%s\0' "$key" "${!key}"
+    done | python3 -c '
+import json, sys
+items = sys.stdin.buffer.read().decode().split("\0")[:-1]
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump(dict(zip(items[0::2], items[1::2])), f, indent=2)
+    f.write("\n")
+' "$DS_CONNECT_DIR/env.json"
+    mv "$DS_CONNECT_DIR/env.json.tmp" "$DS_CONNECT_DIR/env.json"
+}
+
+# True when the worker's REST API lists the Debezium PostgreSQL connector among its plugins.
+connect_has_plugin() {
+    python3 - "$DS_CONNECT_URL" <<'PYEOF'
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1] + "/connector-plugins", timeout=5) as r:
+        plugins = json.load(r)
+except Exception:
+    sys.exit(1)
+sys.exit(0 if any(p.get("class") == "io.debezium.connector.postgresql.PostgresConnector"
+                  for p in plugins) else 1)
+PYEOF
+}
+
+cmd_connect_start() {
+    load_env
+    connect_check_jars
+    kafka_running || die "Kafka is not running: run 'services.sh start $DIR' (or kafka-start) first"
+    [[ -f "$DIR/connect/env.sh" ]] || connect_init
+    connect_load_env
+    if connect_running; then
+        say "Connect worker already running on $DS_CONNECT_URL"
+        return 0
+    fi
+    say "starting a Kafka Connect 3.9.1 worker (standalone) on $DS_CONNECT_URL"
+    # setsid and only the log inherited: a daemon, as the broker is.
+    setsid java -Xms128m -Xmx768m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        -cp "$CONNECT_JARS/*" -Dlog4j.configuration="file:$DS_CONNECT_DIR/log4j.properties" \
+        org.apache.kafka.connect.cli.ConnectStandalone "$DS_CONNECT_DIR/worker.properties" \
+        </dev/null >>"$DS_CONNECT_LOG" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$DS_CONNECT_DIR/connect.pid"
+    local deadline=$((SECONDS + CONNECT_START_TIMEOUT))
+    until connect_has_plugin; do
+        if ! alive "$pid"; then
+            log_tail "$DS_CONNECT_LOG"
+            die "the Connect worker (pid $pid) exited during startup"
+        fi
+        if ((SECONDS >= deadline)); then
+            log_tail "$DS_CONNECT_LOG"
+            (connect_stop) >&2 || true
+            die "the Connect worker on $DS_CONNECT_URL did not list the Debezium PostgreSQL connector within ${CONNECT_START_TIMEOUT}s"
+        fi
+        sleep 0.2
+    done
+    say "Connect worker ready on $DS_CONNECT_URL (pid $pid, log $DS_CONNECT_LOG); environment in $DS_CONNECT_DIR/env.json"
+}
+
+connect_stop() {
+    local pid
+    pid="$(connect_pid)"
+    if ! connect_running; then
+        say "Connect worker not running"
+        return 0
+    fi
+    say "stopping the Connect worker (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while alive "$pid"; do
+        if ((SECONDS >= deadline)); then
+            say "the Connect worker did not stop within ${KAFKA_STOP_TIMEOUT}s of SIGTERM; SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            local kill_deadline=$((SECONDS + 10))
+            while alive "$pid"; do
+                ((SECONDS < kill_deadline)) || die "cannot stop the Connect worker (pid $pid)"
+                sleep 0.1
+            done
+            break
+        fi
+        sleep 0.1
+    done
+    say "Connect worker stopped"
+}
+
+cmd_connect_stop() {
+    [[ -f "$DIR/connect/env.sh" ]] || { say "no Connect worker in $DIR"; return 0; }
+    connect_stop
+}
+
 # ---- commands -----------------------------------------------------------------------------
 
 # shellcheck disable=SC2034 # all read through ${!key} in write_env
@@ -606,6 +787,7 @@ cmd_start() {
     if [[ -f "$DIR/env.sh" ]]; then
         (
             load_env
+            cmd_connect_stop
             kafka_stop
             cmd_cluster_stop
             pg_stop
@@ -614,7 +796,7 @@ cmd_start() {
     set_paths
     check_jars
     check_topic_dump
-    rm -rf "$DIR/pg" "$DIR/kafka" "$DIR/cluster" "$DIR/env.sh" "$DIR/env.json"
+    rm -rf "$DIR/pg" "$DIR/kafka" "$DIR/cluster" "$DIR/connect" "$DIR/env.sh" "$DIR/env.json"
     mkdir -p "$DIR"
     chmod 755 "$DIR"
 
@@ -645,6 +827,7 @@ cmd_stop() {
     load_env
     local failed=0
     # Subshells: a failure (die) in one must not keep the other from being stopped.
+    (cmd_connect_stop) || failed=1
     (kafka_stop) || failed=1
     (cmd_cluster_stop) || failed=1
     (pg_stop) || failed=1
@@ -655,6 +838,10 @@ cmd_status() {
     load_env
     if pg_running; then say "PostgreSQL running on 127.0.0.1:$PGPORT"; else say "PostgreSQL stopped"; fi
     if kafka_running; then say "Kafka running on $DS_KAFKA_BOOTSTRAP"; else say "Kafka stopped"; fi
+    if [[ -f "$DIR/connect/env.sh" ]]; then
+        connect_load_env
+        if connect_running; then say "Connect worker running on $DS_CONNECT_URL"; else say "Connect worker stopped"; fi
+    fi
 }
 
 (($# == 2 || $# == 3)) || usage
@@ -674,5 +861,7 @@ cluster-start) cmd_cluster_start ;;
 cluster-stop) cmd_cluster_stop ;;
 broker-kill) [[ -n "$NODE" ]] || usage; cmd_broker_kill "$NODE" ;;
 broker-start) [[ -n "$NODE" ]] || usage; cmd_broker_start "$NODE" ;;
+connect-start) cmd_connect_start ;;
+connect-stop) cmd_connect_stop ;;
 *) usage ;;
 esac

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.error
+import urllib.request
 import uuid
 
 SOURCE_DIR = os.environ.get("DS_SOURCE_DIR") or os.path.dirname(
@@ -426,6 +428,187 @@ def partition_leaders(bootstrap, topic):
     return dict(enumerate(describe_topics(topic, bootstrap=bootstrap)[topic]["leaders"]))
 
 
+# ---- Kafka Connect and the real Debezium PostgreSQL connector (services.sh connect-*) -------
+
+
+def connect_start():
+    """Starts the harness's Kafka Connect worker (standalone, with the Debezium PostgreSQL
+    connector plugin; a no-op when it runs) and returns its REST URL. Fails, never skips, when
+    the worker cannot start (missing jars: run scripts/setup.sh)."""
+    _services("connect-start")
+    path = os.path.join(services_dir(), "connect", "env.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["DS_CONNECT_URL"]
+
+
+def connect_stop():
+    _services("connect-stop")
+
+
+def connect_log_path():
+    return os.path.join(services_dir(), "connect", "connect.log")
+
+
+def connect_request(url, method, path, body=None, timeout=30):
+    """One call to the Connect REST API at @url: returns (HTTP status, parsed JSON body or
+    None). Connection errors raise HarnessError."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url + path, data=data, method=method,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise HarnessError(f"Kafka Connect REST API {method} {url}{path}: {e}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return status, (json.loads(text) if text.strip() else None)
+    except ValueError:
+        return status, text
+
+
+def drop_replication_slot(slot):
+    """Drops replication slot @slot if it exists, ending the walsender that holds it."""
+    lit = quote_literal(slot)
+    psql(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+        f"WHERE slot_name = {lit} AND active_pid IS NOT NULL"
+    )
+
+    def dropped():
+        psql(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            f"WHERE slot_name = {lit} AND NOT active"
+        )
+        return psql_value(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = {lit}") == "0"
+
+    wait_for(dropped, timeout=30, what=f"replication slot {slot} to be dropped")
+
+
+class DebeziumConnector:
+    """A Debezium PostgreSQL connector in the harness's Connect worker: .name, .url, .db,
+    .slot, .publication, .topic_prefix, .config (what was sent)."""
+
+    CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+
+    def __init__(self, url, name, db, tables, slot, publication, topic_prefix,
+                 snapshot_mode="no_data", extra=None):
+        self.url = url
+        self.name = name
+        self.db = db
+        self.slot = slot
+        self.publication = publication
+        self.topic_prefix = topic_prefix
+        e = env()
+        self.config = {
+            "connector.class": self.CLASS,
+            "tasks.max": "1",
+            "database.hostname": e["PGHOST"],
+            "database.port": str(e["PGPORT"]),
+            "database.user": e["PGUSER"],
+            # The test cluster trusts every local connection; Debezium requires the setting.
+            "database.password": "unused",
+            "database.dbname": db,
+            "topic.prefix": topic_prefix,
+            "plugin.name": "pgoutput",
+            "slot.name": slot,
+            "publication.name": publication,
+            # A publication of the listed tables only, as capture creates its own.
+            "publication.autocreate.mode": "filtered",
+            "table.include.list": ",".join(re.escape(t) for t in tables),
+            "snapshot.mode": snapshot_mode,
+            # Deleting the connector leaves the slot; cleanup() drops it.
+            "slot.drop.on.stop": "false",
+            "status.update.interval.ms": "1000",
+        }
+        self.config.update({k: str(v) for k, v in (extra or {}).items()})
+
+    def topic(self, table):
+        """The topic of "schema.table": <topic.prefix>.<schema>.<table>, as capture's."""
+        return f"{self.topic_prefix}.{table}"
+
+    def create(self):
+        status, body = connect_request(self.url, "POST", "/connectors",
+                                       {"name": self.name, "config": self.config})
+        if status != 201:
+            raise AssertionError(
+                f"creating Debezium connector {self.name} failed (HTTP {status}): {body}"
+            )
+        return self
+
+    def status(self):
+        """The REST API's status document, or None when the connector does not exist."""
+        status, body = connect_request(self.url, "GET", f"/connectors/{self.name}/status")
+        if status == 404:
+            return None
+        if status != 200:
+            raise AssertionError(f"status of connector {self.name}: HTTP {status}: {body}")
+        return body
+
+    def _check_not_failed(self, st):
+        states = [st["connector"]] + st.get("tasks", [])
+        for s in states:
+            if s.get("state") == "FAILED":
+                raise AssertionError(
+                    f"Debezium connector {self.name} FAILED:\n{s.get('trace', '(no trace)')}\n"
+                    f"Connect log tail:\n{self.log_tail()}"
+                )
+
+    def wait_streaming(self, timeout=60):
+        """Waits until the connector and its task run and hold the slot with a consistent
+        start point: a change committed after this returns is captured."""
+
+        def streaming():
+            st = self.status()
+            if st is None:
+                return False
+            self._check_not_failed(st)
+            tasks = st.get("tasks", [])
+            if st["connector"]["state"] != "RUNNING" or not tasks or any(
+                t["state"] != "RUNNING" for t in tasks
+            ):
+                return False
+            rows = psql(
+                "SELECT active, confirmed_flush_lsn FROM pg_replication_slots "
+                f"WHERE slot_name = {quote_literal(self.slot)}"
+            )
+            return bool(rows) and rows[0][0] == "t" and rows[0][1] is not None
+
+        try:
+            wait_for(streaming, timeout=timeout, what=f"Debezium connector {self.name} to stream "
+                     f"from slot {self.slot}", interval=0.25)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nConnect log tail:\n{self.log_tail()}") from None
+        return self
+
+    def delete(self):
+        """Deletes the connector and waits until the worker forgot it (its task stopped)."""
+        status, body = connect_request(self.url, "DELETE", f"/connectors/{self.name}")
+        if status not in (204, 404):
+            raise AssertionError(f"deleting connector {self.name}: HTTP {status}: {body}")
+        wait_for(lambda: self.status() is None, timeout=30,
+                 what=f"connector {self.name} to be deleted")
+
+    def cleanup(self):
+        """Deletes the connector, then drops its slot and publication (nothing holds WAL)."""
+        try:
+            self.delete()
+        finally:
+            drop_replication_slot(self.slot)
+            psql(f"DROP PUBLICATION IF EXISTS {quote_ident(self.publication)}", db=self.db)
+
+    @property
+    def log_path(self):
+        return connect_log_path()
+
+    def log_tail(self, lines=60):
+        return _log_tail(connect_log_path(), lines)
+
+
 # ---- configuration and the capture process -----------------------------------------------
 
 
@@ -599,6 +782,7 @@ class ServicesTestCase(unittest.TestCase):
     def setUp(self):
         super().setUp()
         self._captures = []
+        self._connectors = []
         self._test_slug = unique_name(self._testMethodName, max_len=40)
 
     def run(self, result=None):
@@ -613,6 +797,9 @@ class ServicesTestCase(unittest.TestCase):
         out = [f"\n======== logs of failed test {self.id()} ========\n"]
         for cap in getattr(self, "_captures", []):
             out.append(f"---- capture log {cap.log_path} (last 80 lines)\n{cap.log_tail(80)}")
+        if getattr(self, "_connectors", []):
+            path = connect_log_path()
+            out.append(f"---- Kafka Connect log {path} (last 80 lines)\n{_log_tail(path, 80)}")
         e = _env_cache or {}
         for key, name in (("DS_PG_LOG", "PostgreSQL"), ("DS_KAFKA_LOG", "Kafka")):
             if e.get(key):
@@ -650,6 +837,26 @@ class ServicesTestCase(unittest.TestCase):
 
     def consume(self, topics, **kw):
         return consume(topics, **kw)
+
+    def start_debezium(self, tables, snapshot_mode="no_data", extra=None, wait=True):
+        """Starts the Connect worker if needed and creates a real Debezium PostgreSQL
+        connector on this class's database for @tables (pgoutput; its own slot, publication
+        and topic prefix, unique to this call), with connector properties @extra (for example
+        {"decimal.handling.mode": "string"}). With @wait, returns once it streams. At the end
+        of the test the connector is deleted and its slot and publication dropped."""
+        url = connect_start()
+        name = unique_name(f"dbz_{self._testMethodName}", max_len=40)
+        conn = DebeziumConnector(
+            url, name, self.db, tables, slot=name, publication=name,
+            topic_prefix=f"dbz.{self._test_slug}.{uuid.uuid4().hex[:8]}",
+            snapshot_mode=snapshot_mode, extra=extra,
+        )
+        self._connectors.append(conn)
+        self.addCleanup(conn.cleanup)
+        conn.create()
+        if wait:
+            conn.wait_streaming()
+        return conn
 
 
 # ---- apply: configuration, mapping files, the apply process ------------------------------
