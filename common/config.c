@@ -302,7 +302,8 @@ static const setting_t settings[] = {
      .min = 1,
      .max = 600000,
      .offset = offsetof(ds_config_t, apply_batch_max_ms),
-     .description = "longest a batch waits to fill after its first message"},
+     .description = "longest a batch keeps taking messages that keep arriving (it goes as "
+                    "soon as nothing more is queued)"},
     {.path = "apply.set_based",
      .type = SETTING_BOOL,
      .default_number = 1,

@@ -198,6 +198,34 @@ def psql_value(sql, db=None):
     return rows[0][0]
 
 
+class HeldTransaction:
+    """A psql session holding a transaction open (its locks with it) until release()."""
+
+    def __init__(self, sql, db=None):
+        e = env()
+        self.app = unique_name("held")
+        self.proc = subprocess.Popen(
+            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"],
+             "-d", db or e["PGDATABASE"], "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True, env=dict(os.environ, PGAPPNAME=self.app))
+        self.proc.stdin.write("BEGIN;\n" + sql + "\n")
+        self.proc.stdin.flush()
+        wait_for(
+            lambda: psql_value(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                f"{quote_literal(self.app)} AND state = 'idle in transaction'") == "1",
+            timeout=30, what="the held transaction to take its locks")
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("COMMIT;\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
 def create_database(prefix):
     """Creates a fresh database named prefix_<hex> and returns its name."""
     name = unique_name("ds_" + prefix)
@@ -990,6 +1018,18 @@ class ApplyTestCase(ServicesTestCase):
         token = uuid.uuid4().hex[:8]
         path = os.path.join(self.work_dir, f"{self._test_slug}-{token}-apply.json")
         return write_apply_config(path, targets, mappings, topic_prefix, **kw)
+
+    def new_group(self, prefix):
+        """A consumer group name unique to this call, whose replication origins
+        (<apply.origin>.<group>.<instance>, cluster-wide and kept by apply: apply.c, "Origins")
+        are dropped after the test, once its processes are gone (cleanups run last first)."""
+        group = unique_name(prefix)
+        self.addCleanup(
+            psql,
+            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+            f"WHERE roname LIKE {quote_literal('dualsync.' + group + '.%')}",
+        )
+        return group
 
     def start_apply(self, config, extra_args=(), wait_ready=True):
         """Starts apply; with @wait_ready, returns once it has set up every target database

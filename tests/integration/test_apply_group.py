@@ -35,19 +35,12 @@ class ApplyGroupCase(dstest.ApplyTestCase):
         self.psql(LEGACY_DDL)
         self.newdb = self.target_database("people_group")
         self.psql(NEW_DDL, db=self.newdb)
-        self.group = dstest.unique_name("group")
+        self.group = self.new_group("group")
         prefix = f"ds.{self._test_slug}"
         self.topic = f"{prefix}.public.legacy_people"
         dstest.create_topic(self.topic, partitions=self.PARTITIONS)
         self.capture_cfg, self.capture = self.start_streaming_capture(
             ["public.legacy_people"], topic_prefix=prefix
-        )
-        # Origins are cluster-wide and kept by apply (apply.c, "Origins"): this group's go
-        # once its processes are gone (cleanups run last first: after they are killed).
-        self.addCleanup(
-            dstest.psql,
-            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + self.group + '.%')}",
         )
 
     def group_config(self, kafka=None, log_level="info", **apply):

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -174,17 +173,12 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         # Over three partitions, two processes of one group share them: the source rows of
         # one merged row are then written by two transactions at once.
         processes = 1 if partitions == 1 else 2
-        group = dstest.unique_name(f"merge_{seed}")
+        group = self.new_group(f"merge_{seed}")
         config = self.apply_config(
             {"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
             source=capture_cfg.data["source"],
             apply={"set_based": set_based, "batch_max_messages": batch, "batch_max_ms": 20,
                    "group_id": group},
-        )
-        self.addCleanup(
-            dstest.psql,
-            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
         )
         load = Load(seed, table)
         script = "SELECT pg_sleep(0.01);\n".join(load.transactions(rng.randint(120, 200)))
@@ -249,34 +243,6 @@ for _seed in [int(s) for s in os.environ.get("DS_MERGE_SEEDS", "").split(",") if
     setattr(MergeRuleRandomTest, f"test_seed_{_seed}", _seed_test(_seed))
 
 
-class HeldTransaction:
-    """A psql session holding a transaction open (its locks with it) until release()."""
-
-    def __init__(self, sql, db=None):
-        e = dstest.env()
-        self.app = dstest.unique_name("held")
-        self.proc = subprocess.Popen(
-            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"],
-             "-d", db or e["PGDATABASE"], "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            text=True, env=dict(os.environ, PGAPPNAME=self.app))
-        self.proc.stdin.write("BEGIN;\n" + sql + "\n")
-        self.proc.stdin.flush()
-        dstest.wait_for(
-            lambda: dstest.psql_value(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                f"{dstest.quote_literal(self.app)} AND state = 'idle in transaction'") == "1",
-            timeout=30, what="the held transaction to take its locks")
-
-    def release(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("COMMIT;\n")
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        return self.proc.returncode
-
-
 class MergedRowAcrossProcessesTest(dstest.ApplyTestCase):
     """Two source rows of one merged row, in two partitions applied by two processes."""
 
@@ -300,12 +266,7 @@ class MergedRowAcrossProcessesTest(dstest.ApplyTestCase):
                 },
             }],
         })
-        group = dstest.unique_name("merge_race")
-        self.addCleanup(
-            dstest.psql,
-            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
-        )
+        group = self.new_group("merge_race")
         config = self.apply_config({"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
                                    source=capture_cfg.data["source"],
                                    apply={"group_id": group, "batch_max_ms": 20})
@@ -318,7 +279,7 @@ class MergedRowAcrossProcessesTest(dstest.ApplyTestCase):
         self.wait_rows(newdb, "SELECT name, phone FROM persons", [("First", "01011112222")])
         # The process applying b1 stops with its transaction open, just before it moves its
         # offset: b1's link and the row lock of its upsert are held, uncommitted.
-        held = HeldTransaction(
+        held = dstest.HeldTransaction(
             "SELECT 1 FROM dualsync.offsets WHERE group_id = "
             f"{dstest.quote_literal(group)} AND partition = 1 FOR UPDATE;", db=newdb)
         try:

@@ -226,14 +226,7 @@ class ParentChildCase(dstest.ApplyTestCase):
                 },
             }],
         })
-        group = dstest.unique_name(f"parent_child_{name}")
-        # Origins are cluster-wide and kept by apply: this group's go once its processes are
-        # gone (cleanups run last first: after they are killed).
-        self.addCleanup(
-            dstest.psql,
-            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
-        )
+        group = self.new_group(f"parent_child_{name}")
         config = self.apply_config(
             {"newdb": newdb}, [owners_mapping, pets_mapping], capture_cfg.topic_prefix,
             source=capture_cfg.data["source"],

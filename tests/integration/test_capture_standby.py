@@ -33,6 +33,20 @@ class CaptureStandbyTest(dstest.ServicesTestCase):
         info = dstest.slot_info(cfg.slot)
         return info["active_pid"] if info and info["active"] else None
 
+    def ids_in_topic_once_confirmed(self, cfg):
+        """The ids of the rows in the items topic, once the slot confirmed everything committed
+        so far (at least once: changes after the slot's confirmed position are sent again)."""
+        end = dstest.current_wal_lsn()
+
+        def confirmed():
+            info = dstest.slot_info(cfg.slot)
+            return info and info["confirmed_flush_lsn"] and \
+                dstest.lsn_to_int(info["confirmed_flush_lsn"]) >= dstest.lsn_to_int(end)
+
+        dstest.wait_for(confirmed, 60, f"the slot to confirm past {end}")
+        return {m["value"]["after"]["id"] for m in self.consume(cfg.topic("public.items"))
+                if isinstance(m["value"], dict) and m["value"].get("after")}
+
     def test_standby_waits_then_takes_over_after_kill_9_losing_nothing(self):
         cfg = self.capture_config(["public.items"])
         first, first_port = self.start_on_port(cfg)
@@ -85,16 +99,7 @@ class CaptureStandbyTest(dstest.ServicesTestCase):
 
         # Every committed row is in the topic (at least once: changes after the slot's
         # confirmed position are sent again).
-        end = dstest.current_wal_lsn()
-
-        def confirmed():
-            info = dstest.slot_info(cfg.slot)
-            return info and info["confirmed_flush_lsn"] and \
-                dstest.lsn_to_int(info["confirmed_flush_lsn"]) >= dstest.lsn_to_int(end)
-
-        dstest.wait_for(confirmed, 60, f"the slot to confirm past {end}")
-        ids = {m["value"]["after"]["id"] for m in self.consume(cfg.topic("public.items"))
-               if isinstance(m["value"], dict) and m["value"].get("after")}
+        ids = self.ids_in_topic_once_confirmed(cfg)
         missing = sorted(set(written) - ids)
         self.assertEqual(missing, [], f"{len(missing)} of {len(written)} rows never reached Kafka")
         self.assertEqual(second.stop(), 0)
@@ -137,16 +142,7 @@ class CaptureStandbyTest(dstest.ServicesTestCase):
             first.proc.send_signal(signal.SIGCONT)
         for i in range(200, 300):
             dstest.psql(f"INSERT INTO items VALUES ({i}, 'after')", db=self.db)
-        end = dstest.current_wal_lsn()
-
-        def confirmed():
-            info = dstest.slot_info(cfg.slot)
-            return info and info["confirmed_flush_lsn"] and \
-                dstest.lsn_to_int(info["confirmed_flush_lsn"]) >= dstest.lsn_to_int(end)
-
-        dstest.wait_for(confirmed, 60, f"the slot to confirm past {end}")
-        ids = {m["value"]["after"]["id"] for m in self.consume(cfg.topic("public.items"))
-               if isinstance(m["value"], dict) and m["value"].get("after")}
+        ids = self.ids_in_topic_once_confirmed(cfg)
         self.assertEqual(sorted(set(range(300)) - ids), [])
         # The resumed first process lost its session: it becomes the new one's standby.
         dstest.wait_for(lambda: "standby: replication slot" in first.log_text(), 30,

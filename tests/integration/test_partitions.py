@@ -27,13 +27,7 @@ class PartitionedTopicTest(dstest.ApplyTestCase):
         capture = self.start_capture(capture_cfg)
         dstest.wait_for(lambda: (dstest.slot_info(capture_cfg.slot) or {}).get("active"), 60,
                         "capture to hold its slot")
-        group = dstest.unique_name("parts")
-        # Origins are kept by apply (apply.c, "Origins"): this group's go after the test.
-        self.addCleanup(
-            dstest.psql,
-            "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-            f"WHERE roname LIKE {dstest.quote_literal('dualsync.' + group + '.%')}",
-            db=newdb)
+        group = self.new_group("parts")
         apply_cfg = self.apply_config({"newdb": newdb}, [PEOPLE_MAPPING],
                                       capture_cfg.topic_prefix,
                                       apply={"batch_max_messages": 50, "group_id": group})

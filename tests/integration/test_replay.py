@@ -301,33 +301,11 @@ class ReplayTimeRetainedTopicTest(ReplayTestCase):
                          [])
 
 
-class Holder:
-    """A session holding a lock until release(): `LOCK TABLE @table IN @mode MODE` in an open
-    transaction (psql reading its stdin)."""
+class Holder(dstest.HeldTransaction):
+    """A session holding `LOCK TABLE @table IN @mode MODE` in an open transaction."""
 
     def __init__(self, db, table, mode):
-        e = dstest.env()
-        self.db = db
-        self.app = dstest.unique_name("holder")
-        self.proc = subprocess.Popen(
-            [os.path.join(e["DS_PG_BIN"], "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-             "-h", e["PGHOST"], "-p", str(e["PGPORT"]), "-U", e["PGUSER"], "-d", db],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            text=True, env=dict(os.environ, PGAPPNAME=self.app))
-        self.proc.stdin.write(f"BEGIN; LOCK TABLE {table} IN {mode} MODE;\n")
-        self.proc.stdin.flush()
-        dstest.wait_for(
-            lambda: dstest.psql_value(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                f"WHERE a.application_name = '{self.app}' AND l.granted "
-                f"AND l.relation = '{table}'::regclass", db=db) == "1",
-            timeout=30, what=f"a session to hold {mode} on {table}")
-
-    def release(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write("COMMIT;\n")
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+        super().__init__(f"LOCK TABLE {table} IN {mode} MODE;", db=db)
 
 
 def waiting_for_lock(db, application, table):
