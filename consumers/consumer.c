@@ -538,8 +538,10 @@ static void probe_brokers(ds_consumer_t *consumer)
     } else if (!consumer->brokers_down) {
         consumer->brokers_down = true;
         consumer->down_since_us = now;
-        ds_warning("Kafka: no broker answered a metadata request within %d ms; apply waits and "
-                   "keeps retrying",
+        /* Worded as librdkafka's report is, which may come at the same moment: one line to
+         * look for whichever noticed first. */
+        ds_warning("Kafka: all brokers are down (no broker answered a metadata request within "
+                   "%d ms); apply waits and keeps retrying",
                    PROBE_TIMEOUT_MS);
     }
 }
