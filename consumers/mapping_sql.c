@@ -489,7 +489,8 @@ static void append_touched(ds_buf_t *buf, const ds_mapping_target_t *t,
     ds_buf_appendf(buf,
                    ", touched AS (\n"
                    "    INSERT INTO pg_temp.ds_touched (target, target_key)\n"
-                   "    SELECT $1::text, g.target_key FROM (%s) AS g WHERE g.target_key IS NOT NULL\n"
+                   "    SELECT $1::text, g.target_key FROM (%s) AS g"
+                   " WHERE g.target_key IS NOT NULL\n"
                    ")",
                    keys);
 }
@@ -813,7 +814,8 @@ static char *compile_settle(const ds_mapping_target_t *t, const sql_names_t *nam
 
     ds_buf_appendf(&buf,
                    "WITH k AS (\n"
-                   "    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text\n"
+                   "    SELECT DISTINCT target_key FROM pg_temp.ds_touched"
+                   " WHERE target = $1::text\n"
                    "), n AS (\n"
                    "    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals\n"
                    "    FROM k CROSS JOIN LATERAL (\n"
@@ -1015,7 +1017,8 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
                    " ELSE l.copy_lsn END\n"
                    ")",
                    links, copy + 1, copy + 2, copy, counted.data, counted.data, counted.data);
-    append_touched(&buf, t, c->names, "SELECT target_key FROM k UNION ALL SELECT target_key FROM old");
+    append_touched(&buf, t, c->names,
+                   "SELECT target_key FROM k UNION ALL SELECT target_key FROM old");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_cte(&buf, t, false, c->names);

@@ -5,8 +5,9 @@
  *   1. refuse what a swap would lose (views, rules, triggers, policies, publications on a
  *      target table; in-place targets) and topics that cannot rebuild the current state
  *      (replay_topics.c);
- *   2. create the shadows (or keep those of an interrupted run of the same mappings);
- *   3. rebuild: read every mapped partition from the replay's stored offsets up to live
+ *   2. create the shadows (or keep those of an interrupted run of the same mappings), or with
+ *      --in-place empty the live tables behind the gate (replay_shadows.c);
+ *   3. rebuild (replay_rebuild.c): read every mapped partition from the replay's stored offsets up to live
  *      apply's stored offsets (L), in batches written by apply's applier into the shadows,
  *      and again while live apply moves on, until the shadows are close behind;
  *   4. swap, in one transaction on the control connection, retried when a lock is not granted
