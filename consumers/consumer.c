@@ -67,6 +67,10 @@ static const struct {
      * partitions that change hands, and the others keep applying meanwhile (the rebalance
      * hooks use incremental assign and unassign under this protocol). */
     {"partition.assignment.strategy", "cooperative-sticky"},
+    /* librdkafka prefetches up to 64 MB per partition by default; apply takes at most
+     * apply.batch_max_messages at a time, and 16 MB (tens of thousands of changes) keeps the
+     * next batches ready while keeping a backlog from filling apply's memory. */
+    {"queued.max.messages.kbytes", "16384"},
 };
 
 /* Records the client's fatal error (librdkafka says it through error_cb or as a message,
