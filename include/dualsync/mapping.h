@@ -45,6 +45,9 @@
  *   dead_letters: the dead letters apply moved past and no newer change of their source key
  *            superseded yet (target '' when the change could not be mapped at all); `dlq
  *            retry` writes only those (consumers/applier.c, "Dead-letter records").
+ *   in_place_rebuilds: tables `dualsync replay --in-place` emptied and is writing again;
+ *            apply does not write a database holding one (DS_GATE_SESSION_SQL), even after
+ *            the replay died, until the same replay finishes it.
  */
 #define DS_APPLY_SCHEMA_SQL                                                                        \
     "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
