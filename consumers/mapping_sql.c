@@ -812,10 +812,37 @@ static char *compile_settle(const ds_mapping_target_t *t, const sql_names_t *nam
     const char *links = links_table(names);
     bool values = has_value_columns(t);
 
+    /* k: the touched keys, less those whose only link and whose row this transaction wrote
+     * itself (both xmin its xid). Such a row is what its link gives: another transaction's
+     * link to it would be there too, and another's write of the row would be its xmin. Rows
+     * written under a savepoint (the slow path) carry a subtransaction's xid and are checked
+     * in full. */
     ds_buf_appendf(&buf,
-                   "WITH k AS (\n"
-                   "    SELECT DISTINCT target_key FROM pg_temp.ds_touched"
-                   " WHERE target = $1::text\n"
+                   "WITH me AS (\n"
+                   "    SELECT pg_current_xact_id()::xid AS xid\n"
+                   "), k AS (\n"
+                   "    SELECT g.target_key FROM (SELECT DISTINCT target_key FROM pg_temp.ds_touched"
+                   " WHERE target = $1::text) AS g, me\n"
+                   "    WHERE NOT EXISTS (SELECT 1 FROM (SELECT count(*) AS n,"
+                   " bool_and(x.xmin = me.xid) AS own\n"
+                   "            FROM %s AS x WHERE x.target = $1::text"
+                   " AND x.target_key = g.target_key) AS l\n"
+                   "        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM ",
+                   links);
+    append_table(&buf, names, t->schema, t->table);
+    ds_buf_append_str(&buf, " AS t, json_populate_record(NULL::");
+    append_table(&buf, names, t->schema, t->table);
+    ds_buf_append_str(&buf, ", json_build_object(");
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(&buf, ", ");
+        ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
+        ds_buf_appendf(&buf, ", g.target_key::json->>%d", i);
+    }
+    ds_buf_append_str(&buf, ")) AS o\n            WHERE ");
+    append_key_join(&buf, t);
+    ds_buf_appendf(&buf,
+                   " AND t.xmin = me.xid))\n"
                    "), n AS (\n"
                    "    SELECT DISTINCT ON (x.target_key) x.target_key, x.vals\n"
                    "    FROM k CROSS JOIN LATERAL (\n"

@@ -136,8 +136,14 @@ UPDATE "odd schema"."Tab""le" AS t SET "gone""at" = now()
 FROM orphan AS o WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's";
 
 -- settle_sql, 1 parameter ($1 target id):
-WITH k AS (
-    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+WITH me AS (
+    SELECT pg_current_xact_id()::xid AS xid
+), k AS (
+    SELECT g.target_key FROM (SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text) AS g, me
+    WHERE NOT EXISTS (SELECT 1 FROM (SELECT count(*) AS n, bool_and(x.xmin = me.xid) AS own
+            FROM dualsync.links AS x WHERE x.target = $1::text AND x.target_key = g.target_key) AS l
+        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM "odd schema"."Tab""le" AS t, json_populate_record(NULL::"odd schema"."Tab""le", json_build_object('we"ird', g.target_key::json->>0, E'back\\slash', g.target_key::json->>1, 'it''s', g.target_key::json->>2)) AS o
+            WHERE t."we""ird" = o."we""ird" AND t."back\slash" = o."back\slash" AND t."it's" = o."it's" AND t.xmin = me.xid))
 ), n AS (
     SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
     FROM k CROSS JOIN LATERAL (

@@ -113,8 +113,14 @@ UPDATE "booking"."requests" AS t SET "patient_name" = o."patient_name", "service
     WHERE t."legacy_id" = o."legacy_id";
 
 -- settle_sql, 1 parameter ($1 target id):
-WITH k AS (
-    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+WITH me AS (
+    SELECT pg_current_xact_id()::xid AS xid
+), k AS (
+    SELECT g.target_key FROM (SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text) AS g, me
+    WHERE NOT EXISTS (SELECT 1 FROM (SELECT count(*) AS n, bool_and(x.xmin = me.xid) AS own
+            FROM dualsync.links AS x WHERE x.target = $1::text AND x.target_key = g.target_key) AS l
+        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM "booking"."requests" AS t, json_populate_record(NULL::"booking"."requests", json_build_object('legacy_id', g.target_key::json->>0)) AS o
+            WHERE t."legacy_id" = o."legacy_id" AND t.xmin = me.xid))
 ), n AS (
     SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
     FROM k CROSS JOIN LATERAL (

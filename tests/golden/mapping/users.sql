@@ -142,8 +142,14 @@ DELETE FROM "public"."global_doctors" AS t
 USING orphan AS o WHERE t."id" = o."id";
 
 -- settle_sql, 1 parameter ($1 target id):
-WITH k AS (
-    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+WITH me AS (
+    SELECT pg_current_xact_id()::xid AS xid
+), k AS (
+    SELECT g.target_key FROM (SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text) AS g, me
+    WHERE NOT EXISTS (SELECT 1 FROM (SELECT count(*) AS n, bool_and(x.xmin = me.xid) AS own
+            FROM dualsync.links AS x WHERE x.target = $1::text AND x.target_key = g.target_key) AS l
+        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM "public"."global_doctors" AS t, json_populate_record(NULL::"public"."global_doctors", json_build_object('id', g.target_key::json->>0)) AS o
+            WHERE t."id" = o."id" AND t.xmin = me.xid))
 ), n AS (
     SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
     FROM k CROSS JOIN LATERAL (
@@ -382,8 +388,14 @@ UPDATE "public"."clinic_doctors" AS t SET "deleted_at" = now()
 FROM orphan AS o WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id";
 
 -- settle_sql, 1 parameter ($1 target id):
-WITH k AS (
-    SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text
+WITH me AS (
+    SELECT pg_current_xact_id()::xid AS xid
+), k AS (
+    SELECT g.target_key FROM (SELECT DISTINCT target_key FROM pg_temp.ds_touched WHERE target = $1::text) AS g, me
+    WHERE NOT EXISTS (SELECT 1 FROM (SELECT count(*) AS n, bool_and(x.xmin = me.xid) AS own
+            FROM dualsync.links AS x WHERE x.target = $1::text AND x.target_key = g.target_key) AS l
+        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM "public"."clinic_doctors" AS t, json_populate_record(NULL::"public"."clinic_doctors", json_build_object('clinic_id', g.target_key::json->>0, 'doctor_id', g.target_key::json->>1)) AS o
+            WHERE t."clinic_id" = o."clinic_id" AND t."doctor_id" = o."doctor_id" AND t.xmin = me.xid))
 ), n AS (
     SELECT DISTINCT ON (x.target_key) x.target_key, x.vals
     FROM k CROSS JOIN LATERAL (
