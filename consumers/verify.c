@@ -352,6 +352,44 @@ static void read_dlq_size(verify_t *v, ds_consumer_t *consumer)
     free(low);
 }
 
+/* How long verify waits for the changes waiting in dualsync.pending once apply has caught up:
+ * apply retries them after every batch and every 5 s (apply.c), so two rounds. */
+#define PENDING_SETTLE_MS 12000
+
+/*
+ * Once apply's offsets passed the source position, changes it parked in dualsync.pending
+ * (a child read before its parent) may still be waiting for the retry that follows the batch
+ * which brought their parent: comparing at that moment would report their rows as different.
+ * Waits until no target database holds pending rows, or PENDING_SETTLE_MS (or the deadline)
+ * passed: rows still waiting then are truly waiting, and are reported as such.
+ */
+static bool pending_settled(verify_t *v, int64_t deadline)
+{
+    int64_t until = now_ms() + PENDING_SETTLE_MS;
+
+    if (until > deadline)
+        until = deadline;
+    for (;;) {
+        long waiting = 0;
+
+        for (int db = 0; db < v->ndbs; db++) {
+            PGresult *r;
+
+            if (!run(v->dbs[db].conn,
+                     "SELECT CASE WHEN to_regclass('dualsync.pending') IS NULL THEN 0"
+                     " ELSE (SELECT count(*) FROM dualsync.pending) END",
+                     0, NULL, PGRES_TUPLES_OK, &r, "reading dualsync.pending", v->errstr,
+                     sizeof(v->errstr)))
+                return false;
+            waiting += strtol(PQgetvalue(r, 0, 0), NULL, 10);
+            PQclear(r);
+        }
+        if (waiting == 0 || now_ms() >= until)
+            return true;
+        sleep_poll();
+    }
+}
+
 static bool catch_up(verify_t *v)
 {
     int64_t deadline = now_ms() + v->opt->timeout_ms;
@@ -425,6 +463,8 @@ static bool catch_up(verify_t *v)
         ds_buf_free(&lag);
         sleep_poll();
     }
+    if (ok && !(ok = pending_settled(v, deadline)))
+        goto done;
     if (ok)
         read_dlq_size(v, consumer);
 done:
