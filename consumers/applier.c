@@ -1417,9 +1417,9 @@ static bool keyed_by_source_key(const ds_target_t *t, const ds_batch_msg_t *m)
     json_t *key;
     bool same;
 
-    if (t->nkey_source_columns == 0 || !m->kafka.key)
+    if (t->nkey_source_columns == 0 || !m->key)
         return false;
-    key = json_loadb(m->kafka.key, m->kafka.key_len, JSON_DISABLE_EOF_CHECK, NULL);
+    key = json_loadb(m->key, m->key_len, JSON_DISABLE_EOF_CHECK, NULL);
     same = json_is_object(key) && json_object_size(key) == (size_t)t->nkey_source_columns;
     for (int i = 0; same && i < t->nkey_source_columns; i++)
         same = json_object_get(key, t->key_source_columns[i]) != NULL;
@@ -1481,10 +1481,10 @@ static run_result_t run_gate(ds_applier_t *a, char *sqlstate, char *message, siz
                message, message_size);
 }
 
-/* A failed settle or gate (a deadlock with another process settling, a table rebuilt in place
- * by replay: tried again) as a status. */
-static ds_applier_status_t settle_failure(ds_applier_t *a, run_result_t rr, const char *sqlstate,
-                                          const char *message, char *errstr, size_t errstr_size)
+/* A failed settle or gate as a status: transient ones (a deadlock with another process
+ * settling, a table rebuilt in place by replay) roll the batch back to be tried again. */
+static ds_applier_status_t retry_or_fail(ds_applier_t *a, run_result_t rr, const char *sqlstate,
+                                         const char *message, char *errstr, size_t errstr_size)
 {
     if (rr == RUN_SQL_ERROR && transient_sqlstate(sqlstate)) {
         ds_fail(errstr, errstr_size, "target \"%s\": %s; the batch is rolled back and tried "
@@ -2531,7 +2531,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
                   sizeof(message))) != RUN_OK)
         return slow_failure(a, rr, "BEGIN", message, errstr, errstr_size);
     if ((rr = run_gate(a, sqlstate, message, sizeof(message))) != RUN_OK)
-        return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
+        return retry_or_fail(a, rr, sqlstate, message, errstr, errstr_size);
     for (int first = 0; first < a->nwork;) {
         int end = first + 1;
 
@@ -2543,7 +2543,7 @@ static ds_applier_status_t slow_path(ds_applier_t *a, int db, ds_batch_t *batch,
         first = end;
     }
     if (!send_settle(a, NULL, batch, sqlstate, message, sizeof(message), &rr))
-        return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
+        return retry_or_fail(a, rr, sqlstate, message, errstr, errstr_size);
     if (!send_dead_records(a, NULL, db, batch, offsets, sqlstate, message, sizeof(message),
                            &rr)) {
         if (rr == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_SUPERSEDED) == 0) {
@@ -2983,7 +2983,7 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
             return slow_failure(a, rr, "reading dualsync.pending", message, errstr, errstr_size);
         if ((rr = run_gate(a, sqlstate, message, sizeof(message))) != RUN_OK) {
             PQclear(rows);
-            return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
+            return retry_or_fail(a, rr, sqlstate, message, errstr, errstr_size);
         }
         if ((st = hold_pending_partitions(a, offsets, db, rows, errstr, errstr_size)) !=
             DS_APPLIER_OK) {
@@ -3009,7 +3009,7 @@ ds_applier_status_t ds_applier_retry_pending(ds_applier_t *a, int db, ds_offsets
         }
         PQclear(rows);
         if (!send_settle(a, NULL, NULL, sqlstate, message, sizeof(message), &rr))
-            return settle_failure(a, rr, sqlstate, message, errstr, errstr_size);
+            return retry_or_fail(a, rr, sqlstate, message, errstr, errstr_size);
         if (hooks->before_commit && !hooks->before_commit(hooks->ctx, errstr, errstr_size)) {
             recover(a);
             return DS_APPLIER_FAILED;

@@ -384,6 +384,25 @@ static void append_key_join(ds_buf_t *buf, const ds_mapping_target_t *t)
  * subquery with a target_key column), each read back from the link's key text with the
  * column's own type (json_populate_record), so the DELETE can use the target's unique index.
  */
+/*
+ * json_populate_record(NULL::table,@p sep json_build_object('k1', @p alias.target_key::json->>0,
+ * ...)): a link's key text read back as the key columns, each with the column's own type.
+ */
+static void append_key_record(ds_buf_t *buf, const ds_mapping_target_t *t,
+                              const sql_names_t *names, const char *alias, const char *sep)
+{
+    ds_buf_append_str(buf, "json_populate_record(NULL::");
+    append_table(buf, names, t->schema, t->table);
+    ds_buf_appendf(buf, ",%sjson_build_object(", sep);
+    for (int i = 0; i < t->nkey; i++) {
+        if (i)
+            ds_buf_append_str(buf, ", ");
+        ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
+        ds_buf_appendf(buf, ", %s.target_key::json->>%d", alias, i);
+    }
+    ds_buf_append_str(buf, "))");
+}
+
 static void append_orphan_keys(ds_buf_t *buf, const ds_mapping_target_t *t,
                                const sql_names_t *names, const char *from)
 {
@@ -393,16 +412,9 @@ static void append_orphan_keys(ds_buf_t *buf, const ds_mapping_target_t *t,
             ds_buf_append_str(buf, ", ");
         append_column(buf, "r", t->columns[t->key[i]].name);
     }
-    ds_buf_appendf(buf, "\n    FROM %s AS o CROSS JOIN LATERAL json_populate_record(NULL::", from);
-    append_table(buf, names, t->schema, t->table);
-    ds_buf_append_str(buf, ",\n        json_build_object(");
-    for (int i = 0; i < t->nkey; i++) {
-        if (i)
-            ds_buf_append_str(buf, ", ");
-        ds_mapping_quote_literal(buf, t->columns[t->key[i]].name);
-        ds_buf_appendf(buf, ", o.target_key::json->>%d", i);
-    }
-    ds_buf_append_str(buf, ")) AS r\n");
+    ds_buf_appendf(buf, "\n    FROM %s AS o CROSS JOIN LATERAL ", from);
+    append_key_record(buf, t, names, "o", "\n        ");
+    ds_buf_append_str(buf, " AS r\n");
 }
 
 /*
@@ -830,16 +842,9 @@ static char *compile_settle(const ds_mapping_target_t *t, const sql_names_t *nam
                    "        WHERE l.n = 1 AND l.own AND EXISTS (SELECT 1 FROM ",
                    links);
     append_table(&buf, names, t->schema, t->table);
-    ds_buf_append_str(&buf, " AS t, json_populate_record(NULL::");
-    append_table(&buf, names, t->schema, t->table);
-    ds_buf_append_str(&buf, ", json_build_object(");
-    for (int i = 0; i < t->nkey; i++) {
-        if (i)
-            ds_buf_append_str(&buf, ", ");
-        ds_mapping_quote_literal(&buf, t->columns[t->key[i]].name);
-        ds_buf_appendf(&buf, ", g.target_key::json->>%d", i);
-    }
-    ds_buf_append_str(&buf, ")) AS o\n            WHERE ");
+    ds_buf_append_str(&buf, " AS t, ");
+    append_key_record(&buf, t, names, "g", " ");
+    ds_buf_append_str(&buf, " AS o\n            WHERE ");
     append_key_join(&buf, t);
     ds_buf_appendf(&buf,
                    " AND t.xmin = me.xid))\n"
