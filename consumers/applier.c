@@ -1408,36 +1408,16 @@ static void send_batch_writes(ds_applier_t *a, pipeline_t *p, ds_batch_t *batch)
 }
 
 /*
- * Whether message @p m's key has exactly the source columns @p t's key is an injective
- * function of (mapping.h, key_source_columns): then the target row it produces has no other
- * source row, and no other transaction changes that row's links.
- */
-static bool keyed_by_source_key(const ds_target_t *t, const ds_batch_msg_t *m)
-{
-    json_t *key;
-    bool same;
-
-    if (t->nkey_source_columns == 0 || !m->key)
-        return false;
-    key = json_loadb(m->key, m->key_len, JSON_DISABLE_EOF_CHECK, NULL);
-    same = json_is_object(key) && json_object_size(key) == (size_t)t->nkey_source_columns;
-    for (int i = 0; same && i < t->nkey_source_columns; i++)
-        same = json_object_get(key, t->key_source_columns[i]) != NULL;
-    json_decref(key);
-    return same;
-}
-
-/*
  * Whether target @p local's rows written by @p batch need settling: it wrote to the target,
- * and one of its writes has a source row that may share its target row with another.
+ * and one of its writes has a source row that may share its target row with another (the
+ * evaluator tells: ds_target_write_t.sole_source).
  */
 static bool needs_settling(ds_applier_t *a, ds_batch_t *batch, int local)
 {
-    const ds_target_t *t = a->targets[local].target;
-
     for (int i = 0; i < a->nwork; i++) {
-        if (a->work[i].local == local &&
-            !keyed_by_source_key(t, ds_batch_at(batch, a->work[i].msg)))
+        const work_t *w = &a->work[i];
+
+        if (w->local == local && !ds_batch_at(batch, w->msg)->writes[w->write].sole_source)
             return true;
     }
     return false;

@@ -201,6 +201,7 @@ bool ds_batch_set_writes(ds_batch_msg_t *m, const ds_write_list_t *writes)
 
         copy[i].target = w->target;
         copy[i].kind = w->kind;
+        copy[i].sole_source = w->sole_source;
         copy[i].params = calloc((size_t)w->nparams + 1, sizeof(char *));
         if (!copy[i].params)
             goto oom;

@@ -177,6 +177,52 @@ static void truncate_partition(ds_mapping_set_t *set, const char *key, const cha
     json_decref(doc);
 }
 
+/*
+ * Whether the message key text @p key has exactly the members @p cols at its top level, in one
+ * pass over it (no parse: this runs per change). A member name with an escape never matches.
+ */
+static bool key_has_exactly(const char *key, const char *const *cols, int ncols)
+{
+    int depth = 0, n = 0;
+    bool expect_name = false;
+
+    for (const char *p = key; *p; p++) {
+        if (*p == '"') {
+            const char *start = ++p;
+
+            for (; *p && *p != '"'; p++) {
+                if (*p == '\\') {
+                    if (depth == 1 && expect_name)
+                        return false;
+                    if (p[1])
+                        p++;
+                }
+            }
+            if (!*p)
+                return false;
+            if (depth == 1 && expect_name) {
+                size_t len = (size_t)(p - start);
+                bool found = false;
+
+                for (int i = 0; i < ncols && !found; i++)
+                    found = strlen(cols[i]) == len && memcmp(cols[i], start, len) == 0;
+                if (!found)
+                    return false;
+                n++;
+                expect_name = false;
+            }
+            continue;
+        }
+        if (*p == '{' || *p == '[')
+            expect_name = ++depth == 1 && *p == '{';
+        else if (*p == '}' || *p == ']')
+            depth--;
+        else if (*p == ',' && depth == 1)
+            expect_name = true;
+    }
+    return n == ncols;
+}
+
 static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
                       ds_write_kind_t kind)
 {
@@ -188,6 +234,11 @@ static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping
                  : kind == DS_WRITE_UNLINK ? t->pub.unlink_nparams
                                            : t->pub.truncate_nparams;
     w->params = t->values;
+    /* values[2] is the source key of an upsert or unlink (fill_link_params). */
+    w->sole_source = kind != DS_WRITE_TRUNCATE && !t->pub.in_place &&
+                     t->pub.nkey_source_columns > 0 && t->values[2] &&
+                     key_has_exactly(t->values[2], t->pub.key_source_columns,
+                                     t->pub.nkey_source_columns);
 }
 
 /* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert);

@@ -269,6 +269,9 @@ typedef struct ds_target_write {
     int nparams;
     const char *const *params; /* text-format values, NULL for SQL NULL; borrowed from the
                                 * set, valid until the next ds_mapping_eval() */
+    bool sole_source;          /* the change's key has exactly the target's key_source_columns:
+                                * the row it writes has no other source row, and needs no
+                                * settling (mapping_sql.c, "Settling") */
 } ds_target_write_t;
 
 /* A target whose values one change cannot give (an unmapped enum value, an unreadable time):

@@ -682,6 +682,49 @@ static void test_one_unreadable_column_rejects_only_its_target(void)
     unlink(path);
 }
 
+/* A write whose message key has exactly the source columns its target's key is an injective
+ * function of says so (its row has no other source row: no settling); others do not. */
+static void test_sole_source_follows_the_message_key(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    static const struct {
+        const char *key;
+        bool sole;
+    } cases[] = {
+        {DOCTOR_KEY, true},
+        {"{\"id\": \"a\\\",\\\"x\\\":1\"}", true}, /* quotes inside the value */
+        {"{\"id\":\"u1\",\"x\":1}", false},       /* a member the key does not read */
+        {"{\"x\":{\"id\":1}}", false},            /* "id" only below the top level */
+        {"{\"i\\u0064\":\"u1\"}", false},         /* an escaped name never matches */
+    };
+
+    if (!set)
+        return;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        DS_CHECK(eval(set, USERS, cases[i].key,
+                      "{\"before\": null, \"after\": " DOCTOR_ROW("DOCTOR", "true")
+                      ", \"op\": \"c\"}",
+                      &writes));
+        DS_CHECK_INT(writes.nwrites, 2);
+        if (writes.nwrites != 2)
+            continue;
+        /* users/doctors: uuid5 of $id; users/clinic_doctors: a lookup, never sole. */
+        DS_CHECK(writes.writes[0].sole_source == cases[i].sole);
+        if (writes.writes[0].sole_source != cases[i].sole)
+            fprintf(stderr, "  key %s: sole_source %d\n", cases[i].key,
+                    (int)writes.writes[0].sole_source);
+        DS_CHECK(!writes.writes[1].sole_source);
+    }
+    /* A delete unlinks by the same key. */
+    DS_CHECK(eval(set, USERS, DOCTOR_KEY,
+                  "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"after\": null, \"op\": \"d\"}",
+                  &writes));
+    DS_CHECK(writes.nwrites >= 1 && writes.writes[0].kind == DS_WRITE_UNLINK &&
+             writes.writes[0].sole_source);
+    ds_mapping_set_free(set);
+}
+
 static void test_write_lists_and_parameters_are_reused(void)
 {
     ds_mapping_set_t *set = load();
@@ -720,6 +763,7 @@ int main(void)
     DS_RUN(test_in_place_targets_update_and_never_unlink);
     DS_RUN(test_changes_that_cannot_be_mapped);
     DS_RUN(test_one_unreadable_column_rejects_only_its_target);
+    DS_RUN(test_sole_source_follows_the_message_key);
     DS_RUN(test_write_lists_and_parameters_are_reused);
     DS_RUN(test_rows_keyed_by_every_column_count_copies);
     return ds_test_report();
