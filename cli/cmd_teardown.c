@@ -51,75 +51,40 @@ static void usage(FILE *out)
 int ds_cli_teardown(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
+        DS_CLI_COMMON_OPTIONS,
         {"topics", no_argument, NULL, 'T'},
         {"force", no_argument, NULL, 'f'},
         {"yes", no_argument, NULL, 'y'},
         {"timeout-ms", required_argument, NULL, 't'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ds_cli_options_t o = {.command = "teardown", .usage = usage};
     ds_teardown_options_t opt = {.timeout_ms = 30000};
-    const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
-    char *end;
     long timeout;
     int c, status;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:yt:l:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'T':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT)
+                return status;
+        } else if (c == 'T') {
             opt.topics = true;
-            break;
-        case 'f':
+        } else if (c == 'f') {
             opt.force = true;
-            break;
-        case 'y':
+        } else if (c == 'y') {
             opt.yes = true;
-            break;
-        case 't':
-            timeout = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || timeout < 0 || timeout > 86400000) {
-                fprintf(stderr,
-                        "dualsync teardown: --timeout-ms: expected milliseconds from 0 to "
-                        "86400000, got \"%s\"\n",
-                        optarg);
+        } else if (c == 't') {
+            if (!ds_cli_number(&o, "timeout-ms", optarg, 0, 86400000,
+                               "milliseconds from 0 to 86400000", &timeout))
                 return DS_TEARDOWN_EXIT_SETUP;
-            }
             opt.timeout_ms = (int)timeout;
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return DS_TEARDOWN_EXIT_DONE;
-        default:
-            usage(stderr);
-            return DS_TEARDOWN_EXIT_SETUP;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync teardown: unexpected argument \"%s\"\n", argv[optind]);
-        return DS_TEARDOWN_EXIT_SETUP;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync teardown: --config FILE is required\n\n");
-        usage(stderr);
-        return DS_TEARDOWN_EXIT_SETUP;
-    }
-    if (!ds_cli_load_config("teardown", config_path, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY,
-                            log_level, &config))
-        return DS_TEARDOWN_EXIT_SETUP;
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY,
+                                &config)) != DS_CLI_NEXT)
+        return status;
     status = ds_teardown_run(config, &opt, stdin, stdout, stderr);
     ds_config_free(config);
     return status;
