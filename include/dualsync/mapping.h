@@ -178,7 +178,7 @@
 typedef struct ds_mapping_set ds_mapping_set_t;
 
 /*
- * How the runtime executes the statements of a ds_target_t (consumers/mapping_sql.c writes
+ * How the runtime executes the statements of a ds_target_t (consumers/mapping/mapping_sql.c writes
  * them; tests/golden/mapping/ shows them in full):
  *
  *   - Parameters are text-format values (PQexecPrepared/PQsendQueryPrepared with paramTypes,
