@@ -1039,6 +1039,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     ds_incremental_hooks_t hooks = {window_hold, window_emit, window_release, c};
     ds_changes_options_t options;
     ds_replication_t *repl;
+    ds_lsn_t resume;
+    bool exists;
     char lsn[DS_LSN_STRLEN];
 
     /* Each session gets its Relation messages again, and any transaction the last session
@@ -1078,6 +1080,14 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
         ds_replication_free(repl);
         return false;
     }
+    resume = c->confirmed_lsn;
+    if (resume == DS_INVALID_LSN &&
+        !ds_replication_slot_lookup(repl, c->config->slot, c->identity.dbname, &exists, &resume,
+                                    errstr, errstr_size)) {
+        ds_replication_free(repl);
+        return false;
+    }
+    ds_changes_resume_at(c->changes, resume);
     c->repl = repl;
     if (!ds_replication_start(c->repl, c->config->slot, c->config->publication, c->confirmed_lsn,
                               errstr, errstr_size))

@@ -706,3 +706,9 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     rec.op = 'r';
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
+
+void ds_changes_resume_at(ds_changes_t *changes, ds_lsn_t lsn)
+{
+    if (lsn > changes->last_commit_lsn)
+        changes->last_commit_lsn = lsn;
+}

@@ -50,14 +50,19 @@ static const struct {
      " owner) VALUES ($1, $2, $3::int, -1, 1, $4)"
      " ON CONFLICT (group_id, topic, partition) DO UPDATE"
      " SET generation = o.generation + 1, owner = EXCLUDED.owner, updated_at = now()"
-     " RETURNING next_offset, generation",
+     " RETURNING next_offset, generation, coalesce(source_commit_lsn, '0/0')::text,"
+     " coalesce(source_lsn, '0/0')::text",
      4},
     /* Fails (division_by_zero, SQLSTATE_FENCED) when the row is not this claim's any more. */
+    /* $6, $7: the newest source position applied in the partition, NULL when the batch
+     * carries none (apply.c, "Stale copies"). */
     {"ds_offsets_put",
-     "WITH moved AS (UPDATE dualsync.offsets SET next_offset = $4::bigint, updated_at = now()"
+     "WITH moved AS (UPDATE dualsync.offsets SET next_offset = $4::bigint,"
+     " source_commit_lsn = coalesce($6::pg_lsn, source_commit_lsn),"
+     " source_lsn = coalesce($7::pg_lsn, source_lsn), updated_at = now()"
      " WHERE group_id = $1 AND topic = $2 AND partition = $3::int AND generation = $5::bigint"
      " RETURNING 1) SELECT 1 / count(*) FROM moved",
-     5},
+     7},
     {"ds_offsets_hold",
      "WITH held AS (SELECT 1 FROM dualsync.offsets WHERE group_id = $1 AND topic = $2"
      " AND partition = $3::int AND generation = $4::bigint FOR SHARE) SELECT 1 / count(*) FROM "
@@ -894,6 +899,7 @@ ds_applier_status_t ds_applier_claim(ds_applier_t *a, ds_offsets_t *offsets, int
         PGresult *r = NULL;
         ds_applier_status_t st;
         int64_t next, generation;
+        ds_source_pos_t position;
         char what[512];
 
         snprintf(partition, sizeof(partition), "%d", (int)parts[i].partition);
@@ -905,10 +911,15 @@ ds_applier_status_t ds_applier_claim(ds_applier_t *a, ds_offsets_t *offsets, int
             return st;
         next = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         generation = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        if (!ds_lsn_parse(PQgetvalue(r, 0, 2), &position.commit) ||
+            !ds_lsn_parse(PQgetvalue(r, 0, 3), &position.lsn))
+            position = (ds_source_pos_t){0, 0};
         PQclear(r);
         if (!ds_offsets_set(offsets, db, parts[i].topic, parts[i].partition, next) ||
             !ds_offsets_set_generation(offsets, db, parts[i].topic, parts[i].partition,
-                                       generation)) {
+                                       generation) ||
+            !ds_offsets_set_position(offsets, db, parts[i].topic, parts[i].partition,
+                                     position)) {
             ds_fail(errstr, errstr_size, "out of memory");
             return DS_APPLIER_FAILED;
         }

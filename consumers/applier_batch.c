@@ -329,6 +329,24 @@ static int unclaimed_partition(int db, const ds_batch_t *batch, const ds_offsets
  * Sends (pipeline) or runs the offsets rows of the batch, fenced. In the slow path a fenced
  * partition sets *fenced_part to its index in the batch (-1 otherwise).
  */
+/* The newest known source position of the batch's changes in partition @p bp, {0, 0} if none:
+ * stored with the offsets, it is where the next owner of the partition starts telling stale
+ * copies (apply.c, "Stale copies"). A stale copy's own position is older, so the maximum is
+ * the newest applied. */
+static ds_source_pos_t newest_position(const ds_batch_t *batch, const ds_batch_partition_t *bp)
+{
+    ds_source_pos_t newest = {0, 0};
+
+    for (int i = 0; i < ds_batch_count(batch); i++) {
+        const ds_batch_msg_t *m = ds_batch_at((ds_batch_t *)batch, i);
+
+        if (m->kafka.partition == bp->partition && m->position.commit != DS_INVALID_LSN &&
+            ds_source_pos_before(newest, m->position) && strcmp(m->kafka.topic, bp->topic) == 0)
+            newest = m->position;
+    }
+    return newest;
+}
+
 bool applier_send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch_t *batch,
                           const ds_offsets_t *offsets, char *sqlstate, char *message,
                           size_t message_size, run_result_t *result, int *fenced_part)
@@ -336,19 +354,24 @@ bool applier_send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch
     *fenced_part = -1;
     for (int i = 0; i < ds_batch_npartitions(batch); i++) {
         const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
-        char partition[16], next[24], generation[24];
-        const char *params[5] = {a->group_id, bp->topic, partition, next, generation};
+        char partition[16], next[24], generation[24], commit[DS_LSN_STRLEN], lsn[DS_LSN_STRLEN];
+        const char *params[7] = {a->group_id, bp->topic, partition, next, generation, NULL, NULL};
+        ds_source_pos_t newest = newest_position(batch, bp);
 
         if (bp->last_offset + 1 <= ds_offsets_get(offsets, db, bp->topic, bp->partition))
             continue;
+        if (newest.commit != DS_INVALID_LSN) {
+            params[5] = ds_lsn_format(newest.commit, commit);
+            params[6] = ds_lsn_format(newest.lsn, lsn);
+        }
         snprintf(partition, sizeof(partition), "%d", (int)bp->partition);
         applier_format_int(next, sizeof(next), bp->last_offset + 1);
         applier_format_int(generation, sizeof(generation),
                            ds_offsets_generation(offsets, db, bp->topic, bp->partition));
         if (p) {
-            if (!applier_pipeline_send(p, OP_FENCE, i, "ds_offsets_put", true, 5, params))
+            if (!applier_pipeline_send(p, OP_FENCE, i, "ds_offsets_put", true, 7, params))
                 return false;
-        } else if ((*result = applier_run(a, "ds_offsets_put", true, 5, params, NULL, sqlstate,
+        } else if ((*result = applier_run(a, "ds_offsets_put", true, 7, params, NULL, sqlstate,
                                           message, message_size)) != RUN_OK) {
             if (*result == RUN_SQL_ERROR && strcmp(sqlstate, SQLSTATE_FENCED) == 0)
                 *fenced_part = i;

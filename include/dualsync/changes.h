@@ -111,4 +111,13 @@ bool ds_changes_in_transaction(const ds_changes_t *changes);
 /** @brief True when the current transaction is being skipped (origin filter). */
 bool ds_changes_skipping(const ds_changes_t *changes);
 
+/**
+ * @brief Streaming resumes at @p lsn (the slot's confirmed position): the first transaction's
+ *        source.sequence starts from it rather than from nothing, so that it is ordered after
+ *        what was published before (apply tells stale copies by the sequence; see
+ *        consumers/apply.c, "Stale copies"). Every transaction streamed from the slot commits
+ *        past it. Never moves the position back.
+ */
+void ds_changes_resume_at(ds_changes_t *changes, ds_lsn_t lsn);
+
 #endif
