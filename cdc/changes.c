@@ -34,6 +34,7 @@ struct ds_changes {
     bool tombstones;               /* a tombstone follows every delete */
     ds_primary_key_fn primary_key; /* key columns of FULL tables, may be NULL */
     void *primary_key_ctx;         /* its argument */
+    ds_value_format_t format;      /* how values are written (transaction_topic borrowed) */
 
     /* The current transaction. */
     bool in_tx;               /* between Begin and Commit */
@@ -88,6 +89,10 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     ch->tombstones = options->tombstones_on_delete;
     ch->primary_key = options->primary_key;
     ch->primary_key_ctx = options->primary_key_ctx;
+    if (options->value_format)
+        ch->format = *options->value_format;
+    else
+        ds_value_format_init(&ch->format);
     if (options->skip_origins)
         while (options->skip_origins[n])
             n++;
@@ -335,7 +340,8 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
                         char *errstr, size_t errstr_size)
 {
     ds_envelope_source_t src;
-    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder};
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
+                                  .format = &ch->format};
     ds_change_record_t rec;
 
     fill_source(ch, lsn, &src);
@@ -670,7 +676,8 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
 {
     ds_changes_t *ch = changes;
     const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
-    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder};
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
+                                  .format = &ch->format};
     ds_envelope_source_t src;
     ds_change_record_t rec;
     bool has_key;

@@ -58,6 +58,8 @@ typedef struct setting {
     const char *expected;            /* that rule in words, after "expected " */
     const char *list_expected;       /* lists: the whole array in words, after "expected " */
     bool (*same)(const char *a, const char *b); /* lists: entries naming one thing are an error */
+    const char *(*check_property)(const char *name, const char *value); /* properties: NULL
+                                                 * when accepted, else what is expected */
     bool relative_to_file;                      /* lists: paths resolved against the config
                                                  * file's directory */
     size_t offset;                              /* of the field in ds_config_t */
@@ -82,6 +84,7 @@ static bool valid_origin(const char *text);
 static bool valid_instance_id(const char *text);
 static bool valid_topic(const char *text);
 static bool valid_snapshot_mode(const char *text);
+static bool valid_message_format(const char *text);
 static bool valid_duration(const char *text);
 static bool valid_metrics_address(const char *text);
 static bool valid_cleanup_policy(const char *text);
@@ -238,6 +241,22 @@ static const setting_t settings[] = {
      .offset = offsetof(ds_config_t, snapshot_mode),
      .description = "publish the rows that exist when the slot is created as read events "
                     "(\"initial\"), or only later changes (\"never\")"},
+    {.path = "capture.message_format",
+     .type = SETTING_STRING,
+     .default_string = "json",
+     .valid = valid_message_format,
+     .expected = "\"json\" or \"json-with-schema\"",
+     .offset = offsetof(ds_config_t, message_format),
+     .description = "schemaless JSON (\"json\"), or Kafka Connect JsonConverter's schema "
+                    "envelope (\"json-with-schema\") for Connect sinks"},
+    {.path = "debezium",
+     .type = SETTING_PROPERTIES,
+     .check_property = ds_value_format_check,
+     .offset = offsetof(ds_config_t, debezium_names),
+     .values_offset = offsetof(ds_config_t, debezium_values),
+     .count_offset = offsetof(ds_config_t, ndebezium),
+     .description = "Debezium's settings that shape values, by Debezium's names "
+                    "(time.precision.mode, decimal.handling.mode, ...)"},
     {.path = "capture.metrics_address",
      .type = SETTING_STRING,
      .default_string = "127.0.0.1:9187",
@@ -544,6 +563,11 @@ static bool valid_instance_id(const char *text)
 static bool valid_metrics_address(const char *text)
 {
     return ds_metrics_address_valid(text);
+}
+
+static bool valid_message_format(const char *text)
+{
+    return strcmp(text, "json") == 0 || strcmp(text, "json-with-schema") == 0;
 }
 
 static bool valid_snapshot_mode(const char *text)
@@ -1076,12 +1100,17 @@ static char *kafka_value_text(const json_t *value)
 
 /*
  * The "kafka" object (librdkafka properties, bootstrap.servers required) or, for
- * SETTING_PROPERTIES, "topics.config" (topic settings, where cleanup.policy has its own key).
+ * SETTING_PROPERTIES, "topics.config" (topic settings, where cleanup.policy has its own key)
+ * or "debezium" (Debezium's settings, each checked by s->check_property).
  */
 static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
 {
     bool kafka = s->type == SETTING_KAFKA;
-    const char *what = kafka ? "librdkafka property" : "Kafka topic setting";
+    bool topic_settings = !kafka && !s->check_property;
+    const char *what = kafka             ? "librdkafka property"
+                       : topic_settings ? "Kafka topic setting"
+                                        : "Debezium setting";
+    const char *refusal = NULL;
     size_t n, i = 0;
     char **names, **values;
     const char *name;
@@ -1090,8 +1119,11 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
 
     if (!json_is_object(object))
         return report_expected(ld, object, false,
-                               kafka ? "an object of librdkafka properties"
-                                     : "an object of Kafka topic settings (\"name\": \"value\")");
+                               kafka            ? "an object of librdkafka properties"
+                               : topic_settings ? "an object of Kafka topic settings "
+                                                  "(\"name\": \"value\")"
+                                                : "an object of Debezium settings "
+                                                  "(\"time.precision.mode\": \"adaptive\")");
     n = json_object_size(object);
     names = calloc(n + 1, sizeof(char *));
     values = calloc(n + 1, sizeof(char *));
@@ -1113,7 +1145,16 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
         } else if (kafka && strcmp(name, KAFKA_BOOTSTRAP) == 0 &&
                    !(json_is_string(value) && json_string_length(value) > 0)) {
             ok = report_expected(ld, value, secret, "a non-empty string (\"host:port,...\")");
-        } else if (!kafka && strcmp(name, "cleanup.policy") == 0) {
+        } else if (s->check_property && json_is_string(value) &&
+                   (refusal = s->check_property(name, json_string_value(value)))) {
+            if (strncmp(refusal, "expected", 8) == 0)
+                ok = report(ld, ld->depth, false, "%s, got \"%s\"", refusal,
+                            json_string_value(value));
+            else
+                ok = report(ld, ld->depth, true, "%s", refusal);
+        } else if (s->check_property && !json_is_string(value)) {
+            ok = report_expected(ld, value, false, "a string, as in a Debezium connector config");
+        } else if (topic_settings && strcmp(name, "cleanup.policy") == 0) {
             /* One place decides it, so the history check and the docs can rely on it. */
             ok = report(ld, ld->depth, true,
                         "cleanup.policy is set by topics.cleanup_policy, not in topics.config: "
@@ -1519,6 +1560,27 @@ static bool report_syntax(const char *file, const char *text, size_t len, const 
  * Public functions
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * config->value_format from capture.message_format and the "debezium" object, whose names and
+ * values walk_object() checked. Debezium's tombstones.on.delete, when given, sets
+ * capture.tombstones_on_delete: one setting under two names.
+ */
+static bool read_value_format(ds_config_t *config)
+{
+    ds_value_format_init(&config->value_format);
+    config->value_format.message_format = strcmp(config->message_format, "json-with-schema") == 0
+                                              ? DS_MESSAGE_JSON_WITH_SCHEMA
+                                              : DS_MESSAGE_JSON;
+    for (int i = 0; i < config->ndebezium; i++) {
+        if (!ds_value_format_set(&config->value_format, &config->tombstones_on_delete,
+                                 config->debezium_names[i], config->debezium_values[i]))
+            return false;
+    }
+    if (!config->value_format.transaction_topic)
+        config->value_format.transaction_topic = strdup(DS_DEFAULT_TRANSACTION_TOPIC);
+    return config->value_format.transaction_topic != NULL;
+}
+
 bool ds_config_load(const char *path, ds_config_t **config, char *errstr, size_t errstr_size)
 {
     return ds_config_load_for(path, DS_CONFIG_FOR_CAPTURE, config, errstr, errstr_size);
@@ -1558,6 +1620,10 @@ bool ds_config_load_for(const char *path, unsigned uses, ds_config_t **config, c
         ok = out_of_memory(&ld);
         goto done;
     }
+    if (!read_value_format(ld.config)) {
+        ok = out_of_memory(&ld);
+        goto done;
+    }
     /* The one default computed from another setting. */
     if (!ld.config->apply_dlq_topic &&
         asprintf(&ld.config->apply_dlq_topic, "%s.dlq", ld.config->topic_prefix) < 0) {
@@ -1582,6 +1648,7 @@ void ds_config_free(ds_config_t *config)
         return;
     for (size_t i = 0; i < NSETTINGS; i++)
         free_setting(config, &settings[i]);
+    free(config->value_format.transaction_topic);
     free(config->path);
     free(config);
 }

@@ -19,6 +19,7 @@
 #include "dualsync/common.h"
 #include "dualsync/envelope.h"
 #include "dualsync/pgoutput.h"
+#include "dualsync/value_format.h"
 
 /* The one member of a truncate's key; a row key never has it (reserved). */
 #define DS_TRUNCATE_KEY_FIELD "__dualsync_truncate"
@@ -55,6 +56,8 @@ typedef struct ds_changes_options {
                                       * dropped; NULL for none */
     ds_primary_key_fn primary_key;  /* may be NULL: FULL tables are then keyed by all columns */
     void *primary_key_ctx;
+    const ds_value_format_t *value_format; /* borrowed, must outlive the ds_changes_t; NULL:
+                                            * dualsync's defaults */
 } ds_changes_options_t;
 
 typedef struct ds_changes ds_changes_t;

@@ -10,7 +10,8 @@
  *     "kafka": { "bootstrap.servers": "127.0.0.1:9092", "...": "any librdkafka property" },
  *     "topic_prefix": "clinic",
  *     "topics": { "partitions": 1, "cleanup_policy": "compact", "config": {"...": "..."} },
- *     "capture": { "tombstones_on_delete": true, ... },
+ *     "capture": { "tombstones_on_delete": true, "message_format": "json", ... },
+ *     "debezium": { "time.precision.mode": "adaptive", "...": "Debezium's value settings" },
  *     "targets": { "clinic": { "conninfo": "host=db2 dbname=clinic_new" } },
  *     "mappings": ["mappings/users.json"],
  *     "apply": { "group_id": "dualsync-apply", "on_error": "dlq", ... }
@@ -29,6 +30,7 @@
 #define DUALSYNC_CONFIG_H
 
 #include "dualsync/common.h"
+#include "dualsync/value_format.h"
 
 typedef struct ds_config {
     char *path; /* the file it was read from, for messages */
@@ -71,6 +73,14 @@ typedef struct ds_config {
                                            * when the slot is created; "never" */
     char *capture_metrics_address;        /* HOST:PORT of /metrics and /healthz, or "off";
                                            * default "127.0.0.1:9187" */
+    char *message_format;                 /* "json" (default) or "json-with-schema" */
+
+    /* "debezium": Debezium's own settings that shape values, by Debezium's names, as
+     * given (checked by ds_value_format_check) and as read into value_format */
+    char **debezium_names;
+    char **debezium_values;
+    int ndebezium;
+    ds_value_format_t value_format; /* how capture writes, and apply reads, the topics */
 
     char *log_level;  /* "debug", "info" (default), "warning", "error" */
     char *log_format; /* "text" (default) or "json": one JSON object per line */

@@ -15,6 +15,7 @@
 #include "dualsync/buf.h"
 #include "dualsync/common.h"
 #include "dualsync/pgoutput.h"
+#include "dualsync/value_format.h"
 
 /* What "source" says about where a change came from. */
 typedef struct ds_envelope_source {
@@ -32,6 +33,8 @@ typedef struct ds_envelope_source {
 typedef struct ds_envelope_options {
     /* Written for DS_VALUE_UNCHANGED_TOAST values so consumers know not to overwrite. */
     const char *unavailable_value_placeholder;
+    /* How values are written (Debezium's value settings); NULL: dualsync's defaults. */
+    const ds_value_format_t *format;
 } ds_envelope_options_t;
 
 /**

@@ -129,6 +129,15 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_INT(c->shutdown_timeout_ms, 30000);
     DS_CHECK_STR(c->log_level, "info");
     DS_CHECK_STR(c->log_format, "text");
+    DS_CHECK_STR(c->message_format, "json");
+    DS_CHECK_INT(c->value_format.message_format, DS_MESSAGE_JSON);
+    DS_CHECK_INT(c->value_format.time_precision, DS_TIME_ISOSTRING);
+    DS_CHECK_INT(c->value_format.decimal_handling, DS_DECIMAL_STRING);
+    DS_CHECK_INT(c->value_format.binary_handling, DS_BINARY_BYTES);
+    DS_CHECK_INT(c->value_format.interval_handling, DS_INTERVAL_STRING);
+    DS_CHECK_INT(c->value_format.money_fraction_digits, 2);
+    DS_CHECK(!c->value_format.provide_transaction_metadata);
+    DS_CHECK_STR(c->value_format.transaction_topic, "transaction");
     ds_config_free(c);
 }
 
@@ -529,6 +538,46 @@ static void test_mappings_must_not_be_empty(void)
  * docs/configuration.md's complete example (the first ```json block after "## Complete
  * example") must load: every key in it is a real setting with a valid value.
  */
+static void test_debezium_settings_by_debezium_names(void)
+{
+    ds_config_t *c = load_ok_for("debezium_settings.json", DS_CONFIG_FOR_CAPTURE);
+
+    DS_CHECK(c != NULL);
+    if (!c)
+        return;
+    DS_CHECK_INT(c->value_format.message_format, DS_MESSAGE_JSON_WITH_SCHEMA);
+    /* Debezium compares its enum values ignoring case. */
+    DS_CHECK_INT(c->value_format.time_precision, DS_TIME_ADAPTIVE_TIME_MICROSECONDS);
+    DS_CHECK_INT(c->value_format.decimal_handling, DS_DECIMAL_PRECISE);
+    DS_CHECK_INT(c->value_format.binary_handling, DS_BINARY_BASE64_URL_SAFE);
+    DS_CHECK_INT(c->value_format.interval_handling, DS_INTERVAL_NUMERIC);
+    DS_CHECK_INT(c->value_format.money_fraction_digits, 4);
+    DS_CHECK(c->value_format.provide_transaction_metadata);
+    DS_CHECK_STR(c->value_format.transaction_topic, "tx");
+    /* Debezium's tombstones.on.delete is capture.tombstones_on_delete. */
+    DS_CHECK(!c->tombstones_on_delete);
+    ds_config_free(c);
+}
+
+static void test_debezium_value_is_checked(void)
+{
+    expect_error_for("debezium_bad_mode.json", DS_CONFIG_FOR_CAPTURE,
+                     "5:42: $.debezium[\"decimal.handling.mode\"]: expected \"string\" "
+                     "(dualsync's default), \"precise\" (Debezium's) or \"double\", got "
+                     "\"exact\"");
+}
+
+static void test_debezium_setting_dualsync_does_not_take_is_refused(void)
+{
+    ds_config_t *config = NULL;
+    char errstr[1024] = "";
+
+    DS_CHECK(!ds_config_load_for(fixture("debezium_unknown_setting.json"),
+                                 DS_CONFIG_FOR_CAPTURE, &config, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "$.debezium[\"table.include.list\"]: not a Debezium setting "
+                            "dualsync takes") != NULL);
+}
+
 static void test_documented_example_loads(void)
 {
     char docs[4096], tmp[] = "/tmp/ds_config_example_XXXXXX", line[1024], errstr[1024] = "";
@@ -614,6 +663,9 @@ int main(void)
     DS_RUN(test_target_name_must_be_simple);
     DS_RUN(test_on_error_takes_dlq_or_stop);
     DS_RUN(test_mappings_must_not_be_empty);
+    DS_RUN(test_debezium_settings_by_debezium_names);
+    DS_RUN(test_debezium_value_is_checked);
+    DS_RUN(test_debezium_setting_dualsync_does_not_take_is_refused);
     DS_RUN(test_documented_example_loads);
     return ds_test_report();
 }
