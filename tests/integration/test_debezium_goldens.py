@@ -202,6 +202,19 @@ class Differences:
             )
         return "\n".join(lines) + "\n"
 
+    def summary_text(self):
+        """One line per JSON path (array indexes collapsed), over every combination and
+        topic: how many differences, in which combinations."""
+        paths = {}
+        for d in self.items:
+            entry = paths.setdefault(generic_path(d["path"]), [0, []])
+            entry[0] += 1
+            if d["combination"] not in entry[1]:
+                entry[1].append(d["combination"])
+        width = max((len(p) for p in paths), default=0)
+        return "".join(f"  {p.ljust(width)}  {n:5d}  {', '.join(combs)}\n"
+                       for p, (n, combs) in sorted(paths.items(), key=lambda kv: -kv[1][0]))
+
     def grouped_text(self, max_lines=None):
         """Grouped by combination, topic and path; each group lists its messages and shows
         the first difference as an example."""
@@ -390,7 +403,8 @@ class DebeziumGoldensTest(dstest.ServicesTestCase):
             + "; ".join(f"{p} ({why})" for p, why in EXEMPT_TRANSACTION_TOPIC.items()) + "\n\n"
         )
         with open(report_path, "w", encoding="utf-8") as f:
-            f.write(header + "Grouped:\n" + diffs.grouped_text() + "\nEvery difference:\n"
+            f.write(header + "By JSON path (count, combinations):\n" + diffs.summary_text()
+                    + "\nGrouped:\n" + diffs.grouped_text() + "\nEvery difference:\n"
                     + diffs.full_text())
         with open(os.path.join(self.work_dir, "golden-differences.json"), "w",
                   encoding="utf-8") as f:
@@ -427,10 +441,10 @@ class DebeziumGoldensTest(dstest.ServicesTestCase):
 
         # The snapshot first, as record.py waited for Debezium's: changes made during it
         # could otherwise come in another order.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while cap.running() and count(table_topics) < SNAPSHOT_EVENTS:
             if time.monotonic() >= deadline:
-                problem("snapshot", f"fewer than {SNAPSHOT_EVENTS} snapshot events within 60s")
+                problem("snapshot", f"fewer than {SNAPSHOT_EVENTS} snapshot events within 30s")
                 break
         if not cap.running():
             problem("capture exited", f"status {cap.exit_code()} before changes.sql; log tail:\n"
@@ -447,11 +461,11 @@ class DebeziumGoldensTest(dstest.ServicesTestCase):
             msgs = dstest.consume([marker_topic], idle_ms=300, timeout_ms=3000, check=False)
             return any(key_id(m["key"]) == 99 for m in msgs)
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while cap.running() and not marker_seen():
             if time.monotonic() >= deadline:
                 problem("incomplete", "the last change of changes.sql (golden_default id 99) "
-                        "was not on its topic within 60s")
+                        "was not on its topic within 30s")
                 break
 
         def complete():
