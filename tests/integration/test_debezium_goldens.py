@@ -24,6 +24,7 @@ iteration; the other combinations are then reported as not run, and the test sti
 unless everything that ran matches.
 """
 
+import difflib
 import json
 import os
 import re
@@ -231,8 +232,11 @@ class Differences:
                 last_comb = comb
             lines.append(f"  -- {topic}")
             for path, ds in paths.items():
+                # "#3" is golden message 3, "dualsync#4" dualsync's 4th that Debezium lacks.
                 msgs = ", ".join(sorted({d["message"].split(" ")[0] for d in ds},
-                                        key=lambda m: int(m[1:]) if m[1:].isdigit() else -1))
+                                        key=lambda m: (m.startswith("dualsync"),
+                                                       int(m.rpartition("#")[2] or -1)
+                                                       if m.rpartition("#")[2].isdigit() else -1)))
                 first = ds[0]
                 lines.append(f"    {path}  [{len(ds)}x: {msgs}]")
                 lines.append(f"        e.g. {first['message']}: golden {show(first['golden'])}")
@@ -259,17 +263,23 @@ class Comparer:
                            len(golden_msgs), len(ds_msgs),
                            "golden: " + "; ".join(message_label(i, m) for i, m in enumerate(golden_msgs))
                            + " || dualsync: " + "; ".join(message_label(i, m) for i, m in enumerate(ds_msgs)))
-        for i in range(max(len(golden_msgs), len(ds_msgs))):
-            g = golden_msgs[i] if i < len(golden_msgs) else None
-            d = ds_msgs[i] if i < len(ds_msgs) else None
-            label = message_label(i, g if g is not None else d)
-            if g is None or d is None:
-                self.diffs.add(self.combination, topic, label, "(message)",
-                               ABSENT if g is None else "present",
-                               ABSENT if d is None else "present",
-                               "only " + ("dualsync" if g is None else "Debezium") + " sent this message")
-                continue
-            self.compare_message(topic, label, g, d)
+        # Messages are paired by their place in the sequence of (op, row) signatures, so one
+        # extra or missing message is reported as such instead of shifting every later
+        # pairing.
+        matcher = difflib.SequenceMatcher(None, signatures(golden_msgs), signatures(ds_msgs),
+                                          autojunk=False)
+        for tag, g0, g1, d0, d1 in matcher.get_opcodes():
+            paired = min(g1 - g0, d1 - d0) if tag in ("equal", "replace") else 0
+            for k in range(paired):
+                self.compare_message(topic, message_label(g0 + k, golden_msgs[g0 + k]),
+                                     golden_msgs[g0 + k], ds_msgs[d0 + k])
+            for i in range(g0 + paired, g1):
+                self.diffs.add(self.combination, topic, message_label(i, golden_msgs[i]),
+                               "(message)", "present", ABSENT, "only Debezium sent this message")
+            for i in range(d0 + paired, d1):
+                self.diffs.add(self.combination, topic,
+                               "dualsync" + message_label(i, ds_msgs[i]), "(message)", ABSENT,
+                               "present", "only dualsync sent this message")
 
     def compare_message(self, topic, label, g, d):
         gk, gv = g["key"], g["value"]
@@ -347,6 +357,31 @@ class Comparer:
             return
         if json_type(g) != json_type(d) or g != d:
             self.diffs.add(self.combination, topic, label, path, g, d)
+
+
+def signatures(msgs):
+    """(op, row) of each message: op as message_label has it, row the first column of the
+    after (else before) image, a tombstone the row of the message before it, a transaction
+    event its event count. Comparable across value modes and message formats."""
+    out, last_row = [], None
+    for m in msgs:
+        value = m.get("value")
+        if isinstance(value, dict) and isinstance(value.get("payload"), dict):
+            value = value["payload"]
+        if value is None:
+            out.append(("tombstone", json.dumps(last_row)))
+            continue
+        image = (value.get("after") or value.get("before")) if isinstance(value, dict) else None
+        if isinstance(image, dict) and image:
+            row = next(iter(image.values()))
+        elif isinstance(value, dict) and "status" in value:
+            row = value.get("event_count")
+        else:
+            row = None
+        last_row = row
+        op = value.get("op") or value.get("status") if isinstance(value, dict) else None
+        out.append((op, json.dumps(row)))
+    return out
 
 
 def is_envelope(value):
