@@ -50,7 +50,7 @@ TRUNCATE golden_truncate;
 -- one END with per-table counts, and each event's order within it).
 BEGIN;
 INSERT INTO golden_default VALUES (5, 'five', 50), (6, 'six', 60);
-UPDATE golden_types SET c_integer = 7 WHERE id = 1;
+UPDATE golden_types SET c_integer = 7, c_real = '-Infinity', c_double = 'Infinity' WHERE id = 1;
 DELETE FROM golden_nopk WHERE a = 3;
 UPDATE golden_default SET n = 61 WHERE id = 6;
 COMMIT;
