@@ -240,7 +240,8 @@ class Differences:
                 first = ds[0]
                 lines.append(f"    {path}  [{len(ds)}x: {msgs}]")
                 lines.append(f"        e.g. {first['message']}: golden {show(first['golden'])}")
-                lines.append(f"        {' ' * len('e.g. ' + first['message'])}  dualsync {show(first['dualsync'])}"
+                pad = " " * len("e.g. " + first["message"])
+                lines.append(f"        {pad}  dualsync {show(first['dualsync'])}"
                              + (f"  ({first['note']})" if first["note"] else ""))
         if max_lines is not None and len(lines) > max_lines:
             lines = lines[:max_lines] + [f"... ({len(lines) - max_lines} more lines in the file)"]
@@ -261,8 +262,8 @@ class Comparer:
         if len(golden_msgs) != len(ds_msgs):
             self.diffs.add(self.combination, topic, "(topic)", "message count",
                            len(golden_msgs), len(ds_msgs),
-                           "golden: " + "; ".join(message_label(i, m) for i, m in enumerate(golden_msgs))
-                           + " || dualsync: " + "; ".join(message_label(i, m) for i, m in enumerate(ds_msgs)))
+                           "golden: " + sequence_text(golden_msgs)
+                           + " || dualsync: " + sequence_text(ds_msgs))
         # Messages are paired by their place in the sequence of (op, row) signatures, so one
         # extra or missing message is reported as such instead of shifting every later
         # pairing.
@@ -359,6 +360,10 @@ class Comparer:
             self.diffs.add(self.combination, topic, label, path, g, d)
 
 
+def sequence_text(msgs):
+    return "; ".join(message_label(i, m) for i, m in enumerate(msgs))
+
+
 def signatures(msgs):
     """(op, row) of each message: op as message_label has it, row the first column of the
     after (else before) image, a tombstone the row of the message before it, a transaction
@@ -431,7 +436,8 @@ class DebeziumGoldensTest(dstest.ServicesTestCase):
         report_path = os.path.join(self.work_dir, "golden-differences.txt")
         header = (
             f"dualsync capture vs the Debezium 3.6.1.Final goldens ({GOLDEN_DIR})\n"
-            f"ran: {', '.join(ran)}" + (f"; not run (DS_GOLDEN_ONLY): {', '.join(skipped)}" if skipped else "")
+            f"ran: {', '.join(ran)}"
+            + (f"; not run (DS_GOLDEN_ONLY): {', '.join(skipped)}" if skipped else "")
             + f"\n{len(diffs)} differences. Not compared (by construction): "
             + "; ".join(f"{p} ({why})" for p, why in EXEMPT.items())
             + "; on the transaction topic: "

@@ -165,7 +165,8 @@ def record(combination, work, out_dir):
     counts = {}
     for m in msgs:
         counts[m["topic"]] = counts.get(m["topic"], 0) + 1
-    sys.stderr.write(f"record.py: {name}: {len(msgs)} messages in {time.monotonic() - started:.0f}s "
+    took = time.monotonic() - started
+    sys.stderr.write(f"record.py: {name}: {len(msgs)} messages in {took:.0f}s "
                      f"-> {path}\n" + "".join(f"    {t}: {n}\n" for t, n in sorted(counts.items())))
 
 
@@ -202,7 +203,8 @@ def main(argv):
             sys.stderr.write(f"record.py: scratch directory kept: {work}\n")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    sys.stderr.write(f"record.py: {len(wanted)} combinations in {time.monotonic() - started:.0f}s\n")
+    took = time.monotonic() - started
+    sys.stderr.write(f"record.py: {len(wanted)} combinations in {took:.0f}s\n")
     return 0
 
 
