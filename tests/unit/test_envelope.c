@@ -97,7 +97,7 @@ static const char *key(const ds_relation_t *rel, const bool *mask, const ds_tupl
 {
     ds_buf_reset(&out);
     errstr[0] = '\0';
-    if (!ds_envelope_write_key(&out, rel, mask, tup, errstr, sizeof(errstr)))
+    if (!ds_envelope_write_key(&out, rel, mask, tup, NULL, errstr, sizeof(errstr)))
         return NULL;
     DS_CHECK(json_valid(out.data));
     return out.data;
@@ -191,7 +191,7 @@ static void test_nullable_key_writes_null(void)
     const bool mask[] = {true, true, true, true};
 
     ds_buf_reset(&out);
-    DS_CHECK(ds_envelope_write_key_nullable(&out, &users, mask, &row2, errstr, sizeof(errstr)));
+    DS_CHECK(ds_envelope_write_key_nullable(&out, &users, mask, &row2, NULL, errstr, sizeof(errstr)));
     DS_CHECK_STR(out.data, ROW2_JSON);
 }
 
