@@ -69,44 +69,66 @@ static bool parse_decimal(const char *text, size_t len, decimal_t *d)
 static void append_java_number(ds_buf_t *out, bool negative, const char *digits, size_t n,
                                int exp10)
 {
+    /* Built on the stack and appended at once; n is at most 63 (the callers' buffers). */
+    char line[160];
+    size_t k = 0;
     int e = exp10 - 1; /* the exponent of the first digit */
 
     if (negative)
-        ds_buf_append_char(out, '-');
+        line[k++] = '-';
     if (n == 0) {
-        ds_buf_append(out, "0.0", 3);
-        return;
-    }
-    if (e >= -3 && e < 7) {
+        memcpy(line + k, "0.0", 3);
+        k += 3;
+    } else if (e >= -3 && e < 7) {
         if (e >= 0) {
             size_t int_len = (size_t)e + 1;
 
             if (n <= int_len) {
-                ds_buf_append(out, digits, n);
+                memcpy(line + k, digits, n);
+                k += n;
                 for (size_t i = n; i < int_len; i++)
-                    ds_buf_append_char(out, '0');
-                ds_buf_append(out, ".0", 2);
+                    line[k++] = '0';
+                line[k++] = '.';
+                line[k++] = '0';
             } else {
-                ds_buf_append(out, digits, int_len);
-                ds_buf_append_char(out, '.');
-                ds_buf_append(out, digits + int_len, n - int_len);
+                memcpy(line + k, digits, int_len);
+                k += int_len;
+                line[k++] = '.';
+                memcpy(line + k, digits + int_len, n - int_len);
+                k += n - int_len;
             }
         } else {
-            ds_buf_append(out, "0.", 2);
+            line[k++] = '0';
+            line[k++] = '.';
             for (int i = -1; i > e; i--)
-                ds_buf_append_char(out, '0');
-            ds_buf_append(out, digits, n);
+                line[k++] = '0';
+            memcpy(line + k, digits, n);
+            k += n;
         }
-        return;
+    } else {
+        int ue = e < 0 ? -e : e;
+        char edigits[8];
+        size_t en = 0;
+
+        line[k++] = digits[0];
+        line[k++] = '.';
+        if (n > 1) {
+            memcpy(line + k, digits + 1, n - 1);
+            k += n - 1;
+        } else {
+            line[k++] = '0';
+        }
+        line[k++] = 'E';
+        if (e < 0)
+            line[k++] = '-';
+        do {
+            edigits[en++] = (char)('0' + ue % 10);
+            ue /= 10;
+        } while (ue && en < sizeof(edigits));
+        while (en > 0)
+            line[k++] = edigits[--en];
     }
-    ds_buf_append_char(out, digits[0]);
-    ds_buf_append_char(out, '.');
-    if (n > 1)
-        ds_buf_append(out, digits + 1, n - 1);
-    else
-        ds_buf_append_char(out, '0');
-    ds_buf_append_char(out, 'E');
-    ds_buf_append_int(out, e);
+    ds_buf_append(out, line, k);
 }
 
 /* True when text is a JSON number (RFC 8259 section 6), as float output always is. */

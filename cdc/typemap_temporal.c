@@ -190,48 +190,82 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* Appends value as exactly width digits (value < 10^width). */
-static void append_padded(ds_buf_t *out, int64_t value, int width)
-{
-    char digits[8];
+/*
+ * The ISO strings are built in a line on the stack and appended to the output at once: one
+ * capacity check per value instead of one per character (capture writes millions).
+ */
+typedef struct line {
+    char s[192]; /* the longest: an interval's seven int64 fields and designators */
+    size_t n;
+} line_t;
 
+static inline void put_char(line_t *l, char c)
+{
+    l->s[l->n++] = c;
+}
+
+static inline void put_mem(line_t *l, const char *text, size_t len)
+{
+    memcpy(l->s + l->n, text, len);
+    l->n += len;
+}
+
+/* Writes value as exactly width digits (0 <= value < 10^width). */
+static void put_padded(line_t *l, int64_t value, int width)
+{
     for (int i = width - 1; i >= 0; i--) {
-        digits[i] = (char)('0' + value % 10);
+        l->s[l->n + (size_t)i] = (char)('0' + value % 10);
         value /= 10;
     }
-    ds_buf_append(out, digits, (size_t)width);
+    l->n += (size_t)width;
+}
+
+/* Writes a signed decimal integer. */
+static void put_int(line_t *l, int64_t value)
+{
+    char digits[24];
+    char *p = digits + sizeof(digits);
+    uint64_t u = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (value < 0)
+        *--p = '-';
+    put_mem(l, p, (size_t)(digits + sizeof(digits) - p));
 }
 
 /* The year as java.time's ISO formatters write it: four digits, a '+' past 9999, a '-'
  * before year 0. */
-static void append_year(ds_buf_t *out, int64_t year)
+static void put_year(line_t *l, int64_t year)
 {
     if (year > 9999) {
-        ds_buf_append_char(out, '+');
-        ds_buf_append_int(out, year);
+        put_char(l, '+');
+        put_int(l, year);
     } else if (year < 0) {
-        ds_buf_append_char(out, '-');
+        put_char(l, '-');
         if (-year > 9999)
-            ds_buf_append_int(out, -year);
+            put_int(l, -year);
         else
-            append_padded(out, -year, 4);
+            put_padded(l, -year, 4);
     } else {
-        append_padded(out, year, 4);
+        put_padded(l, year, 4);
     }
 }
 
-static void append_date(ds_buf_t *out, int64_t year, int64_t month, int64_t day)
+static void put_date(line_t *l, int64_t year, int64_t month, int64_t day)
 {
-    append_year(out, year);
-    ds_buf_append_char(out, '-');
-    append_padded(out, month, 2);
-    ds_buf_append_char(out, '-');
-    append_padded(out, day, 2);
+    put_year(l, year);
+    put_char(l, '-');
+    put_padded(l, month, 2);
+    put_char(l, '-');
+    put_padded(l, day, 2);
 }
 
 /* The fraction as java.time's ISO formatters write it: none when zero, else '.' and the
  * digits without trailing zeros. */
-static void append_fraction_stripped(ds_buf_t *out, int64_t us)
+static void put_fraction_stripped(line_t *l, int64_t us)
 {
     int width = 6;
 
@@ -241,21 +275,28 @@ static void append_fraction_stripped(ds_buf_t *out, int64_t us)
         us /= 10;
         width--;
     }
-    ds_buf_append_char(out, '.');
-    append_padded(out, us, width);
+    put_char(l, '.');
+    put_padded(l, us, width);
 }
 
 /* "HH:MM:SS" then the fraction stripped, from microseconds of the day. */
-static void append_time_of_day(ds_buf_t *out, int64_t us_of_day)
+static void put_time_of_day(line_t *l, int64_t us_of_day)
 {
     int64_t secs = us_of_day / US_PER_SEC;
 
-    append_padded(out, secs / 3600, 2);
-    ds_buf_append_char(out, ':');
-    append_padded(out, secs / 60 % 60, 2);
-    ds_buf_append_char(out, ':');
-    append_padded(out, secs % 60, 2);
-    append_fraction_stripped(out, us_of_day % US_PER_SEC);
+    put_padded(l, secs / 3600, 2);
+    put_char(l, ':');
+    put_padded(l, secs / 60 % 60, 2);
+    put_char(l, ':');
+    put_padded(l, secs % 60, 2);
+    put_fraction_stripped(l, us_of_day % US_PER_SEC);
+}
+
+/* Appends the line as a JSON string ending in 'Z' (every ISO form here does). */
+static void append_line_z(ds_buf_t *out, line_t *l)
+{
+    put_mem(l, "Z\"", 2);
+    ds_buf_append(out, l->s, l->n);
 }
 
 /* Time and timestamp precision: the typmod, or 6 when the column has none (what pgjdbc
@@ -287,9 +328,11 @@ bool ds_typemap_date(ds_buf_t *out, const ds_value_format_t *format, const char 
     if (bc)
         c.year = 1 - c.year;
     if (format->time_precision == DS_TIME_ISOSTRING) {
-        ds_buf_append_char(out, '"');
-        append_date(out, c.year, c.month, c.day);
-        ds_buf_append(out, "Z\"", 2);
+        line_t l = {.n = 0};
+
+        put_char(&l, '"');
+        put_date(&l, c.year, c.month, c.day);
+        append_line_z(out, &l);
         return true;
     }
     ds_buf_append_int(out, days_from_civil(c.year, c.month, c.day));
@@ -308,11 +351,14 @@ bool ds_typemap_time(ds_buf_t *out, int32_t typmod, const ds_value_format_t *for
                                   errstr_size);
     us = (c.hour * 3600 + c.minute * 60 + c.second) * US_PER_SEC + c.us;
     switch (format->time_precision) {
-    case DS_TIME_ISOSTRING:
-        ds_buf_append_char(out, '"');
-        append_time_of_day(out, us);
-        ds_buf_append(out, "Z\"", 2);
+    case DS_TIME_ISOSTRING: {
+        line_t l = {.n = 0};
+
+        put_char(&l, '"');
+        put_time_of_day(&l, us);
+        append_line_z(out, &l);
         return true;
+    }
     case DS_TIME_ADAPTIVE:
         ds_buf_append_int(out, precision_of(typmod) <= 3 ? us / 1000 : us);
         return true;
@@ -344,9 +390,11 @@ bool ds_typemap_timetz(ds_buf_t *out, const char *text, size_t len, char *errstr
     /* Local time minus the offset is UTC, on a 24-hour clock (OffsetTime.withOffsetSameInstant). */
     us = (c.hour * 3600 + c.minute * 60 + c.second - offset) * US_PER_SEC + c.us;
     us = us - floor_div(us, US_PER_DAY) * US_PER_DAY;
-    ds_buf_append_char(out, '"');
-    append_time_of_day(out, us);
-    ds_buf_append(out, "Z\"", 2);
+    line_t l = {.n = 0};
+
+    put_char(&l, '"');
+    put_time_of_day(&l, us);
+    append_line_z(out, &l);
     return true;
 }
 
@@ -357,31 +405,34 @@ typedef struct stamp {
     int64_t us; /* 0 .. US_PER_DAY - 1 */
 } stamp_t;
 
-/* "YYYY-MM-DDTHH:MM:SS[.f]", the fraction stripped or, with width 1..9, written with exactly
- * that many digits (ZonedTimestamp's column-precision form). */
+/* "YYYY-MM-DDTHH:MM:SSZ" quoted, the fraction stripped or, with width 1..9, written with
+ * exactly that many digits (ZonedTimestamp's column-precision form). */
 static void append_iso_timestamp(ds_buf_t *out, stamp_t t, int width)
 {
     int64_t year, month, day;
+    line_t l = {.n = 0};
 
     civil_from_days(t.days, &year, &month, &day);
-    append_date(out, year, month, day);
-    ds_buf_append_char(out, 'T');
+    put_char(&l, '"');
+    put_date(&l, year, month, day);
+    put_char(&l, 'T');
     if (width <= 0 || width > 9) {
-        append_time_of_day(out, t.us);
-        return;
-    }
-    append_time_of_day(out, t.us - t.us % US_PER_SEC);
-    ds_buf_append_char(out, '.');
-    if (width <= 6) {
-        int64_t frac = t.us % US_PER_SEC;
-
-        for (int i = width; i < 6; i++)
-            frac /= 10;
-        append_padded(out, frac, width);
+        put_time_of_day(&l, t.us);
     } else {
-        append_padded(out, t.us % US_PER_SEC, 6);
-        append_padded(out, 0, width - 6);
+        put_time_of_day(&l, t.us - t.us % US_PER_SEC);
+        put_char(&l, '.');
+        if (width <= 6) {
+            int64_t frac = t.us % US_PER_SEC;
+
+            for (int i = width; i < 6; i++)
+                frac /= 10;
+            put_padded(&l, frac, width);
+        } else {
+            put_padded(&l, t.us % US_PER_SEC, 6);
+            put_padded(&l, 0, width - 6);
+        }
     }
+    append_line_z(out, &l);
 }
 
 /* Parses "YYYY-MM-DD HH:MM:SS[.f][ BC]" (with an offset when want_offset) into the local
@@ -484,9 +535,7 @@ bool ds_typemap_timestamp(ds_buf_t *out, int32_t typmod, const ds_value_format_t
     case ISO:
         break;
     }
-    ds_buf_append_char(out, '"');
     append_iso_timestamp(out, t, 0);
-    ds_buf_append(out, "Z\"", 2);
     return true;
 }
 
@@ -513,9 +562,7 @@ bool ds_typemap_timestamptz(ds_buf_t *out, int32_t typmod, const char *text, siz
         t.days += carry;
         t.us = us - carry * US_PER_DAY;
     }
-    ds_buf_append_char(out, '"');
     append_iso_timestamp(out, t, precision_of(typmod));
-    ds_buf_append(out, "Z\"", 2);
     return true;
 }
 
@@ -648,21 +695,24 @@ bool ds_typemap_interval(ds_buf_t *out, const ds_value_format_t *format, const c
 
     /* io.debezium.time.Interval: every field, seconds as a plain decimal without trailing
      * zeros ("0" when zero). */
-    ds_buf_append(out, "\"P", 2);
-    ds_buf_append_int(out, iv.years);
-    ds_buf_append_char(out, 'Y');
-    ds_buf_append_int(out, iv.months);
-    ds_buf_append_char(out, 'M');
-    ds_buf_append_int(out, iv.days);
-    ds_buf_append(out, "DT", 2);
-    ds_buf_append_int(out, iv.hours);
-    ds_buf_append_char(out, 'H');
-    ds_buf_append_int(out, iv.minutes);
-    ds_buf_append_char(out, 'M');
+    line_t l = {.n = 0};
+
+    put_mem(&l, "\"P", 2);
+    put_int(&l, iv.years);
+    put_char(&l, 'Y');
+    put_int(&l, iv.months);
+    put_char(&l, 'M');
+    put_int(&l, iv.days);
+    put_mem(&l, "DT", 2);
+    put_int(&l, iv.hours);
+    put_char(&l, 'H');
+    put_int(&l, iv.minutes);
+    put_char(&l, 'M');
     if (iv.seconds < 0 || iv.us < 0)
-        ds_buf_append_char(out, '-');
-    ds_buf_append_int(out, iv.seconds < 0 ? -iv.seconds : iv.seconds);
-    append_fraction_stripped(out, iv.us < 0 ? -iv.us : iv.us);
-    ds_buf_append(out, "S\"", 2);
+        put_char(&l, '-');
+    put_int(&l, iv.seconds < 0 ? -iv.seconds : iv.seconds);
+    put_fraction_stripped(&l, iv.us < 0 ? -iv.us : iv.us);
+    put_mem(&l, "S\"", 2);
+    ds_buf_append(out, l.s, l.n);
     return true;
 }

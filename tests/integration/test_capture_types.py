@@ -180,10 +180,12 @@ def insert_sql(row_id, values):
 class TypeMatrixCase(dstest.ServicesTestCase):
     """Creates TABLE with COLUMNS in the class database (after DB_SETUP_SQL, where {db} is
     the quoted database name), starts capture once, runs ROWS_SQL in one psql session, reads
-    ROWS create events and stops capture (exit 0); self.after[id] is each row's "after"."""
+    ROWS create events and stops capture (exit 0); self.after[id] is each row's "after".
+    DEBEZIUM, when set, is the config's "debezium" object (the value settings)."""
 
     COLUMNS = None
     DB_SETUP_SQL = ""
+    DEBEZIUM = None
     ROWS_SQL = None
     ROWS = None
 
@@ -206,6 +208,7 @@ class TypeMatrixCase(dstest.ServicesTestCase):
             slot=token,
             publication=token,
             topic_prefix=f"ds.{token}",
+            **({"debezium": cls.DEBEZIUM} if cls.DEBEZIUM else {}),
         )
         cls.capture = dstest.Capture(cls.cfg, os.path.join(cls.work_dir, f"{token}-capture.log"))
         cls.capture.start()
@@ -590,6 +593,81 @@ class CaptureDatabaseSettingsTest(TypeMatrixCase):
                 "c_date": "2024-02-29Z",
                 "c_interval": "P0Y0M1DT2H0M0S",
                 "c_float8": 2.718281828459045,
+            },
+        )
+
+
+class CaptureDebeziumDefaultSettingsTest(TypeMatrixCase):
+    """Debezium's own defaults (adaptive, precise, numeric) and hex bytes, given in the
+    "debezium" object: epoch counts by column precision, Connect decimals, microsecond
+    intervals, in the key as in the value. Expected values are Debezium 3.6.1's for the same
+    rows."""
+
+    COLUMNS = [
+        ("id", "int"),
+        ("d", "date"),
+        ("c_ts3", "timestamp(3)"),
+        ("c_ts", "timestamp"),
+        ("c_time", "time"),
+        ("c_tstz0", "timestamptz(0)"),
+        ("c_num", "numeric(10,2)"),
+        ("c_num_free", "numeric"),
+        ("c_money", "money"),
+        ("c_bytea", "bytea"),
+        ("c_interval", "interval"),
+        ("c_date_arr", "date[]"),
+        ("PRIMARY KEY", "(id, d)"),
+    ]
+    DEBEZIUM = {
+        "time.precision.mode": "adaptive",
+        "decimal.handling.mode": "precise",
+        "binary.handling.mode": "hex",
+        "interval.handling.mode": "numeric",
+    }
+    ROWS_SQL = insert_sql(
+        1,
+        {
+            "d": "'2024-01-31'",
+            "c_ts3": "'2024-01-31 10:00:00.123'",
+            "c_ts": "'2024-01-31 10:00:00.123456'",
+            "c_time": "'10:00:00.123'",
+            "c_tstz0": "'2024-01-31 10:00:00+00'",
+            "c_num": "1.50",
+            "c_num_free": "1.50",
+            "c_money": "1234.56",
+            "c_bytea": "'\\xfbff'",
+            "c_interval": "'1 mon'",
+            "c_date_arr": "'{2024-01-31,NULL}'",
+        },
+    )
+    ROWS = 1
+
+    def test_key_columns_follow_the_settings(self):
+        # 2024-01-31 is day 19753 since 1970-01-01.
+        self.assertEqual(self.messages[0]["key"], {"id": 1, "d": 19753})
+
+    def test_temporal_values_by_column_precision(self):
+        self.check_columns(
+            1,
+            {
+                "d": 19753,
+                "c_ts3": 1706695200123,  # precision 3: milliseconds
+                "c_ts": 1706695200123456,  # no precision (6): microseconds
+                "c_time": 36000123000,
+                "c_tstz0": "2024-01-31T10:00:00Z",  # ZonedTimestamp, no fraction digits
+                "c_date_arr": [19753, None],
+            },
+        )
+
+    def test_decimals_bytes_and_intervals(self):
+        self.check_columns(
+            1,
+            {
+                "c_num": "AJY=",  # unscaled 150 at scale 2
+                "c_num_free": {"scale": 1, "value": "Dw=="},  # 15 at scale 1
+                "c_money": "AeJA",  # 123456 at money.fraction.digits 2
+                "c_bytea": "fbff",
+                "c_interval": 2629800000000,  # a month of 365.25 / 12 days, in microseconds
             },
         )
 
