@@ -224,6 +224,40 @@ static bool split_number(const char *text, size_t len, bool *negative, char *dig
     return true;
 }
 
+/*
+ * The common case, without splitting digits: PostgreSQL's plain notation of a nonzero
+ * magnitude in Java's plain range [10^-3, 10^7) is Java's text, with ".0" added to a whole
+ * number. False (nothing written) for anything else.
+ */
+static bool append_plain_float(ds_buf_t *out, const char *text, size_t len)
+{
+    size_t i = text[0] == '-' ? 1 : 0, int_len, point;
+
+    if (memchr(text, 'e', len) || memchr(text, 'E', len))
+        return false;
+    point = i;
+    while (point < len && text[point] != '.')
+        point++;
+    int_len = point - i;
+    if (int_len > 7)
+        return false;
+    if (text[i] == '0') {
+        /* "0.00d...": at most two zeros after the point; "0" itself is not plain */
+        size_t zeros = 0;
+
+        if (point == len)
+            return false;
+        while (point + 1 + zeros < len && text[point + 1 + zeros] == '0')
+            zeros++;
+        if (zeros > 2 || point + 1 + zeros == len)
+            return false;
+    }
+    ds_buf_append(out, text, len);
+    if (point == len)
+        ds_buf_append(out, ".0", 2);
+    return true;
+}
+
 bool ds_typemap_float(ds_buf_t *out, uint32_t oid, const char *text, size_t len, char *errstr,
                       size_t errstr_size)
 {
@@ -239,8 +273,12 @@ bool ds_typemap_float(ds_buf_t *out, uint32_t oid, const char *text, size_t len,
     }
     /* extra_float_digits=3 makes PostgreSQL write the shortest digits that read back as the
      * same value, which are the digits Java writes: only the layout differs. */
-    if (len >= sizeof(digits) || !is_json_number(text, len) ||
-        !split_number(text, len, &negative, digits, &n, &exp10))
+    if (len >= sizeof(digits) || !is_json_number(text, len))
+        return ds_typemap_invalid(oid, text, len, "expected a number, NaN, Infinity or -Infinity",
+                                  errstr, errstr_size);
+    if (append_plain_float(out, text, len))
+        return true;
+    if (!split_number(text, len, &negative, digits, &n, &exp10))
         return ds_typemap_invalid(oid, text, len, "expected a number, NaN, Infinity or -Infinity",
                                   errstr, errstr_size);
     append_java_number(out, negative, digits, n, exp10);

@@ -331,7 +331,10 @@ bool ds_typemap_date(ds_buf_t *out, const ds_value_format_t *format, const char 
         line_t l = {.n = 0};
 
         put_char(&l, '"');
-        put_date(&l, c.year, c.month, c.day);
+        if (!bc && end == 10) /* a four-digit year, not BC: java.time writes the same */
+            put_mem(&l, text, 10);
+        else
+            put_date(&l, c.year, c.month, c.day);
         append_line_z(out, &l);
         return true;
     }
@@ -354,8 +357,10 @@ bool ds_typemap_time(ds_buf_t *out, int32_t typmod, const ds_value_format_t *for
     case DS_TIME_ISOSTRING: {
         line_t l = {.n = 0};
 
+        /* "HH:MM:SS" as PostgreSQL wrote it (24:00:00 included), the fraction stripped */
         put_char(&l, '"');
-        put_time_of_day(&l, us);
+        put_mem(&l, text, 8);
+        put_fraction_stripped(&l, c.us);
         append_line_z(out, &l);
         return true;
     }
@@ -405,21 +410,38 @@ typedef struct stamp {
     int64_t us; /* 0 .. US_PER_DAY - 1 */
 } stamp_t;
 
-/* "YYYY-MM-DDTHH:MM:SSZ" quoted, the fraction stripped or, with width 1..9, written with
- * exactly that many digits (ZonedTimestamp's column-precision form). */
-static void append_iso_timestamp(ds_buf_t *out, stamp_t t, int width)
+/*
+ * "YYYY-MM-DDTHH:MM:SSZ" quoted, the fraction stripped or, with width 1..9, written with
+ * exactly that many digits (ZonedTimestamp's column-precision form). local_text, when not
+ * NULL, is PostgreSQL's text of this very timestamp with a four-digit year and no era
+ * ("YYYY-MM-DD HH:MM:SS..."): its date and time are copied rather than recomputed, which is
+ * what almost every value takes.
+ */
+static void append_iso_timestamp(ds_buf_t *out, stamp_t t, int width, const char *local_text)
 {
     int64_t year, month, day;
     line_t l = {.n = 0};
 
-    civil_from_days(t.days, &year, &month, &day);
     put_char(&l, '"');
-    put_date(&l, year, month, day);
-    put_char(&l, 'T');
-    if (width <= 0 || width > 9) {
-        put_time_of_day(&l, t.us);
+    if (local_text) {
+        put_mem(&l, local_text, 10);
+        put_char(&l, 'T');
+        put_mem(&l, local_text + 11, 8);
     } else {
-        put_time_of_day(&l, t.us - t.us % US_PER_SEC);
+        int64_t secs = t.us / US_PER_SEC;
+
+        civil_from_days(t.days, &year, &month, &day);
+        put_date(&l, year, month, day);
+        put_char(&l, 'T');
+        put_padded(&l, secs / 3600, 2);
+        put_char(&l, ':');
+        put_padded(&l, secs / 60 % 60, 2);
+        put_char(&l, ':');
+        put_padded(&l, secs % 60, 2);
+    }
+    if (width <= 0 || width > 9) {
+        put_fraction_stripped(&l, t.us % US_PER_SEC);
+    } else {
         put_char(&l, '.');
         if (width <= 6) {
             int64_t frac = t.us % US_PER_SEC;
@@ -436,9 +458,9 @@ static void append_iso_timestamp(ds_buf_t *out, stamp_t t, int width)
 }
 
 /* Parses "YYYY-MM-DD HH:MM:SS[.f][ BC]" (with an offset when want_offset) into the local
- * time and the offset in seconds. */
+ * time and the offset in seconds; *simple says the year has four digits and no era. */
 static bool parse_timestamp(const char *text, size_t len, bool want_offset, stamp_t *t,
-                            int64_t *offset)
+                            int64_t *offset, bool *simple)
 {
     size_t pos = 0, end = len;
     bool bc = strip_bc(text, &end);
@@ -452,6 +474,7 @@ static bool parse_timestamp(const char *text, size_t len, bool want_offset, stam
         return false;
     if (pos != end)
         return false;
+    *simple = !bc && text[10] == ' ';
     if (bc)
         c.year = 1 - c.year;
     t->days = days_from_civil(c.year, c.month, c.day);
@@ -479,6 +502,7 @@ bool ds_typemap_timestamp(ds_buf_t *out, int32_t typmod, const ds_value_format_t
     int inf = infinity_sign(text, len);
     int64_t offset, ns;
     stamp_t t;
+    bool simple;
     enum { MS, US, NS, ISO } unit;
 
     switch (format->time_precision) {
@@ -512,7 +536,7 @@ bool ds_typemap_timestamp(ds_buf_t *out, int32_t typmod, const ds_value_format_t
             ds_buf_append_int(out, inf > 0 ? INT64_MAX : INT64_MIN);
         return true;
     }
-    if (!parse_timestamp(text, len, false, &t, &offset))
+    if (!parse_timestamp(text, len, false, &t, &offset, &simple))
         return ds_typemap_invalid(DS_OID_TIMESTAMP, text, len,
                                   "expected YYYY-MM-DD HH:MM:SS[.ffffff]", errstr, errstr_size);
     switch (unit) {
@@ -535,7 +559,7 @@ bool ds_typemap_timestamp(ds_buf_t *out, int32_t typmod, const ds_value_format_t
     case ISO:
         break;
     }
-    append_iso_timestamp(out, t, 0);
+    append_iso_timestamp(out, t, 0, simple ? text : NULL);
     return true;
 }
 
@@ -544,13 +568,14 @@ bool ds_typemap_timestamptz(ds_buf_t *out, int32_t typmod, const char *text, siz
 {
     int64_t offset;
     stamp_t t;
+    bool simple;
 
     /* Debezium passes PostgreSQL's infinity strings through as they are. */
     if (infinity_sign(text, len) != 0) {
         ds_typemap_append_quoted(out, text, len);
         return true;
     }
-    if (!parse_timestamp(text, len, true, &t, &offset))
+    if (!parse_timestamp(text, len, true, &t, &offset, &simple))
         return ds_typemap_invalid(DS_OID_TIMESTAMPTZ, text, len,
                                   "expected YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]", errstr,
                                   errstr_size);
@@ -562,7 +587,7 @@ bool ds_typemap_timestamptz(ds_buf_t *out, int32_t typmod, const char *text, siz
         t.days += carry;
         t.us = us - carry * US_PER_DAY;
     }
-    append_iso_timestamp(out, t, precision_of(typmod));
+    append_iso_timestamp(out, t, precision_of(typmod), simple && offset == 0 ? text : NULL);
     return true;
 }
 
