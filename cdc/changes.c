@@ -329,8 +329,10 @@ static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_
     if (!*has_key)
         return true;
     if (e->nullable_key)
-        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
-    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, &ch->format,
+                                              errstr, errstr_size);
+    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, &ch->format, errstr,
+                                 errstr_size);
 }
 
 /* Builds the value for op and emits one record with the key already in ch->key. */
