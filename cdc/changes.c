@@ -22,6 +22,8 @@ typedef struct rel_entry {
     int mask_cap;        /* entries allocated in key_mask */
     int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
     bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
+    ds_buf_t key_head;   /* json-with-schema only: {"schema":<key schema>,"payload": */
+    ds_buf_t value_head; /* json-with-schema only: {"schema":<envelope schema>,"payload": */
 } rel_entry_t;
 
 struct ds_changes {
@@ -35,6 +37,8 @@ struct ds_changes {
     ds_primary_key_fn primary_key; /* key columns of FULL tables, may be NULL */
     void *primary_key_ctx;         /* its argument */
     ds_value_format_t format;      /* how values are written (transaction_topic borrowed) */
+    ds_connect_columns_fn columns; /* the catalog's columns, for the schemas; may be NULL */
+    void *columns_ctx;             /* its argument */
 
     /* The current transaction. */
     bool in_tx;               /* between Begin and Commit */
@@ -89,6 +93,8 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     ch->tombstones = options->tombstones_on_delete;
     ch->primary_key = options->primary_key;
     ch->primary_key_ctx = options->primary_key_ctx;
+    ch->columns = options->columns;
+    ch->columns_ctx = options->columns_ctx;
     if (options->value_format)
         ch->format = *options->value_format;
     else
@@ -123,6 +129,8 @@ void ds_changes_free(ds_changes_t *changes)
     for (size_t i = 0; i < changes->rels_cap; i++) {
         free(changes->rels[i].topic);
         free(changes->rels[i].key_mask);
+        ds_buf_free(&changes->rels[i].key_head);
+        ds_buf_free(&changes->rels[i].value_head);
     }
     free(changes->rels);
     ds_buf_free(&changes->key);
@@ -250,6 +258,44 @@ static bool compute_key(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *r
     return true;
 }
 
+static bool with_schema(const ds_changes_t *ch)
+{
+    return ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
+}
+
+/* The JsonConverter heads of the relation's keys and values: {"schema":...,"payload":
+ * Written here, once per relation, so that a record costs a copy of them. */
+static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
+                          char *errstr, size_t errstr_size)
+{
+    const ds_connect_column_t *catalog = NULL;
+    const ds_connect_column_t **info;
+    int ncatalog = 0;
+
+    info = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*info));
+    if (!info)
+        return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                       rel->schema, rel->table);
+    if (ch->columns)
+        catalog = ch->columns(ch->columns_ctx, rel->schema, rel->table, &ncatalog);
+    for (int i = 0; i < rel->ncolumns; i++)
+        for (int k = 0; catalog && k < ncatalog; k++)
+            if (strcmp(catalog[k].name, rel->columns[i].name) == 0) {
+                info[i] = &catalog[k];
+                break;
+            }
+    ds_buf_reset(&e->key_head);
+    ds_buf_append_str(&e->key_head, "{\"schema\":");
+    ds_connect_schema_append_key(&e->key_head, e->topic, rel, e->key_mask, info, &ch->format);
+    ds_buf_append_str(&e->key_head, ",\"payload\":");
+    ds_buf_reset(&e->value_head);
+    ds_buf_append_str(&e->value_head, "{\"schema\":");
+    ds_connect_schema_append_envelope(&e->value_head, e->topic, rel, info, &ch->format);
+    ds_buf_append_str(&e->value_head, ",\"payload\":");
+    free(info);
+    return true;
+}
+
 /* The cache entry for rel, recomputed when the decoder replaced the relation. */
 static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char *errstr,
                                 size_t errstr_size)
@@ -286,6 +332,8 @@ static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char
 
     e->generation = 0;
     if (!compute_key(ch, e, rel, errstr, errstr_size))
+        return NULL;
+    if (with_schema(ch) && !build_schemas(ch, e, rel, errstr, errstr_size))
         return NULL;
     e->generation = rel->generation;
     return e;
@@ -324,13 +372,21 @@ static void fill_source(const ds_changes_t *ch, ds_lsn_t lsn, ds_envelope_source
 static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
                       const ds_tuple_t *tup, bool *has_key, char *errstr, size_t errstr_size)
 {
+    bool ok;
+
     ds_buf_reset(&ch->key);
     *has_key = e->nkeys > 0;
     if (!*has_key)
         return true;
+    if (with_schema(ch))
+        ds_buf_append(&ch->key, e->key_head.data, e->key_head.len);
     if (e->nullable_key)
-        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
-    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+        ok = ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+    else
+        ok = ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+    if (ok && with_schema(ch))
+        ds_buf_append_char(&ch->key, '}');
+    return ok;
 }
 
 /* Builds the value for op and emits one record with the key already in ch->key. */
@@ -346,9 +402,13 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
 
     fill_source(ch, lsn, &src);
     ds_buf_reset(&ch->value);
+    if (with_schema(ch))
+        ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
     if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us, errstr,
                                  errstr_size))
         return fail_at(errstr, errstr_size, lsn);
+    if (with_schema(ch))
+        ds_buf_append_char(&ch->value, '}');
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
@@ -559,10 +619,13 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
             return fail_at(errstr, errstr_size, lsn);
         len = snprintf(name, sizeof(name), "%s.%s", rel->schema, rel->table);
         ds_buf_reset(&ch->key);
+        if (with_schema(ch))
+            ds_buf_append_str(&ch->key,
+                              "{\"schema\":" DS_CONNECT_TRUNCATE_KEY_SCHEMA ",\"payload\":");
         ds_buf_append_str(&ch->key, "{\"" DS_TRUNCATE_KEY_FIELD "\":");
         ds_buf_append_json_string(&ch->key, name,
                                   len < (int)sizeof(name) ? (size_t)len : sizeof(name) - 1);
-        ds_buf_append_str(&ch->key, "}");
+        ds_buf_append_str(&ch->key, with_schema(ch) ? "}}" : "}");
         if (!emit_change(ch, e, rel, 't', true, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
                          errstr_size))
             return false;
@@ -694,9 +757,13 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     src.xid = read->xid;
     src.last_commit_lsn = DS_INVALID_LSN;
     ds_buf_reset(&ch->value);
+    if (with_schema(ch))
+        ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
     if (!ds_envelope_write_value(&ch->value, 'r', rel, NULL, row, &src, &opts, now_us, errstr,
                                  errstr_size))
         return fail_at(errstr, errstr_size, read->lsn);
+    if (with_schema(ch))
+        ds_buf_append_char(&ch->value, '}');
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
