@@ -24,6 +24,9 @@ typedef struct rel_entry {
     bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
     ds_buf_t key_head;   /* json-with-schema only: {"schema":<key schema>,"payload": */
     ds_buf_t value_head; /* json-with-schema only: {"schema":<envelope schema>,"payload": */
+    char **null_fallback; /* json-with-schema only: per column, what a NULL of a NOT NULL
+                           * column is written as (Debezium's fallback), or NULL; owned */
+    int nfallback;        /* entries in null_fallback */
 } rel_entry_t;
 
 struct ds_changes {
@@ -114,6 +117,15 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     return ch;
 }
 
+static void free_fallbacks(rel_entry_t *e)
+{
+    for (int i = 0; i < e->nfallback; i++)
+        free(e->null_fallback[i]);
+    free(e->null_fallback);
+    e->null_fallback = NULL;
+    e->nfallback = 0;
+}
+
 void ds_changes_free(ds_changes_t *changes)
 {
     if (!changes)
@@ -131,6 +143,7 @@ void ds_changes_free(ds_changes_t *changes)
         free(changes->rels[i].key_mask);
         ds_buf_free(&changes->rels[i].key_head);
         ds_buf_free(&changes->rels[i].value_head);
+        free_fallbacks(&changes->rels[i]);
     }
     free(changes->rels);
     ds_buf_free(&changes->key);
@@ -292,6 +305,24 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
     ds_buf_append_str(&e->value_head, "{\"schema\":");
     ds_connect_schema_append_envelope(&e->value_head, e->topic, rel, info, &ch->format);
     ds_buf_append_str(&e->value_head, ",\"payload\":");
+
+    /* A NULL where the schema says NOT NULL would make JsonConverter refuse the record. */
+    free_fallbacks(e);
+    e->null_fallback = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(char *));
+    if (!e->null_fallback) {
+        free(info);
+        return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                       rel->schema, rel->table);
+    }
+    e->nfallback = rel->ncolumns;
+    for (int i = 0; i < rel->ncolumns; i++) {
+        ds_buf_t text = DS_BUF_INIT;
+
+        if (ds_connect_schema_append_null_fallback(&text, rel, i, info[i], &ch->format))
+            e->null_fallback[i] = text.data;
+        else
+            ds_buf_free(&text);
+    }
     free(info);
     return true;
 }
@@ -397,7 +428,8 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
 {
     ds_envelope_source_t src;
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
-                                  .format = &ch->format};
+                                  .format = &ch->format,
+                                  .null_fallback = (const char *const *)e->null_fallback};
     ds_change_record_t rec;
 
     fill_source(ch, lsn, &src);
@@ -740,7 +772,8 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     ds_changes_t *ch = changes;
     const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
-                                  .format = &ch->format};
+                                  .format = &ch->format,
+                                  .null_fallback = NULL};
     ds_envelope_source_t src;
     ds_change_record_t rec;
     bool has_key;

@@ -455,6 +455,79 @@ bool ds_connect_schema_has_field(const ds_relation_t *rel, int i, const ds_conne
     return column_ctype(rel, i, info, &f, &t, &elem);
 }
 
+/* The JSON of Debezium's fallback for a ctype (JdbcValueConverters.convertValue()'s
+ * "fallback" of each converter): zero, false, the empty string, the epoch. */
+static void append_fallback(ds_buf_t *out, const ctype_t *t)
+{
+    const char *type = t->type;
+    const char *name = t->name ? t->name : "";
+
+    if (t->items)
+        APPEND_LITERAL(out, "[]");
+    else if (t->variable_scale)
+        APPEND_LITERAL(out, "{\"scale\":0,\"value\":\"AA==\"}");
+    else if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0)
+        APPEND_LITERAL(out, "\"AA==\""); /* unscaled 0, one byte, base64 */
+    else if (strcmp(type, "boolean") == 0)
+        APPEND_LITERAL(out, "false");
+    else if (strcmp(type, "float") == 0 || strcmp(type, "double") == 0)
+        APPEND_LITERAL(out, "0.0");
+    else if (strncmp(type, "int", 3) == 0)
+        APPEND_LITERAL(out, "0");
+    else if (strcmp(name, "io.debezium.time.IsoDate") == 0)
+        APPEND_LITERAL(out, "\"1970-01-01Z\"");
+    else if (strcmp(name, "io.debezium.time.IsoTime") == 0 ||
+             strcmp(name, "io.debezium.time.ZonedTime") == 0)
+        APPEND_LITERAL(out, "\"00:00:00Z\"");
+    else if (strcmp(name, "io.debezium.time.IsoTimestamp") == 0 ||
+             strcmp(name, "io.debezium.time.ZonedTimestamp") == 0)
+        APPEND_LITERAL(out, "\"1970-01-01T00:00:00Z\"");
+    else if (strcmp(name, "io.debezium.time.Interval") == 0)
+        APPEND_LITERAL(out, "\"P0Y0M0DT0H0M0S\"");
+    else
+        APPEND_LITERAL(out, "\"\""); /* strings; bytes as base64 of no bytes */
+}
+
+bool ds_connect_schema_append_null_fallback(ds_buf_t *out, const ds_relation_t *rel, int i,
+                                            const ds_connect_column_t *info,
+                                            const ds_value_format_t *format)
+{
+    ds_value_format_t defaults;
+    ctype_t t, elem;
+    uint32_t oid;
+    int32_t typmod;
+
+    if (!info || !info->not_null)
+        return false;
+    if (!format) {
+        ds_value_format_init(&defaults);
+        format = &defaults;
+    }
+    if (!column_ctype(rel, i, info, format, &t, &elem))
+        return false;
+    column_type(rel, i, info, &oid, &typmod);
+    /* A numeric or money as a string is zero at the column's scale ("0.000"), as
+     * BigDecimal.ZERO.setScale(scale).toPlainString() writes it. */
+    if (strcmp(t.type, "string") == 0 && !t.name &&
+        ((oid == DS_OID_NUMERIC && typmod >= 4) || oid == DS_OID_MONEY)) {
+        int scale = oid == DS_OID_MONEY ? format->money_fraction_digits : (typmod - 4) & 0xffff;
+
+        APPEND_LITERAL(out, "\"0");
+        if (scale > 0)
+            ds_buf_append_char(out, '.');
+        for (int k = 0; k < scale; k++)
+            ds_buf_append_char(out, '0');
+        ds_buf_append_char(out, '"');
+        return true;
+    }
+    if (strcmp(t.type, "string") == 0 && !t.name && oid == DS_OID_NUMERIC) {
+        APPEND_LITERAL(out, "\"0\"");
+        return true;
+    }
+    append_fallback(out, &t);
+    return true;
+}
+
 static void append_bool(ds_buf_t *out, bool value)
 {
     if (value)

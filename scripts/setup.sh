@@ -166,5 +166,12 @@ fetch_jars "Kafka Connect $KAFKA_VERSION" "$REPO_DIR/scripts/connect-pom.xml" "$
 fetch_jars "Debezium $DEBEZIUM_VERSION PostgreSQL connector" "$REPO_DIR/scripts/debezium-pom.xml" \
     "$DEBEZIUM_PLUGINS" debezium-connector-postgres \
     "debezium-connector-postgres-$DEBEZIUM_VERSION.jar" "debezium-api-$DEBEZIUM_VERSION.jar"
+# The JDBC sink, a plugin directory of its own inside the same plugin.path (fetched after the
+# PostgreSQL connector, whose refetch replaces the whole directory). 3.6.0.Final: the newest
+# release of the sink that Maven Central serves here.
+DEBEZIUM_JDBC_VERSION=3.6.0.Final
+fetch_jars "Debezium $DEBEZIUM_JDBC_VERSION JDBC sink connector" \
+    "$REPO_DIR/scripts/debezium-jdbc-pom.xml" "$DEBEZIUM_PLUGINS/debezium-connector-jdbc" "" \
+    "debezium-connector-jdbc-$DEBEZIUM_JDBC_VERSION.jar" "hibernate-agroal-7.2.0.Final.jar"
 
 say "done"

@@ -531,6 +531,74 @@ static void test_schema_is_written_once_per_relation_and_again_after_a_relation_
     ds_changes_free(ch);
 }
 
+/* public.notnulls (id int4 PK, n int8 NOT NULL, t text NOT NULL, d numeric(6,2) NOT NULL,
+ * ts timestamptz NOT NULL, o text), REPLICA IDENTITY DEFAULT. */
+static ds_column_t notnull_cols[] = {{"id", DS_OID_INT4, -1, true},
+                                     {"n", DS_OID_INT8, -1, false},
+                                     {"t", DS_OID_TEXT, -1, false},
+                                     {"d", DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), false},
+                                     {"ts", DS_OID_TIMESTAMPTZ, -1, false},
+                                     {"o", DS_OID_TEXT, -1, false}};
+static ds_relation_t notnulls = {16650, "public", "notnulls", DS_REPLIDENT_DEFAULT,
+                                 6,     notnull_cols, 1};
+
+static const ds_connect_column_t *notnull_catalog(void *ctx, const char *schema,
+                                                  const char *table, int *ncolumns)
+{
+    static ds_connect_column_t cols[] = {
+        {"id", true, DS_OID_INT4, -1, NULL, false},
+        {"n", true, DS_OID_INT8, -1, NULL, false},
+        {"t", true, DS_OID_TEXT, -1, NULL, false},
+        {"d", true, DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), NULL, false},
+        {"ts", true, DS_OID_TIMESTAMPTZ, -1, NULL, false},
+        {"o", false, DS_OID_TEXT, -1, NULL, false},
+    };
+
+    (void)ctx;
+    (void)schema;
+    (void)table;
+    *ncolumns = 6;
+    return cols;
+}
+
+static void test_delete_of_old_key_writes_debeziums_fallback_for_not_null_columns(void)
+{
+    ds_value_t vals[] = {{DS_VALUE_TEXT, "7", 1}, {DS_VALUE_NULL, NULL, 0},
+                         {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0},
+                         {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
+    ds_pgoutput_msg_t del = {.type = DS_PGOUTPUT_DELETE};
+    static ds_value_format_t f;
+    ds_changes_options_t opt = {.topic_prefix = "golden", .db = "db", .version = "1"};
+    sink_t s = {.n = 0};
+    ds_changes_t *ch;
+
+    f = format_of(&combinations[1], DS_MESSAGE_JSON_WITH_SCHEMA); /* dualsync's defaults */
+    opt.value_format = &f;
+    opt.columns = notnull_catalog;
+    ch = ds_changes_new(&opt);
+    del.u.delete.rel = &notnulls;
+    del.u.delete.oldtup.nvalues = 6;
+    del.u.delete.oldtup.values = vals;
+    run(ch, &del, &s);
+    DS_CHECK_INT(s.n, 1);
+    if (s.n == 1) {
+        char *payload = member(s.recs[0].value, "payload");
+        json_error_t err;
+        json_t *p = payload ? json_loads(payload, 0, &err) : NULL;
+        char *before = p ? json_dumps(json_object_get(p, "before"), JSON_COMPACT |
+                                                                         JSON_PRESERVE_ORDER)
+                         : NULL;
+
+        DS_CHECK_STR(before, "{\"id\":7,\"n\":0,\"t\":\"\",\"d\":\"0.00\","
+                             "\"ts\":\"1970-01-01T00:00:00Z\",\"o\":null}");
+        free(before);
+        json_decref(p);
+        free(payload);
+    }
+    sink_free(&s);
+    ds_changes_free(ch);
+}
+
 int main(void)
 {
     DS_RUN(test_every_type_as_debezium_describes_it_under_each_setting);
@@ -541,5 +609,6 @@ int main(void)
     DS_RUN(test_records_wrap_the_schemaless_payload);
     DS_RUN(test_tombstone_value_stays_null_and_truncate_key_has_its_schema);
     DS_RUN(test_schema_is_written_once_per_relation_and_again_after_a_relation_message);
+    DS_RUN(test_delete_of_old_key_writes_debeziums_fallback_for_not_null_columns);
     return ds_test_report();
 }
