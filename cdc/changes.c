@@ -24,9 +24,9 @@ typedef struct rel_entry {
     bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
     ds_buf_t key_head;   /* json-with-schema only: {"schema":<key schema>,"payload": */
     ds_buf_t value_head; /* json-with-schema only: {"schema":<envelope schema>,"payload": */
-    char **null_fallback; /* json-with-schema only: per column, what a NULL of a NOT NULL
-                           * column is written as (Debezium's fallback), or NULL; owned */
-    int nfallback;        /* entries in null_fallback */
+    char **null_text;    /* json-with-schema only: per column, the text value written for a
+                          * NULL of a NOT NULL column (Debezium's fallback), or NULL; owned */
+    int nnull_text;      /* entries in null_text; 0 when no column has one */
 } rel_entry_t;
 
 struct ds_changes {
@@ -42,6 +42,9 @@ struct ds_changes {
     ds_value_format_t format;      /* how values are written (transaction_topic borrowed) */
     ds_connect_columns_fn columns; /* the catalog's columns, for the schemas; may be NULL */
     void *columns_ctx;             /* its argument */
+    ds_buf_t schema_key;           /* json-with-schema: the record's key in its envelope */
+    ds_value_t *filled;            /* json-with-schema: a tuple's values with null_text */
+    int filled_cap;                /* entries in filled */
 
     /* The current transaction. */
     bool in_tx;               /* between Begin and Commit */
@@ -117,13 +120,13 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     return ch;
 }
 
-static void free_fallbacks(rel_entry_t *e)
+static void free_null_texts(rel_entry_t *e)
 {
-    for (int i = 0; i < e->nfallback; i++)
-        free(e->null_fallback[i]);
-    free(e->null_fallback);
-    e->null_fallback = NULL;
-    e->nfallback = 0;
+    for (int i = 0; i < e->nnull_text; i++)
+        free(e->null_text[i]);
+    free(e->null_text);
+    e->null_text = NULL;
+    e->nnull_text = 0;
 }
 
 void ds_changes_free(ds_changes_t *changes)
@@ -143,9 +146,11 @@ void ds_changes_free(ds_changes_t *changes)
         free(changes->rels[i].key_mask);
         ds_buf_free(&changes->rels[i].key_head);
         ds_buf_free(&changes->rels[i].value_head);
-        free_fallbacks(&changes->rels[i]);
+        free_null_texts(&changes->rels[i]);
     }
     free(changes->rels);
+    ds_buf_free(&changes->schema_key);
+    free(changes->filled);
     ds_buf_free(&changes->key);
     ds_buf_free(&changes->value);
     free(changes->merged);
@@ -307,24 +312,82 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
     ds_buf_append_str(&e->value_head, ",\"payload\":");
 
     /* A NULL where the schema says NOT NULL would make JsonConverter refuse the record. */
-    free_fallbacks(e);
-    e->null_fallback = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(char *));
-    if (!e->null_fallback) {
-        free(info);
-        return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
-                       rel->schema, rel->table);
-    }
-    e->nfallback = rel->ncolumns;
+    free_null_texts(e);
     for (int i = 0; i < rel->ncolumns; i++) {
         ds_buf_t text = DS_BUF_INIT;
 
-        if (ds_connect_schema_append_null_fallback(&text, rel, i, info[i], &ch->format))
-            e->null_fallback[i] = text.data;
-        else
-            ds_buf_free(&text);
+        if (!ds_connect_schema_append_null_text(&text, rel, i, info[i]))
+            continue;
+        if (!e->null_text) {
+            e->null_text = calloc((size_t)rel->ncolumns, sizeof(char *));
+            if (!e->null_text) {
+                ds_buf_free(&text);
+                free(info);
+                return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                               rel->schema, rel->table);
+            }
+            e->nnull_text = rel->ncolumns;
+        }
+        /* An empty text is still a value: keep a string even when nothing was appended. */
+        e->null_text[i] = text.data ? text.data : strdup("");
+        if (!e->null_text[i]) {
+            free(info);
+            return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                           rel->schema, rel->table);
+        }
     }
     free(info);
     return true;
+}
+
+/* The key of rec inside JsonConverter's envelope, in ch->schema_key: rec is pointed at it. */
+static void wrap_key(ds_changes_t *ch, const rel_entry_t *e, ds_change_record_t *rec)
+{
+    if (!with_schema(ch) || !rec->key)
+        return;
+    ds_buf_reset(&ch->schema_key);
+    if (rec->op == 't')
+        ds_buf_append_str(&ch->schema_key,
+                          "{\"schema\":" DS_CONNECT_TRUNCATE_KEY_SCHEMA ",\"payload\":");
+    else
+        ds_buf_append(&ch->schema_key, e->key_head.data, e->key_head.len);
+    ds_buf_append(&ch->schema_key, rec->key, rec->key_len);
+    ds_buf_append_char(&ch->schema_key, '}');
+    rec->key = ch->schema_key.data;
+    rec->key_len = ch->schema_key.len;
+}
+
+/* tup, or a copy in ch->filled whose NULLs in NOT NULL columns hold Debezium's fallback. */
+static const ds_tuple_t *fill_not_null(ds_changes_t *ch, const rel_entry_t *e,
+                                       const ds_tuple_t *tup, ds_tuple_t *filled)
+{
+    bool needed = false;
+
+    if (!tup || !e->null_text || tup->nvalues != e->nnull_text)
+        return tup;
+    for (int i = 0; i < tup->nvalues && !needed; i++)
+        needed = e->null_text[i] && tup->values[i].kind == DS_VALUE_NULL;
+    if (!needed)
+        return tup;
+    if (tup->nvalues > ch->filled_cap) {
+        ds_value_t *vals = realloc(ch->filled, (size_t)tup->nvalues * sizeof(ds_value_t));
+
+        if (!vals)
+            return tup; /* null then: the sink refuses the record and says which */
+        ch->filled = vals;
+        ch->filled_cap = tup->nvalues;
+    }
+    for (int i = 0; i < tup->nvalues; i++) {
+        ch->filled[i] = tup->values[i];
+        if (e->null_text[i] && tup->values[i].kind == DS_VALUE_NULL) {
+            ch->filled[i].kind = DS_VALUE_TEXT;
+            ch->filled[i].data = e->null_text[i];
+            ch->filled[i].len = (uint32_t)strlen(e->null_text[i]);
+        }
+    }
+    filled->nvalues = tup->nvalues;
+    filled->values = ch->filled;
+    return filled;
 }
 
 /* The cache entry for rel, recomputed when the decoder replaced the relation. */
@@ -403,21 +466,13 @@ static void fill_source(const ds_changes_t *ch, ds_lsn_t lsn, ds_envelope_source
 static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
                       const ds_tuple_t *tup, bool *has_key, char *errstr, size_t errstr_size)
 {
-    bool ok;
-
     ds_buf_reset(&ch->key);
     *has_key = e->nkeys > 0;
     if (!*has_key)
         return true;
-    if (with_schema(ch))
-        ds_buf_append(&ch->key, e->key_head.data, e->key_head.len);
     if (e->nullable_key)
-        ok = ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
-    else
-        ok = ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
-    if (ok && with_schema(ch))
-        ds_buf_append_char(&ch->key, '}');
-    return ok;
+        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
 }
 
 /* Builds the value for op and emits one record with the key already in ch->key. */
@@ -428,11 +483,12 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
 {
     ds_envelope_source_t src;
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
-                                  .format = &ch->format,
-                                  .null_fallback = (const char *const *)e->null_fallback};
+                                  .format = &ch->format};
     ds_change_record_t rec;
+    ds_tuple_t filled;
 
     fill_source(ch, lsn, &src);
+    before = fill_not_null(ch, e, before, &filled);
     ds_buf_reset(&ch->value);
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
@@ -448,6 +504,7 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
     rec.value_len = ch->value.len;
     rec.lsn = lsn;
     rec.op = op;
+    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
@@ -467,6 +524,7 @@ static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key,
     rec.value_len = 0;
     rec.lsn = lsn;
     rec.op = 0;
+    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
@@ -651,13 +709,10 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
             return fail_at(errstr, errstr_size, lsn);
         len = snprintf(name, sizeof(name), "%s.%s", rel->schema, rel->table);
         ds_buf_reset(&ch->key);
-        if (with_schema(ch))
-            ds_buf_append_str(&ch->key,
-                              "{\"schema\":" DS_CONNECT_TRUNCATE_KEY_SCHEMA ",\"payload\":");
         ds_buf_append_str(&ch->key, "{\"" DS_TRUNCATE_KEY_FIELD "\":");
         ds_buf_append_json_string(&ch->key, name,
                                   len < (int)sizeof(name) ? (size_t)len : sizeof(name) - 1);
-        ds_buf_append_str(&ch->key, with_schema(ch) ? "}}" : "}");
+        ds_buf_append_str(&ch->key, "}");
         if (!emit_change(ch, e, rel, 't', true, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
                          errstr_size))
             return false;
@@ -772,8 +827,7 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     ds_changes_t *ch = changes;
     const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
-                                  .format = &ch->format,
-                                  .null_fallback = NULL};
+                                  .format = &ch->format};
     ds_envelope_source_t src;
     ds_change_record_t rec;
     bool has_key;
@@ -804,5 +858,6 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     rec.value_len = ch->value.len;
     rec.lsn = read->lsn;
     rec.op = 'r';
+    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }

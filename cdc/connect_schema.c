@@ -455,76 +455,78 @@ bool ds_connect_schema_has_field(const ds_relation_t *rel, int i, const ds_conne
     return column_ctype(rel, i, info, &f, &t, &elem);
 }
 
-/* The JSON of Debezium's fallback for a ctype (JdbcValueConverters.convertValue()'s
- * "fallback" of each converter): zero, false, the empty string, the epoch. */
-static void append_fallback(ds_buf_t *out, const ctype_t *t)
-{
-    const char *type = t->type;
-    const char *name = t->name ? t->name : "";
-
-    if (t->items)
-        APPEND_LITERAL(out, "[]");
-    else if (t->variable_scale)
-        APPEND_LITERAL(out, "{\"scale\":0,\"value\":\"AA==\"}");
-    else if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0)
-        APPEND_LITERAL(out, "\"AA==\""); /* unscaled 0, one byte, base64 */
-    else if (strcmp(type, "boolean") == 0)
-        APPEND_LITERAL(out, "false");
-    else if (strcmp(type, "float") == 0 || strcmp(type, "double") == 0)
-        APPEND_LITERAL(out, "0.0");
-    else if (strncmp(type, "int", 3) == 0)
-        APPEND_LITERAL(out, "0");
-    else if (strcmp(name, "io.debezium.time.IsoDate") == 0)
-        APPEND_LITERAL(out, "\"1970-01-01Z\"");
-    else if (strcmp(name, "io.debezium.time.IsoTime") == 0 ||
-             strcmp(name, "io.debezium.time.ZonedTime") == 0)
-        APPEND_LITERAL(out, "\"00:00:00Z\"");
-    else if (strcmp(name, "io.debezium.time.IsoTimestamp") == 0 ||
-             strcmp(name, "io.debezium.time.ZonedTimestamp") == 0)
-        APPEND_LITERAL(out, "\"1970-01-01T00:00:00Z\"");
-    else if (strcmp(name, "io.debezium.time.Interval") == 0)
-        APPEND_LITERAL(out, "\"P0Y0M0DT0H0M0S\"");
-    else
-        APPEND_LITERAL(out, "\"\""); /* strings; bytes as base64 of no bytes */
-}
-
-bool ds_connect_schema_append_null_fallback(ds_buf_t *out, const ds_relation_t *rel, int i,
-                                            const ds_connect_column_t *info,
-                                            const ds_value_format_t *format)
+bool ds_connect_schema_append_null_text(ds_buf_t *out, const ds_relation_t *rel, int i,
+                                        const ds_connect_column_t *info)
 {
     ds_value_format_t defaults;
     ctype_t t, elem;
     uint32_t oid;
     int32_t typmod;
+    int scale;
 
     if (!info || !info->not_null)
         return false;
-    if (!format) {
-        ds_value_format_init(&defaults);
-        format = &defaults;
-    }
-    if (!column_ctype(rel, i, info, format, &t, &elem))
+    ds_value_format_init(&defaults);
+    if (!column_ctype(rel, i, info, &defaults, &t, &elem))
         return false;
     column_type(rel, i, info, &oid, &typmod);
-    /* A numeric or money as a string is zero at the column's scale ("0.000"), as
-     * BigDecimal.ZERO.setScale(scale).toPlainString() writes it. */
-    if (strcmp(t.type, "string") == 0 && !t.name &&
-        ((oid == DS_OID_NUMERIC && typmod >= 4) || oid == DS_OID_MONEY)) {
-        int scale = oid == DS_OID_MONEY ? format->money_fraction_digits : (typmod - 4) & 0xffff;
-
-        APPEND_LITERAL(out, "\"0");
+    if (t.items || (info->enum_values && info->enum_array)) {
+        ds_buf_append_str(out, "{}");
+        return true;
+    }
+    switch (oid) {
+    case DS_OID_INT2:
+    case DS_OID_INT4:
+    case DS_OID_INT8:
+    case DS_OID_OID:
+    case DS_OID_FLOAT4:
+    case DS_OID_FLOAT8:
+        ds_buf_append_str(out, "0");
+        break;
+    case DS_OID_NUMERIC:
+        /* Zero at the column's scale, as BigDecimal.ZERO.setScale(scale) is. */
+        scale = typmod < 4 ? 0 : (typmod - 4) & 0xffff;
+        ds_buf_append_char(out, '0');
         if (scale > 0)
             ds_buf_append_char(out, '.');
         for (int k = 0; k < scale; k++)
             ds_buf_append_char(out, '0');
-        ds_buf_append_char(out, '"');
-        return true;
+        break;
+    case DS_OID_MONEY:
+        ds_buf_append_str(out, "$0.00");
+        break;
+    case DS_OID_BOOL:
+        ds_buf_append_str(out, "f");
+        break;
+    case DS_OID_BYTEA:
+        ds_buf_append_str(out, "\\x");
+        break;
+    case DS_OID_DATE:
+        ds_buf_append_str(out, "1970-01-01");
+        break;
+    case DS_OID_TIME:
+        ds_buf_append_str(out, "00:00:00");
+        break;
+    case DS_OID_TIMETZ:
+        ds_buf_append_str(out, "00:00:00+00");
+        break;
+    case DS_OID_TIMESTAMP:
+        ds_buf_append_str(out, "1970-01-01 00:00:00");
+        break;
+    case DS_OID_TIMESTAMPTZ:
+        ds_buf_append_str(out, "1970-01-01 00:00:00+00");
+        break;
+    case DS_OID_INTERVAL:
+        ds_buf_append_str(out, "PT0S"); /* IntervalStyle iso_8601, as capture sets it */
+        break;
+    case OID_BIT:
+    case OID_VARBIT:
+        ds_buf_append_str(out, "0");
+        break;
+    default:
+        /* text and the other string types, uuid, json, enums: "" */
+        break;
     }
-    if (strcmp(t.type, "string") == 0 && !t.name && oid == DS_OID_NUMERIC) {
-        APPEND_LITERAL(out, "\"0\"");
-        return true;
-    }
-    append_fallback(out, &t);
     return true;
 }
 

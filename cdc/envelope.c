@@ -60,18 +60,14 @@ static bool check_tuple(const ds_relation_t *rel, const ds_tuple_t *tup, char *e
 
 /* The JSON value of one column of a before/after image. */
 static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
-                                const ds_value_t *value, const char *placeholder,
-                                const char *const *null_fallback, char *errstr,
+                                const ds_value_t *value, const char *placeholder, char *errstr,
                                 size_t errstr_size)
 {
     char inner[384];
 
     switch (value->kind) {
     case DS_VALUE_NULL:
-        if (null_fallback && null_fallback[i])
-            ds_buf_append_str(out, null_fallback[i]);
-        else
-            ds_buf_append(out, "null", 4);
+        ds_buf_append(out, "null", 4);
         return true;
     case DS_VALUE_UNCHANGED_TOAST:
         ds_buf_append_json_string(out, placeholder, strlen(placeholder));
@@ -94,8 +90,7 @@ static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
 
 /* {"col":value,...} in table order, or null for no tuple. */
 static bool append_tuple(ds_buf_t *out, const ds_relation_t *rel, const ds_tuple_t *tup,
-                         const char *placeholder, const char *const *null_fallback,
-                         char *errstr, size_t errstr_size)
+                         const char *placeholder, char *errstr, size_t errstr_size)
 {
     if (!tup) {
         ds_buf_append(out, "null", 4);
@@ -108,8 +103,7 @@ static bool append_tuple(ds_buf_t *out, const ds_relation_t *rel, const ds_tuple
         if (i)
             ds_buf_append_char(out, ',');
         append_column_name(out, rel, i);
-        if (!append_column_value(out, rel, i, &tup->values[i], placeholder, null_fallback, errstr,
-                                 errstr_size))
+        if (!append_column_value(out, rel, i, &tup->values[i], placeholder, errstr, errstr_size))
             return false;
     }
     ds_buf_append_char(out, '}');
@@ -239,7 +233,6 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
     const char *placeholder = options && options->unavailable_value_placeholder
                                   ? options->unavailable_value_placeholder
                                   : DEFAULT_PLACEHOLDER;
-    const char *const *null_fallback = options ? options->null_fallback : NULL;
     char op_text[3] = {'"', op, '"'};
 
     if (op != 'c' && op != 'u' && op != 'd' && op != 'r' && op != 't')
@@ -249,10 +242,10 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
         before = after = NULL;
 
     APPEND_LITERAL(out, "{\"before\":");
-    if (!append_tuple(out, rel, before, placeholder, null_fallback, errstr, errstr_size))
+    if (!append_tuple(out, rel, before, placeholder, errstr, errstr_size))
         return false;
     APPEND_LITERAL(out, ",\"after\":");
-    if (!append_tuple(out, rel, after, placeholder, null_fallback, errstr, errstr_size))
+    if (!append_tuple(out, rel, after, placeholder, errstr, errstr_size))
         return false;
     APPEND_LITERAL(out, ",\"source\":");
     append_source(out, rel, source);

@@ -82,16 +82,17 @@ typedef const ds_connect_column_t *(*ds_connect_columns_fn)(void *ctx, const cha
 bool ds_connect_schema_has_field(const ds_relation_t *rel, int i, const ds_connect_column_t *info);
 
 /**
- * @brief Appends what Debezium writes for column @p i when the column is NOT NULL but the
- *        change has no value for it (the non-key columns of a delete's old key): not null,
- *        which the schema forbids there, but its converter's fallback: 0, 0.0, false, "",
- *        the epoch, [] (JdbcValueConverters.convertValue()).
+ * @brief Appends the text value that stands for column @p i when the column is NOT NULL but
+ *        the change has no value for it (the non-key columns of a delete's old key). Debezium
+ *        writes its converter's fallback there (JdbcValueConverters.convertValue()), never
+ *        the null the schema forbids: zero, false, "", the epoch, an empty array. This is
+ *        that value in PostgreSQL's text output, so it is written like any other under every
+ *        value setting.
  * @return false, appending nothing, when the column is optional (null is written) or has no
  *         field.
  */
-bool ds_connect_schema_append_null_fallback(ds_buf_t *out, const ds_relation_t *rel, int i,
-                                            const ds_connect_column_t *info,
-                                            const ds_value_format_t *format);
+bool ds_connect_schema_append_null_text(ds_buf_t *out, const ds_relation_t *rel, int i,
+                                        const ds_connect_column_t *info);
 
 /**
  * @brief Appends the key schema: struct "<topic>.Key" of the columns where key_mask[i]

@@ -35,10 +35,6 @@ typedef struct ds_envelope_options {
     const char *unavailable_value_placeholder;
     /* How values are written (Debezium's value settings); NULL: dualsync's defaults. */
     const ds_value_format_t *format;
-    /* Per column of the relation, the JSON written for a NULL value instead of null, or NULL
-     * for null: Debezium's fallbacks for NOT NULL columns a change has no value for
-     * (ds_connect_schema_append_null_fallback()). The array may be NULL. */
-    const char *const *null_fallback;
 } ds_envelope_options_t;
 
 /**
