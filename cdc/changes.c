@@ -18,15 +18,15 @@ typedef struct rel_entry {
     uint32_t relid;      /* pg_class OID; 0 marks an empty slot (no relation has OID 0) */
     uint32_t generation; /* the decoder's generation this entry was computed for; 0: stale */
     char *topic;         /* owned "<topic_prefix>.<schema>.<table>" */
-    bool *key_mask;      /* owned, mask_cap entries; the first ncolumns are in use */
-    int mask_cap;        /* entries allocated in key_mask */
-    int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
-    bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
     ds_buf_t key_head;   /* json-with-schema only: {"schema":<key schema>,"payload": */
     ds_buf_t value_head; /* json-with-schema only: {"schema":<envelope schema>,"payload": */
     char **null_text;    /* json-with-schema only: per column, the text value written for a
                           * NULL of a NOT NULL column (Debezium's fallback), or NULL; owned */
     int nnull_text;      /* entries in null_text; 0 when no column has one */
+    bool *key_mask;      /* owned, mask_cap entries; the first ncolumns are in use */
+    int mask_cap;        /* entries allocated in key_mask */
+    int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
+    bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
 } rel_entry_t;
 
 struct ds_changes {
@@ -141,6 +141,8 @@ void ds_changes_free(ds_changes_t *changes)
         for (char **o = changes->skip_origins; *o; o++)
             free(*o);
     free(changes->skip_origins);
+    ds_buf_free(&changes->schema_key);
+    free(changes->filled);
     for (size_t i = 0; i < changes->rels_cap; i++) {
         free(changes->rels[i].topic);
         free(changes->rels[i].key_mask);
@@ -149,8 +151,6 @@ void ds_changes_free(ds_changes_t *changes)
         free_null_texts(&changes->rels[i]);
     }
     free(changes->rels);
-    ds_buf_free(&changes->schema_key);
-    free(changes->filled);
     ds_buf_free(&changes->key);
     ds_buf_free(&changes->value);
     free(changes->merged);
@@ -341,12 +341,12 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
 }
 
 /* The key of rec inside JsonConverter's envelope, in ch->schema_key: rec is pointed at it. */
-static void wrap_key(ds_changes_t *ch, const rel_entry_t *e, ds_change_record_t *rec)
+static void wrap_key(ds_changes_t *ch, const rel_entry_t *e, char op, ds_change_record_t *rec)
 {
     if (!with_schema(ch) || !rec->key)
         return;
     ds_buf_reset(&ch->schema_key);
-    if (rec->op == 't')
+    if (op == 't')
         ds_buf_append_str(&ch->schema_key,
                           "{\"schema\":" DS_CONNECT_TRUNCATE_KEY_SCHEMA ",\"payload\":");
     else
@@ -488,10 +488,10 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
     ds_tuple_t filled;
 
     fill_source(ch, lsn, &src);
-    before = fill_not_null(ch, e, before, &filled);
     ds_buf_reset(&ch->value);
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
+    before = fill_not_null(ch, e, before, &filled);
     if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us, errstr,
                                  errstr_size))
         return fail_at(errstr, errstr_size, lsn);
@@ -500,11 +500,11 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
+    wrap_key(ch, e, op, &rec);
     rec.value = ch->value.data;
     rec.value_len = ch->value.len;
     rec.lsn = lsn;
     rec.op = op;
-    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
@@ -520,11 +520,11 @@ static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key,
     rec.topic = e->topic;
     rec.key = ch->key.data;
     rec.key_len = ch->key.len;
+    wrap_key(ch, e, 0, &rec);
     rec.value = NULL;
     rec.value_len = 0;
     rec.lsn = lsn;
     rec.op = 0;
-    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
@@ -854,10 +854,10 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
+    wrap_key(ch, e, 'r', &rec);
     rec.value = ch->value.data;
     rec.value_len = ch->value.len;
     rec.lsn = read->lsn;
     rec.op = 'r';
-    wrap_key(ch, e, &rec);
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
