@@ -8,13 +8,13 @@
  * a create of the new one; truncate is op "t"), and skips transactions whose replication
  * origin is configured to be skipped.
  *
- * With the value format's message_format DS_MESSAGE_JSON_WITH_SCHEMA, every key and value is
- * JsonConverter's {"schema":...,"payload":...} (connect_schema.h); the schemas are written
- * once per relation and copied into each record. A tombstone's value stays null.
- *
  * Where Debezium sends a truncate keyless, dualsync keys it {"__dualsync_truncate":
  * "<schema>.<table>"} (DS_TRUNCATE_KEY_FIELD), since a compacted topic refuses a record
  * without a key; consumers recognise a truncate by its op, as before.
+ *
+ * With the value format's message_format DS_MESSAGE_JSON_WITH_SCHEMA, every key and value is
+ * JsonConverter's {"schema":...,"payload":...} (connect_schema.h); the schemas are written
+ * once per relation and copied into each record. A tombstone's value stays null.
  */
 #ifndef DUALSYNC_CHANGES_H
 #define DUALSYNC_CHANGES_H
