@@ -15,7 +15,10 @@
 #    and the Debezium 3.6.1.Final PostgreSQL connector with its dependencies
 #    (scripts/debezium-pom.xml) into <cache>/debezium-3.6.1/debezium-connector-postgres/, a
 #    Connect plugin directory: tests/integration/test_debezium_interop.py runs the real
-#    connector beside capture. Each skipped when complete, like the broker's jars.
+#    connector beside capture; and the Debezium 3.6.0.Final JDBC sink connector
+#    (scripts/debezium-jdbc-pom.xml) into <cache>/debezium-3.6.1/debezium-connector-jdbc/,
+#    beside it: tests/integration/test_connect_schema_sink.py runs it on capture's
+#    json-with-schema topics. Each skipped when complete, like the broker's jars.
 #
 # Idempotent: run it as often as you like; when everything is there it only checks.
 # Debian's postgresql package creates and may start its own cluster (15/main, port 5432);
