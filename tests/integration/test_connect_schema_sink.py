@@ -1,8 +1,8 @@
 """A real Kafka Connect sink on capture's json-with-schema topics: Debezium's JDBC sink
 connector (io.debezium:debezium-connector-jdbc, scripts/debezium-jdbc-pom.xml) in the harness's
 Connect worker copies a table into ANOTHER database, from nothing but what capture wrote, and
-the copy equals the source row for row after inserts, updates (one of the primary key) and
-deletes.
+the copy equals the source row for row after the initial backfill's read events, inserts,
+updates (one of the primary key) and deletes.
 
 The sink reads the records with JsonConverter schemas.enable=true (set in its own config: the
 worker's converters are schemaless), so it types every column from the schema capture put in
@@ -44,8 +44,16 @@ ROWS_SQL = (
     "c_uuid, encode(c_bytea, 'hex'), c_jsonb, c_date, c_timestamp, c_timestamp3, "
     f"c_timestamptz FROM {TABLE} ORDER BY id"
 )
+# Rows there before capture starts: published as read events by its initial backfill.
+BACKFILL_SQL = f"""
+INSERT INTO {TABLE} (id, c_numeric, c_bigint, c_text, c_timestamptz, c_bytea) VALUES
+  (100, 100.001, 100, 'backfilled', '2001-02-03 04:05:06.789+00', '\\x0102'),
+  (101, 101.000, 101, 'backfilled too', NULL, NULL);
+"""
 CHANGES_SQL = f"""
 SET TimeZone = 'Asia/Kolkata';
+UPDATE {TABLE} SET c_text = 'backfilled, then updated' WHERE id = 100;
+DELETE FROM {TABLE} WHERE id = 101;
 INSERT INTO {TABLE} VALUES
   (1, 1234567.891, 3.14159265358979323846264338327950288, 9223372036854775807, 1.5, true,
    E'it''s "quoted" \\\\ back\\\\slash\\nnew line 한국어 😀', 'short',
@@ -129,13 +137,15 @@ class ConnectSchemaSinkTest(dstest.ApplyTestCase):
         self.psql(f"CREATE TABLE {TABLE} ({COLUMNS})")
         target = self.target_database("sink_target")
         dstest.psql(f"CREATE TABLE {TABLE} ({COLUMNS})", db=target)
+        self.psql(BACKFILL_SQL)
 
         cfg, _cap = self.start_streaming_capture(
             [TABLE], capture={"message_format": "json-with-schema"})
         self.psql(CHANGES_SQL)
 
         # Every key and value capture wrote is JsonConverter's envelope; tombstones are null.
-        msgs = self.consume([cfg.topic(TABLE)], count=14, timeout_ms=60000)
+        msgs = self.consume([cfg.topic(TABLE)], count=19, timeout_ms=60000)
+        self.assertEqual([m["value"]["payload"]["op"] for m in msgs[:2]], ["r", "r"])
         for m in msgs:
             self.assertEqual(set(m["key"]), {"schema", "payload"}, m)
             self.assertEqual(m["key"]["schema"]["name"], f"{cfg.topic(TABLE)}.Key")
@@ -146,7 +156,7 @@ class ConnectSchemaSinkTest(dstest.ApplyTestCase):
         url = dstest.connect_start()
         name = self.start_jdbc_sink(url, cfg.topic(TABLE), target, "sink_rows")
         expected = self.psql(ROWS_SQL)
-        self.assertEqual([r[0] for r in expected], ["1", "5", "30"])
+        self.assertEqual([r[0] for r in expected], ["1", "5", "30", "100"])
 
         last = []
 
