@@ -281,6 +281,48 @@ static bool with_schema(const ds_changes_t *ch)
     return ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
 }
 
+/* The JSON of default text @p text as a value of column i, written by the envelope writer
+ * itself (one column, the others left out), so a field's "default" reads like its values
+ * under every value setting. NULL when the writer refuses the text. */
+static char *default_json(ds_changes_t *ch, const ds_relation_t *rel, int i,
+                          const ds_connect_column_t *info, const char *text)
+{
+    ds_column_t col = rel->columns[i];
+    ds_relation_t one = *rel;
+    ds_value_t value = {DS_VALUE_TEXT, text, (uint32_t)strlen(text)};
+    ds_tuple_t tup = {1, &value};
+    ds_envelope_source_t src = {.version = "", .name = "", .db = "", .snapshot = "false"};
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
+                                  .format = &ch->format};
+    ds_buf_t out = DS_BUF_INIT, prefix = DS_BUF_INIT;
+    char err[256];
+    char *json = NULL;
+    const char *start, *end;
+
+    if (info && info->base_oid) {
+        col.type_oid = info->base_oid;
+        if (col.typmod < 0)
+            col.typmod = info->base_typmod;
+    }
+    one.ncolumns = 1;
+    one.columns = &col;
+    ds_buf_append_str(&prefix, "\"after\":{");
+    ds_buf_append_json_string(&prefix, col.name, strlen(col.name));
+    ds_buf_append_char(&prefix, ':');
+    if (ds_envelope_write_value(&out, 'c', &one, NULL, &tup, &src, &opts, 0, err, sizeof(err)) &&
+        (start = strstr(out.data, prefix.data)) != NULL) {
+        /* A JSON string cannot hold an unescaped quote, so the value ends at the first
+         * "}," followed by the source member. */
+        start += prefix.len;
+        end = strstr(start, "},\"source\":");
+        if (end)
+            json = strndup(start, (size_t)(end - start));
+    }
+    ds_buf_free(&out);
+    ds_buf_free(&prefix);
+    return json;
+}
+
 /* The JsonConverter heads of the relation's keys and values: {"schema":...,"payload":
  * Written here, once per relation, so that a record costs a copy of them. */
 static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
@@ -288,12 +330,17 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
 {
     const ds_connect_column_t *catalog = NULL;
     const ds_connect_column_t **info;
+    char **defaults;
     int ncatalog = 0;
 
     info = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*info));
-    if (!info)
+    defaults = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*defaults));
+    if (!info || !defaults) {
+        free(info);
+        free(defaults);
         return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
                        rel->schema, rel->table);
+    }
     if (ch->columns)
         catalog = ch->columns(ch->columns_ctx, rel->schema, rel->table, &ncatalog);
     for (int i = 0; i < rel->ncolumns; i++)
@@ -302,14 +349,26 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
                 info[i] = &catalog[k];
                 break;
             }
+    for (int i = 0; i < rel->ncolumns; i++) {
+        ds_buf_t text = DS_BUF_INIT;
+
+        if (ds_connect_schema_append_default_text(&text, rel, i, info[i], &ch->format))
+            defaults[i] = default_json(ch, rel, i, info[i], text.data ? text.data : "");
+        ds_buf_free(&text);
+    }
     ds_buf_reset(&e->key_head);
     ds_buf_append_str(&e->key_head, "{\"schema\":");
-    ds_connect_schema_append_key(&e->key_head, e->topic, rel, e->key_mask, info, &ch->format);
+    ds_connect_schema_append_key(&e->key_head, e->topic, rel, e->key_mask, info,
+                                 (const char *const *)defaults, &ch->format);
     ds_buf_append_str(&e->key_head, ",\"payload\":");
     ds_buf_reset(&e->value_head);
     ds_buf_append_str(&e->value_head, "{\"schema\":");
-    ds_connect_schema_append_envelope(&e->value_head, e->topic, rel, info, &ch->format);
+    ds_connect_schema_append_envelope(&e->value_head, e->topic, rel, info,
+                                      (const char *const *)defaults, &ch->format);
     ds_buf_append_str(&e->value_head, ",\"payload\":");
+    for (int i = 0; i < rel->ncolumns; i++)
+        free(defaults[i]);
+    free(defaults);
 
     /* A NULL where the schema says NOT NULL would make JsonConverter refuse the record. */
     free_null_texts(e);

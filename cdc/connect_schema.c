@@ -12,6 +12,7 @@
  * pgjdbc derives them from the type modifier.
  */
 #include <string.h>
+#include <strings.h>
 
 #include "dualsync/connect_schema.h"
 #include "dualsync/typemap.h"
@@ -530,6 +531,207 @@ bool ds_connect_schema_append_null_text(ds_buf_t *out, const ds_relation_t *rel,
     return true;
 }
 
+/* Debezium's FUNCTION_DEFAULT_PATTERN, ^[(]?[A-Za-z0-9_.]+\((?:.+(?:, ?.+)*)?\) (the optional
+ * group amounts to "anything, or nothing"), and its CURRENT_DATE_TIMES. */
+static bool generated_default(const char *expr)
+{
+    static const char *const current[] = {"current_timestamp", "current_time", "current_date",
+                                           "localtime", "localtimestamp"};
+    const char *p = expr;
+    const char *name;
+
+    for (size_t k = 0; k < sizeof(current) / sizeof(current[0]); k++)
+        if (strcasecmp(expr, current[k]) == 0)
+            return true;
+    if (*p == '(')
+        p++;
+    name = p;
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+           *p == '_' || *p == '.')
+        p++;
+    return p > name && *p == '(' && strchr(p + 1, ')') != NULL;
+}
+
+/* The placeholder Debezium's mapper of each type uses for a generated default, or NULL when
+ * it has no mapper for the type (then the field has no default). */
+static const char *generated_placeholder(uint32_t oid)
+{
+    switch (oid) {
+    case OID_BIT:
+        return "00";
+    case OID_VARBIT:
+        return "0";
+    case DS_OID_BOOL:
+        return "false";
+    case DS_OID_BPCHAR:
+    case DS_OID_VARCHAR:
+    case DS_OID_TEXT:
+    case OID_XML:
+        return "";
+    case DS_OID_NUMERIC:
+    case DS_OID_FLOAT4:
+    case DS_OID_FLOAT8:
+        return "0.0";
+    case DS_OID_INT2:
+    case DS_OID_INT4:
+    case DS_OID_INT8:
+        return "0";
+    case DS_OID_JSON:
+    case DS_OID_JSONB:
+        return "{}";
+    case DS_OID_UUID:
+        return "00000000-0000-0000-0000-000000000000";
+    /* In PostgreSQL's output form, as the values are: Debezium's "1970-01-01" and "00:00". */
+    case DS_OID_DATE:
+        return "1970-01-01";
+    case DS_OID_TIMESTAMP:
+        return "1970-01-01 00:00:00";
+    case DS_OID_TIMESTAMPTZ:
+        return "1970-01-01 00:00:00+00";
+    case DS_OID_TIME:
+        return "00:00:00";
+    case DS_OID_INTERVAL:
+        return "PT0S";
+    default:
+        return NULL;
+    }
+}
+
+/* Whether text is what Java's parse of the type accepts: Integer.parseInt and the like for
+ * integers, Double.parseDouble / new BigDecimal for the others. A default Debezium cannot
+ * parse has no field default. */
+static bool parses_as(uint32_t oid, const char *text)
+{
+    const char *p = text;
+    bool digits = false, dot = false;
+
+    switch (oid) {
+    case DS_OID_INT2:
+    case DS_OID_INT4:
+    case DS_OID_INT8:
+        if (*p == '-' || *p == '+')
+            p++;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9')
+                return false;
+            digits = true;
+        }
+        return digits;
+    case DS_OID_NUMERIC:
+    case DS_OID_FLOAT4:
+    case DS_OID_FLOAT8:
+        if (*p == '-' || *p == '+')
+            p++;
+        for (; *p; p++) {
+            if (*p == '.' && !dot)
+                dot = true;
+            else if (*p == 'e' || *p == 'E')
+                return digits && (p[1] != '\0');
+            else if (*p < '0' || *p > '9')
+                return false;
+            else
+                digits = true;
+        }
+        return digits;
+    default:
+        return true;
+    }
+}
+
+bool ds_connect_schema_append_default_text(ds_buf_t *out, const ds_relation_t *rel, int i,
+                                           const ds_connect_column_t *info,
+                                           const ds_value_format_t *format)
+{
+    const char *expr = info ? info->default_expr : NULL;
+    uint32_t oid = rel->columns[i].type_oid;
+    int32_t typmod = rel->columns[i].typmod;
+    const char *start, *end, *placeholder;
+    ds_buf_t text = DS_BUF_INIT;
+    const char *value;
+    bool ok = false;
+    ctype_t t, elem;
+    ds_value_format_t default_format;
+
+    if (!expr)
+        return false;
+    if (!format) {
+        ds_value_format_init(&default_format);
+        format = &default_format;
+    }
+    /* Debezium looks its default parser up by the column's own type name: a domain has none,
+     * an enum has its labels'. Arrays and the types it has no parser for have no default. */
+    if (info->base_oid && info->base_oid != oid)
+        return false;
+    if (!column_ctype(rel, i, info, format, &t, &elem) || t.items)
+        return false;
+    /* A Struct cannot be a default (KAFKA-12694): VariableScaleDecimal has none. */
+    if (t.variable_scale)
+        return false;
+    if (info->enum_values && !info->enum_array) {
+        /* extractEnumDefault: the quoted literal before the last "::". */
+        const char *cast = NULL;
+
+        for (const char *p = strstr(expr, "::"); p; p = strstr(p + 2, "::"))
+            cast = p;
+        if (!cast || cast - expr < 2 || expr[0] != '\'' || cast[-1] != '\'')
+            return false;
+        ds_buf_append(out, expr + 1, (size_t)(cast - expr - 2));
+        return true;
+    }
+    placeholder = generated_placeholder(oid);
+    if (!placeholder)
+        return false;
+    if (generated_default(expr)) {
+        ds_buf_append_str(&text, placeholder);
+    } else if (!strchr(expr, '\'')) {
+        if (strncmp(expr, "NULL::", 6) == 0)
+            return false;
+        ds_buf_append_str(&text, expr);
+    } else {
+        /* LITERAL_DEFAULT_PATTERN '(.*?)': up to the first quote after the opening one, so
+         * 'it''s' gives "it", as Debezium reads it. */
+        start = strchr(expr, '\'') + 1;
+        end = strchr(start, '\'');
+        if (!end)
+            return false;
+        ds_buf_append(&text, start, (size_t)(end - start));
+    }
+    value = text.data ? text.data : "";
+
+    switch (oid) {
+    case DS_OID_BOOL:
+        /* Boolean.parseBoolean: "true" in any case is true, anything else false. */
+        ds_buf_append_str(out, strcasecmp(value, "true") == 0 ? "t" : "f");
+        ok = true;
+        break;
+    case DS_OID_NUMERIC:
+        /* new BigDecimal(text), its scale raised to the column's. */
+        if (!parses_as(oid, value) || strpbrk(value, "eE"))
+            break;
+        ds_buf_append_str(out, value);
+        if (typmod >= 4) {
+            int scale = (typmod - 4) & 0xffff;
+            const char *dot = strchr(value, '.');
+            int have = dot ? (int)strlen(dot + 1) : 0;
+
+            if (have < scale && !dot)
+                ds_buf_append_char(out, '.');
+            for (int k = have; k < scale; k++)
+                ds_buf_append_char(out, '0');
+        }
+        ok = true;
+        break;
+    default:
+        if (!parses_as(oid, value))
+            break;
+        ds_buf_append_str(out, value);
+        ok = true;
+        break;
+    }
+    ds_buf_free(&text);
+    return ok;
+}
+
 static void append_bool(ds_buf_t *out, bool value)
 {
     if (value)
@@ -539,7 +741,8 @@ static void append_bool(ds_buf_t *out, bool value)
 }
 
 /* One schema, as a struct field when @p field is not NULL. */
-static void append_ctype(ds_buf_t *out, const ctype_t *t, bool optional, const char *field)
+static void append_ctype(ds_buf_t *out, const ctype_t *t, bool optional, const char *dflt,
+                         const char *field)
 {
     APPEND_LITERAL(out, "{\"type\":\"");
     ds_buf_append_str(out, t->type);
@@ -550,7 +753,7 @@ static void append_ctype(ds_buf_t *out, const ctype_t *t, bool optional, const c
                             "\"value\"}]");
     if (t->items) {
         APPEND_LITERAL(out, ",\"items\":");
-        append_ctype(out, t->items, t->items_optional, NULL);
+        append_ctype(out, t->items, t->items_optional, NULL, NULL);
     }
     APPEND_LITERAL(out, ",\"optional\":");
     append_bool(out, optional);
@@ -588,6 +791,10 @@ static void append_ctype(ds_buf_t *out, const ctype_t *t, bool optional, const c
         }
         ds_buf_append_char(out, '}');
     }
+    if (dflt) {
+        APPEND_LITERAL(out, ",\"default\":");
+        ds_buf_append_str(out, dflt);
+    }
     if (field) {
         APPEND_LITERAL(out, ",\"field\":");
         ds_buf_append_json_string(out, field, strlen(field));
@@ -598,7 +805,7 @@ static void append_ctype(ds_buf_t *out, const ctype_t *t, bool optional, const c
 /* The fields of the columns where mask[i] (all when mask is NULL), comma-separated. */
 static void append_column_fields(ds_buf_t *out, const ds_relation_t *rel, const bool *mask,
                                  const ds_connect_column_t *const *info,
-                                 const ds_value_format_t *f)
+                                 const char *const *defaults, const ds_value_format_t *f)
 {
     bool first = true;
 
@@ -615,7 +822,8 @@ static void append_column_fields(ds_buf_t *out, const ds_relation_t *rel, const 
         first = false;
         /* Debezium makes a field optional unless the catalog says NOT NULL; a column it
          * could not find there is optional. */
-        append_ctype(out, &t, !(ci && ci->not_null), rel->columns[i].name);
+        append_ctype(out, &t, !(ci && ci->not_null), defaults ? defaults[i] : NULL,
+                     rel->columns[i].name);
     }
 }
 
@@ -632,16 +840,16 @@ static void append_name(ds_buf_t *out, const char *topic, const char *suffix)
 
 void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_relation_t *rel,
                                   const bool *key_mask, const ds_connect_column_t *const *info,
-                                  const ds_value_format_t *format)
+                                  const char *const *defaults, const ds_value_format_t *format)
 {
-    ds_value_format_t defaults;
+    ds_value_format_t default_format;
 
     if (!format) {
-        ds_value_format_init(&defaults);
-        format = &defaults;
+        ds_value_format_init(&default_format);
+        format = &default_format;
     }
     APPEND_LITERAL(out, "{\"type\":\"struct\",\"fields\":[");
-    append_column_fields(out, rel, key_mask, info, format);
+    append_column_fields(out, rel, key_mask, info, defaults, format);
     APPEND_LITERAL(out, "],\"optional\":false,\"name\":");
     append_name(out, topic, ".Key");
     ds_buf_append_char(out, '}');
@@ -686,21 +894,22 @@ void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_rel
 void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic,
                                        const ds_relation_t *rel,
                                        const ds_connect_column_t *const *info,
+                                       const char *const *defaults,
                                        const ds_value_format_t *format)
 {
-    ds_value_format_t defaults;
+    ds_value_format_t default_format;
     size_t row_start, row_len;
 
     if (!format) {
-        ds_value_format_init(&defaults);
-        format = &defaults;
+        ds_value_format_init(&default_format);
+        format = &default_format;
     }
     APPEND_LITERAL(out, "{\"type\":\"struct\",\"fields\":[");
 
     /* before: the row struct, written once and copied for after. */
     row_start = out->len;
     APPEND_LITERAL(out, "{\"type\":\"struct\",\"fields\":[");
-    append_column_fields(out, rel, NULL, info, format);
+    append_column_fields(out, rel, NULL, info, defaults, format);
     APPEND_LITERAL(out, "],\"optional\":true,\"name\":");
     append_name(out, topic, ".Value");
     APPEND_LITERAL(out, ",\"field\":\"");

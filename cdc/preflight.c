@@ -85,6 +85,7 @@ void ds_source_catalog_free(ds_source_catalog_t *catalog)
         for (int c = 0; c < t->ncolumns; c++) {
             free(t->columns[c].name);
             free(t->columns[c].enum_values);
+            free(t->columns[c].default_expr);
         }
         free(t->columns);
     }
@@ -280,19 +281,34 @@ static bool inspect_columns(PGconn *conn, const char *name, ds_source_table_t *t
         "          FROM pg_catalog.pg_enum e "
         "         WHERE e.enumtypid = CASE WHEN ty.typtype = 'e' THEN ty.oid "
         "                                  WHEN el.typtype = 'e' THEN el.oid END), "
-        "       el.typtype = 'e' "
+        "       el.typtype = 'e', "
+        "       CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) "
+        "       END "
         "  FROM pg_catalog.pg_attribute a "
         "  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
         "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
         "  LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A' "
+        "  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum "
         " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
         " ORDER BY a.attnum";
     const char *params[2] = {t->schema, t->table};
-    PGresult *res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    PGresult *res;
     bool ok = false;
     int n;
 
+    /* pg_get_expr() writes a default's constants in the session's styles: the ones capture
+     * reads values in, so a default parses as a value. */
+    res = PQexec(conn, "SET DateStyle = ISO; SET IntervalStyle = iso_8601; SET TimeZone = 'UTC'; "
+                       "SET extra_float_digits = 3");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ds_fail(errstr, errstr_size, "cannot set the session's date styles: %s",
+                ds_pg_error(conn));
+        PQclear(res);
+        return false;
+    }
+    PQclear(res);
+    res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         ds_fail(errstr, errstr_size, "cannot read the columns of table %s: %s", name,
                 ds_pg_error(conn));
@@ -315,7 +331,10 @@ static bool inspect_columns(PGconn *conn, const char *name, ds_source_table_t *t
         if (!PQgetisnull(res, r, 4))
             col->enum_values = strdup(PQgetvalue(res, r, 4));
         col->enum_array = strcmp(PQgetvalue(res, r, 5), "t") == 0;
-        if (!col->name || (!PQgetisnull(res, r, 4) && !col->enum_values)) {
+        if (!PQgetisnull(res, r, 6))
+            col->default_expr = strdup(PQgetvalue(res, r, 6));
+        if (!col->name || (!PQgetisnull(res, r, 4) && !col->enum_values) ||
+            (!PQgetisnull(res, r, 6) && !col->default_expr)) {
             ds_fail(errstr, errstr_size, "out of memory");
             goto done;
         }

@@ -43,6 +43,8 @@ typedef struct ds_connect_column {
     char *enum_values;   /* the labels, comma-separated in sort order, when the type or the
                           * array's element type is an enum; NULL otherwise */
     bool enum_array;     /* enum_values are those of the element type: an array of an enum */
+    char *default_expr;  /* the column's DEFAULT as pg_get_expr() writes it (with DateStyle ISO,
+                          * IntervalStyle iso_8601), or NULL */
 } ds_connect_column_t;
 
 /* The catalog's columns of schema.table (borrowed, *ncolumns entries), or NULL when the table
@@ -95,15 +97,31 @@ bool ds_connect_schema_append_null_text(ds_buf_t *out, const ds_relation_t *rel,
                                         const ds_connect_column_t *info);
 
 /**
+ * @brief Appends, as a text value of the column's type, the default Debezium puts in the
+ *        column's field ("default"), read from info->default_expr as
+ *        PostgresDefaultValueConverter reads it: a literal ('abc'::text, 42, true) is that
+ *        value (up to its first closing quote, as Debezium's pattern takes it); a function
+ *        call or CURRENT_TIMESTAMP and the like stands for a placeholder (0, "", the epoch,
+ *        the nil UUID); anything else (an expression, a domain, an unconstrained numeric
+ *        under decimal.handling.mode=precise, a type without a default parser) has none.
+ * @return false, appending nothing, when the field has no default.
+ */
+bool ds_connect_schema_append_default_text(ds_buf_t *out, const ds_relation_t *rel, int i,
+                                           const ds_connect_column_t *info,
+                                           const ds_value_format_t *format);
+
+/**
  * @brief Appends the key schema: struct "<topic>.Key" of the columns where key_mask[i]
  *        (rel->ncolumns entries, not NULL).
  * @param topic  "<prefix>.<schema>.<table>", which Debezium also uses as the schema names'
  *               prefix.
- * @param info   per column of @p rel (same order), NULL entries allowed; or NULL.
+ * @param info      per column of @p rel (same order), NULL entries allowed; or NULL.
+ * @param defaults  per column, the JSON of the field's "default" (the default text value
+ *                  written as a value), NULL entries for none; or NULL.
  */
 void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_relation_t *rel,
                                   const bool *key_mask, const ds_connect_column_t *const *info,
-                                  const ds_value_format_t *format);
+                                  const char *const *defaults, const ds_value_format_t *format);
 
 /**
  * @brief Appends the value schema: struct "<topic>.Envelope" with the row struct
@@ -112,6 +130,7 @@ void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_rel
 void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic,
                                        const ds_relation_t *rel,
                                        const ds_connect_column_t *const *info,
+                                       const char *const *defaults,
                                        const ds_value_format_t *format);
 
 #endif

@@ -99,12 +99,12 @@ static ds_relation_t golden_toast = {16640, "public",   "golden_toast", DS_REPLI
 
 /* What capture's catalog query returns for the columns that need more than pgoutput says: the
  * primary keys are NOT NULL, c_domain is an integer, and the enums have labels. */
-static ds_connect_column_t catalog_id = {"id", true, DS_OID_INT4, -1, NULL, false};
+static ds_connect_column_t catalog_id = {"id", true, DS_OID_INT4, -1, NULL, false, NULL};
 static ds_connect_column_t catalog_enum = {"c_enum", false, OID_GOLDEN_MOOD, -1, "sad,ok,happy",
-                                           false};
-static ds_connect_column_t catalog_domain = {"c_domain", false, DS_OID_INT4, -1, NULL, false};
+                                           false, NULL};
+static ds_connect_column_t catalog_domain = {"c_domain", false, DS_OID_INT4, -1, NULL, false, NULL};
 static ds_connect_column_t catalog_enum_array = {"a_enum", false, OID_GOLDEN_MOOD_ARRAY, -1,
-                                                 "sad,ok,happy", true};
+                                                 "sad,ok,happy", true, NULL};
 
 /* Per column of rel: the catalog entries above by name, NULL for the others (which then are
  * optional and typed from the Relation message alone). */
@@ -231,12 +231,12 @@ static void check_table(const combination_t *c, const ds_relation_t *rel, bool k
     char topic[128], file[128];
 
     snprintf(topic, sizeof(topic), "golden.%s.%s", rel->schema, rel->table);
-    ds_connect_schema_append_envelope(&out, topic, rel, info, &f);
+    ds_connect_schema_append_envelope(&out, topic, rel, info, NULL, &f);
     snprintf(file, sizeof(file), "%s.value.json", rel->table);
     check_golden(c->name, file, out.data);
     if (keyed) {
         ds_buf_reset(&out);
-        ds_connect_schema_append_key(&out, topic, rel, primary_key_mask(rel), info, &f);
+        ds_connect_schema_append_key(&out, topic, rel, primary_key_mask(rel), info, NULL, &f);
         snprintf(file, sizeof(file), "%s.key.json", rel->table);
         check_golden(c->name, file, out.data);
     }
@@ -432,12 +432,12 @@ static void test_records_wrap_the_schemaless_payload(void)
         DS_CHECK_STR(key_payload, plain_key);
         DS_CHECK_STR(value_payload, plain_value);
         ds_connect_schema_append_key(&schema, "golden.public.golden_default", &golden_default,
-                                     mask, info, &f);
+                                     mask, info, NULL, &f);
         want_key_schema = compact(schema.data);
         DS_CHECK_STR(key_schema, want_key_schema);
         ds_buf_reset(&schema);
         ds_connect_schema_append_envelope(&schema, "golden.public.golden_default",
-                                          &golden_default, info, &f);
+                                          &golden_default, info, NULL, &f);
         want_value_schema = compact(schema.data);
         DS_CHECK_STR(value_schema, want_value_schema);
         free(key_payload);
@@ -546,12 +546,12 @@ static const ds_connect_column_t *notnull_catalog(void *ctx, const char *schema,
                                                   const char *table, int *ncolumns)
 {
     static ds_connect_column_t cols[] = {
-        {"id", true, DS_OID_INT4, -1, NULL, false},
-        {"n", true, DS_OID_INT8, -1, NULL, false},
-        {"t", true, DS_OID_TEXT, -1, NULL, false},
-        {"d", true, DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), NULL, false},
-        {"ts", true, DS_OID_TIMESTAMPTZ, -1, NULL, false},
-        {"o", false, DS_OID_TEXT, -1, NULL, false},
+        {"id", true, DS_OID_INT4, -1, NULL, false, NULL},
+        {"n", true, DS_OID_INT8, -1, NULL, false, NULL},
+        {"t", true, DS_OID_TEXT, -1, NULL, false, NULL},
+        {"d", true, DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), NULL, false, NULL},
+        {"ts", true, DS_OID_TIMESTAMPTZ, -1, NULL, false, NULL},
+        {"o", false, DS_OID_TEXT, -1, NULL, false, NULL},
     };
 
     (void)ctx;
@@ -623,6 +623,63 @@ static void test_delete_of_old_key_writes_debeziums_fallback_for_not_null_column
     }
 }
 
+/* The default text Debezium's PostgresDefaultValueConverter would take from @p expr for a
+ * column of type @p oid / @p typmod; "(none)" when it has none. */
+static const char *default_text(uint32_t oid, int32_t typmod, const char *expr, bool precise)
+{
+    static char out[128];
+    ds_column_t col = {"c", oid, typmod, false};
+    ds_relation_t rel = {1, "public", "t", DS_REPLIDENT_DEFAULT, 1, &col, 1};
+    ds_connect_column_t info = {"c", false, oid, typmod, NULL, false, (char *)expr};
+    ds_value_format_t f;
+    ds_buf_t buf = DS_BUF_INIT;
+
+    ds_value_format_init(&f);
+    if (precise)
+        f.decimal_handling = DS_DECIMAL_PRECISE;
+    if (!ds_connect_schema_append_default_text(&buf, &rel, 0, &info, &f))
+        snprintf(out, sizeof(out), "(none)");
+    else
+        snprintf(out, sizeof(out), "%s", buf.data ? buf.data : "");
+    ds_buf_free(&buf);
+    return out;
+}
+
+static void test_defaults_read_as_debezium_reads_them(void)
+{
+    /* Literals, as pg_get_expr() writes them under DateStyle ISO, IntervalStyle iso_8601. */
+    DS_CHECK_STR(default_text(DS_OID_INT4, -1, "42", false), "42");
+    DS_CHECK_STR(default_text(DS_OID_INT8, -1, "'9223372036854775807'::bigint", false),
+                 "9223372036854775807");
+    DS_CHECK_STR(default_text(DS_OID_TEXT, -1, "'hello'::text", false), "hello");
+    DS_CHECK_STR(default_text(DS_OID_VARCHAR, 14, "'it''s'::character varying", false), "it");
+    DS_CHECK_STR(default_text(DS_OID_BOOL, -1, "true", false), "t");
+    DS_CHECK_STR(default_text(DS_OID_BOOL, -1, "false", false), "f");
+    DS_CHECK_STR(default_text(DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), "12.5", false), "12.50");
+    DS_CHECK_STR(default_text(DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), "7", false), "7.00");
+    DS_CHECK_STR(default_text(DS_OID_NUMERIC, -1, "3.25", false), "3.25");
+    DS_CHECK_STR(default_text(DS_OID_DATE, -1, "'2024-01-31'::date", false), "2024-01-31");
+    DS_CHECK_STR(default_text(DS_OID_TIMESTAMPTZ, -1,
+                              "'2024-01-31 08:00:00+00'::timestamp with time zone", false),
+                 "2024-01-31 08:00:00+00");
+    DS_CHECK_STR(default_text(DS_OID_INTERVAL, -1, "'PT1H'::interval", false), "PT1H");
+    /* Generated values: the type's placeholder. */
+    DS_CHECK_STR(default_text(DS_OID_INT4, -1, "nextval('t_id_seq'::regclass)", false), "0");
+    DS_CHECK_STR(default_text(DS_OID_TIMESTAMPTZ, -1, "now()", false), "1970-01-01 00:00:00+00");
+    DS_CHECK_STR(default_text(DS_OID_TIMESTAMP, -1, "CURRENT_TIMESTAMP", false),
+                 "1970-01-01 00:00:00");
+    DS_CHECK_STR(default_text(DS_OID_DATE, -1, "CURRENT_DATE", false), "1970-01-01");
+    DS_CHECK_STR(default_text(DS_OID_UUID, -1, "gen_random_uuid()", false),
+                 "00000000-0000-0000-0000-000000000000");
+    /* None: an expression, a typed NULL, an unconstrained numeric as a struct, a type with
+     * no parser, an array. */
+    DS_CHECK_STR(default_text(DS_OID_INT4, -1, "(1 + 2)", false), "(none)");
+    DS_CHECK_STR(default_text(DS_OID_TEXT, -1, "NULL::text", false), "(none)");
+    DS_CHECK_STR(default_text(DS_OID_NUMERIC, -1, "3.25", true), "(none)");
+    DS_CHECK_STR(default_text(DS_OID_BYTEA, -1, "'\\x00'::bytea", false), "(none)");
+    DS_CHECK_STR(default_text(1007, -1, "'{1,2}'::integer[]", false), "(none)");
+}
+
 int main(void)
 {
     DS_RUN(test_every_type_as_debezium_describes_it_under_each_setting);
@@ -634,5 +691,6 @@ int main(void)
     DS_RUN(test_tombstone_value_stays_null_and_truncate_key_has_its_schema);
     DS_RUN(test_schema_is_written_once_per_relation_and_again_after_a_relation_message);
     DS_RUN(test_delete_of_old_key_writes_debeziums_fallback_for_not_null_columns);
+    DS_RUN(test_defaults_read_as_debezium_reads_them);
     return ds_test_report();
 }
