@@ -325,8 +325,8 @@ static char *default_json(ds_changes_t *ch, const ds_relation_t *rel, int i,
 
 /* The JsonConverter heads of the relation's keys and values: {"schema":...,"payload":
  * Written here, once per relation, so that a record costs a copy of them. */
-static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
-                          char *errstr, size_t errstr_size)
+static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, char *errstr,
+                          size_t errstr_size)
 {
     const ds_connect_column_t *catalog = NULL;
     const ds_connect_column_t **info;

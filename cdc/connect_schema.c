@@ -83,17 +83,17 @@ enum {
 
 /* One Connect schema, enough of it to write. */
 typedef struct ctype {
-    const char *type;     /* "int32", "string", "struct", "array", ... */
-    const char *name;     /* logical name, or NULL */
-    int version;          /* 0: none */
-    const char *doc;      /* or NULL */
-    bool variable_scale;  /* io.debezium.data.VariableScaleDecimal: its two fields */
-    int decimal_scale;    /* Decimal "scale" parameter; -1: none */
-    int decimal_precision; /* "connect.decimal.precision" parameter; -1: none */
-    const char *allowed;  /* Enum "allowed" parameter, or NULL */
-    int bits_length;      /* Bits "length" parameter; 0: none */
+    const char *type;          /* "int32", "string", "struct", "array", ... */
+    const char *name;          /* logical name, or NULL */
+    int version;               /* 0: none */
+    const char *doc;           /* or NULL */
+    bool variable_scale;       /* io.debezium.data.VariableScaleDecimal: its two fields */
+    int decimal_scale;         /* Decimal "scale" parameter; -1: none */
+    int decimal_precision;     /* "connect.decimal.precision" parameter; -1: none */
+    const char *allowed;       /* Enum "allowed" parameter, or NULL */
+    int bits_length;           /* Bits "length" parameter; 0: none */
     const struct ctype *items; /* array element, or NULL */
-    bool items_optional;  /* whether the element schema is optional */
+    bool items_optional;       /* whether the element schema is optional */
 } ctype_t;
 
 static ctype_t plain(const char *type)
@@ -536,7 +536,7 @@ bool ds_connect_schema_append_null_text(ds_buf_t *out, const ds_relation_t *rel,
 static bool generated_default(const char *expr)
 {
     static const char *const current[] = {"current_timestamp", "current_time", "current_date",
-                                           "localtime", "localtimestamp"};
+                                          "localtime", "localtimestamp"};
     const char *p = expr;
     const char *name;
 
@@ -891,11 +891,9 @@ void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_rel
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},"                                  \
     "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"}]"
 
-void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic,
-                                       const ds_relation_t *rel,
+void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic, const ds_relation_t *rel,
                                        const ds_connect_column_t *const *info,
-                                       const char *const *defaults,
-                                       const ds_value_format_t *format)
+                                       const char *const *defaults, const ds_value_format_t *format)
 {
     ds_value_format_t default_format;
     size_t row_start, row_len;

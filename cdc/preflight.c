@@ -302,8 +302,7 @@ static bool inspect_columns(PGconn *conn, const char *name, ds_source_table_t *t
     res = PQexec(conn, "SET DateStyle = ISO; SET IntervalStyle = iso_8601; SET TimeZone = 'UTC'; "
                        "SET extra_float_digits = 3");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        ds_fail(errstr, errstr_size, "cannot set the session's date styles: %s",
-                ds_pg_error(conn));
+        ds_fail(errstr, errstr_size, "cannot set the session's date styles: %s", ds_pg_error(conn));
         PQclear(res);
         return false;
     }

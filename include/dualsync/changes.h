@@ -63,10 +63,10 @@ typedef struct ds_changes_options {
     void *primary_key_ctx;
     const ds_value_format_t *value_format; /* borrowed, must outlive the ds_changes_t; NULL:
                                             * dualsync's defaults */
-    ds_connect_columns_fn columns;  /* the catalog's NOT NULL, domains and enums, for the
-                                     * json-with-schema message format; may be NULL (every
-                                     * field optional, domains and enums as pgoutput says) */
-    void *columns_ctx;              /* its argument */
+    ds_connect_columns_fn columns;         /* the catalog's NOT NULL, domains and enums, for the
+                                            * json-with-schema message format; may be NULL (every
+                                            * field optional, domains and enums as pgoutput says) */
+    void *columns_ctx;                     /* its argument */
 } ds_changes_options_t;
 
 typedef struct ds_changes ds_changes_t;

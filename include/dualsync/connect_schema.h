@@ -127,8 +127,7 @@ void ds_connect_schema_append_key(ds_buf_t *out, const char *topic, const ds_rel
  * @brief Appends the value schema: struct "<topic>.Envelope" with the row struct
  *        "<topic>.Value" for before and after, source, transaction, op and the timestamps.
  */
-void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic,
-                                       const ds_relation_t *rel,
+void ds_connect_schema_append_envelope(ds_buf_t *out, const char *topic, const ds_relation_t *rel,
                                        const ds_connect_column_t *const *info,
                                        const char *const *defaults,
                                        const ds_value_format_t *format);

@@ -62,49 +62,61 @@ static ds_column_t types_cols[] = {
     {"c_enum", OID_GOLDEN_MOOD, -1, true},
     {"c_domain", OID_GOLDEN_POSITIVE, -1, true},
 };
-static ds_relation_t golden_types = {16600, "public", "golden_types", DS_REPLIDENT_FULL,
-                                     32,    types_cols, 1};
+static ds_relation_t golden_types = {16600,      "public", "golden_types", DS_REPLIDENT_FULL, 32,
+                                     types_cols, 1};
 
 static ds_column_t arrays_cols[] = {
-    {"id", DS_OID_INT4, -1, true},       {"a_int2", 1005, -1, false},
-    {"a_int4", 1007, -1, false},         {"a_int8", 1016, -1, false},
-    {"a_oid", 1028, -1, false},          {"a_float4", 1021, -1, false},
-    {"a_float8", 1022, -1, false},       {"a_numeric", 1231, -1, false},
-    {"a_bool", 1000, -1, false},         {"a_text", 1009, -1, false},
-    {"a_varchar", 1015, 14, false},      {"a_bpchar", 1014, 7, false},
-    {"a_name", 1003, -1, false},         {"a_qchar", 1002, -1, false},
-    {"a_uuid", 2951, -1, false},         {"a_date", 1182, -1, false},
-    {"a_time", 1183, -1, false},         {"a_timestamp", 1115, -1, false},
-    {"a_timestamptz", 1185, -1, false},  {"a_interval", 1187, -1, false},
-    {"a_json", 199, -1, false},          {"a_jsonb", 3807, -1, false},
-    {"a_bytea", 1001, -1, false},        {"a_int4_2d", 1007, -1, false},
+    {"id", DS_OID_INT4, -1, true},
+    {"a_int2", 1005, -1, false},
+    {"a_int4", 1007, -1, false},
+    {"a_int8", 1016, -1, false},
+    {"a_oid", 1028, -1, false},
+    {"a_float4", 1021, -1, false},
+    {"a_float8", 1022, -1, false},
+    {"a_numeric", 1231, -1, false},
+    {"a_bool", 1000, -1, false},
+    {"a_text", 1009, -1, false},
+    {"a_varchar", 1015, 14, false},
+    {"a_bpchar", 1014, 7, false},
+    {"a_name", 1003, -1, false},
+    {"a_qchar", 1002, -1, false},
+    {"a_uuid", 2951, -1, false},
+    {"a_date", 1182, -1, false},
+    {"a_time", 1183, -1, false},
+    {"a_timestamp", 1115, -1, false},
+    {"a_timestamptz", 1185, -1, false},
+    {"a_interval", 1187, -1, false},
+    {"a_json", 199, -1, false},
+    {"a_jsonb", 3807, -1, false},
+    {"a_bytea", 1001, -1, false},
+    {"a_int4_2d", 1007, -1, false},
     {"a_enum", OID_GOLDEN_MOOD_ARRAY, -1, false},
 };
-static ds_relation_t golden_arrays = {16610, "public", "golden_arrays", DS_REPLIDENT_DEFAULT,
-                                      25,    arrays_cols, 1};
+static ds_relation_t golden_arrays = {
+    16610, "public", "golden_arrays", DS_REPLIDENT_DEFAULT, 25, arrays_cols, 1};
 
 static ds_column_t default_cols[] = {
     {"id", DS_OID_INT4, -1, true}, {"v", DS_OID_TEXT, -1, false}, {"n", DS_OID_INT8, -1, false}};
-static ds_relation_t golden_default = {16620, "public",     "golden_default", DS_REPLIDENT_DEFAULT,
-                                       3,     default_cols, 1};
+static ds_relation_t golden_default = {
+    16620, "public", "golden_default", DS_REPLIDENT_DEFAULT, 3, default_cols, 1};
 
 static ds_column_t nopk_cols[] = {{"a", DS_OID_INT4, -1, true}, {"b", DS_OID_TEXT, -1, true}};
-static ds_relation_t golden_nopk = {16630, "public", "golden_nopk", DS_REPLIDENT_FULL,
-                                    2,     nopk_cols, 1};
+static ds_relation_t golden_nopk = {16630,     "public", "golden_nopk", DS_REPLIDENT_FULL, 2,
+                                    nopk_cols, 1};
 
 static ds_column_t toast_cols[] = {
     {"id", DS_OID_INT4, -1, true}, {"big", DS_OID_TEXT, -1, false}, {"n", DS_OID_INT4, -1, false}};
-static ds_relation_t golden_toast = {16640, "public",   "golden_toast", DS_REPLIDENT_DEFAULT,
-                                     3,     toast_cols, 1};
+static ds_relation_t golden_toast = {16640,      "public", "golden_toast", DS_REPLIDENT_DEFAULT, 3,
+                                     toast_cols, 1};
 
 /* What capture's catalog query returns for the columns that need more than pgoutput says: the
  * primary keys are NOT NULL, c_domain is an integer, and the enums have labels. */
 static ds_connect_column_t catalog_id = {"id", true, DS_OID_INT4, -1, NULL, false, NULL};
 static ds_connect_column_t catalog_enum = {"c_enum", false, OID_GOLDEN_MOOD, -1, "sad,ok,happy",
-                                           false, NULL};
+                                           false,    NULL};
 static ds_connect_column_t catalog_domain = {"c_domain", false, DS_OID_INT4, -1, NULL, false, NULL};
-static ds_connect_column_t catalog_enum_array = {"a_enum", false, OID_GOLDEN_MOOD_ARRAY, -1,
-                                                 "sad,ok,happy", true, NULL};
+static ds_connect_column_t catalog_enum_array = {
+    "a_enum", false, OID_GOLDEN_MOOD_ARRAY, -1, "sad,ok,happy", true, NULL};
 
 /* Per column of rel: the catalog entries above by name, NULL for the others (which then are
  * optional and typed from the Relation message alone). */
@@ -208,8 +220,8 @@ static void check_golden(const char *dir, const char *file, const char *got)
         while (want[at] && want[at] == got[at])
             at++;
         ds_test_failures++;
-        fprintf(stderr, "%s: differs at byte %zu:\n  want ...%.160s\n  got  ...%.160s\n", path,
-                at, want + (at > 60 ? at - 60 : 0), got + (at > 60 ? at - 60 : 0));
+        fprintf(stderr, "%s: differs at byte %zu:\n  want ...%.160s\n  got  ...%.160s\n", path, at,
+                want + (at > 60 ? at - 60 : 0), got + (at > 60 ? at - 60 : 0));
     }
     free(want);
 }
@@ -333,8 +345,8 @@ static void sink_free(sink_t *s)
     s->n = 0;
 }
 
-static const ds_connect_column_t *catalog_columns(void *ctx, const char *schema,
-                                                  const char *table, int *ncolumns)
+static const ds_connect_column_t *catalog_columns(void *ctx, const char *schema, const char *table,
+                                                  int *ncolumns)
 {
     static ds_connect_column_t cols[1];
 
@@ -392,8 +404,8 @@ static char *compact(const char *text)
 {
     json_error_t err;
     json_t *root = json_loads(text, JSON_DECODE_ANY, &err);
-    char *out = root ? json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
-                     : NULL;
+    char *out =
+        root ? json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) : NULL;
 
     json_decref(root);
     return out;
@@ -401,8 +413,8 @@ static char *compact(const char *text)
 
 static void test_records_wrap_the_schemaless_payload(void)
 {
-    ds_value_t vals[] = {{DS_VALUE_TEXT, "4", 1}, {DS_VALUE_TEXT, "four", 4},
-                         {DS_VALUE_TEXT, "40", 2}};
+    ds_value_t vals[] = {
+        {DS_VALUE_TEXT, "4", 1}, {DS_VALUE_TEXT, "four", 4}, {DS_VALUE_TEXT, "40", 2}};
     ds_pgoutput_msg_t ins = {.type = DS_PGOUTPUT_INSERT};
     sink_t plain = {.n = 0}, wrapped = {.n = 0};
     int calls = 0;
@@ -431,13 +443,13 @@ static void test_records_wrap_the_schemaless_payload(void)
 
         DS_CHECK_STR(key_payload, plain_key);
         DS_CHECK_STR(value_payload, plain_value);
-        ds_connect_schema_append_key(&schema, "golden.public.golden_default", &golden_default,
-                                     mask, info, NULL, &f);
+        ds_connect_schema_append_key(&schema, "golden.public.golden_default", &golden_default, mask,
+                                     info, NULL, &f);
         want_key_schema = compact(schema.data);
         DS_CHECK_STR(key_schema, want_key_schema);
         ds_buf_reset(&schema);
-        ds_connect_schema_append_envelope(&schema, "golden.public.golden_default",
-                                          &golden_default, info, NULL, &f);
+        ds_connect_schema_append_envelope(&schema, "golden.public.golden_default", &golden_default,
+                                          info, NULL, &f);
         want_value_schema = compact(schema.data);
         DS_CHECK_STR(value_schema, want_value_schema);
         free(key_payload);
@@ -458,7 +470,8 @@ static void test_records_wrap_the_schemaless_payload(void)
 
 static void test_tombstone_value_stays_null_and_truncate_key_has_its_schema(void)
 {
-    ds_value_t vals[] = {{DS_VALUE_TEXT, "3", 1}, {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
+    ds_value_t vals[] = {
+        {DS_VALUE_TEXT, "3", 1}, {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
     ds_pgoutput_msg_t del = {.type = DS_PGOUTPUT_DELETE}, trunc = {.type = DS_PGOUTPUT_TRUNCATE};
     const ds_relation_t *rels[1] = {&golden_default};
     sink_t s = {.n = 0};
@@ -501,7 +514,8 @@ static void test_tombstone_value_stays_null_and_truncate_key_has_its_schema(void
 
 static void test_schema_is_written_once_per_relation_and_again_after_a_relation_message(void)
 {
-    ds_value_t vals[] = {{DS_VALUE_TEXT, "5", 1}, {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
+    ds_value_t vals[] = {
+        {DS_VALUE_TEXT, "5", 1}, {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
     ds_pgoutput_msg_t ins = {.type = DS_PGOUTPUT_INSERT}, relmsg = {.type = DS_PGOUTPUT_RELATION};
     sink_t s = {.n = 0};
     int calls = 0;
@@ -533,17 +547,15 @@ static void test_schema_is_written_once_per_relation_and_again_after_a_relation_
 
 /* public.notnulls (id int4 PK, n int8 NOT NULL, t text NOT NULL, d numeric(6,2) NOT NULL,
  * ts timestamptz NOT NULL, o text), REPLICA IDENTITY DEFAULT. */
-static ds_column_t notnull_cols[] = {{"id", DS_OID_INT4, -1, true},
-                                     {"n", DS_OID_INT8, -1, false},
-                                     {"t", DS_OID_TEXT, -1, false},
-                                     {"d", DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), false},
-                                     {"ts", DS_OID_TIMESTAMPTZ, -1, false},
-                                     {"o", DS_OID_TEXT, -1, false}};
-static ds_relation_t notnulls = {16650, "public", "notnulls", DS_REPLIDENT_DEFAULT,
+static ds_column_t notnull_cols[] = {
+    {"id", DS_OID_INT4, -1, true},         {"n", DS_OID_INT8, -1, false},
+    {"t", DS_OID_TEXT, -1, false},         {"d", DS_OID_NUMERIC, NUMERIC_TYPMOD(6, 2), false},
+    {"ts", DS_OID_TIMESTAMPTZ, -1, false}, {"o", DS_OID_TEXT, -1, false}};
+static ds_relation_t notnulls = {16650, "public",     "notnulls", DS_REPLIDENT_DEFAULT,
                                  6,     notnull_cols, 1};
 
-static const ds_connect_column_t *notnull_catalog(void *ctx, const char *schema,
-                                                  const char *table, int *ncolumns)
+static const ds_connect_column_t *notnull_catalog(void *ctx, const char *schema, const char *table,
+                                                  int *ncolumns)
 {
     static ds_connect_column_t cols[] = {
         {"id", true, DS_OID_INT4, -1, NULL, false, NULL},
@@ -567,8 +579,7 @@ static char *payload_member(const char *value, const char *name)
     char *payload = member(value, "payload");
     json_error_t err;
     json_t *p = payload ? json_loads(payload, 0, &err) : NULL;
-    char *out = p ? json_dumps(json_object_get(p, name), JSON_COMPACT | JSON_PRESERVE_ORDER)
-                  : NULL;
+    char *out = p ? json_dumps(json_object_get(p, name), JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
     json_decref(p);
     free(payload);
@@ -580,7 +591,7 @@ static void test_delete_of_old_key_writes_debeziums_fallback_for_not_null_column
     /* The delete's old key carries the key only; the insert carries, as values, what Debezium
      * falls back to for the other columns: 0, "", 0 at the column's scale, the epoch. Written
      * under the same settings they must read the same, and the optional column stays null. */
-    ds_value_t old_key[] = {{DS_VALUE_TEXT, "7", 1}, {DS_VALUE_NULL, NULL, 0},
+    ds_value_t old_key[] = {{DS_VALUE_TEXT, "7", 1},  {DS_VALUE_NULL, NULL, 0},
                             {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0},
                             {DS_VALUE_NULL, NULL, 0}, {DS_VALUE_NULL, NULL, 0}};
     ds_value_t fallbacks[] = {{DS_VALUE_TEXT, "7", 1},
