@@ -5,7 +5,8 @@ key and value schemas of the two messages must be equal once the topic prefix in
 is set aside.
 
 The table holds what the recorded goldens (tests/golden/connect_schema/) do not: NOT NULL
-columns beyond the key, and column defaults, which Debezium puts in each field ("default"):
+columns beyond the key, a column comment (which Debezium's schema of a streamed change does not
+carry), and column defaults, which Debezium puts in each field ("default"):
 literals, serial's nextval() and other function calls (a placeholder: 0, the nil UUID), an
 expression it does not evaluate (none), a domain's (none). Both run with dualsync's value
 defaults (isostring, string, bytes, string), so the defaults are written as capture writes
@@ -45,6 +46,7 @@ CREATE TABLE {TABLE} (
     nn bigint NOT NULL,
     x text
 );
+COMMENT ON COLUMN {TABLE}.x IS 'what the row says';
 """.replace("{{}}", "{}")
 
 # dualsync's value defaults, by Debezium's names, for the Debezium connector.
