@@ -889,6 +889,8 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     options.unavailable_value_placeholder = config->unavailable_value_placeholder;
     options.primary_key = ds_source_catalog_primary_key;
     options.primary_key_ctx = c->catalog;
+    options.columns = ds_source_catalog_columns;
+    options.columns_ctx = c->catalog;
     options.value_format = &c->config->value_format;
     memset(&bopt, 0, sizeof(bopt));
     bopt.conninfo = config->source_conninfo;
@@ -1062,6 +1064,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     options.skip_origins = (const char *const *)c->config->skip_origins;
     options.primary_key = ds_source_catalog_primary_key;
     options.primary_key_ctx = c->catalog;
+    options.columns = ds_source_catalog_columns;
+    options.columns_ctx = c->catalog;
     options.value_format = &c->config->value_format;
 
     /* The connection becomes c->repl only when it streams: until then (a backfill may run
