@@ -88,6 +88,10 @@ static bool valid_topic_name(const char *value)
 void ds_value_format_init(ds_value_format_t *format)
 {
     memset(format, 0, sizeof(*format));
+    format->time_precision = DS_TIME_ADAPTIVE;
+    format->decimal_handling = DS_DECIMAL_PRECISE;
+    format->binary_handling = DS_BINARY_BYTES;
+    format->interval_handling = DS_INTERVAL_NUMERIC;
     format->money_fraction_digits = 2;
 }
 
@@ -98,14 +102,12 @@ const char *ds_value_format_check(const char *name, const char *value)
     if (strcmp(name, "time.precision.mode") == 0)
         return LOOKUP(time_precision_names, value) >= 0
                    ? NULL
-                   : "expected \"isostring\" (dualsync's default), \"adaptive\" (Debezium's), "
-                     "\"adaptive_time_microseconds\", \"connect\", \"microseconds\" or "
-                     "\"nanoseconds\"";
+                   : "expected \"adaptive\" (Debezium's default), \"adaptive_time_microseconds\", "
+                     "\"connect\", \"isostring\", \"microseconds\" or \"nanoseconds\"";
     if (strcmp(name, "decimal.handling.mode") == 0)
         return LOOKUP(decimal_handling_names, value) >= 0
                    ? NULL
-                   : "expected \"string\" (dualsync's default), \"precise\" (Debezium's) or "
-                     "\"double\"";
+                   : "expected \"precise\" (Debezium's default), \"double\" or \"string\"";
     if (strcmp(name, "binary.handling.mode") == 0)
         return LOOKUP(binary_handling_names, value) >= 0
                    ? NULL
@@ -114,7 +116,7 @@ const char *ds_value_format_check(const char *name, const char *value)
     if (strcmp(name, "interval.handling.mode") == 0)
         return LOOKUP(interval_handling_names, value) >= 0
                    ? NULL
-                   : "expected \"string\" (dualsync's default) or \"numeric\" (Debezium's)";
+                   : "expected \"numeric\" (Debezium's default) or \"string\"";
     if (strcmp(name, "tombstones.on.delete") == 0 ||
         strcmp(name, "provide.transaction.metadata") == 0)
         return is_boolean(value) ? NULL : "expected \"true\" or \"false\"";
