@@ -47,6 +47,8 @@
 #define TRUNCATE_METADATA_TIMEOUT_MS 30000
 /* librdkafka's bound on a v2 record's framing, counted against message.max.bytes. */
 #define RECORD_OVERHEAD_BYTES 64
+/* Headers a change record can carry (changes.h: one on a primary-key change's records). */
+#define MAX_RECORD_HEADERS 4
 /* How long each admin request that creates or describes topics may take. */
 #define TOPICS_TIMEOUT_MS 30000
 /* The longest wait for Kafka to acknowledge what preceded a failure. */
@@ -348,10 +350,10 @@ static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
  * start; a table renamed since (its Relation message names a new topic) gets its topic here,
  * created like the others instead of by the broker's auto-creation.
  */
-static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t errstr_size)
+static bool ensure_topic(capture_t *c, const char *topic, ds_topic_kind_t kind, char *errstr,
+                         size_t errstr_size)
 {
     size_t len = strlen(topic);
-    ds_topic_kind_t kind = DS_TOPIC_CHANGES;
 
     if (!ds_strset_contains(c->topics_ready, topic, len)) {
         if (!ds_topics_ensure(c->topics, &topic, &kind, 1,
@@ -417,25 +419,41 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                         size_t errstr_size)
 {
     size_t bytes = rec->key_len + rec->value_len;
+    size_t header_bytes = 0;
 
+    for (int i = 0; i < rec->nheaders; i++)
+        header_bytes += strlen(rec->headers[i].name) + rec->headers[i].value_len;
     /* librdkafka would refuse it with "Message size too large" alone. It counts the record's
-     * framing too (at most a few dozen bytes in the v2 format): a margin covers it. */
-    if (bytes + RECORD_OVERHEAD_BYTES > ds_producer_max_message_bytes(c->producer)) {
-        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len, bytes, rec->lsn,
-                  -1, NULL);
+     * framing and headers too (the framing is at most a few dozen bytes in the v2 format): a
+     * margin covers it. */
+    if (bytes + header_bytes + RECORD_OVERHEAD_BYTES >
+        ds_producer_max_message_bytes(c->producer)) {
+        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len,
+                  bytes + header_bytes, rec->lsn, -1, NULL);
         return false;
     }
-    if (strcmp(rec->topic, c->ready_topic) != 0 && !ensure_topic(c, rec->topic, errstr,
-                                                                 errstr_size))
+    if (strcmp(rec->topic, c->ready_topic) != 0 &&
+        !ensure_topic(c, rec->topic, rec->is_transaction ? DS_TOPIC_TRANSACTIONS : DS_TOPIC_CHANGES,
+                      errstr, errstr_size))
         return false;
     if (rec->op == 't') {
         if (!send_truncate(c, seq, rec, errstr, errstr_size))
             return false;
     } else {
-        if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
-                              rec->value_len, seq, errstr, errstr_size))
+        ds_producer_header_t headers[MAX_RECORD_HEADERS];
+        int nheaders = rec->nheaders < MAX_RECORD_HEADERS ? rec->nheaders : MAX_RECORD_HEADERS;
+
+        for (int i = 0; i < nheaders; i++) {
+            headers[i].name = rec->headers[i].name;
+            headers[i].value = rec->headers[i].value;
+            headers[i].value_len = rec->headers[i].value_len;
+        }
+        /* -1: the partitioner's choice (murmur2 of the key). */
+        if (!ds_producer_send_headers(c->producer, rec->topic, -1, rec->key,
+                                      rec->key_len, rec->value, rec->value_len, headers,
+                                      nheaders, seq, errstr, errstr_size))
             return false;
-        ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+        ds_inflight_sent(c->inflight, seq, bytes);
     }
     if (c->m_changes && rec->op &&
         (rec->op != c->m_changes_op || strcmp(rec->topic, c->m_changes_topic) != 0)) {
@@ -1106,7 +1124,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
 static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_t errstr_size)
 {
     const ds_source_catalog_t *catalog = c->catalog;
-    int n = catalog->ntables + 1;
+    const ds_value_format_t *format = &c->config->value_format;
+    int n = catalog->ntables + 1 + (format->provide_transaction_metadata ? 1 : 0);
     char **names = calloc((size_t)n, sizeof(char *));
     ds_topic_kind_t *kinds = calloc((size_t)n, sizeof(*kinds));
     char warm[512];
@@ -1134,6 +1153,17 @@ static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_
         goto done;
     }
     kinds[i] = DS_TOPIC_DEAD_LETTERS;
+    /* The BEGIN/END records' topic, <topic_prefix>.<topic.transaction> as Debezium names it. */
+    if (format->provide_transaction_metadata) {
+        if (asprintf(&names[++i], "%s.%s", c->config->topic_prefix,
+                     format->transaction_topic ? format->transaction_topic
+                                               : DS_DEFAULT_TRANSACTION_TOPIC) < 0) {
+            names[i] = NULL;
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        kinds[i] = DS_TOPIC_TRANSACTIONS;
+    }
     if (!ds_topics_ensure(c->topics, (const char *const *)names, kinds, n,
                           ds_producer_max_message_bytes(c->producer), TOPICS_TIMEOUT_MS,
                           config_error, errstr, errstr_size))

@@ -257,9 +257,12 @@ static void test_insert_emits_create_record(void)
                  "{\"before\":null,\"after\":{\"id\":1,\"name\":\"Ann\"},\"source\":{"
                  "\"version\":\"9.9.9\",\"connector\":\"postgresql\",\"name\":\"clinic\","
                  "\"ts_ms\":" COMMIT_TS_MS ",\"snapshot\":\"false\",\"db\":\"clinicdb\","
-                 "\"sequence\":\"[null,\\\"23803720\\\"]\",\"schema\":\"public\","
-                 "\"table\":\"users\",\"txId\":770,\"lsn\":23803720,\"xmin\":null},"
-                 "\"op\":\"c\",\"ts_ms\":1706695201999}");
+                 "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":" COMMIT_TS_MS "456,"
+                 "\"ts_ns\":" COMMIT_TS_MS "456000,\"schema\":\"public\","
+                 "\"table\":\"users\",\"txId\":770,\"lsn\":23803720,\"xmin\":null,"
+                 "\"origin\":null,\"origin_lsn\":null},\"transaction\":null,"
+                 "\"op\":\"c\",\"ts_ms\":1706695201999,\"ts_us\":1706695201999999,"
+                 "\"ts_ns\":1706695201999999000}");
     DS_CHECK_INT(recs[0].op, 'c');
     DS_CHECK_INT(recs[0].lsn, LSN1);
     clear_records();
@@ -698,8 +701,8 @@ static void test_source_fields_come_from_begin_and_wal_start(void)
     DS_CHECK(one_row_tx(ch, 4000000000u, insert_msg(&users, v), 0x100000000ull));
     DS_CHECK_INT(nrecs, 1);
     DS_CHECK(contains(recs[0].value, "\"ts_ms\":" COMMIT_TS_MS ",\"snapshot\":\"false\""));
-    DS_CHECK(contains(recs[0].value, "\"txId\":4000000000,\"lsn\":4294967296,\"xmin\":null}"));
-    DS_CHECK(contains(recs[0].value, "\"op\":\"c\",\"ts_ms\":1706695201999}"));
+    DS_CHECK(contains(recs[0].value, "\"txId\":4000000000,\"lsn\":4294967296,\"xmin\":null,"));
+    DS_CHECK(contains(recs[0].value, "\"op\":\"c\",\"ts_ms\":1706695201999,"));
     DS_CHECK_INT(recs[0].lsn, 0x100000000ull);
     clear_records();
     ds_changes_free(ch);
