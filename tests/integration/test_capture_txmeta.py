@@ -1,0 +1,132 @@
+"""Capture: Debezium's transaction metadata (provide.transaction.metadata) and the headers of
+a primary-key change, against a real PostgreSQL 15 and a real Kafka broker.
+
+With the metadata on, each transaction gets a BEGIN and an END record on
+<topic_prefix>.transaction and each of its events a "transaction" block, exactly as
+Debezium's PostgreSQL connector writes them (docs/debezium.md, "Transaction metadata").
+"""
+
+import unittest
+
+import dstest
+from test_capture_changes import CaptureCase
+
+
+def tx_number(tx_id):
+    """The "<txId>" part of a Debezium PostgreSQL transaction id "<txId>:<LSN>"."""
+    number, _, lsn = tx_id.partition(":")
+    assert number.isdigit() and lsn.isdigit(), tx_id
+    return int(number)
+
+
+class TransactionMetadataTest(CaptureCase):
+    def test_multi_statement_multi_table_transaction(self):
+        self.psql("CREATE TABLE tx_a (id int PRIMARY KEY, v text);"
+                  "CREATE TABLE tx_b (id int PRIMARY KEY, n int)")
+        cfg, cap = self.stream(["public.tx_a", "public.tx_b"],
+                               debezium={"provide.transaction.metadata": "true"})
+        tx_topic = f"{cfg.topic_prefix}.transaction"
+        with cap:
+            self.psql("INSERT INTO tx_b VALUES (1, 1)")
+            self.psql("BEGIN;"
+                      "INSERT INTO tx_a VALUES (1, 'one'), (2, 'two');"
+                      "UPDATE tx_b SET n = 2 WHERE id = 1;"
+                      "INSERT INTO tx_a VALUES (3, 'three');"
+                      "DELETE FROM tx_b WHERE id = 1;"
+                      "COMMIT")
+            self.psql("INSERT INTO tx_a VALUES (4, 'four')")
+            a = self.read(cfg, "public.tx_a", 4)
+            b = self.read(cfg, "public.tx_b", 4)[1:]  # insert; update, delete, tombstone
+            txs = self.consume([tx_topic], count=6, timeout_ms=60000)[2:]
+
+        # BEGIN, END of each transaction in turn, on one partition.
+        self.assertEqual([m["value"]["status"] for m in txs], ["BEGIN", "END", "BEGIN", "END"])
+        self.assertEqual({m["partition"] for m in txs}, {0})
+        begin, end = txs[0], txs[1]
+        first = [a[0], a[1], b[0], a[2], b[1]]  # in commit order
+        xid = first[0]["value"]["source"]["txId"]
+
+        # Ids are "<txId>:<LSN>", the LSN that of the BEGIN, of each event, of the END.
+        for m in first:
+            self.assertEqual(m["value"]["transaction"]["id"],
+                             f"{xid}:{m['value']['source']['lsn']}")
+        self.assertEqual(tx_number(begin["value"]["id"]), xid)
+        self.assertEqual(begin["key"], {"id": begin["value"]["id"]})
+        self.assertEqual(begin["value"]["id"], first[0]["value"]["transaction"]["id"])
+        self.assertEqual(list(begin["value"]),
+                         ["status", "id", "event_count", "data_collections", "ts_ms"])
+        self.assertIsNone(begin["value"]["event_count"])
+        self.assertIsNone(begin["value"]["data_collections"])
+        self.assertEqual(begin["value"]["ts_ms"], first[0]["value"]["source"]["ts_ms"])
+
+        self.assertEqual([m["value"]["transaction"]["total_order"] for m in first],
+                         [1, 2, 3, 4, 5])
+        self.assertEqual([m["value"]["transaction"]["data_collection_order"] for m in first],
+                         [1, 2, 1, 3, 2])
+        self.assertIsNone(b[2]["value"])  # the tombstone is no event of the transaction
+
+        self.assertEqual(tx_number(end["value"]["id"]), xid)
+        self.assertEqual(end["key"], {"id": end["value"]["id"]})
+        self.assertGreater(int(end["value"]["id"].split(":")[1]),
+                           first[-1]["value"]["source"]["lsn"])
+        self.assertEqual(end["value"]["event_count"], 5)
+        self.assertEqual(sorted(end["value"]["data_collections"], key=lambda d: d["data_collection"]),
+                         [{"data_collection": "public.tx_a", "event_count": 3},
+                          {"data_collection": "public.tx_b", "event_count": 2}])
+        self.assertEqual(end["value"]["ts_ms"], first[0]["value"]["source"]["ts_ms"])
+
+        # The second transaction counts from 1 again.
+        second = a[3]["value"]
+        self.assertEqual(second["transaction"]["total_order"], 1)
+        self.assertEqual(second["transaction"]["data_collection_order"], 1)
+        self.assertEqual(txs[3]["value"]["event_count"], 1)
+        self.assertEqual(tx_number(txs[2]["value"]["id"]), second["source"]["txId"])
+
+        # Field order as Debezium's envelope: transaction between source and op.
+        self.assertEqual(list(second), ["before", "after", "source", "transaction", "op",
+                                        "ts_ms", "ts_us", "ts_ns"])
+
+        # The transaction topic: one partition, deleted by time as Debezium's is.
+        desc = dstest.describe_topics([tx_topic])[tx_topic]
+        self.assertEqual(desc["partitions"], 1, desc)
+        self.assertEqual(desc["config"].get("cleanup.policy"), "delete", desc)
+
+    def test_without_metadata_transaction_is_null_and_no_topic(self):
+        self.psql("CREATE TABLE tx_off (id int PRIMARY KEY)")
+        cfg, cap = self.stream(["public.tx_off"])
+        with cap:
+            self.psql("INSERT INTO tx_off VALUES (1)")
+            [m] = self.read(cfg, "public.tx_off", 1)
+        self.assertIn("transaction", m["value"])
+        self.assertIsNone(m["value"]["transaction"])
+        src = m["value"]["source"]
+        self.assertEqual(src["ts_us"] // 1000, src["ts_ms"])
+        self.assertEqual(src["ts_ns"], src["ts_us"] * 1000)
+        self.assertEqual(m["value"]["ts_us"] // 1000, m["value"]["ts_ms"])
+        self.assertEqual(list(src)[-2:], ["origin", "origin_lsn"])
+        self.assertIsNone(src["origin"])
+
+
+class KeyChangeHeadersTest(CaptureCase):
+    def test_primary_key_change_records_carry_the_other_key(self):
+        self.psql("CREATE TABLE kh (id int PRIMARY KEY, v text)")
+        cfg, cap = self.stream(["public.kh"])
+        with cap:
+            self.psql("INSERT INTO kh VALUES (1, 'x')")
+            self.psql("UPDATE kh SET id = 2 WHERE id = 1")
+            self.psql("UPDATE kh SET v = 'y' WHERE id = 2")
+            msgs = self.consume([cfg.topic("public.kh")], count=5, timeout_ms=60000,
+                                headers=True)[1:]
+        ops = [(m["key"], m["value"]["op"] if m["value"] else None) for m in msgs]
+        self.assertEqual(ops, [({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c"),
+                               ({"id": 2}, "u")])
+        # Debezium's headers: the delete and its tombstone name the new key, the create the
+        # old one, as the key's JSON; other records have none of them.
+        self.assertEqual(msgs[0]["headers"], [["__debezium.newkey", '{"id":2}']])
+        self.assertEqual(msgs[1]["headers"], [["__debezium.newkey", '{"id":2}']])
+        self.assertEqual(msgs[2]["headers"], [["__debezium.oldkey", '{"id":1}']])
+        self.assertEqual(msgs[3]["headers"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
