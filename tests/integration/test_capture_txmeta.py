@@ -37,11 +37,12 @@ class TransactionMetadataTest(CaptureCase):
             self.psql("INSERT INTO tx_a VALUES (4, 'four')")
             a = self.read(cfg, "public.tx_a", 4)
             b = self.read(cfg, "public.tx_b", 4)[1:]  # insert; update, delete, tombstone
-            txs = self.consume([tx_topic], count=6, timeout_ms=60000)[2:]
+            txs = self.consume([tx_topic], count=6, timeout_ms=60000, headers=True)[2:]
 
         # BEGIN, END of each transaction in turn, on one partition.
         self.assertEqual([m["value"]["status"] for m in txs], ["BEGIN", "END", "BEGIN", "END"])
         self.assertEqual({m["partition"] for m in txs}, {0})
+        self.assertEqual([m["headers"] for m in txs], [[]] * 4)  # as Debezium's
         begin, end = txs[0], txs[1]
         first = [a[0], a[1], b[0], a[2], b[1]]  # in commit order
         xid = first[0]["value"]["source"]["txId"]
@@ -107,16 +108,26 @@ class TransactionMetadataTest(CaptureCase):
         self.assertIsNone(src["origin"])
 
 
+CONTEXT = ["__debezium.context.connectorLogicalName", "__debezium.context.taskId",
+           "__debezium.context.connectorName", "__debezium.context.runId"]
+
+
 class KeyChangeHeadersTest(CaptureCase):
-    def test_primary_key_change_records_carry_the_other_key(self):
-        self.psql("CREATE TABLE kh (id int PRIMARY KEY, v text)")
-        cfg, cap = self.stream(["public.kh"])
+    def key_change(self, table, **kw):
+        """Insert, primary-key change, update of @table: its 5 records, with their headers."""
+        self.psql(f"CREATE TABLE {table} (id int PRIMARY KEY, v text)")
+        cfg, cap = self.stream([f"public.{table}"], **kw)
         with cap:
-            self.psql("INSERT INTO kh VALUES (1, 'x')")
-            self.psql("UPDATE kh SET id = 2 WHERE id = 1")
-            self.psql("UPDATE kh SET v = 'y' WHERE id = 2")
-            msgs = self.consume([cfg.topic("public.kh")], count=5, timeout_ms=60000,
-                                headers=True)[1:]
+            self.psql(f"INSERT INTO {table} VALUES (1, 'x')")
+            self.psql(f"UPDATE {table} SET id = 2 WHERE id = 1")
+            self.psql(f"UPDATE {table} SET v = 'y' WHERE id = 2")
+            msgs = self.consume([cfg.topic(f"public.{table}")], count=5, timeout_ms=60000,
+                                headers=True)
+        return cfg, msgs
+
+    def test_primary_key_change_records_carry_the_other_key(self):
+        cfg, msgs = self.key_change("kh_plain", debezium={"extended.headers.enabled": "false"})
+        msgs = msgs[1:]
         ops = [(m["key"], m["value"]["op"] if m["value"] else None) for m in msgs]
         self.assertEqual(ops, [({"id": 1}, "d"), ({"id": 1}, None), ({"id": 2}, "c"),
                                ({"id": 2}, "u")])
@@ -126,6 +137,25 @@ class KeyChangeHeadersTest(CaptureCase):
         self.assertEqual(msgs[1]["headers"], [["__debezium.newkey", '{"id":2}']])
         self.assertEqual(msgs[2]["headers"], [["__debezium.oldkey", '{"id":1}']])
         self.assertEqual(msgs[3]["headers"], [])
+
+    def test_context_headers_on_every_change_record(self):
+        cfg, msgs = self.key_change("kh_context")
+        run_ids = set()
+        for m in msgs:
+            names = [h[0] for h in m["headers"]]
+            self.assertEqual(names[-4:], CONTEXT, m)
+            context = dict(m["headers"][-4:])
+            self.assertEqual(context["__debezium.context.connectorLogicalName"], cfg.topic_prefix)
+            self.assertEqual(context["__debezium.context.taskId"], "0")
+            self.assertEqual(context["__debezium.context.connectorName"], "postgresql")
+            run_ids.add(context["__debezium.context.runId"])
+        # The key headers come first, as Debezium adds the context after them.
+        self.assertEqual(msgs[1]["headers"][0], ["__debezium.newkey", '{"id":2}'])
+        self.assertEqual(msgs[3]["headers"][0], ["__debezium.oldkey", '{"id":1}'])
+        # One run: one UUID, of version 7.
+        self.assertEqual(len(run_ids), 1)
+        [run_id] = run_ids
+        self.assertRegex(run_id, r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 if __name__ == "__main__":
