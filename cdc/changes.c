@@ -531,11 +531,35 @@ static bool tx_count(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
     return true;
 }
 
+/* The Kafka Connect schemas of the BEGIN and END records, as Debezium's JsonConverter writes
+ * them with schemas.enable (capture.message_format "json-with-schema"): fixed, whatever the
+ * tables. */
+#define TX_KEY_SCHEMA                                                                              \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"id\"}],"   \
+    "\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","          \
+    "\"version\":1}"
+#define TX_VALUE_SCHEMA                                                                            \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"status\"},"  \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"                                    \
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"event_count\"},"                             \
+    "{\"type\":\"array\",\"items\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","          \
+    "\"optional\":false,\"field\":\"data_collection\"},{\"type\":\"int64\",\"optional\":false,"       \
+    "\"field\":\"event_count\"}],\"optional\":true,\"name\":\"event.collection\",\"version\":1},"      \
+    "\"optional\":true,\"field\":\"data_collections\"},"                                           \
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"}],\"optional\":false,"               \
+    "\"name\":\"io.debezium.connector.common.TransactionMetadataValue\",\"version\":1}"
+
 /* Emits the transaction topic record in ch->tx_key / ch->tx_value. */
 static bool tx_emit(ds_changes_t *ch, ds_lsn_t lsn, ds_change_emit_fn emit, void *emit_ctx,
                     char *errstr, size_t errstr_size)
 {
-    ds_change_record_t rec = {.topic = ch->tx_topic,
+    ds_change_record_t rec;
+
+    if (ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA) {
+        ds_buf_append_char(&ch->tx_key, '}');
+        ds_buf_append_char(&ch->tx_value, '}');
+    }
+    rec = (ds_change_record_t){.topic = ch->tx_topic,
                               .key = ch->tx_key.data,
                               .key_len = ch->tx_key.len,
                               .value = ch->tx_value.data,
@@ -547,14 +571,21 @@ static bool tx_emit(ds_changes_t *ch, ds_lsn_t lsn, ds_change_emit_fn emit, void
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
-/* Starts the transaction topic record with id @p id: its key, and its value up to the id. */
+/* Starts the transaction topic record with id @p id: its key, and its value up to the id
+ * (under the schema envelope, its schema first; tx_emit() closes it). */
 static void tx_start_record(ds_changes_t *ch, const char *status, const char *id)
 {
+    bool schema = ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
+
     ds_buf_reset(&ch->tx_key);
+    if (schema)
+        ds_buf_append_str(&ch->tx_key, "{\"schema\":" TX_KEY_SCHEMA ",\"payload\":");
     ds_buf_append_str(&ch->tx_key, "{\"id\":");
     ds_buf_append_json_string(&ch->tx_key, id, strlen(id));
     ds_buf_append_char(&ch->tx_key, '}');
     ds_buf_reset(&ch->tx_value);
+    if (schema)
+        ds_buf_append_str(&ch->tx_value, "{\"schema\":" TX_VALUE_SCHEMA ",\"payload\":");
     ds_buf_appendf(&ch->tx_value, "{\"status\":\"%s\",\"id\":", status);
     ds_buf_append_json_string(&ch->tx_value, id, strlen(id));
 }

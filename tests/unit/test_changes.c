@@ -1066,6 +1066,64 @@ static void test_transaction_metadata_truncate_is_an_event_and_reads_have_none(v
     ds_changes_free(ch);
 }
 
+static void test_transaction_records_under_the_schema_envelope(void)
+{
+    /* The schemas as the Debezium goldens recorded them (tests/golden/debezium). */
+    static const char key_schema[] =
+        "{\"type\": \"struct\", \"fields\": [{\"type\": \"string\", \"optional\": false, "
+        "\"field\": \"id\"}], \"optional\": false, "
+        "\"name\": \"io.debezium.connector.common.TransactionMetadataKey\", \"version\": 1}";
+    static const char value_schema[] =
+        "{\"type\": \"struct\", \"fields\": [{\"type\": \"string\", \"optional\": false, "
+        "\"field\": \"status\"}, {\"type\": \"string\", \"optional\": false, \"field\": \"id\"}, "
+        "{\"type\": \"int64\", \"optional\": true, \"field\": \"event_count\"}, {\"type\": "
+        "\"array\", \"items\": {\"type\": \"struct\", \"fields\": [{\"type\": \"string\", "
+        "\"optional\": false, \"field\": \"data_collection\"}, {\"type\": \"int64\", "
+        "\"optional\": false, \"field\": \"event_count\"}], \"optional\": true, \"name\": "
+        "\"event.collection\", \"version\": 1}, \"optional\": true, \"field\": "
+        "\"data_collections\"}, {\"type\": \"int64\", \"optional\": false, \"field\": "
+        "\"ts_ms\"}], \"optional\": false, \"name\": "
+        "\"io.debezium.connector.common.TransactionMetadataValue\", \"version\": 1}";
+    static ds_value_format_t format;
+    ds_changes_options_t o = default_options();
+    ds_changes_t *ch;
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+    json_t *want_key = json_loads(key_schema, 0, NULL);
+    json_t *want_value = json_loads(value_schema, 0, NULL);
+
+    ds_value_format_init(&format);
+    format.provide_transaction_metadata = true;
+    format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    o.value_format = &format;
+    ch = ds_changes_new(&o);
+    DS_CHECK(want_key && want_value);
+    DS_CHECK(handle(ch, begin_msg(909), 0x100));
+    DS_CHECK(handle(ch, insert_msg(&users, v), 0x100));
+    DS_CHECK(handle(ch, commit_msg(0x200), 0x200));
+    DS_CHECK(nrecs >= 2);
+    for (int i = 0; i < nrecs; i++) {
+        json_t *key, *value;
+
+        if (!recs[i].is_transaction)
+            continue;
+        DS_CHECK_STR(recs[i].topic, "clinic.transaction");
+        key = json_loads(recs[i].key, 0, NULL);
+        value = json_loads(recs[i].value, 0, NULL);
+        DS_CHECK(json_equal(json_object_get(key, "schema"), want_key));
+        DS_CHECK(json_equal(json_object_get(value, "schema"), want_value));
+        DS_CHECK_STR(json_string_value(json_object_get(json_object_get(key, "payload"), "id")),
+                     json_string_value(
+                         json_object_get(json_object_get(value, "payload"), "id")));
+        DS_CHECK(json_object_size(json_object_get(value, "payload")) == 5);
+        json_decref(key);
+        json_decref(value);
+    }
+    json_decref(want_key);
+    json_decref(want_value);
+    clear_records();
+    ds_changes_free(ch);
+}
+
 static void test_origin_fills_source_origin_fields(void)
 {
     ds_changes_options_t o = default_options();
@@ -1124,6 +1182,7 @@ int main(void)
     DS_RUN(test_transaction_metadata_lists_many_tables_in_hashmap_order);
     DS_RUN(test_transaction_metadata_skipped_and_empty_transactions);
     DS_RUN(test_transaction_metadata_truncate_is_an_event_and_reads_have_none);
+    DS_RUN(test_transaction_records_under_the_schema_envelope);
     DS_RUN(test_origin_fills_source_origin_fields);
     return ds_test_report();
 }
