@@ -92,6 +92,49 @@ class TransactionMetadataTest(CaptureCase):
         self.assertEqual(desc["partitions"], 1, desc)
         self.assertEqual(desc["config"].get("cleanup.policy"), "delete", desc)
 
+    def test_transaction_resent_after_a_crash_repeats_identical_records(self):
+        """A transaction PostgreSQL resends after a crash of capture (its END, or some of its
+        events, were not acknowledged and confirmed) comes with the same BEGIN, the same ids
+        and orders and the same END: a consumer can drop the repeats by id and total_order."""
+        rows = 3000
+        self.psql("CREATE TABLE tx_crash (id int PRIMARY KEY, v text)")
+        # At most 100 messages in flight, each batch lingering 200 ms: the transaction takes
+        # seconds to send, and the crash lands in its middle.
+        cfg, cap = self.stream(["public.tx_crash"],
+                               debezium={"provide.transaction.metadata": "true"},
+                               capture={"max_inflight_messages": 100},
+                               kafka={"linger.ms": "200"})
+        tx_topic = f"{cfg.topic_prefix}.transaction"
+        self.psql(f"INSERT INTO tx_crash SELECT g, repeat('x', 200) FROM generate_series(1, {rows}) g")
+        # Crash once the BEGIN is out: the slot is confirmed only past a wholly acknowledged
+        # transaction, so PostgreSQL sends this one again from its Begin.
+        self.consume([tx_topic], count=1, timeout_ms=60000)
+        cap.kill()
+        self.start_capture(cfg)
+        with_end = lambda: [m for m in self.consume([tx_topic], timeout_ms=60000, idle_ms=500)
+                            if m["value"]["status"] == "END"]
+        dstest.wait_for(with_end, timeout=60, what="the transaction's END after the restart")
+        txs = self.consume([tx_topic], timeout_ms=60000, idle_ms=1000)
+        events = self.consume([cfg.topic("public.tx_crash")], timeout_ms=60000, idle_ms=1000)
+
+        begins = [m for m in txs if m["value"]["status"] == "BEGIN"]
+        ends = [m for m in txs if m["value"]["status"] == "END"]
+        self.assertEqual(len(begins), 2, "the crash did not land inside the transaction")
+        self.assertTrue(all(b == begins[0] | {"offset": b["offset"]} for b in begins), begins)
+        self.assertTrue(all(e["key"] == ends[0]["key"] and e["value"] == ends[0]["value"]
+                            for e in ends), ends)
+        self.assertEqual(ends[0]["value"]["event_count"], rows)
+        by_order = {}
+        for m in events:
+            tx = m["value"]["transaction"]
+            seen = by_order.setdefault(tx["total_order"], (m["key"], tx))
+            # A repeat is the same event: same key, same id and orders.
+            self.assertEqual(seen, (m["key"], tx))
+        self.assertEqual(sorted(by_order), list(range(1, rows + 1)))
+        self.assertGreater(len(events), rows)  # some events twice
+        print(f"after the crash: {len(begins)} BEGIN, {len(ends)} END, {len(events)} events "
+                 f"for {rows} rows")
+
     def test_without_metadata_transaction_is_null_and_no_topic(self):
         self.psql("CREATE TABLE tx_off (id int PRIMARY KEY)")
         cfg, cap = self.stream(["public.tx_off"])
