@@ -160,10 +160,9 @@ static void make_run_id(char out[37])
         b[i] = (uint8_t)(ms >> (8 * (5 - i)));
     b[6] = (uint8_t)(0x70 | (b[6] & 0x0F));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3F));
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /*
@@ -474,8 +473,7 @@ static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *
                            rec->topic, (unsigned)(rec->lsn >> 32), (unsigned)rec->lsn, p, n,
                            sizeof(key) - 1);
         if (!ds_producer_send_headers(c->producer, rec->topic, p, key, (size_t)len, rec->value,
-                                      rec->value_len, headers, nheaders, seq, errstr,
-                                      errstr_size))
+                                      rec->value_len, headers, nheaders, seq, errstr, errstr_size))
             return false;
         ds_inflight_sent(c->inflight, seq, (size_t)len + rec->value_len);
     }
@@ -504,10 +502,9 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
     /* librdkafka would refuse it with "Message size too large" alone. It counts the record's
      * framing and headers too (the framing is at most a few dozen bytes in the v2 format): a
      * margin covers it. */
-    if (bytes + header_bytes + RECORD_OVERHEAD_BYTES >
-        ds_producer_max_message_bytes(c->producer)) {
-        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len,
-                  bytes + header_bytes, rec->lsn, -1, NULL);
+    if (bytes + header_bytes + RECORD_OVERHEAD_BYTES > ds_producer_max_message_bytes(c->producer)) {
+        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len, bytes + header_bytes,
+                  rec->lsn, -1, NULL);
         return false;
     }
     if (strcmp(rec->topic, c->ready_topic) != 0 &&
@@ -519,9 +516,9 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
             return false;
     } else {
         /* -1: the partitioner's choice (murmur2 of the key). */
-        if (!ds_producer_send_headers(c->producer, rec->topic, -1, rec->key,
-                                      rec->key_len, rec->value, rec->value_len, headers,
-                                      nheaders, seq, errstr, errstr_size))
+        if (!ds_producer_send_headers(c->producer, rec->topic, -1, rec->key, rec->key_len,
+                                      rec->value, rec->value_len, headers, nheaders, seq, errstr,
+                                      errstr_size))
             return false;
         ds_inflight_sent(c->inflight, seq, bytes);
     }

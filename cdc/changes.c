@@ -29,9 +29,9 @@ typedef struct rel_entry {
 
 /* Events of one table in the current transaction (the END record's data_collections). */
 typedef struct tx_table {
-    ds_buf_t name;    /* "<schema>.<table>", Debezium's data collection id; memory reused */
-    int64_t count;    /* events so far: the last one's data_collection_order */
-    int32_t hash;     /* Java's String.hashCode() of name, for the END record's order */
+    ds_buf_t name; /* "<schema>.<table>", Debezium's data collection id; memory reused */
+    int64_t count; /* events so far: the last one's data_collection_order */
+    int32_t hash;  /* Java's String.hashCode() of name, for the END record's order */
 } tx_table_t;
 
 struct ds_changes {
@@ -57,17 +57,17 @@ struct ds_changes {
     ds_lsn_t origin_lsn;      /* its commit LSN on the origin server */
 
     /* Transaction metadata (format.provide_transaction_metadata). */
-    char *tx_topic;           /* "<topic_prefix>.<transaction_topic>", NULL when off */
-    uint64_t tx_number;       /* counts Begins, so rel entries know whose tx_index they hold */
-    ds_lsn_t begin_lsn;       /* the Begin message's LSN: the BEGIN record's id */
-    bool tx_begun;            /* the current transaction's BEGIN record is sent */
-    int64_t tx_total;         /* its events so far: the last one's total_order */
-    tx_table_t *tx_tables;    /* its tables, in the order of their first event */
-    size_t tx_ntables;        /* entries in use */
-    size_t tx_tables_cap;     /* entries allocated (names kept for reuse) */
-    size_t *tx_order;         /* tx_tables_cap entries: the END record's order */
-    ds_buf_t tx_key;          /* a BEGIN or END record's key */
-    ds_buf_t tx_value;        /* and value */
+    char *tx_topic;        /* "<topic_prefix>.<transaction_topic>", NULL when off */
+    uint64_t tx_number;    /* counts Begins, so rel entries know whose tx_index they hold */
+    ds_lsn_t begin_lsn;    /* the Begin message's LSN: the BEGIN record's id */
+    bool tx_begun;         /* the current transaction's BEGIN record is sent */
+    int64_t tx_total;      /* its events so far: the last one's total_order */
+    tx_table_t *tx_tables; /* its tables, in the order of their first event */
+    size_t tx_ntables;     /* entries in use */
+    size_t tx_tables_cap;  /* entries allocated (names kept for reuse) */
+    size_t *tx_order;      /* tx_tables_cap entries: the END record's order */
+    ds_buf_t tx_key;       /* a BEGIN or END record's key */
+    ds_buf_t tx_value;     /* and value */
 
     /* Relation cache: open addressing keyed by relid, never shrinks (one entry per table). */
     rel_entry_t *rels; /* rels_cap slots */
@@ -504,16 +504,19 @@ static bool tx_count(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
                 size_t *end_order;
 
                 if (!tables)
-                    return ds_fail(errstr, errstr_size, "out of memory counting the tables of "
-                                   "transaction %" PRIu32, ch->xid);
-                memset(tables + ch->tx_tables_cap, 0,
-                       (cap - ch->tx_tables_cap) * sizeof(*tables));
+                    return ds_fail(errstr, errstr_size,
+                                   "out of memory counting the tables of "
+                                   "transaction %" PRIu32,
+                                   ch->xid);
+                memset(tables + ch->tx_tables_cap, 0, (cap - ch->tx_tables_cap) * sizeof(*tables));
                 ch->tx_tables = tables;
                 ch->tx_tables_cap = cap;
                 end_order = realloc(ch->tx_order, cap * sizeof(*end_order));
                 if (!end_order)
-                    return ds_fail(errstr, errstr_size, "out of memory counting the tables of "
-                                   "transaction %" PRIu32, ch->xid);
+                    return ds_fail(errstr, errstr_size,
+                                   "out of memory counting the tables of "
+                                   "transaction %" PRIu32,
+                                   ch->xid);
                 ch->tx_order = end_order;
             }
             t = &ch->tx_tables[ch->tx_ntables++];
@@ -535,18 +538,19 @@ static bool tx_count(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
  * them with schemas.enable (capture.message_format "json-with-schema"): fixed, whatever the
  * tables. */
 #define TX_KEY_SCHEMA                                                                              \
-    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"id\"}],"   \
-    "\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","          \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"id\"}]," \
+    "\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","         \
     "\"version\":1}"
 #define TX_VALUE_SCHEMA                                                                            \
-    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"status\"},"  \
-    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"                                    \
-    "{\"type\":\"int64\",\"optional\":true,\"field\":\"event_count\"},"                             \
-    "{\"type\":\"array\",\"items\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","          \
-    "\"optional\":false,\"field\":\"data_collection\"},{\"type\":\"int64\",\"optional\":false,"       \
-    "\"field\":\"event_count\"}],\"optional\":true,\"name\":\"event.collection\",\"version\":1},"      \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":"          \
+    "\"status\"},"                                                                                 \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"                                   \
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"event_count\"},"                            \
+    "{\"type\":\"array\",\"items\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","         \
+    "\"optional\":false,\"field\":\"data_collection\"},{\"type\":\"int64\",\"optional\":false,"    \
+    "\"field\":\"event_count\"}],\"optional\":true,\"name\":\"event.collection\",\"version\":1},"  \
     "\"optional\":true,\"field\":\"data_collections\"},"                                           \
-    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"}],\"optional\":false,"               \
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"}],\"optional\":false,"             \
     "\"name\":\"io.debezium.connector.common.TransactionMetadataValue\",\"version\":1}"
 
 /* Emits the transaction topic record in ch->tx_key / ch->tx_value. */
@@ -560,13 +564,13 @@ static bool tx_emit(ds_changes_t *ch, ds_lsn_t lsn, ds_change_emit_fn emit, void
         ds_buf_append_char(&ch->tx_value, '}');
     }
     rec = (ds_change_record_t){.topic = ch->tx_topic,
-                              .key = ch->tx_key.data,
-                              .key_len = ch->tx_key.len,
-                              .value = ch->tx_value.data,
-                              .value_len = ch->tx_value.len,
-                              .lsn = lsn,
-                              .op = 0,
-                              .is_transaction = true};
+                               .key = ch->tx_key.data,
+                               .key_len = ch->tx_key.len,
+                               .value = ch->tx_value.data,
+                               .value_len = ch->tx_value.len,
+                               .lsn = lsn,
+                               .op = 0,
+                               .is_transaction = true};
 
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
@@ -680,8 +684,8 @@ static bool emit_change(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *r
  * can drop the key. A keyless table has nothing to compact. The tombstone carries the
  * delete's headers, as Debezium copies them. */
 static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key, ds_lsn_t lsn,
-                           const ds_change_header_t *headers, int nheaders,
-                           ds_change_emit_fn emit, void *emit_ctx, char *errstr, size_t errstr_size)
+                           const ds_change_header_t *headers, int nheaders, ds_change_emit_fn emit,
+                           void *emit_ctx, char *errstr, size_t errstr_size)
 {
     ds_change_record_t rec;
 
@@ -785,8 +789,8 @@ static bool handle_insert(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
         return fail_at(errstr, errstr_size, lsn);
     if (!build_key(ch, e, rel, &msg->u.insert.newtup, &has_key, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
-    return emit_change(ch, e, rel, 'c', has_key, NULL, &msg->u.insert.newtup, lsn, now_us, NULL,
-                       0, emit, emit_ctx, errstr, errstr_size);
+    return emit_change(ch, e, rel, 'c', has_key, NULL, &msg->u.insert.newtup, lsn, now_us, NULL, 0,
+                       emit, emit_ctx, errstr, errstr_size);
 }
 
 static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
@@ -832,8 +836,7 @@ static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
         if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, &header, 1, emit,
                          emit_ctx, errstr, errstr_size))
             return false;
-        if (!emit_tombstone(ch, e, has_key, lsn, &header, 1, emit, emit_ctx, errstr,
-                            errstr_size))
+        if (!emit_tombstone(ch, e, has_key, lsn, &header, 1, emit, emit_ctx, errstr, errstr_size))
             return false;
         if (!write_key_into(&ch->hdr_key, e, rel, old, &has_key, errstr, errstr_size) ||
             !build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
@@ -955,8 +958,8 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
         if (ch->tx_topic && !ch->skipping) {
             if (!ch->tx_begun && !tx_emit_begin(ch, emit, emit_ctx, errstr, errstr_size))
                 return false;
-            if (!tx_emit_end(ch, wal_start, msg->u.commit.commit_time + DS_PG_EPOCH_OFFSET_US,
-                             emit, emit_ctx, errstr, errstr_size))
+            if (!tx_emit_end(ch, wal_start, msg->u.commit.commit_time + DS_PG_EPOCH_OFFSET_US, emit,
+                             emit_ctx, errstr, errstr_size))
                 return false;
         }
         /* The next transaction's source.sequence starts with where this one ended. */

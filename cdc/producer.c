@@ -318,9 +318,9 @@ bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t par
 }
 
 bool ds_producer_send_headers(ds_producer_t *producer, const char *topic, int32_t partition,
-                              const char *key, size_t key_len, const char *value,
-                              size_t value_len, const ds_producer_header_t *headers,
-                              int nheaders, uint64_t tag, char *errstr, size_t errstr_size)
+                              const char *key, size_t key_len, const char *value, size_t value_len,
+                              const ds_producer_header_t *headers, int nheaders, uint64_t tag,
+                              char *errstr, size_t errstr_size)
 {
     /* librdkafka owns the headers once a message is queued, the caller until then: one list
      * serves every attempt of a full queue, and is freed only when no attempt took it. */
@@ -343,10 +343,9 @@ bool ds_producer_send_headers(ds_producer_t *producer, const char *topic, int32_
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag),
-            RD_KAFKA_V_END);
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
 
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return true;

@@ -299,9 +299,9 @@ static rd_kafka_NewTopic_t *new_topic(const ds_topics_t *topics, const char *nam
 {
     const ds_config_t *config = topics->config;
     char rderr[512], max_bytes[32];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(
-        name, kind == DS_TOPIC_TRANSACTIONS ? 1 : config->topics_partitions,
-        config->topics_replication_factor, rderr, sizeof(rderr));
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(name, kind == DS_TOPIC_TRANSACTIONS ? 1 : config->topics_partitions,
+                              config->topics_replication_factor, rderr, sizeof(rderr));
     bool ok;
 
     if (!nt) {
@@ -479,8 +479,7 @@ bool ds_topics_ensure(ds_topics_t *topics, const char *const *names, const ds_to
     }
     for (int i = 0; i < n; i++) {
         /* The transaction topic is meant to expire: no replay reads it. */
-        if (history[i].exists && !history[i].keeps_history &&
-            kinds[i] != DS_TOPIC_TRANSACTIONS)
+        if (history[i].exists && !history[i].keeps_history && kinds[i] != DS_TOPIC_TRANSACTIONS)
             warn_history(topics, &history[i], kinds[i]);
     }
     ok = true;

@@ -41,8 +41,8 @@ typedef struct ds_envelope_source {
     uint32_t xid;            /* txId */
     ds_lsn_t lsn;            /* LSN of this change */
     ds_lsn_t last_commit_lsn; /* end LSN of the previous transaction, for "sequence" */
-    const char *origin;      /* the transaction's replication origin, or NULL (null) */
-    ds_lsn_t origin_lsn;     /* its commit LSN on the origin, DS_INVALID_LSN for null */
+    const char *origin;       /* the transaction's replication origin, or NULL (null) */
+    ds_lsn_t origin_lsn;      /* its commit LSN on the origin, DS_INVALID_LSN for null */
     /* The value's "transaction" block (a sibling of "source" in the value); NULL writes
      * "transaction":null, as Debezium does with the metadata off and for read events. */
     const ds_envelope_transaction_t *transaction;

@@ -1058,8 +1058,8 @@ static void test_transaction_metadata_truncate_is_an_event_and_reads_have_none(v
     clear_records();
 
     /* Debezium's snapshot events carry no transaction block and no BEGIN/END. */
-    DS_CHECK(ds_changes_read_row(ch, &users, &row, &read, NOW_US, sink, recs, errstr,
-                                 sizeof(errstr)));
+    DS_CHECK(
+        ds_changes_read_row(ch, &users, &row, &read, NOW_US, sink, recs, errstr, sizeof(errstr)));
     DS_CHECK_INT(nrecs, 1);
     check_transaction(&recs[0], "null");
     clear_records();
@@ -1112,8 +1112,7 @@ static void test_transaction_records_under_the_schema_envelope(void)
         DS_CHECK(json_equal(json_object_get(key, "schema"), want_key));
         DS_CHECK(json_equal(json_object_get(value, "schema"), want_value));
         DS_CHECK_STR(json_string_value(json_object_get(json_object_get(key, "payload"), "id")),
-                     json_string_value(
-                         json_object_get(json_object_get(value, "payload"), "id")));
+                     json_string_value(json_object_get(json_object_get(value, "payload"), "id")));
         DS_CHECK(json_object_size(json_object_get(value, "payload")) == 5);
         json_decref(key);
         json_decref(value);

@@ -67,7 +67,7 @@ static const ds_envelope_source_t source = {
 #define SOURCE_JSON                                                                                \
     "{\"version\":\"1.2.3\",\"connector\":\"postgresql\",\"name\":\"clinic\","                     \
     "\"ts_ms\":1706695200123,\"snapshot\":\"false\",\"db\":\"clinicdb\","                          \
-    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":1706695200123456,"                          \
+    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":1706695200123456,"                         \
     "\"ts_ns\":1706695200123456000,\"schema\":\"public\",\"table\":\"users\","                     \
     "\"txId\":770,\"lsn\":23803720,\"xmin\":null,\"origin\":null,\"origin_lsn\":null}"
 
