@@ -81,6 +81,8 @@ typedef struct ds_value_format {
                                         * the config loader): BEGIN/END records go to
                                         * <topic_prefix>.<this> */
     ds_message_format_t message_format;
+    bool extended_headers;             /* extended.headers.enabled, default true (Debezium's):
+                                        * the __debezium.context.* headers on every change */
 } ds_value_format_t;
 
 /** @brief Sets @p format to dualsync's classic values, and the settings to Debezium's

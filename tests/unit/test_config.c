@@ -140,6 +140,7 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_INT(c->value_format.interval_handling, DS_INTERVAL_NUMERIC);
     DS_CHECK_INT(c->value_format.money_fraction_digits, 2);
     DS_CHECK(!c->value_format.provide_transaction_metadata);
+    DS_CHECK(c->value_format.extended_headers);
     DS_CHECK_STR(c->value_format.transaction_topic, "transaction");
     ds_config_free(c);
 }
@@ -558,6 +559,7 @@ static void test_debezium_settings_by_debezium_names(void)
     DS_CHECK_INT(c->value_format.money_fraction_digits, 4);
     DS_CHECK(c->value_format.provide_transaction_metadata);
     DS_CHECK_STR(c->value_format.transaction_topic, "tx");
+    DS_CHECK(!c->value_format.extended_headers);
     /* Debezium's tombstones.on.delete is capture.tombstones_on_delete. */
     DS_CHECK(!c->tombstones_on_delete);
     ds_config_free(c);

@@ -67,8 +67,12 @@ static const ds_envelope_source_t source = {
 #define SOURCE_JSON                                                                                \
     "{\"version\":\"1.2.3\",\"connector\":\"postgresql\",\"name\":\"clinic\","                     \
     "\"ts_ms\":1706695200123,\"snapshot\":\"false\",\"db\":\"clinicdb\","                          \
-    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"schema\":\"public\",\"table\":\"users\","          \
-    "\"txId\":770,\"lsn\":23803720,\"xmin\":null}"
+    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":1706695200123456,"                         \
+    "\"ts_ns\":1706695200123456000,\"schema\":\"public\",\"table\":\"users\","                     \
+    "\"txId\":770,\"lsn\":23803720,\"xmin\":null,\"origin\":null,\"origin_lsn\":null}"
+
+/* What follows the source object when there is no transaction block, op aside. */
+#define TS_JSON ",\"ts_ms\":1706695201999,\"ts_us\":1706695201999999,\"ts_ns\":1706695201999999000}"
 
 #define ROW_JSON                                                                                   \
     "{\"id\":42,\"name\":\"Ann "                                                                   \
@@ -209,21 +213,22 @@ static void test_insert_value(void)
 {
     DS_CHECK_STR(value('c', &users, NULL, &row, &source, NULL),
                  "{\"before\":null,\"after\":" ROW_JSON ",\"source\":" SOURCE_JSON
-                 ",\"op\":\"c\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"c\"" TS_JSON);
 }
 
 static void test_update_value_with_before(void)
 {
     DS_CHECK_STR(value('u', &users, &row, &row2, &source, NULL),
                  "{\"before\":" ROW_JSON ",\"after\":" ROW2_JSON ",\"source\":" SOURCE_JSON
-                 ",\"op\":\"u\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"u\"" TS_JSON);
 }
 
 static void test_delete_value_with_old_key_before(void)
 {
     DS_CHECK_STR(value('d', &users, &oldkey, NULL, &source, NULL),
                  "{\"before\":{\"id\":42,\"name\":null,\"active\":null,\"created\":null},"
-                 "\"after\":null,\"source\":" SOURCE_JSON ",\"op\":\"d\",\"ts_ms\":1706695201999}");
+                 "\"after\":null,\"source\":" SOURCE_JSON
+                 ",\"transaction\":null,\"op\":\"d\"" TS_JSON);
 }
 
 static void test_read_value_for_backfill(void)
@@ -240,7 +245,7 @@ static void test_truncate_value_has_no_images(void)
 {
     DS_CHECK_STR(value('t', &users, &row, &row, &source, NULL),
                  "{\"before\":null,\"after\":null,\"source\":" SOURCE_JSON
-                 ",\"op\":\"t\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"t\"" TS_JSON);
 }
 
 static void test_sequence_holds_last_commit_lsn(void)
