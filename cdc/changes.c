@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dualsync/changes.h"
+#include "dualsync/typemap.h"
 
 #define DEFAULT_PLACEHOLDER "__debezium_unavailable_value"
 
@@ -28,6 +29,8 @@ typedef struct rel_entry {
     int mask_cap;        /* entries allocated in key_mask */
     int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
     bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
+    ds_relation_t typed; /* with the "debezium" object: the relation as its values are typed
+                          * (typed_relation), when a column differs; typed.columns owned */
     uint64_t tx_number;  /* the transaction tx_index refers to (ds_changes.tx_number); 0: none */
     size_t tx_index;     /* this table's entry in ds_changes.tx_tables during tx_number */
 } rel_entry_t;
@@ -187,6 +190,7 @@ void ds_changes_free(ds_changes_t *changes)
         ds_buf_free(&changes->rels[i].key_head);
         ds_buf_free(&changes->rels[i].value_head);
         free_null_texts(&changes->rels[i]);
+        free(changes->rels[i].typed.columns);
     }
     free(changes->rels);
     for (size_t i = 0; i < changes->tx_tables_cap; i++)
@@ -370,15 +374,65 @@ static char *default_json(ds_changes_t *ch, const ds_relation_t *rel, int i,
     return json;
 }
 
+/*
+ * Debezium types a column's values by what the catalog says the column is: a domain as its
+ * base type (an integer domain's values are numbers), an array of an enum as an array of
+ * strings. pgoutput sends the domain's or the array's own type, so, with the "debezium"
+ * object, e->typed is the relation with those columns' types replaced; the classic values
+ * keep the type pgoutput sends.
+ */
+static bool type_relation(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
+                          const ds_connect_column_t *catalog, int ncatalog)
+{
+    free(e->typed.columns);
+    e->typed.columns = NULL;
+    if (!ch->format.debezium || !catalog)
+        return true;
+    for (int i = 0; i < rel->ncolumns; i++) {
+        const ds_column_t *col = &rel->columns[i];
+
+        for (int k = 0; k < ncatalog; k++) {
+            uint32_t oid = col->type_oid;
+            int32_t typmod = col->typmod;
+
+            if (strcmp(catalog[k].name, col->name) != 0)
+                continue;
+            if (catalog[k].enum_array)
+                oid = DS_OID_TEXT_ARRAY;
+            else if (catalog[k].base_oid && catalog[k].base_oid != col->type_oid) {
+                oid = catalog[k].base_oid;
+                typmod = catalog[k].base_typmod;
+            }
+            if (oid == col->type_oid)
+                break;
+            if (!e->typed.columns) {
+                e->typed = *rel;
+                if (!(e->typed.columns = malloc((size_t)rel->ncolumns * sizeof(ds_column_t))))
+                    return false;
+                memcpy(e->typed.columns, rel->columns, (size_t)rel->ncolumns * sizeof(ds_column_t));
+            }
+            e->typed.columns[i].type_oid = oid;
+            e->typed.columns[i].typmod = typmod;
+            break;
+        }
+    }
+    return true;
+}
+
+/* The relation as its values are typed (type_relation). */
+static const ds_relation_t *typed_relation(const rel_entry_t *e, const ds_relation_t *rel)
+{
+    return e->typed.columns ? &e->typed : rel;
+}
+
 /* The JsonConverter heads of the relation's keys and values: {"schema":...,"payload":
  * Written here, once per relation, so that a record costs a copy of them. */
-static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, char *errstr,
+static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel,
+                          const ds_connect_column_t *catalog, int ncatalog, char *errstr,
                           size_t errstr_size)
 {
-    const ds_connect_column_t *catalog = NULL;
     const ds_connect_column_t **info;
     char **defaults;
-    int ncatalog = 0;
 
     info = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*info));
     defaults = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*defaults));
@@ -388,8 +442,6 @@ static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t 
         return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
                        rel->schema, rel->table);
     }
-    if (ch->columns)
-        catalog = ch->columns(ch->columns_ctx, rel->schema, rel->table, &ncatalog);
     for (int i = 0; i < rel->ncolumns; i++)
         for (int k = 0; catalog && k < ncatalog; k++)
             if (strcmp(catalog[k].name, rel->columns[i].name) == 0) {
@@ -501,7 +553,9 @@ static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char
                                 size_t errstr_size)
 {
     rel_entry_t *e = rel_entry(ch, rel->relid);
+    const ds_connect_column_t *catalog = NULL;
     size_t prefix_len, schema_len, table_len;
+    int ncatalog = 0;
     char *topic;
 
     if (!e) {
@@ -535,8 +589,16 @@ static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char
     e->tx_number = 0;
     if (!compute_key(ch, e, rel, errstr, errstr_size))
         return NULL;
-    if (with_schema(ch) && !build_schemas(ch, e, rel, errstr, errstr_size))
+    /* The catalog's columns (NOT NULL, defaults, domains, enums), asked once per relation. */
+    if (ch->columns && (with_schema(ch) || ch->format.debezium))
+        catalog = ch->columns(ch->columns_ctx, rel->schema, rel->table, &ncatalog);
+    if (with_schema(ch) && !build_schemas(ch, e, rel, catalog, ncatalog, errstr, errstr_size))
         return NULL;
+    if (!type_relation(ch, e, rel, catalog, ncatalog)) {
+        ds_fail(errstr, errstr_size, "out of memory caching relation %s.%s", rel->schema,
+                rel->table);
+        return NULL;
+    }
     e->generation = rel->generation;
     return e;
 }
@@ -582,6 +644,7 @@ static bool write_key_into(ds_buf_t *out, const rel_entry_t *e, const ds_relatio
     *has_key = e->nkeys > 0;
     if (!*has_key)
         return true;
+    rel = typed_relation(e, rel);
     if (e->nullable_key)
         return ds_envelope_write_key_nullable(out, rel, e->key_mask, tup, format, errstr,
                                               errstr_size);
@@ -871,8 +934,8 @@ static bool emit_change(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *r
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
     before = fill_not_null(ch, e, before, &filled);
-    if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us, errstr,
-                                 errstr_size))
+    if (!ds_envelope_write_value(&ch->value, op, typed_relation(e, rel), before, after, &src,
+                                 &opts, now_us, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
     if (with_schema(ch))
         ds_buf_append_char(&ch->value, '}');
@@ -1268,8 +1331,8 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     ds_buf_reset(&ch->value);
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
-    if (!ds_envelope_write_value(&ch->value, 'r', rel, NULL, row, &src, &opts, now_us, errstr,
-                                 errstr_size))
+    if (!ds_envelope_write_value(&ch->value, 'r', typed_relation(e, rel), NULL, row, &src, &opts,
+                                 now_us, errstr, errstr_size))
         return fail_at(errstr, errstr_size, read->lsn);
     if (with_schema(ch))
         ds_buf_append_char(&ch->value, '}');

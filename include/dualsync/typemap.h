@@ -22,6 +22,7 @@ enum ds_type_oid {
     DS_OID_INT2 = 21,
     DS_OID_INT4 = 23,
     DS_OID_TEXT = 25,
+    DS_OID_TEXT_ARRAY = 1009,
     DS_OID_OID = 26,
     DS_OID_JSON = 114,
     DS_OID_FLOAT4 = 700,

@@ -149,7 +149,7 @@ typedef struct combination {
 static const combination_t combinations[] = {
     {"debezium-defaults", DS_TIME_ADAPTIVE, DS_DECIMAL_PRECISE, DS_BINARY_BYTES,
      DS_INTERVAL_NUMERIC},
-    {"dualsync-defaults", DS_TIME_ISOSTRING, DS_DECIMAL_STRING, DS_BINARY_BYTES,
+    {"isostring-string-bytes-string", DS_TIME_ISOSTRING, DS_DECIMAL_STRING, DS_BINARY_BYTES,
      DS_INTERVAL_STRING},
     {"connect-double-hex-numeric-txmeta", DS_TIME_CONNECT, DS_DECIMAL_DOUBLE, DS_BINARY_HEX,
      DS_INTERVAL_NUMERIC},
@@ -537,13 +537,15 @@ static void test_schema_is_written_once_per_relation_and_again_after_a_relation_
     sink_free(&s);
     DS_CHECK_INT(calls, 2);
 
-    /* Schemaless messages never ask the catalog. */
+    /* Schemaless Debezium messages ask it once too: the values of a domain column are typed
+     * by the base type. */
     ds_changes_free(ch);
     calls = 0;
     ch = builder(DS_MESSAGE_JSON, &calls);
     run(ch, &ins, &s);
+    run(ch, &ins, &s);
     sink_free(&s);
-    DS_CHECK_INT(calls, 0);
+    DS_CHECK_INT(calls, 1);
     ds_changes_free(ch);
 }
 
