@@ -49,8 +49,8 @@ CREATE TABLE {TABLE} (
 COMMENT ON COLUMN {TABLE}.x IS 'what the row says';
 """.replace("{{}}", "{}")
 
-# dualsync's value defaults, by Debezium's names, for the Debezium connector.
-DUALSYNC_DEFAULTS = {
+# The string settings, given to both the Debezium connector and capture's "debezium" object.
+STRING_SETTINGS = {
     "time.precision.mode": "isostring",
     "decimal.handling.mode": "string",
     "binary.handling.mode": "bytes",
@@ -73,8 +73,9 @@ def without_prefix(schema, prefix):
 class ConnectSchemaDebeziumTest(dstest.ServicesTestCase):
     def test_not_null_and_defaults_as_debezium_has_them(self):
         self.psql(SETUP_SQL)
-        dbz = self.start_debezium([TABLE], extra=dict(SCHEMA_CONVERTERS, **DUALSYNC_DEFAULTS))
-        cfg = self.capture_config([TABLE], capture={"message_format": "json-with-schema"})
+        dbz = self.start_debezium([TABLE], extra=dict(SCHEMA_CONVERTERS, **STRING_SETTINGS))
+        cfg = self.capture_config([TABLE], capture={"message_format": "json-with-schema"},
+                                  debezium=STRING_SETTINGS)
         cap = self.start_capture(cfg)
         dstest.wait_for(lambda: (dstest.slot_info(cfg.slot) or {}).get("active"), timeout=30,
                         what=f"capture to stream from slot {cfg.slot}")
