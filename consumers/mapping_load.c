@@ -1558,6 +1558,7 @@ void ds_mapping_set_free(ds_mapping_set_t *set)
     free(set->topics);
     free(set->topic_files);
     free(set->placeholder);
+    ds_debezium_decoder_free(set->decoder);
     ds_mapping_arena_free(&set->arena);
     free(set->writes);
     free(set->rejects);
@@ -1753,6 +1754,11 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
     }
     set->writes = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->writes));
     set->rejects = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->rejects));
+    set->decoder = ds_debezium_decoder_new(NULL);
+    if (!set->decoder) {
+        ds_mapping_set_free(set);
+        return ds_fail(errstr, errstr_size, "out of memory");
+    }
     *setp = set;
     return true;
 }
@@ -1765,6 +1771,20 @@ bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeho
         return false;
     free(set->placeholder);
     set->placeholder = copy;
+    return true;
+}
+
+bool ds_mapping_set_value_format(ds_mapping_set_t *set, const ds_value_format_t *format,
+                                 char *errstr, size_t errstr_size)
+{
+    ds_debezium_decoder_t *decoder;
+
+    if (!ds_debezium_decode_check(format, errstr, errstr_size))
+        return false;
+    if (!(decoder = ds_debezium_decoder_new(format)))
+        return ds_fail(errstr, errstr_size, "out of memory");
+    ds_debezium_decoder_free(set->decoder);
+    set->decoder = decoder;
     return true;
 }
 

@@ -18,6 +18,7 @@
 
 #include "dualsync/buf.h"
 #include "dualsync/common.h"
+#include "dualsync/value_format.h"
 
 /*
  * The bookkeeping dualsync keeps in every target database (schema "dualsync"), created by
@@ -369,6 +370,16 @@ void ds_mapping_set_free(ds_mapping_set_t *set);
  *        when out of memory.
  */
 bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeholder) DS_MUST_CHECK;
+
+/**
+ * @brief Declares the value settings the topics were written under (the config's
+ *        "debezium" object and capture.message_format; copied): ds_mapping_eval() then reads
+ *        their values (include/dualsync/debezium_decode.h). Without it, dualsync's defaults,
+ *        and messages in the schema envelope are read by their schema.
+ * @return false with a configuration error when apply cannot read values so written.
+ */
+bool ds_mapping_set_value_format(ds_mapping_set_t *set, const ds_value_format_t *format,
+                                 char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /** @brief The distinct source topics the set reads, for the consumer's subscription. */
 int ds_mapping_set_ntopics(const ds_mapping_set_t *set);

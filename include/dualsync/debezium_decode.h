@@ -1,0 +1,72 @@
+/*
+ * debezium_decode.h: reads change messages written under any Debezium value setting (by
+ * dualsync capture or by Debezium itself) into the values apply binds.
+ *
+ * Apply's mappings, statements and `dualsync verify` work on one form of each value: the one
+ * dualsync capture writes under its defaults (docs/type-mapping.md: ISO 8601 dates and times,
+ * numerics as strings, bytea base64, intervals ISO 8601). A message in that form passes
+ * untouched. A message in the JsonConverter schema envelope ({"schema": ..., "payload": ...},
+ * schemas.enable=true) is unwrapped, and each value whose field schema names a Debezium or
+ * Kafka Connect logical type (io.debezium.time.Date, MicroTimestamp, ...,
+ * org.apache.kafka.connect.data.Decimal, io.debezium.data.VariableScaleDecimal, ...) is
+ * rewritten into that form, so that the rest of apply never sees an encoding.
+ *
+ * Without the schema, an epoch count, an unscaled decimal or a microsecond duration cannot be
+ * told from an integer or a string column: ds_debezium_decode_check() refuses those settings
+ * at start, and a message that arrives without its schema where the settings need one is an
+ * error of that message (a dead letter), never a value bound as read.
+ */
+#ifndef DUALSYNC_DEBEZIUM_DECODE_H
+#define DUALSYNC_DEBEZIUM_DECODE_H
+
+#include <jansson.h>
+
+#include "dualsync/common.h"
+#include "dualsync/value_format.h"
+
+typedef struct ds_debezium_decoder ds_debezium_decoder_t;
+
+/**
+ * @brief Whether apply can read topics written under @p format.
+ *
+ * @return false with a configuration error naming the setting and what to do when values
+ *         written that way cannot be decoded (schemaless messages under a setting whose
+ *         values need the column type; binary.handling.mode hex or base64-url-safe, whose
+ *         bytea values are plain strings even in the schema).
+ */
+bool ds_debezium_decode_check(const ds_value_format_t *format, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief A decoder for topics written under @p format (copied; NULL: dualsync's defaults). */
+ds_debezium_decoder_t *ds_debezium_decoder_new(const ds_value_format_t *format);
+
+/** @brief Accepts NULL. */
+void ds_debezium_decoder_free(ds_debezium_decoder_t *decoder);
+
+/**
+ * @brief Unwraps and decodes one change message in place of the caller's pointers.
+ *
+ * @param value    in: the parsed message value (borrowed; NULL for a tombstone); out: the
+ *                 change's Debezium value with its before/after in apply's form (the same
+ *                 pointer when nothing needed decoding, NULL for an enveloped tombstone)
+ * @param key      in/out: the message key text (may be unterminated) and its length, as
+ *                 for @p value; a decoded key is compact JSON of the key payload
+ * @return false with @p errstr naming the field and why when a value does not fit its
+ *         schema or the declared settings. Results are owned by @p decoder and stay valid
+ *         until its next call.
+ */
+bool ds_debezium_decode_change(ds_debezium_decoder_t *decoder, const json_t **value,
+                               const char **key, size_t *key_len, char *errstr,
+                               size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Decodes one value by its Connect field schema @p schema.
+ *
+ * @param out  a new reference to the decoded value, or NULL when @p value is already in
+ *             apply's form (the common case: no allocation)
+ * @param field the field's path, for messages
+ */
+bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t **out,
+                              const char *field, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+#endif
