@@ -1,0 +1,351 @@
+/*
+ * test_debezium_decode.c: Debezium's value encodings read back into the form capture writes
+ * by default (docs/type-mapping.md), one logical type at a time; the schema envelope of
+ * values and keys; the settings refused at start; and the values that do not fit their
+ * schema. Expected values were computed apart from the decoder (Python's datetime and int,
+ * PostgreSQL's iso_8601 interval output) or read from messages the Debezium 3.6.1 connector
+ * wrote for the same rows under decimal.handling.mode=string.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dualsync/debezium_decode.h"
+#include "ds_test.h"
+
+static char errstr[1024];
+
+/* The decoded text of @p value_json under the field schema @p schema_json; "(unchanged)"
+ * when the value needs no decoding, "(error)" with errstr set when it does not fit. */
+static const char *decode(const char *schema_json, const char *value_json)
+{
+    static char out[4][512];
+    static int next;
+    char *result = out[next++ % 4];
+    json_t *schema = json_loads(schema_json, 0, NULL);
+    json_t *value = json_loads(value_json, JSON_DECODE_ANY, NULL);
+    json_t *decoded = NULL;
+
+    errstr[0] = '\0';
+    if (!schema || !value) {
+        snprintf(result, 512, "(bad test JSON)");
+    } else if (!ds_debezium_decode_value(schema, value, &decoded, "after.c", errstr,
+                                         sizeof(errstr))) {
+        snprintf(result, 512, "(error)");
+    } else if (!decoded) {
+        snprintf(result, 512, "(unchanged)");
+    } else if (json_is_string(decoded)) {
+        snprintf(result, 512, "%s", json_string_value(decoded));
+    } else {
+        char *text = json_dumps(decoded, JSON_COMPACT | JSON_ENCODE_ANY);
+
+        snprintf(result, 512, "%s", text);
+        free(text);
+    }
+    json_decref(decoded);
+    json_decref(schema);
+    json_decref(value);
+    return result;
+}
+
+#define NAMED(type, name) "{\"type\":\"" type "\",\"name\":\"" name "\"}"
+
+static void test_dates(void)
+{
+    const char *date = NAMED("int32", "io.debezium.time.Date");
+
+    DS_CHECK_STR(decode(date, "19782"), "2024-02-29");
+    DS_CHECK_STR(decode(date, "0"), "1970-01-01");
+    DS_CHECK_STR(decode(date, "-1"), "1969-12-31");
+    DS_CHECK_STR(decode(date, "-719162"), "0001-01-01");
+    /* The day before 1 AD is 1 BC, written with PostgreSQL's era marker, as capture does. */
+    DS_CHECK_STR(decode(date, "-719163"), "0001-12-31 BC");
+    DS_CHECK_STR(decode(NAMED("int32", "org.apache.kafka.connect.data.Date"), "19782"),
+                 "2024-02-29");
+    DS_CHECK_STR(decode(date, "\"2024-02-29\""), "(error)");
+    DS_CHECK_STR(errstr, "field after.c (io.debezium.time.Date): days since 1970-01-01 within "
+                         "PostgreSQL's date range expected, found \"2024-02-29\"");
+    DS_CHECK_STR(decode(date, "2147483647"), "(error)");
+}
+
+static void test_times(void)
+{
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "86399999999"),
+                 "23:59:59.999999");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "36000500000"),
+                 "10:00:00.5");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "0"), "00:00:00");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "86400000000"), "24:00:00");
+    DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Time"), "45296789"), "12:34:56.789");
+    DS_CHECK_STR(decode(NAMED("int32", "org.apache.kafka.connect.data.Time"), "45296789"),
+                 "12:34:56.789");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.NanoTime"), "3723000001000"),
+                 "01:02:03.000001");
+    /* Finer than PostgreSQL keeps: a misread, not rounded. */
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.NanoTime"), "3723000000001"), "(error)");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "86400000001"), "(error)");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "-1"), "(error)");
+}
+
+static void test_timestamps(void)
+{
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "1709210096789012"),
+                 "2024-02-29T12:34:56.789012");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "1709210096789"),
+                 "2024-02-29T12:34:56.789");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "1709210097000"),
+                 "2024-02-29T12:34:57");
+    DS_CHECK_STR(decode(NAMED("int64", "org.apache.kafka.connect.data.Timestamp"),
+                        "1709210096789"),
+                 "2024-02-29T12:34:56.789");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.NanoTimestamp"), "1709210096789012000"),
+                 "2024-02-29T12:34:56.789012");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-500000"),
+                 "1969-12-31T23:59:59.5");
+    /* 0001-01-01 00:00:00 minus one second: 1 BC, in PostgreSQL's text. */
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-62135596801000000"),
+                 "0001-12-31 23:59:59 BC");
+    /* Debezium's infinity (PGStatement.DATE_POSITIVE_INFINITY) is out of PostgreSQL's range. */
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "9223372036825200000"),
+                 "(error)");
+}
+
+static void test_iso_strings(void)
+{
+    const char *zoned = NAMED("string", "io.debezium.time.ZonedTimestamp");
+
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789012Z\""), "(unchanged)");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789000Z\""), "2024-02-29T12:34:56.789Z");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.000Z\""), "2024-02-29T12:34:56Z");
+    DS_CHECK_STR(decode(zoned, "\"infinity\""), "(unchanged)");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.ZonedTime"), "\"04:30:00Z\""),
+                 "04:30:00+00");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoDate"), "\"2024-02-29Z\""),
+                 "2024-02-29");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTime"), "\"23:59:59.999999Z\""),
+                 "23:59:59.999999");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTimestamp"),
+                        "\"2024-02-29T12:34:57Z\""),
+                 "2024-02-29T12:34:57");
+    DS_CHECK_STR(decode(zoned, "42"), "(error)");
+}
+
+static void test_decimals(void)
+{
+    const char *scale3 = "{\"type\":\"bytes\",\"name\":\"org.apache.kafka.connect.data.Decimal\","
+                         "\"parameters\":{\"scale\":\"3\",\"connect.decimal.precision\":\"12\"}}";
+    const char *scale2 = "{\"type\":\"bytes\",\"name\":\"org.apache.kafka.connect.data.Decimal\","
+                         "\"parameters\":{\"scale\":\"2\"}}";
+    const char *variable = "{\"type\":\"struct\",\"name\":\"io.debezium.data.VariableScaleDecimal\","
+                           "\"fields\":[{\"type\":\"int32\",\"field\":\"scale\"},"
+                           "{\"type\":\"bytes\",\"field\":\"value\"}]}";
+
+    /* From Debezium's own messages for 1234567.891 (numeric(12,3)) and 1234.56 (money). */
+    DS_CHECK_STR(decode(scale3, "\"SZYC0w==\""), "1234567.891");
+    DS_CHECK_STR(decode(scale2, "\"AeJA\""), "1234.56");
+    /* Python: (-1234567890123456789012).to_bytes(10, 'big', signed=True), base64. */
+    DS_CHECK_STR(decode(scale2, "\"vRLtxPQn38Xs\""), "-12345678901234567890.12");
+    DS_CHECK_STR(decode(scale2, "\"AA==\""), "0.00");
+    DS_CHECK_STR(decode(scale2, "\"/4A=\""), "-1.28");
+    DS_CHECK_STR(decode(scale2, "\"AIA=\""), "1.28");
+    DS_CHECK_STR(decode(scale3, "\"fw==\""), "0.127");
+    DS_CHECK_STR(decode(variable, "{\"scale\":9,\"value\":\"XODppWAV/sWq36MorjmBFQ==\"}"),
+                 "123456789012345678901234567890.123456789");
+    DS_CHECK_STR(decode(variable, "{\"scale\":1,\"value\":\"Dw==\"}"), "1.5");
+    DS_CHECK_STR(decode(variable, "{\"scale\":3,\"value\":\"/w==\"}"), "-0.001");
+    DS_CHECK_STR(decode(variable, "{\"scale\":0,\"value\":\"AA==\"}"), "0");
+    DS_CHECK_STR(decode(scale2, "\"not base64!\""), "(error)");
+    DS_CHECK_STR(decode(scale2, "12.5"), "(error)");
+    DS_CHECK_STR(decode(variable, "\"AA==\""), "(error)");
+    /* string and double modes: the value as it is (NaN binds to numeric as it is). */
+    DS_CHECK_STR(decode("{\"type\":\"string\"}", "\"NaN\""), "(unchanged)");
+    DS_CHECK_STR(decode("{\"type\":\"double\"}", "1234567.891"), "(unchanged)");
+}
+
+static void test_intervals(void)
+{
+    const char *duration = NAMED("int64", "io.debezium.time.MicroDuration");
+
+    /* PostgreSQL: '1 year 2 months 3 days 04:05:06.5' under IntervalStyle iso_8601. */
+    DS_CHECK_STR(decode(duration, "37091106500000"), "P1Y2M3DT4H5M6.5S");
+    DS_CHECK_STR(decode(duration, "-93600000000"), "P-1DT-2H");
+    DS_CHECK_STR(decode(duration, "5400000000"), "PT1H30M");
+    DS_CHECK_STR(decode(duration, "2629800000000"), "P1M");
+    DS_CHECK_STR(decode(duration, "0"), "PT0S");
+    DS_CHECK_STR(decode(duration, "-500000"), "PT-0.5S");
+    DS_CHECK_STR(decode(duration, "\"P1D\""), "(error)");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.Interval"), "\"P1Y2M3DT4H5M6.5S\""),
+                 "(unchanged)");
+}
+
+static void test_other_types(void)
+{
+    const char *bits4 = "{\"type\":\"bytes\",\"name\":\"io.debezium.data.Bits\","
+                        "\"parameters\":{\"length\":\"4\"}}";
+
+    /* B'1010': BitSet {1, 3} → one byte 0x0A. */
+    DS_CHECK_STR(decode(bits4, "\"Cg==\""), "1010");
+    DS_CHECK_STR(decode(bits4, "\"\""), "0000");
+    DS_CHECK_STR(decode(bits4, "\"CgoK\""), "(error)");
+    DS_CHECK_STR(decode("{\"type\":\"bytes\"}", "\"AP8Q\""), "(unchanged)");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.data.Uuid"),
+                        "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""),
+                 "(unchanged)");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.data.Json"), "\"{\\\"a\\\": 1}\""),
+                 "(unchanged)");
+    DS_CHECK_STR(decode("{\"type\":\"int32\"}", "42"), "(unchanged)");
+    DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "null"), "(unchanged)");
+    /* Arrays: each element by the items' schema, nulls kept. */
+    DS_CHECK_STR(decode("{\"type\":\"array\",\"items\":" NAMED("int32", "io.debezium.time.Date") "}",
+                        "[19782,null,0]"),
+                 "[\"2024-02-29\",null,\"1970-01-01\"]");
+    DS_CHECK_STR(decode("{\"type\":\"array\",\"items\":{\"type\":\"int32\"}}", "[1,2]"),
+                 "(unchanged)");
+}
+
+/* A change value in the schema envelope: before/after decoded, the rest kept. */
+#define ROW_SCHEMA(field)                                                                          \
+    "{\"type\":\"struct\",\"optional\":true,\"field\":\"" field "\",\"fields\":["                 \
+    "{\"type\":\"int32\",\"field\":\"id\"},"                                                       \
+    "{\"type\":\"int32\",\"name\":\"io.debezium.time.Date\",\"field\":\"d\"},"                     \
+    "{\"type\":\"string\",\"field\":\"t\"}]}"
+
+static const char *const ENVELOPED_VALUE =
+    "{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA("before") "," ROW_SCHEMA("after")
+    ",{\"type\":\"string\",\"field\":\"op\"}]},"
+    "\"payload\":{\"before\":null,\"after\":{\"id\":1,\"d\":19782,\"t\":\"x\"},"
+    "\"source\":{\"ts_ms\":5},\"op\":\"c\",\"ts_ms\":6,\"ts_us\":6000,\"ts_ns\":6000000,"
+    "\"transaction\":null}}";
+
+static void test_envelope(void)
+{
+    ds_value_format_t format;
+    ds_debezium_decoder_t *d;
+    json_t *doc = json_loads(ENVELOPED_VALUE, 0, NULL);
+    const json_t *value = doc;
+    const char *key = "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\","
+                      "\"name\":\"io.debezium.time.Date\",\"field\":\"d\"},{\"type\":\"int32\","
+                      "\"field\":\"id\"}]},\"payload\":{\"d\":19782,\"id\":7}}";
+    size_t key_len = strlen(key);
+    char *after;
+
+    ds_value_format_init(&format);
+    format.time_precision = DS_TIME_ADAPTIVE;
+    format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    d = ds_debezium_decoder_new(&format);
+    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK_STR(json_string_value(json_object_get(value, "op")), "c");
+    after = json_dumps(json_object_get(value, "after"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    DS_CHECK_STR(after, "{\"id\":1,\"d\":\"2024-02-29\",\"t\":\"x\"}");
+    free(after);
+    DS_CHECK_INT(json_integer_value(json_object_get(json_object_get(value, "source"), "ts_ms")),
+                 5);
+    /* The key: its payload, decoded, as compact text in its own order. */
+    DS_CHECK_INT(key_len, strlen("{\"d\":\"2024-02-29\",\"id\":7}"));
+    DS_CHECK(key && strncmp(key, "{\"d\":\"2024-02-29\",\"id\":7}", key_len) == 0);
+    /* The caller's message is not changed: a retry decodes it again. */
+    DS_CHECK_INT(json_integer_value(json_object_get(
+                     json_object_get(json_object_get(doc, "payload"), "after"), "d")),
+                 19782);
+
+    /* A tombstone in the envelope: no change. */
+    json_decref(doc);
+    doc = json_loads("{\"schema\":null,\"payload\":null}", 0, NULL);
+    value = doc;
+    key = NULL;
+    key_len = 0;
+    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(value == NULL);
+
+    /* A bad value: the change fails, naming the field. */
+    json_decref(doc);
+    doc = json_loads("{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA("after") "]},"
+                     "\"payload\":{\"after\":{\"id\":1,\"d\":\"x\",\"t\":\"x\"},\"op\":\"c\"}}",
+                     0, NULL);
+    value = doc;
+    DS_CHECK(!ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK_STR(errstr, "field after.d (io.debezium.time.Date): days since 1970-01-01 within "
+                         "PostgreSQL's date range expected, found \"x\"");
+
+    /* Schemaless where the settings need the schema: an error, never a value read as is. */
+    json_decref(doc);
+    doc = json_loads("{\"after\":{\"id\":1,\"d\":19782},\"op\":\"c\"}", 0, NULL);
+    value = doc;
+    DS_CHECK(!ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "no schema envelope") && strstr(errstr, "time.precision.mode"));
+    json_decref(doc);
+    ds_debezium_decoder_free(d);
+}
+
+/* dualsync capture's default messages pass untouched: the same pointers back. */
+static void test_default_messages_pass_untouched(void)
+{
+    ds_debezium_decoder_t *d = ds_debezium_decoder_new(NULL);
+    json_t *doc = json_loads("{\"before\":null,\"after\":{\"id\":1,\"d\":\"2024-02-29\"},"
+                             "\"source\":{},\"op\":\"c\",\"ts_ms\":1}",
+                             0, NULL);
+    const json_t *value = doc;
+    const char *key_in = "{\"id\":1}", *key = key_in;
+    size_t key_len = strlen(key);
+
+    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(value == doc);
+    DS_CHECK(key == key_in);
+    DS_CHECK_INT(key_len, strlen(key_in));
+    /* A key whose first member is "schema", not an envelope, stays too. */
+    key = key_in = "{\"schema\":\"public\",\"id\":1}";
+    key_len = strlen(key);
+    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(key == key_in);
+    json_decref(doc);
+    ds_debezium_decoder_free(d);
+}
+
+static void test_settings_refused_at_start(void)
+{
+    ds_value_format_t f;
+
+    ds_value_format_init(&f);
+    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    f.decimal_handling = DS_DECIMAL_DOUBLE;
+    f.binary_handling = DS_BINARY_BASE64;
+    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+
+    f.time_precision = DS_TIME_ADAPTIVE;
+    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "time.precision.mode \"adaptive\"") &&
+             strstr(errstr, "capture.message_format \"json-with-schema\""));
+    f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+
+    ds_value_format_init(&f);
+    f.decimal_handling = DS_DECIMAL_PRECISE;
+    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "decimal.handling.mode \"precise\"") != NULL);
+    ds_value_format_init(&f);
+    f.interval_handling = DS_INTERVAL_NUMERIC;
+    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "interval.handling.mode \"numeric\"") != NULL);
+
+    /* bytea under hex is a plain string even in the schema. */
+    ds_value_format_init(&f);
+    f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    f.binary_handling = DS_BINARY_HEX;
+    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "binary.handling.mode \"hex\"") != NULL);
+}
+
+int main(void)
+{
+    DS_RUN(test_dates);
+    DS_RUN(test_times);
+    DS_RUN(test_timestamps);
+    DS_RUN(test_iso_strings);
+    DS_RUN(test_decimals);
+    DS_RUN(test_intervals);
+    DS_RUN(test_other_types);
+    DS_RUN(test_envelope);
+    DS_RUN(test_default_messages_pass_untouched);
+    DS_RUN(test_settings_refused_at_start);
+    return ds_test_report();
+}
