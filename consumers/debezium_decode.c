@@ -26,6 +26,16 @@
 /* Debezium's MicroDuration counts a month as 365.25 / 12 = 30.4375 days. */
 #define US_PER_MONTH (INT64_C(2629800) * US_PER_SEC)
 
+/*
+ * Debezium's stand-ins for PostgreSQL's infinity (PostgresValueConverter, from pgjdbc's
+ * PGStatement.DATE_POSITIVE_INFINITY and DATE_NEGATIVE_INFINITY read as microseconds):
+ * out of PostgreSQL's range, so never real data. A date's are the days of -5877611-06-21
+ * (infinity) and the day after (-infinity); the ISO strings of isostring mode follow.
+ */
+#define DATE_POSITIVE_INFINITY      INT64_C(-2147472692)
+#define TIMESTAMP_POSITIVE_INFINITY INT64_C(9223372036825200000)
+#define TIMESTAMP_NEGATIVE_INFINITY INT64_C(-9223372036832400000)
+
 /* JsonConverter writes the schema first: `{"schema":` starts every enveloped key. */
 #define ENVELOPE_PREFIX     "{\"schema\":"
 #define ENVELOPE_PREFIX_LEN (sizeof(ENVELOPE_PREFIX) - 1)
@@ -398,6 +408,14 @@ static bool decode_date(const json_t *value, json_t **out, const char *field, co
     ds_buf_t b = DS_BUF_INIT;
     bool bc;
 
+    if (json_is_integer(value) && json_integer_value(value) == DATE_POSITIVE_INFINITY) {
+        *out = json_string("infinity");
+        return true;
+    }
+    if (json_is_integer(value) && json_integer_value(value) == DATE_POSITIVE_INFINITY + 1) {
+        *out = json_string("-infinity");
+        return true;
+    }
     if (!json_is_integer(value) || !date_in_range(json_integer_value(value)))
         return fail_value(field, name, "days since 1970-01-01 within PostgreSQL's date range",
                           value, errstr, errstr_size);
@@ -429,6 +447,11 @@ static bool decode_timestamp(const json_t *value, unit_t unit, json_t **out, con
     ds_buf_t b = DS_BUF_INIT;
     int64_t us;
 
+    if (json_is_integer(value) && to_us(json_integer_value(value), unit, &us) &&
+        (us == TIMESTAMP_POSITIVE_INFINITY || us == TIMESTAMP_NEGATIVE_INFINITY)) {
+        *out = json_string(us > 0 ? "infinity" : "-infinity");
+        return true;
+    }
     if (!json_is_integer(value) || !to_us(json_integer_value(value), unit, &us) ||
         !append_timestamp(&b, us)) {
         ds_buf_free(&b);
@@ -535,6 +558,44 @@ static bool decode_bits(const json_t *schema, const json_t *value, json_t **out,
     return true;
 }
 
+/*
+ * An IsoDate or IsoTimestamp with a signed year: java.time's astronomical years (-0043 is
+ * 44 BC), or Debezium's renderings of its infinity stand-ins, back into capture's text.
+ */
+static bool decode_signed_iso(const char *text, size_t len, json_t **out, const char *field,
+                              const char *name, char *errstr, size_t errstr_size)
+{
+    static const char *const infinities[][2] = {
+        {"-5877611-06-21", "infinity"},
+        {"-5877611-06-22", "-infinity"},
+        {"+294247-01-10T04:00:25.2", "infinity"},
+        {"-290308-12-21T19:59:27.6", "-infinity"},
+    };
+    size_t end = len > 0 && text[len - 1] == 'Z' ? len - 1 : len, digits = 1;
+    long year;
+    ds_buf_t b = DS_BUF_INIT;
+
+    for (size_t i = 0; i < sizeof(infinities) / sizeof(infinities[0]); i++) {
+        if (strlen(infinities[i][0]) == end && memcmp(text, infinities[i][0], end) == 0) {
+            *out = json_string(infinities[i][1]);
+            return true;
+        }
+    }
+    while (digits < end && text[digits] >= '0' && text[digits] <= '9')
+        digits++;
+    year = strtol(text + 1, NULL, 10);
+    if (text[0] != '-' || digits < 5 || digits >= end || text[digits] != '-' || year > 4713)
+        return ds_fail(errstr, errstr_size,
+                       "field %s (%s): \"%.40s\" is out of PostgreSQL's range", field, name,
+                       text);
+    ds_buf_appendf(&b, "%04ld", year + 1);
+    for (size_t i = digits; i < end; i++)
+        ds_buf_append_char(&b, text[i] == 'T' ? ' ' : text[i]);
+    ds_buf_append_str(&b, " BC");
+    *out = buf_string(&b);
+    return true;
+}
+
 /* Debezium's ISO strings (IsoDate, IsoTime, IsoTimestamp of time.precision.mode isostring;
  * ZonedTimestamp; ZonedTime) into capture's: the fraction's trailing zeros trimmed, the "Z" of
  * a zoneless type dropped, ZonedTime's "Z" written "+00" as PostgreSQL writes timetz. */
@@ -547,6 +608,8 @@ static bool decode_iso(const json_t *value, bool zoned, bool timetz, json_t **ou
 
     if (!text)
         return fail_value(field, name, "an ISO 8601 string", value, errstr, errstr_size);
+    if (!zoned && len > 0 && (text[0] == '-' || text[0] == '+'))
+        return decode_signed_iso(text, len, out, field, name, errstr, errstr_size);
     if (len == 0 || text[len - 1] != 'Z')
         return true; /* infinity, or an offset PostgreSQL reads as it is */
     end = len - 1;
@@ -570,6 +633,84 @@ static bool decode_iso(const json_t *value, bool zoned, bool timetz, json_t **ou
     else if (zoned)
         ds_buf_append_char(&b, 'Z');
     if (b.len == len && memcmp(b.data, text, len) == 0) {
+        ds_buf_free(&b);
+        return true;
+    }
+    *out = buf_string(&b);
+    return true;
+}
+
+/*
+ * interval.handling.mode string: Debezium writes every part ("P0Y0M-1DT-2H0M0S"), PostgreSQL
+ * and capture only the parts that are not zero ("P-1DT-2H"): parsed, then written as capture
+ * does. Each part keeps its own sign; only seconds have a fraction.
+ */
+static bool decode_iso_interval(const json_t *value, json_t **out, const char *field,
+                                const char *name, char *errstr, size_t errstr_size)
+{
+    const char *text = json_string_value(value), *p;
+    int64_t months = 0, days = 0, us = 0;
+    bool time = false;
+    ds_buf_t b = DS_BUF_INIT;
+
+    if (!text || text[0] != 'P' || !text[1])
+        return fail_value(field, name, "an ISO 8601 duration", value, errstr, errstr_size);
+    for (p = text + 1; *p;) {
+        char *end;
+        long long n;
+        int64_t frac = 0;
+
+        if (*p == 'T' && !time) {
+            time = true;
+            p++;
+            continue;
+        }
+        n = strtoll(p, &end, 10);
+        if (end == p || (end - p == 1 && (*p == '-' || *p == '+')))
+            return fail_value(field, name, "an ISO 8601 duration", value, errstr, errstr_size);
+        if (*end == '.' && time) {
+            int digits = 0;
+
+            for (end++; *end >= '0' && *end <= '9'; end++, digits++) {
+                if (digits < 6)
+                    frac = frac * 10 + (*end - '0');
+            }
+            for (; digits < 6; digits++)
+                frac *= 10;
+            if (*p == '-')
+                frac = -frac;
+        }
+        switch (time ? *end | 0x100 : *end) {
+        case 'Y':
+            months += 12 * (int64_t)n;
+            break;
+        case 'M':
+            months += n;
+            break;
+        case 'W':
+            days += 7 * (int64_t)n;
+            break;
+        case 'D':
+            days += n;
+            break;
+        case 'H' | 0x100:
+            us += n * 3600 * US_PER_SEC;
+            break;
+        case 'M' | 0x100:
+            us += n * 60 * US_PER_SEC;
+            break;
+        case 'S' | 0x100:
+            us += n * US_PER_SEC + frac;
+            break;
+        default:
+            return fail_value(field, name, "an ISO 8601 duration", value, errstr, errstr_size);
+        }
+        if (frac && *end != 'S')
+            return fail_value(field, name, "an ISO 8601 duration", value, errstr, errstr_size);
+        p = end + 1;
+    }
+    append_interval(&b, months, days, us);
+    if (b.len == json_string_length(value) && memcmp(b.data, text, b.len) == 0) {
         ds_buf_free(&b);
         return true;
     }
@@ -650,7 +791,9 @@ bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t 
         if (strcmp(t, "IsoDate") == 0 || strcmp(t, "IsoTime") == 0 ||
             strcmp(t, "IsoTimestamp") == 0)
             return decode_iso(value, false, false, out, field, name, errstr, errstr_size);
-        return true; /* Interval (string mode): PostgreSQL's iso_8601 form already */
+        if (strcmp(t, "Interval") == 0)
+            return decode_iso_interval(value, out, field, name, errstr, errstr_size);
+        return true;
     }
     if (strcmp(name, "org.apache.kafka.connect.data.Date") == 0)
         return decode_date(value, out, field, name, errstr, errstr_size);
