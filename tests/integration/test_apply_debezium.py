@@ -5,9 +5,11 @@ topics, declares Debezium's settings in the "debezium" object, and gets its new 
 A source table with the common types (date, time, timestamp(3), timestamp, timestamptz,
 numeric(p,s), numeric, bytea, interval, uuid, text, int, bool) is changed by inserts, updates,
 a delete and a primary-key change. Debezium captures it; apply writes a one-to-one new table
-in another database. Asserted: the new table equals the source row for row (both read by the
-same server, so the same text), `dualsync verify` finds nothing missing, extra or different,
-and nothing went to the dead-letter topic.
+in another database. A table without a primary key (REPLICA IDENTITY FULL, whose changes
+Debezium sends keyless) gets identical rows and deletes. Asserted: the new tables equal the
+source rows (both read by the same server, so the same text), `dualsync verify` finds
+nothing missing, extra or different, nothing went to the dead-letter topic, and Debezium's
+truncate record (keyless, op "t") empties the new table.
 
 - Debezium's defaults (time.precision.mode=adaptive, decimal.handling.mode=precise,
   binary.handling.mode=bytes, interval.handling.mode=numeric) with its converters' schemas
@@ -30,7 +32,9 @@ TABLE = "public.dbz_apply_types"
 # past the source's position when it started) ends. Its topic has no mapping: apply does
 # not read it, nor Debezium's heartbeat topic.
 HEARTBEAT_TABLE = "public.dbz_apply_heartbeat"
-HEARTBEAT = {
+# Besides: Debezium skips truncates unless told not to.
+CONNECTOR_COMMON = {
+    "skipped.operations": "none",
     "heartbeat.interval.ms": "500",
     "heartbeat.action.query": f"INSERT INTO {HEARTBEAT_TABLE} (id, at) VALUES (1, now()) "
     "ON CONFLICT (id) DO UPDATE SET at = now()",
@@ -123,6 +127,31 @@ def changes_sql(extremes):
 
 # One-to-one; bytea arrives base64 (capture's form, and Debezium's bytes), decoded by the
 # target database.
+# A table without a primary key, REPLICA IDENTITY FULL: Debezium sends its changes with a
+# null key; apply keys them by the whole row, as capture does, counting identical rows.
+NOPK = "public.dbz_apply_nopk"
+NOPK_TARGET = "public.dbz_apply_nopk_new"
+NOPK_MAPPING = {
+    "source": NOPK,
+    "targets": [
+        {
+            "name": "dbz_apply_nopk_new",
+            "connection": "newdb",
+            "table": NOPK_TARGET,
+            "key": ["a", "b"],
+            "columns": {"a": "$a", "b": "$b"},
+        }
+    ],
+}
+NOPK_QUERY = "SELECT a, b FROM {} ORDER BY a, b"
+NOPK_SQL = (
+    f"INSERT INTO {NOPK} VALUES (1, 'x'), (1, 'x'), (2, 'y');\n"
+    # One of two identical rows: the target row stays for the other.
+    f"DELETE FROM {NOPK} WHERE ctid = (SELECT min(ctid) FROM {NOPK} WHERE a = 1);\n"
+    f"INSERT INTO {NOPK} VALUES (3, 'z');\n"
+    f"DELETE FROM {NOPK} WHERE a = 3;\n"
+)
+
 MAPPING = {
     "source": TABLE,
     "targets": [
@@ -171,21 +200,30 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         super().setUp()
         ddl = ",\n  ".join(f"{name} {sqltype}" for name, sqltype in COLUMNS)
         self.psql(
-            f"DROP TABLE IF EXISTS {TABLE}, {HEARTBEAT_TABLE};\n"
+            f"DROP TABLE IF EXISTS {TABLE}, {HEARTBEAT_TABLE}, {NOPK};\n"
             f"CREATE TABLE {TABLE} (\n  {ddl}\n);\n"
+            f"CREATE TABLE {NOPK} (a int NOT NULL, b text NOT NULL);\n"
+            f"ALTER TABLE {NOPK} REPLICA IDENTITY FULL;\n"
             f"CREATE TABLE {HEARTBEAT_TABLE} (id int PRIMARY KEY, at timestamptz);"
         )
         self.newdb = self.target_database("dbz_apply_new")
-        self.psql(f"CREATE TABLE {TARGET} (\n  {ddl}\n);", db=self.newdb)
-        self.mapping = dstest.write_mapping(
-            os.path.join(self.work_dir, f"{self._test_slug}-mapping.json"), MAPPING
+        self.psql(
+            f"CREATE TABLE {TARGET} (\n  {ddl}\n);\n"
+            f"CREATE TABLE {NOPK_TARGET} (a int, b text, PRIMARY KEY (a, b));",
+            db=self.newdb,
         )
+        self.mappings = [
+            dstest.write_mapping(
+                os.path.join(self.work_dir, f"{self._test_slug}-{name}.json"), mapping
+            )
+            for name, mapping in (("mapping", MAPPING), ("nopk", NOPK_MAPPING))
+        ]
 
     def config(self, dbz, settings, message_format):
         group = self.new_group("dbz_apply")
         return self.apply_config(
             {"newdb": self.newdb},
-            [self.mapping],
+            self.mappings,
             dbz.topic_prefix,
             apply={"group_id": group},
             debezium=settings,
@@ -193,20 +231,27 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         )
 
     def run_debezium_and_apply(self, connector_settings, settings, message_format, extremes):
-        dbz = self.start_debezium([TABLE, HEARTBEAT_TABLE], extra=dict(connector_settings, **HEARTBEAT))
+        dbz = self.start_debezium([TABLE, NOPK, HEARTBEAT_TABLE], extra=dict(connector_settings, **CONNECTOR_COMMON))
         cfg = self.config(dbz, settings, message_format)
         apply = self.start_apply(cfg)
         self.psql(changes_sql(extremes))
+        self.psql(NOPK_SQL)
 
         source_rows = self.psql(ROWS_QUERY.format(TABLE))
         self.assertEqual([r[0] for r in source_rows], ["1", "4", "30"])
         self.wait_rows(self.newdb, ROWS_QUERY.format(TARGET), source_rows, timeout=90,
                        what="the new table to equal the source table")
+        self.assertEqual(self.psql(NOPK_QUERY.format(NOPK)), [("1", "x"), ("2", "y")])
+        self.wait_rows(self.newdb, NOPK_QUERY.format(NOPK_TARGET), [("1", "x"), ("2", "y")],
+                       what="the table without a primary key to be applied")
         # Nothing was refused on the way.
         self.assertEqual(
             dstest.consume([cfg.dlq_topic], idle_ms=500, timeout_ms=2000, check=False), []
         )
         self.assert_verify_clean(cfg, dbz)
+        # Debezium's truncate record (op "t", keyless) empties the new table.
+        self.psql(f"TRUNCATE {TABLE}")
+        self.wait_rows(self.newdb, ROWS_QUERY.format(TARGET), [], what="the truncate")
         apply.stop(expect_exit=0)
         return dbz, cfg
 
@@ -214,7 +259,7 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         path = os.path.splitext(cfg.path)[0] + "-verify.json"
         source = {
             "conninfo": dstest.conninfo(self.db),
-            "tables": [TABLE],
+            "tables": [TABLE, NOPK],
             "slot": dbz.slot,
             "publication": dbz.publication,
             "create_publication": False,
@@ -242,7 +287,7 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
 
     def test_debezium_defaults_without_schemas_refused_at_start(self):
         cfg = self.apply_config(
-            {"newdb": self.newdb}, [self.mapping], "dbz.unused", debezium=DEBEZIUM_DEFAULTS
+            {"newdb": self.newdb}, self.mappings, "dbz.unused", debezium=DEBEZIUM_DEFAULTS
         )
         proc = dstest.run_dualsync(["apply", "--config", cfg.path])
         self.assertEqual(proc.returncode, 2, proc.stderr)
