@@ -2,16 +2,18 @@
  * debezium_decode.c: change messages written under Debezium's value settings, read into the
  * form apply binds (design in include/dualsync/debezium_decode.h).
  *
- * The form is the one dualsync capture writes by default (docs/type-mapping.md), because
- * `dualsync verify` renders the source rows that way: a decoded value must equal, as text,
- * what capture would have written for the same database value, or verify would report it.
- * So dates are "YYYY-MM-DD", times "HH:MM:SS[.ffffff]" with PostgreSQL's trimmed fraction,
- * timestamps "YYYY-MM-DDTHH:MM:SS[.ffffff]", timestamptz the same with "Z", numerics every
- * digit of their scale, intervals PostgreSQL's iso_8601 output.
+ * Two steps per value. First PostgreSQL's own text of it, from its logical type: an epoch
+ * count becomes "2024-02-29 12:34:56.789012", an unscaled decimal "1234567.891", a duration
+ * PostgreSQL's iso_8601 interval, as the capture session (DateStyle ISO, TimeZone UTC) would
+ * have read it from the database. Then cdc/typemap.c writes that text exactly as capture
+ * writes it by default, because `dualsync verify` renders the source rows through the same
+ * code: a decoded value equals, as text, what capture would have written for the same
+ * database value, so mappings (a uuid5 of a date, a concat) and verify agree whoever wrote
+ * the topic.
  *
- * Cost. A message in that form (dualsync capture's default, no schema) is checked by the
- * member count of its value and the first bytes of its key, and passes untouched. Decoding
- * copies only the row objects it changes.
+ * Cost. A message in capture's default form without schema is checked by the member count
+ * of its value and the first bytes of its key, and passes untouched. Decoding copies only the
+ * row objects it changes.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,6 +22,9 @@
 
 #include "dualsync/buf.h"
 #include "dualsync/debezium_decode.h"
+#include "dualsync/typemap.h"
+
+#define OID_BIT 1560 /* bit(n); typemap writes its text as it is */
 
 #define US_PER_SEC   INT64_C(1000000)
 #define US_PER_DAY   (INT64_C(86400) * US_PER_SEC)
@@ -189,7 +194,7 @@ static void append_time(ds_buf_t *b, int64_t us)
     append_fraction(b, us % US_PER_SEC);
 }
 
-/* Appends the timestamp @p us after the epoch, "T"-separated, without zone. */
+/* Appends the timestamp @p us after the epoch, as PostgreSQL writes a timestamp. */
 static bool append_timestamp(ds_buf_t *b, int64_t us)
 {
     int64_t days = floor_div(us, US_PER_DAY);
@@ -205,7 +210,7 @@ static bool append_timestamp(ds_buf_t *b, int64_t us)
         ds_buf_append_str(b, " BC");
         return true;
     }
-    ds_buf_append_char(b, 'T');
+    ds_buf_append_char(b, ' ');
     append_time(b, us - days * US_PER_DAY);
     return true;
 }
@@ -597,8 +602,9 @@ static bool decode_signed_iso(const char *text, size_t len, json_t **out, const 
 }
 
 /* Debezium's ISO strings (IsoDate, IsoTime, IsoTimestamp of time.precision.mode isostring;
- * ZonedTimestamp; ZonedTime) into capture's: the fraction's trailing zeros trimmed, the "Z" of
- * a zoneless type dropped, ZonedTime's "Z" written "+00" as PostgreSQL writes timetz. */
+ * ZonedTimestamp; ZonedTime) in PostgreSQL's text: the "Z" dropped (a zoneless type) or
+ * written "+00" (Debezium converts to UTC), "T" a space, the fraction's trailing zeros
+ * trimmed. */
 static bool decode_iso(const json_t *value, bool zoned, bool timetz, json_t **out,
                        const char *field, const char *name, char *errstr, size_t errstr_size)
 {
@@ -627,15 +633,10 @@ static bool decode_iso(const json_t *value, bool zoned, bool timetz, json_t **ou
         if (end == dot + 1)
             end = dot;
     }
-    ds_buf_append(&b, text, end);
-    if (timetz)
+    for (size_t i = 0; i < end; i++)
+        ds_buf_append_char(&b, text[i] == 'T' ? ' ' : text[i]);
+    if (zoned || timetz)
         ds_buf_append_str(&b, "+00");
-    else if (zoned)
-        ds_buf_append_char(&b, 'Z');
-    if (b.len == len && memcmp(b.data, text, len) == 0) {
-        ds_buf_free(&b);
-        return true;
-    }
     *out = buf_string(&b);
     return true;
 }
@@ -710,10 +711,6 @@ static bool decode_iso_interval(const json_t *value, json_t **out, const char *f
         p = end + 1;
     }
     append_interval(&b, months, days, us);
-    if (b.len == json_string_length(value) && memcmp(b.data, text, b.len) == 0) {
-        ds_buf_free(&b);
-        return true;
-    }
     *out = buf_string(&b);
     return true;
 }
@@ -749,58 +746,56 @@ static bool decode_array(const json_t *schema, const json_t *value, json_t **out
     return true;
 }
 
-bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t **out,
-                              const char *field, char *errstr, size_t errstr_size)
+bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out,
+                             uint32_t *oid, const char *field, char *errstr, size_t errstr_size)
 {
     const char *type = json_string_value(json_object_get(schema, "type"));
     const char *name = json_string_value(json_object_get(schema, "name"));
 
     *out = NULL;
-    if (!value || json_is_null(value) || !type)
+    *oid = 0;
+    if (!value || json_is_null(value) || !type || !name)
         return true;
-    if (strcmp(type, "array") == 0)
-        return decode_array(schema, value, out, field, errstr, errstr_size);
-    if (!name) {
-        if (strcmp(type, "struct") == 0 && json_is_object(value))
-            return decode_struct(schema, value, out, field, errstr, errstr_size);
-        return true; /* integers, floats, booleans, strings, bytes (base64 both ways) */
-    }
     if (strncmp(name, "io.debezium.time.", 17) == 0) {
         const char *t = name + 17;
 
         if (strcmp(t, "Date") == 0)
-            return decode_date(value, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
         if (strcmp(t, "Time") == 0)
-            return decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME, decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroTime") == 0)
-            return decode_time(value, UNIT_US, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME, decode_time(value, UNIT_US, out, field, name, errstr, errstr_size);
         if (strcmp(t, "NanoTime") == 0)
-            return decode_time(value, UNIT_NS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME, decode_time(value, UNIT_NS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "Timestamp") == 0)
-            return decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroTimestamp") == 0)
-            return decode_timestamp(value, UNIT_US, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_US, out, field, name, errstr, errstr_size);
         if (strcmp(t, "NanoTimestamp") == 0)
-            return decode_timestamp(value, UNIT_NS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_NS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroDuration") == 0)
-            return decode_duration(value, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_INTERVAL, decode_duration(value, out, field, name, errstr, errstr_size);
         if (strcmp(t, "ZonedTimestamp") == 0)
-            return decode_iso(value, true, false, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMPTZ, decode_iso(value, true, false, out, field, name, errstr, errstr_size);
         if (strcmp(t, "ZonedTime") == 0)
-            return decode_iso(value, true, true, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMETZ, decode_iso(value, true, true, out, field, name, errstr, errstr_size);
         if (strcmp(t, "IsoDate") == 0 || strcmp(t, "IsoTime") == 0 ||
-            strcmp(t, "IsoTimestamp") == 0)
+            strcmp(t, "IsoTimestamp") == 0) {
+            *oid = strcmp(t, "IsoDate") == 0   ? DS_OID_DATE
+                   : strcmp(t, "IsoTime") == 0 ? DS_OID_TIME
+                                               : DS_OID_TIMESTAMP;
             return decode_iso(value, false, false, out, field, name, errstr, errstr_size);
+        }
         if (strcmp(t, "Interval") == 0)
-            return decode_iso_interval(value, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_INTERVAL, decode_iso_interval(value, out, field, name, errstr, errstr_size);
         return true;
     }
     if (strcmp(name, "org.apache.kafka.connect.data.Date") == 0)
-        return decode_date(value, out, field, name, errstr, errstr_size);
+        return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Time") == 0)
-        return decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
+        return *oid = DS_OID_TIME, decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Timestamp") == 0)
-        return decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
+        return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0) {
         int64_t scale;
 
@@ -808,6 +803,7 @@ bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t 
             return ds_fail(errstr, errstr_size,
                            "field %s (%s): the schema has no integer \"scale\" parameter", field,
                            name);
+        *oid = DS_OID_NUMERIC;
         return decode_unscaled(value, scale, out, field, name, errstr, errstr_size);
     }
     if (strcmp(name, "io.debezium.data.VariableScaleDecimal") == 0) {
@@ -816,14 +812,56 @@ bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t 
         if (!json_is_object(value) || !json_is_integer(scale))
             return fail_value(field, name, "{\"scale\": integer, \"value\": base64}", value,
                               errstr, errstr_size);
+        *oid = DS_OID_NUMERIC;
         return decode_unscaled(json_object_get(value, "value"), json_integer_value(scale), out,
                                field, name, errstr, errstr_size);
     }
     if (strcmp(name, "io.debezium.data.Bits") == 0)
-        return decode_bits(schema, value, out, field, name, errstr, errstr_size);
-    if (strcmp(type, "struct") == 0 && json_is_object(value))
-        return decode_struct(schema, value, out, field, errstr, errstr_size);
+        return *oid = OID_BIT, decode_bits(schema, value, out, field, name, errstr, errstr_size);
     return true; /* Json, Uuid, Enum, Xml, ...: the text PostgreSQL wrote */
+}
+
+/* @p text, PostgreSQL's text of a value of type @p oid, as capture writes it (its default
+ * settings, which are the form mappings and `dualsync verify` read). */
+static bool render(uint32_t oid, json_t *text, json_t **out, const char *field, char *errstr,
+                   size_t errstr_size)
+{
+    ds_buf_t b = DS_BUF_INIT;
+    char why[512];
+
+    if (!ds_typemap_append_json(&b, oid, json_string_value(text), json_string_length(text), why,
+                                sizeof(why))) {
+        ds_buf_free(&b);
+        json_decref(text);
+        return ds_fail(errstr, errstr_size, "field %s: %s", field, why);
+    }
+    json_decref(text);
+    *out = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    ds_buf_free(&b);
+    return *out ? true : ds_fail(errstr, errstr_size, "out of memory");
+}
+
+bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t **out,
+                              const char *field, char *errstr, size_t errstr_size)
+{
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    const char *name = json_string_value(json_object_get(schema, "name"));
+    json_t *text;
+    uint32_t oid;
+
+    *out = NULL;
+    if (!value || json_is_null(value) || !type)
+        return true;
+    if (strcmp(type, "array") == 0)
+        return decode_array(schema, value, out, field, errstr, errstr_size);
+    if (!ds_debezium_decode_text(schema, value, &text, &oid, field, errstr, errstr_size))
+        return false;
+    if (text)
+        return render(oid, text, out, field, errstr, errstr_size);
+    if (strcmp(type, "struct") == 0 && json_is_object(value) &&
+        !(name && strcmp(name, "io.debezium.data.VariableScaleDecimal") == 0))
+        return decode_struct(schema, value, out, field, errstr, errstr_size);
+    return true; /* integers, floats, booleans, strings, bytes (base64 both ways) */
 }
 
 /* Decodes each member of @p obj by its field in the struct @p schema; *out is a copy with the

@@ -60,7 +60,20 @@ bool ds_debezium_decode_change(ds_debezium_decoder_t *decoder, const json_t **va
                                size_t errstr_size) DS_MUST_CHECK;
 
 /**
- * @brief Decodes one value by its Connect field schema @p schema.
+ * @brief PostgreSQL's text of one value whose Connect field schema @p schema names a logical
+ *        type (DateStyle ISO, IntervalStyle iso_8601, TimeZone UTC, as the capture session).
+ *
+ * @param out  a new string, or NULL when the schema names no type to decode (plain types,
+ *             Json, Uuid, ...: the value is already what PostgreSQL wrote)
+ * @param oid  the PostgreSQL type the text is of (0 with @p out NULL)
+ */
+bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out,
+                             uint32_t *oid, const char *field, char *errstr,
+                             size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Decodes one value by its Connect field schema @p schema, into the JSON capture
+ *        writes for it by default (ds_debezium_decode_text(), then cdc/typemap.c).
  *
  * @param out  a new reference to the decoded value, or NULL when @p value is already in
  *             apply's form (the common case: no allocation)

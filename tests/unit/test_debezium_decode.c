@@ -1,8 +1,9 @@
 /*
- * test_debezium_decode.c: Debezium's value encodings read back into the form capture writes
- * by default (docs/type-mapping.md), one logical type at a time; the schema envelope of
- * values and keys; the settings refused at start; and the values that do not fit their
- * schema. Expected values were computed apart from the decoder (Python's datetime and int,
+ * test_debezium_decode.c: Debezium's value encodings read back, one logical type at a time,
+ * into PostgreSQL's text of the value (ds_debezium_decode_text) and from there into what
+ * capture writes for it (cdc/typemap.c, whatever its defaults); the schema envelope of values
+ * and keys; the settings refused at start; and the values that do not fit their schema.
+ * Expected values were computed apart from the decoder (Python's datetime and int,
  * PostgreSQL's iso_8601 interval output) or read from messages the Debezium 3.6.1 connector
  * wrote for the same rows under decimal.handling.mode=string.
  */
@@ -10,14 +11,62 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dualsync/buf.h"
 #include "dualsync/debezium_decode.h"
+#include "dualsync/typemap.h"
 #include "ds_test.h"
 
 static char errstr[1024];
 
-/* The decoded text of @p value_json under the field schema @p schema_json; "(unchanged)"
+/* PostgreSQL's text of @p value_json under the field schema @p schema_json; "(unchanged)"
  * when the value needs no decoding, "(error)" with errstr set when it does not fit. */
 static const char *decode(const char *schema_json, const char *value_json)
+{
+    static char out[4][512];
+    static int next;
+    char *result = out[next++ % 4];
+    json_t *schema = json_loads(schema_json, 0, NULL);
+    json_t *value = json_loads(value_json, JSON_DECODE_ANY, NULL);
+    json_t *text = NULL;
+    uint32_t oid;
+
+    errstr[0] = '\0';
+    if (!schema || !value)
+        snprintf(result, 512, "(bad test JSON)");
+    else if (!ds_debezium_decode_text(schema, value, &text, &oid, "after.c", errstr,
+                                      sizeof(errstr)))
+        snprintf(result, 512, "(error)");
+    else if (!text)
+        snprintf(result, 512, "(unchanged)");
+    else
+        snprintf(result, 512, "%s", json_string_value(text));
+    json_decref(text);
+    json_decref(schema);
+    json_decref(value);
+    return result;
+}
+
+/* What capture writes by default for the PostgreSQL text @p text of type @p oid: what a
+ * decoded value must read as (cdc/typemap.c decides, whatever its defaults). */
+static const char *captured(uint32_t oid, const char *text)
+{
+    static char out[4][512];
+    static int next;
+    char *result = out[next++ % 4];
+    ds_buf_t b = DS_BUF_INIT;
+    char why[256];
+
+    if (!ds_typemap_append_json(&b, oid, text, strlen(text), why, sizeof(why)))
+        snprintf(result, 512, "(typemap: %s)", why);
+    else
+        snprintf(result, 512, "%.*s", (int)b.len, b.data);
+    ds_buf_free(&b);
+    return result;
+}
+
+/* The decoded JSON of @p value_json under @p schema_json, compact; "(unchanged)" or
+ * "(error)" as decode(). */
+static const char *decode_json(const char *schema_json, const char *value_json)
 {
     static char out[4][512];
     static int next;
@@ -34,8 +83,6 @@ static const char *decode(const char *schema_json, const char *value_json)
         snprintf(result, 512, "(error)");
     } else if (!decoded) {
         snprintf(result, 512, "(unchanged)");
-    } else if (json_is_string(decoded)) {
-        snprintf(result, 512, "%s", json_string_value(decoded));
     } else {
         char *text = json_dumps(decoded, JSON_COMPACT | JSON_ENCODE_ANY);
 
@@ -90,22 +137,31 @@ static void test_times(void)
 static void test_timestamps(void)
 {
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "1709210096789012"),
-                 "2024-02-29T12:34:56.789012");
+                 "2024-02-29 12:34:56.789012");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "1709210096789"),
-                 "2024-02-29T12:34:56.789");
+                 "2024-02-29 12:34:56.789");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "1709210097000"),
-                 "2024-02-29T12:34:57");
+                 "2024-02-29 12:34:57");
     DS_CHECK_STR(decode(NAMED("int64", "org.apache.kafka.connect.data.Timestamp"),
                         "1709210096789"),
-                 "2024-02-29T12:34:56.789");
+                 "2024-02-29 12:34:56.789");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.NanoTimestamp"), "1709210096789012000"),
-                 "2024-02-29T12:34:56.789012");
+                 "2024-02-29 12:34:56.789012");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-500000"),
-                 "1969-12-31T23:59:59.5");
+                 "1969-12-31 23:59:59.5");
     /* 0001-01-01 00:00:00 minus one second: 1 BC, in PostgreSQL's text. */
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-62135596801000000"),
                  "0001-12-31 23:59:59 BC");
-    /* Debezium's infinity (PGStatement.DATE_POSITIVE_INFINITY) is out of PostgreSQL's range. */
+    /* Debezium's stand-ins for infinity (PGStatement.DATE_POSITIVE_INFINITY and
+     * DATE_NEGATIVE_INFINITY as microseconds), as they came from the real connector. */
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "9223372036825200"),
+                 "infinity");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"),
+                        "-9223372036832400000"),
+                 "-infinity");
+    DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "-2147472692"), "infinity");
+    DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "-2147472691"), "-infinity");
+    /* Anything else out of PostgreSQL's range is not a timestamp. */
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "9223372036825200000"),
                  "(error)");
 }
@@ -114,9 +170,10 @@ static void test_iso_strings(void)
 {
     const char *zoned = NAMED("string", "io.debezium.time.ZonedTimestamp");
 
-    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789012Z\""), "(unchanged)");
-    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789000Z\""), "2024-02-29T12:34:56.789Z");
-    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.000Z\""), "2024-02-29T12:34:56Z");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789012Z\""),
+                 "2024-02-29 12:34:56.789012+00");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789000Z\""), "2024-02-29 12:34:56.789+00");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.000Z\""), "2024-02-29 12:34:56+00");
     DS_CHECK_STR(decode(zoned, "\"infinity\""), "(unchanged)");
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.ZonedTime"), "\"04:30:00Z\""),
                  "04:30:00+00");
@@ -126,7 +183,15 @@ static void test_iso_strings(void)
                  "23:59:59.999999");
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTimestamp"),
                         "\"2024-02-29T12:34:57Z\""),
-                 "2024-02-29T12:34:57");
+                 "2024-02-29 12:34:57");
+    /* java.time's astronomical years: -0043 is 44 BC. */
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoDate"), "\"-0043-03-15Z\""),
+                 "0044-03-15 BC");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTimestamp"),
+                        "\"-0043-03-15T10:00:00Z\""),
+                 "0044-03-15 10:00:00 BC");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoDate"), "\"-5877611-06-21\""),
+                 "infinity");
     DS_CHECK_STR(decode(zoned, "42"), "(error)");
 }
 
@@ -175,7 +240,13 @@ static void test_intervals(void)
     DS_CHECK_STR(decode(duration, "-500000"), "PT-0.5S");
     DS_CHECK_STR(decode(duration, "\"P1D\""), "(error)");
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.Interval"), "\"P1Y2M3DT4H5M6.5S\""),
-                 "(unchanged)");
+                 "P1Y2M3DT4H5M6.5S");
+    /* Debezium writes every part; PostgreSQL only those that are not zero. */
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.Interval"), "\"P0Y0M-1DT-2H0M0S\""),
+                 "P-1DT-2H");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.Interval"), "\"P0Y0M0DT0H0M0S\""),
+                 "PT0S");
+    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.Interval"), "\"P1X\""), "(error)");
 }
 
 static void test_other_types(void)
@@ -195,12 +266,25 @@ static void test_other_types(void)
                  "(unchanged)");
     DS_CHECK_STR(decode("{\"type\":\"int32\"}", "42"), "(unchanged)");
     DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "null"), "(unchanged)");
-    /* Arrays: each element by the items' schema, nulls kept. */
-    DS_CHECK_STR(decode("{\"type\":\"array\",\"items\":" NAMED("int32", "io.debezium.time.Date") "}",
-                        "[19782,null,0]"),
-                 "[\"2024-02-29\",null,\"1970-01-01\"]");
-    DS_CHECK_STR(decode("{\"type\":\"array\",\"items\":{\"type\":\"int32\"}}", "[1,2]"),
+    /* Decoded values read as capture writes them; arrays element by element, nulls kept. */
+    {
+        char want[256];
+
+        snprintf(want, sizeof(want), "[%s,null,%s]", captured(DS_OID_DATE, "2024-02-29"),
+                 captured(DS_OID_DATE, "1970-01-01"));
+        DS_CHECK_STR(decode_json("{\"type\":\"array\",\"items\":"
+                                 NAMED("int32", "io.debezium.time.Date") "}",
+                                 "[19782,null,0]"),
+                     want);
+    }
+    DS_CHECK_STR(decode_json(NAMED("int64", "io.debezium.time.MicroTimestamp"), "1709210096789012"),
+                 captured(DS_OID_TIMESTAMP, "2024-02-29 12:34:56.789012"));
+    DS_CHECK_STR(decode_json(NAMED("string", "io.debezium.time.ZonedTimestamp"),
+                             "\"2024-02-29T12:34:56.789000Z\""),
+                 captured(DS_OID_TIMESTAMPTZ, "2024-02-29 12:34:56.789+00"));
+    DS_CHECK_STR(decode_json("{\"type\":\"array\",\"items\":{\"type\":\"int32\"}}", "[1,2]"),
                  "(unchanged)");
+    DS_CHECK_STR(decode_json("{\"type\":\"int32\"}", "42"), "(unchanged)");
 }
 
 /* A change value in the schema envelope: before/after decoded, the rest kept. */
@@ -227,7 +311,7 @@ static void test_envelope(void)
                       "\"name\":\"io.debezium.time.Date\",\"field\":\"d\"},{\"type\":\"int32\","
                       "\"field\":\"id\"}]},\"payload\":{\"d\":19782,\"id\":7}}";
     size_t key_len = strlen(key);
-    char *after;
+    char *after, want[256];
 
     ds_value_format_init(&format);
     format.time_precision = DS_TIME_ADAPTIVE;
@@ -236,13 +320,16 @@ static void test_envelope(void)
     DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK_STR(json_string_value(json_object_get(value, "op")), "c");
     after = json_dumps(json_object_get(value, "after"), JSON_COMPACT | JSON_PRESERVE_ORDER);
-    DS_CHECK_STR(after, "{\"id\":1,\"d\":\"2024-02-29\",\"t\":\"x\"}");
+    snprintf(want, sizeof(want), "{\"id\":1,\"d\":%s,\"t\":\"x\"}",
+             captured(DS_OID_DATE, "2024-02-29"));
+    DS_CHECK_STR(after, want);
     free(after);
     DS_CHECK_INT(json_integer_value(json_object_get(json_object_get(value, "source"), "ts_ms")),
                  5);
     /* The key: its payload, decoded, as compact text in its own order. */
-    DS_CHECK_INT(key_len, strlen("{\"d\":\"2024-02-29\",\"id\":7}"));
-    DS_CHECK(key && strncmp(key, "{\"d\":\"2024-02-29\",\"id\":7}", key_len) == 0);
+    snprintf(want, sizeof(want), "{\"d\":%s,\"id\":7}", captured(DS_OID_DATE, "2024-02-29"));
+    DS_CHECK_INT(key_len, strlen(want));
+    DS_CHECK(key && strncmp(key, want, key_len) == 0);
     /* The caller's message is not changed: a retry decodes it again. */
     DS_CHECK_INT(json_integer_value(json_object_get(
                      json_object_get(json_object_get(doc, "payload"), "after"), "d")),
