@@ -767,6 +767,47 @@ static void test_write_lists_and_parameters_are_reused(void)
     ds_mapping_set_free(set);
 }
 
+/* A change in the schema envelope is unwrapped (key and value) and mapped as capture's; a
+ * value that does not fit its schema makes the change fail, naming topic and field. */
+static void test_enveloped_changes_are_unwrapped(void)
+{
+    ds_mapping_set_t *set = load();
+    ds_write_list_t writes;
+    ds_value_format_t format;
+    const char *key = "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","
+                      "\"field\":\"id\"}]},\"payload\":{\"id\":\"u1\"}}";
+
+    if (!set)
+        return;
+    ds_value_format_init(&format);
+    format.time_precision = DS_TIME_ADAPTIVE;
+    format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    DS_CHECK(ds_mapping_set_value_format(set, &format, errstr, sizeof(errstr)));
+    DS_CHECK(eval(set, USERS, key,
+                  "{\"schema\":{\"type\":\"struct\",\"fields\":[]},\"payload\":{\"before\":"
+                  "null,\"after\":" DOCTOR_ROW("DOCTOR", "true") ",\"op\":\"c\",\"ts_us\":1}}",
+                  &writes));
+    DS_CHECK(writes.nwrites > 0 && writes.writes[0].nparams > 2);
+    if (writes.nwrites > 0)
+        DS_CHECK_STR(writes.writes[0].params[2], DOCTOR_KEY);
+    DS_CHECK(!eval(set, USERS, key,
+                   "{\"schema\":{\"type\":\"struct\",\"fields\":[{\"type\":\"struct\","
+                   "\"field\":\"after\",\"fields\":[{\"type\":\"int32\",\"name\":"
+                   "\"io.debezium.time.Date\",\"field\":\"email\"}]}]},\"payload\":{"
+                   "\"before\":null,\"after\":" DOCTOR_ROW("DOCTOR", "true") ",\"op\":\"c\"}}",
+                   &writes));
+    DS_CHECK(strncmp(errstr, "change on clinic.public.users: field after.email "
+                             "(io.debezium.time.Date): ", 74) == 0);
+    /* Without its envelope, where the declared settings need one: refused, never guessed. */
+    DS_CHECK(!eval(set, USERS, DOCTOR_KEY,
+                   "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}", &writes));
+    DS_CHECK(strstr(errstr, "no schema envelope") != NULL);
+    /* Settings apply cannot read are refused. */
+    format.binary_handling = DS_BINARY_HEX;
+    DS_CHECK(!ds_mapping_set_value_format(set, &format, errstr, sizeof(errstr)));
+    ds_mapping_set_free(set);
+}
+
 int main(void)
 {
     DS_RUN(test_create_upserts_every_matching_target);
@@ -783,5 +824,6 @@ int main(void)
     DS_RUN(test_sole_source_follows_the_message_key);
     DS_RUN(test_write_lists_and_parameters_are_reused);
     DS_RUN(test_rows_keyed_by_every_column_count_copies);
+    DS_RUN(test_enveloped_changes_are_unwrapped);
     return ds_test_report();
 }
