@@ -26,8 +26,8 @@
 
 #define OID_BIT 1560 /* bit(n); typemap writes its text as it is */
 
-#define US_PER_SEC   INT64_C(1000000)
-#define US_PER_DAY   (INT64_C(86400) * US_PER_SEC)
+#define US_PER_SEC INT64_C(1000000)
+#define US_PER_DAY (INT64_C(86400) * US_PER_SEC)
 /* Debezium's MicroDuration counts a month as 365.25 / 12 = 30.4375 days. */
 #define US_PER_MONTH (INT64_C(2629800) * US_PER_SEC)
 
@@ -469,8 +469,8 @@ static bool decode_timestamp(const json_t *value, unit_t unit, json_t **out, con
     return true;
 }
 
-static bool decode_duration(const json_t *value, json_t **out, const char *field,
-                            const char *name, char *errstr, size_t errstr_size)
+static bool decode_duration(const json_t *value, json_t **out, const char *field, const char *name,
+                            char *errstr, size_t errstr_size)
 {
     ds_buf_t b = DS_BUF_INIT;
     int64_t us, months, days;
@@ -521,7 +521,8 @@ static bool decode_unscaled(const json_t *value, int64_t scale, json_t **out, co
 /* The integer parameter @p key of a field schema ("parameters" values are strings). */
 static bool schema_parameter(const json_t *schema, const char *key, int64_t *value)
 {
-    const char *text = json_string_value(json_object_get(json_object_get(schema, "parameters"), key));
+    const char *text =
+        json_string_value(json_object_get(json_object_get(schema, "parameters"), key));
     char *end;
 
     if (!text || !*text)
@@ -532,8 +533,8 @@ static bool schema_parameter(const json_t *schema, const char *key, int64_t *val
 
 /* io.debezium.data.Bits: BitSet.toByteArray() (bit i of the text's last character first,
  * little-endian), "length" bits of bit(n). */
-static bool decode_bits(const json_t *schema, const json_t *value, json_t **out,
-                        const char *field, const char *name, char *errstr, size_t errstr_size)
+static bool decode_bits(const json_t *schema, const json_t *value, json_t **out, const char *field,
+                        const char *name, char *errstr, size_t errstr_size)
 {
     const char *text = json_string_value(value);
     size_t len = json_string_length(value);
@@ -543,8 +544,8 @@ static bool decode_bits(const json_t *schema, const json_t *value, json_t **out,
     ds_buf_t b = DS_BUF_INIT;
 
     if (!schema_parameter(schema, "length", &length) || length < 1 || length > 83886080)
-        return ds_fail(errstr, errstr_size, "field %s (%s): the schema has no \"length\"",
-                       field, name);
+        return ds_fail(errstr, errstr_size, "field %s (%s): the schema has no \"length\"", field,
+                       name);
     if (!text)
         return fail_value(field, name, "base64 of the bits", value, errstr, errstr_size);
     bytes = malloc(len + 1);
@@ -590,9 +591,8 @@ static bool decode_signed_iso(const char *text, size_t len, json_t **out, const 
         digits++;
     year = strtol(text + 1, NULL, 10);
     if (text[0] != '-' || digits < 5 || digits >= end || text[digits] != '-' || year > 4713)
-        return ds_fail(errstr, errstr_size,
-                       "field %s (%s): \"%.40s\" is out of PostgreSQL's range", field, name,
-                       text);
+        return ds_fail(errstr, errstr_size, "field %s (%s): \"%.40s\" is out of PostgreSQL's range",
+                       field, name, text);
     ds_buf_appendf(&b, "%04ld", year + 1);
     for (size_t i = digits; i < end; i++)
         ds_buf_append_char(&b, text[i] == 'T' ? ' ' : text[i]);
@@ -715,11 +715,11 @@ static bool decode_iso_interval(const json_t *value, json_t **out, const char *f
     return true;
 }
 
-static bool decode_struct(const json_t *schema, const json_t *obj, json_t **out,
-                          const char *path, char *errstr, size_t errstr_size);
+static bool decode_struct(const json_t *schema, const json_t *obj, json_t **out, const char *path,
+                          char *errstr, size_t errstr_size);
 
-static bool decode_array(const json_t *schema, const json_t *value, json_t **out,
-                         const char *field, char *errstr, size_t errstr_size)
+static bool decode_array(const json_t *schema, const json_t *value, json_t **out, const char *field,
+                         char *errstr, size_t errstr_size)
 {
     const json_t *items = json_object_get(schema, "items");
     size_t i;
@@ -727,7 +727,8 @@ static bool decode_array(const json_t *schema, const json_t *value, json_t **out
 
     if (!json_is_array(value))
         return fail_value(field, "array", "an array", value, errstr, errstr_size);
-    json_array_foreach (value, i, element) {
+    json_array_foreach(value, i, element)
+    {
         json_t *decoded = NULL;
 
         if (!ds_debezium_decode_value(items, element, &decoded, field, errstr, errstr_size)) {
@@ -746,8 +747,8 @@ static bool decode_array(const json_t *schema, const json_t *value, json_t **out
     return true;
 }
 
-bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out,
-                             uint32_t *oid, const char *field, char *errstr, size_t errstr_size)
+bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out, uint32_t *oid,
+                             const char *field, char *errstr, size_t errstr_size)
 {
     const char *type = json_string_value(json_object_get(schema, "type"));
     const char *name = json_string_value(json_object_get(schema, "name"));
@@ -762,23 +763,32 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
         if (strcmp(t, "Date") == 0)
             return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
         if (strcmp(t, "Time") == 0)
-            return *oid = DS_OID_TIME, decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME,
+                   decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroTime") == 0)
-            return *oid = DS_OID_TIME, decode_time(value, UNIT_US, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME,
+                   decode_time(value, UNIT_US, out, field, name, errstr, errstr_size);
         if (strcmp(t, "NanoTime") == 0)
-            return *oid = DS_OID_TIME, decode_time(value, UNIT_NS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIME,
+                   decode_time(value, UNIT_NS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "Timestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP,
+                   decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_US, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP,
+                   decode_timestamp(value, UNIT_US, out, field, name, errstr, errstr_size);
         if (strcmp(t, "NanoTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_NS, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMP,
+                   decode_timestamp(value, UNIT_NS, out, field, name, errstr, errstr_size);
         if (strcmp(t, "MicroDuration") == 0)
-            return *oid = DS_OID_INTERVAL, decode_duration(value, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_INTERVAL,
+                   decode_duration(value, out, field, name, errstr, errstr_size);
         if (strcmp(t, "ZonedTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMPTZ, decode_iso(value, true, false, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMESTAMPTZ,
+                   decode_iso(value, true, false, out, field, name, errstr, errstr_size);
         if (strcmp(t, "ZonedTime") == 0)
-            return *oid = DS_OID_TIMETZ, decode_iso(value, true, true, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_TIMETZ,
+                   decode_iso(value, true, true, out, field, name, errstr, errstr_size);
         if (strcmp(t, "IsoDate") == 0 || strcmp(t, "IsoTime") == 0 ||
             strcmp(t, "IsoTimestamp") == 0) {
             *oid = strcmp(t, "IsoDate") == 0   ? DS_OID_DATE
@@ -787,15 +797,18 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
             return decode_iso(value, false, false, out, field, name, errstr, errstr_size);
         }
         if (strcmp(t, "Interval") == 0)
-            return *oid = DS_OID_INTERVAL, decode_iso_interval(value, out, field, name, errstr, errstr_size);
+            return *oid = DS_OID_INTERVAL,
+                   decode_iso_interval(value, out, field, name, errstr, errstr_size);
         return true;
     }
     if (strcmp(name, "org.apache.kafka.connect.data.Date") == 0)
         return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Time") == 0)
-        return *oid = DS_OID_TIME, decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
+        return *oid = DS_OID_TIME,
+               decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Timestamp") == 0)
-        return *oid = DS_OID_TIMESTAMP, decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
+        return *oid = DS_OID_TIMESTAMP,
+               decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
     if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0) {
         int64_t scale;
 
@@ -810,8 +823,8 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
         const json_t *scale = json_object_get(value, "scale");
 
         if (!json_is_object(value) || !json_is_integer(scale))
-            return fail_value(field, name, "{\"scale\": integer, \"value\": base64}", value,
-                              errstr, errstr_size);
+            return fail_value(field, name, "{\"scale\": integer, \"value\": base64}", value, errstr,
+                              errstr_size);
         *oid = DS_OID_NUMERIC;
         return decode_unscaled(json_object_get(value, "value"), json_integer_value(scale), out,
                                field, name, errstr, errstr_size);
@@ -866,15 +879,16 @@ bool ds_debezium_decode_value(const json_t *schema, const json_t *value, json_t 
 
 /* Decodes each member of @p obj by its field in the struct @p schema; *out is a copy with the
  * decoded members, or NULL when none changed. */
-static bool decode_struct(const json_t *schema, const json_t *obj, json_t **out,
-                          const char *path, char *errstr, size_t errstr_size)
+static bool decode_struct(const json_t *schema, const json_t *obj, json_t **out, const char *path,
+                          char *errstr, size_t errstr_size)
 {
     const json_t *fields = json_object_get(schema, "fields");
     size_t i;
     const json_t *f;
 
     *out = NULL;
-    json_array_foreach (fields, i, f) {
+    json_array_foreach(fields, i, f)
+    {
         const char *name = json_string_value(json_object_get(f, "field"));
         const json_t *v = name ? json_object_get(obj, name) : NULL;
         json_t *decoded = NULL;
@@ -908,7 +922,8 @@ static const json_t *field_schema(const json_t *schema, const char *name)
     const json_t *fields = json_object_get(schema, "fields"), *f;
     size_t i;
 
-    json_array_foreach (fields, i, f) {
+    json_array_foreach(fields, i, f)
+    {
         const char *n = json_string_value(json_object_get(f, "field"));
 
         if (n && strcmp(n, name) == 0)
@@ -921,12 +936,12 @@ static const json_t *field_schema(const json_t *schema, const char *name)
  * change value has op, source, ts_ms... besides, so the member count decides at once. */
 static bool is_envelope(const json_t *doc)
 {
-    return json_is_object(doc) && json_object_size(doc) == 2 &&
-           json_object_get(doc, "payload") && json_object_get(doc, "schema");
+    return json_is_object(doc) && json_object_size(doc) == 2 && json_object_get(doc, "payload") &&
+           json_object_get(doc, "schema");
 }
 
-static bool decode_key(ds_debezium_decoder_t *d, const char **key, size_t *key_len,
-                       char *errstr, size_t errstr_size)
+static bool decode_key(ds_debezium_decoder_t *d, const char **key, size_t *key_len, char *errstr,
+                       size_t errstr_size)
 {
     json_error_t jerr;
     const json_t *payload;
@@ -963,9 +978,8 @@ static bool decode_key(ds_debezium_decoder_t *d, const char **key, size_t *key_l
     return true;
 }
 
-bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const json_t **value,
-                               const char **key, size_t *key_len, char *errstr,
-                               size_t errstr_size)
+bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const json_t **value, const char **key,
+                               size_t *key_len, char *errstr, size_t errstr_size)
 {
     static const char *const rows[] = {"before", "after"};
     const json_t *schema, *payload;

@@ -446,8 +446,8 @@ static bool prefix_topic(const char *topic, char *errstr, size_t errstr_size)
  * which would need an unlink and an upsert of one target in one change: it stays keyless,
  * which only in-place targets accept (no_key). A truncate needs no key.
  */
-static bool row_key(ds_mapping_set_t *set, const json_t *value, char op,
-                    const char **key_text, char *errstr, size_t errstr_size)
+static bool row_key(ds_mapping_set_t *set, const json_t *value, char op, const char **key_text,
+                    char *errstr, size_t errstr_size)
 {
     const json_t *row = json_object_get(value, op == 'd' ? "before" : "after");
     char *text, *copy;

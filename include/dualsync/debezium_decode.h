@@ -67,9 +67,8 @@ bool ds_debezium_decode_change(ds_debezium_decoder_t *decoder, const json_t **va
  *             Json, Uuid, ...: the value is already what PostgreSQL wrote)
  * @param oid  the PostgreSQL type the text is of (0 with @p out NULL)
  */
-bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out,
-                             uint32_t *oid, const char *field, char *errstr,
-                             size_t errstr_size) DS_MUST_CHECK;
+bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out, uint32_t *oid,
+                             const char *field, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief Decodes one value by its Connect field schema @p schema, into the JSON capture

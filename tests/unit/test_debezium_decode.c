@@ -119,8 +119,7 @@ static void test_times(void)
 {
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "86399999999"),
                  "23:59:59.999999");
-    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "36000500000"),
-                 "10:00:00.5");
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "36000500000"), "10:00:00.5");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "0"), "00:00:00");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTime"), "86400000000"), "24:00:00");
     DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Time"), "45296789"), "12:34:56.789");
@@ -142,8 +141,7 @@ static void test_timestamps(void)
                  "2024-02-29 12:34:56.789");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "1709210097000"),
                  "2024-02-29 12:34:57");
-    DS_CHECK_STR(decode(NAMED("int64", "org.apache.kafka.connect.data.Timestamp"),
-                        "1709210096789"),
+    DS_CHECK_STR(decode(NAMED("int64", "org.apache.kafka.connect.data.Timestamp"), "1709210096789"),
                  "2024-02-29 12:34:56.789");
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.NanoTimestamp"), "1709210096789012000"),
                  "2024-02-29 12:34:56.789012");
@@ -156,8 +154,7 @@ static void test_timestamps(void)
      * DATE_NEGATIVE_INFINITY as microseconds), as they came from the real connector. */
     DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.Timestamp"), "9223372036825200"),
                  "infinity");
-    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"),
-                        "-9223372036832400000"),
+    DS_CHECK_STR(decode(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-9223372036832400000"),
                  "-infinity");
     DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "-2147472692"), "infinity");
     DS_CHECK_STR(decode(NAMED("int32", "io.debezium.time.Date"), "-2147472691"), "-infinity");
@@ -170,8 +167,7 @@ static void test_iso_strings(void)
 {
     const char *zoned = NAMED("string", "io.debezium.time.ZonedTimestamp");
 
-    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789012Z\""),
-                 "2024-02-29 12:34:56.789012+00");
+    DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789012Z\""), "2024-02-29 12:34:56.789012+00");
     DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.789000Z\""), "2024-02-29 12:34:56.789+00");
     DS_CHECK_STR(decode(zoned, "\"2024-02-29T12:34:56.000Z\""), "2024-02-29 12:34:56+00");
     DS_CHECK_STR(decode(zoned, "\"infinity\""), "(unchanged)");
@@ -181,15 +177,15 @@ static void test_iso_strings(void)
                  "2024-02-29");
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTime"), "\"23:59:59.999999Z\""),
                  "23:59:59.999999");
-    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTimestamp"),
-                        "\"2024-02-29T12:34:57Z\""),
-                 "2024-02-29 12:34:57");
+    DS_CHECK_STR(
+        decode(NAMED("string", "io.debezium.time.IsoTimestamp"), "\"2024-02-29T12:34:57Z\""),
+        "2024-02-29 12:34:57");
     /* java.time's astronomical years: -0043 is 44 BC. */
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoDate"), "\"-0043-03-15Z\""),
                  "0044-03-15 BC");
-    DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoTimestamp"),
-                        "\"-0043-03-15T10:00:00Z\""),
-                 "0044-03-15 10:00:00 BC");
+    DS_CHECK_STR(
+        decode(NAMED("string", "io.debezium.time.IsoTimestamp"), "\"-0043-03-15T10:00:00Z\""),
+        "0044-03-15 10:00:00 BC");
     DS_CHECK_STR(decode(NAMED("string", "io.debezium.time.IsoDate"), "\"-5877611-06-21\""),
                  "infinity");
     DS_CHECK_STR(decode(zoned, "42"), "(error)");
@@ -201,9 +197,10 @@ static void test_decimals(void)
                          "\"parameters\":{\"scale\":\"3\",\"connect.decimal.precision\":\"12\"}}";
     const char *scale2 = "{\"type\":\"bytes\",\"name\":\"org.apache.kafka.connect.data.Decimal\","
                          "\"parameters\":{\"scale\":\"2\"}}";
-    const char *variable = "{\"type\":\"struct\",\"name\":\"io.debezium.data.VariableScaleDecimal\","
-                           "\"fields\":[{\"type\":\"int32\",\"field\":\"scale\"},"
-                           "{\"type\":\"bytes\",\"field\":\"value\"}]}";
+    const char *variable =
+        "{\"type\":\"struct\",\"name\":\"io.debezium.data.VariableScaleDecimal\","
+        "\"fields\":[{\"type\":\"int32\",\"field\":\"scale\"},"
+        "{\"type\":\"bytes\",\"field\":\"value\"}]}";
 
     /* From Debezium's own messages for 1234567.891 (numeric(12,3)) and 1234.56 (money). */
     DS_CHECK_STR(decode(scale3, "\"SZYC0w==\""), "1234567.891");
@@ -272,8 +269,8 @@ static void test_other_types(void)
 
         snprintf(want, sizeof(want), "[%s,null,%s]", captured(DS_OID_DATE, "2024-02-29"),
                  captured(DS_OID_DATE, "1970-01-01"));
-        DS_CHECK_STR(decode_json("{\"type\":\"array\",\"items\":"
-                                 NAMED("int32", "io.debezium.time.Date") "}",
+        DS_CHECK_STR(decode_json("{\"type\":\"array\",\"items\":" NAMED(
+                                     "int32", "io.debezium.time.Date") "}",
                                  "[19782,null,0]"),
                      want);
     }
@@ -289,17 +286,18 @@ static void test_other_types(void)
 
 /* A change value in the schema envelope: before/after decoded, the rest kept. */
 #define ROW_SCHEMA(field)                                                                          \
-    "{\"type\":\"struct\",\"optional\":true,\"field\":\"" field "\",\"fields\":["                 \
+    "{\"type\":\"struct\",\"optional\":true,\"field\":\"" field "\",\"fields\":["                  \
     "{\"type\":\"int32\",\"field\":\"id\"},"                                                       \
     "{\"type\":\"int32\",\"name\":\"io.debezium.time.Date\",\"field\":\"d\"},"                     \
     "{\"type\":\"string\",\"field\":\"t\"}]}"
 
 static const char *const ENVELOPED_VALUE =
-    "{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA("before") "," ROW_SCHEMA("after")
-    ",{\"type\":\"string\",\"field\":\"op\"}]},"
-    "\"payload\":{\"before\":null,\"after\":{\"id\":1,\"d\":19782,\"t\":\"x\"},"
-    "\"source\":{\"ts_ms\":5},\"op\":\"c\",\"ts_ms\":6,\"ts_us\":6000,\"ts_ns\":6000000,"
-    "\"transaction\":null}}";
+    "{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA("before") "," ROW_SCHEMA(
+        "after") ",{\"type\":\"string\",\"field\":\"op\"}]},"
+                 "\"payload\":{\"before\":null,\"after\":{\"id\":1,\"d\":19782,\"t\":\"x\"},"
+                 "\"source\":{\"ts_ms\":5},\"op\":\"c\",\"ts_ms\":6,\"ts_us\":6000,\"ts_ns\":"
+                 "6000000,"
+                 "\"transaction\":null}}";
 
 static void test_envelope(void)
 {
@@ -324,8 +322,7 @@ static void test_envelope(void)
              captured(DS_OID_DATE, "2024-02-29"));
     DS_CHECK_STR(after, want);
     free(after);
-    DS_CHECK_INT(json_integer_value(json_object_get(json_object_get(value, "source"), "ts_ms")),
-                 5);
+    DS_CHECK_INT(json_integer_value(json_object_get(json_object_get(value, "source"), "ts_ms")), 5);
     /* The key: its payload, decoded, as compact text in its own order. */
     snprintf(want, sizeof(want), "{\"d\":%s,\"id\":7}", captured(DS_OID_DATE, "2024-02-29"));
     DS_CHECK_INT(key_len, strlen(want));
@@ -346,9 +343,11 @@ static void test_envelope(void)
 
     /* A bad value: the change fails, naming the field. */
     json_decref(doc);
-    doc = json_loads("{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA("after") "]},"
+    doc = json_loads(
+        "{\"schema\":{\"type\":\"struct\",\"fields\":[" ROW_SCHEMA(
+            "after") "]},"
                      "\"payload\":{\"after\":{\"id\":1,\"d\":\"x\",\"t\":\"x\"},\"op\":\"c\"}}",
-                     0, NULL);
+        0, NULL);
     value = doc;
     DS_CHECK(!ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK_STR(errstr, "field after.d (io.debezium.time.Date): days since 1970-01-01 within "
@@ -455,8 +454,8 @@ static bool known_loss(const char *column)
 static bool decode_golden(ds_debezium_decoder_t *d, const json_t *msg, char **key_out,
                           const json_t **value_out)
 {
-    char *key_text = json_dumps(json_object_get(msg, "key"), JSON_COMPACT | JSON_ENCODE_ANY |
-                                                                 JSON_PRESERVE_ORDER);
+    char *key_text = json_dumps(json_object_get(msg, "key"),
+                                JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     const char *key = key_text && strcmp(key_text, "null") != 0 ? key_text : NULL;
     size_t key_len = key ? strlen(key) : 0;
     const json_t *value = json_object_get(msg, "value");
@@ -478,7 +477,8 @@ static void compare_rows(const char *name, size_t i, const char *row, const json
     json_t *w;
 
     DS_CHECK(json_is_object(got) == json_is_object(want));
-    json_object_foreach ((json_t *)want, column, w) {
+    json_object_foreach((json_t *)want, column, w)
+    {
         const json_t *g = json_object_get(got, column);
 
         if (json_equal((json_t *)g, w) || known_loss(column))
@@ -547,8 +547,8 @@ static void check_golden_combination(const char *name, const ds_value_format_t *
 
     DS_CHECK(reference && messages);
     DS_CHECK_INT(json_array_size(messages), json_array_size(reference));
-    for (size_t i = 0; messages && reference && i < json_array_size(messages) &&
-                       i < json_array_size(reference);
+    for (size_t i = 0;
+         messages && reference && i < json_array_size(messages) && i < json_array_size(reference);
          i++) {
         char *k1, *k2;
         const json_t *v1, *v2;

@@ -586,12 +586,13 @@ static void test_changes_that_cannot_be_mapped(void)
                   "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}", &writes));
     DS_CHECK(writes.nwrites > 0 && writes.writes[0].nparams > 2);
     if (writes.nwrites > 0)
-        DS_CHECK_STR(writes.writes[0].params[2],
-                     "{\"id\":\"u1\",\"clinicId\":\"c1\",\"email\":\" Ann@X.com \",\"name\":\" Ann \","
-                     "\"role\":\"DOCTOR\",\"specialization\":\"Dentistry\",\"licenseNumber\":null,"
-                     "\"experience\":7,\"isActive\":true}");
-    DS_CHECK(eval(set, USERS, NULL,
-                  "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"d\"}", &writes));
+        DS_CHECK_STR(
+            writes.writes[0].params[2],
+            "{\"id\":\"u1\",\"clinicId\":\"c1\",\"email\":\" Ann@X.com \",\"name\":\" Ann \","
+            "\"role\":\"DOCTOR\",\"specialization\":\"Dentistry\",\"licenseNumber\":null,"
+            "\"experience\":7,\"isActive\":true}");
+    DS_CHECK(eval(set, USERS, NULL, "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"d\"}",
+                  &writes));
     DS_CHECK(writes.nwrites > 0 && writes.writes[0].kind == DS_WRITE_UNLINK);
     if (writes.nwrites > 0)
         DS_CHECK(strncmp(writes.writes[0].params[2], "{\"id\":\"u1\",\"clinicId\":", 22) == 0);
@@ -796,8 +797,10 @@ static void test_enveloped_changes_are_unwrapped(void)
                    "\"io.debezium.time.Date\",\"field\":\"email\"}]}]},\"payload\":{"
                    "\"before\":null,\"after\":" DOCTOR_ROW("DOCTOR", "true") ",\"op\":\"c\"}}",
                    &writes));
-    DS_CHECK(strncmp(errstr, "change on clinic.public.users: field after.email "
-                             "(io.debezium.time.Date): ", 74) == 0);
+    DS_CHECK(strncmp(errstr,
+                     "change on clinic.public.users: field after.email "
+                     "(io.debezium.time.Date): ",
+                     74) == 0);
     /* Without its envelope, where the declared settings need one: refused, never guessed. */
     DS_CHECK(!eval(set, USERS, DOCTOR_KEY,
                    "{\"after\": " DOCTOR_ROW("DOCTOR", "true") ", \"op\": \"c\"}", &writes));
