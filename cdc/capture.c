@@ -889,6 +889,8 @@ static bool backfill(capture_t *c, PGconn *state_conn, const char *snapshot, ds_
     options.unavailable_value_placeholder = config->unavailable_value_placeholder;
     options.primary_key = ds_source_catalog_primary_key;
     options.primary_key_ctx = c->catalog;
+    options.columns = ds_source_catalog_columns;
+    options.columns_ctx = c->catalog;
     options.value_format = &c->config->value_format;
     memset(&bopt, 0, sizeof(bopt));
     bopt.conninfo = config->source_conninfo;
@@ -1039,6 +1041,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     ds_incremental_hooks_t hooks = {window_hold, window_emit, window_release, c};
     ds_changes_options_t options;
     ds_replication_t *repl;
+    ds_lsn_t resume;
+    bool exists;
     char lsn[DS_LSN_STRLEN];
 
     /* Each session gets its Relation messages again, and any transaction the last session
@@ -1060,6 +1064,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
     options.skip_origins = (const char *const *)c->config->skip_origins;
     options.primary_key = ds_source_catalog_primary_key;
     options.primary_key_ctx = c->catalog;
+    options.columns = ds_source_catalog_columns;
+    options.columns_ctx = c->catalog;
     options.value_format = &c->config->value_format;
 
     /* The connection becomes c->repl only when it streams: until then (a backfill may run
@@ -1078,6 +1084,14 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
         ds_replication_free(repl);
         return false;
     }
+    resume = c->confirmed_lsn;
+    if (resume == DS_INVALID_LSN &&
+        !ds_replication_slot_lookup(repl, c->config->slot, c->identity.dbname, &exists, &resume,
+                                    errstr, errstr_size)) {
+        ds_replication_free(repl);
+        return false;
+    }
+    ds_changes_resume_at(c->changes, resume);
     c->repl = repl;
     if (!ds_replication_start(c->repl, c->config->slot, c->config->publication, c->confirmed_lsn,
                               errstr, errstr_size))

@@ -18,6 +18,11 @@ typedef struct rel_entry {
     uint32_t relid;      /* pg_class OID; 0 marks an empty slot (no relation has OID 0) */
     uint32_t generation; /* the decoder's generation this entry was computed for; 0: stale */
     char *topic;         /* owned "<topic_prefix>.<schema>.<table>" */
+    ds_buf_t key_head;   /* json-with-schema only: {"schema":<key schema>,"payload": */
+    ds_buf_t value_head; /* json-with-schema only: {"schema":<envelope schema>,"payload": */
+    char **null_text;    /* json-with-schema only: per column, the text value written for a
+                          * NULL of a NOT NULL column (Debezium's fallback), or NULL; owned */
+    int nnull_text;      /* entries in null_text; 0 when no column has one */
     bool *key_mask;      /* owned, mask_cap entries; the first ncolumns are in use */
     int mask_cap;        /* entries allocated in key_mask */
     int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
@@ -35,6 +40,11 @@ struct ds_changes {
     ds_primary_key_fn primary_key; /* key columns of FULL tables, may be NULL */
     void *primary_key_ctx;         /* its argument */
     ds_value_format_t format;      /* how values are written (transaction_topic borrowed) */
+    ds_connect_columns_fn columns; /* the catalog's columns, for the schemas; may be NULL */
+    void *columns_ctx;             /* its argument */
+    ds_buf_t schema_key;           /* json-with-schema: the record's key in its envelope */
+    ds_value_t *filled;            /* json-with-schema: a tuple's values with null_text */
+    int filled_cap;                /* entries in filled */
 
     /* The current transaction. */
     bool in_tx;               /* between Begin and Commit */
@@ -89,6 +99,8 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     ch->tombstones = options->tombstones_on_delete;
     ch->primary_key = options->primary_key;
     ch->primary_key_ctx = options->primary_key_ctx;
+    ch->columns = options->columns;
+    ch->columns_ctx = options->columns_ctx;
     if (options->value_format)
         ch->format = *options->value_format;
     else
@@ -108,6 +120,15 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
     return ch;
 }
 
+static void free_null_texts(rel_entry_t *e)
+{
+    for (int i = 0; i < e->nnull_text; i++)
+        free(e->null_text[i]);
+    free(e->null_text);
+    e->null_text = NULL;
+    e->nnull_text = 0;
+}
+
 void ds_changes_free(ds_changes_t *changes)
 {
     if (!changes)
@@ -120,9 +141,14 @@ void ds_changes_free(ds_changes_t *changes)
         for (char **o = changes->skip_origins; *o; o++)
             free(*o);
     free(changes->skip_origins);
+    ds_buf_free(&changes->schema_key);
+    free(changes->filled);
     for (size_t i = 0; i < changes->rels_cap; i++) {
         free(changes->rels[i].topic);
         free(changes->rels[i].key_mask);
+        ds_buf_free(&changes->rels[i].key_head);
+        ds_buf_free(&changes->rels[i].value_head);
+        free_null_texts(&changes->rels[i]);
     }
     free(changes->rels);
     ds_buf_free(&changes->key);
@@ -250,6 +276,179 @@ static bool compute_key(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *r
     return true;
 }
 
+static bool with_schema(const ds_changes_t *ch)
+{
+    return ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
+}
+
+/* The JSON of default text @p text as a value of column i, written by the envelope writer
+ * itself (one column, the others left out), so a field's "default" reads like its values
+ * under every value setting. NULL when the writer refuses the text. */
+static char *default_json(ds_changes_t *ch, const ds_relation_t *rel, int i,
+                          const ds_connect_column_t *info, const char *text)
+{
+    ds_column_t col = rel->columns[i];
+    ds_relation_t one = *rel;
+    ds_value_t value = {DS_VALUE_TEXT, text, (uint32_t)strlen(text)};
+    ds_tuple_t tup = {1, &value};
+    ds_envelope_source_t src = {.version = "", .name = "", .db = "", .snapshot = "false"};
+    ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
+                                  .format = &ch->format};
+    ds_buf_t out = DS_BUF_INIT, prefix = DS_BUF_INIT;
+    char err[256];
+    char *json = NULL;
+    const char *start, *end;
+
+    if (info && info->base_oid) {
+        col.type_oid = info->base_oid;
+        if (col.typmod < 0)
+            col.typmod = info->base_typmod;
+    }
+    one.ncolumns = 1;
+    one.columns = &col;
+    ds_buf_append_str(&prefix, "\"after\":{");
+    ds_buf_append_json_string(&prefix, col.name, strlen(col.name));
+    ds_buf_append_char(&prefix, ':');
+    if (ds_envelope_write_value(&out, 'c', &one, NULL, &tup, &src, &opts, 0, err, sizeof(err)) &&
+        (start = strstr(out.data, prefix.data)) != NULL) {
+        /* A JSON string cannot hold an unescaped quote, so the value ends at the first
+         * "}," followed by the source member. */
+        start += prefix.len;
+        end = strstr(start, "},\"source\":");
+        if (end)
+            json = strndup(start, (size_t)(end - start));
+    }
+    ds_buf_free(&out);
+    ds_buf_free(&prefix);
+    return json;
+}
+
+/* The JsonConverter heads of the relation's keys and values: {"schema":...,"payload":
+ * Written here, once per relation, so that a record costs a copy of them. */
+static bool build_schemas(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, char *errstr,
+                          size_t errstr_size)
+{
+    const ds_connect_column_t *catalog = NULL;
+    const ds_connect_column_t **info;
+    char **defaults;
+    int ncatalog = 0;
+
+    info = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*info));
+    defaults = calloc(rel->ncolumns > 0 ? (size_t)rel->ncolumns : 1, sizeof(*defaults));
+    if (!info || !defaults) {
+        free(info);
+        free(defaults);
+        return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                       rel->schema, rel->table);
+    }
+    if (ch->columns)
+        catalog = ch->columns(ch->columns_ctx, rel->schema, rel->table, &ncatalog);
+    for (int i = 0; i < rel->ncolumns; i++)
+        for (int k = 0; catalog && k < ncatalog; k++)
+            if (strcmp(catalog[k].name, rel->columns[i].name) == 0) {
+                info[i] = &catalog[k];
+                break;
+            }
+    for (int i = 0; i < rel->ncolumns; i++) {
+        ds_buf_t text = DS_BUF_INIT;
+
+        if (ds_connect_schema_append_default_text(&text, rel, i, info[i], &ch->format))
+            defaults[i] = default_json(ch, rel, i, info[i], text.data ? text.data : "");
+        ds_buf_free(&text);
+    }
+    ds_buf_reset(&e->key_head);
+    ds_buf_append_str(&e->key_head, "{\"schema\":");
+    ds_connect_schema_append_key(&e->key_head, e->topic, rel, e->key_mask, info,
+                                 (const char *const *)defaults, &ch->format);
+    ds_buf_append_str(&e->key_head, ",\"payload\":");
+    ds_buf_reset(&e->value_head);
+    ds_buf_append_str(&e->value_head, "{\"schema\":");
+    ds_connect_schema_append_envelope(&e->value_head, e->topic, rel, info,
+                                      (const char *const *)defaults, &ch->format);
+    ds_buf_append_str(&e->value_head, ",\"payload\":");
+    for (int i = 0; i < rel->ncolumns; i++)
+        free(defaults[i]);
+    free(defaults);
+
+    /* A NULL where the schema says NOT NULL would make JsonConverter refuse the record. */
+    free_null_texts(e);
+    for (int i = 0; i < rel->ncolumns; i++) {
+        ds_buf_t text = DS_BUF_INIT;
+
+        if (!ds_connect_schema_append_null_text(&text, rel, i, info[i]))
+            continue;
+        if (!e->null_text) {
+            e->null_text = calloc((size_t)rel->ncolumns, sizeof(char *));
+            if (!e->null_text) {
+                ds_buf_free(&text);
+                free(info);
+                return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                               rel->schema, rel->table);
+            }
+            e->nnull_text = rel->ncolumns;
+        }
+        /* An empty text is still a value: keep a string even when nothing was appended. */
+        e->null_text[i] = text.data ? text.data : strdup("");
+        if (!e->null_text[i]) {
+            free(info);
+            return ds_fail(errstr, errstr_size, "out of memory writing the schema of %s.%s",
+                           rel->schema, rel->table);
+        }
+    }
+    free(info);
+    return true;
+}
+
+/* The key of rec inside JsonConverter's envelope, in ch->schema_key: rec is pointed at it. */
+static void wrap_key(ds_changes_t *ch, const rel_entry_t *e, char op, ds_change_record_t *rec)
+{
+    if (!with_schema(ch) || !rec->key)
+        return;
+    ds_buf_reset(&ch->schema_key);
+    if (op == 't')
+        ds_buf_append_str(&ch->schema_key,
+                          "{\"schema\":" DS_CONNECT_TRUNCATE_KEY_SCHEMA ",\"payload\":");
+    else
+        ds_buf_append(&ch->schema_key, e->key_head.data, e->key_head.len);
+    ds_buf_append(&ch->schema_key, rec->key, rec->key_len);
+    ds_buf_append_char(&ch->schema_key, '}');
+    rec->key = ch->schema_key.data;
+    rec->key_len = ch->schema_key.len;
+}
+
+/* tup, or a copy in ch->filled whose NULLs in NOT NULL columns hold Debezium's fallback. */
+static const ds_tuple_t *fill_not_null(ds_changes_t *ch, const rel_entry_t *e,
+                                       const ds_tuple_t *tup, ds_tuple_t *filled)
+{
+    bool needed = false;
+
+    if (!tup || !e->null_text || tup->nvalues != e->nnull_text)
+        return tup;
+    for (int i = 0; i < tup->nvalues && !needed; i++)
+        needed = e->null_text[i] && tup->values[i].kind == DS_VALUE_NULL;
+    if (!needed)
+        return tup;
+    if (tup->nvalues > ch->filled_cap) {
+        ds_value_t *vals = realloc(ch->filled, (size_t)tup->nvalues * sizeof(ds_value_t));
+
+        if (!vals)
+            return tup; /* null then: the sink refuses the record and says which */
+        ch->filled = vals;
+        ch->filled_cap = tup->nvalues;
+    }
+    for (int i = 0; i < tup->nvalues; i++) {
+        ch->filled[i] = tup->values[i];
+        if (e->null_text[i] && tup->values[i].kind == DS_VALUE_NULL) {
+            ch->filled[i].kind = DS_VALUE_TEXT;
+            ch->filled[i].data = e->null_text[i];
+            ch->filled[i].len = (uint32_t)strlen(e->null_text[i]);
+        }
+    }
+    filled->nvalues = tup->nvalues;
+    filled->values = ch->filled;
+    return filled;
+}
+
 /* The cache entry for rel, recomputed when the decoder replaced the relation. */
 static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char *errstr,
                                 size_t errstr_size)
@@ -286,6 +485,8 @@ static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char
 
     e->generation = 0;
     if (!compute_key(ch, e, rel, errstr, errstr_size))
+        return NULL;
+    if (with_schema(ch) && !build_schemas(ch, e, rel, errstr, errstr_size))
         return NULL;
     e->generation = rel->generation;
     return e;
@@ -329,8 +530,10 @@ static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_
     if (!*has_key)
         return true;
     if (e->nullable_key)
-        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
-    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, errstr, errstr_size);
+        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, &ch->format,
+                                              errstr, errstr_size);
+    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, &ch->format, errstr,
+                                 errstr_size);
 }
 
 /* Builds the value for op and emits one record with the key already in ch->key. */
@@ -343,15 +546,22 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
                                   .format = &ch->format};
     ds_change_record_t rec;
+    ds_tuple_t filled;
 
     fill_source(ch, lsn, &src);
     ds_buf_reset(&ch->value);
+    if (with_schema(ch))
+        ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
+    before = fill_not_null(ch, e, before, &filled);
     if (!ds_envelope_write_value(&ch->value, op, rel, before, after, &src, &opts, now_us, errstr,
                                  errstr_size))
         return fail_at(errstr, errstr_size, lsn);
+    if (with_schema(ch))
+        ds_buf_append_char(&ch->value, '}');
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
+    wrap_key(ch, e, op, &rec);
     rec.value = ch->value.data;
     rec.value_len = ch->value.len;
     rec.lsn = lsn;
@@ -371,6 +581,7 @@ static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key,
     rec.topic = e->topic;
     rec.key = ch->key.data;
     rec.key_len = ch->key.len;
+    wrap_key(ch, e, 0, &rec);
     rec.value = NULL;
     rec.value_len = 0;
     rec.lsn = lsn;
@@ -694,15 +905,26 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     src.xid = read->xid;
     src.last_commit_lsn = DS_INVALID_LSN;
     ds_buf_reset(&ch->value);
+    if (with_schema(ch))
+        ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
     if (!ds_envelope_write_value(&ch->value, 'r', rel, NULL, row, &src, &opts, now_us, errstr,
                                  errstr_size))
         return fail_at(errstr, errstr_size, read->lsn);
+    if (with_schema(ch))
+        ds_buf_append_char(&ch->value, '}');
     rec.topic = e->topic;
     rec.key = has_key ? ch->key.data : NULL;
     rec.key_len = has_key ? ch->key.len : 0;
+    wrap_key(ch, e, 'r', &rec);
     rec.value = ch->value.data;
     rec.value_len = ch->value.len;
     rec.lsn = read->lsn;
     rec.op = 'r';
     return emit(emit_ctx, &rec, errstr, errstr_size);
+}
+
+void ds_changes_resume_at(ds_changes_t *changes, ds_lsn_t lsn)
+{
+    if (lsn > changes->last_commit_lsn)
+        changes->last_commit_lsn = lsn;
 }

@@ -60,8 +60,8 @@ static bool check_tuple(const ds_relation_t *rel, const ds_tuple_t *tup, char *e
 
 /* The JSON value of one column of a before/after image. */
 static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
-                                const ds_value_t *value, const char *placeholder, char *errstr,
-                                size_t errstr_size)
+                                const ds_value_t *value, const char *placeholder,
+                                const ds_value_format_t *format, char *errstr, size_t errstr_size)
 {
     char inner[384];
 
@@ -73,8 +73,8 @@ static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
         ds_buf_append_json_string(out, placeholder, strlen(placeholder));
         return true;
     case DS_VALUE_TEXT:
-        if (ds_typemap_append_json(out, rel->columns[i].type_oid, value->data, value->len, inner,
-                                   sizeof(inner)))
+        if (ds_typemap_append_value(out, rel->columns[i].type_oid, rel->columns[i].typmod, format,
+                                    value->data, value->len, inner, sizeof(inner)))
             return true;
         return ds_fail(errstr, errstr_size, "column %s.%s.%s: %s", rel->schema, rel->table,
                        rel->columns[i].name, inner);
@@ -90,7 +90,8 @@ static bool append_column_value(ds_buf_t *out, const ds_relation_t *rel, int i,
 
 /* {"col":value,...} in table order, or null for no tuple. */
 static bool append_tuple(ds_buf_t *out, const ds_relation_t *rel, const ds_tuple_t *tup,
-                         const char *placeholder, char *errstr, size_t errstr_size)
+                         const char *placeholder, const ds_value_format_t *format, char *errstr,
+                         size_t errstr_size)
 {
     if (!tup) {
         ds_buf_append(out, "null", 4);
@@ -103,7 +104,8 @@ static bool append_tuple(ds_buf_t *out, const ds_relation_t *rel, const ds_tuple
         if (i)
             ds_buf_append_char(out, ',');
         append_column_name(out, rel, i);
-        if (!append_column_value(out, rel, i, &tup->values[i], placeholder, errstr, errstr_size))
+        if (!append_column_value(out, rel, i, &tup->values[i], placeholder, format, errstr,
+                                 errstr_size))
             return false;
     }
     ds_buf_append_char(out, '}');
@@ -111,7 +113,8 @@ static bool append_tuple(ds_buf_t *out, const ds_relation_t *rel, const ds_tuple
 }
 
 static bool write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *key_mask,
-                      const ds_tuple_t *tup, bool nulls_allowed, char *errstr, size_t errstr_size)
+                      const ds_tuple_t *tup, const ds_value_format_t *format, bool nulls_allowed,
+                      char *errstr, size_t errstr_size)
 {
     bool first = true;
 
@@ -130,8 +133,8 @@ static bool write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *key_m
         append_column_name(out, rel, i);
         switch (value->kind) {
         case DS_VALUE_TEXT:
-            if (!ds_typemap_append_json(out, rel->columns[i].type_oid, value->data, value->len,
-                                        inner, sizeof(inner)))
+            if (!ds_typemap_append_value(out, rel->columns[i].type_oid, rel->columns[i].typmod,
+                                         format, value->data, value->len, inner, sizeof(inner)))
                 return ds_fail(errstr, errstr_size, "key column %s.%s.%s: %s", rel->schema,
                                rel->table, rel->columns[i].name, inner);
             break;
@@ -165,15 +168,17 @@ static bool write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *key_m
 }
 
 bool ds_envelope_write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *key_mask,
-                           const ds_tuple_t *tup, char *errstr, size_t errstr_size)
+                           const ds_tuple_t *tup, const ds_value_format_t *format, char *errstr,
+                           size_t errstr_size)
 {
-    return write_key(out, rel, key_mask, tup, false, errstr, errstr_size);
+    return write_key(out, rel, key_mask, tup, format, false, errstr, errstr_size);
 }
 
 bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel, const bool *key_mask,
-                                    const ds_tuple_t *tup, char *errstr, size_t errstr_size)
+                                    const ds_tuple_t *tup, const ds_value_format_t *format,
+                                    char *errstr, size_t errstr_size)
 {
-    return write_key(out, rel, key_mask, tup, true, errstr, errstr_size);
+    return write_key(out, rel, key_mask, tup, format, true, errstr, errstr_size);
 }
 
 /* Milliseconds from microseconds, rounding towards negative infinity as Java's
@@ -233,6 +238,7 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
     const char *placeholder = options && options->unavailable_value_placeholder
                                   ? options->unavailable_value_placeholder
                                   : DEFAULT_PLACEHOLDER;
+    const ds_value_format_t *format = options ? options->format : NULL;
     char op_text[3] = {'"', op, '"'};
 
     if (op != 'c' && op != 'u' && op != 'd' && op != 'r' && op != 't')
@@ -242,10 +248,10 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
         before = after = NULL;
 
     APPEND_LITERAL(out, "{\"before\":");
-    if (!append_tuple(out, rel, before, placeholder, errstr, errstr_size))
+    if (!append_tuple(out, rel, before, placeholder, format, errstr, errstr_size))
         return false;
     APPEND_LITERAL(out, ",\"after\":");
-    if (!append_tuple(out, rel, after, placeholder, errstr, errstr_size))
+    if (!append_tuple(out, rel, after, placeholder, format, errstr, errstr_size))
         return false;
     APPEND_LITERAL(out, ",\"source\":");
     append_source(out, rel, source);

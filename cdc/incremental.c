@@ -1099,17 +1099,60 @@ static bool record_progress(run_t *r, const chunk_t *ch, char *errstr, size_t er
                    errstr_size);
 }
 
+/*
+ * Reads up to CHUNKS_AHEAD chunks past the last one the slot confirmed. Waiting for each
+ * chunk's confirmation before reading the next left the source idle for a round trip through
+ * capture, Kafka and capture's next status update per chunk. The invariant that makes a
+ * resume exact is unchanged: dualsync.backfill_state moves past a chunk only once the slot
+ * confirmed its HIGH, i.e. once its read events are in Kafka, and chunks are recorded in
+ * order. A crash loses only the chunks read ahead and not yet recorded; the rerun reads them
+ * again from the recorded key, under new watermarks, and their read events carry the rows'
+ * state at that time, which a consumer applies over the earlier ones like any read event.
+ * Capture holds the slot before each open window's LOW, and its in-flight limits
+ * (capture.max_inflight_bytes) hold the reads back when Kafka is slower than the source.
+ */
+#define CHUNKS_AHEAD 4
+
+static void chunk_clear(chunk_t *ch)
+{
+    ds_buf_free(&ch->key);
+    free_strv(ch->key_text);
+    memset(ch, 0, sizeof(*ch));
+}
+
+/* Records the oldest chunk read ahead once the slot confirmed it. */
+static ds_incremental_result_t confirm_chunk(run_t *r, chunk_t *ch, ds_incremental_stats_t *stats,
+                                             char *errstr, size_t errstr_size)
+{
+    ds_incremental_result_t result;
+
+    if (ch->rows > 0 &&
+        (result = wait_confirmed(r, ch->high, errstr, errstr_size)) != DS_INCREMENTAL_DONE)
+        return result;
+    r->rows_done += ch->rows;
+    if (!record_progress(r, ch, errstr, errstr_size))
+        return DS_INCREMENTAL_FAILED;
+    if (ch->rows > 0)
+        snprintf(stats->last_key, sizeof(stats->last_key), "%s", ch->key.data);
+    stats->rows += ch->rows;
+    stats->chunks++;
+    return DS_INCREMENTAL_DONE;
+}
+
 static ds_incremental_result_t run_chunks(run_t *r, ds_incremental_stats_t *stats, char *errstr,
                                           size_t errstr_size)
 {
     const ds_incremental_options_t *opt = r->opt;
     ds_backfill_progress_t prog;
-    chunk_t ch;
+    chunk_t ring[CHUNKS_AHEAD];
+    int head = 0, count = 0;
+    int64_t number = 0;
+    bool all_read = false;
     ds_incremental_result_t result = DS_INCREMENTAL_FAILED;
     int redo_in_a_row = 0;
 
     memset(&prog, 0, sizeof(prog));
-    memset(&ch, 0, sizeof(ch));
+    memset(ring, 0, sizeof(ring));
     prog.bar = opt->progress_bar;
     prog.what = "incremental backfill";
     prog.schema = r->schema;
@@ -1120,64 +1163,72 @@ static ds_incremental_result_t run_chunks(run_t *r, ds_incremental_stats_t *stat
     prog.total_rows = r->rows_total > r->rows_done ? r->rows_total - r->rows_done : 0;
 
     for (;;) {
-        ch.number++;
-        if (!emit_chunk(r, &ch, errstr, errstr_size))
-            goto done;
-        /* Capture abandons a window its HIGH did not close within the timeout, as seen by
-         * commit times: such a chunk may not have been published. */
-        if (ch.seconds * 1e6 > DS_INCREMENTAL_WINDOW_TIMEOUT_US / 2) {
-            stats->redone++;
-            if (++redo_in_a_row > MAX_REDO_IN_A_ROW) {
-                ds_fail(errstr, errstr_size,
-                        "chunk %" PRId64 " of %s took %.0f s, %d times in a row, longer than "
-                        "capture keeps a chunk's window open (%d s); use a smaller --chunk-size",
-                        ch.number, r->qualified, ch.seconds, MAX_REDO_IN_A_ROW + 1,
-                        (int)(DS_INCREMENTAL_WINDOW_TIMEOUT_US / 1000000));
-                result = DS_INCREMENTAL_SETUP;
+        chunk_t *ch;
+
+        /* Read ahead while there is room: the next chunk starts after the last one read. */
+        if (!all_read && count < CHUNKS_AHEAD && !(opt->stop && *opt->stop)) {
+            ch = &ring[(head + count) % CHUNKS_AHEAD];
+            chunk_clear(ch);
+            ch->number = ++number;
+            if (!emit_chunk(r, ch, errstr, errstr_size))
                 goto done;
+            /* Capture abandons a window its HIGH did not close within the timeout, as seen
+             * by commit times: such a chunk may not have been published. */
+            if (ch->seconds * 1e6 > DS_INCREMENTAL_WINDOW_TIMEOUT_US / 2) {
+                stats->redone++;
+                if (++redo_in_a_row > MAX_REDO_IN_A_ROW) {
+                    ds_fail(errstr, errstr_size,
+                            "chunk %" PRId64 " of %s took %.0f s, %d times in a row, longer "
+                            "than capture keeps a chunk's window open (%d s); use a smaller "
+                            "--chunk-size",
+                            ch->number, r->qualified, ch->seconds, MAX_REDO_IN_A_ROW + 1,
+                            (int)(DS_INCREMENTAL_WINDOW_TIMEOUT_US / 1000000));
+                    result = DS_INCREMENTAL_SETUP;
+                    goto done;
+                }
+                ds_warning("chunk %" PRId64 " of %s took %.0f s, too long to be sure capture "
+                           "kept its window open; reading it again",
+                           ch->number, r->qualified, ch->seconds);
+                continue;
             }
-            ds_warning("chunk %" PRId64 " of %s took %.0f s, too long to be sure capture kept its "
-                       "window open; reading it again",
-                       ch.number, r->qualified, ch.seconds);
+            redo_in_a_row = 0;
+            if (ch->rows > 0) {
+                free_strv(r->last_key);
+                r->last_key = ch->key_text;
+                ch->key_text = NULL;
+            }
+            all_read = ch->last;
+            count++;
             continue;
         }
-        redo_in_a_row = 0;
-        if (ch.rows > 0) {
-            result = wait_confirmed(r, ch.high, errstr, errstr_size);
-            if (result != DS_INCREMENTAL_DONE)
-                goto done;
-            result = DS_INCREMENTAL_FAILED;
-        }
-        r->rows_done += ch.rows;
-        if (!record_progress(r, &ch, errstr, errstr_size))
-            goto done;
-        if (ch.rows > 0) {
-            free_strv(r->last_key);
-            r->last_key = ch.key_text;
-            ch.key_text = NULL;
-            snprintf(stats->last_key, sizeof(stats->last_key), "%s", ch.key.data);
-        }
-        stats->rows += ch.rows;
-        stats->chunks++;
-        prog.table_done = r->rows_done;
-        prog.done_rows = stats->rows;
-        if (ch.last) {
-            ds_backfill_progress_report(&prog, true);
-            result = DS_INCREMENTAL_DONE;
-            goto done;
-        }
-        ds_backfill_progress_report(&prog, false);
-        if (opt->stop && *opt->stop) {
+        if (count == 0) {
+            /* Stopped before reading anything more. */
             if (prog.bar)
                 fputc('\n', stderr);
             result = DS_INCREMENTAL_STOPPED;
             goto done;
         }
+        ch = &ring[head];
+        if ((result = confirm_chunk(r, ch, stats, errstr, errstr_size)) != DS_INCREMENTAL_DONE)
+            goto done;
+        result = DS_INCREMENTAL_FAILED;
+        head = (head + 1) % CHUNKS_AHEAD;
+        count--;
+        prog.table_done = r->rows_done;
+        prog.done_rows = stats->rows;
+        if (ch->last) {
+            ds_backfill_progress_report(&prog, true);
+            result = DS_INCREMENTAL_DONE;
+            goto done;
+        }
+        ds_backfill_progress_report(&prog, false);
+        /* On a stop, the chunks read ahead are still confirmed and recorded: they are in
+         * Kafka already, or will be once capture catches up. */
     }
 done:
     stats->rows_done = r->rows_done;
-    ds_buf_free(&ch.key);
-    free_strv(ch.key_text);
+    for (int i = 0; i < CHUNKS_AHEAD; i++)
+        chunk_clear(&ring[i]);
     return result;
 }
 

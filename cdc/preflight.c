@@ -82,9 +82,31 @@ void ds_source_catalog_free(ds_source_catalog_t *catalog)
                 free(*c);
             free(t->primary_key);
         }
+        for (int c = 0; c < t->ncolumns; c++) {
+            free(t->columns[c].name);
+            free(t->columns[c].enum_values);
+            free(t->columns[c].default_expr);
+        }
+        free(t->columns);
     }
     free(catalog->tables);
     free(catalog);
+}
+
+const ds_connect_column_t *ds_source_catalog_columns(void *ctx, const char *schema,
+                                                     const char *table, int *ncolumns)
+{
+    const ds_source_catalog_t *catalog = ctx;
+
+    *ncolumns = 0;
+    for (int i = 0; i < catalog->ntables; i++) {
+        if (strcmp(catalog->tables[i].schema, schema) == 0 &&
+            strcmp(catalog->tables[i].table, table) == 0) {
+            *ncolumns = catalog->tables[i].ncolumns;
+            return catalog->tables[i].columns;
+        }
+    }
+    return NULL;
 }
 
 const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,
@@ -234,6 +256,87 @@ static bool inspect_table(PGconn *conn, const ds_config_t *config, int index,
         break;
     default:
         break;
+    }
+    ok = true;
+done:
+    PQclear(res);
+    return ok;
+}
+
+/*
+ * What the Connect schemas need of each column and pgoutput's Relation message does not say:
+ * NOT NULL (Debezium makes every other field optional), a domain's base type (Debezium
+ * describes a domain column as its base type) and an enum's labels (io.debezium.data.Enum's
+ * "allowed"), also for an array of an enum. Read once, here: a column added later is
+ * described from the Relation message alone, as optional.
+ */
+static bool inspect_columns(PGconn *conn, const char *name, ds_source_table_t *t, char *errstr,
+                            size_t errstr_size)
+{
+    static const char *const sql =
+        "SELECT a.attname, a.attnotnull, "
+        "       CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END, "
+        "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE -1 END, "
+        "       (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) "
+        "          FROM pg_catalog.pg_enum e "
+        "         WHERE e.enumtypid = CASE WHEN ty.typtype = 'e' THEN ty.oid "
+        "                                  WHEN el.typtype = 'e' THEN el.oid END), "
+        "       el.typtype = 'e', "
+        "       CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) "
+        "       END "
+        "  FROM pg_catalog.pg_attribute a "
+        "  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid "
+        "  LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem AND ty.typcategory = 'A' "
+        "  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum "
+        " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped "
+        " ORDER BY a.attnum";
+    const char *params[2] = {t->schema, t->table};
+    PGresult *res;
+    bool ok = false;
+    int n;
+
+    /* pg_get_expr() writes a default's constants in the session's styles: the ones capture
+     * reads values in, so a default parses as a value. */
+    res = PQexec(conn, "SET DateStyle = ISO; SET IntervalStyle = iso_8601; SET TimeZone = 'UTC'; "
+                       "SET extra_float_digits = 3");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        ds_fail(errstr, errstr_size, "cannot set the session's date styles: %s", ds_pg_error(conn));
+        PQclear(res);
+        return false;
+    }
+    PQclear(res);
+    res = PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        ds_fail(errstr, errstr_size, "cannot read the columns of table %s: %s", name,
+                ds_pg_error(conn));
+        goto done;
+    }
+    n = PQntuples(res);
+    t->columns = calloc(n > 0 ? (size_t)n : 1, sizeof(*t->columns));
+    if (!t->columns) {
+        ds_fail(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    t->ncolumns = n;
+    for (int r = 0; r < n; r++) {
+        ds_connect_column_t *col = &t->columns[r];
+
+        col->name = strdup(PQgetvalue(res, r, 0));
+        col->not_null = strcmp(PQgetvalue(res, r, 1), "t") == 0;
+        col->base_oid = (uint32_t)strtoul(PQgetvalue(res, r, 2), NULL, 10);
+        col->base_typmod = (int32_t)strtol(PQgetvalue(res, r, 3), NULL, 10);
+        if (!PQgetisnull(res, r, 4))
+            col->enum_values = strdup(PQgetvalue(res, r, 4));
+        col->enum_array = strcmp(PQgetvalue(res, r, 5), "t") == 0;
+        if (!PQgetisnull(res, r, 6))
+            col->default_expr = strdup(PQgetvalue(res, r, 6));
+        if (!col->name || (!PQgetisnull(res, r, 4) && !col->enum_values) ||
+            (!PQgetisnull(res, r, 6) && !col->default_expr)) {
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
     }
     ok = true;
 done:
@@ -490,7 +593,8 @@ bool ds_preflight_run(const ds_config_t *config, ds_source_catalog_t **catalog_o
         goto done;
     for (int i = 0; i < catalog->ntables; i++) {
         if (!inspect_table(conn, config, i, &catalog->tables[i], config_error, errstr,
-                           errstr_size))
+                           errstr_size) ||
+            !inspect_columns(conn, config->tables[i], &catalog->tables[i], errstr, errstr_size))
             goto done;
     }
     /* Every check before the publication is created: a capture that refuses to start

@@ -16,9 +16,11 @@
 #define XLOGDATA_HEADER_LEN (1 + 8 + 8 + 8)
 #define KEEPALIVE_LEN (1 + 8 + 8 + 1)
 
-/* The session settings the type mapping relies on (see typemap.h). */
+/* The session settings the type mapping relies on (see typemap.h); lc_monetary=C fixes
+ * money's text to "-$1,234.56" whatever the server's locale. */
 #define CAPTURE_SESSION_OPTIONS                                                                    \
-    "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c extra_float_digits=3"
+    "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c extra_float_digits=3 "         \
+    "-c lc_monetary=C"
 
 struct ds_replication {
     PGconn *conn;  /* the replication connection */

@@ -60,55 +60,29 @@ int ds_cli_apply_options(const char *command, int argc, char **argv, void (*help
                          ds_config_t **config)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
+        DS_CLI_COMMON_OPTIONS,
         {"json", no_argument, NULL, 'j'},
         {"metrics-address", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *log_level = NULL, *metrics_address = NULL;
-    int c;
+    ds_cli_options_t o = {.command = command, .usage = help};
+    const char *metrics_address = NULL;
+    int c, status;
 
     *config = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:l:m:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'j':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT)
+                return status;
+        } else if (c == 'j') {
             ds_cli_json_output = 1;
-            break;
-        case 'm':
+        } else if (c == 'm') {
             metrics_address = optarg;
-            break;
-        case 'h':
-            help(stdout);
-            return DS_APPLY_EXIT_OK;
-        default:
-            help(stderr);
-            return DS_APPLY_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync %s: unexpected argument \"%s\"\n", command, argv[optind]);
-        return DS_APPLY_EXIT_USAGE;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync %s: --config FILE is required\n\n", command);
-        help(stderr);
-        return DS_APPLY_EXIT_USAGE;
-    }
-    if (!ds_cli_load_config(command, config_path, DS_CONFIG_FOR_APPLY, log_level, config))
-        return DS_APPLY_EXIT_USAGE;
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_APPLY, config)) != DS_CLI_NEXT)
+        return status;
     /* Only apply serves metrics; dlq list and dlq retry accept and ignore the option. */
     if (metrics_address &&
         !ds_cli_metrics_address(command, metrics_address, &(*config)->apply_metrics_address)) {

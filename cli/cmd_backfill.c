@@ -67,94 +67,56 @@ static void usage(FILE *out)
         DEFAULT_CHUNK_SIZE, DEFAULT_CONFIRM_TIMEOUT_MS);
 }
 
-/* A positive int option, or -1. */
-static int positive(const char *text)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-
-    return *text && !*end && v > 0 && v <= 1000000000 ? (int)v : -1;
-}
-
 int ds_cli_backfill(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
+        DS_CLI_COMMON_OPTIONS,
         {"table", required_argument, NULL, 't'},
         {"chunk-size", required_argument, NULL, 'n'},
         {"restart", no_argument, NULL, 'r'},
         {"confirm-timeout-ms", required_argument, NULL, 'T'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ds_cli_options_t o = {.command = "backfill", .usage = usage};
     ds_incremental_options_t opt;
     ds_incremental_stats_t stats;
     struct sigaction sa;
-    const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
     char errstr[2048];
+    long n;
     int c, status;
 
     memset(&opt, 0, sizeof(opt));
     opt.chunk_size = DEFAULT_CHUNK_SIZE;
     opt.confirm_timeout_ms = DEFAULT_CONFIRM_TIMEOUT_MS;
+    optind = 1;
     while ((c = getopt_long(argc, argv, "c:t:n:l:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 't':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT)
+                return status;
+        } else if (c == 't') {
             opt.table = optarg;
-            break;
-        case 'n':
-            if ((opt.chunk_size = positive(optarg)) < 0) {
-                fprintf(stderr,
-                        "dualsync backfill: --chunk-size: expected a positive number of "
-                        "rows, got \"%s\"\n",
-                        optarg);
+        } else if (c == 'n') {
+            if (!ds_cli_number(&o, "chunk-size", optarg, 1, 1000000000,
+                               "a positive number of rows", &n))
                 return DS_EXIT_USAGE;
-            }
-            break;
-        case 'r':
+            opt.chunk_size = (int)n;
+        } else if (c == 'r') {
             opt.restart = true;
-            break;
-        case 'T':
-            if ((opt.confirm_timeout_ms = positive(optarg)) < 0) {
-                fprintf(stderr,
-                        "dualsync backfill: --confirm-timeout-ms: expected a positive "
-                        "number of milliseconds, got \"%s\"\n",
-                        optarg);
+        } else if (c == 'T') {
+            if (!ds_cli_number(&o, "confirm-timeout-ms", optarg, 1, 1000000000,
+                               "a positive number of milliseconds", &n))
                 return DS_EXIT_USAGE;
-            }
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return DS_EXIT_OK;
-        default:
-            usage(stderr);
-            return DS_EXIT_USAGE;
+            opt.confirm_timeout_ms = (int)n;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync backfill: unexpected argument \"%s\"\n", argv[optind]);
-        return DS_EXIT_USAGE;
-    }
-    if (!config_path || !opt.table) {
-        fprintf(stderr, "dualsync backfill: --config FILE and --table SCHEMA.TABLE are "
-                        "required\n\n");
+    if (o.config_path && !opt.table && optind >= argc) {
+        fprintf(stderr, "dualsync backfill: --table SCHEMA.TABLE is required\n\n");
         usage(stderr);
         return DS_EXIT_USAGE;
     }
-    if (!ds_cli_load_config("backfill", config_path, DS_CONFIG_FOR_CAPTURE, log_level, &config))
-        return DS_EXIT_USAGE;
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_CAPTURE, &config)) != DS_CLI_NEXT)
+        return status;
 
     /* The flag is read between chunks: the chunk under way completes and is recorded. */
     memset(&sa, 0, sizeof(sa));

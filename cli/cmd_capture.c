@@ -50,52 +50,26 @@ static void usage(FILE *out)
 int ds_cli_capture(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
+        DS_CLI_COMMON_OPTIONS,
         {"metrics-address", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL;
-    const char *log_level = NULL;
+    ds_cli_options_t o = {.command = "capture", .usage = usage};
     const char *metrics_address = NULL;
     ds_config_t *config = NULL;
     int c, status;
 
+    optind = 1;
     while ((c = getopt_long(argc, argv, "c:l:m:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'm':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT)
+                return status;
+        } else if (c == 'm') {
             metrics_address = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return DS_EXIT_OK;
-        default:
-            usage(stderr);
-            return DS_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync capture: unexpected argument \"%s\"\n", argv[optind]);
-        return DS_EXIT_USAGE;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync capture: --config FILE is required\n\n");
-        usage(stderr);
-        return DS_EXIT_USAGE;
-    }
-    if (!ds_cli_load_config("capture", config_path, DS_CONFIG_FOR_CAPTURE, log_level, &config))
-        return DS_EXIT_USAGE;
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_CAPTURE, &config)) != DS_CLI_NEXT)
+        return status;
     if (metrics_address &&
         !ds_cli_metrics_address("capture", metrics_address, &config->capture_metrics_address)) {
         ds_config_free(config);

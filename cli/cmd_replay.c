@@ -70,15 +70,12 @@ static void usage(FILE *out)
 int ds_cli_replay(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
+        DS_CLI_COMMON_OPTIONS,
         {"mapping", required_argument, NULL, 'm'},
         {"in-place", no_argument, NULL, 'I'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *log_level = NULL;
+    ds_cli_options_t o = {.command = "replay", .usage = usage};
     const char **mappings = calloc((size_t)argc + 1, sizeof(*mappings));
     ds_replay_options_t opt = {0};
     ds_config_t *config = NULL;
@@ -90,46 +87,20 @@ int ds_cli_replay(int argc, char **argv)
     }
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:m:l:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'm':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT) {
+                free(mappings);
+                return status;
+            }
+        } else if (c == 'm') {
             mappings[opt.nmappings++] = optarg;
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'I':
+        } else if (c == 'I') {
             opt.in_place = true;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            free(mappings);
-            return DS_REPLAY_EXIT_OK;
-        default:
-            usage(stderr);
-            free(mappings);
-            return DS_REPLAY_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync replay: unexpected argument \"%s\"\n", argv[optind]);
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_APPLY, &config)) != DS_CLI_NEXT) {
         free(mappings);
-        return DS_REPLAY_EXIT_USAGE;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync replay: --config FILE is required\n\n");
-        usage(stderr);
-        free(mappings);
-        return DS_REPLAY_EXIT_USAGE;
-    }
-    if (!ds_cli_load_config("replay", config_path, DS_CONFIG_FOR_APPLY, log_level, &config)) {
-        free(mappings);
-        return DS_REPLAY_EXIT_USAGE;
+        return status;
     }
     opt.mappings = mappings;
     opt.progress_bar = isatty(STDERR_FILENO);

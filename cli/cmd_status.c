@@ -2,6 +2,7 @@
  * cmd_status.c: `dualsync status --config FILE [--json] [--watch [SECONDS]] [thresholds]`.
  */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,81 +108,54 @@ int ds_cli_status(int argc, char **argv)
 {
     enum { OPT_JSON = 256, OPT_MAX_LAG, OPT_MAX_WAL, OPT_MAX_BEHIND };
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
+        DS_CLI_COMMON_OPTIONS,
         {"json", no_argument, NULL, OPT_JSON},
         {"watch", optional_argument, NULL, 'w'},
         {"max-lag-messages", required_argument, NULL, OPT_MAX_LAG},
         {"max-retained-wal", required_argument, NULL, OPT_MAX_WAL},
         {"max-seconds-behind", required_argument, NULL, OPT_MAX_BEHIND},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ds_cli_options_t o = {.command = "status", .usage = usage};
     ds_status_options_t opt = {.json = false,
                                .max_lag_messages = -1,
                                .max_retained_wal = -1,
                                .max_seconds_behind = -1,
                                .timeout_ms = 10000};
-    const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
     ds_status_t *status;
     char errstr[65536]; /* every problem of every mapping file */
     int watch = 0, c, rc;
-    char *end;
     long n;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:w::l:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case OPT_JSON:
+        if ((rc = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (rc != DS_CLI_NEXT)
+                return rc;
+        } else if (c == OPT_JSON) {
             opt.json = true;
-            break;
-        case 'w':
+        } else if (c == 'w') {
             /* "--watch 5" as well as "--watch=5": take a following number as the period. */
             if (!optarg && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
                 optarg = argv[optind++];
             watch = 2;
             if (optarg) {
-                n = strtol(optarg, &end, 10);
-                if (*end != '\0' || n < 1 || n > 86400) {
-                    fprintf(stderr,
-                            "dualsync status: --watch: expected seconds from 1 to 86400, got "
-                            "\"%s\"\n",
-                            optarg);
+                if (!ds_cli_number(&o, "watch", optarg, 1, 86400, "seconds from 1 to 86400", &n))
                     return DS_STATUS_EXIT_CONFIG;
-                }
                 watch = (int)n;
             }
-            break;
-        case OPT_MAX_LAG:
-            errno = 0;
-            n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0 || errno) {
-                fprintf(stderr,
-                        "dualsync status: --max-lag-messages: expected a number of messages "
-                        "(0 or more), got \"%s\"\n",
-                        optarg);
+        } else if (c == OPT_MAX_LAG) {
+            if (!ds_cli_number(&o, "max-lag-messages", optarg, 0, LONG_MAX,
+                               "a number of messages (0 or more)", &n))
                 return DS_STATUS_EXIT_CONFIG;
-            }
             opt.max_lag_messages = n;
-            break;
-        case OPT_MAX_BEHIND:
-            errno = 0;
-            n = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || n < 0 || errno) {
-                fprintf(stderr,
-                        "dualsync status: --max-seconds-behind: expected whole seconds (0 or "
-                        "more), got \"%s\"\n",
-                        optarg);
+        } else if (c == OPT_MAX_BEHIND) {
+            if (!ds_cli_number(&o, "max-seconds-behind", optarg, 0, LONG_MAX,
+                               "a number of seconds (0 or more)", &n))
                 return DS_STATUS_EXIT_CONFIG;
-            }
             opt.max_seconds_behind = n;
-            break;
-        case OPT_MAX_WAL:
+        } else if (c == OPT_MAX_WAL) {
             opt.max_retained_wal = parse_bytes(optarg);
             if (opt.max_retained_wal < 0) {
                 fprintf(stderr,
@@ -190,33 +164,11 @@ int ds_cli_status(int argc, char **argv)
                         optarg);
                 return DS_STATUS_EXIT_CONFIG;
             }
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return DS_STATUS_EXIT_HEALTHY;
-        default:
-            usage(stderr);
-            return DS_STATUS_EXIT_CONFIG;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync status: unexpected argument \"%s\"\n", argv[optind]);
-        return DS_STATUS_EXIT_CONFIG;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync status: --config FILE is required\n\n");
-        usage(stderr);
-        return DS_STATUS_EXIT_CONFIG;
-    }
     /* 0: either side, or both; a side that is present is validated completely. */
-    if (!ds_cli_load_config("status", config_path, 0, log_level, &config))
-        return DS_STATUS_EXIT_CONFIG;
+    if ((rc = ds_cli_finish(&o, argc, argv, 0, &config)) != DS_CLI_NEXT)
+        return rc;
     status = ds_status_new(config, &opt, errstr, sizeof(errstr));
     if (!status) {
         fprintf(stderr, "dualsync status: %s\n", errstr);

@@ -45,67 +45,34 @@ static void usage(FILE *out)
 int ds_cli_verify(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
+        DS_CLI_COMMON_OPTIONS,
         {"json", no_argument, NULL, 'j'},
         {"timeout-ms", required_argument, NULL, 't'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ds_cli_options_t o = {.command = "verify", .usage = usage};
     ds_verify_options_t opt = {.timeout_ms = 60000, .json = false};
-    const char *config_path = NULL, *log_level = NULL;
     ds_config_t *config = NULL;
-    char *end;
     long timeout;
     int c, status;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:t:l:h", options, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'j':
+        if ((status = ds_cli_option(&o, c, optarg)) != DS_CLI_OWN) {
+            if (status != DS_CLI_NEXT)
+                return status;
+        } else if (c == 'j') {
             opt.json = true;
-            break;
-        case 't':
-            timeout = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || timeout < 0 || timeout > 86400000) {
-                fprintf(stderr,
-                        "dualsync verify: --timeout-ms: expected milliseconds from 0 to "
-                        "86400000, got \"%s\"\n",
-                        optarg);
+        } else if (c == 't') {
+            if (!ds_cli_number(&o, "timeout-ms", optarg, 0, 86400000,
+                               "milliseconds from 0 to 86400000", &timeout))
                 return DS_VERIFY_EXIT_SETUP;
-            }
             opt.timeout_ms = (int)timeout;
-            break;
-        case 'F':
-            ds_cli_log_format = optarg;
-            break;
-        case 'l':
-            log_level = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return DS_VERIFY_EXIT_MATCH;
-        default:
-            usage(stderr);
-            return DS_VERIFY_EXIT_SETUP;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dualsync verify: unexpected argument \"%s\"\n", argv[optind]);
-        return DS_VERIFY_EXIT_SETUP;
-    }
-    if (!config_path) {
-        fprintf(stderr, "dualsync verify: --config FILE is required\n\n");
-        usage(stderr);
-        return DS_VERIFY_EXIT_SETUP;
-    }
-    if (!ds_cli_load_config("verify", config_path, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY,
-                            log_level, &config))
-        return DS_VERIFY_EXIT_SETUP;
+    if ((status = ds_cli_finish(&o, argc, argv, DS_CONFIG_FOR_CAPTURE | DS_CONFIG_FOR_APPLY,
+                                &config)) != DS_CLI_NEXT)
+        return status;
     status = ds_verify_run(config, &opt, stdout, stderr);
     ds_config_free(config);
     return status;

@@ -16,6 +16,8 @@ static const ds_cli_command_t commands[] = {
      ds_cli_status},
     {"backfill", "re-backfill one table into the running pipeline, chunk by chunk", ds_cli_backfill},
     {"replay", "rebuild the new tables from the Kafka topics, then swap them in", ds_cli_replay},
+    {"teardown", "end a migration: remove the slot, publication, bookkeeping (and topics)",
+     ds_cli_teardown},
 };
 
 static void usage(FILE *out)

@@ -485,3 +485,73 @@ done:
     free(missing_kinds);
     return ok;
 }
+
+bool ds_topics_delete(ds_topics_t *topics, const char *const *names, int n, int timeout_ms,
+                      int *deleted, char *errstr, size_t errstr_size)
+{
+    rd_kafka_DeleteTopic_t **dts = calloc((size_t)n + 1, sizeof(*dts));
+    rd_kafka_AdminOptions_t *options = NULL;
+    const rd_kafka_topic_result_t **results;
+    rd_kafka_event_t *ev = NULL;
+    size_t nresults;
+    bool ok = false;
+
+    if (deleted)
+        *deleted = 0;
+    if (!dts)
+        return ds_fail(errstr, errstr_size, "out of memory deleting topics");
+    if (n == 0) {
+        free(dts);
+        return true;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!(dts[i] = rd_kafka_DeleteTopic_new(names[i]))) {
+            ds_fail(errstr, errstr_size, "out of memory deleting topics");
+            goto done;
+        }
+    }
+    if (!(options = admin_options(topics, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms))) {
+        ds_fail(errstr, errstr_size, "out of memory deleting topics");
+        goto done;
+    }
+    rd_kafka_DeleteTopics(topics->rk, dts, (size_t)n, options, topics->queue);
+    ev = wait_result(topics, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "deleting topics",
+                     errstr, errstr_size);
+    if (!ev)
+        goto done;
+    results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev),
+                                                  &nresults);
+    for (size_t r = 0; r < nresults; r++) {
+        const char *name = rd_kafka_topic_result_name(results[r]);
+        rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[r]);
+        const char *text = rd_kafka_topic_result_error_string(results[r]);
+
+        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            continue;
+        if (err) {
+            ds_fail(errstr, errstr_size,
+                    "cannot delete topic %s: %s: %s. Give the user DELETE permission on it (and "
+                    "check the brokers' delete.topic.enable), or delete it with kafka-topics.sh "
+                    "--bootstrap-server %s --delete --topic %s",
+                    name, rd_kafka_err2name(err), text ? text : rd_kafka_err2str(err),
+                    brokers(topics), name);
+            goto done;
+        }
+        if (deleted)
+            (*deleted)++;
+        ds_info("deleted topic %s", name);
+    }
+    ok = true;
+
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (options)
+        rd_kafka_AdminOptions_destroy(options);
+    for (int i = 0; i < n; i++) {
+        if (dts[i])
+            rd_kafka_DeleteTopic_destroy(dts[i]);
+    }
+    free(dts);
+    return ok;
+}

@@ -127,6 +127,7 @@ typedef struct apply {
     uint64_t batches;
     uint64_t dead_letters; /* published */
     uint64_t skipped;      /* already in every database */
+    uint64_t stale;        /* stale copies skipped ("Stale copies") */
     uint64_t retried;      /* dlq retry: dead letters written */
     uint64_t failed_again; /* dlq retry: dead letters that failed again (published again) */
     uint64_t superseded;   /* dlq retry: dead letters a newer change of their row superseded */
@@ -480,6 +481,79 @@ static void reject_targets(apply_t *ap, ds_batch_msg_t *m)
     }
 }
 
+/*
+ * Stale copies.
+ *
+ * A capture frozen while it held messages for Kafka can resume after a standby took its slot
+ * over and republished the same changes, and send its copies after newer changes of the same
+ * rows (cdc/standby.c). Applied, they would put rows back in an older state. Within a
+ * partition capture publishes changes in the source's commit order, Debezium's
+ * source.sequence (the previous transaction's commit LSN, then the change's LSN): a change
+ * whose sequence is below one read before it in its partition is such a copy, and is skipped;
+ * its offset counts as applied. The newest sequence of each partition is stored with its
+ * offsets in dualsync.offsets, so a restart or the partition's next owner goes on telling
+ * them. Copies with the same sequence (a capture restarting from its slot sends the changes
+ * Kafka acknowledged but the slot had not confirmed) are the same change, applied again in
+ * order, as before. Read events (op "r") and changes whose sequence has no commit LSN (the
+ * first transaction a capture sends after it starts) are not compared.
+ */
+
+/* The digits of one element of a sequence string ("[\"123\",\"456\"]"), or 0 for null. */
+static const char *sequence_element(const char *p, ds_lsn_t *out)
+{
+    while (*p == ' ' || *p == '[' || *p == ',')
+        p++;
+    *out = 0;
+    if (*p != '"')
+        return strncmp(p, "null", 4) == 0 ? p + 4 : NULL;
+    for (p++; *p >= '0' && *p <= '9'; p++)
+        *out = *out * 10 + (ds_lsn_t)(*p - '0');
+    return *p == '"' ? p + 1 : NULL;
+}
+
+/* The change's source position, {0, 0} when it has none to compare. */
+static ds_source_pos_t source_position(const json_t *value)
+{
+    const json_t *payload = json_object_get(value, "payload"), *op, *sequence;
+    ds_source_pos_t pos = {0, 0};
+    const char *p;
+
+    /* The JsonConverter schema envelope carries the change in its payload. */
+    if (json_is_object(payload) && json_object_get(value, "schema"))
+        value = payload;
+    op = json_object_get(value, "op");
+    sequence = json_object_get(json_object_get(value, "source"), "sequence");
+    if (!json_is_string(op) || strcmp(json_string_value(op), "r") == 0 || !json_is_string(sequence))
+        return pos;
+    p = json_string_value(sequence);
+    if (!(p = sequence_element(p, &pos.commit)) || !sequence_element(p, &pos.lsn))
+        return (ds_source_pos_t){0, 0};
+    return pos;
+}
+
+/* Whether @p m is a stale copy (above), said once it is known; false also out of memory. */
+static bool stale_copy(apply_t *ap, ds_batch_msg_t *m)
+{
+    ds_source_pos_t newest;
+    char c1[DS_LSN_STRLEN], l1[DS_LSN_STRLEN], c2[DS_LSN_STRLEN], l2[DS_LSN_STRLEN];
+
+    m->position = source_position(m->value);
+    if (!ds_offsets_stale(ap->offsets, m->kafka.topic, m->kafka.partition, m->position, &newest))
+        return false;
+    /* A frozen capture sends its copies in a burst: the first ones say what happens. */
+    if (++ap->stale <= 20)
+        ds_warning("%s [%d] @%" PRId64 ": skipped a stale copy of a change (source sequence "
+                   "%s/%s, older than %s/%s applied before it in this partition): a capture that "
+                   "lost its slot to another sent it again after newer changes; the rows keep "
+                   "their newer state%s",
+                   m->kafka.topic, (int)m->kafka.partition, m->kafka.offset,
+                   ds_lsn_format(m->position.commit, c1), ds_lsn_format(m->position.lsn, l1),
+                   ds_lsn_format(newest.commit, c2), ds_lsn_format(newest.lsn, l2),
+                   ap->stale == 20 ? " (further ones are counted in the progress line)" : "");
+    m->position = (ds_source_pos_t){0, 0};
+    return true;
+}
+
 /* Evaluates one message: its writes (and dead letters of the targets it rejects), or a dead
  * letter. */
 static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
@@ -501,6 +575,9 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
         snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
+    } else if (ap->mode == MODE_APPLY && m->value && stale_copy(ap, m)) {
+        m->skip = true;
+        return;
     } else if (m->only_target && !target_exists(ap->set, m->only_target)) {
         /* Writing nothing would drop the change without a word. */
         snprintf(why, sizeof(why), "target %s is not in the mappings any more", m->only_target);
@@ -528,11 +605,12 @@ static void log_progress(apply_t *ap)
     for (int db = 0; db < ap->ndbs; db++)
         pending += ds_applier_pending(ap->dbs[db]);
     ds_info("progress: %" PRIu64 " messages applied in %" PRIu64 " batches (%" PRIu64
-            " rows written, %" PRIu64 " already applied; %" PRIu64 " of %" PRIu64
-            " transactions set-based), %" PRIu64 " dead letters, %zu pending (%" PRIu64
+            " rows written, %" PRIu64 " already applied, %" PRIu64 " stale copies; %" PRIu64
+            " of %" PRIu64 " transactions set-based), %" PRIu64 " dead letters, %zu pending (%" PRIu64
             " resolved)",
-            ap->messages, ap->batches, ap->stats.writes, ap->skipped, ap->stats.set_based,
-            ap->stats.transactions, ap->dead_letters, pending, ap->stats.pending_done);
+            ap->messages, ap->batches, ap->stats.writes, ap->skipped, ap->stale,
+            ap->stats.set_based, ap->stats.transactions, ap->dead_letters, pending,
+            ap->stats.pending_done);
 }
 
 /* dlq retry: the partitions a batch moved past. */

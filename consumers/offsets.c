@@ -14,6 +14,9 @@ typedef struct row {
     int32_t partition; /* of topic */
     int64_t *next;     /* per database: its next offset, or DS_OFFSET_NONE */
     int64_t *generation; /* per database: this process's claim, or DS_GENERATION_NONE */
+    ds_source_pos_t *stored; /* per database: the newest source position it stored */
+    ds_source_pos_t newest;  /* of the changes read so far (ds_offsets_stale) */
+    bool newest_known;       /* newest was set from stored since the last claim */
 } row_t;
 
 struct ds_offsets {
@@ -41,6 +44,7 @@ void ds_offsets_free(ds_offsets_t *offsets)
         free(offsets->rows[i].topic);
         free(offsets->rows[i].next);
         free(offsets->rows[i].generation);
+        free(offsets->rows[i].stored);
     }
     free(offsets->rows);
     free(offsets);
@@ -79,10 +83,14 @@ static row_t *find_or_add(ds_offsets_t *offsets, const char *topic, int32_t part
         malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) * sizeof(*row->next));
     row->generation = malloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1) *
                              sizeof(*row->generation));
-    if (!row->topic || !row->next || !row->generation) {
+    row->stored = calloc((size_t)(offsets->ndatabases > 0 ? offsets->ndatabases : 1),
+                         sizeof(*row->stored));
+    row->newest_known = false;
+    if (!row->topic || !row->next || !row->generation || !row->stored) {
         free(row->topic);
         free(row->next);
         free(row->generation);
+        free(row->stored);
         return NULL;
     }
     for (int db = 0; db < offsets->ndatabases; db++) {
@@ -174,6 +182,7 @@ void ds_offsets_forget(ds_offsets_t *offsets, const char *topic, int32_t partiti
     free(row->topic);
     free(row->next);
     free(row->generation);
+    free(row->stored);
     *row = offsets->rows[--offsets->nrows];
 }
 
@@ -209,4 +218,45 @@ bool ds_offsets_applied_everywhere(const ds_offsets_t *offsets, const char *topi
             return false;
     }
     return offsets->ndatabases > 0;
+}
+
+bool ds_offsets_set_position(ds_offsets_t *offsets, int db, const char *topic, int32_t partition,
+                             ds_source_pos_t position)
+{
+    row_t *row;
+
+    if (db < 0 || db >= offsets->ndatabases)
+        return false;
+    if (!(row = find_or_add(offsets, topic, partition)))
+        return false;
+    row->stored[db] = position;
+    row->newest_known = false;
+    return true;
+}
+
+bool ds_offsets_stale(ds_offsets_t *offsets, const char *topic, int32_t partition,
+                      ds_source_pos_t position, ds_source_pos_t *newest)
+{
+    row_t *row = find_or_add(offsets, topic, partition);
+
+    if (!row)
+        return false;
+    if (!row->newest_known) {
+        /* The database that applied least stored the oldest position: reading resumes at
+         * its offset, and every later change is read again from there. */
+        row->newest = offsets->ndatabases > 0 ? row->stored[0] : (ds_source_pos_t){0, 0};
+        for (int db = 1; db < offsets->ndatabases; db++) {
+            if (ds_source_pos_before(row->stored[db], row->newest))
+                row->newest = row->stored[db];
+        }
+        row->newest_known = true;
+    }
+    if (position.commit == DS_INVALID_LSN)
+        return false;
+    if (ds_source_pos_before(position, row->newest)) {
+        *newest = row->newest;
+        return true;
+    }
+    row->newest = position;
+    return false;
 }

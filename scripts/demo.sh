@@ -11,7 +11,8 @@
 # then streams) and `dualsync apply` (the mappings of mappings/clinic/), runs a write load
 # on the legacy tables while printing the lag, then runs `dualsync verify`, lists the
 # dead letters (the reservations whose preferred time cannot be parsed, for manual review)
-# and shows `dualsync status` with every partition's lag at 0.
+# and shows `dualsync status` with every partition's lag at 0, then stops capture and apply
+# and ends the migration with `dualsync teardown`, which leaves nothing on the database.
 # Nothing is left running when it ends, or when interrupted.
 #
 # DS_DEMO_LOAD_SECONDS sets how long the write load runs (default 15).
@@ -186,4 +187,18 @@ for pid in "${pids[@]:0:2}"; do
     wait "$pid" || { echo "a dualsync process exited with $?"; tail "$svc/capture.log" "$svc/apply.log"; exit 1; }
 done
 pids=()
-say "done: every target matches; nothing is left running"
+
+say "dualsync teardown: the end of the migration (slot, publication, bookkeeping, topics)"
+status=0
+"$dualsync" teardown --config "$svc/clinic.json" --yes --topics 2> "$svc/teardown.log" \
+    | sed 's/^/  /' || status=${PIPESTATUS[0]}
+if [ "$status" -ne 0 ]; then
+    echo "teardown exited with status $status"; sed 's/^/  /' "$svc/teardown.log"; exit 1
+fi
+left=$(sql -Atc "SELECT (SELECT count(*) FROM pg_replication_slots)
+                              + (SELECT count(*) FROM pg_publication)
+                              + (SELECT count(*) FROM pg_namespace WHERE nspname = 'dualsync')")
+if [ "$left" != "0" ]; then
+    echo "teardown left $left slot(s), publication(s) or dualsync schema(s) behind"; exit 1
+fi
+say "done: every target matched; no slot, publication or bookkeeping is left on the database"

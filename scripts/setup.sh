@@ -15,7 +15,10 @@
 #    and the Debezium 3.6.1.Final PostgreSQL connector with its dependencies
 #    (scripts/debezium-pom.xml) into <cache>/debezium-3.6.1/debezium-connector-postgres/, a
 #    Connect plugin directory: tests/integration/test_debezium_interop.py runs the real
-#    connector beside capture. Each skipped when complete, like the broker's jars.
+#    connector beside capture; and the Debezium 3.6.0.Final JDBC sink connector
+#    (scripts/debezium-jdbc-pom.xml) into <cache>/debezium-3.6.1/debezium-connector-jdbc/,
+#    beside it: tests/integration/test_connect_schema_sink.py runs it on capture's
+#    json-with-schema topics. Each skipped when complete, like the broker's jars.
 #
 # Idempotent: run it as often as you like; when everything is there it only checks.
 # Debian's postgresql package creates and may start its own cluster (15/main, port 5432);
@@ -166,5 +169,12 @@ fetch_jars "Kafka Connect $KAFKA_VERSION" "$REPO_DIR/scripts/connect-pom.xml" "$
 fetch_jars "Debezium $DEBEZIUM_VERSION PostgreSQL connector" "$REPO_DIR/scripts/debezium-pom.xml" \
     "$DEBEZIUM_PLUGINS" debezium-connector-postgres \
     "debezium-connector-postgres-$DEBEZIUM_VERSION.jar" "debezium-api-$DEBEZIUM_VERSION.jar"
+# The JDBC sink, a plugin directory of its own inside the same plugin.path (fetched after the
+# PostgreSQL connector, whose refetch replaces the whole directory). 3.6.0.Final: the newest
+# release of the sink that Maven Central serves here.
+DEBEZIUM_JDBC_VERSION=3.6.0.Final
+fetch_jars "Debezium $DEBEZIUM_JDBC_VERSION JDBC sink connector" \
+    "$REPO_DIR/scripts/debezium-jdbc-pom.xml" "$DEBEZIUM_PLUGINS/debezium-connector-jdbc" "" \
+    "debezium-connector-jdbc-$DEBEZIUM_JDBC_VERSION.jar" "hibernate-agroal-7.2.0.Final.jar"
 
 say "done"

@@ -17,6 +17,7 @@
 #include "dualsync/consumer.h"
 #include "dualsync/dlq.h"
 #include "dualsync/mapping.h"
+#include "dualsync/offsets.h"
 
 /* One statement execution, copied from a ds_target_write_t. */
 typedef struct ds_batch_write {
@@ -47,8 +48,10 @@ typedef struct ds_batch_msg {
     size_t value_len;
     json_t *value;            /* value_text parsed; NULL for a tombstone or when unparseable */
     const char *only_target;  /* a re-driven dead letter: the one target id to write, or NULL */
-    bool skip;                /* nothing to write (already in every database, or not a change
-                               * at all); only its offset counts */
+    bool skip;                /* nothing to write (already in every database, a stale copy, or
+                               * not a change at all); only its offset counts */
+    ds_source_pos_t position; /* its source.sequence; commit 0 when unknown (apply.c, "Stale
+                               * copies") */
     int attempts;             /* a re-driven dead letter: failed attempts so far; else 0 */
     bool recorded;            /* a re-driven dead letter the target databases recorded in
                                * dualsync.dead_letters (so a retry can tell it superseded) */

@@ -11,12 +11,17 @@
  * Where Debezium sends a truncate keyless, dualsync keys it {"__dualsync_truncate":
  * "<schema>.<table>"} (DS_TRUNCATE_KEY_FIELD), since a compacted topic refuses a record
  * without a key; consumers recognise a truncate by its op, as before.
+ *
+ * With the value format's message_format DS_MESSAGE_JSON_WITH_SCHEMA, every key and value is
+ * JsonConverter's {"schema":...,"payload":...} (connect_schema.h); the schemas are written
+ * once per relation and copied into each record. A tombstone's value stays null.
  */
 #ifndef DUALSYNC_CHANGES_H
 #define DUALSYNC_CHANGES_H
 
 #include "dualsync/buf.h"
 #include "dualsync/common.h"
+#include "dualsync/connect_schema.h"
 #include "dualsync/envelope.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/value_format.h"
@@ -58,6 +63,10 @@ typedef struct ds_changes_options {
     void *primary_key_ctx;
     const ds_value_format_t *value_format; /* borrowed, must outlive the ds_changes_t; NULL:
                                             * dualsync's defaults */
+    ds_connect_columns_fn columns;         /* the catalog's NOT NULL, domains and enums, for the
+                                            * json-with-schema message format; may be NULL (every
+                                            * field optional, domains and enums as pgoutput says) */
+    void *columns_ctx;                     /* its argument */
 } ds_changes_options_t;
 
 typedef struct ds_changes ds_changes_t;
@@ -110,5 +119,14 @@ bool ds_changes_in_transaction(const ds_changes_t *changes);
 
 /** @brief True when the current transaction is being skipped (origin filter). */
 bool ds_changes_skipping(const ds_changes_t *changes);
+
+/**
+ * @brief Streaming resumes at @p lsn (the slot's confirmed position): the first transaction's
+ *        source.sequence starts from it rather than from nothing, so that it is ordered after
+ *        what was published before (apply tells stale copies by the sequence; see
+ *        consumers/apply.c, "Stale copies"). Every transaction streamed from the slot commits
+ *        past it. Never moves the position back.
+ */
+void ds_changes_resume_at(ds_changes_t *changes, ds_lsn_t lsn);
 
 #endif

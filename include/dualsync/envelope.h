@@ -41,10 +41,12 @@ typedef struct ds_envelope_options {
  * @brief Writes the message key: a JSON object of the columns where key_mask[i] is true.
  *
  * @param key_mask  rel->ncolumns entries. NULL means "use the relation's is_key flags".
+ * @param format    how values are written (borrowed); NULL: dualsync's defaults.
  * @return false when a key column is NULL or unchanged-TOAST in @p tup (errstr names it).
  */
 bool ds_envelope_write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *key_mask,
-                           const ds_tuple_t *tup, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+                           const ds_tuple_t *tup, const ds_value_format_t *format, char *errstr,
+                           size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief Like ds_envelope_write_key(), but a NULL key column is written as null.
@@ -53,7 +55,8 @@ bool ds_envelope_write_key(ds_buf_t *out, const ds_relation_t *rel, const bool *
  * where NULL is an ordinary value of a nullable column and must not stop capture.
  */
 bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel,
-                                    const bool *key_mask, const ds_tuple_t *tup, char *errstr,
+                                    const bool *key_mask, const ds_tuple_t *tup,
+                                    const ds_value_format_t *format, char *errstr,
                                     size_t errstr_size) DS_MUST_CHECK;
 
 /**

@@ -68,6 +68,10 @@
     " WHERE attrelid = 'dualsync.offsets'::regclass AND attname = 'generation') THEN"              \
     " ALTER TABLE dualsync.offsets ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DEFAULT 0," \
     " ADD COLUMN IF NOT EXISTS owner text; END IF; END $ds$;"                                      \
+    "DO $ds$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute"                             \
+    " WHERE attrelid = 'dualsync.offsets'::regclass AND attname = 'source_lsn') THEN"              \
+    " ALTER TABLE dualsync.offsets ADD COLUMN IF NOT EXISTS source_commit_lsn pg_lsn,"             \
+    " ADD COLUMN IF NOT EXISTS source_lsn pg_lsn; END IF; END $ds$;"                               \
     "CREATE TABLE IF NOT EXISTS dualsync.pending ("                                                \
     " id bigserial PRIMARY KEY, target text NOT NULL, topic text NOT NULL, partition int NOT NULL,"\
     " kafka_offset bigint NOT NULL, source_key text NOT NULL, value text,"                         \
@@ -179,7 +183,7 @@
 typedef struct ds_mapping_set ds_mapping_set_t;
 
 /*
- * How the runtime executes the statements of a ds_target_t (consumers/mapping_sql.c writes
+ * How the runtime executes the statements of a ds_target_t (consumers/mapping/mapping_sql.c writes
  * them; tests/golden/mapping/ shows them in full):
  *
  *   - Parameters are text-format values (PQexecPrepared/PQsendQueryPrepared with paramTypes,

@@ -27,6 +27,25 @@
 
 typedef struct ds_offsets ds_offsets_t;
 
+/*
+ * Where a change stands in the source's commit order: Debezium's source.sequence, the end LSN
+ * of the transaction committed before the change's, then the change's own LSN. Within a
+ * partition capture publishes changes in this order, so a change that comes after one with a
+ * greater position is a copy of an older one: published again by a capture that lost its
+ * slot to another (frozen, then resumed) while it still held messages for Kafka. A zero
+ * commit is unknown (the first transaction after a capture started): not compared.
+ */
+typedef struct ds_source_pos {
+    ds_lsn_t commit;
+    ds_lsn_t lsn;
+} ds_source_pos_t;
+
+/** @brief Whether @p a comes before @p b in the source's commit order. */
+static inline bool ds_source_pos_before(ds_source_pos_t a, ds_source_pos_t b)
+{
+    return a.commit < b.commit || (a.commit == b.commit && a.lsn < b.lsn);
+}
+
 /** @brief Positions for @p ndatabases databases (numbered 0..n-1); NULL when out of memory. */
 ds_offsets_t *ds_offsets_new(int ndatabases);
 
@@ -73,5 +92,23 @@ bool ds_offsets_applied(const ds_offsets_t *offsets, int db, const char *topic, 
 /** @brief Whether every database already holds it (nothing at all is left to do for it). */
 bool ds_offsets_applied_everywhere(const ds_offsets_t *offsets, const char *topic,
                                    int32_t partition, int64_t offset);
+
+/**
+ * @brief Records the newest source position database @p db stored for the partition
+ *        ({0, 0}: none); the partition's running position is then read again from the
+ *        databases. False only when out of memory.
+ */
+bool ds_offsets_set_position(ds_offsets_t *offsets, int db, const char *topic, int32_t partition,
+                             ds_source_pos_t position) DS_MUST_CHECK;
+
+/**
+ * @brief Whether the change at @p position, read next in the partition, is older than one
+ *        read before it (then *newest is that one's position); otherwise it becomes the
+ *        partition's newest. The partition starts at the oldest position the databases
+ *        stored (the one that has applied least). An unknown @p position (zero commit) is
+ *        never older and changes nothing. False only when out of memory.
+ */
+bool ds_offsets_stale(ds_offsets_t *offsets, const char *topic, int32_t partition,
+                      ds_source_pos_t position, ds_source_pos_t *newest);
 
 #endif

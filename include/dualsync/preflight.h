@@ -12,12 +12,16 @@
 
 #include "dualsync/common.h"
 #include "dualsync/config.h"
+#include "dualsync/connect_schema.h"
 
 typedef struct ds_source_table {
     char *schema;        /* namespace name, unquoted */
     char *table;         /* relation name, unquoted */
     char replident;      /* pg_class.relreplident */
     char **primary_key;  /* NULL-terminated column names in key order; NULL without a PK */
+    ds_connect_column_t *columns; /* owned, ncolumns entries in attnum order: NOT NULL, base
+                                   * types and enum labels, for the Connect schemas */
+    int ncolumns;
 } ds_source_table_t;
 
 typedef struct ds_source_catalog {
@@ -61,6 +65,11 @@ bool ds_preflight_undo(const ds_config_t *config, ds_source_catalog_t *catalog, 
 
 /** @brief Accepts NULL. */
 void ds_source_catalog_free(ds_source_catalog_t *catalog);
+
+/** @brief The catalog's columns of schema.table or NULL (a ds_connect_columns_fn; ctx is the
+ *         catalog). */
+const ds_connect_column_t *ds_source_catalog_columns(void *ctx, const char *schema,
+                                                     const char *table, int *ncolumns);
 
 /** @brief The primary key of schema.table or NULL (a ds_primary_key_fn; ctx is the catalog). */
 const char *const *ds_source_catalog_primary_key(void *ctx, const char *schema,

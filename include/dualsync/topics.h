@@ -100,4 +100,14 @@ bool ds_topics_check_history(ds_topics_t *topics, const char *const *names, int 
 void ds_topics_fix_command(const ds_topics_t *topics, const ds_topic_history_t *h,
                            ds_topic_kind_t kind, char *buf, size_t size);
 
+/**
+ * @brief Deletes those of the @p n topics @p names that exist; one that does not is not an
+ *        error (teardown reruns after a crash). @p deleted (may be NULL) counts the topics
+ *        deleted by this call.
+ * @return false with errstr naming the topic and the broker's answer (a missing DELETE
+ *         permission, delete.topic.enable=false), or the brokers when they did not answer.
+ */
+bool ds_topics_delete(ds_topics_t *topics, const char *const *names, int n, int timeout_ms,
+                      int *deleted, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
 #endif

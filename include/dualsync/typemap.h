@@ -1,14 +1,16 @@
 /*
  * typemap.h: PostgreSQL text output of a column value to its JSON representation in a
- * Debezium envelope. The mapping is documented in README.md ("Type mapping"); the capture
- * connection sets DateStyle=ISO, IntervalStyle=iso_8601, TimeZone=UTC and
- * extra_float_digits=3 so the text forms parsed here are fixed.
+ * Debezium envelope, exactly as Debezium's PostgreSQL connector writes it through
+ * JsonConverter under the value settings of ds_value_format_t. The mapping is documented in
+ * docs/type-mapping.md; the capture connection sets DateStyle=ISO, IntervalStyle=iso_8601,
+ * TimeZone=UTC, extra_float_digits=3 and lc_monetary=C so the text forms parsed here are fixed.
  */
 #ifndef DUALSYNC_TYPEMAP_H
 #define DUALSYNC_TYPEMAP_H
 
 #include "dualsync/buf.h"
 #include "dualsync/common.h"
+#include "dualsync/value_format.h"
 
 /* Built-in type OIDs (src/include/catalog/pg_type.dat); stable across releases. */
 enum ds_type_oid {
@@ -43,9 +45,18 @@ enum ds_type_oid {
  *
  * @param type_oid  the column's type; arrays of known element types become JSON arrays,
  *                  unknown types (enums, domains, extensions) become JSON strings.
+ * @param typmod    the column's atttypmod (-1 when none): the precision of time and
+ *                  timestamp columns (adaptive modes, ZonedTimestamp's fraction digits) and
+ *                  the scale of numeric columns (decimal.handling.mode=precise).
+ * @param format    Debezium's value settings (borrowed); NULL means dualsync's defaults.
  * @return false with errstr set when @p text is not valid output of that type (for instance
  *         a malformed array literal or bytea hex); @p out may hold a partial value then.
  */
+bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
+                             const ds_value_format_t *format, const char *text, size_t len,
+                             char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief ds_typemap_append_value() under dualsync's default settings, without a typmod. */
 bool ds_typemap_append_json(ds_buf_t *out, uint32_t type_oid, const char *text, size_t len,
                             char *errstr, size_t errstr_size) DS_MUST_CHECK;
 

@@ -304,15 +304,18 @@ def wait_for(predicate, timeout, what, interval=0.1):
 # ---- Kafka -------------------------------------------------------------------------------
 
 
-def consume(topics, count=None, idle_ms=2000, timeout_ms=60000, check=True):
+def consume(topics, count=None, idle_ms=2000, timeout_ms=60000, check=True, headers=False):
     """Reads @topics from the beginning with topic_dump and returns the messages as dicts
     {"topic", "partition", "offset", "key", "value"} (key/value parsed JSON, or a string,
     or None). With @count: stops after that many and fails when fewer arrive. Without:
     returns when every partition is at its end and nothing arrived for @idle_ms. A topic
-    that does not exist yet is waited for until @timeout_ms."""
+    that does not exist yet is waited for until @timeout_ms. With @headers each dict also
+    has "headers": [[name, text or None], ...] in the message's order."""
     if isinstance(topics, str):
         topics = [topics]
     cmd = [topic_dump_bin(), "-b", kafka_bootstrap(), "-i", str(idle_ms), "-T", str(timeout_ms)]
+    if headers:
+        cmd.append("--headers")
     for t in topics:
         cmd += ["-t", t]
     if count is not None:

@@ -356,12 +356,12 @@ class CapturePartitionedTableTest(CaptureCase):
         self.assertEqual(
             summary(msgs),
             [
-                ({"id": 1, "at": "2024-02-01"}, "c"),
-                ({"id": 2, "at": "2025-03-01"}, "c"),
-                ({"id": 1, "at": "2024-02-01"}, "d"),
-                ({"id": 1, "at": "2024-02-01"}, None),
-                ({"id": 1, "at": "2025-02-01"}, "c"),
-                ({"id": 3, "at": "2024-12-31"}, "c"),
+                ({"id": 1, "at": "2024-02-01Z"}, "c"),
+                ({"id": 2, "at": "2025-03-01Z"}, "c"),
+                ({"id": 1, "at": "2024-02-01Z"}, "d"),
+                ({"id": 1, "at": "2024-02-01Z"}, None),
+                ({"id": 1, "at": "2025-02-01Z"}, "c"),
+                ({"id": 3, "at": "2024-12-31Z"}, "c"),
             ],
         )
         self.assertEqual({m["value"]["source"]["table"] for m in msgs if m["value"]}, {"measurements"})

@@ -7,7 +7,9 @@
  *       JSON is embedded as JSON, anything else as a string; an absent key and a tombstone's
  *       value are null. Stops with 0 after COUNT messages; when every partition is at its end
  *       and nothing arrived for IDLE_MS, stops with 0 (no COUNT) or 1 (COUNT not reached);
- *       after TIMEOUT_MS stops with 1. Topics that do not exist yet are waited for.
+ *       after TIMEOUT_MS stops with 1. Topics that do not exist yet are waited for. With
+ *       --headers each line also has "headers": [[NAME, VALUE], ...] in the message's order
+ *       (a value as UTF-8 text, U+FFFD for bytes that are not; null for a null value).
  *   topic_dump -b BOOTSTRAP --probe [-T TIMEOUT_MS]
  *       Exits 0 when the broker answers a metadata request listing a live broker.
  *   topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] --committed GROUP [-T TIMEOUT_MS]
@@ -70,6 +72,7 @@ typedef struct tool_options {
     const char *properties[MAX_PROPERTIES]; /* -X NAME=VALUE, passed to librdkafka */
     int nproperties;                        /* entries used in properties */
     const char *group;                      /* --committed: the consumer group */
+    bool headers;                           /* --headers: print each message's headers */
     int partitions;                         /* --create: partitions per topic */
     int replicas;                           /* --create: replication factor */
     const char *configs[MAX_PROPERTIES];    /* --create: -c NAME=VALUE topic settings */
@@ -105,7 +108,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: topic_dump -b BOOTSTRAP -t TOPIC [-t TOPIC...] [-n COUNT] [-i IDLE_MS] "
-            "[-T TIMEOUT_MS] [-X NAME=VALUE...]\n"
+            "[-T TIMEOUT_MS] [-X NAME=VALUE...] [--headers]\n"
             "       topic_dump -b BOOTSTRAP --probe [-T TIMEOUT_MS]\n"
             "       topic_dump -b BOOTSTRAP -t TOPIC --produce [-T TIMEOUT_MS] < KEY<TAB>VALUE "
             "lines\n"
@@ -150,6 +153,7 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
         {"partitions", required_argument, NULL, 'N'},
         {"replicas", required_argument, NULL, 'r'},
         {"config", required_argument, NULL, 'c'},
+        {"headers", no_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -224,6 +228,9 @@ static bool parse_options(int argc, char **argv, tool_options_t *opts)
             break;
         case 'R':
             opts->mode = MODE_CREATE;
+            break;
+        case 'H':
+            opts->headers = true;
             break;
         case 'N':
             if (!parse_int(optarg, "--partitions N", 1, 10000L, &value))
@@ -563,7 +570,34 @@ static json_t *payload_to_json(const void *data, size_t len)
     return string_from_bytes(data, len);
 }
 
-static bool print_message(const rd_kafka_message_t *rkm)
+/* The message's headers as [[NAME, VALUE], ...]: a list, not an object, because Kafka allows
+ * a name to repeat and the order to matter. NULL when out of memory. */
+static json_t *headers_to_json(const rd_kafka_message_t *rkm)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    json_t *list = json_array();
+    const char *name;
+    const void *value;
+    size_t size;
+
+    if (!list)
+        return NULL;
+    if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return list; /* no headers */
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        json_t *pair = json_pack("[so]", name, value ? string_from_bytes(value, size) : json_null());
+
+        if (!pair || json_array_append_new(list, pair) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+static bool print_message(const rd_kafka_message_t *rkm, bool with_headers)
 {
     json_t *line = json_object();
     bool ok;
@@ -574,6 +608,7 @@ static bool print_message(const rd_kafka_message_t *rkm)
          json_object_set_new(line, "offset", json_integer(rkm->offset)) == 0 &&
          json_object_set_new(line, "key", payload_to_json(rkm->key, rkm->key_len)) == 0 &&
          json_object_set_new(line, "value", payload_to_json(rkm->payload, rkm->len)) == 0 &&
+         (!with_headers || json_object_set_new(line, "headers", headers_to_json(rkm)) == 0) &&
          json_dumpf(line, stdout, JSON_COMPACT) == 0 && fputc('\n', stdout) != EOF;
     json_decref(line);
     if (!ok)
@@ -795,7 +830,7 @@ static int run_consume(const tool_options_t *opts)
                 if (known)
                     topic->at_eof[rkm->partition] = false;
                 last_message = now_ms();
-                if (!print_message(rkm)) {
+                if (!print_message(rkm, opts->headers)) {
                     rd_kafka_message_destroy(rkm);
                     goto done;
                 }

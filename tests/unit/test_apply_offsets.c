@@ -141,6 +141,34 @@ static void test_a_partition_is_owned_only_with_a_claim_in_every_database(void)
     ds_offsets_free(o);
 }
 
+static void test_a_change_older_than_one_read_before_it_is_stale(void)
+{
+    ds_offsets_t *o = ds_offsets_new(2);
+    ds_source_pos_t newest = {0, 0};
+
+    /* The database that applied least stored the oldest position: reading starts there. */
+    DS_CHECK(ds_offsets_set_position(o, 0, "t", 0, (ds_source_pos_t){200, 250}));
+    DS_CHECK(ds_offsets_set_position(o, 1, "t", 0, (ds_source_pos_t){100, 150}));
+    DS_CHECK(!ds_offsets_stale(o, "t", 0, (ds_source_pos_t){200, 250}, &newest));
+    DS_CHECK(ds_offsets_stale(o, "t", 0, (ds_source_pos_t){100, 150}, &newest));
+    DS_CHECK_INT((long long)newest.commit, 200);
+    DS_CHECK_INT((long long)newest.lsn, 250);
+    /* Same commit, earlier change: stale; the same position again: a copy applied again. */
+    DS_CHECK(ds_offsets_stale(o, "t", 0, (ds_source_pos_t){200, 240}, &newest));
+    DS_CHECK(!ds_offsets_stale(o, "t", 0, (ds_source_pos_t){200, 250}, &newest));
+    /* An unknown position (no commit LSN) is never stale and moves nothing. */
+    DS_CHECK(!ds_offsets_stale(o, "t", 0, (ds_source_pos_t){0, 10}, &newest));
+    DS_CHECK(ds_offsets_stale(o, "t", 0, (ds_source_pos_t){200, 249}, &newest));
+    /* Another partition keeps its own. */
+    DS_CHECK(!ds_offsets_stale(o, "t", 1, (ds_source_pos_t){1, 1}, &newest));
+    /* A new claim reads the stored positions again. */
+    DS_CHECK(ds_offsets_set_position(o, 0, "t", 0, (ds_source_pos_t){300, 300}));
+    DS_CHECK(ds_offsets_set_position(o, 1, "t", 0, (ds_source_pos_t){300, 300}));
+    DS_CHECK(ds_offsets_stale(o, "t", 0, (ds_source_pos_t){200, 260}, &newest));
+    DS_CHECK(!ds_offsets_stale(o, "t", 0, (ds_source_pos_t){300, 310}, &newest));
+    ds_offsets_free(o);
+}
+
 int main(void)
 {
     DS_RUN(test_nothing_stored_starts_at_the_beginning);
@@ -152,5 +180,6 @@ int main(void)
     DS_RUN(test_many_partitions_keep_their_own_offsets);
     DS_RUN(test_out_of_range_database_is_refused);
     DS_RUN(test_a_partition_is_owned_only_with_a_claim_in_every_database);
+    DS_RUN(test_a_change_older_than_one_read_before_it_is_stale);
     return ds_test_report();
 }

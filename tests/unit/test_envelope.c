@@ -72,7 +72,7 @@ static const ds_envelope_source_t source = {
 
 #define ROW_JSON                                                                                   \
     "{\"id\":42,\"name\":\"Ann "                                                                   \
-    "\\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.5Z\"}"
+    "\\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.500000Z\"}"
 #define ROW2_JSON "{\"id\":42,\"name\":\"Ann B\",\"active\":false,\"created\":null}"
 
 static ds_buf_t out = DS_BUF_INIT;
@@ -97,7 +97,7 @@ static const char *key(const ds_relation_t *rel, const bool *mask, const ds_tupl
 {
     ds_buf_reset(&out);
     errstr[0] = '\0';
-    if (!ds_envelope_write_key(&out, rel, mask, tup, errstr, sizeof(errstr)))
+    if (!ds_envelope_write_key(&out, rel, mask, tup, NULL, errstr, sizeof(errstr)))
         return NULL;
     DS_CHECK(json_valid(out.data));
     return out.data;
@@ -191,7 +191,7 @@ static void test_nullable_key_writes_null(void)
     const bool mask[] = {true, true, true, true};
 
     ds_buf_reset(&out);
-    DS_CHECK(ds_envelope_write_key_nullable(&out, &users, mask, &row2, errstr, sizeof(errstr)));
+    DS_CHECK(ds_envelope_write_key_nullable(&out, &users, mask, &row2, NULL, errstr, sizeof(errstr)));
     DS_CHECK_STR(out.data, ROW2_JSON);
 }
 
@@ -345,8 +345,56 @@ static void test_commit_time_before_1970_rounds_down(void)
     DS_CHECK(strstr(out.data, "\"ts_ms\":-2,") != NULL);
 }
 
+/* public.readings (at timestamp(3) key, amount numeric(10,2), raw bytea): columns whose
+ * values depend on the value settings and on the column's typmod. */
+static ds_column_t reading_columns[] = {
+    {"at", DS_OID_TIMESTAMP, 3, true},
+    {"amount", DS_OID_NUMERIC, ((10 << 16) | 2) + 4, false},
+    {"raw", DS_OID_BYTEA, -1, false},
+};
+static const ds_relation_t readings = {16400, "public",        "readings", DS_REPLIDENT_DEFAULT,
+                                       3,     reading_columns, 1};
+static ds_value_t reading_values[] = {TEXT("2024-01-31 10:00:00.123"), TEXT("1.50"),
+                                      TEXT("\\xfbff")};
+static const ds_tuple_t reading = {3, reading_values};
+
+static void test_value_settings_shape_key_and_value_columns(void)
+{
+    ds_value_format_t format;
+    ds_envelope_options_t opts = {.format = &format};
+
+    ds_value_format_init(&format);
+    format.time_precision = DS_TIME_ADAPTIVE;
+    format.decimal_handling = DS_DECIMAL_PRECISE;
+    format.binary_handling = DS_BINARY_HEX;
+
+    /* timestamp(3) under adaptive: epoch milliseconds; numeric(10,2) precise: unscaled 150 */
+    ds_buf_reset(&out);
+    DS_CHECK(ds_envelope_write_key(&out, &readings, NULL, &reading, &format, errstr,
+                                   sizeof(errstr)));
+    DS_CHECK_STR(out.data, "{\"at\":1706695200123}");
+    ds_buf_reset(&out);
+    DS_CHECK(ds_envelope_write_value(&out, 'c', &readings, NULL, &reading, &source, &opts, NOW_US,
+                                     errstr, sizeof(errstr)));
+    DS_CHECK(strstr(out.data, "\"after\":{\"at\":1706695200123,\"amount\":\"AJY=\","
+                              "\"raw\":\"fbff\"}") != NULL);
+}
+
+static void test_no_value_settings_means_dualsyncs_defaults(void)
+{
+    ds_buf_reset(&out);
+    DS_CHECK(ds_envelope_write_key_nullable(&out, &readings, NULL, &reading, NULL, errstr,
+                                            sizeof(errstr)));
+    DS_CHECK_STR(out.data, "{\"at\":\"2024-01-31T10:00:00.123Z\"}");
+    DS_CHECK_STR(value('c', &readings, NULL, &reading, &source, NULL) ? "" : errstr, "");
+    DS_CHECK(strstr(out.data, "\"after\":{\"at\":\"2024-01-31T10:00:00.123Z\","
+                              "\"amount\":\"1.50\",\"raw\":\"+/8=\"}") != NULL);
+}
+
 int main(void)
 {
+    DS_RUN(test_value_settings_shape_key_and_value_columns);
+    DS_RUN(test_no_value_settings_means_dualsyncs_defaults);
     DS_RUN(test_key_uses_is_key_flags_by_default);
     DS_RUN(test_key_uses_mask_when_given);
     DS_RUN(test_composite_key_in_table_order);

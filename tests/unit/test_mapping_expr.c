@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../consumers/mapping_internal.h"
+#include "../../consumers/mapping/mapping_internal.h"
 #include "ds_test.h"
 
 static const char *const connections[] = {"clinic", NULL};

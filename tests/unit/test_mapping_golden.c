@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../consumers/mapping_internal.h"
+#include "../../consumers/mapping/mapping_internal.h"
 #include "ds_test.h"
 
 static const char *const connections[] = {"clinic", "legacy", NULL};
