@@ -836,11 +836,33 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
 
 /* @p text, PostgreSQL's text of a value of type @p oid, as capture writes it (its default
  * settings, which are the form mappings and `dualsync verify` read). */
+/*
+ * Whether PostgreSQL's date or timestamp text @p pg has a year outside 1-9999: capture writes
+ * those as java.time does ("-0043-03-15Z", "+12345-06-07Z", docs/type-mapping.md), which no
+ * PostgreSQL input function reads, so a decoded one is bound as PostgreSQL's own text
+ * ("0044-03-15 BC") rather than lost to a dead letter.
+ */
+static bool year_outside_iso(uint32_t oid, const char *pg, size_t len)
+{
+    size_t digits = 0;
+
+    if (oid != DS_OID_DATE && oid != DS_OID_TIMESTAMP && oid != DS_OID_TIMESTAMPTZ)
+        return false;
+    while (digits < len && pg[digits] >= '0' && pg[digits] <= '9')
+        digits++;
+    return digits > 4 || (len > 3 && memcmp(pg + len - 3, " BC", 3) == 0);
+}
+
 static bool render(uint32_t oid, json_t *text, json_t **out, const char *field, char *errstr,
                    size_t errstr_size)
 {
     ds_buf_t b = DS_BUF_INIT;
     char why[512];
+
+    if (year_outside_iso(oid, json_string_value(text), json_string_length(text))) {
+        *out = text;
+        return true;
+    }
 
     if (!ds_typemap_append_json(&b, oid, json_string_value(text), json_string_length(text), why,
                                 sizeof(why))) {
