@@ -47,6 +47,10 @@
 #define TRUNCATE_METADATA_TIMEOUT_MS 30000
 /* librdkafka's bound on a v2 record's framing, counted against message.max.bytes. */
 #define RECORD_OVERHEAD_BYTES 64
+/* Headers a change record can carry (changes.h: one on a primary-key change's records). */
+#define MAX_RECORD_HEADERS 4
+/* Debezium's context headers (extended.headers.enabled), on every change record. */
+#define CONTEXT_HEADERS 4
 /* How long each admin request that creates or describes topics may take. */
 #define TOPICS_TIMEOUT_MS 30000
 /* The longest wait for Kafka to acknowledge what preceded a failure. */
@@ -124,9 +128,70 @@ typedef struct capture {
     bool producer_broken;          /* the producer hit a fatal error while streaming: the
                                     * session ends and a new producer resends from the slot */
     ds_metric_t *m_acked, *m_produce_errors; /* the producer's, kept for a new producer */
+
+    /* Debezium's __debezium.context.* headers, when debezium.extended.headers.enabled. */
+    int ncontext;                                  /* 0 when disabled */
+    ds_producer_header_t context[CONTEXT_HEADERS]; /* values point into the config and below */
+    char run_id[37];                               /* this process's run: a UUID (version 7) */
 } capture_t;
 
 static void fail(capture_t *c, const char *fmt, ...) DS_PRINTF(2, 3);
+
+/*
+ * A UUID of version 7 (RFC 9562: 48 bits of Unix milliseconds, then random bits), as
+ * Debezium's runId: a consumer can tell one run of capture from the next, and order them.
+ */
+static void make_run_id(char out[37])
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)(ds_now_us() / 1000);
+    FILE *f = fopen("/dev/urandom", "rb");
+
+    if (!f || fread(b, 1, sizeof(b), f) != sizeof(b)) {
+        /* Unique enough without the random part: the time and the process id. */
+        uint64_t mix = ((uint64_t)getpid() << 32) ^ (uint64_t)ds_now_us();
+
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (uint8_t)(mix >> (8 * (i % 8)));
+    }
+    if (f)
+        fclose(f);
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+    b[6] = (uint8_t)(0x70 | (b[6] & 0x0F));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3F));
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/*
+ * The headers Debezium's extended.headers.enabled (on by default) puts on every change
+ * record: the logical name (topic_prefix), the task (capture is one task: "0"), the
+ * connector ("postgresql") and the run.
+ */
+static void init_context_headers(capture_t *c)
+{
+    static const char *const names[CONTEXT_HEADERS] = {
+        "__debezium.context.connectorLogicalName", "__debezium.context.taskId",
+        "__debezium.context.connectorName", "__debezium.context.runId"};
+    const char *values[CONTEXT_HEADERS];
+
+    c->ncontext = 0;
+    if (!c->config->value_format.extended_headers)
+        return;
+    make_run_id(c->run_id);
+    values[0] = c->config->topic_prefix;
+    values[1] = "0";
+    values[2] = "postgresql";
+    values[3] = c->run_id;
+    for (int i = 0; i < CONTEXT_HEADERS; i++) {
+        c->context[i].name = names[i];
+        c->context[i].value = values[i];
+        c->context[i].value_len = strlen(values[i]);
+    }
+    c->ncontext = CONTEXT_HEADERS;
+}
 
 static void fail(capture_t *c, const char *fmt, ...)
 {
@@ -348,10 +413,10 @@ static void on_kafka_readable(struct ev_loop *loop, ev_io *w, int revents)
  * start; a table renamed since (its Relation message names a new topic) gets its topic here,
  * created like the others instead of by the broker's auto-creation.
  */
-static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t errstr_size)
+static bool ensure_topic(capture_t *c, const char *topic, ds_topic_kind_t kind, char *errstr,
+                         size_t errstr_size)
 {
     size_t len = strlen(topic);
-    ds_topic_kind_t kind = DS_TOPIC_CHANGES;
 
     if (!ds_strset_contains(c->topics_ready, topic, len)) {
         if (!ds_topics_ensure(c->topics, &topic, &kind, 1,
@@ -374,7 +439,8 @@ static bool ensure_topic(capture_t *c, const char *topic, char *errstr, size_t e
  * {"__dualsync_truncate":"<schema>.<table>","partition":P,"partitions":N}.
  */
 static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *rec,
-                          char *errstr, size_t errstr_size)
+                          const ds_producer_header_t *headers, int nheaders, char *errstr,
+                          size_t errstr_size)
 {
     int n = ds_producer_partition_count(c->producer, rec->topic, TRUNCATE_METADATA_TIMEOUT_MS);
     char key[512];
@@ -387,8 +453,9 @@ static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *
                        rec->topic, (unsigned)(rec->lsn >> 32), (unsigned)rec->lsn, rec->topic,
                        TRUNCATE_METADATA_TIMEOUT_MS);
     if (n == 1) {
-        if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
-                              rec->value_len, seq, errstr, errstr_size))
+        if (!ds_producer_send_headers(c->producer, rec->topic, -1, rec->key, rec->key_len,
+                                      rec->value, rec->value_len, headers, nheaders, seq, errstr,
+                                      errstr_size))
             return false;
         ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
         return true;
@@ -405,8 +472,8 @@ static bool send_truncate(capture_t *c, uint64_t seq, const ds_change_record_t *
                            "supported on a topic of several partitions; use one partition)",
                            rec->topic, (unsigned)(rec->lsn >> 32), (unsigned)rec->lsn, p, n,
                            sizeof(key) - 1);
-        if (!ds_producer_send_to(c->producer, rec->topic, p, key, (size_t)len, rec->value,
-                                 rec->value_len, seq, errstr, errstr_size))
+        if (!ds_producer_send_headers(c->producer, rec->topic, p, key, (size_t)len, rec->value,
+                                      rec->value_len, headers, nheaders, seq, errstr, errstr_size))
             return false;
         ds_inflight_sent(c->inflight, seq, (size_t)len + rec->value_len);
     }
@@ -417,25 +484,43 @@ static bool send_record(capture_t *c, uint64_t seq, const ds_change_record_t *re
                         size_t errstr_size)
 {
     size_t bytes = rec->key_len + rec->value_len;
+    size_t header_bytes = 0;
+    ds_producer_header_t headers[MAX_RECORD_HEADERS + CONTEXT_HEADERS];
+    int nheaders = 0;
 
+    /* The record's own headers first, then the context ones, in Debezium's order. BEGIN and
+     * END records have none: Debezium's transaction monitor sends them without. */
+    for (int i = 0; i < rec->nheaders && nheaders < MAX_RECORD_HEADERS; i++, nheaders++) {
+        headers[nheaders].name = rec->headers[i].name;
+        headers[nheaders].value = rec->headers[i].value;
+        headers[nheaders].value_len = rec->headers[i].value_len;
+    }
+    for (int i = 0; !rec->is_transaction && i < c->ncontext; i++)
+        headers[nheaders++] = c->context[i];
+    for (int i = 0; i < nheaders; i++)
+        header_bytes += strlen(headers[i].name) + headers[i].value_len;
     /* librdkafka would refuse it with "Message size too large" alone. It counts the record's
-     * framing too (at most a few dozen bytes in the v2 format): a margin covers it. */
-    if (bytes + RECORD_OVERHEAD_BYTES > ds_producer_max_message_bytes(c->producer)) {
-        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len, bytes, rec->lsn,
-                  -1, NULL);
+     * framing and headers too (the framing is at most a few dozen bytes in the v2 format): a
+     * margin covers it. */
+    if (bytes + header_bytes + RECORD_OVERHEAD_BYTES > ds_producer_max_message_bytes(c->producer)) {
+        too_large(c, errstr, errstr_size, rec->topic, rec->key, rec->key_len, bytes + header_bytes,
+                  rec->lsn, -1, NULL);
         return false;
     }
-    if (strcmp(rec->topic, c->ready_topic) != 0 && !ensure_topic(c, rec->topic, errstr,
-                                                                 errstr_size))
+    if (strcmp(rec->topic, c->ready_topic) != 0 &&
+        !ensure_topic(c, rec->topic, rec->is_transaction ? DS_TOPIC_TRANSACTIONS : DS_TOPIC_CHANGES,
+                      errstr, errstr_size))
         return false;
     if (rec->op == 't') {
-        if (!send_truncate(c, seq, rec, errstr, errstr_size))
+        if (!send_truncate(c, seq, rec, headers, nheaders, errstr, errstr_size))
             return false;
     } else {
-        if (!ds_producer_send(c->producer, rec->topic, rec->key, rec->key_len, rec->value,
-                              rec->value_len, seq, errstr, errstr_size))
+        /* -1: the partitioner's choice (murmur2 of the key). */
+        if (!ds_producer_send_headers(c->producer, rec->topic, -1, rec->key, rec->key_len,
+                                      rec->value, rec->value_len, headers, nheaders, seq, errstr,
+                                      errstr_size))
             return false;
-        ds_inflight_sent(c->inflight, seq, rec->key_len + rec->value_len);
+        ds_inflight_sent(c->inflight, seq, bytes);
     }
     if (c->m_changes && rec->op &&
         (rec->op != c->m_changes_op || strcmp(rec->topic, c->m_changes_topic) != 0)) {
@@ -1120,7 +1205,8 @@ static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
 static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_t errstr_size)
 {
     const ds_source_catalog_t *catalog = c->catalog;
-    int n = catalog->ntables + 1;
+    const ds_value_format_t *format = &c->config->value_format;
+    int n = catalog->ntables + 1 + (format->provide_transaction_metadata ? 1 : 0);
     char **names = calloc((size_t)n, sizeof(char *));
     ds_topic_kind_t *kinds = calloc((size_t)n, sizeof(*kinds));
     char warm[512];
@@ -1148,6 +1234,17 @@ static bool prepare_topics(capture_t *c, bool *config_error, char *errstr, size_
         goto done;
     }
     kinds[i] = DS_TOPIC_DEAD_LETTERS;
+    /* The BEGIN/END records' topic, <topic_prefix>.<topic.transaction> as Debezium names it. */
+    if (format->provide_transaction_metadata) {
+        if (asprintf(&names[++i], "%s.%s", c->config->topic_prefix,
+                     format->transaction_topic ? format->transaction_topic
+                                               : DS_DEFAULT_TRANSACTION_TOPIC) < 0) {
+            names[i] = NULL;
+            ds_fail(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        kinds[i] = DS_TOPIC_TRANSACTIONS;
+    }
     if (!ds_topics_ensure(c->topics, (const char *const *)names, kinds, n,
                           ds_producer_max_message_bytes(c->producer), TOPICS_TIMEOUT_MS,
                           config_error, errstr, errstr_size))
@@ -1300,6 +1397,7 @@ int ds_capture_run(const ds_config_t *config)
 
     memset(&c, 0, sizeof(c));
     c.config = config;
+    init_context_headers(&c);
     signal(SIGPIPE, SIG_IGN);
 
     /* The producer first: a mistyped Kafka property must be refused before preflight

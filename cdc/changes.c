@@ -5,6 +5,7 @@
  * decoder's generation of the relation changes (a Relation message after DDL). The row path
  * allocates nothing: the key and value are written into buffers the builder keeps.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,16 @@ typedef struct rel_entry {
     int mask_cap;        /* entries allocated in key_mask */
     int nkeys;           /* key columns; 0 means the table is keyless: records get a null key */
     bool nullable_key;   /* keyed by all columns (FULL, no primary key): NULLs are values */
+    uint64_t tx_number;  /* the transaction tx_index refers to (ds_changes.tx_number); 0: none */
+    size_t tx_index;     /* this table's entry in ds_changes.tx_tables during tx_number */
 } rel_entry_t;
+
+/* Events of one table in the current transaction (the END record's data_collections). */
+typedef struct tx_table {
+    ds_buf_t name; /* "<schema>.<table>", Debezium's data collection id; memory reused */
+    int64_t count; /* events so far: the last one's data_collection_order */
+    int32_t hash;  /* Java's String.hashCode() of name, for the END record's order */
+} tx_table_t;
 
 struct ds_changes {
     /* Options, copied. */
@@ -52,6 +62,22 @@ struct ds_changes {
     uint32_t xid;             /* source.txId */
     int64_t commit_time_us;   /* Begin's commit time, microseconds since the Unix epoch */
     ds_lsn_t last_commit_lsn; /* end LSN of the previous Commit, 0 before the first */
+    bool has_origin;          /* an Origin message came: source.origin, origin_lsn */
+    ds_buf_t origin;          /* its name */
+    ds_lsn_t origin_lsn;      /* its commit LSN on the origin server */
+
+    /* Transaction metadata (format.provide_transaction_metadata). */
+    char *tx_topic;        /* "<topic_prefix>.<transaction_topic>", NULL when off */
+    uint64_t tx_number;    /* counts Begins, so rel entries know whose tx_index they hold */
+    ds_lsn_t begin_lsn;    /* the Begin message's LSN: the BEGIN record's id */
+    bool tx_begun;         /* the current transaction's BEGIN record is sent */
+    int64_t tx_total;      /* its events so far: the last one's total_order */
+    tx_table_t *tx_tables; /* its tables, in the order of their first event */
+    size_t tx_ntables;     /* entries in use */
+    size_t tx_tables_cap;  /* entries allocated (names kept for reuse) */
+    size_t *tx_order;      /* tx_tables_cap entries: the END record's order */
+    ds_buf_t tx_key;       /* a BEGIN or END record's key */
+    ds_buf_t tx_value;     /* and value */
 
     /* Relation cache: open addressing keyed by relid, never shrinks (one entry per table). */
     rel_entry_t *rels; /* rels_cap slots */
@@ -61,6 +87,7 @@ struct ds_changes {
     /* Reused for every record. */
     ds_buf_t key;       /* the key JSON */
     ds_buf_t value;     /* the value JSON */
+    ds_buf_t hdr_key;   /* the other key of a primary-key change, for its header */
     ds_value_t *merged; /* new tuple with unchanged-TOAST key values taken from the old */
     int merged_cap;     /* entries in merged */
 };
@@ -113,6 +140,17 @@ ds_changes_t *ds_changes_new(const ds_changes_options_t *options)
         ok = false;
     for (size_t i = 0; ok && i < n; i++)
         ch->skip_origins[i] = dup_or_null(options->skip_origins[i], &ok);
+    if (ok && ch->format.provide_transaction_metadata) {
+        const char *name = ch->format.transaction_topic ? ch->format.transaction_topic
+                                                        : DS_DEFAULT_TRANSACTION_TOPIC;
+
+        if (asprintf(&ch->tx_topic, "%s.%s", ch->topic_prefix, name) < 0) {
+            ch->tx_topic = NULL;
+            ok = false;
+        }
+    }
+    /* The copy must not outlive the caller's string: the topic is built above. */
+    ch->format.transaction_topic = NULL;
     if (!ok) {
         ds_changes_free(ch);
         return NULL;
@@ -151,6 +189,15 @@ void ds_changes_free(ds_changes_t *changes)
         free_null_texts(&changes->rels[i]);
     }
     free(changes->rels);
+    for (size_t i = 0; i < changes->tx_tables_cap; i++)
+        ds_buf_free(&changes->tx_tables[i].name);
+    free(changes->tx_tables);
+    free(changes->tx_order);
+    free(changes->tx_topic);
+    ds_buf_free(&changes->tx_key);
+    ds_buf_free(&changes->tx_value);
+    ds_buf_free(&changes->origin);
+    ds_buf_free(&changes->hdr_key);
     ds_buf_free(&changes->key);
     ds_buf_free(&changes->value);
     free(changes->merged);
@@ -484,6 +531,8 @@ static rel_entry_t *rel_prepare(ds_changes_t *ch, const ds_relation_t *rel, char
     e->topic = topic;
 
     e->generation = 0;
+    /* A renamed table is another data collection, counted apart from its old name. */
+    e->tx_number = 0;
     if (!compute_key(ch, e, rel, errstr, errstr_size))
         return NULL;
     if (with_schema(ch) && !build_schemas(ch, e, rel, errstr, errstr_size))
@@ -518,37 +567,306 @@ static void fill_source(const ds_changes_t *ch, ds_lsn_t lsn, ds_envelope_source
     src->xid = ch->xid;
     src->lsn = lsn;
     src->last_commit_lsn = ch->last_commit_lsn;
+    src->origin = ch->has_origin ? ch->origin.data : NULL;
+    src->origin_lsn = ch->has_origin ? ch->origin_lsn : DS_INVALID_LSN;
+    src->transaction = NULL;
 }
 
-/* Writes the key of tup into ch->key; false with errstr set on failure. *has_key is false
- * for a keyless table. */
-static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
-                      const ds_tuple_t *tup, bool *has_key, char *errstr, size_t errstr_size)
+/* Writes the key of tup into out (emptied first); false with errstr set on failure.
+ * *has_key is false for a keyless table. */
+static bool write_key_into(ds_buf_t *out, const rel_entry_t *e, const ds_relation_t *rel,
+                           const ds_tuple_t *tup, const ds_value_format_t *format, bool *has_key,
+                           char *errstr, size_t errstr_size)
 {
-    ds_buf_reset(&ch->key);
+    ds_buf_reset(out);
     *has_key = e->nkeys > 0;
     if (!*has_key)
         return true;
     if (e->nullable_key)
-        return ds_envelope_write_key_nullable(&ch->key, rel, e->key_mask, tup, &ch->format,
-                                              errstr, errstr_size);
-    return ds_envelope_write_key(&ch->key, rel, e->key_mask, tup, &ch->format, errstr,
-                                 errstr_size);
+        return ds_envelope_write_key_nullable(out, rel, e->key_mask, tup, format, errstr,
+                                              errstr_size);
+    return ds_envelope_write_key(out, rel, e->key_mask, tup, format, errstr, errstr_size);
 }
 
-/* Builds the value for op and emits one record with the key already in ch->key. */
-static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel, char op,
+/* Writes the key of tup into ch->key. */
+static bool build_key(ds_changes_t *ch, const rel_entry_t *e, const ds_relation_t *rel,
+                      const ds_tuple_t *tup, bool *has_key, char *errstr, size_t errstr_size)
+{
+    return write_key_into(&ch->key, e, rel, tup, &ch->format, has_key, errstr, errstr_size);
+}
+
+/* ---- transaction metadata ------------------------------------------------------------- */
+
+/* "<txId>:<LSN in decimal>": Debezium's PostgreSQL connector suffixes the transaction id with
+ * the LSN of the message at hand, so the BEGIN record, each event and the END record of one
+ * transaction carry different ids with the same "<txId>:" part. */
+#define TX_ID_STRLEN 32
+
+static void format_tx_id(char out[TX_ID_STRLEN], uint32_t xid, ds_lsn_t lsn)
+{
+    snprintf(out, TX_ID_STRLEN, "%" PRIu32 ":%" PRIu64, xid, (uint64_t)lsn);
+}
+
+/* Milliseconds from microseconds, rounding towards negative infinity as Java's
+ * Instant.toEpochMilli() does. */
+static int64_t us_to_ms(int64_t us)
+{
+    return us >= 0 ? us / 1000 : -((-(us + 1)) / 1000) - 1;
+}
+
+/* Java's String.hashCode() of UTF-8 text, computed over its UTF-16 code units as Java does;
+ * a byte that starts no valid sequence counts as U+FFFD, as Java's decoder reads it. */
+static int32_t java_string_hash(const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    uint32_t h = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        uint32_t cp = 0xFFFD;
+        size_t n = 1;
+
+        if (s[i] < 0x80) {
+            cp = s[i];
+        } else if ((s[i] & 0xE0) == 0xC0 && i + 1 < len) {
+            cp = (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F);
+            n = 2;
+        } else if ((s[i] & 0xF0) == 0xE0 && i + 2 < len) {
+            cp = (uint32_t)(s[i] & 0x0F) << 12 | (uint32_t)(s[i + 1] & 0x3F) << 6 |
+                 (s[i + 2] & 0x3F);
+            n = 3;
+        } else if ((s[i] & 0xF8) == 0xF0 && i + 3 < len) {
+            cp = (uint32_t)(s[i] & 0x07) << 18 | (uint32_t)(s[i + 1] & 0x3F) << 12 |
+                 (uint32_t)(s[i + 2] & 0x3F) << 6 | (s[i + 3] & 0x3F);
+            n = 4;
+        }
+        i += n;
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            h = 31 * h + (0xD800 + (cp >> 10));
+            h = 31 * h + (0xDC00 + (cp & 0x3FF));
+        } else {
+            h = 31 * h + cp;
+        }
+    }
+    return (int32_t)h;
+}
+
+/*
+ * Fills ch->tx_order with the tables of the transaction in the order Debezium's END record
+ * lists them: it iterates a java.util.HashMap keyed by the table names, so the order is by
+ * bucket (the spread hash masked by the table size, which starts at 16 and doubles whenever
+ * the entries exceed three quarters of it) and by insertion within a bucket.
+ */
+static void tx_end_order(ds_changes_t *ch)
+{
+    size_t n = ch->tx_ntables;
+    uint32_t cap = 16;
+
+    while (n > (size_t)cap / 4 * 3)
+        cap *= 2;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)ch->tx_tables[i].hash;
+        uint32_t bucket = (h ^ (h >> 16)) & (cap - 1);
+        size_t j = i;
+
+        /* Insertion sort by bucket: stable, and transactions touch few tables. */
+        while (j > 0) {
+            uint32_t hp = (uint32_t)ch->tx_tables[ch->tx_order[j - 1]].hash;
+
+            if (((hp ^ (hp >> 16)) & (cap - 1)) <= bucket)
+                break;
+            ch->tx_order[j] = ch->tx_order[j - 1];
+            j--;
+        }
+        ch->tx_order[j] = i;
+    }
+}
+
+/* Counts one event of e's table in the current transaction; *order gets its
+ * data_collection_order. */
+static bool tx_count(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, int64_t *order,
+                     char *errstr, size_t errstr_size)
+{
+    tx_table_t *t;
+
+    if (e->tx_number != ch->tx_number) {
+        size_t i;
+
+        ds_buf_reset(&ch->tx_value);
+        ds_buf_appendf(&ch->tx_value, "%s.%s", rel->schema, rel->table);
+        /* The same name may be counted already: the table changed shape (a Relation message)
+         * since its first event. */
+        for (i = 0; i < ch->tx_ntables; i++)
+            if (strcmp(ch->tx_tables[i].name.data, ch->tx_value.data) == 0)
+                break;
+        if (i == ch->tx_ntables) {
+            if (ch->tx_ntables == ch->tx_tables_cap) {
+                size_t cap = ch->tx_tables_cap ? ch->tx_tables_cap * 2 : 8;
+                tx_table_t *tables = realloc(ch->tx_tables, cap * sizeof(*tables));
+                size_t *end_order;
+
+                if (!tables)
+                    return ds_fail(errstr, errstr_size,
+                                   "out of memory counting the tables of "
+                                   "transaction %" PRIu32,
+                                   ch->xid);
+                memset(tables + ch->tx_tables_cap, 0, (cap - ch->tx_tables_cap) * sizeof(*tables));
+                ch->tx_tables = tables;
+                ch->tx_tables_cap = cap;
+                end_order = realloc(ch->tx_order, cap * sizeof(*end_order));
+                if (!end_order)
+                    return ds_fail(errstr, errstr_size,
+                                   "out of memory counting the tables of "
+                                   "transaction %" PRIu32,
+                                   ch->xid);
+                ch->tx_order = end_order;
+            }
+            t = &ch->tx_tables[ch->tx_ntables++];
+            ds_buf_reset(&t->name);
+            ds_buf_append(&t->name, ch->tx_value.data, ch->tx_value.len);
+            t->count = 0;
+            t->hash = java_string_hash(t->name.data, t->name.len);
+        }
+        e->tx_number = ch->tx_number;
+        e->tx_index = i;
+    }
+    t = &ch->tx_tables[e->tx_index];
+    ch->tx_total++;
+    *order = ++t->count;
+    return true;
+}
+
+/* The Kafka Connect schemas of the BEGIN and END records, as Debezium's JsonConverter writes
+ * them with schemas.enable (capture.message_format "json-with-schema"): fixed, whatever the
+ * tables. */
+#define TX_KEY_SCHEMA                                                                              \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":\"id\"}]," \
+    "\"optional\":false,\"name\":\"io.debezium.connector.common.TransactionMetadataKey\","         \
+    "\"version\":1}"
+#define TX_VALUE_SCHEMA                                                                            \
+    "{\"type\":\"struct\",\"fields\":[{\"type\":\"string\",\"optional\":false,\"field\":"          \
+    "\"status\"},"                                                                                 \
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"                                   \
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"event_count\"},"                            \
+    "{\"type\":\"array\",\"items\":{\"type\":\"struct\",\"fields\":[{\"type\":\"string\","         \
+    "\"optional\":false,\"field\":\"data_collection\"},{\"type\":\"int64\",\"optional\":false,"    \
+    "\"field\":\"event_count\"}],\"optional\":true,\"name\":\"event.collection\",\"version\":1},"  \
+    "\"optional\":true,\"field\":\"data_collections\"},"                                           \
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"}],\"optional\":false,"             \
+    "\"name\":\"io.debezium.connector.common.TransactionMetadataValue\",\"version\":1}"
+
+/* Emits the transaction topic record in ch->tx_key / ch->tx_value. */
+static bool tx_emit(ds_changes_t *ch, ds_lsn_t lsn, ds_change_emit_fn emit, void *emit_ctx,
+                    char *errstr, size_t errstr_size)
+{
+    ds_change_record_t rec;
+
+    if (ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA) {
+        ds_buf_append_char(&ch->tx_key, '}');
+        ds_buf_append_char(&ch->tx_value, '}');
+    }
+    rec = (ds_change_record_t){.topic = ch->tx_topic,
+                               .key = ch->tx_key.data,
+                               .key_len = ch->tx_key.len,
+                               .value = ch->tx_value.data,
+                               .value_len = ch->tx_value.len,
+                               .lsn = lsn,
+                               .op = 0,
+                               .is_transaction = true};
+
+    return emit(emit_ctx, &rec, errstr, errstr_size);
+}
+
+/* Starts the transaction topic record with id @p id: its key, and its value up to the id
+ * (under the schema envelope, its schema first; tx_emit() closes it). */
+static void tx_start_record(ds_changes_t *ch, const char *status, const char *id)
+{
+    bool schema = ch->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
+
+    ds_buf_reset(&ch->tx_key);
+    if (schema)
+        ds_buf_append_str(&ch->tx_key, "{\"schema\":" TX_KEY_SCHEMA ",\"payload\":");
+    ds_buf_append_str(&ch->tx_key, "{\"id\":");
+    ds_buf_append_json_string(&ch->tx_key, id, strlen(id));
+    ds_buf_append_char(&ch->tx_key, '}');
+    ds_buf_reset(&ch->tx_value);
+    if (schema)
+        ds_buf_append_str(&ch->tx_value, "{\"schema\":" TX_VALUE_SCHEMA ",\"payload\":");
+    ds_buf_appendf(&ch->tx_value, "{\"status\":\"%s\",\"id\":", status);
+    ds_buf_append_json_string(&ch->tx_value, id, strlen(id));
+}
+
+/*
+ * The BEGIN record, sent before the transaction's first event (or at its Commit when it has
+ * none): Debezium sends it at the Begin message, but dualsync learns only later (from an
+ * Origin message) whether the transaction is skipped, and a skipped one has no BEGIN.
+ */
+static bool tx_emit_begin(ds_changes_t *ch, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                          size_t errstr_size)
+{
+    char id[TX_ID_STRLEN];
+
+    ch->tx_begun = true;
+    format_tx_id(id, ch->xid, ch->begin_lsn);
+    tx_start_record(ch, "BEGIN", id);
+    ds_buf_appendf(&ch->tx_value,
+                   ",\"event_count\":null,\"data_collections\":null,\"ts_ms\":%" PRId64 "}",
+                   us_to_ms(ch->commit_time_us));
+    return tx_emit(ch, ch->begin_lsn, emit, emit_ctx, errstr, errstr_size);
+}
+
+/* The END record, at the Commit message (LSN @p lsn, commit time @p commit_time_us). */
+static bool tx_emit_end(ds_changes_t *ch, ds_lsn_t lsn, int64_t commit_time_us,
+                        ds_change_emit_fn emit, void *emit_ctx, char *errstr, size_t errstr_size)
+{
+    char id[TX_ID_STRLEN];
+
+    format_tx_id(id, ch->xid, lsn);
+    tx_start_record(ch, "END", id);
+    ds_buf_appendf(&ch->tx_value, ",\"event_count\":%" PRId64 ",\"data_collections\":[",
+                   ch->tx_total);
+    tx_end_order(ch);
+    for (size_t i = 0; i < ch->tx_ntables; i++) {
+        const tx_table_t *t = &ch->tx_tables[ch->tx_order[i]];
+
+        if (i)
+            ds_buf_append_char(&ch->tx_value, ',');
+        ds_buf_append_str(&ch->tx_value, "{\"data_collection\":");
+        ds_buf_append_json_string(&ch->tx_value, t->name.data, t->name.len);
+        ds_buf_appendf(&ch->tx_value, ",\"event_count\":%" PRId64 "}", t->count);
+    }
+    ds_buf_appendf(&ch->tx_value, "],\"ts_ms\":%" PRId64 "}", us_to_ms(commit_time_us));
+    return tx_emit(ch, lsn, emit, emit_ctx, errstr, errstr_size);
+}
+
+/* Builds the value for op and emits one record with the key already in ch->key, and with
+ * @p nheaders @p headers. */
+static bool emit_change(ds_changes_t *ch, rel_entry_t *e, const ds_relation_t *rel, char op,
                         bool has_key, const ds_tuple_t *before, const ds_tuple_t *after,
-                        ds_lsn_t lsn, int64_t now_us, ds_change_emit_fn emit, void *emit_ctx,
-                        char *errstr, size_t errstr_size)
+                        ds_lsn_t lsn, int64_t now_us, const ds_change_header_t *headers,
+                        int nheaders, ds_change_emit_fn emit, void *emit_ctx, char *errstr,
+                        size_t errstr_size)
 {
     ds_envelope_source_t src;
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
                                   .format = &ch->format};
+    ds_envelope_transaction_t tx;
+    char tx_id[TX_ID_STRLEN];
     ds_change_record_t rec;
     ds_tuple_t filled;
 
     fill_source(ch, lsn, &src);
+    if (ch->tx_topic) {
+        if (!ch->tx_begun && !tx_emit_begin(ch, emit, emit_ctx, errstr, errstr_size))
+            return false;
+        if (!tx_count(ch, e, rel, &tx.data_collection_order, errstr, errstr_size))
+            return fail_at(errstr, errstr_size, lsn);
+        format_tx_id(tx_id, ch->xid, lsn);
+        tx.id = tx_id;
+        tx.total_order = ch->tx_total;
+        src.transaction = &tx;
+    }
     ds_buf_reset(&ch->value);
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
@@ -566,13 +884,18 @@ static bool emit_change(ds_changes_t *ch, const rel_entry_t *e, const ds_relatio
     rec.value_len = ch->value.len;
     rec.lsn = lsn;
     rec.op = op;
+    rec.is_transaction = false;
+    rec.headers = nheaders ? headers : NULL;
+    rec.nheaders = nheaders;
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
 /* Debezium follows every delete with a tombstone (same key, null value) so log compaction
- * can drop the key. A keyless table has nothing to compact. */
+ * can drop the key. A keyless table has nothing to compact. The tombstone carries the
+ * delete's headers, as Debezium copies them. */
 static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key, ds_lsn_t lsn,
-                           ds_change_emit_fn emit, void *emit_ctx, char *errstr, size_t errstr_size)
+                           const ds_change_header_t *headers, int nheaders, ds_change_emit_fn emit,
+                           void *emit_ctx, char *errstr, size_t errstr_size)
 {
     ds_change_record_t rec;
 
@@ -586,6 +909,9 @@ static bool emit_tombstone(ds_changes_t *ch, const rel_entry_t *e, bool has_key,
     rec.value_len = 0;
     rec.lsn = lsn;
     rec.op = 0;
+    rec.is_transaction = false;
+    rec.headers = nheaders ? headers : NULL;
+    rec.nheaders = nheaders;
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 
@@ -667,15 +993,15 @@ static bool handle_insert(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
                           size_t errstr_size)
 {
     const ds_relation_t *rel = msg->u.insert.rel;
-    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     bool has_key;
 
     if (!e)
         return fail_at(errstr, errstr_size, lsn);
     if (!build_key(ch, e, rel, &msg->u.insert.newtup, &has_key, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
-    return emit_change(ch, e, rel, 'c', has_key, NULL, &msg->u.insert.newtup, lsn, now_us, emit,
-                       emit_ctx, errstr, errstr_size);
+    return emit_change(ch, e, rel, 'c', has_key, NULL, &msg->u.insert.newtup, lsn, now_us, NULL, 0,
+                       emit, emit_ctx, errstr, errstr_size);
 }
 
 static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
@@ -683,7 +1009,7 @@ static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
                           size_t errstr_size)
 {
     const ds_relation_t *rel = msg->u.update.rel;
-    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     const ds_tuple_t *old = msg->u.update.old_kind ? &msg->u.update.oldtup : NULL;
     const ds_tuple_t *newtup = &msg->u.update.newtup;
     const ds_tuple_t *keytup;
@@ -707,25 +1033,38 @@ static bool handle_update(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
     /* pgoutput sends the old key ('K') when the replica identity changed (or held TOASTed
      * values), and the whole old row ('O') under FULL. When the message key changes,
      * Debezium writes a delete of the old key, its tombstone and a create of the new key, so
-     * compaction and consumers keyed by the old key see the row leave. */
+     * compaction and consumers keyed by the old key see the row leave. Each names the other
+     * key in a header, as Debezium's do: the delete (and its tombstone) __debezium.newkey,
+     * the create __debezium.oldkey. */
     if (old && e->nkeys > 0 && key_changed(e, rel, old, newtup)) {
-        if (!build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
+        ds_change_header_t header = {.name = DS_HEADER_NEWKEY};
+
+        if (!write_key_into(&ch->hdr_key, e, rel, keytup, &ch->format, &has_key, errstr,
+                            errstr_size) ||
+            !build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
             return fail_at(errstr, errstr_size, lsn);
-        if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx, errstr,
-                         errstr_size))
+        header.value = ch->hdr_key.data;
+        header.value_len = ch->hdr_key.len;
+        if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, &header, 1, emit,
+                         emit_ctx, errstr, errstr_size))
             return false;
-        if (!emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size))
+        if (!emit_tombstone(ch, e, has_key, lsn, &header, 1, emit, emit_ctx, errstr, errstr_size))
             return false;
-        if (!build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
+        if (!write_key_into(&ch->hdr_key, e, rel, old, &ch->format, &has_key, errstr,
+                            errstr_size) ||
+            !build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
             return fail_at(errstr, errstr_size, lsn);
-        return emit_change(ch, e, rel, 'c', has_key, NULL, newtup, lsn, now_us, emit, emit_ctx,
-                           errstr, errstr_size);
+        header.name = DS_HEADER_OLDKEY;
+        header.value = ch->hdr_key.data;
+        header.value_len = ch->hdr_key.len;
+        return emit_change(ch, e, rel, 'c', has_key, NULL, newtup, lsn, now_us, &header, 1, emit,
+                           emit_ctx, errstr, errstr_size);
     }
 
     if (!build_key(ch, e, rel, keytup, &has_key, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
     return emit_change(ch, e, rel, 'u', has_key, msg->u.update.old_kind == 'O' ? old : NULL, newtup,
-                       lsn, now_us, emit, emit_ctx, errstr, errstr_size);
+                       lsn, now_us, NULL, 0, emit, emit_ctx, errstr, errstr_size);
 }
 
 static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn_t lsn,
@@ -733,7 +1072,7 @@ static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
                           size_t errstr_size)
 {
     const ds_relation_t *rel = msg->u.delete.rel;
-    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     const ds_tuple_t *old = &msg->u.delete.oldtup;
     bool has_key;
 
@@ -741,10 +1080,10 @@ static bool handle_delete(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_lsn
         return fail_at(errstr, errstr_size, lsn);
     if (!build_key(ch, e, rel, old, &has_key, errstr, errstr_size))
         return fail_at(errstr, errstr_size, lsn);
-    if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, emit, emit_ctx, errstr,
-                     errstr_size))
+    if (!emit_change(ch, e, rel, 'd', has_key, old, NULL, lsn, now_us, NULL, 0, emit, emit_ctx,
+                     errstr, errstr_size))
         return false;
-    return emit_tombstone(ch, e, has_key, lsn, emit, emit_ctx, errstr, errstr_size);
+    return emit_tombstone(ch, e, has_key, lsn, NULL, 0, emit, emit_ctx, errstr, errstr_size);
 }
 
 /*
@@ -761,7 +1100,7 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
 {
     for (int i = 0; i < msg->u.truncate.nrelations; i++) {
         const ds_relation_t *rel = msg->u.truncate.rels[i];
-        const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+        rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
         /* PostgreSQL names are at most 63 bytes. */
         char name[2 * 64 + 2];
         int len;
@@ -774,8 +1113,8 @@ static bool handle_truncate(ds_changes_t *ch, const ds_pgoutput_msg_t *msg, ds_l
         ds_buf_append_json_string(&ch->key, name,
                                   len < (int)sizeof(name) ? (size_t)len : sizeof(name) - 1);
         ds_buf_append_str(&ch->key, "}");
-        if (!emit_change(ch, e, rel, 't', true, NULL, NULL, lsn, now_us, emit, emit_ctx, errstr,
-                         errstr_size))
+        if (!emit_change(ch, e, rel, 't', true, NULL, NULL, lsn, now_us, NULL, 0, emit, emit_ctx,
+                         errstr, errstr_size))
             return false;
     }
     return true;
@@ -815,12 +1154,27 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
         ch->skipping = false;
         ch->xid = msg->u.begin.xid;
         ch->commit_time_us = msg->u.begin.commit_time + DS_PG_EPOCH_OFFSET_US;
+        ch->has_origin = false;
+        ch->tx_number++;
+        ch->begin_lsn = wal_start;
+        ch->tx_begun = false;
+        ch->tx_total = 0;
+        ch->tx_ntables = 0;
         return true;
 
     case DS_PGOUTPUT_COMMIT:
         if (!ch->in_tx)
             return ds_fail(errstr, errstr_size, "Commit at LSN %s without a Begin",
                            ds_lsn_format(wal_start, lsn_text));
+        /* Debezium sends a BEGIN and an END for every transaction it streams, an empty one
+         * too; none for one dualsync skips. */
+        if (ch->tx_topic && !ch->skipping) {
+            if (!ch->tx_begun && !tx_emit_begin(ch, emit, emit_ctx, errstr, errstr_size))
+                return false;
+            if (!tx_emit_end(ch, wal_start, msg->u.commit.commit_time + DS_PG_EPOCH_OFFSET_US, emit,
+                             emit_ctx, errstr, errstr_size))
+                return false;
+        }
         /* The next transaction's source.sequence starts with where this one ended. */
         ch->last_commit_lsn = msg->u.commit.end_lsn;
         ch->in_tx = false;
@@ -834,6 +1188,11 @@ bool ds_changes_handle(ds_changes_t *changes, const ds_pgoutput_msg_t *msg, ds_l
                            ds_lsn_format(wal_start, lsn_text));
         if (origin_skipped(ch, msg->u.origin.name))
             ch->skipping = true;
+        /* source.origin and origin_lsn of the transaction's events, as Debezium 3.6 writes. */
+        ds_buf_reset(&ch->origin);
+        ds_buf_append_str(&ch->origin, msg->u.origin.name ? msg->u.origin.name : "");
+        ch->has_origin = ch->origin.data != NULL;
+        ch->origin_lsn = msg->u.origin.commit_lsn;
         return true;
 
     case DS_PGOUTPUT_RELATION:
@@ -886,7 +1245,7 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
                          void *emit_ctx, char *errstr, size_t errstr_size)
 {
     ds_changes_t *ch = changes;
-    const rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
+    rel_entry_t *e = rel_prepare(ch, rel, errstr, errstr_size);
     ds_envelope_options_t opts = {.unavailable_value_placeholder = ch->placeholder,
                                   .format = &ch->format};
     ds_envelope_source_t src;
@@ -904,6 +1263,8 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     src.commit_time_us = now_us;
     src.xid = read->xid;
     src.last_commit_lsn = DS_INVALID_LSN;
+    src.origin = NULL;
+    src.origin_lsn = DS_INVALID_LSN;
     ds_buf_reset(&ch->value);
     if (with_schema(ch))
         ds_buf_append(&ch->value, e->value_head.data, e->value_head.len);
@@ -920,6 +1281,9 @@ bool ds_changes_read_row(ds_changes_t *changes, const ds_relation_t *rel, const 
     rec.value_len = ch->value.len;
     rec.lsn = read->lsn;
     rec.op = 'r';
+    rec.is_transaction = false;
+    rec.headers = NULL;
+    rec.nheaders = 0;
     return emit(emit_ctx, &rec, errstr, errstr_size);
 }
 

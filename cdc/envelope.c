@@ -2,9 +2,9 @@
  * envelope.c: the Debezium PostgreSQL connector JSON of one row change, written straight
  * into a reused buffer.
  *
- * Field order follows Debezium's (before, after, source, op, ts_ms; source fields as its
- * io.debezium.connector.postgresql.Source schema lists them) so the messages diff cleanly
- * against a Debezium topic.
+ * Field order follows Debezium's (before, after, source, transaction, op, ts_ms, ts_us,
+ * ts_ns; source fields as its io.debezium.connector.postgresql.Source schema lists them) so
+ * the messages diff cleanly against a Debezium topic.
  */
 #include <string.h>
 
@@ -217,6 +217,13 @@ static void append_source(ds_buf_t *out, const ds_relation_t *rel,
     append_uint64(out, source->lsn);
     ds_buf_append(out, "\\\"]\"", 4);
 
+    /* The same instant in microseconds and nanoseconds (PostgreSQL's commit time has
+     * microseconds: the nanoseconds end in 000, as Debezium's do). */
+    APPEND_LITERAL(out, ",\"ts_us\":");
+    ds_buf_append_int(out, source->commit_time_us);
+    APPEND_LITERAL(out, ",\"ts_ns\":");
+    ds_buf_append_int(out, source->commit_time_us * 1000);
+
     APPEND_LITERAL(out, ",\"schema\":");
     append_string_or_null(out, rel->schema);
     APPEND_LITERAL(out, ",\"table\":");
@@ -226,7 +233,30 @@ static void append_source(ds_buf_t *out, const ds_relation_t *rel,
     APPEND_LITERAL(out, ",\"lsn\":");
     append_uint64(out, source->lsn);
     /* xmin is only set by Debezium's xmin.fetch.interval.ms, which dualsync does not have. */
-    APPEND_LITERAL(out, ",\"xmin\":null}");
+    APPEND_LITERAL(out, ",\"xmin\":null,\"origin\":");
+    append_string_or_null(out, source->origin);
+    APPEND_LITERAL(out, ",\"origin_lsn\":");
+    if (source->origin_lsn == DS_INVALID_LSN)
+        ds_buf_append(out, "null", 4);
+    else
+        append_uint64(out, source->origin_lsn);
+    ds_buf_append_char(out, '}');
+}
+
+/* {"id":"...","total_order":n,"data_collection_order":m}, or null. */
+static void append_transaction(ds_buf_t *out, const ds_envelope_transaction_t *tx)
+{
+    if (!tx) {
+        ds_buf_append(out, "null", 4);
+        return;
+    }
+    APPEND_LITERAL(out, "{\"id\":");
+    append_string_or_null(out, tx->id);
+    APPEND_LITERAL(out, ",\"total_order\":");
+    ds_buf_append_int(out, tx->total_order);
+    APPEND_LITERAL(out, ",\"data_collection_order\":");
+    ds_buf_append_int(out, tx->data_collection_order);
+    ds_buf_append_char(out, '}');
 }
 
 bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
@@ -255,10 +285,16 @@ bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
         return false;
     APPEND_LITERAL(out, ",\"source\":");
     append_source(out, rel, source);
+    APPEND_LITERAL(out, ",\"transaction\":");
+    append_transaction(out, source->transaction);
     APPEND_LITERAL(out, ",\"op\":");
     ds_buf_append(out, op_text, sizeof(op_text));
     APPEND_LITERAL(out, ",\"ts_ms\":");
     ds_buf_append_int(out, us_to_ms(now_us));
+    APPEND_LITERAL(out, ",\"ts_us\":");
+    ds_buf_append_int(out, now_us);
+    APPEND_LITERAL(out, ",\"ts_ns\":");
+    ds_buf_append_int(out, now_us * 1000);
     ds_buf_append_char(out, '}');
     return true;
 }

@@ -313,11 +313,38 @@ bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t par
                          const char *key, size_t key_len, const char *value, size_t value_len,
                          uint64_t tag, char *errstr, size_t errstr_size)
 {
+    return ds_producer_send_headers(producer, topic, partition, key, key_len, value, value_len,
+                                    NULL, 0, tag, errstr, errstr_size);
+}
+
+bool ds_producer_send_headers(ds_producer_t *producer, const char *topic, int32_t partition,
+                              const char *key, size_t key_len, const char *value, size_t value_len,
+                              const ds_producer_header_t *headers, int nheaders, uint64_t tag,
+                              char *errstr, size_t errstr_size)
+{
+    /* librdkafka owns the headers once a message is queued, the caller until then: one list
+     * serves every attempt of a full queue, and is freed only when no attempt took it. */
+    rd_kafka_headers_t *hdrs = NULL;
+
+    if (nheaders > 0) {
+        hdrs = rd_kafka_headers_new((size_t)nheaders);
+        for (int i = 0; i < nheaders; i++) {
+            rd_kafka_resp_err_t err = rd_kafka_header_add(
+                hdrs, headers[i].name, -1, headers[i].value, (ssize_t)headers[i].value_len);
+
+            if (err) {
+                rd_kafka_headers_destroy(hdrs);
+                return ds_fail(errstr, errstr_size,
+                               "cannot add header %s to a message for topic %s: %s",
+                               headers[i].name, topic, rd_kafka_err2str(err));
+            }
+        }
+    }
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_HEADERS(hdrs),
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
 
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -327,6 +354,8 @@ bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t par
             rd_kafka_poll(producer->rk, 100);
             continue;
         }
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
         return ds_fail(errstr, errstr_size, "cannot queue a message for topic %s: %s", topic,
                        rd_kafka_err2str(err));
     }

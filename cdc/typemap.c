@@ -555,14 +555,6 @@ done:
     return ok;
 }
 
-/* Debezium's defaults where dualsync keeps them, dualsync's own elsewhere (value_format.h). */
-static const ds_value_format_t default_format = {
-    .time_precision = DS_TIME_ISOSTRING,
-    .decimal_handling = DS_DECIMAL_STRING,
-    .binary_handling = DS_BINARY_BYTES,
-    .interval_handling = DS_INTERVAL_STRING,
-    .money_fraction_digits = 2,
-};
 
 bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
                              const ds_value_format_t *format, const char *text, size_t len,
@@ -570,8 +562,9 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
 {
     uint32_t elem;
 
-    if (!format)
-        format = &default_format;
+    /* Without the "debezium" object: dualsync's classic values (typemap_classic.c). */
+    if (!format || !format->debezium)
+        return ds_typemap_append_json(out, type_oid, text, len, errstr, errstr_size);
     switch (type_oid) {
     case DS_OID_INT2:
     case DS_OID_INT4:
@@ -615,8 +608,3 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
     return true;
 }
 
-bool ds_typemap_append_json(ds_buf_t *out, uint32_t type_oid, const char *text, size_t len,
-                            char *errstr, size_t errstr_size)
-{
-    return ds_typemap_append_value(out, type_oid, -1, NULL, text, len, errstr, errstr_size);
-}

@@ -1117,6 +1117,8 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     json_t *value;
     bool ok = true, has_bootstrap = false;
 
+    if (s->check_property && json_is_object(object))
+        ld->config->debezium_given = true;
     if (!json_is_object(object))
         return report_expected(ld, object, false,
                                kafka            ? "an object of librdkafka properties"
@@ -1571,6 +1573,9 @@ static bool read_value_format(ds_config_t *config)
     config->value_format.message_format = strcmp(config->message_format, "json-with-schema") == 0
                                               ? DS_MESSAGE_JSON_WITH_SCHEMA
                                               : DS_MESSAGE_JSON;
+    /* A Connect sink reads the schema's logical types: the values must be Debezium's. */
+    config->value_format.debezium =
+        config->debezium_given || config->value_format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
     for (int i = 0; i < config->ndebezium; i++) {
         if (!ds_value_format_set(&config->value_format, &config->tombstones_on_delete,
                                  config->debezium_names[i], config->debezium_values[i]))

@@ -299,9 +299,9 @@ static rd_kafka_NewTopic_t *new_topic(const ds_topics_t *topics, const char *nam
 {
     const ds_config_t *config = topics->config;
     char rderr[512], max_bytes[32];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(name, config->topics_partitions,
-                                                    config->topics_replication_factor, rderr,
-                                                    sizeof(rderr));
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(name, kind == DS_TOPIC_TRANSACTIONS ? 1 : config->topics_partitions,
+                              config->topics_replication_factor, rderr, sizeof(rderr));
     bool ok;
 
     if (!nt) {
@@ -317,6 +317,8 @@ static rd_kafka_NewTopic_t *new_topic(const ds_topics_t *topics, const char *nam
         ok = ok && set_topic_config(nt, name, "cleanup.policy", "delete", errstr, errstr_size) &&
              set_topic_config(nt, name, "retention.ms", "-1", errstr, errstr_size) &&
              set_topic_config(nt, name, "retention.bytes", "-1", errstr, errstr_size);
+    } else if (kind == DS_TOPIC_TRANSACTIONS) {
+        ok = ok && set_topic_config(nt, name, "cleanup.policy", "delete", errstr, errstr_size);
     } else {
         ok = ok && set_topic_config(nt, name, "cleanup.policy", config->topics_cleanup_policy,
                                     errstr, errstr_size);
@@ -393,7 +395,11 @@ static bool create_topics(ds_topics_t *topics, const char *const *names,
                     name);
             goto done;
         }
-        if (i < n && kinds[i] == DS_TOPIC_DEAD_LETTERS)
+        if (i < n && kinds[i] == DS_TOPIC_TRANSACTIONS)
+            ds_info("created topic %s: 1 partition, cleanup.policy=delete (the broker's "
+                    "retention)",
+                    name);
+        else if (i < n && kinds[i] == DS_TOPIC_DEAD_LETTERS)
             ds_info("created topic %s: %d partitions, cleanup.policy=delete, retention.ms=-1, "
                     "retention.bytes=-1",
                     name, topics->config->topics_partitions);
@@ -472,7 +478,8 @@ bool ds_topics_ensure(ds_topics_t *topics, const char *const *names, const ds_to
             goto done;
     }
     for (int i = 0; i < n; i++) {
-        if (history[i].exists && !history[i].keeps_history)
+        /* The transaction topic is meant to expire: no replay reads it. */
+        if (history[i].exists && !history[i].keeps_history && kinds[i] != DS_TOPIC_TRANSACTIONS)
             warn_history(topics, &history[i], kinds[i]);
     }
     ok = true;

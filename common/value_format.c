@@ -88,7 +88,12 @@ static bool valid_topic_name(const char *value)
 void ds_value_format_init(ds_value_format_t *format)
 {
     memset(format, 0, sizeof(*format));
+    format->time_precision = DS_TIME_ADAPTIVE;
+    format->decimal_handling = DS_DECIMAL_PRECISE;
+    format->binary_handling = DS_BINARY_BYTES;
+    format->interval_handling = DS_INTERVAL_NUMERIC;
     format->money_fraction_digits = 2;
+    format->extended_headers = true;
 }
 
 const char *ds_value_format_check(const char *name, const char *value)
@@ -98,14 +103,12 @@ const char *ds_value_format_check(const char *name, const char *value)
     if (strcmp(name, "time.precision.mode") == 0)
         return LOOKUP(time_precision_names, value) >= 0
                    ? NULL
-                   : "expected \"isostring\" (dualsync's default), \"adaptive\" (Debezium's), "
-                     "\"adaptive_time_microseconds\", \"connect\", \"microseconds\" or "
-                     "\"nanoseconds\"";
+                   : "expected \"adaptive\" (Debezium's default), \"adaptive_time_microseconds\", "
+                     "\"connect\", \"isostring\", \"microseconds\" or \"nanoseconds\"";
     if (strcmp(name, "decimal.handling.mode") == 0)
         return LOOKUP(decimal_handling_names, value) >= 0
                    ? NULL
-                   : "expected \"string\" (dualsync's default), \"precise\" (Debezium's) or "
-                     "\"double\"";
+                   : "expected \"precise\" (Debezium's default), \"double\" or \"string\"";
     if (strcmp(name, "binary.handling.mode") == 0)
         return LOOKUP(binary_handling_names, value) >= 0
                    ? NULL
@@ -114,9 +117,10 @@ const char *ds_value_format_check(const char *name, const char *value)
     if (strcmp(name, "interval.handling.mode") == 0)
         return LOOKUP(interval_handling_names, value) >= 0
                    ? NULL
-                   : "expected \"string\" (dualsync's default) or \"numeric\" (Debezium's)";
+                   : "expected \"numeric\" (Debezium's default) or \"string\"";
     if (strcmp(name, "tombstones.on.delete") == 0 ||
-        strcmp(name, "provide.transaction.metadata") == 0)
+        strcmp(name, "provide.transaction.metadata") == 0 ||
+        strcmp(name, "extended.headers.enabled") == 0)
         return is_boolean(value) ? NULL : "expected \"true\" or \"false\"";
     if (strcmp(name, "money.fraction.digits") == 0)
         return parse_fraction_digits(value, &digits) ? NULL
@@ -128,7 +132,8 @@ const char *ds_value_format_check(const char *name, const char *value)
     return "not a Debezium setting dualsync takes: the settings that shape messages are "
            "time.precision.mode, decimal.handling.mode, binary.handling.mode, "
            "interval.handling.mode, money.fraction.digits, tombstones.on.delete, "
-           "provide.transaction.metadata and topic.transaction (connections, tables and "
+           "provide.transaction.metadata, topic.transaction and extended.headers.enabled "
+           "(connections, tables and "
            "topics have their own dualsync settings: see docs/configuration.md)";
 }
 
@@ -148,6 +153,8 @@ bool ds_value_format_set(ds_value_format_t *format, bool *tombstones_on_delete, 
         *tombstones_on_delete = strcasecmp(value, "true") == 0;
     else if (strcmp(name, "provide.transaction.metadata") == 0)
         format->provide_transaction_metadata = strcasecmp(value, "true") == 0;
+    else if (strcmp(name, "extended.headers.enabled") == 0)
+        format->extended_headers = strcasecmp(value, "true") == 0;
     else if (strcmp(name, "money.fraction.digits") == 0)
         (void)parse_fraction_digits(value, &format->money_fraction_digits);
     else if (strcmp(name, "topic.transaction") == 0) {

@@ -53,9 +53,12 @@ struct ds_debezium_decoder {
     ds_buf_t key;             /* the last decoded key text */
 };
 
-/* The setting that makes schemaless values unreadable, or NULL. */
+/* The setting that makes schemaless values unreadable, or NULL. Without the "debezium"
+ * object the topics hold capture's classic values, which need no decoding. */
 static const char *schemaless_blocker(const ds_value_format_t *f)
 {
+    if (!f->debezium)
+        return NULL;
     if (f->time_precision != DS_TIME_ISOSTRING)
         return "time.precision.mode";
     if (f->decimal_handling == DS_DECIMAL_PRECISE)
@@ -78,8 +81,8 @@ bool ds_debezium_decode_check(const ds_value_format_t *format, char *errstr, siz
 {
     const char *blocker = schemaless_blocker(format);
 
-    if (format->binary_handling == DS_BINARY_HEX ||
-        format->binary_handling == DS_BINARY_BASE64_URL_SAFE)
+    if (format->debezium && (format->binary_handling == DS_BINARY_HEX ||
+                             format->binary_handling == DS_BINARY_BASE64_URL_SAFE))
         return ds_fail(errstr, errstr_size,
                        "\"debezium\": binary.handling.mode \"%s\": Debezium writes bytea values "
                        "as plain strings under this mode, even in the schema envelope, so apply "

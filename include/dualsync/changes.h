@@ -8,6 +8,10 @@
  * a create of the new one; truncate is op "t"), and skips transactions whose replication
  * origin is configured to be skipped.
  *
+ * With provide.transaction.metadata (value_format) every data event gets its "transaction"
+ * block and each published transaction a BEGIN and an END record on the transaction topic,
+ * as Debezium's PostgreSQL connector writes them (docs/debezium.md, "Transaction metadata").
+ *
  * Where Debezium sends a truncate keyless, dualsync keys it {"__dualsync_truncate":
  * "<schema>.<table>"} (DS_TRUNCATE_KEY_FIELD), since a compacted topic refuses a record
  * without a key; consumers recognise a truncate by its op, as before.
@@ -29,15 +33,33 @@
 /* The one member of a truncate's key; a row key never has it (reserved). */
 #define DS_TRUNCATE_KEY_FIELD "__dualsync_truncate"
 
+/* Kafka record headers Debezium sets on the records of a primary-key change: the delete of
+ * the old key (and its tombstone) carries the new key, the create of the new key the old
+ * one, each as the key's JSON. */
+#define DS_HEADER_OLDKEY "__debezium.oldkey"
+#define DS_HEADER_NEWKEY "__debezium.newkey"
+
+/* One Kafka record header. */
+typedef struct ds_change_header {
+    const char *name; /* NUL-terminated */
+    const char *value;
+    size_t value_len;
+} ds_change_header_t;
+
 /* One record to publish. All pointers are borrowed and valid only during the callback. */
 typedef struct ds_change_record {
-    const char *topic;     /* "<topic_prefix>.<schema>.<table>", NUL-terminated */
+    const char *topic;     /* "<topic_prefix>.<schema>.<table>", or the transaction topic
+                            * "<topic_prefix>.<topic.transaction>"; NUL-terminated */
     const char *key;       /* JSON; a truncate's is {"__dualsync_truncate":"schema.table"} */
     size_t key_len;
     const char *value;     /* JSON, or NULL for a tombstone */
     size_t value_len;
     ds_lsn_t lsn;          /* LSN of the change, for error messages */
-    char op;               /* 'c','u','d','t','r', or 0 for a tombstone */
+    char op;               /* 'c','u','d','t','r'; 0 for a tombstone and for a transaction's
+                            * BEGIN or END record (is_transaction) */
+    bool is_transaction;   /* a BEGIN or END record on the transaction topic */
+    const ds_change_header_t *headers; /* nheaders entries, NULL when none */
+    int nheaders;
 } ds_change_record_t;
 
 /* Called once per record, in stream order. Returning false stops ds_changes_handle(), which

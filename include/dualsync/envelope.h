@@ -4,8 +4,13 @@
  * Key:   {"id":42}  (the key columns, in table order)
  * Value: {"before":{..}|null,"after":{..}|null,
  *         "source":{"version","connector":"postgresql","name","ts_ms","snapshot","db",
- *                   "sequence","schema","table","txId","lsn","xmin"},
- *         "op":"c"|"u"|"d"|"t"|"r","ts_ms":...}
+ *                   "sequence","ts_us","ts_ns","schema","table","txId","lsn","xmin",
+ *                   "origin","origin_lsn"},
+ *         "transaction":{"id","total_order","data_collection_order"}|null,
+ *         "op":"c"|"u"|"d"|"t"|"r","ts_ms":...,"ts_us":...,"ts_ns":...}
+ *
+ * Fields in the order Debezium 3.6's schemas list them (docs/debezium.md, "Fields and
+ * headers").
  *
  * Written schemaless, as Debezium's JsonConverter writes with schemas.enable=false.
  */
@@ -16,6 +21,14 @@
 #include "dualsync/common.h"
 #include "dualsync/pgoutput.h"
 #include "dualsync/value_format.h"
+
+/* The "transaction" block of a data event (provide.transaction.metadata). */
+typedef struct ds_envelope_transaction {
+    const char *id;                /* "<txId>:<LSN of this event>", as Debezium's PostgreSQL
+                                    * connector writes it */
+    int64_t total_order;           /* 1-based position among the transaction's events */
+    int64_t data_collection_order; /* 1-based position among its events of this table */
+} ds_envelope_transaction_t;
 
 /* What "source" says about where a change came from. */
 typedef struct ds_envelope_source {
@@ -28,6 +41,11 @@ typedef struct ds_envelope_source {
     uint32_t xid;            /* txId */
     ds_lsn_t lsn;            /* LSN of this change */
     ds_lsn_t last_commit_lsn; /* end LSN of the previous transaction, for "sequence" */
+    const char *origin;       /* the transaction's replication origin, or NULL (null) */
+    ds_lsn_t origin_lsn;      /* its commit LSN on the origin, DS_INVALID_LSN for null */
+    /* The value's "transaction" block (a sibling of "source" in the value); NULL writes
+     * "transaction":null, as Debezium does with the metadata off and for read events. */
+    const ds_envelope_transaction_t *transaction;
 } ds_envelope_source_t;
 
 typedef struct ds_envelope_options {
@@ -66,7 +84,7 @@ bool ds_envelope_write_key_nullable(ds_buf_t *out, const ds_relation_t *rel,
  * @param before  the old tuple or NULL (written as null). For an old-key tuple ('K'), the
  *                non-key columns are null, as Debezium writes them.
  * @param after   the new tuple or NULL.
- * @param now_us  the time dualsync produced the message -> top-level ts_ms.
+ * @param now_us  the time dualsync produced the message -> top-level ts_ms, ts_us, ts_ns.
  */
 bool ds_envelope_write_value(ds_buf_t *out, char op, const ds_relation_t *rel,
                              const ds_tuple_t *before, const ds_tuple_t *after,

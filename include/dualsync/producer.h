@@ -69,6 +69,22 @@ bool ds_producer_send(ds_producer_t *producer, const char *topic, const char *ke
                       size_t key_len, const char *value, size_t value_len, uint64_t tag,
                       char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
+/* One message header; librdkafka copies it when the message is queued. */
+typedef struct ds_producer_header {
+    const char *name; /* NUL-terminated */
+    const char *value;
+    size_t value_len;
+} ds_producer_header_t;
+
+/**
+ * @brief ds_producer_send_to() with @p nheaders @p headers (none: NULL, 0). The message
+ *        keeps them through librdkafka's own retries.
+ */
+bool ds_producer_send_headers(ds_producer_t *producer, const char *topic, int32_t partition,
+                              const char *key, size_t key_len, const char *value, size_t value_len,
+                              const ds_producer_header_t *headers, int nheaders, uint64_t tag,
+                              char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
 /** @brief ds_producer_send() to partition @p partition (the partitioner's choice: -1). */
 bool ds_producer_send_to(ds_producer_t *producer, const char *topic, int32_t partition,
                          const char *key, size_t key_len, const char *value, size_t value_len,

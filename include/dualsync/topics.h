@@ -13,7 +13,13 @@
  *   - the dead-letter topic: cleanup.policy=delete with retention.ms=-1 and
  *     retention.bytes=-1 (dead letters are distinct failures, not a state per key:
  *     compaction would drop an earlier dead letter of the same key and refuse keyless ones);
- *   - both: max.message.bytes as large as the producer's message.max.bytes (at least Kafka's
+ *   - the transaction topic (debezium.provide.transaction.metadata): one partition (a
+ *     transaction's BEGIN and END have different keys, and must stay in order with the other
+ *     transactions'), cleanup.policy=delete with the broker's default retention, as the
+ *     topic Debezium's Kafka Connect would create: every key is new, so compaction would keep
+ *     all of it for ever; it is not part of a replay, so its time-based retention is not
+ *     warned about;
+ *   - all: max.message.bytes as large as the producer's message.max.bytes (at least Kafka's
  *     default, 1048588), then every entry of topics.config as it is.
  */
 #ifndef DUALSYNC_TOPICS_H
@@ -28,6 +34,7 @@ typedef struct ds_topics ds_topics_t;
 typedef enum ds_topic_kind {
     DS_TOPIC_CHANGES,      /* row changes of one table */
     DS_TOPIC_DEAD_LETTERS, /* apply's dead letters */
+    DS_TOPIC_TRANSACTIONS, /* BEGIN/END records (provide.transaction.metadata) */
 } ds_topic_kind_t;
 
 /* Whether a topic keeps its history, from its settings as the broker reports them. */

@@ -48,7 +48,8 @@ enum ds_type_oid {
  * @param typmod    the column's atttypmod (-1 when none): the precision of time and
  *                  timestamp columns (adaptive modes, ZonedTimestamp's fraction digits) and
  *                  the scale of numeric columns (decimal.handling.mode=precise).
- * @param format    Debezium's value settings (borrowed); NULL means dualsync's defaults.
+ * @param format    Debezium's value settings (borrowed); NULL, or a format without
+ *                  the "debezium" object, writes dualsync's classic values.
  * @return false with errstr set when @p text is not valid output of that type (for instance
  *         a malformed array literal or bytea hex); @p out may hold a partial value then.
  */
@@ -56,7 +57,8 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
                              const ds_value_format_t *format, const char *text, size_t len,
                              char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
-/** @brief ds_typemap_append_value() under dualsync's default settings, without a typmod. */
+/** @brief dualsync's classic value (typemap_classic.c): what ds_typemap_append_value() writes
+ *         without the "debezium" object, and what mappings read (docs/type-mapping.md). */
 bool ds_typemap_append_json(ds_buf_t *out, uint32_t type_oid, const char *text, size_t len,
                             char *errstr, size_t errstr_size) DS_MUST_CHECK;
 

@@ -10,10 +10,14 @@
  * Capture writes values by these settings; apply reads topics written by them (dualsync's
  * or Debezium's own). docs/type-mapping.md shows every type under every mode.
  *
- * dualsync's defaults differ from Debezium's on purpose: ISO strings for dates and times,
- * numerics as strings and ISO 8601 intervals, so that a person reading a topic sees the
- * values the database holds and a consumer needs no schema to decode them. Debezium's
- * defaults are adaptive, precise and numeric.
+ * Two worlds. With the "debezium" object (even empty), or with capture.message_format
+ * "json-with-schema", messages are exactly Debezium's under those settings, a setting not
+ * given taking Debezium's default (adaptive, precise, bytes, numeric). Without it, capture
+ * writes dualsync's classic values (cdc/typemap_classic.c): ISO strings for dates and times
+ * as PostgreSQL writes them, numerics as strings, ISO 8601 intervals, which a person reads
+ * as the database holds them and a consumer decodes without a schema. The classic values
+ * are also what mappings read whatever the topics hold, so that a mapping's results (an id
+ * derived from a date of birth) do not depend on how the topics were written.
  */
 #ifndef DUALSYNC_VALUE_FORMAT_H
 #define DUALSYNC_VALUE_FORMAT_H
@@ -22,7 +26,7 @@
 
 /* time.precision.mode */
 typedef enum ds_time_precision {
-    DS_TIME_ISOSTRING = 0,             /* "isostring" (dualsync's default): ISO 8601 strings */
+    DS_TIME_ISOSTRING = 0,             /* "isostring": ISO 8601 strings ("2024-01-31Z") */
     DS_TIME_ADAPTIVE,                  /* "adaptive" (Debezium's default): epoch counts in the
                                         * column's precision (ms up to 3 digits, else us) */
     DS_TIME_ADAPTIVE_TIME_MICROSECONDS, /* "adaptive_time_microseconds": time always in us */
@@ -33,7 +37,7 @@ typedef enum ds_time_precision {
 
 /* decimal.handling.mode: numeric and money */
 typedef enum ds_decimal_handling {
-    DS_DECIMAL_STRING = 0, /* "string" (dualsync's default): every digit, as text */
+    DS_DECIMAL_STRING = 0, /* "string": every digit, as text */
     DS_DECIMAL_PRECISE,    /* "precise" (Debezium's default): Connect Decimal, base64 of the
                             * unscaled big-endian two's complement; unconstrained numeric as
                             * io.debezium.data.VariableScaleDecimal {"scale","value"} */
@@ -50,7 +54,7 @@ typedef enum ds_binary_handling {
 
 /* interval.handling.mode */
 typedef enum ds_interval_handling {
-    DS_INTERVAL_STRING = 0, /* "string" (dualsync's default): P<y>Y<m>M<d>DT<h>H<m>M<s>S */
+    DS_INTERVAL_STRING = 0, /* "string": P<y>Y<m>M<d>DT<h>H<m>M<s>S */
     DS_INTERVAL_NUMERIC,    /* "numeric" (Debezium's default): microseconds, a month being
                              * 365.25 / 12 days (io.debezium.time.MicroDuration) */
 } ds_interval_handling_t;
@@ -65,6 +69,8 @@ typedef enum ds_message_format {
 } ds_message_format_t;
 
 typedef struct ds_value_format {
+    bool debezium; /* Debezium's messages (above); false: dualsync's classic values, and the
+                    * settings below are not used */
     ds_time_precision_t time_precision;
     ds_decimal_handling_t decimal_handling;
     ds_binary_handling_t binary_handling;
@@ -75,9 +81,12 @@ typedef struct ds_value_format {
                                         * the config loader): BEGIN/END records go to
                                         * <topic_prefix>.<this> */
     ds_message_format_t message_format;
+    bool extended_headers;             /* extended.headers.enabled, default true (Debezium's):
+                                        * the __debezium.context.* headers on every change */
 } ds_value_format_t;
 
-/** @brief Sets @p format to dualsync's defaults (no allocation; transaction_topic NULL). */
+/** @brief Sets @p format to dualsync's classic values, and the settings to Debezium's
+ *         defaults for when debezium is set (no allocation; transaction_topic NULL). */
 void ds_value_format_init(ds_value_format_t *format);
 
 /**

@@ -213,7 +213,8 @@ class BackfillEventsTest(BackfillCase):
             self.assertIsNone(value["before"])
             self.assertEqual(value["after"], updates[m["key"]["id"]]["after"],
                              f"read event of id {m['key']['id']} differs from pgoutput's row")
-            self.assertEqual(list(value), ["before", "after", "source", "op", "ts_ms"])
+            self.assertEqual(list(value), ["before", "after", "source", "transaction", "op",
+                                           "ts_ms", "ts_us", "ts_ns"])
             self.assertEqual(value["source"]["lsn"], dstest.lsn_to_int(rec["snapshot_lsn"]))
             self.assertEqual(value["source"]["table"], "typed")
         markers = [m["value"]["source"]["snapshot"] for m in reads]

@@ -280,15 +280,14 @@ class CaptureTypeMappingTest(TypeMatrixCase):
         )
 
     def test_numeric_is_a_string_with_every_digit(self):
-        # NaN and the infinities as Debezium's decimal.handling.mode=string names them.
         self.check_columns(
             1,
             {
                 "c_numeric": "1234567.891",
-                "c_numeric_nan": "NAN",
+                "c_numeric_nan": "NaN",
                 "c_numeric_big": "123456789012345678901234567890",
                 "c_numeric_tiny": "-0.000000000000000000000000000001",
-                "c_numeric_inf": "POSITIVE_INFINITY",
+                "c_numeric_inf": "Infinity",
             },
         )
         self.check_columns(
@@ -313,9 +312,8 @@ class CaptureTypeMappingTest(TypeMatrixCase):
             },
         )
         self.check_columns(3, {"c_float8": -1e-300})
-        # Written as Java's Double.toString writes them, as Debezium does: float8 0 is "0.0",
-        # a JSON number with a fraction (PostgreSQL writes "0").
-        self.check_columns(3, {"c_float8_small": 0.0})
+        # float8 0 is written "0" by PostgreSQL: a JSON integer.
+        self.check_columns(3, {"c_float8_small": 0})
 
     def test_booleans(self):
         self.check_columns(1, {"c_bool_t": True, "c_bool_f": False})
@@ -342,41 +340,35 @@ class CaptureTypeMappingTest(TypeMatrixCase):
     # ---- dates and times ----
 
     def test_dates(self):
-        # io.debezium.time.IsoDate; BC in astronomical years; infinity kept as PostgreSQL's.
         self.check_columns(
-            1, {"c_date": "2024-02-29Z", "c_date_inf": "infinity", "c_date_bc": "-0043-03-15Z"}
+            1, {"c_date": "2024-02-29", "c_date_inf": "infinity", "c_date_bc": "0044-03-15 BC"}
         )
 
     def test_times(self):
-        # IsoTime, and timetz as ZonedTime converted to UTC.
-        self.check_columns(1, {"c_time": "23:59:59.999999Z", "c_timetz": "04:30:00Z"})
+        self.check_columns(1, {"c_time": "23:59:59.999999", "c_timetz": "10:00:00+05:30"})
 
     def test_timestamps_are_iso_8601(self):
         self.check_columns(
             1,
             {
-                "c_timestamp": "2024-02-29T12:34:56.789012Z",
-                "c_timestamp_whole": "2024-01-31T10:00:00Z",
+                "c_timestamp": "2024-02-29T12:34:56.789012",
+                "c_timestamp_whole": "2024-01-31T10:00:00",
                 "c_timestamp_ninf": "-infinity",
             },
         )
 
     def test_timestamptz_written_in_another_time_zone_is_utc(self):
-        # ZonedTimestamp with the column precision's six fraction digits.
         self.check_columns(
             1,
             {
                 "c_timestamptz": "2024-02-29T12:34:56.789012Z",
-                "c_timestamptz_offset": "2024-01-31T04:30:00.500000Z",
+                "c_timestamptz_offset": "2024-01-31T04:30:00.5Z",
             },
         )
 
     def test_intervals_are_iso_8601_durations(self):
-        # io.debezium.time.Interval: every field written.
-        self.check_columns(
-            1, {"c_interval": "P1Y2M3DT4H5M6.5S", "c_interval_neg": "P0Y0M-1DT0H0M0S"}
-        )
-        self.check_columns(3, {"c_interval": "P0Y0M0DT0H0M0S"})
+        self.check_columns(1, {"c_interval": "P1Y2M3DT4H5M6.5S", "c_interval_neg": "P-1D"})
+        self.check_columns(3, {"c_interval": "PT0S"})
 
     # ---- documents and bytes ----
 
@@ -422,10 +414,10 @@ class CaptureTypeMappingTest(TypeMatrixCase):
         self.check_columns(
             1,
             {
-                "c_numeric_arr": ["1.50", "NAN", "-3"],
+                "c_numeric_arr": ["1.50", "NaN", "-3"],
                 "c_float8_arr": [1.5, "NaN", "-Infinity"],
                 "c_bool_arr": [True, False, None],
-                "c_tstz_arr": ["2024-02-29T00:00:00.000000Z", None],
+                "c_tstz_arr": ["2024-02-29T00:00:00Z", None],
                 "c_bytea_arr": ["Cgs=", None],
             },
         )
@@ -494,20 +486,21 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
     )
     ROWS = 1
 
-    def test_name_and_char_are_strings_and_money_a_decimal_string(self):
-        self.check_columns(1, {"c_name": "a name", "c_char": "x", "c_money": "1234.56"})
+    def test_name_char_and_money_are_strings_of_their_text(self):
+        money = dstest.psql_value("SELECT 1234.56::money", db=self.db)
+        self.check_columns(1, {"c_name": "a name", "c_char": "x", "c_money": money})
 
-    def test_years_past_9999_get_a_plus_sign(self):
+    def test_years_past_9999_keep_their_digits(self):
         self.check_columns(
-            1, {"c_date_far": "+12345-06-07Z", "c_timestamp_far": "+12345-06-07T08:09:10.5Z"}
+            1, {"c_date_far": "12345-06-07", "c_timestamp_far": "12345-06-07T08:09:10.5"}
         )
 
-    def test_timestamps_before_year_1_use_astronomical_years(self):
+    def test_timestamps_before_year_1_keep_the_era_marker(self):
         self.check_columns(
             1,
             {
-                "c_timestamp_bc": "-0043-03-15T10:00:00Z",
-                "c_timestamptz_bc": "-0043-03-15T10:00:00.000000Z",
+                "c_timestamp_bc": "0044-03-15 10:00:00 BC",
+                "c_timestamptz_bc": "0044-03-15 10:00:00+00 BC",
                 "c_timestamptz_inf": "infinity",
             },
         )
@@ -522,8 +515,8 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
                 "c_text_2d": [["a b", None], ["}", "\\"]],
                 "c_bpchar_arr": ["a ", "bc"],
                 "c_uuid_arr": ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"],
-                "c_date_arr": ["2024-01-31Z", "infinity"],
-                "c_interval_arr": ["P0Y0M1DT0H0M0S", "P0Y0M0DT0H0M-1S"],
+                "c_date_arr": ["2024-01-31", "infinity"],
+                "c_interval_arr": ["P1D", "PT-1S"],
                 "c_jsonb_arr": ['{"a": 1}', '[1, "two"]', None],
                 "c_int8_arr": [-9223372036854775808, 9223372036854775807],
                 "c_float4_arr": [3.14, "Infinity"],
@@ -538,8 +531,8 @@ class CaptureTypeEdgeValuesTest(TypeMatrixCase):
              "c_bits": "1010"},
         )
 
-    def test_timetz_array_elements_are_utc(self):
-        self.check_columns(1, {"c_timetz_arr": ["04:30:00Z"]})
+    def test_array_of_an_unlisted_type_is_the_array_literal(self):
+        self.check_columns(1, {"c_timetz_arr": "{10:00:00+05:30}"})
 
 
 class CaptureDatabaseSettingsTest(TypeMatrixCase):
@@ -589,9 +582,9 @@ class CaptureDatabaseSettingsTest(TypeMatrixCase):
             1,
             {
                 "c_timestamptz": "2024-02-29T12:34:56.789012Z",
-                "c_timestamp": "2024-02-29T12:34:56.789012Z",
-                "c_date": "2024-02-29Z",
-                "c_interval": "P0Y0M1DT2H0M0S",
+                "c_timestamp": "2024-02-29T12:34:56.789012",
+                "c_date": "2024-02-29",
+                "c_interval": "P1DT2H",
                 "c_float8": 2.718281828459045,
             },
         )

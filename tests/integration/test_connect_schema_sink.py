@@ -11,10 +11,10 @@ bytes. It runs with primary.key.mode=record_key (the key struct's fields are the
 primary key), insert.mode=upsert and delete.enabled=true (a delete removes the row; its
 tombstone is skipped).
 
-Capture runs with dualsync's value defaults: numerics and times are strings. The sink binds a
-string parameter as varchar, which PostgreSQL refuses to assign to a numeric or timestamp
-column; stringtype=unspecified on the sink's JDBC URL lets the server type the parameter from
-the column, the usual setting for Connect JDBC sinks writing PostgreSQL.
+Capture runs without a "debezium" object, so json-with-schema writes Debezium's default
+values (adaptive, precise, bytes, numeric). stringtype=unspecified on the sink's JDBC URL, the
+usual setting for Connect JDBC sinks writing PostgreSQL, lets the server type a string
+parameter from its column, as the string settings (isostring, string) need.
 """
 
 import unittest

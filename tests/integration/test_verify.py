@@ -208,7 +208,7 @@ class VerifySeparateDatabasesTest(dstest.ApplyTestCase):
         # What apply wrote is capture's rendering (the rebuild matched it, so it used it too).
         self.assertEqual(
             dstest.psql("SELECT created_text, tags_text FROM items WHERE id = 2", db=newdb),
-            [("2024-02-01T18:29:59.000000Z", "[]")],
+            [("2024-02-01T18:29:59Z", "[]")],
         )
 
         # A change committed just before verify: verify waits until apply has it.

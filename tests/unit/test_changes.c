@@ -77,9 +77,11 @@ typedef struct record {
     char *value; /* NULL for a tombstone */
     char op;
     ds_lsn_t lsn;
+    bool is_transaction;
+    char *headers; /* "name=value" lines, NULL when the record has none */
 } record_t;
 
-static record_t recs[16];
+static record_t recs[32];
 static int nrecs;
 static bool fail_emit;
 
@@ -110,6 +112,17 @@ static bool sink(void *ctx, const ds_change_record_t *rec, char *errstr, size_t 
     r->value = rec->value ? strndup(rec->value, rec->value_len) : NULL;
     r->op = rec->op;
     r->lsn = rec->lsn;
+    r->is_transaction = rec->is_transaction;
+    r->headers = NULL;
+    if (rec->nheaders > 0) {
+        ds_buf_t h = DS_BUF_INIT;
+
+        for (int i = 0; i < rec->nheaders; i++) {
+            ds_buf_appendf(&h, "%s%s=", i ? "\n" : "", rec->headers[i].name);
+            ds_buf_append(&h, rec->headers[i].value, rec->headers[i].value_len);
+        }
+        r->headers = h.data;
+    }
     DS_CHECK(ctx == recs);
     DS_CHECK(rec->key == NULL || strlen(r->key) == rec->key_len);
     if (rec->key)
@@ -125,6 +138,7 @@ static void clear_records(void)
         free(recs[i].topic);
         free(recs[i].key);
         free(recs[i].value);
+        free(recs[i].headers);
     }
     nrecs = 0;
     fail_emit = false;
@@ -257,9 +271,12 @@ static void test_insert_emits_create_record(void)
                  "{\"before\":null,\"after\":{\"id\":1,\"name\":\"Ann\"},\"source\":{"
                  "\"version\":\"9.9.9\",\"connector\":\"postgresql\",\"name\":\"clinic\","
                  "\"ts_ms\":" COMMIT_TS_MS ",\"snapshot\":\"false\",\"db\":\"clinicdb\","
-                 "\"sequence\":\"[null,\\\"23803720\\\"]\",\"schema\":\"public\","
-                 "\"table\":\"users\",\"txId\":770,\"lsn\":23803720,\"xmin\":null},"
-                 "\"op\":\"c\",\"ts_ms\":1706695201999}");
+                 "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":" COMMIT_TS_MS "456,"
+                 "\"ts_ns\":" COMMIT_TS_MS "456000,\"schema\":\"public\","
+                 "\"table\":\"users\",\"txId\":770,\"lsn\":23803720,\"xmin\":null,"
+                 "\"origin\":null,\"origin_lsn\":null},\"transaction\":null,"
+                 "\"op\":\"c\",\"ts_ms\":1706695201999,\"ts_us\":1706695201999999,"
+                 "\"ts_ns\":1706695201999999000}");
     DS_CHECK_INT(recs[0].op, 'c');
     DS_CHECK_INT(recs[0].lsn, LSN1);
     clear_records();
@@ -349,6 +366,10 @@ static void test_key_change_with_old_key_emits_delete_tombstone_create(void)
     DS_CHECK_INT(nrecs, 3);
     DS_CHECK_INT(recs[0].op, 'd');
     DS_CHECK_STR(recs[0].key, "{\"id\":1}");
+    /* As Debezium: the delete and its tombstone name the new key, the create the old one. */
+    DS_CHECK_STR(recs[0].headers, "__debezium.newkey={\"id\":2}");
+    DS_CHECK_STR(recs[1].headers, "__debezium.newkey={\"id\":2}");
+    DS_CHECK_STR(recs[2].headers, "__debezium.oldkey={\"id\":1}");
     DS_CHECK(contains(recs[0].value, "{\"before\":{\"id\":1,\"name\":null},\"after\":null,"));
     DS_CHECK_INT(recs[1].op, 0);
     DS_CHECK_STR(recs[1].key, "{\"id\":1}");
@@ -390,6 +411,7 @@ static void test_old_key_equal_to_new_key_is_a_plain_update(void)
     DS_CHECK(one_row_tx(ch, 777, update_msg(&users, 'K', old, v), LSN1));
     DS_CHECK_INT(nrecs, 1);
     DS_CHECK_INT(recs[0].op, 'u');
+    DS_CHECK(recs[0].headers == NULL);
     DS_CHECK(contains(recs[0].value, "{\"before\":null,"));
     clear_records();
     ds_changes_free(ch);
@@ -698,8 +720,8 @@ static void test_source_fields_come_from_begin_and_wal_start(void)
     DS_CHECK(one_row_tx(ch, 4000000000u, insert_msg(&users, v), 0x100000000ull));
     DS_CHECK_INT(nrecs, 1);
     DS_CHECK(contains(recs[0].value, "\"ts_ms\":" COMMIT_TS_MS ",\"snapshot\":\"false\""));
-    DS_CHECK(contains(recs[0].value, "\"txId\":4000000000,\"lsn\":4294967296,\"xmin\":null}"));
-    DS_CHECK(contains(recs[0].value, "\"op\":\"c\",\"ts_ms\":1706695201999}"));
+    DS_CHECK(contains(recs[0].value, "\"txId\":4000000000,\"lsn\":4294967296,\"xmin\":null,"));
+    DS_CHECK(contains(recs[0].value, "\"op\":\"c\",\"ts_ms\":1706695201999,"));
     DS_CHECK_INT(recs[0].lsn, 0x100000000ull);
     clear_records();
     ds_changes_free(ch);
@@ -836,6 +858,290 @@ static void test_many_relations_keep_their_own_topics(void)
     ds_changes_free(ch);
 }
 
+/* ---- transaction metadata ------------------------------------------------------------- */
+
+static char txmeta_topic[] = "txmeta";
+
+static ds_changes_t *txmeta_builder(const char *const *skip_origins)
+{
+    static ds_value_format_t format;
+    ds_changes_options_t o = default_options();
+
+    ds_value_format_init(&format);
+    format.provide_transaction_metadata = true;
+    format.transaction_topic = txmeta_topic;
+    o.value_format = &format;
+    o.skip_origins = skip_origins;
+    return ds_changes_new(&o);
+}
+
+/* The "transaction" member of a record's value, as compact JSON ("null" when null). */
+static char *transaction_of(const char *value)
+{
+    json_t *v = json_loads(value, 0, NULL);
+    char *out = v ? json_dumps(json_object_get(v, "transaction"),
+                               JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)
+                  : NULL;
+
+    json_decref(v);
+    return out ? out : strdup("(invalid)");
+}
+
+static void check_transaction(const record_t *r, const char *want)
+{
+    char *got = transaction_of(r->value);
+
+    DS_CHECK_STR(got, want);
+    free(got);
+}
+
+static void test_transaction_metadata_of_a_multi_table_transaction(void)
+{
+    ds_changes_t *ch = txmeta_builder(NULL);
+    ds_value_t u1[] = {TEXT("1"), TEXT("Ann")};
+    ds_value_t l1[] = {TEXT("hello"), TEXT("1")};
+    ds_value_t a1[] = {TEXT("7"), TEXT("Bo")};
+    ds_value_t old[] = {TEXT("1"), NULLV};
+    ds_value_t u2[] = {TEXT("2"), TEXT("Ann")};
+
+    /* Begin at 0x100 (its XLogData LSN), events at 0x200.., Commit at 0x900. */
+    DS_CHECK(handle(ch, begin_msg(900), 0x100));
+    DS_CHECK(handle(ch, insert_msg(&users, u1), 0x200));
+    DS_CHECK(handle(ch, insert_msg(&logs, l1), 0x300));
+    DS_CHECK(handle(ch, insert_msg(&accounts, a1), 0x400));
+    DS_CHECK(handle(ch, update_msg(&users, 'K', old, u2), 0x500));
+    DS_CHECK(handle(ch, commit_msg(0x900), 0x900));
+
+    /* BEGIN, 3 inserts, delete + tombstone + create, END. */
+    DS_CHECK_INT(nrecs, 8);
+    DS_CHECK_STR(recs[0].topic, "clinic.txmeta");
+    DS_CHECK(recs[0].is_transaction);
+    DS_CHECK_INT(recs[0].op, 0);
+    DS_CHECK_STR(recs[0].key, "{\"id\":\"900:256\"}");
+    DS_CHECK_STR(recs[0].value, "{\"status\":\"BEGIN\",\"id\":\"900:256\",\"event_count\":null,"
+                                "\"data_collections\":null,\"ts_ms\":" COMMIT_TS_MS "}");
+    DS_CHECK_INT(recs[0].lsn, 0x100);
+    /* Each event's id ends with its own LSN, as Debezium's PostgreSQL connector writes it. */
+    check_transaction(&recs[1],
+                      "{\"id\":\"900:512\",\"total_order\":1,\"data_collection_order\":1}");
+    check_transaction(&recs[2],
+                      "{\"id\":\"900:768\",\"total_order\":2,\"data_collection_order\":1}");
+    check_transaction(&recs[3],
+                      "{\"id\":\"900:1024\",\"total_order\":3,\"data_collection_order\":1}");
+    DS_CHECK_INT(recs[4].op, 'd');
+    check_transaction(&recs[4],
+                      "{\"id\":\"900:1280\",\"total_order\":4,\"data_collection_order\":2}");
+    /* The tombstone is not an event of the transaction. */
+    DS_CHECK(recs[5].value == NULL);
+    DS_CHECK(!recs[5].is_transaction);
+    DS_CHECK_INT(recs[6].op, 'c');
+    check_transaction(&recs[6],
+                      "{\"id\":\"900:1280\",\"total_order\":5,\"data_collection_order\":3}");
+    DS_CHECK_STR(recs[7].topic, "clinic.txmeta");
+    DS_CHECK(recs[7].is_transaction);
+    DS_CHECK_STR(recs[7].key, "{\"id\":\"900:2304\"}");
+    /* data_collections in java.util.HashMap's order, as Debezium lists them. */
+    DS_CHECK_STR(recs[7].value,
+                 "{\"status\":\"END\",\"id\":\"900:2304\",\"event_count\":5,\"data_collections\":["
+                 "{\"data_collection\":\"public.users\",\"event_count\":3},"
+                 "{\"data_collection\":\"public.accounts\",\"event_count\":1},"
+                 "{\"data_collection\":\"public.logs\",\"event_count\":1}],"
+                 "\"ts_ms\":" COMMIT_TS_MS "}");
+    clear_records();
+
+    /* The next transaction starts its counts over. */
+    DS_CHECK(one_row_tx(ch, 901, insert_msg(&logs, l1), 0x1000));
+    DS_CHECK_INT(nrecs, 3);
+    check_transaction(&recs[1],
+                      "{\"id\":\"901:4096\",\"total_order\":1,\"data_collection_order\":1}");
+    DS_CHECK(contains(recs[2].value, "\"event_count\":1,\"data_collections\":[{\"data_collection\":"
+                                     "\"public.logs\",\"event_count\":1}]"));
+    clear_records();
+    ds_changes_free(ch);
+}
+
+static void test_transaction_metadata_lists_many_tables_in_hashmap_order(void)
+{
+    /* 13 tables: java.util.HashMap grows from 16 to 32 buckets past 12 entries. */
+    enum { NREL = 13 };
+    ds_changes_t *ch = txmeta_builder(NULL);
+    ds_relation_t rels[NREL];
+    char names[NREL][8];
+    ds_value_t v[] = {TEXT("1"), TEXT("x")};
+    bool ok = true;
+
+    for (int i = 0; i < NREL; i++) {
+        snprintf(names[i], sizeof(names[i]), "t%d", i + 1);
+        rels[i] = users;
+        rels[i].relid = 30000 + (uint32_t)i;
+        rels[i].table = names[i];
+    }
+    DS_CHECK(handle(ch, begin_msg(902), 0x100));
+    for (int i = 0; i < NREL; i++)
+        ok = ok && handle(ch, insert_msg(&rels[i], v), 0x200 + (ds_lsn_t)i);
+    DS_CHECK(ok);
+    DS_CHECK(handle(ch, commit_msg(0x900), 0x900));
+    DS_CHECK_INT(nrecs, NREL + 2);
+    /* The order java.util.HashMap<String, Long> iterates these names in (checked with Java). */
+    DS_CHECK(contains(recs[NREL + 1].value,
+                      "\"public.t12\",\"event_count\":1},{\"data_collection\":\"public.t13\","
+                      "\"event_count\":1},{\"data_collection\":\"public.t8\",\"event_count\":1},"
+                      "{\"data_collection\":\"public.t7\",\"event_count\":1},{\"data_collection\":"
+                      "\"public.t9\",\"event_count\":1},{\"data_collection\":\"public.t4\","
+                      "\"event_count\":1},{\"data_collection\":\"public.t3\",\"event_count\":1},"
+                      "{\"data_collection\":\"public.t6\",\"event_count\":1},{\"data_collection\":"
+                      "\"public.t5\",\"event_count\":1},{\"data_collection\":\"public.t10\","
+                      "\"event_count\":1},{\"data_collection\":\"public.t11\",\"event_count\":1},"
+                      "{\"data_collection\":\"public.t2\",\"event_count\":1},{\"data_collection\":"
+                      "\"public.t1\",\"event_count\":1}]"));
+    clear_records();
+    ds_changes_free(ch);
+}
+
+static void test_transaction_metadata_skipped_and_empty_transactions(void)
+{
+    static const char *const skip[] = {"dualsync", NULL};
+    ds_changes_t *ch = txmeta_builder(skip);
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+
+    /* A skipped transaction sends nothing, no BEGIN or END either. */
+    DS_CHECK(handle(ch, begin_msg(903), 0));
+    DS_CHECK(handle(ch, origin_msg("dualsync"), 0x100));
+    DS_CHECK(handle(ch, insert_msg(&users, v), 0x100));
+    DS_CHECK(handle(ch, commit_msg(0x200), 0x200));
+    DS_CHECK_INT(nrecs, 0);
+
+    /* An empty one gets its BEGIN and END, as Debezium sends them. */
+    DS_CHECK(handle(ch, begin_msg(904), 0x300));
+    DS_CHECK(handle(ch, commit_msg(0x400), 0x400));
+    DS_CHECK_INT(nrecs, 2);
+    DS_CHECK(contains(recs[0].value, "{\"status\":\"BEGIN\",\"id\":\"904:768\","));
+    DS_CHECK_STR(recs[1].value, "{\"status\":\"END\",\"id\":\"904:1024\",\"event_count\":0,"
+                                "\"data_collections\":[],\"ts_ms\":" COMMIT_TS_MS "}");
+    clear_records();
+
+    /* A Begin resent after a stream restart inside a transaction starts its counts over. */
+    DS_CHECK(handle(ch, begin_msg(905), 0x500));
+    DS_CHECK(handle(ch, insert_msg(&users, v), 0x500));
+    DS_CHECK(handle(ch, begin_msg(905), 0x500));
+    DS_CHECK(handle(ch, insert_msg(&users, v), 0x500));
+    DS_CHECK(handle(ch, commit_msg(0x600), 0x600));
+    DS_CHECK_INT(nrecs, 5);
+    DS_CHECK_STR(recs[2].value, recs[0].value);
+    check_transaction(&recs[3],
+                      "{\"id\":\"905:1280\",\"total_order\":1,\"data_collection_order\":1}");
+    DS_CHECK(contains(recs[4].value, "\"event_count\":1,"));
+    clear_records();
+    ds_changes_free(ch);
+}
+
+static void test_transaction_metadata_truncate_is_an_event_and_reads_have_none(void)
+{
+    ds_changes_t *ch = txmeta_builder(NULL);
+    const ds_relation_t *rels[] = {&users, &logs};
+    ds_pgoutput_msg_t t = {.type = DS_PGOUTPUT_TRUNCATE};
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+    ds_tuple_t row = {2, v};
+    ds_changes_read_t read = {.snapshot = "true", .lsn = 0x700, .xid = 906};
+
+    t.u.truncate.nrelations = 2;
+    t.u.truncate.rels = rels;
+    DS_CHECK(handle(ch, begin_msg(906), 0x100));
+    DS_CHECK(handle(ch, t, 0x100));
+    DS_CHECK(handle(ch, commit_msg(0x200), 0x200));
+    DS_CHECK_INT(nrecs, 4);
+    check_transaction(&recs[1],
+                      "{\"id\":\"906:256\",\"total_order\":1,\"data_collection_order\":1}");
+    check_transaction(&recs[2],
+                      "{\"id\":\"906:256\",\"total_order\":2,\"data_collection_order\":1}");
+    DS_CHECK(contains(recs[3].value, "\"event_count\":2,"));
+    clear_records();
+
+    /* Debezium's snapshot events carry no transaction block and no BEGIN/END. */
+    DS_CHECK(
+        ds_changes_read_row(ch, &users, &row, &read, NOW_US, sink, recs, errstr, sizeof(errstr)));
+    DS_CHECK_INT(nrecs, 1);
+    check_transaction(&recs[0], "null");
+    clear_records();
+    ds_changes_free(ch);
+}
+
+static void test_transaction_records_under_the_schema_envelope(void)
+{
+    /* The schemas as the Debezium goldens recorded them (tests/golden/debezium). */
+    static const char key_schema[] =
+        "{\"type\": \"struct\", \"fields\": [{\"type\": \"string\", \"optional\": false, "
+        "\"field\": \"id\"}], \"optional\": false, "
+        "\"name\": \"io.debezium.connector.common.TransactionMetadataKey\", \"version\": 1}";
+    static const char value_schema[] =
+        "{\"type\": \"struct\", \"fields\": [{\"type\": \"string\", \"optional\": false, "
+        "\"field\": \"status\"}, {\"type\": \"string\", \"optional\": false, \"field\": \"id\"}, "
+        "{\"type\": \"int64\", \"optional\": true, \"field\": \"event_count\"}, {\"type\": "
+        "\"array\", \"items\": {\"type\": \"struct\", \"fields\": [{\"type\": \"string\", "
+        "\"optional\": false, \"field\": \"data_collection\"}, {\"type\": \"int64\", "
+        "\"optional\": false, \"field\": \"event_count\"}], \"optional\": true, \"name\": "
+        "\"event.collection\", \"version\": 1}, \"optional\": true, \"field\": "
+        "\"data_collections\"}, {\"type\": \"int64\", \"optional\": false, \"field\": "
+        "\"ts_ms\"}], \"optional\": false, \"name\": "
+        "\"io.debezium.connector.common.TransactionMetadataValue\", \"version\": 1}";
+    static ds_value_format_t format;
+    ds_changes_options_t o = default_options();
+    ds_changes_t *ch;
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+    json_t *want_key = json_loads(key_schema, 0, NULL);
+    json_t *want_value = json_loads(value_schema, 0, NULL);
+
+    ds_value_format_init(&format);
+    format.provide_transaction_metadata = true;
+    format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
+    o.value_format = &format;
+    ch = ds_changes_new(&o);
+    DS_CHECK(want_key && want_value);
+    DS_CHECK(handle(ch, begin_msg(909), 0x100));
+    DS_CHECK(handle(ch, insert_msg(&users, v), 0x100));
+    DS_CHECK(handle(ch, commit_msg(0x200), 0x200));
+    DS_CHECK(nrecs >= 2);
+    for (int i = 0; i < nrecs; i++) {
+        json_t *key, *value;
+
+        if (!recs[i].is_transaction)
+            continue;
+        DS_CHECK_STR(recs[i].topic, "clinic.transaction");
+        key = json_loads(recs[i].key, 0, NULL);
+        value = json_loads(recs[i].value, 0, NULL);
+        DS_CHECK(json_equal(json_object_get(key, "schema"), want_key));
+        DS_CHECK(json_equal(json_object_get(value, "schema"), want_value));
+        DS_CHECK_STR(json_string_value(json_object_get(json_object_get(key, "payload"), "id")),
+                     json_string_value(json_object_get(json_object_get(value, "payload"), "id")));
+        DS_CHECK(json_object_size(json_object_get(value, "payload")) == 5);
+        json_decref(key);
+        json_decref(value);
+    }
+    json_decref(want_key);
+    json_decref(want_value);
+    clear_records();
+    ds_changes_free(ch);
+}
+
+static void test_origin_fills_source_origin_fields(void)
+{
+    ds_changes_options_t o = default_options();
+    ds_changes_t *ch = ds_changes_new(&o);
+    ds_value_t v[] = {TEXT("1"), TEXT("Ann")};
+
+    DS_CHECK(handle(ch, begin_msg(907), 0));
+    DS_CHECK(handle(ch, origin_msg("upstream"), LSN1));
+    DS_CHECK(handle(ch, insert_msg(&users, v), LSN1));
+    DS_CHECK(handle(ch, commit_msg(LSN1 + 0x100), LSN1 + 0x100));
+    /* The origin belongs to its transaction only. */
+    DS_CHECK(one_row_tx(ch, 908, insert_msg(&users, v), LSN1 + 0x200));
+    DS_CHECK_INT(nrecs, 2);
+    DS_CHECK(contains(recs[0].value, "\"xmin\":null,\"origin\":\"upstream\",\"origin_lsn\":153}"));
+    DS_CHECK(contains(recs[1].value, "\"xmin\":null,\"origin\":null,\"origin_lsn\":null}"));
+    clear_records();
+    ds_changes_free(ch);
+}
+
 int main(void)
 {
     DS_RUN(test_insert_emits_create_record);
@@ -871,5 +1177,11 @@ int main(void)
     DS_RUN(test_null_key_column_error_names_table_and_lsn);
     DS_RUN(test_new_requires_topic_prefix_and_free_accepts_null);
     DS_RUN(test_many_relations_keep_their_own_topics);
+    DS_RUN(test_transaction_metadata_of_a_multi_table_transaction);
+    DS_RUN(test_transaction_metadata_lists_many_tables_in_hashmap_order);
+    DS_RUN(test_transaction_metadata_skipped_and_empty_transactions);
+    DS_RUN(test_transaction_metadata_truncate_is_an_event_and_reads_have_none);
+    DS_RUN(test_transaction_records_under_the_schema_envelope);
+    DS_RUN(test_origin_fills_source_origin_fields);
     return ds_test_report();
 }

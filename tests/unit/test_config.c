@@ -131,12 +131,16 @@ static void test_minimal_file_gets_every_default(void)
     DS_CHECK_STR(c->log_format, "text");
     DS_CHECK_STR(c->message_format, "json");
     DS_CHECK_INT(c->value_format.message_format, DS_MESSAGE_JSON);
-    DS_CHECK_INT(c->value_format.time_precision, DS_TIME_ISOSTRING);
-    DS_CHECK_INT(c->value_format.decimal_handling, DS_DECIMAL_STRING);
+    /* No "debezium" object: dualsync's classic values; the settings are Debezium's
+     * defaults, for when the object is given. */
+    DS_CHECK(!c->value_format.debezium);
+    DS_CHECK_INT(c->value_format.time_precision, DS_TIME_ADAPTIVE);
+    DS_CHECK_INT(c->value_format.decimal_handling, DS_DECIMAL_PRECISE);
     DS_CHECK_INT(c->value_format.binary_handling, DS_BINARY_BYTES);
-    DS_CHECK_INT(c->value_format.interval_handling, DS_INTERVAL_STRING);
+    DS_CHECK_INT(c->value_format.interval_handling, DS_INTERVAL_NUMERIC);
     DS_CHECK_INT(c->value_format.money_fraction_digits, 2);
     DS_CHECK(!c->value_format.provide_transaction_metadata);
+    DS_CHECK(c->value_format.extended_headers);
     DS_CHECK_STR(c->value_format.transaction_topic, "transaction");
     ds_config_free(c);
 }
@@ -546,6 +550,7 @@ static void test_debezium_settings_by_debezium_names(void)
     if (!c)
         return;
     DS_CHECK_INT(c->value_format.message_format, DS_MESSAGE_JSON_WITH_SCHEMA);
+    DS_CHECK(c->value_format.debezium);
     /* Debezium compares its enum values ignoring case. */
     DS_CHECK_INT(c->value_format.time_precision, DS_TIME_ADAPTIVE_TIME_MICROSECONDS);
     DS_CHECK_INT(c->value_format.decimal_handling, DS_DECIMAL_PRECISE);
@@ -554,6 +559,7 @@ static void test_debezium_settings_by_debezium_names(void)
     DS_CHECK_INT(c->value_format.money_fraction_digits, 4);
     DS_CHECK(c->value_format.provide_transaction_metadata);
     DS_CHECK_STR(c->value_format.transaction_topic, "tx");
+    DS_CHECK(!c->value_format.extended_headers);
     /* Debezium's tombstones.on.delete is capture.tombstones_on_delete. */
     DS_CHECK(!c->tombstones_on_delete);
     ds_config_free(c);
@@ -562,9 +568,8 @@ static void test_debezium_settings_by_debezium_names(void)
 static void test_debezium_value_is_checked(void)
 {
     expect_error_for("debezium_bad_mode.json", DS_CONFIG_FOR_CAPTURE,
-                     "5:42: $.debezium[\"decimal.handling.mode\"]: expected \"string\" "
-                     "(dualsync's default), \"precise\" (Debezium's) or \"double\", got "
-                     "\"exact\"");
+                     "5:42: $.debezium[\"decimal.handling.mode\"]: expected \"precise\" "
+                     "(Debezium's default), \"double\" or \"string\", got \"exact\"");
 }
 
 static void test_debezium_setting_dualsync_does_not_take_is_refused(void)

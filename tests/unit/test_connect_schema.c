@@ -164,6 +164,8 @@ static ds_value_format_t format_of(const combination_t *c, ds_message_format_t m
     ds_value_format_t f;
 
     ds_value_format_init(&f);
+
+    f.debezium = true;
     f.time_precision = c->time;
     f.decimal_handling = c->decimal;
     f.binary_handling = c->binary;
@@ -646,8 +648,10 @@ static const char *default_text(uint32_t oid, int32_t typmod, const char *expr, 
     ds_buf_t buf = DS_BUF_INIT;
 
     ds_value_format_init(&f);
-    if (precise)
-        f.decimal_handling = DS_DECIMAL_PRECISE;
+    f.debezium = true;
+    f.time_precision = DS_TIME_ISOSTRING;
+    f.interval_handling = DS_INTERVAL_STRING;
+    f.decimal_handling = precise ? DS_DECIMAL_PRECISE : DS_DECIMAL_STRING;
     if (!ds_connect_schema_append_default_text(&buf, &rel, 0, &info, &f))
         snprintf(out, sizeof(out), "(none)");
     else

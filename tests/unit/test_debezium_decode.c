@@ -318,6 +318,7 @@ static void test_envelope(void)
     char *after, want[256];
 
     ds_value_format_init(&format);
+    format.debezium = true;
     format.time_precision = DS_TIME_ADAPTIVE;
     format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     d = ds_debezium_decoder_new(&format);
@@ -397,10 +398,16 @@ static void test_settings_refused_at_start(void)
 {
     ds_value_format_t f;
 
+    /* Without the "debezium" object: capture's classic values, whatever the fields say. */
     ds_value_format_init(&f);
+    DS_CHECK(!f.debezium);
     DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    /* With it, schemaless: only settings whose values read without the column type. */
+    f.debezium = true;
+    f.time_precision = DS_TIME_ISOSTRING;
     f.decimal_handling = DS_DECIMAL_DOUBLE;
     f.binary_handling = DS_BINARY_BASE64;
+    f.interval_handling = DS_INTERVAL_STRING;
     DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
 
     f.time_precision = DS_TIME_ADAPTIVE;
@@ -410,17 +417,19 @@ static void test_settings_refused_at_start(void)
     f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
 
-    ds_value_format_init(&f);
+    f.message_format = DS_MESSAGE_JSON;
+    f.time_precision = DS_TIME_ISOSTRING;
     f.decimal_handling = DS_DECIMAL_PRECISE;
     DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "decimal.handling.mode \"precise\"") != NULL);
-    ds_value_format_init(&f);
+    f.decimal_handling = DS_DECIMAL_STRING;
     f.interval_handling = DS_INTERVAL_NUMERIC;
     DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "interval.handling.mode \"numeric\"") != NULL);
 
     /* bytea under hex is a plain string even in the schema. */
     ds_value_format_init(&f);
+    f.debezium = true;
     f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     f.binary_handling = DS_BINARY_HEX;
     DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
@@ -587,6 +596,7 @@ static void test_golden_debezium_defaults(void)
     ds_value_format_t f;
 
     ds_value_format_init(&f);
+    f.debezium = true;
     f.time_precision = DS_TIME_ADAPTIVE;
     f.decimal_handling = DS_DECIMAL_PRECISE;
     f.interval_handling = DS_INTERVAL_NUMERIC;
@@ -599,7 +609,9 @@ static void test_golden_microseconds_string_base64_numeric(void)
     ds_value_format_t f;
 
     ds_value_format_init(&f);
+    f.debezium = true;
     f.time_precision = DS_TIME_MICROSECONDS;
+    f.decimal_handling = DS_DECIMAL_STRING;
     f.binary_handling = DS_BINARY_BASE64;
     f.interval_handling = DS_INTERVAL_NUMERIC;
     f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;

@@ -67,12 +67,16 @@ static const ds_envelope_source_t source = {
 #define SOURCE_JSON                                                                                \
     "{\"version\":\"1.2.3\",\"connector\":\"postgresql\",\"name\":\"clinic\","                     \
     "\"ts_ms\":1706695200123,\"snapshot\":\"false\",\"db\":\"clinicdb\","                          \
-    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"schema\":\"public\",\"table\":\"users\","          \
-    "\"txId\":770,\"lsn\":23803720,\"xmin\":null}"
+    "\"sequence\":\"[null,\\\"23803720\\\"]\",\"ts_us\":1706695200123456,"                         \
+    "\"ts_ns\":1706695200123456000,\"schema\":\"public\",\"table\":\"users\","                     \
+    "\"txId\":770,\"lsn\":23803720,\"xmin\":null,\"origin\":null,\"origin_lsn\":null}"
+
+/* What follows the source object when there is no transaction block, op aside. */
+#define TS_JSON ",\"ts_ms\":1706695201999,\"ts_us\":1706695201999999,\"ts_ns\":1706695201999999000}"
 
 #define ROW_JSON                                                                                   \
     "{\"id\":42,\"name\":\"Ann "                                                                   \
-    "\\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.500000Z\"}"
+    "\\\"A\\\"\",\"active\":true,\"created\":\"2024-01-31T10:00:00.5Z\"}"
 #define ROW2_JSON "{\"id\":42,\"name\":\"Ann B\",\"active\":false,\"created\":null}"
 
 static ds_buf_t out = DS_BUF_INIT;
@@ -209,21 +213,22 @@ static void test_insert_value(void)
 {
     DS_CHECK_STR(value('c', &users, NULL, &row, &source, NULL),
                  "{\"before\":null,\"after\":" ROW_JSON ",\"source\":" SOURCE_JSON
-                 ",\"op\":\"c\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"c\"" TS_JSON);
 }
 
 static void test_update_value_with_before(void)
 {
     DS_CHECK_STR(value('u', &users, &row, &row2, &source, NULL),
                  "{\"before\":" ROW_JSON ",\"after\":" ROW2_JSON ",\"source\":" SOURCE_JSON
-                 ",\"op\":\"u\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"u\"" TS_JSON);
 }
 
 static void test_delete_value_with_old_key_before(void)
 {
     DS_CHECK_STR(value('d', &users, &oldkey, NULL, &source, NULL),
                  "{\"before\":{\"id\":42,\"name\":null,\"active\":null,\"created\":null},"
-                 "\"after\":null,\"source\":" SOURCE_JSON ",\"op\":\"d\",\"ts_ms\":1706695201999}");
+                 "\"after\":null,\"source\":" SOURCE_JSON
+                 ",\"transaction\":null,\"op\":\"d\"" TS_JSON);
 }
 
 static void test_read_value_for_backfill(void)
@@ -240,7 +245,7 @@ static void test_truncate_value_has_no_images(void)
 {
     DS_CHECK_STR(value('t', &users, &row, &row, &source, NULL),
                  "{\"before\":null,\"after\":null,\"source\":" SOURCE_JSON
-                 ",\"op\":\"t\",\"ts_ms\":1706695201999}");
+                 ",\"transaction\":null,\"op\":\"t\"" TS_JSON);
 }
 
 static void test_sequence_holds_last_commit_lsn(void)
@@ -364,6 +369,8 @@ static void test_value_settings_shape_key_and_value_columns(void)
     ds_envelope_options_t opts = {.format = &format};
 
     ds_value_format_init(&format);
+
+    format.debezium = true;
     format.time_precision = DS_TIME_ADAPTIVE;
     format.decimal_handling = DS_DECIMAL_PRECISE;
     format.binary_handling = DS_BINARY_HEX;
@@ -380,21 +387,22 @@ static void test_value_settings_shape_key_and_value_columns(void)
                               "\"raw\":\"fbff\"}") != NULL);
 }
 
-static void test_no_value_settings_means_dualsyncs_defaults(void)
+/* Without the "debezium" object: dualsync's classic values (typemap_classic.c). */
+static void test_no_value_settings_means_classic_values(void)
 {
     ds_buf_reset(&out);
     DS_CHECK(ds_envelope_write_key_nullable(&out, &readings, NULL, &reading, NULL, errstr,
                                             sizeof(errstr)));
-    DS_CHECK_STR(out.data, "{\"at\":\"2024-01-31T10:00:00.123Z\"}");
+    DS_CHECK_STR(out.data, "{\"at\":\"2024-01-31T10:00:00.123\"}");
     DS_CHECK_STR(value('c', &readings, NULL, &reading, &source, NULL) ? "" : errstr, "");
-    DS_CHECK(strstr(out.data, "\"after\":{\"at\":\"2024-01-31T10:00:00.123Z\","
+    DS_CHECK(strstr(out.data, "\"after\":{\"at\":\"2024-01-31T10:00:00.123\","
                               "\"amount\":\"1.50\",\"raw\":\"+/8=\"}") != NULL);
 }
 
 int main(void)
 {
     DS_RUN(test_value_settings_shape_key_and_value_columns);
-    DS_RUN(test_no_value_settings_means_dualsyncs_defaults);
+    DS_RUN(test_no_value_settings_means_classic_values);
     DS_RUN(test_key_uses_is_key_flags_by_default);
     DS_RUN(test_key_uses_mask_when_given);
     DS_RUN(test_composite_key_in_table_order);

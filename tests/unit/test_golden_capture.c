@@ -6,6 +6,7 @@
  * recorded from PostgreSQL 15 by tests/golden/record.sh); expected outputs are
  * tests/golden/capture/NAME.expected, one record per line:
  *   {"topic":"...","key":<key JSON or null>,"value":<value JSON or null>}
+ * followed, for a record with headers, by "headers":{"<name>":"<value as text>",...}.
  * The clock is fixed (ts_ms = 1700000000000), so the output is byte-for-byte stable.
  * A line "#! primary_key SCHEMA.TABLE COL[,COL...]" in an input declares a table's primary
  * key, which capture otherwise reads from the catalog (needed for REPLICA IDENTITY FULL).
@@ -68,6 +69,15 @@ static bool golden_emit(void *ctx, const ds_change_record_t *rec, char *errstr,
         ds_buf_append(&run->out, rec->value, rec->value_len);
     else
         ds_buf_append_str(&run->out, "null");
+    /* Headers (a primary-key change's) as {"name":"value as text"}, only where there are. */
+    for (int i = 0; i < rec->nheaders; i++) {
+        ds_buf_append_str(&run->out, i ? "," : ",\"headers\":{");
+        ds_buf_append_json_string(&run->out, rec->headers[i].name, strlen(rec->headers[i].name));
+        ds_buf_append_char(&run->out, ':');
+        ds_buf_append_json_string(&run->out, rec->headers[i].value, rec->headers[i].value_len);
+        if (i == rec->nheaders - 1)
+            ds_buf_append_char(&run->out, '}');
+    }
     ds_buf_append_str(&run->out, "}\n");
     return true;
 }

@@ -781,6 +781,7 @@ static void test_enveloped_changes_are_unwrapped(void)
     if (!set)
         return;
     ds_value_format_init(&format);
+    format.debezium = true;
     format.time_precision = DS_TIME_ADAPTIVE;
     format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     DS_CHECK(ds_mapping_set_value_format(set, &format, errstr, sizeof(errstr)));

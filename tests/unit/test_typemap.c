@@ -36,13 +36,15 @@ enum {
 static ds_buf_t out = DS_BUF_INIT;
 static char errstr[512];
 
-/* Value settings for the mode tests: dualsync's defaults but for what a test sets. */
+/* Value settings for the mode tests: Debezium's messages under the settings a test sets. */
 static ds_value_format_t fmt(ds_time_precision_t time, ds_decimal_handling_t decimal,
                              ds_binary_handling_t binary, ds_interval_handling_t interval)
 {
     ds_value_format_t f;
 
     ds_value_format_init(&f);
+
+    f.debezium = true;
     f.time_precision = time;
     f.decimal_handling = decimal;
     f.binary_handling = binary;
@@ -78,8 +80,19 @@ static const char *map_as(ds_value_format_t f, uint32_t oid, int32_t typmod, con
 /* The typmod of numeric(p,s) (PostgreSQL's make_numeric_typmod). */
 #define NUMERIC_TYPMOD(p, s) ((((p) << 16) | (s)) + 4)
 
-/* The JSON for one value, or NULL when the mapping fails (errstr then says why). Every
- * successful result is also checked to parse as JSON. */
+/* Debezium's messages under isostring, string, bytes and string: the forms most tests below
+ * check (dualsync's classic values are tested in test_typemap_classic.c). */
+static const ds_value_format_t debezium_strings = {
+    .debezium = true,
+    .time_precision = DS_TIME_ISOSTRING,
+    .decimal_handling = DS_DECIMAL_STRING,
+    .binary_handling = DS_BINARY_BYTES,
+    .interval_handling = DS_INTERVAL_STRING,
+    .money_fraction_digits = 2,
+};
+
+/* The JSON for one value under debezium_strings, or NULL when the mapping fails (errstr then
+ * says why). Every successful result is also checked to parse as JSON. */
 static const char *map_len(uint32_t oid, const char *text, size_t len)
 {
     json_error_t jerr;
@@ -87,7 +100,8 @@ static const char *map_len(uint32_t oid, const char *text, size_t len)
 
     ds_buf_reset(&out);
     errstr[0] = '\0';
-    if (!ds_typemap_append_json(&out, oid, text, len, errstr, sizeof(errstr)))
+    if (!ds_typemap_append_value(&out, oid, -1, &debezium_strings, text, len, errstr,
+                                 sizeof(errstr)))
         return NULL;
     j = json_loads(out.data, JSON_DECODE_ANY, &jerr);
     if (!j) {
