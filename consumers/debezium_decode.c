@@ -5,13 +5,13 @@
  * Two steps per value. First PostgreSQL's own text of it, from its logical type: an epoch
  * count becomes "2024-02-29 12:34:56.789012", an unscaled decimal "1234567.891", a duration
  * PostgreSQL's iso_8601 interval, as the capture session (DateStyle ISO, TimeZone UTC) would
- * have read it from the database. Then cdc/typemap.c writes that text exactly as capture
- * writes it by default, because `dualsync verify` renders the source rows through the same
- * code: a decoded value equals, as text, what capture would have written for the same
- * database value, so mappings (a uuid5 of a date, a concat) and verify agree whoever wrote
- * the topic.
+ * have read it from the database. Then ds_typemap_append_json() writes that text as
+ * dualsync's classic value, because `dualsync verify` renders the source rows through the
+ * same code: a decoded value equals, as text, what classic capture would have written for the
+ * same database value, so mappings (a uuid5 of a date, a concat) and verify agree whoever
+ * wrote the topic.
  *
- * Cost. A message in capture's default form without schema is checked by the member count
+ * Cost. A message without a schema (capture's classic default) is checked by the member count
  * of its value and the first bytes of its key, and passes untouched. Decoding copies only the
  * row objects it changes.
  */
@@ -207,7 +207,7 @@ static bool append_timestamp(ds_buf_t *b, int64_t us)
         return false;
     append_date(b, days, &bc);
     if (bc) {
-        /* Capture writes PostgreSQL's own text for these: "0044-03-15 10:00:00 BC". */
+        /* PostgreSQL's own text for these: "0044-03-15 10:00:00 BC". */
         ds_buf_append_char(b, ' ');
         append_time(b, us - days * US_PER_DAY);
         ds_buf_append_str(b, " BC");
@@ -837,35 +837,13 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
     return true; /* Json, Uuid, Enum, Xml, ...: the text PostgreSQL wrote */
 }
 
-/* @p text, PostgreSQL's text of a value of type @p oid, as capture writes it (its default
- * settings, which are the form mappings and `dualsync verify` read). */
-/*
- * Whether PostgreSQL's date or timestamp text @p pg has a year outside 1-9999: capture writes
- * those as java.time does ("-0043-03-15Z", "+12345-06-07Z", docs/type-mapping.md), which no
- * PostgreSQL input function reads, so a decoded one is bound as PostgreSQL's own text
- * ("0044-03-15 BC") rather than lost to a dead letter.
- */
-static bool year_outside_iso(uint32_t oid, const char *pg, size_t len)
-{
-    size_t digits = 0;
-
-    if (oid != DS_OID_DATE && oid != DS_OID_TIMESTAMP && oid != DS_OID_TIMESTAMPTZ)
-        return false;
-    while (digits < len && pg[digits] >= '0' && pg[digits] <= '9')
-        digits++;
-    return digits > 4 || (len > 3 && memcmp(pg + len - 3, " BC", 3) == 0);
-}
-
+/* @p text, PostgreSQL's text of a value of type @p oid, as capture's classic values write it
+ * (what mappings read, and what `dualsync verify` renders the source rows with). */
 static bool render(uint32_t oid, json_t *text, json_t **out, const char *field, char *errstr,
                    size_t errstr_size)
 {
     ds_buf_t b = DS_BUF_INIT;
     char why[512];
-
-    if (year_outside_iso(oid, json_string_value(text), json_string_length(text))) {
-        *out = text;
-        return true;
-    }
 
     if (!ds_typemap_append_json(&b, oid, json_string_value(text), json_string_length(text), why,
                                 sizeof(why))) {

@@ -2,10 +2,11 @@
  * debezium_decode.h: reads change messages written under any Debezium value setting (by
  * dualsync capture or by Debezium itself) into the values apply binds.
  *
- * Apply's mappings, statements and `dualsync verify` work on one form of each value: the one
- * dualsync capture writes under its defaults (docs/type-mapping.md: ISO 8601 dates and times,
- * numerics as strings, bytea base64, intervals ISO 8601). A message in that form passes
- * untouched. A message in the JsonConverter schema envelope ({"schema": ..., "payload": ...},
+ * Apply's mappings, statements and `dualsync verify` work on one form of each value:
+ * dualsync's classic values, which capture writes without the "debezium" object
+ * (docs/type-mapping.md: ISO 8601 dates and times as PostgreSQL writes them, numerics as
+ * strings, bytea base64, intervals ISO 8601). A message without a schema passes untouched. A
+ * message in the JsonConverter schema envelope ({"schema": ..., "payload": ...},
  * schemas.enable=true) is unwrapped, and each value whose field schema names a Debezium or
  * Kafka Connect logical type (io.debezium.time.Date, MicroTimestamp, ...,
  * org.apache.kafka.connect.data.Decimal, io.debezium.data.VariableScaleDecimal, ...) is
@@ -14,7 +15,9 @@
  * Without the schema, an epoch count, an unscaled decimal or a microsecond duration cannot be
  * told from an integer or a string column: ds_debezium_decode_check() refuses those settings
  * at start, and a message that arrives without its schema where the settings need one is an
- * error of that message (a dead letter), never a value bound as read.
+ * error of that message (a dead letter), never a value bound as read. Schemaless values under
+ * the string settings (isostring, string) are read as Debezium wrote them ("2024-01-31Z"),
+ * which PostgreSQL reads into typed columns.
  */
 #ifndef DUALSYNC_DEBEZIUM_DECODE_H
 #define DUALSYNC_DEBEZIUM_DECODE_H
@@ -71,8 +74,8 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
                              const char *field, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /**
- * @brief Decodes one value by its Connect field schema @p schema, into the JSON capture
- *        writes for it by default (ds_debezium_decode_text(), then cdc/typemap.c).
+ * @brief Decodes one value by its Connect field schema @p schema, into its classic value
+ *        (ds_debezium_decode_text(), then ds_typemap_append_json()).
  *
  * @param out  a new reference to the decoded value, or NULL when @p value is already in
  *             apply's form (the common case: no allocation)

@@ -279,12 +279,12 @@ static void test_other_types(void)
     DS_CHECK_STR(decode_json(NAMED("string", "io.debezium.time.ZonedTimestamp"),
                              "\"2024-02-29T12:34:56.789000Z\""),
                  captured(DS_OID_TIMESTAMPTZ, "2024-02-29 12:34:56.789+00"));
-    /* Years PostgreSQL cannot read in capture's ISO form stay in its own text. */
+    /* Years before 1: PostgreSQL's era marker, as the classic values keep it. */
     DS_CHECK_STR(decode_json(NAMED("int32", "io.debezium.time.Date"), "-735160"),
-                 "\"0044-03-15 BC\"");
+                 captured(DS_OID_DATE, "0044-03-15 BC"));
     DS_CHECK_STR(
         decode_json(NAMED("int64", "io.debezium.time.MicroTimestamp"), "-63517788000000000"),
-        "\"0044-03-15 10:00:00 BC\"");
+        captured(DS_OID_TIMESTAMP, "0044-03-15 10:00:00 BC"));
     DS_CHECK_STR(decode_json("{\"type\":\"array\",\"items\":{\"type\":\"int32\"}}", "[1,2]"),
                  "(unchanged)");
     DS_CHECK_STR(decode_json("{\"type\":\"int32\"}", "42"), "(unchanged)");
