@@ -278,7 +278,8 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
 
     def test_debezium_defaults_with_schemas(self):
         dbz, _ = self.run_debezium_and_apply(
-            SCHEMAS_ENABLED, DEBEZIUM_DEFAULTS, "json-with-schema", extremes=True
+            # The connector left at its value defaults, and so "debezium": {}.
+            SCHEMAS_ENABLED, {}, "json-with-schema", extremes=True
         )
         # The topic was really in Debezium's default encodings, in the envelope.
         first = dstest.consume([dbz.topic(TABLE)], count=1)[0]
@@ -293,11 +294,17 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         self.assertIn("op", first["value"])
 
     def test_debezium_defaults_without_schemas_refused_at_start(self):
-        cfg = self.apply_config(
-            {"newdb": self.newdb}, self.mappings, "dbz.unused", debezium=DEBEZIUM_DEFAULTS
-        )
-        proc = dstest.run_dualsync(["apply", "--config", cfg.path])
-        self.assertEqual(proc.returncode, 2, proc.stderr)
-        self.assertIn('time.precision.mode "adaptive"', proc.stderr)
-        self.assertIn('capture.message_format "json-with-schema"', proc.stderr)
-        self.assertIn(cfg.path, proc.stderr)
+        # Given, or taken by default with the object: refused before anything is read.
+        for settings in (DEBEZIUM_DEFAULTS, {}):
+            with self.subTest(debezium=settings):
+                cfg = self.apply_config(
+                    {"newdb": self.newdb}, self.mappings, "dbz.unused", debezium=settings
+                )
+                proc = dstest.run_dualsync(["apply", "--config", cfg.path])
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn('time.precision.mode "adaptive"', proc.stderr)
+                self.assertIn('capture.message_format "json-with-schema"', proc.stderr)
+                self.assertIn(cfg.path, proc.stderr)
+        # Without the object: classic values, nothing to refuse (apply starts).
+        cfg = self.apply_config({"newdb": self.newdb}, self.mappings, "dbz.unused")
+        self.start_apply(cfg).stop(expect_exit=0)
