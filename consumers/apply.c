@@ -1368,7 +1368,8 @@ static int setup(apply_t *ap)
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
     }
-    if (!ds_mapping_set_value_format(ap->set, &config->value_format, errstr, sizeof(errstr))) {
+    if (!ds_mapping_set_value_format(ap->set, &config->value_format, config->source_conninfo,
+                                     errstr, sizeof(errstr))) {
         ds_error("%s: %s", config->path, errstr);
         return DS_APPLY_EXIT_USAGE;
     }

@@ -51,6 +51,9 @@ struct ds_debezium_decoder {
     json_t *value;            /* the last decoded change value (owned), or NULL */
     json_t *key_doc;          /* the last parsed enveloped key (owned), or NULL */
     ds_buf_t key;             /* the last decoded key text */
+    json_t *tables;           /* topic -> {"schema": row struct schema, "columns": name ->
+                               * field schema}, from the source catalog, for schemaless
+                               * messages (ds_debezium_decoder_add_table); NULL when none */
 };
 
 /* The setting that makes schemaless values unreadable, or NULL. Without the "debezium"
@@ -77,9 +80,15 @@ static const char *setting_value(const ds_value_format_t *f, const char *name)
     return ds_interval_handling_name(f->interval_handling);
 }
 
-bool ds_debezium_decode_check(const ds_value_format_t *format, char *errstr, size_t errstr_size)
+bool ds_debezium_needs_types(const ds_value_format_t *format)
 {
-    const char *blocker = schemaless_blocker(format);
+    return format->message_format == DS_MESSAGE_JSON && schemaless_blocker(format) != NULL;
+}
+
+bool ds_debezium_decode_check(const ds_value_format_t *format, bool have_types, char *errstr,
+                              size_t errstr_size)
+{
+    const char *blocker = have_types ? NULL : schemaless_blocker(format);
 
     if (format->debezium && (format->binary_handling == DS_BINARY_HEX ||
                              format->binary_handling == DS_BINARY_BASE64_URL_SAFE))
@@ -97,7 +106,9 @@ bool ds_debezium_decode_check(const ds_value_format_t *format, char *errstr, siz
                        "carry no schema: have them written with the schema envelope (Kafka "
                        "Connect's JsonConverter with schemas.enable=true, or capture.message_"
                        "format \"json-with-schema\") and set capture.message_format "
-                       "\"json-with-schema\", or have them written with %s \"%s\"",
+                       "\"json-with-schema\", or give the config its \"source\" section "
+                       "(source.conninfo), whose catalog apply then reads the column types "
+                       "from, or have the topics written with %s \"%s\"",
                        blocker, setting_value(format, blocker), blocker,
                        strcmp(blocker, "time.precision.mode") == 0 ? "isostring" : "string");
     return true;
@@ -125,6 +136,7 @@ void ds_debezium_decoder_free(ds_debezium_decoder_t *d)
         return;
     json_decref(d->value);
     json_decref(d->key_doc);
+    json_decref(d->tables);
     ds_buf_free(&d->key);
     free(d);
 }
@@ -981,45 +993,61 @@ static bool decode_key(ds_debezium_decoder_t *d, const char **key, size_t *key_l
     return true;
 }
 
-bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const json_t **value, const char **key,
-                               size_t *key_len, char *errstr, size_t errstr_size)
+bool ds_debezium_decoder_add_table(ds_debezium_decoder_t *d, const char *topic, json_t *schema)
+{
+    const json_t *fields = json_object_get(schema, "fields"), *f;
+    json_t *columns = json_object(), *entry = json_object();
+    size_t i;
+    bool ok = columns && entry && (d->tables || (d->tables = json_object()));
+
+    json_array_foreach(fields, i, f)
+    {
+        const char *name = json_string_value(json_object_get(f, "field"));
+
+        ok = ok && name && json_object_set(columns, name, (json_t *)f) == 0;
+    }
+    ok = ok && json_object_set(entry, "schema", schema) == 0 &&
+         json_object_set_new(entry, "columns", columns) == 0;
+    columns = NULL;
+    ok = ok && json_object_set_new(d->tables, topic, entry) == 0;
+    entry = NULL;
+    json_decref(columns);
+    json_decref(entry);
+    json_decref(schema);
+    return ok;
+}
+
+/* Decodes the before and after of @p payload by @p row_schema (NULL: each by its field of
+ * the envelope schema @p schema); *value becomes the decoded copy when anything changed. */
+static bool decode_rows(ds_debezium_decoder_t *d, const json_t *schema, const json_t *table,
+                        const json_t *payload, const json_t **value, char *errstr,
+                        size_t errstr_size)
 {
     static const char *const rows[] = {"before", "after"};
-    const json_t *schema, *payload;
     json_t *copy = NULL;
 
-    if (*key && *key_len > ENVELOPE_PREFIX_LEN &&
-        memcmp(*key, ENVELOPE_PREFIX, ENVELOPE_PREFIX_LEN) == 0 &&
-        !decode_key(d, key, key_len, errstr, errstr_size))
-        return false;
-    if (!*value)
-        return true;
-    if (!is_envelope(*value)) {
-        if (d->schema_needed && d->format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA)
-            return ds_fail(errstr, errstr_size,
-                           "the message has no schema envelope ({\"schema\":...,\"payload\":...}),"
-                           " which its values need under the \"debezium\" settings "
-                           "(%s \"%s\"): its values cannot be read",
-                           schemaless_blocker(&d->format),
-                           setting_value(&d->format, schemaless_blocker(&d->format)));
-        return true;
-    }
-    schema = json_object_get(*value, "schema");
-    payload = json_object_get(*value, "payload");
-    if (json_is_null(payload)) {
-        *value = NULL; /* a tombstone written with a schema */
-        return true;
-    }
-    if (!json_is_object(payload))
-        return ds_fail(errstr, errstr_size, "the message value's payload is not an object");
     for (int r = 0; r < 2; r++) {
         const json_t *row = json_object_get(payload, rows[r]);
-        json_t *decoded = NULL;
+        const json_t *columns = json_object_get(table, "columns");
+        const char *name;
+        json_t *decoded = NULL, *v;
 
         if (!json_is_object(row))
             continue;
-        if (!decode_struct(field_schema(schema, rows[r]), row, &decoded, rows[r], errstr,
-                           errstr_size)) {
+        /* A column the catalog read at start does not have (added since) could hold any
+         * encoding: not read as it is. */
+        json_object_foreach((json_t *)row, name, v)
+        {
+            if (table && !json_object_get(columns, name)) {
+                json_decref(copy);
+                return ds_fail(errstr, errstr_size,
+                               "field %s.%s is not a column of the source table as apply read "
+                               "its catalog at start (a column added since?): restart apply",
+                               rows[r], name);
+            }
+        }
+        if (!decode_struct(table ? json_object_get(table, "schema") : field_schema(schema, rows[r]),
+                           row, &decoded, rows[r], errstr, errstr_size)) {
             json_decref(copy);
             return false;
         }
@@ -1035,4 +1063,69 @@ bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const json_t **value, c
     d->value = copy;
     *value = copy ? copy : payload;
     return true;
+}
+
+/* A schemaless key of a table whose types the catalog gave: its members decoded. */
+static bool decode_plain_key(ds_debezium_decoder_t *d, const json_t *table, const char **key,
+                             size_t *key_len, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *decoded = NULL;
+    char *text;
+
+    json_decref(d->key_doc);
+    d->key_doc = json_loadb(*key, *key_len, 0, &jerr);
+    if (!json_is_object(d->key_doc))
+        return true;
+    if (!decode_struct(json_object_get(table, "schema"), d->key_doc, &decoded, "key", errstr,
+                       errstr_size))
+        return false;
+    if (!decoded)
+        return true;
+    text = json_dumps(decoded, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(decoded);
+    if (!text)
+        return ds_fail(errstr, errstr_size, "out of memory");
+    ds_buf_reset(&d->key);
+    ds_buf_append_str(&d->key, text);
+    free(text);
+    *key = d->key.data;
+    *key_len = d->key.len;
+    return true;
+}
+
+bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const char *topic, const json_t **value,
+                               const char **key, size_t *key_len, char *errstr, size_t errstr_size)
+{
+    const json_t *payload, *table;
+
+    if (*key && *key_len > ENVELOPE_PREFIX_LEN &&
+        memcmp(*key, ENVELOPE_PREFIX, ENVELOPE_PREFIX_LEN) == 0 &&
+        !decode_key(d, key, key_len, errstr, errstr_size))
+        return false;
+    if (!*value)
+        return true;
+    if (is_envelope(*value)) {
+        payload = json_object_get(*value, "payload");
+        if (json_is_null(payload)) {
+            *value = NULL; /* a tombstone written with a schema */
+            return true;
+        }
+        if (!json_is_object(payload))
+            return ds_fail(errstr, errstr_size, "the message value's payload is not an object");
+        return decode_rows(d, json_object_get(*value, "schema"), NULL, payload, value, errstr,
+                           errstr_size);
+    }
+    if (!d->schema_needed)
+        return true;
+    if (!d->tables || !(table = json_object_get(d->tables, topic)))
+        return ds_fail(errstr, errstr_size,
+                       "the message has no schema envelope ({\"schema\":...,\"payload\":...}), "
+                       "which its values need under the \"debezium\" settings (%s \"%s\"): "
+                       "its values cannot be read",
+                       schemaless_blocker(&d->format),
+                       setting_value(&d->format, schemaless_blocker(&d->format)));
+    if (*key && !decode_plain_key(d, table, key, key_len, errstr, errstr_size))
+        return false;
+    return decode_rows(d, NULL, table, *value, value, errstr, errstr_size);
 }

@@ -485,8 +485,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
     }
     if (!files)
         return ds_fail(errstr, errstr_size, "topic %s is not the source of any mapping", topic);
-    if (set->decoder &&
-        !ds_debezium_decode_change(set->decoder, &value, &key, &key_len, errstr, errstr_size))
+    if (set->decoder && !ds_debezium_decode_change(set->decoder, topic, &value, &key, &key_len,
+                                                   errstr, errstr_size))
         return prefix_topic(topic, errstr, errstr_size);
     if (!value)
         return true; /* a tombstone: the delete before it unlinked the row */

@@ -32,13 +32,18 @@ typedef struct ds_debezium_decoder ds_debezium_decoder_t;
 /**
  * @brief Whether apply can read topics written under @p format.
  *
+ * @param have_types  the columns' types of every topic were read from the source catalog
  * @return false with a configuration error naming the setting and what to do when values
  *         written that way cannot be decoded (schemaless messages under a setting whose
- *         values need the column type; binary.handling.mode hex or base64-url-safe, whose
- *         bytea values are plain strings even in the schema).
+ *         values need the column type, without @p have_types; binary.handling.mode hex or
+ *         base64-url-safe, whose bytea values are plain strings even in the schema).
  */
-bool ds_debezium_decode_check(const ds_value_format_t *format, char *errstr,
+bool ds_debezium_decode_check(const ds_value_format_t *format, bool have_types, char *errstr,
                               size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Whether schemaless topics written under @p format need the columns' types (read
+ *         from the source catalog: ds_debezium_catalog_read()). */
+bool ds_debezium_needs_types(const ds_value_format_t *format);
 
 /** @brief A decoder for topics written under @p format (copied; NULL: dualsync's defaults). */
 ds_debezium_decoder_t *ds_debezium_decoder_new(const ds_value_format_t *format);
@@ -58,9 +63,36 @@ void ds_debezium_decoder_free(ds_debezium_decoder_t *decoder);
  *         schema or the declared settings. Results are owned by @p decoder and stay valid
  *         until its next call.
  */
-bool ds_debezium_decode_change(ds_debezium_decoder_t *decoder, const json_t **value,
-                               const char **key, size_t *key_len, char *errstr,
-                               size_t errstr_size) DS_MUST_CHECK;
+bool ds_debezium_decode_change(ds_debezium_decoder_t *decoder, const char *topic,
+                               const json_t **value, const char **key, size_t *key_len,
+                               char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/**
+ * @brief Gives the decoder the Connect struct schema of the rows of @p topic (taken), which
+ *        Debezium would have sent with schemas.enable=true: schemaless messages of that
+ *        topic are then decoded by it, and a column it lacks is an error of the message.
+ * @return false only when memory runs out.
+ */
+bool ds_debezium_decoder_add_table(ds_debezium_decoder_t *decoder, const char *topic,
+                                   json_t *schema) DS_MUST_CHECK;
+
+/**
+ * @brief The Connect field schema Debezium writes for a column of type @p oid (a domain's
+ *        base type) with @p typmod under @p format; @p elem is the element type of an array
+ *        type, else 0. A new reference.
+ */
+json_t *ds_debezium_column_schema(uint32_t oid, int32_t typmod, uint32_t elem,
+                                  const ds_value_format_t *format);
+
+/**
+ * @brief Reads the columns of the source table @p schema.@p table through @p conn and gives
+ *        the decoder their schema for @p topic (ds_debezium_decoder_add_table()).
+ * @return false with a message naming the table when it cannot be read.
+ */
+bool ds_debezium_catalog_read(ds_debezium_decoder_t *decoder, void *conn, const char *topic,
+                              const char *schema, const char *table,
+                              const ds_value_format_t *format, char *errstr,
+                              size_t errstr_size) DS_MUST_CHECK;
 
 /**
  * @brief PostgreSQL's text of one value whose Connect field schema @p schema names a logical

@@ -322,7 +322,7 @@ static void test_envelope(void)
     format.time_precision = DS_TIME_ADAPTIVE;
     format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     d = ds_debezium_decoder_new(&format);
-    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK_STR(json_string_value(json_object_get(value, "op")), "c");
     after = json_dumps(json_object_get(value, "after"), JSON_COMPACT | JSON_PRESERVE_ORDER);
     snprintf(want, sizeof(want), "{\"id\":1,\"d\":%s,\"t\":\"x\"}",
@@ -345,7 +345,7 @@ static void test_envelope(void)
     value = doc;
     key = NULL;
     key_len = 0;
-    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK(value == NULL);
 
     /* A bad value: the change fails, naming the field. */
@@ -356,7 +356,7 @@ static void test_envelope(void)
                      "\"payload\":{\"after\":{\"id\":1,\"d\":\"x\",\"t\":\"x\"},\"op\":\"c\"}}",
         0, NULL);
     value = doc;
-    DS_CHECK(!ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK_STR(errstr, "field after.d (io.debezium.time.Date): days since 1970-01-01 within "
                          "PostgreSQL's date range expected, found \"x\"");
 
@@ -364,7 +364,7 @@ static void test_envelope(void)
     json_decref(doc);
     doc = json_loads("{\"after\":{\"id\":1,\"d\":19782},\"op\":\"c\"}", 0, NULL);
     value = doc;
-    DS_CHECK(!ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "no schema envelope") && strstr(errstr, "time.precision.mode"));
     json_decref(doc);
     ds_debezium_decoder_free(d);
@@ -381,17 +381,128 @@ static void test_default_messages_pass_untouched(void)
     const char *key_in = "{\"id\":1}", *key = key_in;
     size_t key_len = strlen(key);
 
-    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK(value == doc);
     DS_CHECK(key == key_in);
     DS_CHECK_INT(key_len, strlen(key_in));
     /* A key whose first member is "schema", not an envelope, stays too. */
     key = key_in = "{\"schema\":\"public\",\"id\":1}";
     key_len = strlen(key);
-    DS_CHECK(ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
     DS_CHECK(key == key_in);
     json_decref(doc);
     ds_debezium_decoder_free(d);
+}
+
+/* The schema Debezium would have sent, from a column's type and typmod. */
+static const char *column(uint32_t oid, int32_t typmod, uint32_t elem, ds_time_precision_t time)
+{
+    static char out[4][256];
+    static int next;
+    char *result = out[next++ % 4];
+    ds_value_format_t f;
+    json_t *schema;
+    char *text;
+
+    ds_value_format_init(&f);
+    f.debezium = true;
+    f.time_precision = time;
+    schema = ds_debezium_column_schema(oid, typmod, elem, &f);
+    text = json_dumps(schema, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(result, 256, "%s", text ? text : "?");
+    free(text);
+    json_decref(schema);
+    return result;
+}
+
+static void test_column_types_give_debeziums_schema(void)
+{
+    DS_CHECK_STR(column(DS_OID_DATE, -1, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.Date\",\"type\":\"int32\"}");
+    DS_CHECK_STR(column(DS_OID_TIME, 3, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.Time\",\"type\":\"int32\"}");
+    DS_CHECK_STR(column(DS_OID_TIME, -1, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.MicroTime\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(DS_OID_TIME, 3, 0, DS_TIME_ADAPTIVE_TIME_MICROSECONDS),
+                 "{\"name\":\"io.debezium.time.MicroTime\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(DS_OID_TIMESTAMP, 3, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.Timestamp\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(DS_OID_TIMESTAMP, 6, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.MicroTimestamp\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(DS_OID_TIMESTAMP, 6, 0, DS_TIME_CONNECT),
+                 "{\"name\":\"org.apache.kafka.connect.data.Timestamp\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(DS_OID_TIMESTAMP, 6, 0, DS_TIME_NANOSECONDS),
+                 "{\"name\":\"io.debezium.time.NanoTimestamp\",\"type\":\"int64\"}");
+    /* numeric(12,3): typmod ((12 << 16) | 3) + 4. */
+    DS_CHECK_STR(column(DS_OID_NUMERIC, (12 << 16 | 3) + 4, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"org.apache.kafka.connect.data.Decimal\",\"parameters\":{\"scale\":"
+                 "\"3\"},\"type\":\"bytes\"}");
+    DS_CHECK_STR(column(DS_OID_NUMERIC, -1, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.data.VariableScaleDecimal\",\"type\":\"struct\"}");
+    DS_CHECK_STR(column(DS_OID_INTERVAL, -1, 0, DS_TIME_ADAPTIVE),
+                 "{\"name\":\"io.debezium.time.MicroDuration\",\"type\":\"int64\"}");
+    DS_CHECK_STR(column(1182, -1, DS_OID_DATE, DS_TIME_ADAPTIVE),
+                 "{\"items\":{\"name\":\"io.debezium.time.Date\",\"type\":\"int32\"},"
+                 "\"type\":\"array\"}");
+    DS_CHECK_STR(column(DS_OID_TEXT, -1, 0, DS_TIME_ADAPTIVE), "{\"type\":\"string\"}");
+}
+
+/* Schemaless messages of a topic whose types the catalog gave: decoded by them, key too; a
+ * column the catalog did not have is an error, never a value read as it is. */
+static void test_schemaless_messages_read_by_catalog_types(void)
+{
+    ds_value_format_t f;
+    ds_debezium_decoder_t *d;
+    json_t *doc;
+    const json_t *value;
+    const char *key = "{\"d\":19782}";
+    size_t key_len = strlen(key);
+    char want[256], *after;
+
+    ds_value_format_init(&f);
+    f.debezium = true;
+    d = ds_debezium_decoder_new(&f);
+    DS_CHECK(ds_debezium_decoder_add_table(
+        d, "t",
+        json_pack("{s:s, s:[o, o, o]}", "type", "struct", "fields",
+                  json_pack("{s:s, s:s, s:s}", "type", "int32", "name", "io.debezium.time.Date",
+                            "field", "d"),
+                  json_pack("{s:s, s:s, s:{s:s}, s:s}", "type", "bytes", "name",
+                            "org.apache.kafka.connect.data.Decimal", "parameters", "scale", "3",
+                            "field", "n"),
+                  json_pack("{s:s, s:s}", "type", "string", "field", "t"))));
+    doc = json_loads("{\"before\":null,\"after\":{\"d\":19782,\"n\":\"SZYC0w==\",\"t\":\"x\"},"
+                     "\"op\":\"c\"}",
+                     0, NULL);
+    value = doc;
+    DS_CHECK(ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
+    after = json_dumps(json_object_get(value, "after"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    snprintf(want, sizeof(want), "{\"d\":%s,\"n\":\"1234567.891\",\"t\":\"x\"}",
+             captured(DS_OID_DATE, "2024-02-29"));
+    DS_CHECK_STR(after, want);
+    free(after);
+    snprintf(want, sizeof(want), "{\"d\":%s}", captured(DS_OID_DATE, "2024-02-29"));
+    DS_CHECK(key_len == strlen(want) && strncmp(key, want, key_len) == 0);
+    json_decref(doc);
+
+    doc = json_loads("{\"after\":{\"d\":1,\"added\":5},\"op\":\"c\"}", 0, NULL);
+    value = doc;
+    key = NULL;
+    DS_CHECK(!ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "after.added is not a column") != NULL);
+    /* Another topic, whose types were not read: refused. */
+    DS_CHECK(!ds_debezium_decode_change(d, "u", &value, &key, &key_len, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "no schema envelope") != NULL);
+    json_decref(doc);
+    ds_debezium_decoder_free(d);
+
+    /* With the types at hand, the start check lets schemaless Debezium defaults through. */
+    ds_value_format_init(&f);
+    f.debezium = true;
+    DS_CHECK(ds_debezium_needs_types(&f));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "source.conninfo") != NULL);
+    DS_CHECK(ds_debezium_decode_check(&f, true, errstr, sizeof(errstr)));
 }
 
 static void test_settings_refused_at_start(void)
@@ -401,30 +512,30 @@ static void test_settings_refused_at_start(void)
     /* Without the "debezium" object: capture's classic values, whatever the fields say. */
     ds_value_format_init(&f);
     DS_CHECK(!f.debezium);
-    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
     /* With it, schemaless: only settings whose values read without the column type. */
     f.debezium = true;
     f.time_precision = DS_TIME_ISOSTRING;
     f.decimal_handling = DS_DECIMAL_DOUBLE;
     f.binary_handling = DS_BINARY_BASE64;
     f.interval_handling = DS_INTERVAL_STRING;
-    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
 
     f.time_precision = DS_TIME_ADAPTIVE;
-    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "time.precision.mode \"adaptive\"") &&
              strstr(errstr, "capture.message_format \"json-with-schema\""));
     f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
-    DS_CHECK(ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
 
     f.message_format = DS_MESSAGE_JSON;
     f.time_precision = DS_TIME_ISOSTRING;
     f.decimal_handling = DS_DECIMAL_PRECISE;
-    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "decimal.handling.mode \"precise\"") != NULL);
     f.decimal_handling = DS_DECIMAL_STRING;
     f.interval_handling = DS_INTERVAL_NUMERIC;
-    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "interval.handling.mode \"numeric\"") != NULL);
 
     /* bytea under hex is a plain string even in the schema. */
@@ -432,7 +543,7 @@ static void test_settings_refused_at_start(void)
     f.debezium = true;
     f.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
     f.binary_handling = DS_BINARY_HEX;
-    DS_CHECK(!ds_debezium_decode_check(&f, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
     DS_CHECK(strstr(errstr, "binary.handling.mode \"hex\"") != NULL);
 }
 
@@ -478,7 +589,7 @@ static bool decode_golden(ds_debezium_decoder_t *d, const json_t *msg, char **ke
 
     if (json_is_null(value))
         value = NULL;
-    ok = ds_debezium_decode_change(d, &value, &key, &key_len, errstr, sizeof(errstr));
+    ok = ds_debezium_decode_change(d, "t", &value, &key, &key_len, errstr, sizeof(errstr));
     *key_out = key ? strndup(key, key_len) : strdup("null");
     *value_out = value;
     free(key_text);
@@ -630,6 +741,8 @@ int main(void)
     DS_RUN(test_envelope);
     DS_RUN(test_default_messages_pass_untouched);
     DS_RUN(test_settings_refused_at_start);
+    DS_RUN(test_column_types_give_debeziums_schema);
+    DS_RUN(test_schemaless_messages_read_by_catalog_types);
     DS_RUN(test_golden_debezium_defaults);
     DS_RUN(test_golden_microseconds_string_base64_numeric);
     return ds_test_report();

@@ -784,7 +784,7 @@ static void test_enveloped_changes_are_unwrapped(void)
     format.debezium = true;
     format.time_precision = DS_TIME_ADAPTIVE;
     format.message_format = DS_MESSAGE_JSON_WITH_SCHEMA;
-    DS_CHECK(ds_mapping_set_value_format(set, &format, errstr, sizeof(errstr)));
+    DS_CHECK(ds_mapping_set_value_format(set, &format, NULL, errstr, sizeof(errstr)));
     DS_CHECK(eval(set, USERS, key,
                   "{\"schema\":{\"type\":\"struct\",\"fields\":[]},\"payload\":{\"before\":"
                   "null,\"after\":" DOCTOR_ROW("DOCTOR", "true") ",\"op\":\"c\",\"ts_us\":1}}",
@@ -808,7 +808,7 @@ static void test_enveloped_changes_are_unwrapped(void)
     DS_CHECK(strstr(errstr, "no schema envelope") != NULL);
     /* Settings apply cannot read are refused. */
     format.binary_handling = DS_BINARY_HEX;
-    DS_CHECK(!ds_mapping_set_value_format(set, &format, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_mapping_set_value_format(set, &format, NULL, errstr, sizeof(errstr)));
     ds_mapping_set_free(set);
 }
 
