@@ -17,8 +17,10 @@ truncate record (keyless, op "t") empties the new table.
   need: epoch counts, unscaled decimals and durations are read by their logical types.
 - Debezium set to dualsync's value settings (isostring, string, bytes, string) without
   schemas: every value reads without its column type.
-- Debezium's defaults without schemas are refused when apply starts (exit 2), naming the
-  setting and what to do, before anything is read.
+- Debezium's defaults without schemas, the column types read from the source catalog (the
+  config's "source" section).
+- Debezium's defaults without schemas and without a "source" section are refused when apply
+  starts (exit 2), naming the setting and what to do, before anything is read.
 """
 
 import json
@@ -218,8 +220,9 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
             for name, mapping in (("mapping", MAPPING), ("nopk", NOPK_MAPPING))
         ]
 
-    def config(self, dbz, settings, message_format):
+    def config(self, dbz, settings, message_format, source=False):
         group = self.new_group("dbz_apply")
+        extra = {"source": self.source_section(dbz)} if source else {}
         return self.apply_config(
             {"newdb": self.newdb},
             self.mappings,
@@ -227,11 +230,24 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
             apply={"group_id": group},
             debezium=settings,
             capture={"message_format": message_format},
+            **extra,
         )
 
-    def run_debezium_and_apply(self, connector_settings, settings, message_format, extremes):
-        dbz = self.start_debezium([TABLE, NOPK, HEARTBEAT_TABLE], extra=dict(connector_settings, **CONNECTOR_COMMON))
-        cfg = self.config(dbz, settings, message_format)
+    def source_section(self, dbz):
+        return {
+            "conninfo": dstest.conninfo(self.db),
+            "tables": [TABLE, NOPK],
+            "slot": dbz.slot,
+            "publication": dbz.publication,
+            "create_publication": False,
+        }
+
+    def run_debezium_and_apply(self, connector_settings, settings, message_format, extremes,
+                               source=False):
+        dbz = self.start_debezium(
+            [TABLE, NOPK, HEARTBEAT_TABLE], extra=dict(connector_settings, **CONNECTOR_COMMON)
+        )
+        cfg = self.config(dbz, settings, message_format, source)
         apply = self.start_apply(cfg)
         self.psql(changes_sql(extremes))
         self.psql(NOPK_SQL)
@@ -264,15 +280,8 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
 
     def assert_verify_clean(self, cfg, dbz):
         path = os.path.splitext(cfg.path)[0] + "-verify.json"
-        source = {
-            "conninfo": dstest.conninfo(self.db),
-            "tables": [TABLE, NOPK],
-            "slot": dbz.slot,
-            "publication": dbz.publication,
-            "create_publication": False,
-        }
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(dict(cfg.data, source=source), f)
+            json.dump(dict(cfg.data, source=self.source_section(dbz)), f)
         proc = dstest.run_dualsync(["verify", "--config", path])
         self.assertEqual(proc.returncode, 0, f"dualsync verify:\n{proc.stdout}\n{proc.stderr}")
 
@@ -285,6 +294,14 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         first = dstest.consume([dbz.topic(TABLE)], count=1)[0]
         self.assertEqual(set(first["value"]), {"schema", "payload"})
         self.assertEqual(first["value"]["payload"]["after"]["c_date"], 19782)
+
+    def test_debezium_defaults_without_schemas_read_by_source_types(self):
+        # The connector at its defaults, schemaless (the worker's converters); apply reads
+        # the column types from the source catalog (the config's "source" section).
+        dbz, cfg = self.run_debezium_and_apply({}, {}, "json", extremes=True, source=True)
+        first = dstest.consume([dbz.topic(TABLE)], count=1)[0]
+        self.assertEqual(first["value"]["after"]["c_date"], 19782)
+        self.assertIn("op", first["value"])
 
     def test_dualsync_settings_without_schemas(self):
         dbz, _ = self.run_debezium_and_apply(
