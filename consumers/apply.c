@@ -633,6 +633,9 @@ static void finish_batch(apply_t *ap);
 static int64_t source_ts_ms(const ds_batch_msg_t *m)
 {
     json_t *source = m->value ? json_object_get(m->value, "source") : NULL;
+
+    if (!source && m->value) /* in the schema envelope */
+        source = json_object_get(json_object_get(m->value, "payload"), "source");
     json_t *ts = source ? json_object_get(source, "ts_ms") : NULL;
 
     return json_is_integer(ts) ? (int64_t)json_integer_value(ts) : 0;
@@ -1364,6 +1367,11 @@ static int setup(apply_t *ap)
     if (!ds_mapping_set_unavailable_value(ap->set, config->unavailable_value_placeholder)) {
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
+    }
+    if (!ds_mapping_set_value_format(ap->set, &config->value_format, config->source_conninfo,
+                                     errstr, sizeof(errstr))) {
+        ds_error("%s: %s", config->path, errstr);
+        return DS_APPLY_EXIT_USAGE;
     }
     ap->ndbs = config->ntargets;
     ap->dbs = calloc((size_t)ap->ndbs + 1, sizeof(*ap->dbs));

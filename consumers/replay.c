@@ -294,6 +294,11 @@ static int load_set(replay_t *r)
     }
     if (!ds_mapping_set_unavailable_value(r->set, r->config->unavailable_value_placeholder))
         return DS_REPLAY_EXIT_FAILURE;
+    if (!ds_mapping_set_value_format(r->set, &r->config->value_format, r->config->source_conninfo,
+                                     errstr, sizeof(errstr))) {
+        ds_error("%s: %s", r->config->path, errstr);
+        return DS_REPLAY_EXIT_USAGE;
+    }
     r->tables = calloc((size_t)ds_mapping_set_ntargets(r->set) + 1, sizeof(*r->tables));
     if (!r->tables)
         return DS_REPLAY_EXIT_FAILURE;

@@ -357,7 +357,9 @@ static bool no_key(const ds_mapping_target_t *t, const char *topic, char *errstr
 {
     return ds_fail(errstr, errstr_size,
                    "%s: target %s: the message on %s has no key, which the target's links "
-                   "need (the source table has no primary key or replica identity index)",
+                   "need (the source table has no primary key or replica identity index; "
+                   "Debezium sends the updates of such a table keyless, and apply cannot tell "
+                   "which row they change: give the table a primary key)",
                    t->file->path, t->pub.id, topic);
 }
 
@@ -427,6 +429,42 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
     return true;
 }
 
+/* Puts "change on <topic>: " before the message in @p errstr; returns false. */
+static bool prefix_topic(const char *topic, char *errstr, size_t errstr_size)
+{
+    char why[1024];
+
+    snprintf(why, sizeof(why), "%s", errstr);
+    return ds_fail(errstr, errstr_size, "change on %s: %s", topic, why);
+}
+
+/*
+ * The key of a keyless change. Debezium sends the changes of a table without a primary key
+ * (REPLICA IDENTITY FULL) with a null key, where capture keys them by all their columns: the
+ * whole row, whose text is that key (the row's members come in table order). A create or a
+ * read has it in "after", a delete in "before". An update may change the row, and so its key,
+ * which would need an unlink and an upsert of one target in one change: it stays keyless,
+ * which only in-place targets accept (no_key). A truncate needs no key.
+ */
+static bool row_key(ds_mapping_set_t *set, const json_t *value, char op, const char **key_text,
+                    char *errstr, size_t errstr_size)
+{
+    const json_t *row = json_object_get(value, op == 'd' ? "before" : "after");
+    char *text, *copy;
+    size_t len;
+
+    if (op == 't' || op == 'u' || !json_is_object(row) || json_object_size(row) == 0)
+        return true;
+    if (!(text = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER)))
+        return ds_fail(errstr, errstr_size, "out of memory");
+    len = strlen(text);
+    copy = ds_mapping_arena_alloc(&set->arena, len + 1);
+    memcpy(copy, text, len + 1);
+    free(text);
+    *key_text = copy;
+    return true;
+}
+
 static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *key, size_t key_len,
                         const json_t *value, ds_write_list_t *writes, char *errstr,
                         size_t errstr_size)
@@ -447,9 +485,12 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
     }
     if (!files)
         return ds_fail(errstr, errstr_size, "topic %s is not the source of any mapping", topic);
+    if (set->decoder && !ds_debezium_decode_change(set->decoder, topic, &value, &key, &key_len,
+                                                   errstr, errstr_size))
+        return prefix_topic(topic, errstr, errstr_size);
     if (!value)
         return true; /* a tombstone: the delete before it unlinked the row */
-    if (key) {
+    if (key && !(key_len == 4 && memcmp(key, "null", 4) == 0)) {
         char *copy = ds_mapping_arena_alloc(&set->arena, key_len + 1);
         memcpy(copy, key, key_len);
         copy[key_len] = '\0';
@@ -463,6 +504,8 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
                        "malformed change on %s: expected a Debezium value with \"op\" one of "
                        "c, u, d, r, t",
                        topic);
+    if (!key_text && !row_key(set, value, op[0], &key_text, errstr, errstr_size))
+        return false;
     switch (op[0]) {
     case 'c':
     case 'u':

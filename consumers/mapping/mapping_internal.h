@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "dualsync/buf.h"
+#include "dualsync/debezium_decode.h"
 #include "dualsync/mapping.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -290,6 +291,7 @@ struct ds_mapping_set {
     const char *copy_mode;        /* the current change's copy parameters (mapping_eval.c, */
     const char *copy_commit;      /* "Copies"): all NULL unless its source row is keyed by */
     const char *copy_lsn;         /* every column; in the arena */
+    ds_debezium_decoder_t *decoder; /* reads the topics' value settings (debezium_decode.c) */
 };
 
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "dualsync/jsonpos.h"
+#include <libpq-fe.h>
+
 #include "mapping_internal.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -1558,6 +1560,7 @@ void ds_mapping_set_free(ds_mapping_set_t *set)
     free(set->topics);
     free(set->topic_files);
     free(set->placeholder);
+    ds_debezium_decoder_free(set->decoder);
     ds_mapping_arena_free(&set->arena);
     free(set->writes);
     free(set->rejects);
@@ -1753,6 +1756,11 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
     }
     set->writes = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->writes));
     set->rejects = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->rejects));
+    set->decoder = ds_debezium_decoder_new(NULL);
+    if (!set->decoder) {
+        ds_mapping_set_free(set);
+        return ds_fail(errstr, errstr_size, "out of memory");
+    }
     *setp = set;
     return true;
 }
@@ -1765,6 +1773,48 @@ bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeho
         return false;
     free(set->placeholder);
     set->placeholder = copy;
+    return true;
+}
+
+bool ds_mapping_set_value_format(ds_mapping_set_t *set, const ds_value_format_t *format,
+                                 const char *source_conninfo, char *errstr, size_t errstr_size)
+{
+    ds_debezium_decoder_t *decoder;
+    bool types = source_conninfo && ds_debezium_needs_types(format);
+    PGconn *conn = NULL;
+
+    if (!ds_debezium_decode_check(format, types, errstr, errstr_size))
+        return false;
+    if (!(decoder = ds_debezium_decoder_new(format)))
+        return ds_fail(errstr, errstr_size, "out of memory");
+    if (types) {
+        static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
+        const char *values[] = {source_conninfo, "dualsync-apply", NULL};
+
+        conn = PQconnectdbParams(keywords, values, 1);
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            ds_fail(errstr, errstr_size,
+                    "cannot connect to the source database (source.conninfo) to read the "
+                    "column types the \"debezium\" settings need without schemas: %s",
+                    conn ? PQerrorMessage(conn) : "out of memory");
+            PQfinish(conn);
+            ds_debezium_decoder_free(decoder);
+            return false;
+        }
+        for (int i = 0; i < set->nfiles; i++) {
+            const ds_mapping_file_t *f = &set->files[i];
+
+            if (!ds_debezium_catalog_read(decoder, conn, f->topic, f->source_schema,
+                                          f->source_table, format, errstr, errstr_size)) {
+                PQfinish(conn);
+                ds_debezium_decoder_free(decoder);
+                return false;
+            }
+        }
+        PQfinish(conn);
+    }
+    ds_debezium_decoder_free(set->decoder);
+    set->decoder = decoder;
     return true;
 }
 

@@ -18,6 +18,7 @@
 
 #include "dualsync/buf.h"
 #include "dualsync/common.h"
+#include "dualsync/value_format.h"
 
 /*
  * The bookkeeping dualsync keeps in every target database (schema "dualsync"), created by
@@ -373,6 +374,19 @@ void ds_mapping_set_free(ds_mapping_set_t *set);
  *        when out of memory.
  */
 bool ds_mapping_set_unavailable_value(ds_mapping_set_t *set, const char *placeholder) DS_MUST_CHECK;
+
+/**
+ * @brief Declares the value settings the topics were written under (the config's
+ *        "debezium" object and capture.message_format; copied): ds_mapping_eval() then reads
+ *        their values (include/dualsync/debezium_decode.h). Without it, dualsync's classic
+ *        values, and messages in the schema envelope are read by their schema. Schemaless
+ *        topics under settings whose values need the column type are read by the types of
+ *        the source tables, read once here through @p source_conninfo (NULL: refused).
+ * @return false with a configuration error when apply cannot read values so written.
+ */
+bool ds_mapping_set_value_format(ds_mapping_set_t *set, const ds_value_format_t *format,
+                                 const char *source_conninfo, char *errstr,
+                                 size_t errstr_size) DS_MUST_CHECK;
 
 /** @brief The distinct source topics the set reads, for the consumer's subscription. */
 int ds_mapping_set_ntopics(const ds_mapping_set_t *set);
