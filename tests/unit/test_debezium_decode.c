@@ -666,7 +666,7 @@ static void check_golden_combination(const char *name, const ds_value_format_t *
 
     if (!goldens_present())
         return;
-    reference = read_golden("dualsync-defaults");
+    reference = read_golden("isostring-string-bytes-string");
     messages = read_golden(name);
     d = ds_debezium_decoder_new(format);
     ref = ds_debezium_decoder_new(NULL);
