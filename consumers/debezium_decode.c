@@ -80,9 +80,12 @@ static const char *setting_value(const ds_value_format_t *f, const char *name)
     return ds_interval_handling_name(f->interval_handling);
 }
 
+/* Schemaless messages under any "debezium" settings: even the string settings' values need
+ * the column type, since an IsoDate ("2024-02-29Z") reads like text, and mappings must get
+ * dualsync's classic values ("2024-02-29") whoever wrote the topic. */
 bool ds_debezium_needs_types(const ds_value_format_t *format)
 {
-    return format->message_format == DS_MESSAGE_JSON && schemaless_blocker(format) != NULL;
+    return format->message_format == DS_MESSAGE_JSON && format->debezium;
 }
 
 bool ds_debezium_decode_check(const ds_value_format_t *format, bool have_types, char *errstr,
@@ -111,6 +114,16 @@ bool ds_debezium_decode_check(const ds_value_format_t *format, bool have_types, 
                        "from, or have the topics written with %s \"%s\"",
                        blocker, setting_value(format, blocker), blocker,
                        strcmp(blocker, "time.precision.mode") == 0 ? "isostring" : "string");
+    if (!have_types && ds_debezium_needs_types(format))
+        return ds_fail(errstr, errstr_size,
+                       "\"debezium\": under these settings a date is written \"2024-02-29Z\" "
+                       "and a numeric \"NAN\", strings that only the column type tells from "
+                       "text, while mappings read dualsync's classic values (\"2024-02-29\"), "
+                       "and capture.message_format \"json\" says the topics carry no schema: "
+                       "give the config its \"source\" section (source.conninfo), whose "
+                       "catalog apply then reads the column types from, or have the topics "
+                       "written with the schema envelope and set capture.message_format "
+                       "\"json-with-schema\"");
     return true;
 }
 
@@ -125,7 +138,8 @@ ds_debezium_decoder_t *ds_debezium_decoder_new(const ds_value_format_t *format)
     else
         ds_value_format_init(&d->format);
     d->format.transaction_topic = NULL;
-    d->schema_needed = schemaless_blocker(&d->format) != NULL;
+    d->schema_needed =
+        schemaless_blocker(&d->format) != NULL || ds_debezium_needs_types(&d->format);
     d->key = (ds_buf_t)DS_BUF_INIT;
     return d;
 }
@@ -1121,10 +1135,15 @@ bool ds_debezium_decode_change(ds_debezium_decoder_t *d, const char *topic, cons
     if (!d->tables || !(table = json_object_get(d->tables, topic)))
         return ds_fail(errstr, errstr_size,
                        "the message has no schema envelope ({\"schema\":...,\"payload\":...}), "
-                       "which its values need under the \"debezium\" settings (%s \"%s\"): "
-                       "its values cannot be read",
-                       schemaless_blocker(&d->format),
-                       setting_value(&d->format, schemaless_blocker(&d->format)));
+                       "and the source catalog has no table for topic %s: under the "
+                       "\"debezium\" settings (%s \"%s\") its values cannot be read without "
+                       "their types",
+                       topic,
+                       schemaless_blocker(&d->format) ? schemaless_blocker(&d->format)
+                                                      : "time.precision.mode",
+                       setting_value(&d->format, schemaless_blocker(&d->format)
+                                                     ? schemaless_blocker(&d->format)
+                                                     : "time.precision.mode"));
     if (*key && !decode_plain_key(d, table, key, key_len, errstr, errstr_size))
         return false;
     return decode_rows(d, NULL, table, *value, value, errstr, errstr_size);

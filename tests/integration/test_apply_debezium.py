@@ -15,8 +15,9 @@ truncate record (keyless, op "t") empties the new table.
   binary.handling.mode=bytes, interval.handling.mode=numeric) with its converters' schemas
   enabled (JsonConverter schemas.enable=true: the schema envelope), which those settings
   need: epoch counts, unscaled decimals and durations are read by their logical types.
-- Debezium set to dualsync's value settings (isostring, string, bytes, string) without
-  schemas: every value reads without its column type.
+- Debezium set to the string settings (isostring, string, bytes, string) without schemas:
+  their ISO strings read like text, so the column types come from the source catalog too,
+  and mappings get dualsync's classic values.
 - Debezium's defaults without schemas, the column types read from the source catalog (the
   config's "source" section).
 - Debezium's defaults without schemas and without a "source" section are refused when apply
@@ -182,7 +183,7 @@ DEBEZIUM_DEFAULTS = {
     "binary.handling.mode": "bytes",
     "interval.handling.mode": "numeric",
 }
-DUALSYNC_SETTINGS = {
+STRING_SETTINGS = {
     "time.precision.mode": "isostring",
     "decimal.handling.mode": "string",
     "binary.handling.mode": "bytes",
@@ -303,9 +304,11 @@ class ApplyOnDebeziumTopicsTest(dstest.ApplyTestCase):
         self.assertEqual(first["value"]["after"]["c_date"], 19782)
         self.assertIn("op", first["value"])
 
-    def test_dualsync_settings_without_schemas(self):
+    def test_string_settings_without_schemas_read_by_source_types(self):
+        # Even the string settings' values need the column types: an IsoDate reads like
+        # text, and mappings get dualsync's classic values.
         dbz, _ = self.run_debezium_and_apply(
-            DUALSYNC_SETTINGS, DUALSYNC_SETTINGS, "json", extremes=False
+            STRING_SETTINGS, STRING_SETTINGS, "json", extremes=False, source=True
         )
         first = dstest.consume([dbz.topic(TABLE)], count=1)[0]
         self.assertIn("op", first["value"])

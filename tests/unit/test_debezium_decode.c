@@ -513,13 +513,17 @@ static void test_settings_refused_at_start(void)
     ds_value_format_init(&f);
     DS_CHECK(!f.debezium);
     DS_CHECK(ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
-    /* With it, schemaless: only settings whose values read without the column type. */
+    /* With it, schemaless: the column types are needed even under the string settings
+     * (an IsoDate reads like text, and mappings get the classic values); with them, or
+     * with the schema envelope, every such setting is read. */
     f.debezium = true;
     f.time_precision = DS_TIME_ISOSTRING;
     f.decimal_handling = DS_DECIMAL_DOUBLE;
     f.binary_handling = DS_BINARY_BASE64;
     f.interval_handling = DS_INTERVAL_STRING;
-    DS_CHECK(ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
+    DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
+    DS_CHECK(strstr(errstr, "\"source\" section") != NULL);
+    DS_CHECK(ds_debezium_decode_check(&f, true, errstr, sizeof(errstr)));
 
     f.time_precision = DS_TIME_ADAPTIVE;
     DS_CHECK(!ds_debezium_decode_check(&f, false, errstr, sizeof(errstr)));
