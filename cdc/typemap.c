@@ -515,9 +515,9 @@ static bool array_skip_dimensions(array_parser_t *p)
     return true;
 }
 
-static bool map_array(ds_buf_t *out, uint32_t array_oid, uint32_t elem_oid, int32_t typmod,
-                      const ds_value_format_t *format, const char *text, size_t len, char *errstr,
-                      size_t errstr_size)
+bool ds_typemap_append_array(ds_buf_t *out, uint32_t array_oid, uint32_t elem_oid, int32_t typmod,
+                             const ds_value_format_t *format, const char *text, size_t len,
+                             char *errstr, size_t errstr_size)
 {
     array_parser_t p = {
         .text = text,
@@ -599,7 +599,8 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
     }
     elem = ds_typemap_array_element(type_oid);
     if (elem)
-        return map_array(out, type_oid, elem, typmod, format, text, len, errstr, errstr_size);
+        return ds_typemap_append_array(out, type_oid, elem, typmod, format, text, len, errstr,
+                                       errstr_size);
 
     /* text, varchar, bpchar, name, char, uuid, json, jsonb (the document as a string, as
      * Debezium's io.debezium.data.Json), enums, domains, unknown types and arrays of them:

@@ -52,4 +52,13 @@ bool ds_typemap_numeric(ds_buf_t *out, int32_t typmod, const ds_value_format_t *
 bool ds_typemap_money(ds_buf_t *out, const ds_value_format_t *format, const char *text,
                       size_t len, char *errstr, size_t errstr_size);
 
+/*
+ * An array literal as a JSON array, each element mapped as @p elem_oid by
+ * ds_typemap_append_value() under @p format (NULL: the classic values, which
+ * typemap_classic.c passes).
+ */
+bool ds_typemap_append_array(ds_buf_t *out, uint32_t array_oid, uint32_t elem_oid, int32_t typmod,
+                             const ds_value_format_t *format, const char *text, size_t len,
+                             char *errstr, size_t errstr_size);
+
 #endif
