@@ -14,7 +14,9 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: dualsync apply --config FILE [--log-level LEVEL] [--metrics-address ADDR]\n"
             "\n"
-            "Reads the change topics capture writes (as Kafka consumer group apply.group_id),\n"
+            "Reads the change topics capture writes, or the Debezium connector's under the\n"
+            "\"debezium\" settings it declares (docs/debezium.md), as Kafka consumer group\n"
+            "apply.group_id,\n"
             "maps every change with the mapping files of the configuration and writes the new\n"
             "tables of the target databases, exactly once in effect: each target database\n"
             "stores the offsets it has applied in the transaction that writes the rows\n"
