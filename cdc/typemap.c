@@ -183,7 +183,7 @@ bool ds_typemap_invalid(uint32_t oid, const char *text, size_t len, const char *
 #define is_digit ds_typemap_is_digit
 
 /* int2, int4, int8, oid: the digits become a JSON number as they are. */
-static bool map_integer(ds_buf_t *out, uint32_t oid, const char *text, size_t len, char *errstr,
+bool ds_typemap_integer(ds_buf_t *out, uint32_t oid, const char *text, size_t len, char *errstr,
                         size_t errstr_size)
 {
     size_t i = 0, first;
@@ -207,7 +207,7 @@ static bool map_integer(ds_buf_t *out, uint32_t oid, const char *text, size_t le
     return true;
 }
 
-static bool map_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
+bool ds_typemap_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
 {
     if (len == 1 && text[0] == 't') {
         ds_buf_append(out, "true", 4);
@@ -263,7 +263,7 @@ static void encode_bytes(ds_buf_t *out, ds_binary_handling_t mode, const uint8_t
  * JsonConverter and Debezium write them). The bytes are decoded in chunks and each chunk is
  * encoded at once, so a large value needs no allocation.
  */
-static bool map_bytea(ds_buf_t *out, ds_binary_handling_t mode, const char *text, size_t len,
+bool ds_typemap_bytea(ds_buf_t *out, ds_binary_handling_t mode, const char *text, size_t len,
                       char *errstr, size_t errstr_size)
 {
     uint8_t chunk[3 * 256];
@@ -570,7 +570,7 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
     case DS_OID_INT4:
     case DS_OID_INT8:
     case DS_OID_OID:
-        return map_integer(out, type_oid, text, len, errstr, errstr_size);
+        return ds_typemap_integer(out, type_oid, text, len, errstr, errstr_size);
     case DS_OID_FLOAT4:
     case DS_OID_FLOAT8:
         return ds_typemap_float(out, type_oid, text, len, errstr, errstr_size);
@@ -579,9 +579,9 @@ bool ds_typemap_append_value(ds_buf_t *out, uint32_t type_oid, int32_t typmod,
     case DS_OID_MONEY:
         return ds_typemap_money(out, format, text, len, errstr, errstr_size);
     case DS_OID_BOOL:
-        return map_bool(out, text, len, errstr, errstr_size);
+        return ds_typemap_bool(out, text, len, errstr, errstr_size);
     case DS_OID_BYTEA:
-        return map_bytea(out, format->binary_handling, text, len, errstr, errstr_size);
+        return ds_typemap_bytea(out, format->binary_handling, text, len, errstr, errstr_size);
     case DS_OID_DATE:
         return ds_typemap_date(out, format, text, len, errstr, errstr_size);
     case DS_OID_TIME:

@@ -24,8 +24,6 @@
 /* PostgreSQL's MAXDIM: arrays have at most 6 dimensions. */
 #define ARRAY_MAX_DEPTH 6
 
-/* Bytes of a value quoted in an error message. */
-#define EXCERPT_MAX 40
 
 
 /* The element types of the arrays mapped element by element; other arrays are the string of
@@ -82,154 +80,11 @@ static uint32_t classic_array_element(uint32_t type_oid)
     }
 }
 
-/* The SQL name of a type for error messages. */
-static const char *scalar_type_name(uint32_t oid)
-{
-    switch (oid) {
-    case DS_OID_BOOL:
-        return "bool";
-    case DS_OID_BYTEA:
-        return "bytea";
-    case DS_OID_CHAR:
-        return "char";
-    case DS_OID_NAME:
-        return "name";
-    case DS_OID_INT8:
-        return "int8";
-    case DS_OID_INT2:
-        return "int2";
-    case DS_OID_INT4:
-        return "int4";
-    case DS_OID_TEXT:
-        return "text";
-    case DS_OID_OID:
-        return "oid";
-    case DS_OID_JSON:
-        return "json";
-    case DS_OID_FLOAT4:
-        return "float4";
-    case DS_OID_FLOAT8:
-        return "float8";
-    case DS_OID_MONEY:
-        return "money";
-    case DS_OID_BPCHAR:
-        return "bpchar";
-    case DS_OID_VARCHAR:
-        return "varchar";
-    case DS_OID_DATE:
-        return "date";
-    case DS_OID_TIME:
-        return "time";
-    case DS_OID_TIMESTAMP:
-        return "timestamp";
-    case DS_OID_TIMESTAMPTZ:
-        return "timestamptz";
-    case DS_OID_INTERVAL:
-        return "interval";
-    case DS_OID_TIMETZ:
-        return "timetz";
-    case DS_OID_NUMERIC:
-        return "numeric";
-    case DS_OID_UUID:
-        return "uuid";
-    case DS_OID_JSONB:
-        return "jsonb";
-    default:
-        return NULL;
-    }
-}
-
-static const char *type_name(uint32_t oid, char out[32])
-{
-    const char *name = scalar_type_name(oid);
-    uint32_t elem;
-
-    if (name)
-        return name;
-    elem = classic_array_element(oid);
-    if (elem) {
-        snprintf(out, 32, "%s[]", scalar_type_name(elem));
-        return out;
-    }
-    snprintf(out, 32, "type %u", oid);
-    return out;
-}
-
-/* The first EXCERPT_MAX bytes of a value, control characters shown as '?', for a message. */
-static const char *excerpt(const char *text, size_t len, char out[EXCERPT_MAX + 4])
-{
-    size_t n = len > EXCERPT_MAX ? EXCERPT_MAX : len, i;
-
-    /* Do not cut a UTF-8 sequence in half. */
-    if (n < len)
-        while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
-            n--;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)text[i];
-
-        out[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    if (n < len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
-/* Reports "invalid <type> value "<excerpt>": <why>" and returns false. */
-static bool invalid(uint32_t oid, const char *text, size_t len, const char *why, char *errstr,
-                    size_t errstr_size)
-{
-    char name[32], ex[EXCERPT_MAX + 4];
-
-    return ds_fail(errstr, errstr_size, "invalid %s value \"%s\": %s", type_name(oid, name),
-                   excerpt(text, len, ex), why);
-}
-
-static inline bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Text known to hold only characters JSON strings take as they are: quoted, not escaped. */
-static void append_quoted_plain(ds_buf_t *out, const char *text, size_t len)
-{
-    ds_buf_append_char(out, '"');
-    ds_buf_append(out, text, len);
-    ds_buf_append_char(out, '"');
-}
-
 static bool is_word(const char *text, size_t len, const char *word)
 {
     size_t n = strlen(word);
 
     return len == n && memcmp(text, word, n) == 0;
-}
-
-/* int2, int4, int8, oid: the digits become a JSON number as they are. */
-static bool map_integer(ds_buf_t *out, uint32_t oid, const char *text, size_t len, char *errstr,
-                        size_t errstr_size)
-{
-    size_t i = 0, first;
-
-    if (len > 0 && (text[0] == '-' || text[0] == '+'))
-        i = 1;
-    first = i;
-    if (i == len)
-        return invalid(oid, text, len, "expected digits", errstr, errstr_size);
-    for (; i < len; i++)
-        if (!is_digit(text[i]))
-            return invalid(oid, text, len, "expected digits", errstr, errstr_size);
-
-    /* PostgreSQL writes neither '+' nor leading zeros, but JSON forbids both, so drop them
-     * rather than publish an unparsable number should some other source produce them. */
-    while (first + 1 < len && text[first] == '0')
-        first++;
-    if (text[0] == '-')
-        ds_buf_append_char(out, '-');
-    ds_buf_append(out, text + first, len - first);
-    return true;
 }
 
 /* True when text is a JSON number (RFC 8259 section 6). */
@@ -239,27 +94,27 @@ static bool is_json_number(const char *text, size_t len)
 
     if (i < len && text[i] == '-')
         i++;
-    if (i >= len || !is_digit(text[i]))
+    if (i >= len || !ds_typemap_is_digit(text[i]))
         return false;
     if (text[i] == '0')
         i++;
     else
-        while (i < len && is_digit(text[i]))
+        while (i < len && ds_typemap_is_digit(text[i]))
             i++;
     if (i < len && text[i] == '.') {
         i++;
-        if (i >= len || !is_digit(text[i]))
+        if (i >= len || !ds_typemap_is_digit(text[i]))
             return false;
-        while (i < len && is_digit(text[i]))
+        while (i < len && ds_typemap_is_digit(text[i]))
             i++;
     }
     if (i < len && (text[i] == 'e' || text[i] == 'E')) {
         i++;
         if (i < len && (text[i] == '+' || text[i] == '-'))
             i++;
-        if (i >= len || !is_digit(text[i]))
+        if (i >= len || !ds_typemap_is_digit(text[i]))
             return false;
-        while (i < len && is_digit(text[i]))
+        while (i < len && ds_typemap_is_digit(text[i]))
             i++;
     }
     return i == len;
@@ -271,11 +126,11 @@ static bool map_float(ds_buf_t *out, uint32_t oid, const char *text, size_t len,
 {
     if (is_word(text, len, "NaN") || is_word(text, len, "Infinity") ||
         is_word(text, len, "-Infinity")) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
     if (!is_json_number(text, len))
-        return invalid(oid, text, len, "expected a number, NaN, Infinity or -Infinity", errstr,
+        return ds_typemap_invalid(oid, text, len, "expected a number, NaN, Infinity or -Infinity", errstr,
                        errstr_size);
     ds_buf_append(out, text, len);
     return true;
@@ -290,110 +145,30 @@ static bool map_numeric(ds_buf_t *out, const char *text, size_t len, char *errst
 
     if (is_word(text, len, "NaN") || is_word(text, len, "Infinity") ||
         is_word(text, len, "-Infinity")) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
     if (i < len && text[i] == '-')
         i++;
-    if (i >= len || !is_digit(text[i]))
+    if (i >= len || !ds_typemap_is_digit(text[i]))
         goto bad;
-    while (i < len && is_digit(text[i]))
+    while (i < len && ds_typemap_is_digit(text[i]))
         i++;
     if (i < len && text[i] == '.') {
         i++;
-        if (i >= len || !is_digit(text[i]))
+        if (i >= len || !ds_typemap_is_digit(text[i]))
             goto bad;
-        while (i < len && is_digit(text[i]))
+        while (i < len && ds_typemap_is_digit(text[i]))
             i++;
     }
     if (i != len)
         goto bad;
-    append_quoted_plain(out, text, len);
+    ds_typemap_append_quoted(out, text, len);
     return true;
 
 bad:
-    return invalid(DS_OID_NUMERIC, text, len, "expected [-]digits[.digits], NaN or Infinity",
+    return ds_typemap_invalid(DS_OID_NUMERIC, text, len, "expected [-]digits[.digits], NaN or Infinity",
                    errstr, errstr_size);
-}
-
-static bool map_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
-{
-    if (len == 1 && text[0] == 't') {
-        ds_buf_append(out, "true", 4);
-        return true;
-    }
-    if (len == 1 && text[0] == 'f') {
-        ds_buf_append(out, "false", 5);
-        return true;
-    }
-    return invalid(DS_OID_BOOL, text, len, "expected t or f", errstr, errstr_size);
-}
-
-static inline bool is_octal(char c)
-{
-    return c >= '0' && c <= '7';
-}
-
-/*
- * bytea: base64 of the bytes, as Debezium's default binary.handling.mode=bytes writes them.
- * The bytes are decoded in chunks of a multiple of three and each chunk is encoded at once,
- * so a large value needs no allocation and base64 padding only appears at the very end.
- */
-static bool map_bytea(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size)
-{
-    uint8_t chunk[3 * 256];
-    size_t n = 0, i;
-
-    ds_buf_append_char(out, '"');
-    if (len >= 2 && text[0] == '\\' && text[1] == 'x') {
-        /* bytea_output=hex (the default since 9.0): "\x" then two hex digits per byte. */
-        if ((len - 2) % 2 != 0)
-            return invalid(DS_OID_BYTEA, text, len, "odd number of hex digits", errstr,
-                           errstr_size);
-        for (i = 2; i < len; i += 2) {
-            int hi = ds_hex_value(text[i]), lo = ds_hex_value(text[i + 1]);
-
-            if (hi < 0 || lo < 0)
-                return invalid(DS_OID_BYTEA, text, len, "expected hex digits after \\x", errstr,
-                               errstr_size);
-            chunk[n++] = (uint8_t)(hi << 4 | lo);
-            if (n == sizeof(chunk)) {
-                ds_buf_append_base64(out, chunk, n);
-                n = 0;
-            }
-        }
-    } else {
-        /* bytea_output=escape, accepted in case a session overrides the setting: bytes as
-         * they are, "\\" for a backslash, "\ooo" octal for the rest. Because a backslash is
-         * always doubled here, "\x" cannot start an escape-format value. */
-        for (i = 0; i < len;) {
-            uint8_t byte;
-
-            if (text[i] != '\\') {
-                byte = (uint8_t)text[i++];
-            } else if (i + 1 < len && text[i + 1] == '\\') {
-                byte = '\\';
-                i += 2;
-            } else if (i + 3 < len && text[i + 1] >= '0' && text[i + 1] <= '3' &&
-                       is_octal(text[i + 2]) && is_octal(text[i + 3])) {
-                byte = (uint8_t)((text[i + 1] - '0') << 6 | (text[i + 2] - '0') << 3 |
-                                 (text[i + 3] - '0'));
-                i += 4;
-            } else {
-                return invalid(DS_OID_BYTEA, text, len,
-                               "expected \\x hex format or a valid escape-format value", errstr,
-                               errstr_size);
-            }
-            chunk[n++] = byte;
-            if (n == sizeof(chunk)) {
-                ds_buf_append_base64(out, chunk, n);
-                n = 0;
-            }
-        }
-    }
-    ds_buf_append_base64(out, chunk, n);
-    ds_buf_append_char(out, '"');
-    return true;
 }
 
 /* Reads between min_digits and max_digits digits at text[*pos] into *value. */
@@ -402,13 +177,13 @@ static bool parse_number(const char *text, size_t len, size_t *pos, int min_digi
 {
     int n = 0, v = 0;
 
-    while (*pos < len && n < max_digits && is_digit(text[*pos])) {
+    while (*pos < len && n < max_digits && ds_typemap_is_digit(text[*pos])) {
         v = v * 10 + (text[*pos] - '0');
         (*pos)++;
         n++;
     }
     *value = v;
-    return n >= min_digits && !(*pos < len && is_digit(text[*pos]));
+    return n >= min_digits && !(*pos < len && ds_typemap_is_digit(text[*pos]));
 }
 
 static bool expect_char(const char *text, size_t len, size_t *pos, char c)
@@ -453,9 +228,9 @@ static bool parse_time(const char *text, size_t len, size_t *pos, civil_t *c)
     c->frac_len = 0;
     if (*pos < len && text[*pos] == '.') {
         (*pos)++;
-        if (*pos >= len || !is_digit(text[*pos]))
+        if (*pos >= len || !ds_typemap_is_digit(text[*pos]))
             return false;
-        while (*pos < len && is_digit(text[*pos]))
+        while (*pos < len && ds_typemap_is_digit(text[*pos]))
             (*pos)++;
         c->frac_len = *pos - c->frac;
     }
@@ -486,10 +261,10 @@ static bool map_date(ds_buf_t *out, const char *text, size_t len, char *errstr, 
     if (!is_infinity(text, len)) {
         strip_bc(text, &end);
         if (!parse_date(text, end, &pos, &c) || pos != end)
-            return invalid(DS_OID_DATE, text, len, "expected YYYY-MM-DD (DateStyle=ISO)", errstr,
+            return ds_typemap_invalid(DS_OID_DATE, text, len, "expected YYYY-MM-DD (DateStyle=ISO)", errstr,
                            errstr_size);
     }
-    append_quoted_plain(out, text, len);
+    ds_typemap_append_quoted(out, text, len);
     return true;
 }
 
@@ -500,8 +275,8 @@ static bool map_time(ds_buf_t *out, const char *text, size_t len, char *errstr, 
     civil_t c;
 
     if (!parse_time(text, len, &pos, &c) || pos != len)
-        return invalid(DS_OID_TIME, text, len, "expected HH:MM:SS[.ffffff]", errstr, errstr_size);
-    append_quoted_plain(out, text, len);
+        return ds_typemap_invalid(DS_OID_TIME, text, len, "expected HH:MM:SS[.ffffff]", errstr, errstr_size);
+    ds_typemap_append_quoted(out, text, len);
     return true;
 }
 
@@ -516,7 +291,7 @@ static bool map_timestamp(ds_buf_t *out, const char *text, size_t len, char *err
     bool bc;
 
     if (is_infinity(text, len)) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
     bc = strip_bc(text, &end);
@@ -527,7 +302,7 @@ static bool map_timestamp(ds_buf_t *out, const char *text, size_t len, char *err
         c.hour > 23)
         goto bad;
     if (bc) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
     ds_buf_append_char(out, '"');
@@ -538,7 +313,7 @@ static bool map_timestamp(ds_buf_t *out, const char *text, size_t len, char *err
     return true;
 
 bad:
-    return invalid(DS_OID_TIMESTAMP, text, len, "expected YYYY-MM-DD HH:MM:SS[.ffffff]", errstr,
+    return ds_typemap_invalid(DS_OID_TIMESTAMP, text, len, "expected YYYY-MM-DD HH:MM:SS[.ffffff]", errstr,
                    errstr_size);
 }
 
@@ -585,7 +360,7 @@ static bool map_timestamptz(ds_buf_t *out, const char *text, size_t len, char *e
     bool bc;
 
     if (is_infinity(text, len)) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
     bc = strip_bc(text, &end);
@@ -609,7 +384,7 @@ static bool map_timestamptz(ds_buf_t *out, const char *text, size_t len, char *e
     if (pos != end || off_m > 59 || off_s > 59)
         goto bad;
     if (bc) {
-        append_quoted_plain(out, text, len);
+        ds_typemap_append_quoted(out, text, len);
         return true;
     }
 
@@ -650,7 +425,7 @@ static bool map_timestamptz(ds_buf_t *out, const char *text, size_t len, char *e
     return true;
 
 bad:
-    return invalid(DS_OID_TIMESTAMPTZ, text, len, "expected YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]",
+    return ds_typemap_invalid(DS_OID_TIMESTAMPTZ, text, len, "expected YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]",
                    errstr, errstr_size);
 }
 
@@ -661,7 +436,7 @@ static bool map_interval(ds_buf_t *out, const char *text, size_t len, char *errs
                          size_t errstr_size)
 {
     if (len < 2 || text[0] != 'P')
-        return invalid(DS_OID_INTERVAL, text, len,
+        return ds_typemap_invalid(DS_OID_INTERVAL, text, len,
                        "expected an ISO 8601 duration (IntervalStyle=iso_8601)", errstr,
                        errstr_size);
     ds_buf_append_json_string(out, text, len);
@@ -678,16 +453,16 @@ bool ds_typemap_append_json(ds_buf_t *out, uint32_t type_oid, const char *text, 
     case DS_OID_INT4:
     case DS_OID_INT8:
     case DS_OID_OID:
-        return map_integer(out, type_oid, text, len, errstr, errstr_size);
+        return ds_typemap_integer(out, type_oid, text, len, errstr, errstr_size);
     case DS_OID_FLOAT4:
     case DS_OID_FLOAT8:
         return map_float(out, type_oid, text, len, errstr, errstr_size);
     case DS_OID_NUMERIC:
         return map_numeric(out, text, len, errstr, errstr_size);
     case DS_OID_BOOL:
-        return map_bool(out, text, len, errstr, errstr_size);
+        return ds_typemap_bool(out, text, len, errstr, errstr_size);
     case DS_OID_BYTEA:
-        return map_bytea(out, text, len, errstr, errstr_size);
+        return ds_typemap_bytea(out, DS_BINARY_BYTES, text, len, errstr, errstr_size);
     case DS_OID_DATE:
         return map_date(out, text, len, errstr, errstr_size);
     case DS_OID_TIME:

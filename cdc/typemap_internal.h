@@ -1,7 +1,8 @@
 /*
  * typemap_internal.h: what the type mapping's files share (cdc/typemap.c dispatches and
  * maps strings, integers, booleans, bytea and arrays; cdc/typemap_temporal.c dates, times
- * and intervals; cdc/typemap_number.c floats, numeric and money). Not for use outside them.
+ * and intervals; cdc/typemap_number.c floats, numeric and money; cdc/typemap_classic.c the
+ * classic values). Not for use outside them.
  */
 #ifndef DUALSYNC_TYPEMAP_INTERNAL_H
 #define DUALSYNC_TYPEMAP_INTERNAL_H
@@ -29,6 +30,14 @@ static inline void ds_typemap_append_quoted(ds_buf_t *out, const char *text, siz
     ds_buf_append(out, text, len);
     ds_buf_append_char(out, '"');
 }
+
+/* Integers, booleans and bytea (cdc/typemap.c): the same in the classic values (bytea under
+ * DS_BINARY_BYTES, base64). */
+bool ds_typemap_integer(ds_buf_t *out, uint32_t oid, const char *text, size_t len, char *errstr,
+                        size_t errstr_size);
+bool ds_typemap_bool(ds_buf_t *out, const char *text, size_t len, char *errstr, size_t errstr_size);
+bool ds_typemap_bytea(ds_buf_t *out, ds_binary_handling_t mode, const char *text, size_t len,
+                      char *errstr, size_t errstr_size);
 
 /* The temporal types (cdc/typemap_temporal.c). */
 bool ds_typemap_date(ds_buf_t *out, const ds_value_format_t *format, const char *text,
