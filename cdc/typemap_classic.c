@@ -21,9 +21,6 @@
 #include "dualsync/typemap.h"
 #include "typemap_internal.h"
 
-/* PostgreSQL's MAXDIM: arrays have at most 6 dimensions. */
-#define ARRAY_MAX_DEPTH 6
-
 
 
 /* The element types of the arrays mapped element by element; other arrays are the string of

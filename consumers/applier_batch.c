@@ -329,24 +329,6 @@ static int unclaimed_partition(int db, const ds_batch_t *batch, const ds_offsets
  * Sends (pipeline) or runs the offsets rows of the batch, fenced. In the slow path a fenced
  * partition sets *fenced_part to its index in the batch (-1 otherwise).
  */
-/* The newest known source position of the batch's changes in partition @p bp, {0, 0} if none:
- * stored with the offsets, it is where the next owner of the partition starts telling stale
- * copies (apply.c, "Stale copies"). A stale copy's own position is older, so the maximum is
- * the newest applied. */
-static ds_source_pos_t newest_position(const ds_batch_t *batch, const ds_batch_partition_t *bp)
-{
-    ds_source_pos_t newest = {0, 0};
-
-    for (int i = 0; i < ds_batch_count(batch); i++) {
-        const ds_batch_msg_t *m = ds_batch_at((ds_batch_t *)batch, i);
-
-        if (m->kafka.partition == bp->partition && m->position.commit != DS_INVALID_LSN &&
-            ds_source_pos_before(newest, m->position) && strcmp(m->kafka.topic, bp->topic) == 0)
-            newest = m->position;
-    }
-    return newest;
-}
-
 bool applier_send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch_t *batch,
                           const ds_offsets_t *offsets, char *sqlstate, char *message,
                           size_t message_size, run_result_t *result, int *fenced_part)
@@ -356,7 +338,7 @@ bool applier_send_offsets(ds_applier_t *a, pipeline_t *p, int db, const ds_batch
         const ds_batch_partition_t *bp = ds_batch_partition(batch, i);
         char partition[16], next[24], generation[24], commit[DS_LSN_STRLEN], lsn[DS_LSN_STRLEN];
         const char *params[7] = {a->group_id, bp->topic, partition, next, generation, NULL, NULL};
-        ds_source_pos_t newest = newest_position(batch, bp);
+        ds_source_pos_t newest = bp->newest;
 
         if (bp->last_offset + 1 <= ds_offsets_get(offsets, db, bp->topic, bp->partition))
             continue;

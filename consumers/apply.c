@@ -531,15 +531,18 @@ static ds_source_pos_t source_position(const json_t *value)
     return pos;
 }
 
-/* Whether @p m is a stale copy (above), said once it is known; false also out of memory. */
-static bool stale_copy(apply_t *ap, ds_batch_msg_t *m)
+/* Whether @p m is a stale copy (above), said once it is known; otherwise its position counts
+ * in its partition's newest, stored with the batch's offsets. */
+static bool stale_copy(apply_t *ap, ds_batch_t *batch, ds_batch_msg_t *m)
 {
     ds_source_pos_t newest;
     char c1[DS_LSN_STRLEN], l1[DS_LSN_STRLEN], c2[DS_LSN_STRLEN], l2[DS_LSN_STRLEN];
 
     m->position = source_position(m->value);
-    if (!ds_offsets_stale(ap->offsets, m->kafka.topic, m->kafka.partition, m->position, &newest))
+    if (!ds_offsets_stale(ap->offsets, m->kafka.topic, m->kafka.partition, m->position, &newest)) {
+        ds_batch_note_position(batch, m);
         return false;
+    }
     /* A frozen capture sends its copies in a burst: the first ones say what happens. */
     if (++ap->stale <= 20)
         ds_warning("%s [%d] @%" PRId64 ": skipped a stale copy of a change (source sequence "
@@ -556,7 +559,7 @@ static bool stale_copy(apply_t *ap, ds_batch_msg_t *m)
 
 /* Evaluates one message: its writes (and dead letters of the targets it rejects), or a dead
  * letter. */
-static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
+static void prepare_message(apply_t *ap, ds_batch_t *batch, ds_batch_msg_t *m)
 {
     ds_write_list_t writes;
     json_error_t jerr;
@@ -575,7 +578,7 @@ static void prepare_message(apply_t *ap, ds_batch_msg_t *m)
     if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
         snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
-    } else if (ap->mode == MODE_APPLY && m->value && stale_copy(ap, m)) {
+    } else if (ap->mode == MODE_APPLY && m->value && stale_copy(ap, batch, m)) {
         m->skip = true;
         return;
     } else if (m->only_target && !target_exists(ap->set, m->only_target)) {
@@ -976,7 +979,7 @@ static void process_batch(apply_t *ap)
     if (drop_unowned(ap, batch) > 0 && (count = ds_batch_count(batch)) == 0)
         return;
     for (int i = 0; i < count && !ap->failed; i++)
-        prepare_message(ap, ds_batch_at(batch, i));
+        prepare_message(ap, batch, ds_batch_at(batch, i));
     finish_batch(ap);
     if (ap->failed)
         return;

@@ -77,20 +77,38 @@ void ds_batch_free(ds_batch_t *batch)
     free(batch);
 }
 
-static bool note_partition(ds_batch_t *batch, const char *topic, int32_t partition, int64_t offset)
+/* The entry of a partition, or NULL. Searched from the end: messages come in runs of one
+ * partition. */
+static ds_batch_partition_t *find_partition(ds_batch_t *batch, const char *topic,
+                                            int32_t partition)
 {
-    ds_batch_partition_t *p;
-
-    /* Searched from the end: messages come in runs of one partition. */
     for (int i = batch->nparts - 1; i >= 0; i--) {
-        p = &batch->parts[i];
-        if (p->partition == partition && strcmp(p->topic, topic) == 0) {
-            if (offset < p->first_offset)
-                p->first_offset = offset;
-            if (offset > p->last_offset)
-                p->last_offset = offset;
-            return true;
-        }
+        ds_batch_partition_t *p = &batch->parts[i];
+
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static void note_position(ds_batch_partition_t *p, ds_source_pos_t position)
+{
+    if (position.commit != DS_INVALID_LSN && ds_source_pos_before(p->newest, position))
+        p->newest = position;
+}
+
+static bool note_partition(ds_batch_t *batch, const char *topic, int32_t partition, int64_t offset,
+                           ds_source_pos_t position)
+{
+    ds_batch_partition_t *p = find_partition(batch, topic, partition);
+
+    if (p) {
+        if (offset < p->first_offset)
+            p->first_offset = offset;
+        if (offset > p->last_offset)
+            p->last_offset = offset;
+        note_position(p, position);
+        return true;
     }
     if (batch->nparts == batch->parts_cap) {
         int cap = batch->parts_cap ? batch->parts_cap * 2 : 8;
@@ -105,7 +123,17 @@ static bool note_partition(ds_batch_t *batch, const char *topic, int32_t partiti
     p->topic = topic;
     p->partition = partition;
     p->first_offset = p->last_offset = offset;
+    p->newest = (ds_source_pos_t){0, 0};
+    note_position(p, position);
     return true;
+}
+
+void ds_batch_note_position(ds_batch_t *batch, const ds_batch_msg_t *m)
+{
+    ds_batch_partition_t *p = find_partition(batch, m->kafka.topic, m->kafka.partition);
+
+    if (p)
+        note_position(p, m->position);
 }
 
 ds_batch_msg_t *ds_batch_add(ds_batch_t *batch, ds_kafka_msg_t *msg)
@@ -124,7 +152,7 @@ ds_batch_msg_t *ds_batch_add(ds_batch_t *batch, ds_kafka_msg_t *msg)
         batch->cap = cap;
     }
     /* The partition's topic name points into the message, which the batch keeps. */
-    if (!note_partition(batch, msg->topic, msg->partition, msg->offset)) {
+    if (!note_partition(batch, msg->topic, msg->partition, msg->offset, (ds_source_pos_t){0, 0})) {
         ds_consumer_release(msg);
         return NULL;
     }
@@ -297,7 +325,8 @@ int ds_batch_drop_partition(ds_batch_t *batch, const char *topic, int32_t partit
     batch->nparts = 0;
     for (int i = 0; i < batch->nmsgs; i++)
         (void)note_partition(batch, batch->msgs[i].kafka.topic, batch->msgs[i].kafka.partition,
-                             batch->msgs[i].kafka.offset); /* only shrinks: cannot fail */
+                             batch->msgs[i].kafka.offset,
+                             batch->msgs[i].position); /* only shrinks: cannot fail */
     if (batch->nmsgs == 0)
         batch->started_us = 0;
     return dropped;

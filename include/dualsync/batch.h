@@ -73,6 +73,8 @@ typedef struct ds_batch_partition {
     int32_t partition;
     int64_t first_offset; /* smallest offset of the batch in it */
     int64_t last_offset;  /* largest: the next offset to store is last_offset + 1 */
+    ds_source_pos_t newest; /* the newest source position of its changes, {0, 0} if none:
+                             * stored with the offsets (apply.c, "Stale copies") */
 } ds_batch_partition_t;
 
 typedef struct ds_batch ds_batch_t;
@@ -135,5 +137,9 @@ int64_t ds_batch_started_us(const ds_batch_t *batch);
  */
 ds_dead_letter_t ds_batch_dead_letter(const ds_batch_msg_t *m, const char *target,
                                       const char *error);
+
+/** @brief Counts @p m's source position (set by apply once the change is known not to be a
+ *         stale copy) in its partition's newest. */
+void ds_batch_note_position(ds_batch_t *batch, const ds_batch_msg_t *m);
 
 #endif
