@@ -776,6 +776,43 @@ static bool decode_array(const json_t *schema, const json_t *value, json_t **out
     return true;
 }
 
+/* The logical types of dates, times and durations, and how each is decoded. */
+typedef enum temporal_kind {
+    TEMPORAL_DATE,         /* days since 1970-01-01 */
+    TEMPORAL_TIME,         /* time of day in unit */
+    TEMPORAL_TIMESTAMP,    /* since the epoch in unit */
+    TEMPORAL_DURATION,     /* MicroDuration */
+    TEMPORAL_ISO,          /* an ISO string (Zoned* in UTC, Iso*) */
+    TEMPORAL_ISO_INTERVAL, /* Debezium's P<y>Y<m>M<d>DT<h>H<m>M<s>S */
+} temporal_kind_t;
+
+typedef struct temporal_type {
+    const char *name;
+    uint32_t oid; /* what the value is */
+    temporal_kind_t kind;
+    unit_t unit;
+} temporal_type_t;
+
+static const temporal_type_t temporal_types[] = {
+    {"io.debezium.time.Date", DS_OID_DATE, TEMPORAL_DATE, UNIT_MS},
+    {"io.debezium.time.Time", DS_OID_TIME, TEMPORAL_TIME, UNIT_MS},
+    {"io.debezium.time.MicroTime", DS_OID_TIME, TEMPORAL_TIME, UNIT_US},
+    {"io.debezium.time.NanoTime", DS_OID_TIME, TEMPORAL_TIME, UNIT_NS},
+    {"io.debezium.time.Timestamp", DS_OID_TIMESTAMP, TEMPORAL_TIMESTAMP, UNIT_MS},
+    {"io.debezium.time.MicroTimestamp", DS_OID_TIMESTAMP, TEMPORAL_TIMESTAMP, UNIT_US},
+    {"io.debezium.time.NanoTimestamp", DS_OID_TIMESTAMP, TEMPORAL_TIMESTAMP, UNIT_NS},
+    {"io.debezium.time.MicroDuration", DS_OID_INTERVAL, TEMPORAL_DURATION, UNIT_US},
+    {"io.debezium.time.ZonedTimestamp", DS_OID_TIMESTAMPTZ, TEMPORAL_ISO, UNIT_US},
+    {"io.debezium.time.ZonedTime", DS_OID_TIMETZ, TEMPORAL_ISO, UNIT_US},
+    {"io.debezium.time.IsoDate", DS_OID_DATE, TEMPORAL_ISO, UNIT_US},
+    {"io.debezium.time.IsoTime", DS_OID_TIME, TEMPORAL_ISO, UNIT_US},
+    {"io.debezium.time.IsoTimestamp", DS_OID_TIMESTAMP, TEMPORAL_ISO, UNIT_US},
+    {"io.debezium.time.Interval", DS_OID_INTERVAL, TEMPORAL_ISO_INTERVAL, UNIT_US},
+    {"org.apache.kafka.connect.data.Date", DS_OID_DATE, TEMPORAL_DATE, UNIT_MS},
+    {"org.apache.kafka.connect.data.Time", DS_OID_TIME, TEMPORAL_TIME, UNIT_MS},
+    {"org.apache.kafka.connect.data.Timestamp", DS_OID_TIMESTAMP, TEMPORAL_TIMESTAMP, UNIT_MS},
+};
+
 bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t **out, uint32_t *oid,
                              const char *field, char *errstr, size_t errstr_size)
 {
@@ -786,58 +823,30 @@ bool ds_debezium_decode_text(const json_t *schema, const json_t *value, json_t *
     *oid = 0;
     if (!value || json_is_null(value) || !type || !name)
         return true;
-    if (strncmp(name, "io.debezium.time.", 17) == 0) {
-        const char *t = name + 17;
+    for (size_t i = 0; i < sizeof(temporal_types) / sizeof(temporal_types[0]); i++) {
+        const temporal_type_t *t = &temporal_types[i];
 
-        if (strcmp(t, "Date") == 0)
-            return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "Time") == 0)
-            return *oid = DS_OID_TIME,
-                   decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "MicroTime") == 0)
-            return *oid = DS_OID_TIME,
-                   decode_time(value, UNIT_US, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "NanoTime") == 0)
-            return *oid = DS_OID_TIME,
-                   decode_time(value, UNIT_NS, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "Timestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP,
-                   decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "MicroTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP,
-                   decode_timestamp(value, UNIT_US, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "NanoTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMP,
-                   decode_timestamp(value, UNIT_NS, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "MicroDuration") == 0)
-            return *oid = DS_OID_INTERVAL,
-                   decode_duration(value, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "ZonedTimestamp") == 0)
-            return *oid = DS_OID_TIMESTAMPTZ,
-                   decode_iso(value, true, false, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "ZonedTime") == 0)
-            return *oid = DS_OID_TIMETZ,
-                   decode_iso(value, true, true, out, field, name, errstr, errstr_size);
-        if (strcmp(t, "IsoDate") == 0 || strcmp(t, "IsoTime") == 0 ||
-            strcmp(t, "IsoTimestamp") == 0) {
-            *oid = strcmp(t, "IsoDate") == 0   ? DS_OID_DATE
-                   : strcmp(t, "IsoTime") == 0 ? DS_OID_TIME
-                                               : DS_OID_TIMESTAMP;
-            return decode_iso(value, false, false, out, field, name, errstr, errstr_size);
+        if (strcmp(name, t->name) != 0)
+            continue;
+        *oid = t->oid;
+        switch (t->kind) {
+        case TEMPORAL_DATE:
+            return decode_date(value, out, field, name, errstr, errstr_size);
+        case TEMPORAL_TIME:
+            return decode_time(value, t->unit, out, field, name, errstr, errstr_size);
+        case TEMPORAL_TIMESTAMP:
+            return decode_timestamp(value, t->unit, out, field, name, errstr, errstr_size);
+        case TEMPORAL_DURATION:
+            return decode_duration(value, out, field, name, errstr, errstr_size);
+        case TEMPORAL_ISO:
+            return decode_iso(value, t->oid == DS_OID_TIMESTAMPTZ || t->oid == DS_OID_TIMETZ,
+                              t->oid == DS_OID_TIMETZ, out, field, name, errstr, errstr_size);
+        case TEMPORAL_ISO_INTERVAL:
+            return decode_iso_interval(value, out, field, name, errstr, errstr_size);
         }
-        if (strcmp(t, "Interval") == 0)
-            return *oid = DS_OID_INTERVAL,
-                   decode_iso_interval(value, out, field, name, errstr, errstr_size);
-        return true;
     }
-    if (strcmp(name, "org.apache.kafka.connect.data.Date") == 0)
-        return *oid = DS_OID_DATE, decode_date(value, out, field, name, errstr, errstr_size);
-    if (strcmp(name, "org.apache.kafka.connect.data.Time") == 0)
-        return *oid = DS_OID_TIME,
-               decode_time(value, UNIT_MS, out, field, name, errstr, errstr_size);
-    if (strcmp(name, "org.apache.kafka.connect.data.Timestamp") == 0)
-        return *oid = DS_OID_TIMESTAMP,
-               decode_timestamp(value, UNIT_MS, out, field, name, errstr, errstr_size);
+    if (strncmp(name, "io.debezium.time.", 17) == 0)
+        return true; /* a time type this version does not know: left as it is */
     if (strcmp(name, "org.apache.kafka.connect.data.Decimal") == 0) {
         int64_t scale;
 
