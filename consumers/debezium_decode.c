@@ -1029,11 +1029,16 @@ bool ds_debezium_decoder_add_table(ds_debezium_decoder_t *d, const char *topic, 
 
         ok = ok && name && json_object_set(columns, name, (json_t *)f) == 0;
     }
-    ok = ok && json_object_set(entry, "schema", schema) == 0 &&
-         json_object_set_new(entry, "columns", columns) == 0;
-    columns = NULL;
-    ok = ok && json_object_set_new(d->tables, topic, entry) == 0;
-    entry = NULL;
+    ok = ok && json_object_set(entry, "schema", schema) == 0;
+    /* json_object_set_new takes the reference, on failure too. */
+    if (ok) {
+        ok = json_object_set_new(entry, "columns", columns) == 0;
+        columns = NULL;
+    }
+    if (ok) {
+        ok = json_object_set_new(d->tables, topic, entry) == 0;
+        entry = NULL;
+    }
     json_decref(columns);
     json_decref(entry);
     json_decref(schema);
