@@ -1117,8 +1117,6 @@ static bool set_kafka(loader_t *ld, const setting_t *s, const json_t *object)
     json_t *value;
     bool ok = true, has_bootstrap = false;
 
-    if (s->check_property && json_is_object(object))
-        ld->config->debezium_given = true;
     if (!json_is_object(object))
         return report_expected(ld, object, false,
                                kafka            ? "an object of librdkafka properties"
@@ -1567,15 +1565,21 @@ static bool report_syntax(const char *file, const char *text, size_t len, const 
  * values walk_object() checked. Debezium's tombstones.on.delete, when given, sets
  * capture.tombstones_on_delete: one setting under two names.
  */
-static bool read_value_format(ds_config_t *config)
+static bool read_value_format(const loader_t *ld)
 {
+    ds_config_t *config = ld->config;
+    bool debezium_given = false;
+
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].path, "debezium") == 0)
+            debezium_given = ld->seen[i];
     ds_value_format_init(&config->value_format);
     config->value_format.message_format = strcmp(config->message_format, "json-with-schema") == 0
                                               ? DS_MESSAGE_JSON_WITH_SCHEMA
                                               : DS_MESSAGE_JSON;
     /* A Connect sink reads the schema's logical types: the values must be Debezium's. */
     config->value_format.debezium =
-        config->debezium_given || config->value_format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
+        debezium_given || config->value_format.message_format == DS_MESSAGE_JSON_WITH_SCHEMA;
     for (int i = 0; i < config->ndebezium; i++) {
         if (!ds_value_format_set(&config->value_format, &config->tombstones_on_delete,
                                  config->debezium_names[i], config->debezium_values[i]))
@@ -1625,7 +1629,7 @@ bool ds_config_load_for(const char *path, unsigned uses, ds_config_t **config, c
         ok = out_of_memory(&ld);
         goto done;
     }
-    if (!read_value_format(ld.config)) {
+    if (!read_value_format(&ld)) {
         ok = out_of_memory(&ld);
         goto done;
     }

@@ -80,7 +80,6 @@ typedef struct ds_config {
     char **debezium_names;
     char **debezium_values;
     int ndebezium;
-    bool debezium_given; /* the file has the "debezium" object (even empty) */
     ds_value_format_t value_format; /* how capture writes, and apply reads, the topics */
 
     char *log_level;  /* "debug", "info" (default), "warning", "error" */
