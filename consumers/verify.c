@@ -228,21 +228,44 @@ static PGconn *connect_db(const char *conninfo, const char *what, char *errstr, 
  * ------------------------------------------------------------------------------------------- */
 
 /*
- * Whether the changes the inactive slot holds up to @p lsn are only ones capture does not
- * publish (other tables' WAL, empty transactions): pgoutput decodes them without consuming
- * anything (peek), and a row change (Insert, Update, Delete, Truncate) left means capture
- * still has work. This is how a stopped capture counts as caught up, since the slot confirms
- * positions only while capture streams.
+ * Whether a stopped capture has nothing left to publish up to @p upto: its initial backfill
+ * is complete (an unfinished one is redone from a new snapshot when capture starts again, and
+ * while it runs the slot is idle too), and the slot holds no row change and no logical message
+ * (an incremental backfill's watermarks) up to there. pgoutput decodes the slot without
+ * consuming anything (peek). This is how a stopped capture counts as caught up, since the slot
+ * confirms positions only while capture streams.
  */
 static bool slot_holds_no_changes(verify_t *v, const char *upto, bool *none)
 {
     const char *params[] = {v->config->slot, upto, v->config->publication};
     PGresult *r;
 
+    *none = false;
+    /* Two statements: a name in a query must exist when it is parsed. */
+    if (!run(v->source, "SELECT pg_catalog.to_regclass('dualsync.capture_state') IS NOT NULL", 0,
+             NULL, PGRES_TUPLES_OK, &r, "reading dualsync.capture_state", v->errstr,
+             sizeof(v->errstr)))
+        return false;
+    bool has_state = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (has_state) {
+        if (!run(v->source,
+                 "SELECT count(*) FROM dualsync.capture_state WHERE slot_name = $1"
+                 " AND backfill_completed_at IS NULL",
+                 1, params, PGRES_TUPLES_OK, &r, "reading dualsync.capture_state", v->errstr,
+                 sizeof(v->errstr)))
+            return false;
+        bool unfinished = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+        PQclear(r);
+        if (unfinished)
+            return true;
+    }
+    /* I, U, D, T: row changes; M: a logical message. */
     if (!run(v->source,
              "SELECT count(*) FROM pg_catalog.pg_logical_slot_peek_binary_changes($1, "
              "$2::pg_lsn, NULL, 'proto_version', '1', 'publication_names', "
-             "pg_catalog.quote_ident($3)) WHERE pg_catalog.get_byte(data, 0) IN (73, 85, 68, 84)",
+             "pg_catalog.quote_ident($3), 'messages', 'true')"
+             " WHERE pg_catalog.get_byte(data, 0) IN (73, 85, 68, 84, 77)",
              3, params, PGRES_TUPLES_OK, &r, "reading the changes the stopped capture's slot holds",
              v->errstr, sizeof(v->errstr)))
         return false;
