@@ -545,15 +545,15 @@ static ds_applier_status_t prepare(ds_applier_t *a, const char *name, const char
 }
 
 /* Prepares the batch statement of @p lt (none: the target is written row by row). */
-static ds_applier_status_t prepare_batch(ds_applier_t *a, local_target_t *lt, char *errstr,
-                                         size_t errstr_size)
+static ds_applier_status_t prepare_batch(ds_applier_t *a, local_target_t *lt, const char *form,
+                                         char *errstr, size_t errstr_size)
 {
     char name[24], message[1024];
 
     lt->batch[0] = '\0';
     if (a->row_by_row)
         return DS_APPLIER_OK;
-    snprintf(name, sizeof(name), "ds_b%d", lt->index);
+    snprintf(name, sizeof(name), "ds_b%s%d", form, lt->index);
     switch (ds_batchstmt_prepare(a->conn, lt->target, lt->stmt[DS_WRITE_UPSERT], name, message,
                                  sizeof(message))) {
     case DS_BATCHSTMT_READY:
@@ -649,6 +649,35 @@ static bool list_gate_tables(ds_applier_t *a)
     return n == 0 || a->gate_tables;
 }
 
+/*
+ * Adds @p t, the set's target @p index (or its form without links), to this database's
+ * targets and prepares its statements, named with @p form ("" or "n") and the index.
+ */
+static ds_applier_status_t prepare_target(ds_applier_t *a, const ds_target_t *t, int index,
+                                          const char *form, char *errstr, size_t errstr_size)
+{
+    local_target_t *lt = &a->targets[a->ntargets++];
+    const char *sql[3] = {t->write_sql, t->unlink_sql, t->truncate_sql};
+    int nparams[3] = {t->write_nparams, t->unlink_nparams, t->truncate_nparams};
+    ds_applier_status_t st;
+
+    lt->target = t;
+    lt->index = index;
+    for (int k = 0; k < 3; k++) {
+        static const char prefix[3] = {'w', 'u', 't'};
+
+        if (!sql[k])
+            continue;
+        snprintf(lt->stmt[k], sizeof(lt->stmt[k]), "ds_%c%s%d", prefix[k], form, index);
+        st = prepare(a, lt->stmt[k], sql[k], nparams[k], errstr, errstr_size);
+        if (st != DS_APPLIER_OK)
+            return st;
+    }
+    if ((st = prepare_batch(a, lt, form, errstr, errstr_size)) != DS_APPLIER_OK)
+        return st;
+    return prepare_settle(a, lt, errstr, errstr_size);
+}
+
 static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     int n = ds_mapping_set_ntargets(a->set);
@@ -656,7 +685,7 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
 
     free(a->targets);
     a->ntargets = 0;
-    if (!(a->targets = calloc((size_t)n + 1, sizeof(*a->targets)))) {
+    if (!(a->targets = calloc((size_t)n * 2 + 1, sizeof(*a->targets)))) {
         ds_fail(errstr, errstr_size, "out of memory");
         return DS_APPLIER_FAILED;
     }
@@ -675,34 +704,14 @@ static ds_applier_status_t prepare_all(ds_applier_t *a, char *errstr, size_t err
     }
     for (int i = 0; i < n; i++) {
         const ds_target_t *t = ds_mapping_set_target(a->set, i);
-        local_target_t *lt;
-        const char *sql[3];
-        int nparams[3];
 
         if (strcmp(t->connection, a->name) != 0)
             continue;
-        lt = &a->targets[a->ntargets++];
-        lt->target = t;
-        lt->index = i;
-        sql[DS_WRITE_UPSERT] = t->write_sql;
-        nparams[DS_WRITE_UPSERT] = t->write_nparams;
-        sql[DS_WRITE_UNLINK] = t->unlink_sql;
-        nparams[DS_WRITE_UNLINK] = t->unlink_nparams;
-        sql[DS_WRITE_TRUNCATE] = t->truncate_sql;
-        nparams[DS_WRITE_TRUNCATE] = t->truncate_nparams;
-        for (int k = 0; k < 3; k++) {
-            static const char prefix[3] = {'w', 'u', 't'};
-
-            if (!sql[k])
-                continue;
-            snprintf(lt->stmt[k], sizeof(lt->stmt[k]), "ds_%c%d", prefix[k], i);
-            st = prepare(a, lt->stmt[k], sql[k], nparams[k], errstr, errstr_size);
-            if (st != DS_APPLIER_OK)
-                return st;
-        }
-        if ((st = prepare_batch(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
+        if ((st = prepare_target(a, t, i, "", errstr, errstr_size)) != DS_APPLIER_OK)
             return st;
-        if ((st = prepare_settle(a, lt, errstr, errstr_size)) != DS_APPLIER_OK)
+        /* Its form without links is a target of its own here, with statements of its own. */
+        if (t->linkless &&
+            (st = prepare_target(a, t->linkless, i, "n", errstr, errstr_size)) != DS_APPLIER_OK)
             return st;
     }
     if (!order_targets(a) || !list_gate_tables(a)) {

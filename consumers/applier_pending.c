@@ -64,7 +64,7 @@ static run_result_t write_pending_units(ds_applier_t *a, void *ctx, const unit_t
             run_result_t rr;
             bool applied;
 
-            if (tw->target != g->pu[u].target || local < 0 ||
+            if (!ds_target_is(tw->target, g->pu[u].target) || local < 0 ||
                 !applier_statement_of(a, local, tw->kind))
                 continue;
             rr = applier_run(a, applier_statement_of(a, local, tw->kind), true, tw->nparams,
@@ -104,7 +104,8 @@ static void timed_out(ds_applier_t *a, const pending_unit_t *pu, double waited, 
         applier_run(a, "SAVEPOINT ds_explain", false, 0, NULL, NULL, sqlstate, message,
                     sizeof(message)) == RUN_OK) {
         for (int w = 0; w < list.nwrites; w++) {
-            if (list.writes[w].target == pu->target && list.writes[w].kind == DS_WRITE_UPSERT)
+            if (ds_target_is(list.writes[w].target, pu->target) &&
+                list.writes[w].kind == DS_WRITE_UPSERT)
                 ds_mapping_explain_wait(a->set, &list.writes[w], a->conn, &why);
         }
         applier_run(a,

@@ -160,8 +160,9 @@ void ds_batchstmt_add(ds_batchstmt_args_t *b, const char *const *params, int npa
     char text[24];
 
     /* An unlink row has only the first three (mapping.h): unlink_sql's other parameters are
-     * not write_sql's. */
-    if (!upsert && nparams > 3)
+     * not write_sql's, except in a target's form without links, whose unlink takes
+     * write_sql's (its key columns set). */
+    if (!upsert && nparams > 3 && !b->target->keeps_no_links)
         nparams = 3;
     for (int k = first_array(b->target); k < n; k++)
         array_element(&b->arrays[k], k < nparams ? params[k] : NULL);

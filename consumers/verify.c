@@ -900,7 +900,7 @@ static bool begin_targets(verify_t *v)
 static int target_index(const verify_t *v, const ds_target_t *target)
 {
     for (int i = 0; i < v->ntargets; i++) {
-        if (v->targets[i].pub == target)
+        if (ds_target_is(target, v->targets[i].pub))
             return i;
     }
     return -1;
@@ -1398,7 +1398,8 @@ static bool retry_pending(verify_t *v)
                 ds_mapping_eval(v->set, v->targets[p->target].shape.topic, p->key,
                                 p->key ? strlen(p->key) : 0, json, &writes, error, sizeof(error))) {
                 for (int i = 0; i < writes.nwrites && !w; i++) {
-                    if (writes.writes[i].target == v->targets[p->target].pub)
+                    if (ds_target_is(writes.writes[i].target, v->targets[p->target].pub) &&
+                        writes.writes[i].kind == DS_WRITE_UPSERT)
                         w = &writes.writes[i];
                 }
             }

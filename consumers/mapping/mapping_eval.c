@@ -223,24 +223,6 @@ static bool key_has_exactly(const char *key, const char *const *cols, int ncols)
     return n == ncols;
 }
 
-static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
-                      ds_write_kind_t kind)
-{
-    ds_target_write_t *w = &set->writes[writes->nwrites++];
-
-    w->target = &t->pub;
-    w->kind = kind;
-    w->nparams = kind == DS_WRITE_UPSERT   ? t->pub.write_nparams
-                 : kind == DS_WRITE_UNLINK ? t->pub.unlink_nparams
-                                           : t->pub.truncate_nparams;
-    w->params = t->values;
-    /* values[2] is the source key of an upsert or unlink (fill_link_params). */
-    w->sole_source = kind != DS_WRITE_TRUNCATE && !t->pub.in_place &&
-                     t->pub.nkey_source_columns > 0 && t->values[2] &&
-                     key_has_exactly(t->values[2], t->pub.key_source_columns,
-                                     t->pub.nkey_source_columns);
-}
-
 /* The links statements start with $1 target id, $2 topic, $3 source key (as the upsert);
  * unlink_sql then takes the copy parameters: @p copies for a delete that counts copies. */
 static void fill_link_params(ds_mapping_set_t *set, ds_mapping_target_t *t, const char *key,
@@ -254,6 +236,97 @@ static void fill_link_params(ds_mapping_set_t *set, ds_mapping_target_t *t, cons
         t->values[4] = copies ? set->copy_commit : NULL;
         t->values[5] = copies ? set->copy_lsn : NULL;
     }
+}
+
+/*
+ * Whether a change of @p t keyed @p key, whose row is @p row, takes the target's form without
+ * links (mapping_sql.c, "Targets without links"): its message key is exactly the source
+ * columns the target key reads, and the row has columns besides them (one keyed by all its
+ * columns counts copies, which need links). Both depend on the table's replica identity
+ * only, not on the change, so every change of one table takes the same form.
+ */
+static bool takes_linkless(const ds_mapping_target_t *t, const char *key, const json_t *row)
+{
+    return t->pub.linkless && key && json_is_object(row) &&
+           json_object_size(row) > (size_t)t->pub.nkey_source_columns &&
+           key_has_exactly(key, t->pub.key_source_columns, t->pub.nkey_source_columns);
+}
+
+static void add_write(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
+                      ds_write_kind_t kind, bool linkless)
+{
+    ds_target_write_t *w = &set->writes[writes->nwrites++];
+
+    w->target = linkless ? t->pub.linkless : &t->pub;
+    w->kind = kind;
+    w->nparams = kind == DS_WRITE_UPSERT   ? w->target->write_nparams
+                 : kind == DS_WRITE_UNLINK ? w->target->unlink_nparams
+                                           : w->target->truncate_nparams;
+    w->params = t->values;
+    /* values[2] is the source key of an upsert or unlink (fill_link_params). */
+    w->sole_source = kind != DS_WRITE_TRUNCATE && !t->pub.in_place &&
+                     (linkless || (t->pub.nkey_source_columns > 0 && t->values[2] &&
+                                   key_has_exactly(t->values[2], t->pub.key_source_columns,
+                                                   t->pub.nkey_source_columns)));
+}
+
+/*
+ * The parameters of an unlink without links: write_sql's, with the key columns computed from
+ * @p row (the delete's "before", where the key columns are, or the row a filter no longer
+ * matches) and everything else NULL but the target id, topic and source key.
+ */
+static bool fill_linkless_unlink(ds_mapping_set_t *set, ds_mapping_target_t *t, const json_t *row,
+                                 const char *key, char *errstr, size_t errstr_size)
+{
+    ds_mapping_eval_ctx_t ctx = {
+        .arena = &set->arena,
+        .row = row,
+        .file = t->file->path,
+        .target = t->pub.id,
+        .errstr = errstr,
+        .errstr_size = errstr_size,
+    };
+
+    for (int j = 0; j < t->pub.write_nparams; j++)
+        t->values[j] = NULL;
+    t->values[0] = t->pub.links_id;
+    t->values[1] = t->file->topic;
+    t->values[2] = key;
+    for (int i = 0; i < t->nkey; i++) {
+        const ds_mapping_column_t *col = &t->columns[t->key[i]];
+        ds_mapping_value_t v;
+
+        ctx.column = col->name;
+        if (!ds_mapping_expr_eval(col->expr, &ctx, &v))
+            return false;
+        if (!v.p)
+            return ds_fail(errstr, errstr_size,
+                           "%s: target %s, key column \"%s\": the value is NULL in the row "
+                           "the change removes, so the target row it produced cannot be found",
+                           t->file->path, t->pub.id, col->name);
+        t->values[col->expr->param - 1] = ds_mapping_value_copy(&set->arena, v);
+    }
+    return true;
+}
+
+/*
+ * "Source row @p key, whose row is @p row, no longer produces a row of @p t": an unlink in
+ * the form the change takes. @p copies as for fill_link_params. False (errstr set) when the
+ * key columns cannot be computed; nothing was added then.
+ */
+static bool add_unlink(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
+                       const char *key, const json_t *row, bool copies, char *errstr,
+                       size_t errstr_size)
+{
+    if (takes_linkless(t, key, row)) {
+        if (!fill_linkless_unlink(set, t, row, key, errstr, errstr_size))
+            return false;
+        add_write(set, writes, t, DS_WRITE_UNLINK, true);
+        return true;
+    }
+    fill_link_params(set, t, key, copies);
+    add_write(set, writes, t, DS_WRITE_UNLINK, false);
+    return true;
 }
 
 /* The number of members of the JSON object text @p key, at its top level. */
@@ -349,6 +422,8 @@ bool ds_mapping_write_counts_copies(const ds_target_t *t, ds_write_kind_t kind,
 {
     int k = kind == DS_WRITE_UPSERT ? t->copy_param : kind == DS_WRITE_UNLINK ? 4 : 0;
 
+    if (t->keeps_no_links)
+        return false; /* never chosen for a change that counts copies (takes_linkless) */
     return k > 0 && k <= nparams && params[k - 1] != NULL;
 }
 
@@ -412,11 +487,11 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
                     add_reject(set, writes, t, errstr);
                     continue;
                 }
-                add_write(set, writes, t, DS_WRITE_UPSERT);
+                add_write(set, writes, t, DS_WRITE_UPSERT, takes_linkless(t, key, row));
             } else if (!t->pub.in_place) {
                 /* Identical rows match alike: their link, if any, counts none of them. */
-                fill_link_params(set, t, key, false);
-                add_write(set, writes, t, DS_WRITE_UNLINK);
+                if (!add_unlink(set, writes, t, key, row, false, errstr, errstr_size))
+                    add_reject(set, writes, t, errstr);
             }
         }
     }
@@ -426,6 +501,34 @@ static bool map_row(ds_mapping_set_t *set, const int *files, const char *topic, 
         snprintf(errstr, errstr_size, "%s", writes->rejects[0].error);
         return false;
     }
+    return true;
+}
+
+/*
+ * A truncate of @p t's source table: every link from the topic goes (from @p partition of
+ * @p partitions, both NULL for a topic of one partition), and when the target can be written
+ * without links, every row of the table, since those rows have no links to go by. That needs
+ * the whole topic in one partition: false (errstr set) otherwise, after the links' part.
+ */
+static bool add_truncate(ds_mapping_set_t *set, ds_write_list_t *writes, ds_mapping_target_t *t,
+                         const char *topic, const char *partition, const char *partitions,
+                         char *errstr, size_t errstr_size)
+{
+    fill_link_params(set, t, NULL, false);
+    t->values[2] = partition;
+    t->values[3] = partitions;
+    add_write(set, writes, t, DS_WRITE_TRUNCATE, false);
+    if (!t->pub.linkless)
+        return true;
+    if (partition)
+        return ds_fail(errstr, errstr_size,
+                       "%s: target %s keeps no links (its key is computed from the source "
+                       "key alone), and a truncate on %s, a topic of %s partitions, cannot tell "
+                       "which of its rows came through partition %s: its rows are left as they "
+                       "are. Empty the target table by hand once every partition is applied "
+                       "past the truncate (or give the target \"links\": true and replay it)",
+                       t->file->path, t->pub.id, topic, partitions, partition);
+    add_write(set, writes, t, DS_WRITE_TRUNCATE, true);
     return true;
 }
 
@@ -534,14 +637,17 @@ static bool eval_change(ds_mapping_set_t *set, const char *topic, const char *ke
                 /* In place, the row belongs to the legacy table: its delete is its own. */
                 if (t->pub.in_place)
                     continue;
-                if (op[0] == 'd' && !key_text)
-                    return no_key(t, topic, errstr, errstr_size);
-                fill_link_params(set, t, key_text, op[0] == 'd');
-                if (op[0] == 't') {
-                    t->values[2] = partition;
-                    t->values[3] = partitions;
+                if (op[0] == 'd') {
+                    if (!key_text)
+                        return no_key(t, topic, errstr, errstr_size);
+                    if (!add_unlink(set, writes, t, key_text, json_object_get(value, "before"),
+                                    true, errstr, errstr_size))
+                        return prefix_topic(topic, errstr, errstr_size);
+                    continue;
                 }
-                add_write(set, writes, t, op[0] == 'd' ? DS_WRITE_UNLINK : DS_WRITE_TRUNCATE);
+                if (!add_truncate(set, writes, t, topic, partition, partitions, errstr,
+                                  errstr_size))
+                    add_reject(set, writes, t, errstr);
             }
         }
         return true;

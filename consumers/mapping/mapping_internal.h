@@ -263,6 +263,9 @@ typedef struct ds_mapping_target {
     char *batch_body_plain;           /* pub.batch_body with key texts made from the key values
                                        * directly, for key types whose text form a column's
                                        * typmod cannot change (ds_mapping_batch_statement) */
+    struct ds_mapping_target *linkless_form; /* owned: pub.linkless, a copy of this target
+                                       * sharing everything but its statements */
+    bool keep_links;                  /* "links": true: never write it without links */
 } ds_mapping_target_t;
 
 struct ds_mapping_file {
@@ -293,6 +296,9 @@ struct ds_mapping_set {
     const char *copy_lsn;         /* every column; in the arena */
     ds_debezium_decoder_t *decoder; /* reads the topics' value settings (debezium_decode.c) */
 };
+
+/** @brief Frees t->linkless_form (mapping_sql.c), if any. */
+void ds_mapping_free_linkless_form(ds_mapping_target_t *t);
 
 /** @brief Compiles one target's statements and parameter plan (after a successful load). */
 void ds_mapping_compile_target(ds_mapping_target_t *t);

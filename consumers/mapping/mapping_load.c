@@ -1065,6 +1065,7 @@ static void free_target(ds_mapping_target_t *t)
     free((char **)t->pub.key_source_columns);
     free((int *)t->pub.keep_params);
     free(t->batch_body_plain);
+    ds_mapping_free_linkless_form(t);
     free(t->connection_name);
     free(t->name);
     free(t->schema);
@@ -1254,7 +1255,7 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
 {
     static const char *const fields[] = {"name",    "connection", "table",  "key",   "columns",
                                          "mode",    "fan_out",    "on_delete", "filter",
-                                         "merge",   NULL};
+                                         "merge",   "links",      NULL};
     static const char *const modes[] = {"upsert", "update", NULL};
     const json_t *v;
     bool ok = true;
@@ -1358,6 +1359,19 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
         else
             t->merge = ds_mapping_xstrdup(json_string_value(v));
         t->merge_where = where(ld, false);
+        pop(ld);
+    }
+    if ((v = json_object_get(j, "links"))) {
+        push_key(ld, "links");
+        /* Only "true" means something: without it, links are kept where they are needed. */
+        if (!json_is_true(v))
+            ok = expected(ld, v, "true (keep dualsync.links for every row of this target; "
+                                 "leave \"links\" out to let dualsync keep them only where "
+                                 "they are needed)");
+        else if (t->pub.in_place)
+            ok = problem(ld, "an in-place target (mode \"update\") keeps no links; \"links\" "
+                             "is for upsert targets");
+        t->keep_links = true;
         pop(ld);
     }
     if (ok && t->pub.in_place && t->nkey == t->ncolumns)
@@ -1754,7 +1768,8 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
         set->topic_files[t][n] = i;
         set->topic_files[t][n + 1] = -1;
     }
-    set->writes = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->writes));
+    /* A truncate writes a target twice: with links and without (mapping_eval.c). */
+    set->writes = ds_mapping_xcalloc((size_t)set->ntargets * 2 + 1, sizeof(*set->writes));
     set->rejects = ds_mapping_xcalloc((size_t)set->ntargets + 1, sizeof(*set->rejects));
     set->decoder = ds_debezium_decoder_new(NULL);
     if (!set->decoder) {

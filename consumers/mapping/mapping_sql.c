@@ -1460,6 +1460,261 @@ bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int writte
     return false;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Targets without links
+ *
+ * A target whose key is an injective function of the source row's key (find_key_source_columns:
+ * source columns, and uuid5s of them) takes each of its rows from one source row, and the
+ * source key says which row that is. Links then record nothing the key does not give: no
+ * merge to rule, no old key to find (a key change comes as a delete and a create), no
+ * contribution to refill from. Such a target gets a second form (pub.linkless), written
+ * without dualsync.links, which costs an upsert what the plain INSERT ... SELECT costs:
+ *   upsert    INSERT ... ON CONFLICT DO UPDATE; a column holding an unchanged TOASTed value
+ *             keeps the row's (the row is this source row's alone);
+ *   unlink    on_delete for the row the key columns give: the evaluator computes them from
+ *             the delete's "before" (the key columns are there) or the update's row;
+ *   batch     both for a segment of rows at once ("up" the 'u' rows, "gone" the 'd' rows; a
+ *             segment holds each source key once, so no row is written twice);
+ *   truncate  on_delete for every row of the table: a one-partition topic only; over several
+ *             partitions the evaluator refuses it (nothing tells which rows came through
+ *             which partition).
+ * The statements take write_sql's parameters (truncate: truncate_sql's), so that the evaluator
+ * and the batch fill both forms alike; a parameter a statement does not read is typed in a
+ * one-row "unread" subquery, since PostgreSQL must know the type of every parameter.
+ * Which form a change takes is decided per change (mapping_eval.c, add_write): its message key
+ * must be exactly key_source_columns and count no copies. Both depend on the source table's
+ * replica identity only, so all of a target's changes take the same form. "links": true in
+ * the mapping keeps the linked form for every change.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Whether target @p t gets a form without links. */
+static bool goes_without_links(const ds_mapping_target_t *t)
+{
+    return !t->pub.in_place && !t->keep_links && t->pub.nkey_source_columns > 0 &&
+           batchable(t);
+}
+
+/* Whether parameter @p k (1-based) of write_sql is one of the key columns'. */
+static bool is_key_param(const ds_mapping_target_t *t, int k)
+{
+    for (int i = 0; i < t->nkey; i++) {
+        if (t->columns[t->key[i]].expr->param == k)
+            return true;
+    }
+    return false;
+}
+
+/* ", (SELECT $1::text, ...) AS unread": write_sql's parameters @p from..@p n, typed, except
+ * the key columns' when @p skip_key and those in @p read (a list of 1-based numbers, 0 ended). */
+static void append_unread(ds_buf_t *buf, const ds_mapping_target_t *t, int n, bool skip_key,
+                          bool skip_values)
+{
+    bool first = true;
+
+    for (int k = 1; k <= n; k++) {
+        const char *type = "text";
+
+        if (skip_key && is_key_param(t, k))
+            continue;
+        switch (t->params[k - 1].kind) {
+        case PARAM_VALUE:
+            if (skip_values)
+                continue;
+            break;
+        case PARAM_KEEP:
+            if (skip_values)
+                continue;
+            type = "boolean";
+            break;
+        case PARAM_COPY_COMMIT:
+        case PARAM_COPY_LSN:
+            type = "pg_lsn";
+            break;
+        default:
+            break;
+        }
+        ds_buf_appendf(buf, "%s$%d::%s", first ? "(SELECT " : ", ", k, type);
+        first = false;
+    }
+    if (!first)
+        ds_buf_append_str(buf, ") AS unread");
+}
+
+/* on_delete for the rows of "t" the condition that follows selects: "DELETE FROM t AS t
+ * USING <from> WHERE " or the soft delete's UPDATE (a row soft-deleted already keeps its
+ * time). */
+static void append_linkless_gone(ds_buf_t *buf, const ds_mapping_target_t *t,
+                                 const sql_names_t *names, const char *from)
+{
+    if (t->on_delete == ON_DELETE_SOFT) {
+        ds_buf_append_str(buf, "UPDATE ");
+        append_table(buf, names, t->schema, t->table);
+        ds_buf_append_str(buf, " AS t SET ");
+        ds_buf_append_ident(buf, t->soft_column);
+        ds_buf_appendf(buf, " = now() FROM %s WHERE ", from);
+        append_column(buf, "t", t->soft_column);
+        ds_buf_append_str(buf, " IS NULL AND ");
+    } else {
+        ds_buf_append_str(buf, "DELETE FROM ");
+        append_table(buf, names, t->schema, t->table);
+        ds_buf_appendf(buf, " AS t USING %s WHERE ", from);
+    }
+}
+
+/* "t.k1 = <key expression> AND ...": the key columns as the compiled expressions give them. */
+static void append_key_match(ds_buf_t *buf, const ds_mapping_target_t *t)
+{
+    for (int i = 0; i < t->nkey; i++) {
+        const ds_mapping_column_t *col = &t->columns[t->key[i]];
+
+        if (i)
+            ds_buf_append_str(buf, " AND ");
+        append_column(buf, "t", col->name);
+        ds_buf_appendf(buf, " = %s", col->expr->sql);
+    }
+}
+
+/* The batch body of the form without links; @p c has just compiled the linked one. */
+static char *compile_linkless_batch(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+
+    ds_buf_appendf(&buf,
+                   "w AS (\n"
+                   "    SELECT i.*, %s AS ok FROM i, (SELECT $1::text, $2::text) AS unread\n"
+                   "    WHERE i.op = 'u'\n"
+                   "), up AS (\n    ",
+                   c->required.len ? c->required.data : "true");
+    append_insert_into(&buf, c, t);
+    ds_buf_append_str(&buf, "\n    SELECT ");
+    for (int i = 0; i < t->ncolumns; i++)
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
+    ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok");
+    append_conflict_update(&buf, t, false, NULL);
+    ds_buf_append_str(&buf, "\n)");
+    if (t->on_delete != ON_DELETE_IGNORE) {
+        ds_buf_append_str(&buf, ", gone AS (\n    ");
+        append_linkless_gone(&buf, t, c->names, "i");
+        ds_buf_append_str(&buf, "i.op = 'd' AND ");
+        append_key_match(&buf, t);
+        ds_buf_append_str(&buf, "\n)");
+    }
+    ds_buf_append_str(&buf, "\nSELECT i.ord FROM w AS i WHERE NOT i.ok");
+    return buf.data;
+}
+
+/* The upsert without links; @p c has just compiled write_sql (its parameter numbers). */
+static char *compile_linkless_upsert(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    bool first = true;
+
+    ds_buf_append_str(&buf, "WITH up AS (\n    ");
+    append_insert_into(&buf, c, t);
+    ds_buf_append_str(&buf, "\n    SELECT ");
+    for (int i = 0; i < t->ncolumns; i++)
+        ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
+    if (c->required.len)
+        ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
+    if (!has_value_columns(t)) {
+        append_conflict_update(&buf, t, false, NULL);
+    } else {
+        ds_buf_append_str(&buf, "\n    ON CONFLICT (");
+        for (int i = 0; i < t->nkey; i++) {
+            if (i)
+                ds_buf_append_str(&buf, ", ");
+            ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
+        }
+        ds_buf_append_str(&buf, ") DO UPDATE SET");
+        for (int i = 0; i < t->ncolumns; i++) {
+            const ds_mapping_column_t *col = &t->columns[i];
+
+            if (col->is_key)
+                continue;
+            ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
+            first = false;
+            ds_buf_append_ident(&buf, col->name);
+            ds_buf_append_str(&buf, " = ");
+            if (col->keep_param) {
+                ds_buf_appendf(&buf, "CASE WHEN $%d::boolean THEN ", col->keep_param);
+                append_column(&buf, "t", col->name);
+                ds_buf_append_str(&buf, " ELSE ");
+            }
+            append_column(&buf, "EXCLUDED", col->name);
+            if (col->keep_param)
+                ds_buf_append_str(&buf, " END");
+        }
+    }
+    ds_buf_appendf(&buf, "\n)\nSELECT %s AS applied FROM ",
+                   c->required.len ? c->required.data : "true");
+    append_unread(&buf, t, c->nparams, true, true);
+    return buf.data;
+}
+
+/* The unlink without links: write_sql's parameters, of which it reads the key columns'. */
+static char *compile_linkless_unlink(compiler_t *c, ds_mapping_target_t *t)
+{
+    ds_buf_t buf = DS_BUF_INIT, unread = DS_BUF_INIT;
+
+    if (t->on_delete == ON_DELETE_IGNORE)
+        return NULL;
+    append_unread(&unread, t, c->nparams, true, false);
+    append_linkless_gone(&buf, t, c->names, unread.data);
+    append_key_match(&buf, t);
+    ds_buf_free(&unread);
+    return buf.data;
+}
+
+/* The truncate without links: every row of the table; $1..$4 as truncate_sql's. */
+static char *compile_linkless_truncate(const ds_mapping_target_t *t, const sql_names_t *names)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+
+    if (t->on_delete == ON_DELETE_IGNORE)
+        return NULL;
+    append_linkless_gone(&buf, t, names,
+                         "(SELECT $1::text, $2::text, $3::text, $4::text) AS unread");
+    ds_buf_append_str(&buf, "true");
+    return buf.data;
+}
+
+/* t->linkless_form from what compiling @p t left: @p batch_body (owned; NULL when none) and,
+ * in @p c, the row form's expressions. */
+static void build_linkless_form(compiler_t *c, ds_mapping_target_t *t, char *batch_body)
+{
+    ds_mapping_target_t *lf = ds_mapping_xmalloc(sizeof(*lf));
+
+    *lf = *t;
+    lf->linkless_form = NULL;
+    lf->batch_body_plain = NULL;
+    lf->pub.linkless = NULL;
+    lf->pub.keeps_no_links = true;
+    lf->pub.settle_sql = NULL;
+    lf->pub.copy_param = 0;
+    lf->pub.write_sql = compile_linkless_upsert(c, t);
+    lf->pub.unlink_sql = compile_linkless_unlink(c, t);
+    lf->pub.unlink_nparams = t->pub.write_nparams;
+    lf->pub.truncate_sql = compile_linkless_truncate(t, c->names);
+    lf->pub.batch_body = batch_body;
+    t->linkless_form = lf;
+    t->pub.linkless = &lf->pub;
+}
+
+void ds_mapping_free_linkless_form(ds_mapping_target_t *t)
+{
+    ds_mapping_target_t *lf = t->linkless_form;
+
+    if (!lf)
+        return;
+    free((char *)lf->pub.write_sql);
+    free((char *)lf->pub.unlink_sql);
+    free((char *)lf->pub.truncate_sql);
+    free((char *)lf->pub.batch_body);
+    free(lf);
+    t->linkless_form = NULL;
+    t->pub.linkless = NULL;
+}
+
 /* Frees what compiling gave an expression tree (SQL fragments, parameter numbers). */
 static void uncompile_expr(ds_mapping_expr_t *e)
 {
@@ -1480,6 +1735,8 @@ static void uncompile_expr(ds_mapping_expr_t *e)
 static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
 {
     compiler_t c = {.target = t, .names = names};
+    bool linkless = goes_without_links(t);
+    char *linkless_batch = NULL;
     int nkeep = 0;
     int *keep;
 
@@ -1491,6 +1748,8 @@ static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
 
         t->pub.batch_body = t->pub.in_place ? compile_in_place_batch(&b, t)
                                             : compile_upsert_batch(&b, t);
+        if (linkless)
+            linkless_batch = compile_linkless_batch(&b, t);
         ds_buf_free(&b.required);
         free(t->params);
         t->params = NULL;
@@ -1513,6 +1772,8 @@ static void compile_target(ds_mapping_target_t *t, const sql_names_t *names)
     }
     t->pub.keep_params = keep;
     t->pub.nkeep_params = nkeep;
+    if (linkless)
+        build_linkless_form(&c, t, linkless_batch);
 
     ds_buf_free(&c.required);
 }
@@ -1574,8 +1835,8 @@ static void find_key_source_columns(ds_mapping_target_t *t)
 
 void ds_mapping_compile_target(ds_mapping_target_t *t)
 {
-    compile_target(t, NULL);
     find_key_source_columns(t);
+    compile_target(t, NULL);
 }
 
 void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_fn fn, void *arg,
@@ -1592,6 +1853,7 @@ void ds_mapping_set_rename_tables(ds_mapping_set_t *set, ds_mapping_table_name_f
         free((char *)t->pub.settle_sql);
         free((int *)t->pub.keep_params);
         free(t->batch_body_plain);
+        ds_mapping_free_linkless_form(t);
         t->batch_body_plain = NULL;
         t->pub.write_sql = t->pub.unlink_sql = t->pub.truncate_sql = t->pub.batch_body = NULL;
         t->pub.settle_sql = NULL;

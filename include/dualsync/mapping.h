@@ -259,7 +259,20 @@ typedef struct ds_target {
     int copy_param;           /* the write_sql parameter of the copy mode (unlink_sql's is $4;
                                * see "Copies" above); 0 for in-place targets. A write whose mode
                                * is not NULL has no batch form */
+    const struct ds_target *linkless; /* the same target written without dualsync.links, for
+                               * the changes whose message key is exactly key_source_columns
+                               * (mapping_sql.c, "Targets without links"); NULL when the target
+                               * always keeps links */
+    bool keeps_no_links;      /* this is such a form: its upsert, unlink and batch statements
+                               * take write_sql's parameters (an unlink sets the key columns'
+                               * and leaves the rest NULL), and none reads or writes links */
 } ds_target_t;
+
+/** @brief Whether @p form is target @p t itself or its form without links. */
+static inline bool ds_target_is(const ds_target_t *form, const ds_target_t *t)
+{
+    return form == t || (t && form && form == t->linkless);
+}
 
 typedef enum ds_write_kind {
     DS_WRITE_UPSERT,   /* run target->write_sql (an upsert, or the in-place update) */

@@ -96,6 +96,7 @@ class Load:
         self.table = dstest.quote_ident(table)
         self.rows = {}  # id -> [name, phone, email, active]
         self.next_id = 0
+        self.ever_active = set()  # ids active after some change: each got a row by_id
 
     def new_id(self):
         self.next_id += 1
@@ -130,8 +131,13 @@ class Load:
         del self.rows[id_]
         return f"DELETE FROM {t} WHERE id = {sql_text(id_)};"
 
+    def tracked_op(self):
+        sql = self.op()
+        self.ever_active.update(id_ for id_, row in self.rows.items() if row[3])
+        return sql
+
     def transactions(self, count):
-        return ["BEGIN;\n" + "\n".join(self.op() for _ in range(self.rng.randint(1, 4))) +
+        return ["BEGIN;\n" + "\n".join(self.tracked_op() for _ in range(self.rng.randint(1, 4))) +
                 "\nCOMMIT;\n" for _ in range(count)]
 
     def legacy(self):
@@ -149,6 +155,11 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         newdb = self.target_database(f"merge_{seed}")
         dstest.psql("CREATE TABLE persons (id uuid PRIMARY KEY, name text, phone text, "
                     "email text)", db=newdb)
+        # Keyed by the source key alone: written without links. A third of the seeds
+        # soft-delete its rows instead.
+        soft = seed % 3 == 0
+        dstest.psql("CREATE TABLE by_id (id uuid PRIMARY KEY, legacy_id text NOT NULL, "
+                    "name text, phone text, gone_at timestamptz)", db=newdb)
         # Half the seeds spread the keys over three partitions: a key change moves a row
         # between partitions, and merged rows are fed from several.
         partitions = 1 if seed % 4 < 2 else 3
@@ -166,6 +177,18 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
                     "phone": {"normalize_phone": "$phone"},
                     "email": {"lower": "$email"},
                 },
+            }, {
+                "name": "by_id", "connection": "newdb", "table": "public.by_id",
+                "key": ["id"],
+                "columns": {
+                    "id": {"uuid5": {"namespace": NS, "name": ["$id"]}},
+                    "legacy_id": "$id",
+                    "name": {"trim": "$name"},
+                    "phone": {"normalize_phone": "$phone"},
+                    # A row that comes back is live again (the soft delete's column cleared).
+                    **({"gone_at": None} if soft else {}),
+                },
+                **({"on_delete": {"soft_delete": {"column": "gone_at"}}} if soft else {}),
             }],
         })
         set_based = seed % 2 == 1
@@ -223,6 +246,26 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
             dstest.wait_for(converged, timeout=120, what=f"the merge rule's rows, {what}")
         except AssertionError:
             self.fail(f"{what}: persons holds\n{last}\nthe merge rule gives\n{expected}")
+        # by_id, without links: a live row per active legacy row; soft-deleted, a row for
+        # every id active once and not now (a key change leaves its old id behind).
+        live = sorted((i, trim(n), normalize_phone(p)) for i, n, p, _, a in load.legacy() if a)
+        gone = sorted(load.ever_active - {i for i, *_, a in load.legacy() if a}) if soft else []
+        by_id = []
+
+        def by_id_converged():
+            by_id[:] = dstest.psql("SELECT legacy_id, name, phone, gone_at IS NOT NULL FROM "
+                                   "by_id ORDER BY legacy_id COLLATE \"C\"", db=newdb)
+            return ([(i, n, p) for i, n, p, g in by_id if g == "f"] ==
+                    [(i, n, p) for i, n, p in live] and
+                    sorted(i for i, *_, g in by_id if g == "t") == gone)
+
+        try:
+            dstest.wait_for(by_id_converged, timeout=60, what=f"by_id's rows, {what}")
+        except AssertionError:
+            self.fail(f"{what}: by_id holds\n{by_id}\nwant live\n{live}\nand gone\n{gone}")
+        self.assertEqual(dstest.psql("SELECT count(*) FROM dualsync.links WHERE target LIKE "
+                                     "'%/by_id'", db=newdb), [("0",)],
+                         f"{what}: by_id is keyed by the source key alone and keeps no links")
         proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
         self.assertEqual(proc.returncode, 0, f"{what}: verify:\n{proc.stdout}\n{proc.stderr}")
         for apply in applies:

@@ -85,6 +85,33 @@ static void check_write(const ds_target_write_t *w, ds_write_kind_t kind, const 
     }
 }
 
+/*
+ * Checks an unlink of a target's form without links (mapping_sql.c, "Targets without
+ * links"): write_sql's @p nparams parameters, the target id, topic and source key first, the
+ * key column's ($@p key_param) @p key_value, and every other one NULL.
+ */
+static void check_linkless_unlink(const ds_target_write_t *w, const char *target, int nparams,
+                                  const char *topic, const char *key, int key_param,
+                                  const char *key_value)
+{
+    DS_CHECK_INT(w->kind, DS_WRITE_UNLINK);
+    DS_CHECK_STR(w->target->id, target);
+    DS_CHECK(w->target->keeps_no_links);
+    DS_CHECK(w->sole_source);
+    DS_CHECK_INT(w->nparams, nparams);
+    if (w->nparams != nparams)
+        return;
+    DS_CHECK(!ds_mapping_write_counts_copies(w->target, w->kind, w->params, w->nparams));
+    DS_CHECK_STR(w->params[1], topic);
+    DS_CHECK_STR(w->params[2], key);
+    for (int i = 3; i < nparams; i++) {
+        if (i == key_param - 1)
+            DS_CHECK_STR(w->params[i], key_value);
+        else
+            DS_CHECK(w->params[i] == NULL);
+    }
+}
+
 #define USERS      "clinic.public.users"
 #define DOCTOR_KEY "{\"id\":\"u1\"}"
 #define DOCTOR_ROW(role, active)                                                                   \
@@ -231,13 +258,20 @@ static void test_rows_keyed_by_every_column_count_copies(void)
         DS_CHECK_INT(writes.writes[0].kind, DS_WRITE_UNLINK);
         check_copies(&writes.writes[0], NUL, NUL, NUL);
     }
-    /* A key with fewer members than the row: a real key, nothing counted. */
+    /* A key with fewer members than the row: a real key, nothing counted (doctors, keyed by
+     * the source key alone, goes without links). */
     DS_CHECK(eval(set, USERS, DOCTOR_KEY,
                   "{\"before\": " DOCTOR_ROW("DOCTOR", "true") ", \"after\": null, \"op\": \"d\""
                   SOURCE("false", "[\\\"16\\\",\\\"32\\\"]", "32") "}",
                   &writes));
-    if (writes.nwrites == 2)
-        check_copies(&writes.writes[0], NUL, NUL, NUL);
+    DS_CHECK_INT(writes.nwrites, 2);
+    if (writes.nwrites == 2) {
+        DS_CHECK(writes.writes[0].target->keeps_no_links);
+        DS_CHECK(!ds_mapping_write_counts_copies(writes.writes[0].target, writes.writes[0].kind,
+                                                 writes.writes[0].params,
+                                                 writes.writes[0].nparams));
+        check_copies(&writes.writes[1], NUL, NUL, NUL);
+    }
     ds_mapping_set_free(set);
 }
 
@@ -245,18 +279,19 @@ static void test_a_row_that_stops_matching_unlinks(void)
 {
     ds_mapping_set_t *set = load();
     ds_write_list_t writes;
-    static const char *const doctors[] = {"users/doctors", USERS, DOCTOR_KEY};
     static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS, DOCTOR_KEY};
 
     if (!set)
         return;
-    /* The file's filter (role = DOCTOR) fails: both targets lose what the row produced. */
+    /* The file's filter (role = DOCTOR) fails: both targets lose what the row produced;
+     * doctors, keyed by uuid5 of the source key, by its key, without links. */
     DS_CHECK(eval(set, USERS, DOCTOR_KEY,
                   "{\"before\": null, \"after\": " DOCTOR_ROW("NURSE", "true") ", \"op\": \"u\"}",
                   &writes));
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
-        check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
+        check_linkless_unlink(&writes.writes[0], "users/doctors", 17, USERS, DOCTOR_KEY, 4,
+                              DOCTOR_UUID);
         check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3, clinic_doctors);
     }
     /* Only the target's own filter (isActive) fails: only that target unlinks. */
@@ -275,8 +310,6 @@ static void test_a_row_that_starts_matching_upserts(void)
 {
     ds_mapping_set_t *set = load();
     ds_write_list_t writes;
-    static const char *const hidden[] = {"offers/visible_offers", "clinic.public.offers",
-                                         "{\"id\":\"o1\"}"};
     static const char *const shown[] = {"offers/visible_offers", "clinic.public.offers",
                                         "{\"id\":\"o1\"}", "o1"};
 
@@ -288,7 +321,8 @@ static void test_a_row_that_starts_matching_upserts(void)
                   &writes));
     DS_CHECK_INT(writes.nwrites, 1);
     if (writes.nwrites == 1)
-        check_write(&writes.writes[0], DS_WRITE_UNLINK, "offers/visible_offers", 3, hidden);
+        check_linkless_unlink(&writes.writes[0], "offers/visible_offers", 7,
+                              "clinic.public.offers", "{\"id\":\"o1\"}", 4, "o1");
     DS_CHECK(eval(set, "clinic.public.offers", "{\"id\":\"o1\"}",
                   "{\"after\": {\"id\": \"o1\", \"title\": \"Spring\", \"visible\": true}, "
                   "\"op\": \"u\"}",
@@ -302,7 +336,8 @@ static void test_a_row_that_starts_matching_upserts(void)
                   &writes));
     DS_CHECK_INT(writes.nwrites, 1);
     if (writes.nwrites == 1)
-        check_write(&writes.writes[0], DS_WRITE_UNLINK, "offers/visible_offers", 3, hidden);
+        check_linkless_unlink(&writes.writes[0], "offers/visible_offers", 7,
+                              "clinic.public.offers", "{\"id\":\"o1\"}", 4, "o1");
     ds_mapping_set_free(set);
 }
 
@@ -310,7 +345,6 @@ static void test_delete_unlinks_from_the_key_alone(void)
 {
     ds_mapping_set_t *set = load();
     ds_write_list_t writes;
-    static const char *const doctors[] = {"users/doctors", USERS, DOCTOR_KEY};
     static const char *const clinic_doctors[] = {"users/clinic_doctors", USERS, DOCTOR_KEY};
 
     if (!set)
@@ -325,7 +359,9 @@ static void test_delete_unlinks_from_the_key_alone(void)
                   &writes));
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2) {
-        check_write(&writes.writes[0], DS_WRITE_UNLINK, "users/doctors", 3, doctors);
+        /* doctors' key, uuid5 of the source key, comes from "before" without links. */
+        check_linkless_unlink(&writes.writes[0], "users/doctors", 17, USERS, DOCTOR_KEY, 4,
+                              DOCTOR_UUID);
         check_write(&writes.writes[1], DS_WRITE_UNLINK, "users/clinic_doctors", 3, clinic_doctors);
     }
     ds_mapping_set_free(set);
@@ -345,10 +381,15 @@ static void test_truncate_and_tombstone(void)
         return;
     /* A truncate record has no key. */
     DS_CHECK(eval(set, USERS, NULL, "{\"before\": null, \"after\": null, \"op\": \"t\"}", &writes));
-    DS_CHECK_INT(writes.nwrites, 2);
-    if (writes.nwrites == 2) {
+    /* doctors, written without links for such keys, truncates twice: its links, then every
+     * row of its table (only its form without links has that truncate). */
+    DS_CHECK_INT(writes.nwrites, 3);
+    if (writes.nwrites == 3) {
         check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 4, doctors);
-        check_write(&writes.writes[1], DS_WRITE_TRUNCATE, "users/clinic_doctors", 4,
+        DS_CHECK(!writes.writes[0].target->keeps_no_links);
+        check_write(&writes.writes[1], DS_WRITE_TRUNCATE, "users/doctors", 4, doctors);
+        DS_CHECK(writes.writes[1].target->keeps_no_links);
+        check_write(&writes.writes[2], DS_WRITE_TRUNCATE, "users/clinic_doctors", 4,
                     clinic_doctors);
     }
     /* One of the truncates capture sends to each partition of a topic of several. */
@@ -358,6 +399,14 @@ static void test_truncate_and_tombstone(void)
     DS_CHECK_INT(writes.nwrites, 2);
     if (writes.nwrites == 2)
         check_write(&writes.writes[0], DS_WRITE_TRUNCATE, "users/doctors", 4, doctors_p2);
+    /* Without links, nothing tells which of doctors' rows came through partition 2: that
+     * part is refused, by name (a dead letter), and the links' part goes on. */
+    DS_CHECK_INT(writes.nrejects, 1);
+    if (writes.nrejects == 1) {
+        DS_CHECK_STR(writes.rejects[0].target->id, "users/doctors");
+        DS_CHECK(strstr(writes.rejects[0].error, "keeps no links") != NULL);
+        DS_CHECK(strstr(writes.rejects[0].error, "partition 2") != NULL);
+    }
     writes.nwrites = 99;
     DS_CHECK(eval(set, USERS, DOCTOR_KEY, NULL, &writes));
     DS_CHECK_INT(writes.nwrites, 0);
@@ -733,6 +782,9 @@ static void test_sole_source_follows_the_message_key(void)
             fprintf(stderr, "  key %s: sole_source %d\n", cases[i].key,
                     (int)writes.writes[0].sole_source);
         DS_CHECK(!writes.writes[1].sole_source);
+        /* The same decides whether doctors goes without links. */
+        DS_CHECK(writes.writes[0].target->keeps_no_links == cases[i].sole);
+        DS_CHECK(!writes.writes[1].target->keeps_no_links);
     }
     /* A delete unlinks by the same key. */
     DS_CHECK(eval(set, USERS, DOCTOR_KEY,

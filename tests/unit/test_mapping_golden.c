@@ -50,6 +50,40 @@ static void describe_param(ds_buf_t *out, const ds_mapping_target_t *t, int j)
     }
 }
 
+/* The target's form without links, when it has one: its statements, on write_sql's
+ * parameters (truncate: truncate_sql's). */
+static void render_linkless(ds_buf_t *out, const ds_mapping_target_t *t)
+{
+    const ds_target_t *lf = t->pub.linkless;
+    const char **types;
+    char (*names)[16];
+    char *sql;
+
+    if (!lf) {
+        ds_buf_append_str(out, "\n-- no form without links\n");
+        return;
+    }
+    ds_buf_appendf(out, "\n-- without links (the key is computed from source key columns:");
+    for (int i = 0; i < t->pub.nkey_source_columns; i++)
+        ds_buf_appendf(out, " %s", t->pub.key_source_columns[i]);
+    ds_buf_appendf(out, "), write_sql's parameters:\n%s;\n", lf->write_sql);
+    if (lf->unlink_sql)
+        ds_buf_appendf(out, "-- unlink without links:\n%s;\n", lf->unlink_sql);
+    if (lf->truncate_sql)
+        ds_buf_appendf(out, "-- truncate without links:\n%s;\n", lf->truncate_sql);
+    types = calloc((size_t)lf->write_nparams + 1, sizeof(*types));
+    names = calloc((size_t)lf->write_nparams + 1, sizeof(*names));
+    for (int j = 0; j < lf->write_nparams; j++) {
+        snprintf(names[j], sizeof(names[j]), "T%d", j + 1);
+        types[j] = names[j];
+    }
+    sql = ds_mapping_batch_statement(lf, types);
+    ds_buf_appendf(out, "-- batch statement without links:\n%s;\n", sql ? sql : "(none)");
+    free(sql);
+    free(names);
+    free(types);
+}
+
 /* Everything the compiler made of one mapping file, as the golden file holds it. */
 static bool render(const char *name, ds_buf_t *out)
 {
@@ -113,6 +147,7 @@ static bool render(const char *name, ds_buf_t *out)
             ds_buf_append_str(out, "\n-- no batch statement (a key column is computed by the "
                                    "database)\n");
         }
+        render_linkless(out, t);
     }
     ds_mapping_set_free(set);
     return true;

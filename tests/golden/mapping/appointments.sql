@@ -33,3 +33,5 @@ WITH i AS (
     WHERE t."id" = i.p6
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
+
+-- no form without links

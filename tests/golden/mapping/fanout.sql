@@ -31,3 +31,5 @@ WITH i AS (
     WHERE t."doctorId" = i.p5 AND ROW(t."globalDoctorId", t."statusLabel") IS DISTINCT FROM ROW(CASE WHEN i.p1 THEN t."globalDoctorId" ELSE (SELECT lk1."id" FROM "public"."global_doctors" AS lk1 WHERE lk1."legacy_id" = i.p2) END, CASE WHEN i.p3 THEN t."statusLabel" ELSE i.p4 END)
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
+
+-- no form without links

@@ -179,3 +179,31 @@ WITH i AS (
     USING orphan AS o WHERE t."offer_id" = o."offer_id"
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
+
+-- without links (the key is computed from source key columns: id), write_sql's parameters:
+WITH up AS (
+    INSERT INTO "public"."visible_offers" AS t ("offer_id")
+    SELECT $4
+    ON CONFLICT ("offer_id") DO NOTHING
+)
+SELECT true AS applied FROM (SELECT $1::text, $2::text, $3::text, $5::text, $6::pg_lsn, $7::pg_lsn) AS unread;
+-- unlink without links:
+DELETE FROM "public"."visible_offers" AS t USING (SELECT $1::text, $2::text, $3::text, $5::text, $6::pg_lsn, $7::pg_lsn) AS unread WHERE t."offer_id" = $4;
+-- truncate without links:
+DELETE FROM "public"."visible_offers" AS t USING (SELECT $1::text, $2::text, $3::text, $4::text) AS unread WHERE true;
+-- batch statement without links:
+WITH i AS (
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::bigint[], $9::text[])
+        AS i(p3, p4, p5, p6, p7, ord, op)
+), w AS (
+    SELECT i.*, true AS ok FROM i, (SELECT $1::text, $2::text) AS unread
+    WHERE i.op = 'u'
+), up AS (
+    INSERT INTO "public"."visible_offers" AS t ("offer_id")
+    SELECT i.p4
+    FROM w AS i WHERE i.ok
+    ON CONFLICT ("offer_id") DO NOTHING
+), gone AS (
+    DELETE FROM "public"."visible_offers" AS t USING i WHERE i.op = 'd' AND t."offer_id" = i.p4
+)
+SELECT i.ord FROM w AS i WHERE NOT i.ok;

@@ -256,3 +256,5 @@ WITH i AS (
     WHERE t."id" = o."id" AND NOT EXISTS (SELECT 1 FROM win WHERE win.target_key = n.target_key)
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
+
+-- no form without links

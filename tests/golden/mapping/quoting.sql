@@ -173,3 +173,5 @@ WITH me AS (
 SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone) AS settled;
 
 -- no batch statement (a key column is computed by the database)
+
+-- no form without links

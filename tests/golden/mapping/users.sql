@@ -253,6 +253,44 @@ WITH i AS (
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
 
+-- without links (the key is computed from source key columns: id), write_sql's parameters:
+WITH up AS (
+    INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
+    SELECT $4, $5, $6, $7, $8, $9::integer
+    ON CONFLICT ("id") DO UPDATE SET
+        "legacy_id" = CASE WHEN $10::boolean THEN t."legacy_id" ELSE EXCLUDED."legacy_id" END,
+        "name" = CASE WHEN $11::boolean THEN t."name" ELSE EXCLUDED."name" END,
+        "email" = CASE WHEN $12::boolean THEN t."email" ELSE EXCLUDED."email" END,
+        "specialty" = CASE WHEN $13::boolean THEN t."specialty" ELSE EXCLUDED."specialty" END,
+        "years" = CASE WHEN $14::boolean THEN t."years" ELSE EXCLUDED."years" END
+)
+SELECT true AS applied FROM (SELECT $1::text, $2::text, $3::text, $15::text, $16::pg_lsn, $17::pg_lsn) AS unread;
+-- unlink without links:
+DELETE FROM "public"."global_doctors" AS t USING (SELECT $1::text, $2::text, $3::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::boolean, $11::boolean, $12::boolean, $13::boolean, $14::boolean, $15::text, $16::pg_lsn, $17::pg_lsn) AS unread WHERE t."id" = $4;
+-- truncate without links:
+DELETE FROM "public"."global_doctors" AS t USING (SELECT $1::text, $2::text, $3::text, $4::text) AS unread WHERE true;
+-- batch statement without links:
+WITH i AS (
+    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::T15[], $16::T16[], $17::T17[], $18::bigint[], $19::text[])
+        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, ord, op)
+), w AS (
+    SELECT i.*, true AS ok FROM i, (SELECT $1::text, $2::text) AS unread
+    WHERE i.op = 'u'
+), up AS (
+    INSERT INTO "public"."global_doctors" AS t ("id", "legacy_id", "name", "email", "specialty", "years")
+    SELECT i.p4, i.p5, i.p6, i.p7, i.p8, i.p9::integer
+    FROM w AS i WHERE i.ok
+    ON CONFLICT ("id") DO UPDATE SET
+        "legacy_id" = EXCLUDED."legacy_id",
+        "name" = EXCLUDED."name",
+        "email" = EXCLUDED."email",
+        "specialty" = EXCLUDED."specialty",
+        "years" = EXCLUDED."years"
+), gone AS (
+    DELETE FROM "public"."global_doctors" AS t USING i WHERE i.op = 'd' AND t."id" = i.p4
+)
+SELECT i.ord FROM w AS i WHERE NOT i.ok;
+
 -- target users/clinic_doctors: table "public"."clinic_doctors", connection clinic
 -- write_sql, 11 parameters:
 --   $1 target id
@@ -426,3 +464,5 @@ WITH me AS (
 SELECT (SELECT count(*) FROM up) + (SELECT count(*) FROM gone) AS settled;
 
 -- no batch statement (a key column is computed by the database)
+
+-- no form without links
