@@ -1216,7 +1216,6 @@ static bool choose_identity(apply_t *ap, char *errstr, size_t errstr_size)
     }
     ds_info("apply instance \"%s\" of group \"%s\", replication origin \"%s\"",
             ap->instance_id, ap->group_id, ap->origin);
-    log_links(ap->set);
     return true;
 }
 
@@ -1394,6 +1393,7 @@ static int setup(apply_t *ap)
         ds_error("out of memory");
         return DS_APPLY_EXIT_FAILURE;
     }
+    log_links(ap->set);
     if (!ds_mapping_set_value_format(ap->set, &config->value_format, config->source_conninfo,
                                      errstr, sizeof(errstr))) {
         ds_error("%s: %s", config->path, errstr);

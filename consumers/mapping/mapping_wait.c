@@ -123,7 +123,7 @@ void ds_mapping_explain_wait(const ds_mapping_set_t *set, const ds_target_write_
     for (int i = 0; i < set->ntargets; i++) {
         const ds_mapping_target_t *t = &set->targets[i];
 
-        if (&t->pub != write->target)
+        if (!ds_target_is(write->target, &t->pub))
             continue;
         for (int c = 0; c < t->ncolumns; c++)
             walk(&x, t->columns[c].expr);
