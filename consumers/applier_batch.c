@@ -914,6 +914,12 @@ void ds_applier_send(ds_applier_t *a, int db, ds_batch_t *batch, ds_offsets_t *o
     a->sent_batch = batch;
 }
 
+void ds_applier_push_sent(ds_applier_t *a)
+{
+    if (a->sent_batch && !a->sent.broken)
+        applier_pipeline_pump(&a->sent);
+}
+
 ds_applier_status_t ds_applier_apply(ds_applier_t *a, int db, ds_batch_t *batch,
                                      ds_offsets_t *offsets, const ds_applier_hooks_t *hooks,
                                      ds_applier_stats_t *stats, char *errstr, size_t errstr_size)

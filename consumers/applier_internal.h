@@ -206,6 +206,7 @@ ds_applier_status_t applier_load_pending_keys(ds_applier_t *a, char *errstr, siz
 bool applier_pipeline_begin(pipeline_t *p, ds_applier_t *a);
 bool applier_pipeline_send(pipeline_t *p, op_kind_t kind, int work, const char *stmt, bool prepared,
                            int nparams, const char *const *params);
+void applier_pipeline_pump(pipeline_t *p);
 void applier_pipeline_sync(pipeline_t *p);
 void applier_pipeline_wait(pipeline_t *p);
 void applier_pipeline_finish(pipeline_t *p);

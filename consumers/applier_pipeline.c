@@ -181,6 +181,12 @@ bool applier_pipeline_send(pipeline_t *p, op_kind_t kind, int work, const char *
     return !p->broken;
 }
 
+/* Sends what libpq still holds and reads what arrived, without blocking. */
+void applier_pipeline_pump(pipeline_t *p)
+{
+    pl_pump(p, false);
+}
+
 /* Ends what the pipeline sends: the sync point, flushed as far as the socket takes it. */
 void applier_pipeline_sync(pipeline_t *p)
 {

@@ -1000,8 +1000,12 @@ static void process_batch(apply_t *ap)
     /* Read before this process learnt it lost them (a fence failed meanwhile). */
     if (drop_unowned(ap, batch) > 0 && (count = ds_batch_count(batch)) == 0)
         return;
-    for (int i = 0; i < count && !ap->failed; i++)
+    for (int i = 0; i < count && !ap->failed; i++) {
         prepare_message(ap, batch, ds_batch_at(batch, i));
+        /* The batch in flight may still be partly in libpq's buffer: keep it going. */
+        if (ap->inflight && i % 64 == 63)
+            ds_applier_push_sent(ap->dbs[0]);
+    }
     finish_batch(ap);
     if (ap->failed)
         return;
@@ -1568,6 +1572,8 @@ static void run_loop(apply_t *ap)
                          msg.offset);
             if (!ds_batch_add(ap->batch, &msg))
                 fail(ap, "out of memory");
+            else if (ap->inflight && ds_batch_count(ap->batch) % 64 == 0)
+                ds_applier_push_sent(ap->dbs[0]);
             break;
         case DS_CONSUMER_FAILED:
             fail(ap, "%s", errstr);

@@ -148,6 +148,14 @@ ds_applier_status_t ds_applier_claim(ds_applier_t *applier, ds_offsets_t *offset
 void ds_applier_send(ds_applier_t *applier, int db, ds_batch_t *batch, ds_offsets_t *offsets);
 
 /**
+ * @brief Pushes on the writes ds_applier_send() sent, without blocking: libpq keeps what the
+ *        socket did not take at once (a batch statement's arrays are hundreds of kilobytes),
+ *        and the database can only run a statement it has whole. Call it while preparing the
+ *        next batch; it also reads the results that arrived.
+ */
+void ds_applier_push_sent(ds_applier_t *applier);
+
+/**
  * @brief Writes @p batch into this database (database number @p db in @p offsets): the
  *        messages it does not hold yet, and the batch's next offsets. Messages with an error
  *        (dead letters) are not written; their offsets are.
