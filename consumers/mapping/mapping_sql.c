@@ -449,20 +449,38 @@ static void append_orphan_cte(ds_buf_t *buf, const ds_mapping_target_t *t, bool 
                                "$3::text))\n)");
 }
 
-static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char *indent,
-                        const sql_names_t *names)
+/*
+ * on_delete for the rows of "t" the condition that follows selects: "DELETE FROM t AS t
+ * USING <from> WHERE ", or the soft delete's UPDATE ... FROM <from> WHERE; @p indent goes
+ * before USING or FROM. With @p keep_soft_time a row soft-deleted already keeps its time.
+ */
+static void append_on_delete(ds_buf_t *buf, const ds_mapping_target_t *t, const sql_names_t *names,
+                             const char *indent, const char *from, bool keep_soft_time)
 {
     if (t->on_delete == ON_DELETE_SOFT) {
         ds_buf_append_str(buf, "UPDATE ");
         append_table(buf, names, t->schema, t->table);
         ds_buf_append_str(buf, " AS t SET ");
         ds_buf_append_ident(buf, t->soft_column);
-        ds_buf_appendf(buf, " = now()\n%sFROM orphan AS o WHERE ", indent);
+        ds_buf_appendf(buf, " = now()%sFROM %s WHERE ", indent, from);
+        if (keep_soft_time) {
+            append_column(buf, "t", t->soft_column);
+            ds_buf_append_str(buf, " IS NULL AND ");
+        }
     } else {
         ds_buf_append_str(buf, "DELETE FROM ");
         append_table(buf, names, t->schema, t->table);
-        ds_buf_appendf(buf, " AS t\n%sUSING orphan AS o WHERE ", indent);
+        ds_buf_appendf(buf, " AS t%sUSING %s WHERE ", indent, from);
     }
+}
+
+static void append_gone(ds_buf_t *buf, const ds_mapping_target_t *t, const char *indent,
+                        const sql_names_t *names)
+{
+    char sep[64];
+
+    snprintf(sep, sizeof(sep), "\n%s", indent);
+    append_on_delete(buf, t, names, sep, "orphan AS o", false);
     append_key_join(buf, t);
 }
 
@@ -1540,27 +1558,6 @@ static void append_unread(ds_buf_t *buf, const ds_mapping_target_t *t, int n, bo
         ds_buf_append_str(buf, ") AS unread");
 }
 
-/* on_delete for the rows of "t" the condition that follows selects: "DELETE FROM t AS t
- * USING <from> WHERE " or the soft delete's UPDATE (a row soft-deleted already keeps its
- * time). */
-static void append_linkless_gone(ds_buf_t *buf, const ds_mapping_target_t *t,
-                                 const sql_names_t *names, const char *from)
-{
-    if (t->on_delete == ON_DELETE_SOFT) {
-        ds_buf_append_str(buf, "UPDATE ");
-        append_table(buf, names, t->schema, t->table);
-        ds_buf_append_str(buf, " AS t SET ");
-        ds_buf_append_ident(buf, t->soft_column);
-        ds_buf_appendf(buf, " = now() FROM %s WHERE ", from);
-        append_column(buf, "t", t->soft_column);
-        ds_buf_append_str(buf, " IS NULL AND ");
-    } else {
-        ds_buf_append_str(buf, "DELETE FROM ");
-        append_table(buf, names, t->schema, t->table);
-        ds_buf_appendf(buf, " AS t USING %s WHERE ", from);
-    }
-}
-
 /* "t.k1 = <key expression> AND ...": the key columns as the compiled expressions give them. */
 static void append_key_match(ds_buf_t *buf, const ds_mapping_target_t *t)
 {
@@ -1594,7 +1591,7 @@ static char *compile_linkless_batch(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_append_str(&buf, "\n)");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", gone AS (\n    ");
-        append_linkless_gone(&buf, t, c->names, "i");
+        append_on_delete(&buf, t, c->names, " ", "i", true);
         ds_buf_append_str(&buf, "i.op = 'd' AND ");
         append_key_match(&buf, t);
         ds_buf_append_str(&buf, "\n)");
@@ -1659,7 +1656,7 @@ static char *compile_linkless_unlink(compiler_t *c, ds_mapping_target_t *t)
     if (t->on_delete == ON_DELETE_IGNORE)
         return NULL;
     append_unread(&unread, t, c->nparams, true, false);
-    append_linkless_gone(&buf, t, c->names, unread.data);
+    append_on_delete(&buf, t, c->names, " ", unread.data, true);
     append_key_match(&buf, t);
     ds_buf_free(&unread);
     return buf.data;
@@ -1672,8 +1669,8 @@ static char *compile_linkless_truncate(const ds_mapping_target_t *t, const sql_n
 
     if (t->on_delete == ON_DELETE_IGNORE)
         return NULL;
-    append_linkless_gone(&buf, t, names,
-                         "(SELECT $1::text, $2::text, $3::text, $4::text) AS unread");
+    append_on_delete(&buf, t, names, " ",
+                     "(SELECT $1::text, $2::text, $3::text, $4::text) AS unread", true);
     ds_buf_append_str(&buf, "true");
     return buf.data;
 }
