@@ -101,11 +101,12 @@ done:
 }
 
 /* Appends one element of an array literal: "text" with " and \ escaped, or NULL. The buffer
- * grows once per element, by its exact size: these run for every parameter of every row. */
+ * grows once per element, by the most it can take: these run for every parameter of every row.
+ */
 static void array_element(ds_buf_t *buf, const char *value)
 {
-    size_t len, plain, escapes = 0;
-    char *out;
+    size_t len, plain, room;
+    char *out, *start;
 
     if (!value) {
         const char *text = buf->len > 1 ? ",NULL" : "NULL";
@@ -115,26 +116,23 @@ static void array_element(ds_buf_t *buf, const char *value)
         return;
     }
     len = strlen(value);
-    plain = strcspn(value, "\"\\");
-    for (size_t i = plain; i < len; i++)
-        escapes += value[i] == '"' || value[i] == '\\';
-    out = ds_buf_extend(buf, (buf->len > 1) + len + escapes + 2);
+    plain = strcspn(value, "\"\\"); /* most values: all of it */
+    room = plain == len ? len + 3 : 2 * len + 3;
+    start = out = ds_buf_extend(buf, room);
     if (out > buf->data + 1)
         *out++ = ',';
     *out++ = '"';
-    if (!escapes) {
-        memcpy(out, value, len);
-        out += len;
-    } else {
-        memcpy(out, value, plain);
-        out += plain;
-        for (size_t i = plain; i < len; i++) {
-            if (value[i] == '"' || value[i] == '\\')
-                *out++ = '\\';
-            *out++ = value[i];
-        }
+    memcpy(out, value, plain);
+    out += plain;
+    for (const char *p = value + plain; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            *out++ = '\\';
+        *out++ = *p;
     }
-    *out = '"';
+    *out++ = '"';
+    /* Give back what the comma and the escapes did not use. */
+    buf->len -= room - (size_t)(out - start);
+    buf->data[buf->len] = '\0';
 }
 
 /* Appends the element "<n>" (n >= 0): the row's ord. */
