@@ -26,12 +26,16 @@
 #define LARGEST (CHUNK_SIZE / 8)
 #define ALIGN   16
 
+/* Off under AddressSanitizer, which then checks jansson's nodes as malloc's. */
 #if defined(__SANITIZE_ADDRESS__)
-#define REGION_DISABLED 1
+#define REGION_ENABLED 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define REGION_DISABLED 1
+#define REGION_ENABLED 0
 #endif
+#endif
+#ifndef REGION_ENABLED
+#define REGION_ENABLED 1
 #endif
 
 static char *base;                  /* the range, NULL when it could not be reserved */
@@ -97,16 +101,17 @@ static void region_free(void *p)
 
 static void reserve(void)
 {
-#ifndef REGION_DISABLED
-    void *range = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *range;
 
+    if (!REGION_ENABLED)
+        return;
+    range = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (range == MAP_FAILED)
         return; /* json_loadb() as usual */
     owner = pthread_self();
     base = range;
     json_set_alloc_funcs(region_malloc, region_free);
-#endif
 }
 
 json_t *ds_json_region_loadb(const char *buffer, size_t buflen, size_t flags, json_error_t *error)
