@@ -49,6 +49,17 @@ static inline void buf_reserve(ds_buf_t *buf, size_t extra)
         buf_grow(buf, extra);
 }
 
+char *ds_buf_extend(ds_buf_t *buf, size_t n)
+{
+    char *at;
+
+    buf_reserve(buf, n);
+    at = buf->data + buf->len;
+    buf->len += n;
+    buf->data[buf->len] = '\0';
+    return at;
+}
+
 void ds_buf_free(ds_buf_t *buf)
 {
     if (!buf)

@@ -103,15 +103,15 @@ static void grow(ds_strset_t *set)
     set->nbuckets = n;
 }
 
-bool ds_strset_add(ds_strset_t *set, const char *s, size_t len)
+int ds_strset_add_new(ds_strset_t *set, const char *s, size_t len)
 {
     uint64_t hash = hash_bytes(s, len);
     entry_t **link = find(set, s, len, hash), *e;
 
     if (*link)
-        return true;
+        return 0;
     if (!(e = malloc(sizeof(*e) + len + 1)))
-        return false;
+        return -1;
     e->hash = hash;
     e->len = len;
     memcpy(e->s, s, len);
@@ -120,12 +120,19 @@ bool ds_strset_add(ds_strset_t *set, const char *s, size_t len)
     *link = e;
     if (++set->count > set->nbuckets)
         grow(set);
-    return true;
+    return 1;
+}
+
+bool ds_strset_add(ds_strset_t *set, const char *s, size_t len)
+{
+    return ds_strset_add_new(set, s, len) >= 0;
 }
 
 bool ds_strset_contains(const ds_strset_t *set, const char *s, size_t len)
 {
-    return *find(set, s, len, hash_bytes(s, len)) != NULL;
+    /* Most sets asked per change (the pending keys, the batch's truncates) are empty: no
+     * hashing then. */
+    return set->count > 0 && *find(set, s, len, hash_bytes(s, len)) != NULL;
 }
 
 bool ds_strset_remove(ds_strset_t *set, const char *s, size_t len)

@@ -115,10 +115,14 @@ static int batch_segment_end(ds_applier_t *a, ds_batch_t *batch, int local, int 
         if (w->local != local)
             continue;
         key = applier_source_key(ds_batch_at(batch, w->msg), &key_len);
-        if (ds_strset_contains(a->batched, key, key_len))
-            break;
-        if (!ds_strset_add(a->batched, key, key_len))
+        switch (ds_strset_add_new(a->batched, key, key_len)) {
+        case 0:
+            return i;
+        case -1:
             return -1;
+        default:
+            break;
+        }
     }
     return i;
 }
@@ -403,6 +407,16 @@ static bool send_pending_decisions(ds_applier_t *a, pipeline_t *p, ds_batch_t *b
     ds_strset_clear(a->decided);
     ds_strset_clear(a->truncated);
     *touched = false;
+    /* Nothing waits and every write was applied (the common batch): no key has anything to
+     * decide, so no per-write key building and hashing. */
+    if (ds_strset_count(a->pending) == 0) {
+        int i = 0;
+
+        while (i < a->nwork && a->work[i].applied)
+            i++;
+        if (i == a->nwork)
+            return true;
+    }
     for (int i = a->nwork - 1; i >= 0; i--) {
         const work_t *w = &a->work[i];
         const ds_batch_msg_t *m = ds_batch_at(batch, w->msg);

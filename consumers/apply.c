@@ -35,6 +35,7 @@
 #include "dualsync/buf.h"
 #include "dualsync/consumer.h"
 #include "dualsync/dlq.h"
+#include "dualsync/jsonregion.h"
 #include "dualsync/log.h"
 #include "dualsync/mapping.h"
 #include "dualsync/metrics.h"
@@ -575,7 +576,8 @@ static void prepare_message(apply_t *ap, ds_batch_t *batch, ds_batch_msg_t *m)
         return;
     if (m->skip)
         return;
-    if (m->value_text && !(m->value = json_loadb(m->value_text, m->value_len, 0, &jerr))) {
+    if (m->value_text &&
+        !(m->value = ds_json_region_loadb(m->value_text, m->value_len, 0, &jerr))) {
         snprintf(why, sizeof(why), "the message value is not JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
     } else if (ap->mode == MODE_APPLY && m->value && stale_copy(ap, batch, m)) {

@@ -100,27 +100,59 @@ done:
     return result;
 }
 
-/* Appends one element of an array literal: "text" with " and \ escaped, or NULL. */
+/* Appends one element of an array literal: "text" with " and \ escaped, or NULL. The buffer
+ * grows once per element, by the most it can take: these run for every parameter of every row.
+ */
 static void array_element(ds_buf_t *buf, const char *value)
 {
-    if (buf->len > 1)
-        ds_buf_append_char(buf, ',');
+    size_t len, plain, room;
+    char *out, *start;
+
     if (!value) {
-        ds_buf_append_str(buf, "NULL");
+        const char *text = buf->len > 1 ? ",NULL" : "NULL";
+        size_t n = buf->len > 1 ? 5 : 4;
+
+        memcpy(ds_buf_extend(buf, n), text, n);
         return;
     }
-    ds_buf_append_char(buf, '"');
-    for (const char *p = value;; p++) {
-        size_t plain = strcspn(p, "\"\\");
-
-        ds_buf_append(buf, p, plain);
-        p += plain;
-        if (!*p)
-            break;
-        ds_buf_append_char(buf, '\\');
-        ds_buf_append_char(buf, *p);
+    len = strlen(value);
+    plain = strcspn(value, "\"\\"); /* most values: all of it */
+    room = plain == len ? len + 3 : 2 * len + 3;
+    start = out = ds_buf_extend(buf, room);
+    if (out > buf->data + 1)
+        *out++ = ',';
+    *out++ = '"';
+    memcpy(out, value, plain);
+    out += plain;
+    for (const char *p = value + plain; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            *out++ = '\\';
+        *out++ = *p;
     }
-    ds_buf_append_char(buf, '"');
+    *out++ = '"';
+    /* Give back what the comma and the escapes did not use. */
+    buf->len -= room - (size_t)(out - start);
+    buf->data[buf->len] = '\0';
+}
+
+/* Appends the element "<n>" (n >= 0): the row's ord. */
+static void array_ord(ds_buf_t *buf, int64_t n)
+{
+    char digits[24], *p = digits + sizeof(digits);
+    size_t len;
+    char *out;
+
+    do {
+        *--p = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    len = (size_t)(digits + sizeof(digits) - p);
+    out = ds_buf_extend(buf, (buf->len > 1) + len + 2);
+    if (out > buf->data + 1)
+        *out++ = ',';
+    *out++ = '"';
+    memcpy(out, p, len);
+    out[len] = '"';
 }
 
 /* Arrays from write_sql's $3 ($1 and $2 are the target id and the topic), or from $1 for an
@@ -157,7 +189,6 @@ void ds_batchstmt_add(ds_batchstmt_args_t *b, const char *const *params, int npa
                       bool upsert)
 {
     int n = b->target->write_nparams;
-    char text[24];
 
     /* An unlink row has only the first three (mapping.h): unlink_sql's other parameters are
      * not write_sql's, except in a target's form without links, whose unlink takes
@@ -166,8 +197,7 @@ void ds_batchstmt_add(ds_batchstmt_args_t *b, const char *const *params, int npa
         nparams = 3;
     for (int k = first_array(b->target); k < n; k++)
         array_element(&b->arrays[k], k < nparams ? params[k] : NULL);
-    snprintf(text, sizeof(text), "%lld", (long long)ord);
-    array_element(&b->arrays[n], text);
+    array_ord(&b->arrays[n], ord);
     array_element(&b->arrays[n + 1], upsert ? "u" : "d");
     b->nrows++;
 }

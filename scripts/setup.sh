@@ -6,7 +6,8 @@
 # 1. Debian packages: compilers and CMake, the client libraries dualsync links (libpq,
 #    librdkafka, jansson, libev, libmicrohttpd for the metrics endpoints), and the servers the
 #    integration tests start (PostgreSQL 15, Java 17 for Kafka, Maven to fetch Kafka, and
-#    Prometheus, whose server scrapes the daemons in tests/integration/test_metrics.py).
+#    Prometheus, whose server scrapes the daemons in tests/integration/test_metrics.py), and
+#    valgrind for bench/apply-profile's instruction counts.
 #    apt is skipped entirely when all are installed.
 # 2. The Apache Kafka 3.9.1 broker jars, resolved by Maven from Maven Central through
 #    scripts/kafka-pom.xml into ${DUALSYNC_CACHE:-<repo>/.cache}/kafka-3.9.1/. Skipped when
@@ -39,6 +40,7 @@ PACKAGES=(
     openjdk-17-jre-headless maven
     python3 python3-yaml bc
     prometheus
+    valgrind
 )
 
 say() {

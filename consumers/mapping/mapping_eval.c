@@ -49,9 +49,12 @@
  * @p placeholder is NULL for changes that cannot carry one (creates and reads). */
 static bool unavailable(const json_t *row, const char *name, const char *placeholder)
 {
-    const json_t *v = json_object_get(row, name);
+    const json_t *v;
 
-    return placeholder && v && json_is_string(v) && strcmp(json_string_value(v), placeholder) == 0;
+    if (!placeholder) /* a create or a read: no lookup (this runs per column reference) */
+        return false;
+    v = json_object_get(row, name);
+    return v && json_is_string(v) && strcmp(json_string_value(v), placeholder) == 0;
 }
 
 /* Fills t->values for the write statement from @p row; @p placeholder as for unavailable(). */

@@ -351,6 +351,18 @@ static uint32_t rol32(uint32_t x, int n)
     return (x << n) | (x >> (32 - n));
 }
 
+/* Twenty rounds of one function and constant: sha1_block runs four of them, with no branch
+ * per round (a merge mapping computes two uuid5 per change). */
+#define SHA1_ROUNDS(from, f, k)                                                                    \
+    for (int t = (from); t < (from) + 20; t++) {                                                   \
+        uint32_t tmp = rol32(a, 5) + (f) + e + w[t] + (k);                                         \
+        e = d;                                                                                     \
+        d = c;                                                                                     \
+        c = rol32(b, 30);                                                                          \
+        b = a;                                                                                     \
+        a = tmp;                                                                                   \
+    }
+
 static void sha1_block(uint32_t h[5], const uint8_t *p)
 {
     uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
@@ -360,29 +372,10 @@ static void sha1_block(uint32_t h[5], const uint8_t *p)
                (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
     for (int t = 16; t < 80; t++)
         w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-    for (int t = 0; t < 80; t++) {
-        uint32_t f, k, tmp;
-
-        if (t < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        } else if (t < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (t < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        tmp = rol32(a, 5) + f + e + w[t] + k;
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = tmp;
-    }
+    SHA1_ROUNDS(0, d ^ (b & (c ^ d)), 0x5A827999)
+    SHA1_ROUNDS(20, b ^ c ^ d, 0x6ED9EBA1)
+    SHA1_ROUNDS(40, (b & c) | (d & (b | c)), 0x8F1BBCDC)
+    SHA1_ROUNDS(60, b ^ c ^ d, 0xCA62C1D6)
     h[0] += a;
     h[1] += b;
     h[2] += c;

@@ -24,7 +24,8 @@ typedef struct ds_batch_write {
     const ds_target_t *target; /* borrowed from the mapping set */
     ds_write_kind_t kind;      /* which of the target's statements */
     int nparams;
-    char **params;    /* owned copies; NULL entries are SQL NULLs */
+    char **params;    /* copies, in the block of the message's writes; NULL entries are SQL
+                       * NULLs */
     bool sole_source; /* ds_target_write_t's */
 } ds_batch_write_t;
 

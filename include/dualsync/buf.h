@@ -39,6 +39,10 @@ void ds_buf_append_str(ds_buf_t *buf, const char *str);
 void ds_buf_append_char(ds_buf_t *buf, char c);
 void ds_buf_appendf(ds_buf_t *buf, const char *fmt, ...) DS_PRINTF(2, 3);
 
+/** @brief Grows the buffer by @p n bytes, which the caller writes: where they start. For a
+ *         value whose size is known, one call instead of one per piece. */
+char *ds_buf_extend(ds_buf_t *buf, size_t n);
+
 /** @brief Appends @p len bytes of @p str as a quoted, escaped JSON string (RFC 8259). */
 void ds_buf_append_json_string(ds_buf_t *buf, const char *str, size_t len);
 

@@ -18,6 +18,10 @@ void ds_strset_free(ds_strset_t *set);
 /** @brief Adds a copy of the @p len bytes at @p s; false only when out of memory. */
 bool ds_strset_add(ds_strset_t *set, const char *s, size_t len) DS_MUST_CHECK;
 
+/** @brief Adds the bytes unless the set holds them, hashing them once: 1 when added, 0 when
+ *         they were there already, -1 when out of memory. */
+int ds_strset_add_new(ds_strset_t *set, const char *s, size_t len) DS_MUST_CHECK;
+
 /** @brief Whether the set holds those bytes. */
 bool ds_strset_contains(const ds_strset_t *set, const char *s, size_t len);
 

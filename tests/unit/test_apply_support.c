@@ -35,6 +35,23 @@ static void test_strset_holds_bytes_not_c_strings(void)
     ds_strset_free(NULL);
 }
 
+static void test_strset_add_new_says_whether_it_added(void)
+{
+    ds_strset_t *set = ds_strset_new();
+
+    DS_CHECK(!ds_strset_contains(set, "", 0)); /* empty set */
+    DS_CHECK_INT(ds_strset_add_new(set, "k\0x", 3), 1);
+    DS_CHECK_INT(ds_strset_add_new(set, "k\0x", 3), 0);
+    DS_CHECK_INT(ds_strset_add_new(set, "k", 1), 1);
+    DS_CHECK_INT(ds_strset_count(set), 2);
+    DS_CHECK(ds_strset_remove(set, "k\0x", 3));
+    DS_CHECK_INT(ds_strset_add_new(set, "k\0x", 3), 1);
+    ds_strset_clear(set);
+    DS_CHECK(!ds_strset_contains(set, "k", 1));
+    DS_CHECK_INT(ds_strset_add_new(set, "k", 1), 1);
+    ds_strset_free(set);
+}
+
 static void test_strset_grows_and_clears(void)
 {
     ds_strset_t *set = ds_strset_new();
@@ -120,6 +137,7 @@ static void test_config_view_keeps_each_side_its_properties(void)
 int main(void)
 {
     DS_RUN(test_strset_holds_bytes_not_c_strings);
+    DS_RUN(test_strset_add_new_says_whether_it_added);
     DS_RUN(test_strset_grows_and_clears);
     DS_RUN(test_property_sides_follow_librdkafka);
     DS_RUN(test_config_view_keeps_each_side_its_properties);

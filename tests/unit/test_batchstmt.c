@@ -59,8 +59,49 @@ static void test_in_place_arrays_start_at_the_first_parameter(void)
     ds_batchstmt_free(&b);
 }
 
+/* Many rows: the literals grow past their first allocation, ords run to several digits, and a
+ * value is escaped wherever its quote or backslash falls. */
+static void test_many_rows_grow_the_literals(void)
+{
+    ds_target_t t = {.id = "people/people", .links_id = "people/people", .write_nparams = 4};
+    ds_batchstmt_args_t b = DS_BATCHSTMT_ARGS_INIT;
+    ds_buf_t keys = DS_BUF_INIT, values = DS_BUF_INIT, ords = DS_BUF_INIT;
+    const char *const *params;
+    char key[32], value[32];
+
+    ds_batchstmt_begin(&b, &t);
+    ds_buf_append_char(&keys, '{');
+    ds_buf_append_char(&values, '{');
+    ds_buf_append_char(&ords, '{');
+    for (int i = 0; i < 1000; i++) {
+        const char *row[] = {"people/people", "topic", key, i % 3 ? value : NULL};
+
+        snprintf(key, sizeof(key), "{\"id\":%d}", i);
+        snprintf(value, sizeof(value), "%d%s", i, i % 2 ? "\"" : "\\x");
+        ds_batchstmt_add(&b, row, 4, i, true);
+        ds_buf_appendf(&keys, "%s\"{\\\"id\\\":%d}\"", i ? "," : "", i);
+        if (i % 3)
+            ds_buf_appendf(&values, "%s\"%d%s\"", i ? "," : "", i, i % 2 ? "\\\"" : "\\\\x");
+        else
+            ds_buf_appendf(&values, "%sNULL", i ? "," : "");
+        ds_buf_appendf(&ords, "%s\"%d\"", i ? "," : "", i);
+    }
+    ds_buf_append_char(&keys, '}');
+    ds_buf_append_char(&values, '}');
+    ds_buf_append_char(&ords, '}');
+    params = ds_batchstmt_finish(&b, "t");
+    DS_CHECK_STR(params[2], keys.data);
+    DS_CHECK_STR(params[3], values.data);
+    DS_CHECK_STR(params[4], ords.data);
+    ds_buf_free(&keys);
+    ds_buf_free(&values);
+    ds_buf_free(&ords);
+    ds_batchstmt_free(&b);
+}
+
 int main(void)
 {
+    DS_RUN(test_many_rows_grow_the_literals);
     DS_RUN(test_upsert_arrays_quote_every_value_and_keep_sql_null);
     DS_RUN(test_in_place_arrays_start_at_the_first_parameter);
     return ds_test_report();

@@ -86,6 +86,25 @@ static void test_reset_keeps_memory(void)
     ds_buf_free(&buf);
 }
 
+static void test_extend_grows_by_what_the_caller_writes(void)
+{
+    ds_buf_t buf = DS_BUF_INIT;
+    char *at;
+
+    ds_buf_append_str(&buf, "ab");
+    for (int i = 0; i < 100; i++) {
+        at = ds_buf_extend(&buf, 10);
+        DS_CHECK(at == buf.data + buf.len - 10);
+        DS_CHECK_INT(buf.data[buf.len], '\0');
+        memcpy(at, "0123456789", 10);
+    }
+    DS_CHECK_INT(buf.len, 1002);
+    DS_CHECK(memcmp(buf.data, "ab0123456789", 12) == 0);
+    DS_CHECK(memcmp(buf.data + 992, "0123456789", 10) == 0);
+    DS_CHECK_INT(buf.data[buf.len], '\0');
+    ds_buf_free(&buf);
+}
+
 static void test_free_allows_reuse(void)
 {
     ds_buf_t buf = DS_BUF_INIT;
@@ -336,5 +355,6 @@ int main(void)
     DS_RUN(test_base64_rfc4648_vectors);
     DS_RUN(test_base64_uses_plus_and_slash);
     DS_RUN(test_base64_appends_after_existing_content);
+    DS_RUN(test_extend_grows_by_what_the_caller_writes);
     return ds_test_report();
 }
