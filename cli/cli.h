@@ -73,6 +73,7 @@ int ds_cli_backfill(int argc, char **argv);
 int ds_cli_replay(int argc, char **argv);
 int ds_cli_status(int argc, char **argv);
 int ds_cli_teardown(int argc, char **argv);
+int ds_cli_explain(int argc, char **argv);
 
 /* The options apply, dlq list and dlq retry share (cmd_apply.c): loads the config for apply.
  * Returns -1 to go on with *config set, or the exit status to return. */

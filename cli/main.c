@@ -12,6 +12,8 @@ static const ds_cli_command_t commands[] = {
     {"dlq", "list or retry the changes apply could not write (dead letters)", ds_cli_dlq},
     {"pending", "list the changes waiting for a parent row, and why", ds_cli_pending},
     {"verify", "check that the new tables are exactly what the mappings give", ds_cli_verify},
+    {"explain", "say what apply does with each target: links or none, batches, settling",
+     ds_cli_explain},
     {"status", "show the slot, the apply lag per partition, pending rows and dead letters",
      ds_cli_status},
     {"backfill", "re-backfill one table into the running pipeline, chunk by chunk", ds_cli_backfill},

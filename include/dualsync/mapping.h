@@ -356,6 +356,13 @@ bool ds_mapping_write_counts_copies(const ds_target_t *t, ds_write_kind_t kind,
 bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int written);
 
 /**
+ * @brief What the compiler made of each target of @p set, in words, appended to @p out: its
+ *        table and key, whether it keeps links (and why), how batches write it; with @p sql
+ *        the statements too. For `dualsync explain`.
+ */
+void ds_mapping_set_explain(const ds_mapping_set_t *set, bool sql, ds_buf_t *out);
+
+/**
  * @brief Loads and compiles mapping files.
  *
  * @param paths         mapping files (JSON).

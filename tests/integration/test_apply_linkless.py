@@ -117,6 +117,43 @@ class LinklessTest(dstest.ApplyTestCase):
         self.assertEqual(len(rows), count, rows)
         return rows
 
+    def test_explain_says_which_targets_keep_links_and_why(self):
+        self.psql("CREATE TABLE people_le (id int PRIMARY KEY, name text, phone text)")
+        self.addCleanup(self.psql, "DROP TABLE IF EXISTS people_le")
+        newdb = self.target_database("people_le")
+
+        def target(name, key_name, **extra):
+            return {"name": name, "connection": "newdb", "table": f"public.{name}",
+                    "key": ["id"], **extra,
+                    "columns": {"id": {"uuid5": {"namespace": NS, "name": [key_name]}},
+                                "name": "$name"}}
+
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, "people_le.json"), {
+            "source": "public.people_le",
+            "targets": [target("by_id", "$id"), target("forced", "$id", links=True),
+                        target("by_phone", {"normalize_phone": "$phone"})]})
+        config = self.apply_config({"newdb": newdb}, [mapping], "ds_explain")
+        proc = dstest.run_dualsync(["explain", "--config", config.path], timeout=30)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        blocks = {b.split(":", 1)[0]: b for b in proc.stdout.split("\npeople_le/")}
+        self.assertIn("links: none when the source table's key (the Kafka message key) is "
+                      "exactly (id)", blocks["people_le/by_id"])
+        self.assertIn('links: kept in dualsync.links, since the mapping says "links": true',
+                      blocks["forced"])
+        self.assertIn("links: kept in dualsync.links, since its key is not computed from "
+                      "source columns alone", blocks["by_phone"])
+        self.assertIn("its rows are settled before each COMMIT", blocks["by_phone"])
+        proc = dstest.run_dualsync(["explain", "--config", config.path, "--sql"], timeout=30)
+        self.assertIn("-- upsert without links", proc.stdout)
+        # A mapping problem: exit 2, naming the file and the JSON path.
+        with open(mapping) as f:
+            broken = f.read().replace('"links": true', '"links": "yes"')
+        with open(mapping, "w") as f:
+            f.write(broken)
+        proc = dstest.run_dualsync(["explain", "--config", config.path], timeout=30)
+        self.assertEqual(proc.returncode, 2, proc.stdout)
+        self.assertRegex(proc.stderr, r"people_le\.json:\d+:\d+: \$\.targets\[1\]\.links")
+
     def test_rows_written_with_links_go_on_without_them(self):
         newdb, config, apply, _, write = self.setup_pipeline("people_lu", links_first=True)
         self.psql("INSERT INTO people_lu SELECT g, 'n' || g, true FROM generate_series(1, 3) g")
