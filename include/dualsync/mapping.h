@@ -204,6 +204,9 @@ typedef struct ds_mapping_set ds_mapping_set_t;
  *     id, $2 the source topic, $3 the message key text (truncate: $3 the partition it was
  *     read from and $4 the topic's partition count, both NULL for a topic of one partition;
  *     mapping_sql.c).
+ *   - A target's form without links (ds_target_t.linkless) takes write_sql's parameters for
+ *     its upsert and unlink alike (an unlink sets the target id, topic, source key and key
+ *     columns, the rest NULL), and truncate_sql's for its truncate; it reads no links.
  *   - Each statement reads dualsync.links and decides in one snapshot whether a target row
  *     lost its last link. Changes to one target database are expected to be applied by one
  *     connection at a time; a runtime that writes one target from several connections at
