@@ -8,19 +8,28 @@
 
 #include "mapping_internal.h"
 
-/* Why target @p t keeps links (mappings/README.md, "Targets without links"). */
-static const char *links_reason(const ds_mapping_target_t *t)
+/* Whether target @p t's key is computed from source columns alone. */
+static bool keyed_by_source(const ds_mapping_target_t *t)
+{
+    for (int i = 0; i < t->nkey; i++) {
+        if (t->columns[t->key[i]].expr->in_db)
+            return false;
+    }
+    return t->pub.nkey_source_columns > 0;
+}
+
+const char *ds_mapping_links_reason(const ds_mapping_target_t *t)
 {
     for (int i = 0; i < t->nkey; i++) {
         if (t->columns[t->key[i]].expr->in_db)
             return "a key column is computed by the target database";
     }
-    if (t->keep_links)
-        return "the mapping says \"links\": true";
     if (t->merge)
         return "it shares the merge name of other targets: its rows take several tables' rows";
-    return "its key is not computed from source columns alone (only source columns and "
-           "uuid5s of them are): several source rows may produce one row";
+    if (!keyed_by_source(t))
+        return "its key is not computed from source columns alone (only source columns and "
+               "uuid5s of them are): several source rows may produce one row";
+    return "that is the default";
 }
 
 static void append_statement(ds_buf_t *out, const char *what, const char *sql)
@@ -44,13 +53,21 @@ void ds_mapping_set_explain(const ds_mapping_set_t *set, bool sql, ds_buf_t *out
             ds_buf_appendf(out, "  in place: updates the row its key names, %s; no links\n",
                            t->pub.fan_out ? "every row it matches (fan_out)" : "if it exists");
         } else if (lf) {
-            ds_buf_append_str(out, "  links: none when the source table's key (the Kafka "
-                                   "message key) is exactly (");
+            ds_buf_append_str(out, "  links: none (\"links\": false) when the source table's "
+                                   "key (the Kafka message key) is exactly (");
             for (int k = 0; k < t->pub.nkey_source_columns; k++)
                 ds_buf_appendf(out, "%s%s", k ? ", " : "", t->pub.key_source_columns[k]);
             ds_buf_append_str(out, "), the columns this key is computed from; kept otherwise\n");
+        } else if (keyed_by_source(t) && !t->merge) {
+            ds_buf_append_str(out, "  links: kept in dualsync.links (the default); its key is "
+                                   "computed from (");
+            for (int k = 0; k < t->pub.nkey_source_columns; k++)
+                ds_buf_appendf(out, "%s%s", k ? ", " : "", t->pub.key_source_columns[k]);
+            ds_buf_append_str(out, ") alone, so \"links\": false can write it without them "
+                                   "(mappings/README.md, \"Targets without links\")\n");
         } else {
-            ds_buf_appendf(out, "  links: kept in dualsync.links, since %s\n", links_reason(t));
+            ds_buf_appendf(out, "  links: kept in dualsync.links, since %s\n",
+                           ds_mapping_links_reason(t));
         }
         ds_buf_appendf(out, "  batches: %s%s\n",
                        t->pub.batch_body ? "one set-based statement per batch"

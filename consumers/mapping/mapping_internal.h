@@ -265,7 +265,9 @@ typedef struct ds_mapping_target {
                                        * typmod cannot change (ds_mapping_batch_statement) */
     struct ds_mapping_target *linkless_form; /* owned: pub.linkless, a copy of this target
                                        * sharing everything but its statements */
-    bool keep_links;                  /* "links": true: never write it without links */
+    bool links_off;                   /* "links": false: write it without links where
+                                       * the source key allows (mapping_sql.c) */
+    char *links_where;                /* of "links" */
 } ds_mapping_target_t;
 
 struct ds_mapping_file {
@@ -296,6 +298,9 @@ struct ds_mapping_set {
     const char *copy_lsn;         /* every column; in the arena */
     ds_debezium_decoder_t *decoder; /* reads the topics' value settings (debezium_decode.c) */
 };
+
+/** @brief Why target @p t keeps links (mapping_explain.c): a phrase after "since". */
+const char *ds_mapping_links_reason(const ds_mapping_target_t *t);
 
 /** @brief Frees t->linkless_form (mapping_sql.c), if any. */
 void ds_mapping_free_linkless_form(ds_mapping_target_t *t);

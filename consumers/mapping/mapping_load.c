@@ -1056,6 +1056,7 @@ static void free_target(ds_mapping_target_t *t)
     free((char *)t->pub.id);
     free(t->merge);
     free(t->merge_where);
+    free(t->links_where);
     free((char *)t->pub.table);
     free((char *)t->pub.write_sql);
     free((char *)t->pub.unlink_sql);
@@ -1363,15 +1364,15 @@ static bool parse_target(loader_t *ld, const json_t *j, ds_mapping_target_t *t)
     }
     if ((v = json_object_get(j, "links"))) {
         push_key(ld, "links");
-        /* Only "true" means something: without it, links are kept where they are needed. */
-        if (!json_is_true(v))
-            ok = expected(ld, v, "true (keep dualsync.links for every row of this target; "
-                                 "leave \"links\" out to let dualsync keep them only where "
-                                 "they are needed)");
+        if (!json_is_boolean(v))
+            ok = expected(ld, v, "true (the default: record the rows in dualsync.links) or false "
+                                 "(write them without links, for a target keyed by the source "
+                                 "key alone)");
         else if (t->pub.in_place)
             ok = problem(ld, "an in-place target (mode \"update\") keeps no links; \"links\" "
                              "is for upsert targets");
-        t->keep_links = true;
+        t->links_off = json_is_false(v);
+        t->links_where = where(ld, false);
         pop(ld);
     }
     if (ok && t->pub.in_place && t->nkey == t->ncolumns)
@@ -1746,8 +1747,29 @@ bool ds_mapping_set_load(const char *const *paths, int npaths, const char *topic
     }
     ds_buf_free(&problems);
 
-    for (int i = 0; i < set->ntargets; i++)
-        ds_mapping_compile_target(&set->targets[i]);
+    for (int i = 0; i < set->ntargets; i++) {
+        ds_mapping_target_t *t = &set->targets[i];
+
+        ds_mapping_compile_target(t);
+        if (t->links_off && !t->pub.linkless) {
+            ds_buf_t line = DS_BUF_INIT;
+
+            ds_buf_appendf(&line,
+                           "%s: \"links\": false needs a key computed from the source "
+                           "columns alone (source columns, uuid5s of them); target %s keeps "
+                           "links since %s: remove \"links\": false",
+                           t->links_where, t->pub.id, ds_mapping_links_reason(t));
+            ld.problems = &problems;
+            add_problem_line(&ld, line.data);
+            ds_buf_free(&line);
+        }
+    }
+    if (nproblems > 0) {
+        fail_with_problems(&problems, nproblems, errstr, errstr_size);
+        ds_buf_free(&problems);
+        ds_mapping_set_free(set);
+        return false;
+    }
 
     /* Distinct topics, and which files read each. */
     set->topics = ds_mapping_xcalloc((size_t)set->nfiles + 1, sizeof(char *));

@@ -1508,7 +1508,7 @@ bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int writte
 /* Whether target @p t gets a form without links. */
 static bool goes_without_links(const ds_mapping_target_t *t)
 {
-    return !t->pub.in_place && !t->keep_links && t->pub.nkey_source_columns > 0 &&
+    return !t->pub.in_place && t->links_off && t->pub.nkey_source_columns > 0 &&
            batchable(t);
 }
 

@@ -59,10 +59,10 @@ class ApplyCrashTest(ApplyPeopleCase):
             model.changes,
             f"{writes} writes for {model.changes} changes (killed at offsets {applied_at_kill})",
         )
-        # people is keyed by the source key: written without links (mappings/README.md,
-        # "Targets without links"), so a crash leaves none behind either.
         self.assertEqual(
-            int(dstest.psql_value("SELECT count(*) FROM dualsync.links", db=self.newdb)), 0)
+            int(dstest.psql_value("SELECT count(*) FROM dualsync.links", db=self.newdb)),
+            len(model.rows),
+        )
         apply.stop(expect_exit=0)
 
     def test_postgres_restart_is_survived_without_loss_or_repeat(self):

@@ -1,5 +1,6 @@
-"""apply: targets keyed by the source key alone are written without dualsync.links
-(mappings/README.md, "Targets without links"), and give the same rows as with links:
+"""apply: a target keyed by the source key alone, given "links": false, is written without
+dualsync.links (mappings/README.md, "Targets without links"), and gives the same rows as with
+links:
 
   - inserts, updates, a primary key change, a filter transition both ways and a delete reach
     the target; such a target records no link, while the same target with "links": true (a
@@ -8,11 +9,13 @@
   - on a topic of two partitions the truncate's part without links is refused as a dead
     letter naming the target and the partition, while the target that keeps links is
     emptied of that partition's rows;
-  - a target whose rows were written with links (by "links": true, as an earlier version
-    did) goes on without them after a restart: its row is updated and deleted by key.
+  - a target whose rows were written with links goes on without them after a restart with
+    "links": false: its row is updated and deleted by key;
+  - "links": false on a target whose key does not come from source columns alone is refused
+    (exit 2, naming the file and JSON path), by apply and by `dualsync explain`, which says
+    which targets keep links and why.
 The randomised load over many seeds, kill -9 included, is test_apply_merges (its by_id
-target).
-"""
+target)."""
 
 import os
 
@@ -37,8 +40,7 @@ class LinklessTest(dstest.ApplyTestCase):
 
         def target(name, links):
             return {"name": name, "connection": "newdb", "table": f"public.{name}",
-                    "key": ["id"], "filter": {"eq": ["$active", True]},
-                    **({"links": True} if links else {}),
+                    "key": ["id"], "filter": {"eq": ["$active", True]}, "links": links,
                     "columns": {"id": {"uuid5": {"namespace": NS, "name": ["$id"]}},
                                 "legacy_id": "$id", "name": "$name"}}
 
@@ -117,6 +119,22 @@ class LinklessTest(dstest.ApplyTestCase):
         self.assertEqual(len(rows), count, rows)
         return rows
 
+    def test_links_false_on_a_target_that_needs_links_is_refused(self):
+        newdb = self.target_database("people_lr")
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, "people_lr.json"), {
+            "source": "public.people_lr",
+            "targets": [{"name": "by_phone", "connection": "newdb", "table": "public.by_phone",
+                         "key": ["id"], "links": False,
+                         "columns": {"id": {"normalize_phone": "$phone"}, "name": "$name"}}]})
+        config = self.apply_config({"newdb": newdb}, [mapping], "ds_refused")
+        for command in (["explain"], ["apply"]):
+            proc = dstest.run_dualsync(command + ["--config", config.path], timeout=60)
+            self.assertEqual(proc.returncode, 2, f"{command}: {proc.stdout}\n{proc.stderr}")
+            self.assertRegex(proc.stderr, r"people_lr\.json:\d+:\d+: \$\.targets\[0\]\.links: "
+                                          r"\"links\": false needs a key computed from the source "
+                                          r"columns alone")
+            self.assertIn("its key is not computed from source columns alone", proc.stderr)
+
     def test_explain_says_which_targets_keep_links_and_why(self):
         self.psql("CREATE TABLE people_le (id int PRIMARY KEY, name text, phone text)")
         self.addCleanup(self.psql, "DROP TABLE IF EXISTS people_le")
@@ -130,16 +148,16 @@ class LinklessTest(dstest.ApplyTestCase):
 
         mapping = dstest.write_mapping(os.path.join(self.work_dir, "people_le.json"), {
             "source": "public.people_le",
-            "targets": [target("by_id", "$id"), target("forced", "$id", links=True),
+            "targets": [target("by_id", "$id", links=False), target("forced", "$id", links=True),
                         target("by_phone", {"normalize_phone": "$phone"})]})
         config = self.apply_config({"newdb": newdb}, [mapping], "ds_explain")
         proc = dstest.run_dualsync(["explain", "--config", config.path], timeout=30)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         blocks = {b.split(":", 1)[0]: b for b in proc.stdout.split("\npeople_le/")}
-        self.assertIn("links: none when the source table's key (the Kafka message key) is "
-                      "exactly (id)", blocks["people_le/by_id"])
-        self.assertIn('links: kept in dualsync.links, since the mapping says "links": true',
-                      blocks["forced"])
+        self.assertIn('links: none ("links": false) when the source table\'s key (the Kafka '
+                      "message key) is exactly (id)", blocks["people_le/by_id"])
+        self.assertIn('links: kept in dualsync.links (the default); its key is computed from '
+                      '(id) alone, so "links": false can write it without them', blocks["forced"])
         self.assertIn("links: kept in dualsync.links, since its key is not computed from "
                       "source columns alone", blocks["by_phone"])
         self.assertIn("its rows are settled before each COMMIT", blocks["by_phone"])
@@ -147,7 +165,7 @@ class LinklessTest(dstest.ApplyTestCase):
         self.assertIn("-- upsert without links", proc.stdout)
         # A mapping problem: exit 2, naming the file and the JSON path.
         with open(mapping) as f:
-            broken = f.read().replace('"links": true', '"links": "yes"')
+            broken = f.read().replace('"links": true', '"links": "no"')
         with open(mapping, "w") as f:
             f.write(broken)
         proc = dstest.run_dualsync(["explain", "--config", config.path], timeout=30)
@@ -162,7 +180,7 @@ class LinklessTest(dstest.ApplyTestCase):
         self.assertNotIn("people_lu/by_id keeps no links", apply.log_text())
         apply.stop(expect_exit=0)
 
-        write(False)  # "links" left out: by_id goes without links from now on
+        write(False)  # "links": false: by_id goes without links from now on
         apply = self.start_apply(config)
         self.assertIn("people_lu/by_id keeps no links", apply.log_text())
         self.psql("UPDATE people_lu SET name = 'renamed' WHERE id = 1")

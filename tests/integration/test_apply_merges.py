@@ -155,7 +155,7 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
         newdb = self.target_database(f"merge_{seed}")
         dstest.psql("CREATE TABLE persons (id uuid PRIMARY KEY, name text, phone text, "
                     "email text)", db=newdb)
-        # Keyed by the source key alone: written without links. A third of the seeds
+        # Keyed by the source key alone: written without links ("links": false). A third of the seeds
         # soft-delete its rows instead.
         soft = seed % 3 == 0
         dstest.psql("CREATE TABLE by_id (id uuid PRIMARY KEY, legacy_id text NOT NULL, "
@@ -179,7 +179,7 @@ class MergeRuleRandomTest(dstest.ApplyTestCase):
                 },
             }, {
                 "name": "by_id", "connection": "newdb", "table": "public.by_id",
-                "key": ["id"],
+                "key": ["id"], "links": False,
                 "columns": {
                     "id": {"uuid5": {"namespace": NS, "name": ["$id"]}},
                     "legacy_id": "$id",

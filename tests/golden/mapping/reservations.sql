@@ -203,34 +203,4 @@ WITH i AS (
 )
 SELECT i.ord FROM w AS i WHERE NOT i.ok;
 
--- without links (the key is computed from source key columns: id), write_sql's parameters:
-WITH up AS (
-    INSERT INTO "booking"."requests" AS t ("legacy_id", "patient_name", "service", "period", "preferred_date", "label")
-    SELECT $4, (initcap($5) || ' (' || $6 || ')'), $7, $8, $9::date, $10
-    ON CONFLICT ("legacy_id") DO UPDATE SET
-        "patient_name" = CASE WHEN $11::boolean THEN t."patient_name" ELSE EXCLUDED."patient_name" END,
-        "service" = CASE WHEN $12::boolean THEN t."service" ELSE EXCLUDED."service" END,
-        "period" = CASE WHEN $13::boolean THEN t."period" ELSE EXCLUDED."period" END,
-        "preferred_date" = CASE WHEN $14::boolean THEN t."preferred_date" ELSE EXCLUDED."preferred_date" END,
-        "label" = CASE WHEN $15::boolean THEN t."label" ELSE EXCLUDED."label" END
-)
-SELECT true AS applied FROM (SELECT $1::text, $2::text, $3::text, $16::text, $17::pg_lsn, $18::pg_lsn) AS unread;
--- batch statement without links:
-WITH i AS (
-    SELECT * FROM unnest($3::T3[], $4::T4[], $5::T5[], $6::T6[], $7::T7[], $8::T8[], $9::T9[], $10::T10[], $11::T11[], $12::T12[], $13::T13[], $14::T14[], $15::T15[], $16::T16[], $17::T17[], $18::T18[], $19::bigint[], $20::text[])
-        AS i(p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, ord, op)
-), w AS (
-    SELECT i.*, true AS ok FROM i, (SELECT $1::text, $2::text) AS unread
-    WHERE i.op = 'u'
-), up AS (
-    INSERT INTO "booking"."requests" AS t ("legacy_id", "patient_name", "service", "period", "preferred_date", "label")
-    SELECT i.p4, (initcap(i.p5) || ' (' || i.p6 || ')'), i.p7, i.p8, i.p9::date, i.p10
-    FROM w AS i WHERE i.ok
-    ON CONFLICT ("legacy_id") DO UPDATE SET
-        "patient_name" = EXCLUDED."patient_name",
-        "service" = EXCLUDED."service",
-        "period" = EXCLUDED."period",
-        "preferred_date" = EXCLUDED."preferred_date",
-        "label" = EXCLUDED."label"
-)
-SELECT i.ord FROM w AS i WHERE NOT i.ok;
+-- no form without links
