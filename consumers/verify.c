@@ -237,8 +237,10 @@ static PGconn *connect_db(const char *conninfo, const char *what, char *errstr, 
  */
 static bool slot_holds_no_changes(verify_t *v, const char *upto, bool *none)
 {
-    const char *params[] = {v->config->slot, upto, v->config->publication};
+    const char *params[] = {v->config->slot, upto, v->config->publication, NULL};
     PGresult *r;
+    char *origins;
+    bool ok;
 
     *none = false;
     /* Two statements: a name in a query must exist when it is parsed. */
@@ -260,14 +262,32 @@ static bool slot_holds_no_changes(verify_t *v, const char *upto, bool *none)
         if (unfinished)
             return true;
     }
-    /* I, U, D, T: row changes; M: a logical message. */
-    if (!run(v->source,
-             "SELECT count(*) FROM pg_catalog.pg_logical_slot_peek_binary_changes($1, "
-             "$2::pg_lsn, NULL, 'proto_version', '1', 'publication_names', "
-             "pg_catalog.quote_ident($3), 'messages', 'true')"
-             " WHERE pg_catalog.get_byte(data, 0) IN (73, 85, 68, 84, 77)",
-             3, params, PGRES_TUPLES_OK, &r, "reading the changes the stopped capture's slot holds",
-             v->errstr, sizeof(v->errstr)))
+    /* I, U, D, T: row changes; M: a logical message. Not those of transactions capture
+     * skips by their replication origin (O: the origin's commit LSN, then its name): apply's
+     * own writes, such as an in-place target's updates of a published table. */
+    origins = ds_pg_text_array((const char *const *)v->config->skip_origins,
+                               v->config->nskip_origins);
+    if (!origins)
+        return ds_fail(v->errstr, sizeof(v->errstr), "out of memory");
+    params[3] = origins;
+    ok = run(v->source,
+             "WITH c AS (SELECT xid, data FROM pg_catalog.pg_logical_slot_peek_binary_changes("
+             "$1, $2::pg_lsn, NULL, 'proto_version', '1', 'publication_names', "
+             "pg_catalog.quote_ident($3), 'messages', 'true')),"
+             " skipped AS (SELECT c.xid FROM c,"
+             "  LATERAL (SELECT pg_catalog.substr(c.data, 10) AS rest) AS r,"
+             "  LATERAL (SELECT pg_catalog.convert_from(pg_catalog.substr(r.rest, 1,"
+             "   pg_catalog.position(r.rest, pg_catalog.decode('00', 'hex')) - 1), 'UTF8')"
+             "   AS name) AS o"
+             "  WHERE pg_catalog.get_byte(c.data, 0) = 79 AND EXISTS (SELECT 1 FROM"
+             "   pg_catalog.unnest($4::text[]) AS p(prefix) WHERE o.name = p.prefix"
+             "   OR pg_catalog.starts_with(o.name, p.prefix || '.')))"
+             " SELECT count(*) FROM c WHERE pg_catalog.get_byte(c.data, 0) IN (73, 85, 68, 84, 77)"
+             " AND NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.xid = c.xid)",
+             4, params, PGRES_TUPLES_OK, &r, "reading the changes the stopped capture's slot holds",
+             v->errstr, sizeof(v->errstr));
+    free(origins);
+    if (!ok)
         return false;
     *none = strcmp(PQgetvalue(r, 0, 0), "0") == 0;
     PQclear(r);

@@ -294,3 +294,41 @@ class VerifyLagTest(dstest.ApplyTestCase):
         self.assertIn(f"topic {capture_cfg.topic('public.legacy_items')} [0]", proc.stderr)
         self.assertIn('target database "newdb": nothing applied yet, end offset 1 (1 behind)',
                       proc.stderr)
+
+    def test_a_stopped_capture_is_caught_up_despite_writes_it_skips_by_origin(self):
+        """apply's own writes to a published table (an in-place target's updates, made under
+        its replication origin) stay in a stopped capture's slot, which capture skips: they
+        are not work left, and verify goes on."""
+        self.psql("CREATE TABLE legacy_items (id int PRIMARY KEY, name text, price numeric, "
+                  "kind text, created timestamptz, tags text[])")
+        self.addCleanup(self.psql, "DROP TABLE IF EXISTS legacy_items")
+        newdb = self.target_database("verify_origin")
+        dstest.psql("CREATE TABLE kinds (code text PRIMARY KEY, label text NOT NULL);"
+                    "INSERT INTO kinds VALUES ('ALPHA', 'Alpha');"
+                    "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, "
+                    "price numeric(10,2), kind_label text, created_text text, tags_text text)",
+                    db=newdb)
+        capture_cfg, capture = self.start_streaming_capture(["public.legacy_items"])
+        mapping = dstest.write_mapping(os.path.join(self.work_dir, "items.json"), ITEMS_MAPPING)
+        config = self.apply_config({"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
+                                   source=capture_cfg.data["source"],
+                                   apply={"group_id": self.new_group("verify_origin")})
+        apply = self.start_apply(config)
+        self.psql("INSERT INTO legacy_items VALUES (1, 'Lamp', 1, 'a', now(), '{}')")
+        self.wait_rows(newdb, "SELECT id, name FROM items", [("1", "Lamp")])
+        capture.stop()
+        # A write under an origin capture skips ("dualsync" and "dualsync.*"), values unchanged.
+        origin = f"dualsync.{self.db}"
+        self.psql(f"SELECT pg_replication_origin_create('{origin}')")
+        self.addCleanup(dstest.psql, f"SELECT pg_replication_origin_drop('{origin}')")
+        self.psql(f"SELECT pg_replication_origin_session_setup('{origin}');"
+                  "UPDATE legacy_items SET name = name;"
+                  "SELECT pg_replication_origin_session_reset();")
+        proc = verify(config, "--timeout-ms", "20000")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        # A change capture would publish is still work left.
+        self.psql("UPDATE legacy_items SET name = name")
+        proc = verify(config, "--timeout-ms", "5000")
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn("capture has not caught up", proc.stderr)
+        apply.stop(expect_exit=0)
