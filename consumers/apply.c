@@ -728,7 +728,7 @@ static void log_links(const ds_mapping_set_t *set)
             len += (size_t)snprintf(cols + len, sizeof(cols) - len, "%s%s", k ? ", " : "",
                                     t->key_source_columns[k]);
         ds_info("target %s keeps no links for changes whose message key is (%s): its key is "
-                "computed from those columns alone (\"links\": true keeps them)",
+                "computed from those columns alone (\"links\": false)",
                 t->id, cols);
     }
 }

@@ -1485,7 +1485,8 @@ bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int writte
  * source columns, and uuid5s of them) takes each of its rows from one source row, and the
  * source key says which row that is. Links then record nothing the key does not give: no
  * merge to rule, no old key to find (a key change comes as a delete and a create), no
- * contribution to refill from. Such a target gets a second form (pub.linkless), written
+ * contribution to refill from. Such a target, when its mapping says "links": false (links
+ * stay the default because of the truncate below), gets a second form (pub.linkless), written
  * without dualsync.links, which costs an upsert what the plain INSERT ... SELECT costs:
  *   upsert    INSERT ... ON CONFLICT DO UPDATE; a column holding an unchanged TOASTed value
  *             keeps the row's (the row is this source row's alone);
@@ -1501,8 +1502,7 @@ bool ds_mapping_target_reads(const ds_mapping_set_t *set, int reader, int writte
  * one-row "unread" subquery, since PostgreSQL must know the type of every parameter.
  * Which form a change takes is decided per change (mapping_eval.c, add_write): its message key
  * must be exactly key_source_columns and count no copies. Both depend on the source table's
- * replica identity only, so all of a target's changes take the same form. "links": true in
- * the mapping keeps the linked form for every change.
+ * replica identity only, so all of a target's changes take the same form.
  * ------------------------------------------------------------------------------------------- */
 
 /* Whether target @p t gets a form without links. */
