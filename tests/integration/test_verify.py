@@ -275,18 +275,27 @@ class VerifyKeptParentTest(dstest.ApplyTestCase):
 
 
 class VerifyLagTest(dstest.ApplyTestCase):
-    def test_apply_not_caught_up_is_a_setup_error_naming_the_lag(self):
+    def items_pipeline(self, prefix, **apply):
+        """legacy_items, captured; a target database with kinds and items; apply's config.
+        Returns (newdb, capture config, capture, apply config)."""
         self.psql("CREATE TABLE legacy_items (id int PRIMARY KEY, name text, price numeric, "
                   "kind text, created timestamptz, tags text[])")
-        newdb = self.target_database("verify_lag")
+        self.addCleanup(self.psql, "DROP TABLE IF EXISTS legacy_items")
+        newdb = self.target_database(prefix)
         dstest.psql("CREATE TABLE kinds (code text PRIMARY KEY, label text NOT NULL);"
+                    "INSERT INTO kinds VALUES ('ALPHA', 'Alpha');"
                     "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, "
                     "price numeric(10,2), kind_label text, created_text text, tags_text text)",
                     db=newdb)
-        capture_cfg, _ = self.start_streaming_capture(["public.legacy_items"])
+        capture_cfg, capture = self.start_streaming_capture(["public.legacy_items"])
         mapping = dstest.write_mapping(os.path.join(self.work_dir, "items.json"), ITEMS_MAPPING)
         config = self.apply_config({"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
-                                   source=capture_cfg.data["source"])
+                                   source=capture_cfg.data["source"],
+                                   **({"apply": apply} if apply else {}))
+        return newdb, capture_cfg, capture, config
+
+    def test_apply_not_caught_up_is_a_setup_error_naming_the_lag(self):
+        _, capture_cfg, _, config = self.items_pipeline("verify_lag")
         # No apply running: the change reaches Kafka but never the target.
         self.psql("INSERT INTO legacy_items VALUES (1, 'Lamp', 1, 'a', now(), '{}')")
         proc = verify(config, "--timeout-ms", "20000")
@@ -299,20 +308,8 @@ class VerifyLagTest(dstest.ApplyTestCase):
         """apply's own writes to a published table (an in-place target's updates, made under
         its replication origin) stay in a stopped capture's slot, which capture skips: they
         are not work left, and verify goes on."""
-        self.psql("CREATE TABLE legacy_items (id int PRIMARY KEY, name text, price numeric, "
-                  "kind text, created timestamptz, tags text[])")
-        self.addCleanup(self.psql, "DROP TABLE IF EXISTS legacy_items")
-        newdb = self.target_database("verify_origin")
-        dstest.psql("CREATE TABLE kinds (code text PRIMARY KEY, label text NOT NULL);"
-                    "INSERT INTO kinds VALUES ('ALPHA', 'Alpha');"
-                    "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, "
-                    "price numeric(10,2), kind_label text, created_text text, tags_text text)",
-                    db=newdb)
-        capture_cfg, capture = self.start_streaming_capture(["public.legacy_items"])
-        mapping = dstest.write_mapping(os.path.join(self.work_dir, "items.json"), ITEMS_MAPPING)
-        config = self.apply_config({"newdb": newdb}, [mapping], capture_cfg.topic_prefix,
-                                   source=capture_cfg.data["source"],
-                                   apply={"group_id": self.new_group("verify_origin")})
+        newdb, _, capture, config = self.items_pipeline(
+            "verify_origin", group_id=self.new_group("verify_origin"))
         apply = self.start_apply(config)
         self.psql("INSERT INTO legacy_items VALUES (1, 'Lamp', 1, 'a', now(), '{}')")
         self.wait_rows(newdb, "SELECT id, name FROM items", [("1", "Lamp")])
