@@ -735,8 +735,13 @@ static void append_insert_into(ds_buf_t *buf, const compiler_t *c, const ds_mapp
  * value from (an unchanged TOASTed source value); the batch statement never gets such rows
  * (mapping.h). @p where, if not NULL, limits the update to rows it holds for (alias t).
  */
-static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, bool keep,
-                                   const char *where)
+/*
+ * ON CONFLICT (key) DO UPDATE SET every value column (DO NOTHING without any). With
+ * @p keep_unless non-NULL, a column whose keep flag is set keeps the row's value, unless
+ * @p keep_unless (a condition appended with AND NOT) holds: "" always keeps.
+ */
+static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t,
+                                   const char *keep_unless, const char *where)
 {
     bool first = true;
 
@@ -759,10 +764,9 @@ static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t, 
         ds_buf_append_str(buf, first ? "\n        " : ",\n        ");
         first = false;
         ds_buf_append_ident(buf, col->name);
-        if (keep && col->keep_param) {
-            ds_buf_appendf(buf,
-                           " = CASE WHEN $%d::boolean AND NOT EXISTS (SELECT 1 FROM prev) THEN ",
-                           col->keep_param);
+        if (keep_unless && col->keep_param) {
+            ds_buf_appendf(buf, " = CASE WHEN $%d::boolean%s%s THEN ", col->keep_param,
+                           keep_unless[0] ? " AND NOT " : "", keep_unless);
             append_column(buf, "t", col->name);
             ds_buf_append_str(buf, " ELSE ");
             append_column(buf, "EXCLUDED", col->name);
@@ -920,7 +924,7 @@ static char *compile_settle(const ds_mapping_target_t *t, const sql_names_t *nam
         ds_buf_append_char(&buf, ')');
     }
     ds_buf_append_char(&buf, ')');
-    append_conflict_update(&buf, t, false, NULL);
+    append_conflict_update(&buf, t, NULL, NULL);
     ds_buf_append_str(&buf, "\n    RETURNING 1\n)");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
@@ -1030,7 +1034,7 @@ static void compile_upsert(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_append_str(&precedes, " AND x.vals IS NOT NULL\n          AND ");
     append_link_precedes(&precedes, "x", "$2::text", "$3::text");
     ds_buf_append_char(&precedes, ')');
-    append_conflict_update(&buf, t, true, precedes.data);
+    append_conflict_update(&buf, t, "EXISTS (SELECT 1 FROM prev)", precedes.data);
     ds_buf_append_str(&buf, "\n), k AS (\n    SELECT ");
     append_key_text(&buf, t, "r");
     ds_buf_append_str(&buf, " AS target_key,\n        ");
@@ -1288,7 +1292,7 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     for (int i = 0; i < t->ncolumns; i++)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", values[i]);
     ds_buf_append_str(&buf, "\n    FROM win AS i");
-    append_conflict_update(&buf, t, false, NULL);
+    append_conflict_update(&buf, t, NULL, NULL);
     ds_buf_appendf(&buf,
                    "\n), old AS (\n"
                    "    DELETE FROM %s AS l\n"
@@ -1587,7 +1591,7 @@ static char *compile_linkless_batch(compiler_t *c, ds_mapping_target_t *t)
     for (int i = 0; i < t->ncolumns; i++)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
     ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok");
-    append_conflict_update(&buf, t, false, NULL);
+    append_conflict_update(&buf, t, NULL, NULL);
     ds_buf_append_str(&buf, "\n)");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", gone AS (\n    ");
@@ -1604,7 +1608,6 @@ static char *compile_linkless_batch(compiler_t *c, ds_mapping_target_t *t)
 static char *compile_linkless_upsert(compiler_t *c, ds_mapping_target_t *t)
 {
     ds_buf_t buf = DS_BUF_INIT;
-    bool first = true;
 
     ds_buf_append_str(&buf, "WITH up AS (\n    ");
     append_insert_into(&buf, c, t);
@@ -1613,35 +1616,8 @@ static char *compile_linkless_upsert(compiler_t *c, ds_mapping_target_t *t)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", t->columns[i].expr->sql);
     if (c->required.len)
         ds_buf_appendf(&buf, "\n    WHERE %s", c->required.data);
-    if (!has_value_columns(t)) {
-        append_conflict_update(&buf, t, false, NULL);
-    } else {
-        ds_buf_append_str(&buf, "\n    ON CONFLICT (");
-        for (int i = 0; i < t->nkey; i++) {
-            if (i)
-                ds_buf_append_str(&buf, ", ");
-            ds_buf_append_ident(&buf, t->columns[t->key[i]].name);
-        }
-        ds_buf_append_str(&buf, ") DO UPDATE SET");
-        for (int i = 0; i < t->ncolumns; i++) {
-            const ds_mapping_column_t *col = &t->columns[i];
-
-            if (col->is_key)
-                continue;
-            ds_buf_append_str(&buf, first ? "\n        " : ",\n        ");
-            first = false;
-            ds_buf_append_ident(&buf, col->name);
-            ds_buf_append_str(&buf, " = ");
-            if (col->keep_param) {
-                ds_buf_appendf(&buf, "CASE WHEN $%d::boolean THEN ", col->keep_param);
-                append_column(&buf, "t", col->name);
-                ds_buf_append_str(&buf, " ELSE ");
-            }
-            append_column(&buf, "EXCLUDED", col->name);
-            if (col->keep_param)
-                ds_buf_append_str(&buf, " END");
-        }
-    }
+    /* A kept column keeps the row's value: the row is this source row's alone. */
+    append_conflict_update(&buf, t, "", NULL);
     ds_buf_appendf(&buf, "\n)\nSELECT %s AS applied FROM ",
                    c->required.len ? c->required.data : "true");
     append_unread(&buf, t, c->nparams, true, true);
