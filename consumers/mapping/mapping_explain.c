@@ -8,22 +8,26 @@
 
 #include "mapping_internal.h"
 
-/* Whether target @p t's key is computed from source columns alone. */
-static bool keyed_by_source(const ds_mapping_target_t *t)
+/* Whether a key column of target @p t is computed by the target database. */
+static bool key_in_db(const ds_mapping_target_t *t)
 {
     for (int i = 0; i < t->nkey; i++) {
         if (t->columns[t->key[i]].expr->in_db)
-            return false;
+            return true;
     }
-    return t->pub.nkey_source_columns > 0;
+    return false;
+}
+
+/* Whether target @p t's key is computed from source columns alone. */
+static bool keyed_by_source(const ds_mapping_target_t *t)
+{
+    return !key_in_db(t) && t->pub.nkey_source_columns > 0;
 }
 
 const char *ds_mapping_links_reason(const ds_mapping_target_t *t)
 {
-    for (int i = 0; i < t->nkey; i++) {
-        if (t->columns[t->key[i]].expr->in_db)
-            return "a key column is computed by the target database";
-    }
+    if (key_in_db(t))
+        return "a key column is computed by the target database";
     if (t->merge)
         return "it shares the merge name of other targets: its rows take several tables' rows";
     if (!keyed_by_source(t))
