@@ -823,6 +823,78 @@ static ds_applier_status_t create_schema(ds_applier_t *a, char *errstr, size_t e
     }
 }
 
+/*
+ * Links on and off. A target written with "links": false keeps no link for its rows, so once
+ * it is written with links again a delete, a filter transition or a key change of such a row's
+ * source row finds no link and leaves the row behind. dualsync.linkless_targets records every
+ * target apply starts writing without links; a target whose mapping keeps links again is
+ * refused here (DS_APPLIER_INVALID: exit 2 at start) until `dualsync replay` rebuilds it,
+ * whose swap records the form it wrote (replay_swap.c). Turning links off needs nothing: the
+ * form without links reads no link.
+ */
+static ds_applier_status_t check_links_mode(ds_applier_t *a, char *errstr, size_t errstr_size)
+{
+    int n = ds_mapping_set_ntargets(a->set), nlinkless = 0, nlinked = 0;
+    const char **linkless = calloc((size_t)n + 1, sizeof(*linkless));
+    const char **linked = calloc((size_t)n + 1, sizeof(*linked));
+    char *params[2] = {NULL, NULL};
+    char *sql = own_sql(a,
+                        "WITH recorded AS (INSERT INTO dualsync.linkless_targets (target)"
+                        " SELECT unnest($1::text[]) ON CONFLICT (target) DO NOTHING)"
+                        " SELECT target, since FROM dualsync.linkless_targets"
+                        " WHERE target = ANY ($2::text[]) ORDER BY target");
+    ds_applier_status_t st = DS_APPLIER_FAILED;
+    PGresult *r = NULL;
+
+    for (int i = 0; linkless && linked && i < n; i++) {
+        const ds_target_t *t = ds_mapping_set_target(a->set, i);
+
+        if (strcmp(t->connection, a->name) != 0 || t->in_place)
+            continue;
+        if (t->linkless)
+            linkless[nlinkless++] = t->id;
+        else
+            linked[nlinked++] = t->id;
+    }
+    if (linkless && linked && sql && (params[0] = ds_pg_text_array(linkless, nlinkless)) &&
+        (params[1] = ds_pg_text_array(linked, nlinked)))
+        st = run_or_fail(a, sql, false, 2, (const char *const *)params, &r,
+                         "recording the targets written without links", errstr, errstr_size);
+    else
+        ds_fail(errstr, errstr_size, "out of memory");
+    if (st == DS_APPLIER_OK && PQntuples(r) > 0) {
+        ds_buf_t which = DS_BUF_INIT;
+
+        for (int row = 0; row < PQntuples(r); row++) {
+            const char *id = PQgetvalue(r, row, 0), *slash = strchr(id, '/');
+
+            ds_buf_appendf(&which,
+                           "%starget %s (without links since %s; dualsync replay --config FILE "
+                           "--mapping %.*s)",
+                           row ? ", " : "", id, PQgetvalue(r, row, 1),
+                           slash ? (int)(slash - id) : (int)strlen(id), id);
+        }
+        ds_fail(errstr, errstr_size,
+                "%s: the mapping keeps links, but apply has written it without links "
+                "(\"links\": false): rows written since have no link, so a later delete, "
+                "filter transition or key change of their source rows would leave them behind. "
+                "Rebuild it with the replay given (its swap records the target as linked "
+                "again), or set \"links\": false again. If no row was written without links, "
+                "deleting its row from dualsync.linkless_targets in this database lets apply "
+                "start",
+                which.data ? which.data : "out of memory");
+        ds_buf_free(&which);
+        st = DS_APPLIER_INVALID;
+    }
+    PQclear(r);
+    free(params[0]);
+    free(params[1]);
+    free(sql);
+    free(linkless);
+    free(linked);
+    return st;
+}
+
 ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t errstr_size)
 {
     static const char *const keywords[] = {"dbname", "fallback_application_name", NULL};
@@ -853,6 +925,8 @@ ds_applier_status_t ds_applier_connect(ds_applier_t *a, char *errstr, size_t err
     if (st == DS_APPLIER_OK && !a->catalog_checked) {
         if (!ds_mapping_set_check_catalog(a->set, a->name, a->conn, errstr, errstr_size))
             return applier_lost(a) ? DS_APPLIER_RETRY : DS_APPLIER_INVALID;
+        if ((st = check_links_mode(a, errstr, errstr_size)) != DS_APPLIER_OK)
+            return st;
         a->catalog_checked = true;
     }
     if (st == DS_APPLIER_OK)

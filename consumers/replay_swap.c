@@ -248,6 +248,41 @@ bool ds_replay_links_all_replayed(replay_t *r, bool *all)
     return ok;
 }
 
+/*
+ * Records which replayed targets the rebuilt tables hold without links (dualsync.
+ * linkless_targets, consumers/applier.c, check_links_mode): a target the replay wrote with
+ * links is linked again, whatever live apply wrote before.
+ */
+static bool record_links_mode(replay_t *r, const char *id_array)
+{
+    int n = ds_mapping_set_ntargets(r->set), nlinkless = 0;
+    const char **linkless = calloc((size_t)n + 1, sizeof(*linkless));
+    const char *params[2] = {id_array, NULL};
+    char *linkless_array;
+    bool ok;
+
+    for (int i = 0; linkless && i < n; i++) {
+        const ds_target_t *t = ds_mapping_set_target(r->set, i);
+
+        if (strcmp(t->connection, r->dbname) == 0 && t->linkless)
+            linkless[nlinkless++] = t->id;
+    }
+    if (!linkless || !(linkless_array = ds_pg_text_array(linkless, nlinkless))) {
+        fputs("dualsync replay: out of memory\n", stderr);
+        abort();
+    }
+    params[1] = linkless_array;
+    ok = exec(r,
+              "WITH gone AS (DELETE FROM dualsync.linkless_targets"
+              " WHERE target = ANY ($1::text[]) AND NOT target = ANY ($2::text[]))"
+              " INSERT INTO dualsync.linkless_targets (target) SELECT unnest($2::text[])"
+              " ON CONFLICT (target) DO NOTHING",
+              2, params, PGRES_COMMAND_OK, NULL, "recording the targets without links", NULL);
+    free(linkless);
+    free(linkless_array);
+    return ok;
+}
+
 /* Moves the replay's links, pending rows and dead-letter records of the replayed targets over
  * live apply's (which the rebuilt tables no longer match). */
 static bool move_bookkeeping(replay_t *r, bool whole_links)
@@ -300,7 +335,8 @@ static bool move_bookkeeping(replay_t *r, bool whole_links)
               " ON CONFLICT (topic, source_key, target) DO UPDATE"
               " SET partition = EXCLUDED.partition,"
               " kafka_offset = EXCLUDED.kafka_offset, error = EXCLUDED.error",
-              1, p_ids, PGRES_COMMAND_OK, NULL, "swapping dead-letter records", NULL);
+              1, p_ids, PGRES_COMMAND_OK, NULL, "swapping dead-letter records", NULL) &&
+         record_links_mode(r, id_array);
     free(ids);
     free(links);
     free(id_array);

@@ -49,6 +49,10 @@
  *   in_place_rebuilds: tables `dualsync replay --in-place` emptied and is writing again;
  *            apply does not write a database holding one (DS_GATE_SESSION_SQL), even after
  *            the replay died, until the same replay finishes it.
+ *   linkless_targets: targets that apply has written without links ("links": false) since
+ *            the time given; apply refuses to write such a target with links again, whose rows
+ *            would have none, until `dualsync replay` rebuilds it (consumers/applier.c,
+ *            check_links_mode).
  */
 #define DS_APPLY_SCHEMA_SQL                                                                        \
     "CREATE SCHEMA IF NOT EXISTS dualsync;"                                                        \
@@ -85,6 +89,8 @@
     "CREATE TABLE IF NOT EXISTS dualsync.in_place_rebuilds ("                                       \
     " table_name text PRIMARY KEY, owner text NOT NULL,"                                           \
     " started_at timestamptz NOT NULL DEFAULT now());"                                             \
+    "CREATE TABLE IF NOT EXISTS dualsync.linkless_targets ("                                       \
+    " target text PRIMARY KEY, since timestamptz NOT NULL DEFAULT now());"                          \
     DS_KAFKA_PARTITION_SQL DS_SETTLE_SESSION_SQL DS_GATE_SESSION_SQL
 
 /*

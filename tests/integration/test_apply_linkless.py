@@ -192,3 +192,41 @@ class LinklessTest(dstest.ApplyTestCase):
         proc = dstest.run_dualsync(["verify", "--config", config.path], timeout=120)
         self.assertEqual(proc.returncode, 0, f"verify:\n{proc.stdout}\n{proc.stderr}")
         apply.stop(expect_exit=0)
+
+    def test_links_turned_back_on_are_refused_until_a_replay_rebuilds_them(self):
+        newdb, config, apply, _, write = self.setup_pipeline("people_lb")
+        self.psql("INSERT INTO people_lb SELECT g, 'n' || g, true FROM generate_series(1, 3) g")
+        self.wait_rows(newdb, ROWS.format("by_id"), [("1", "n1"), ("2", "n2"), ("3", "n3")])
+        self.assertEqual(self.links_of(newdb, "by_id"), "0")
+        apply.stop(expect_exit=0)
+
+        # Links on again: the rows written without them have none, so a delete would find
+        # nothing to remove. Refused at start, naming the target and the way out.
+        write(True)
+        proc = dstest.run_dualsync(["apply", "--config", config.path], timeout=60)
+        self.assertEqual(proc.returncode, 2, f"{proc.stdout}\n{proc.stderr}")
+        self.assertIn("target people_lb/by_id (without links since ", proc.stderr)
+        self.assertIn("dualsync replay --config FILE --mapping people_lb", proc.stderr)
+        self.assertNotIn("people_lb/linked", proc.stderr)
+
+        # The replay rebuilds the targets with links, and its swap records them linked.
+        proc = dstest.run_dualsync(["replay", "--config", config.path, "--mapping", "people_lb"],
+                                   timeout=180)
+        self.assertEqual(proc.returncode, 0, f"replay:\n{proc.stdout}\n{proc.stderr}")
+        self.assertEqual(self.links_of(newdb, "by_id"), "3")
+        self.assertEqual(dstest.psql("SELECT count(*) FROM dualsync.linkless_targets",
+                                     db=newdb), [("0",)])
+        apply = self.start_apply(config)
+        self.psql("DELETE FROM people_lb WHERE id = 2")
+        self.psql("UPDATE people_lb SET name = 'renamed' WHERE id = 3")
+        want = [("1", "n1"), ("3", "renamed")]
+        self.wait_rows(newdb, ROWS.format("linked"), want)
+        self.wait_rows(newdb, ROWS.format("by_id"), want)
+        apply.stop(expect_exit=0)
+
+        # Links off once more: recorded again, and nothing is refused.
+        write(False)
+        apply = self.start_apply(config)
+        self.assertEqual(dstest.psql("SELECT target FROM dualsync.linkless_targets", db=newdb),
+                         [("people_lb/by_id",)])
+        apply.stop(expect_exit=0)
