@@ -861,8 +861,9 @@ static bool begin_targets(verify_t *v)
                  sizeof(v->errstr)) ||
             !run(v->dbs[db].conn,
                  "CREATE TEMP TABLE ds_verify_links ("
-                 " target text NOT NULL, source_topic text NOT NULL, source_key text NOT NULL,"
-                 " target_key text NOT NULL, vals jsonb, copies int NOT NULL DEFAULT 1,"
+                 " target text COLLATE \"C\" NOT NULL, source_topic text COLLATE \"C\" NOT NULL,"
+                 " source_key text COLLATE \"C\" NOT NULL, target_key text COLLATE \"C\" NOT NULL,"
+                 " vals jsonb, copies int NOT NULL DEFAULT 1,"
                  " copy_commit pg_lsn, copy_lsn pg_lsn,"
                  " PRIMARY KEY (target, source_topic, source_key, target_key));"
                  "CREATE INDEX ON ds_verify_links (target, target_key)",
