@@ -730,15 +730,10 @@ static void append_insert_into(ds_buf_t *buf, const compiler_t *c, const ds_mapp
 
 /*
  * "ON CONFLICT (key) DO UPDATE SET" every non-key column to its new value (DO NOTHING when the
- * target has only key columns). With @p keep, a column with a keep flag keeps what the row
- * holds when the flag is true and this source row has no contribution recorded to take the
- * value from (an unchanged TOASTed source value); the batch statement never gets such rows
- * (mapping.h). @p where, if not NULL, limits the update to rows it holds for (alias t).
- */
-/*
- * ON CONFLICT (key) DO UPDATE SET every value column (DO NOTHING without any). With
- * @p keep_unless non-NULL, a column whose keep flag is set keeps the row's value, unless
- * @p keep_unless (a condition appended with AND NOT) holds: "" always keeps.
+ * target has only key columns). With @p keep_unless non-NULL, a column whose keep flag is true
+ * (an unchanged TOASTed source value; the batch statement never gets such rows, mapping.h)
+ * keeps the row's value, unless @p keep_unless (a condition appended with AND NOT) holds: ""
+ * always keeps. @p where, if not NULL, limits the update to rows it holds for (alias t).
  */
 static void append_conflict_update(ds_buf_t *buf, const ds_mapping_target_t *t,
                                    const char *keep_unless, const char *where)
@@ -825,7 +820,8 @@ static void append_typed_key(ds_buf_t *buf, const ds_mapping_target_t *t, const 
  * writes its values over those of the row's true first contributor.
  *
  * So every statement records the target keys whose links it changed (pg_temp.ds_touched,
- * "touched" above), and before COMMIT the transaction settles them, in two statements:
+ * "touched" above; a batch statement leaves out the rows it inserted, FRESH_KEYS), and before
+ * COMMIT the transaction settles them, in two statements:
  *   1. pg_temp.ds_lock_touched($1) takes a transaction-level advisory lock on each touched
  *      key, in key order (or one lock on the whole target past 256 keys: a truncate, a large
  *      batch), so two transactions touching one key settle and commit one after the other;
@@ -1207,6 +1203,23 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
  * nested loop over every link of the topic, per batch.
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Keys a batch statement need not have settled ("Settling"): those whose row it inserted,
+ * rather than updated, and that one row of the batch produces. When "up" inserts row K, no
+ * other transaction had row K, committed or in progress (an insert in progress makes ours wait
+ * for it, then update). Every statement that links a key also inserts or locks its row (ON
+ * CONFLICT DO UPDATE locks the row even when its WHERE leaves it alone), and a row is deleted
+ * with its last link, so no other transaction held a link to K either; one that links K after
+ * us waits on our row until we commit, then settles K itself, seeing our link. So after our
+ * locks K's links would still be only our own, and its row ours: exactly the keys the settle
+ * statement leaves out (its "k"), found here without probing links or rows again, and not
+ * recorded, so not locked. A row deleted by hand under its links breaks the premise: then
+ * `dualsync verify` reports the row.
+ */
+#define FRESH_KEYS                                                                                 \
+    "SELECT u.target_key FROM up AS u JOIN (SELECT s.target_key FROM w AS s WHERE s.ok"           \
+    " GROUP BY s.target_key HAVING count(*) = 1) AS s USING (target_key) WHERE u.fresh"
+
 /* The key columns of the target, as "i.pk" references: "i.p4, i.p5". */
 static void append_key_params(ds_buf_t *buf, const ds_mapping_target_t *t)
 {
@@ -1293,6 +1306,13 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
         ds_buf_appendf(&buf, "%s%s", i ? ", " : "", values[i]);
     ds_buf_append_str(&buf, "\n    FROM win AS i");
     append_conflict_update(&buf, t, NULL, NULL);
+    if (settles(t, c->names)) {
+        /* Which rows were inserted rather than updated (an updated row version carries the
+         * updater in xmax; a conflict left alone returns nothing): see FRESH_KEYS. */
+        ds_buf_append_str(&buf, "\n    RETURNING ");
+        append_key_text(&buf, t, "t");
+        ds_buf_append_str(&buf, " AS target_key, t.xmax = 0 AS fresh");
+    }
     ds_buf_appendf(&buf,
                    "\n), old AS (\n"
                    "    DELETE FROM %s AS l\n"
@@ -1312,7 +1332,8 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
                             "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
                             "        DO UPDATE SET vals = EXCLUDED.vals\n)");
     append_touched(&buf, t, c->names,
-                   "SELECT target_key FROM w WHERE ok UNION ALL SELECT target_key FROM old");
+                   "SELECT i.target_key FROM w AS i WHERE i.ok AND i.target_key NOT IN (" FRESH_KEYS
+                   ") UNION ALL SELECT target_key FROM old");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_keys(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)");
