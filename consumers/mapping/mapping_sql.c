@@ -820,7 +820,7 @@ static void append_typed_key(ds_buf_t *buf, const ds_mapping_target_t *t, const 
  * writes its values over those of the row's true first contributor.
  *
  * So every statement records the target keys whose links it changed (pg_temp.ds_touched,
- * "touched" above; a batch statement leaves out the rows it inserted, FRESH_KEYS), and before
+ * "touched" above; a batch statement leaves out the rows it inserted, UNSETTLED_KEYS), and before
  * COMMIT the transaction settles them, in two statements:
  *   1. pg_temp.ds_lock_touched($1) takes a transaction-level advisory lock on each touched
  *      key, in key order (or one lock on the whole target past 256 keys: a truncate, a large
@@ -1204,8 +1204,8 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
  * ------------------------------------------------------------------------------------------- */
 
 /*
- * Keys a batch statement need not have settled ("Settling"): those whose row it inserted,
- * rather than updated, and that one row of the batch produces. When "up" inserts row K, no
+ * The keys a batch statement records for settling ("Settling"): its rows' keys, less those
+ * whose row it inserted, rather than updated, and that one row of the batch produces. When "up" inserts row K, no
  * other transaction had row K, committed or in progress (an insert in progress makes ours wait
  * for it, then update). Every statement that links a key also inserts or locks its row (ON
  * CONFLICT DO UPDATE locks the row even when its WHERE leaves it alone), and a row is deleted
@@ -1213,12 +1213,14 @@ static void compile_in_place(compiler_t *c, ds_mapping_target_t *t)
  * us waits on our row until we commit, then settles K itself, seeing our link. So after our
  * locks K's links would still be only our own, and its row ours: exactly the keys the settle
  * statement leaves out (its "k"), found here without probing links or rows again, and not
- * recorded, so not locked. A row deleted by hand under its links breaks the premise: then
+ * recorded, so not locked. (Written with a window count and a hashed NOT IN: a join of the
+ * two CTEs, which have no statistics, was planned as a nested loop.) A row deleted by hand under its links breaks the premise: then
  * `dualsync verify` reports the row.
  */
-#define FRESH_KEYS                                                                                 \
-    "SELECT u.target_key FROM up AS u JOIN (SELECT s.target_key FROM w AS s WHERE s.ok"           \
-    " GROUP BY s.target_key HAVING count(*) = 1) AS s USING (target_key) WHERE u.fresh"
+#define UNSETTLED_KEYS                                                                             \
+    "SELECT g.target_key FROM (SELECT i.target_key, count(*) OVER (PARTITION BY i.target_key)"    \
+    " AS n FROM w AS i WHERE i.ok) AS g WHERE g.n > 1 OR g.target_key NOT IN"                     \
+    " (SELECT u.target_key FROM up AS u WHERE u.fresh)"
 
 /* The key columns of the target, as "i.pk" references: "i.p4, i.p5". */
 static void append_key_params(ds_buf_t *buf, const ds_mapping_target_t *t)
@@ -1308,7 +1310,7 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     append_conflict_update(&buf, t, NULL, NULL);
     if (settles(t, c->names)) {
         /* Which rows were inserted rather than updated (an updated row version carries the
-         * updater in xmax; a conflict left alone returns nothing): see FRESH_KEYS. */
+         * updater in xmax; a conflict left alone returns nothing): see UNSETTLED_KEYS. */
         ds_buf_append_str(&buf, "\n    RETURNING ");
         append_key_text(&buf, t, "t");
         ds_buf_append_str(&buf, " AS target_key, t.xmax = 0 AS fresh");
@@ -1331,9 +1333,7 @@ static char *compile_upsert_batch(compiler_t *c, ds_mapping_target_t *t)
     ds_buf_append_str(&buf, "\n    FROM w AS i WHERE i.ok\n"
                             "    ON CONFLICT (target, source_topic, source_key, target_key)\n"
                             "        DO UPDATE SET vals = EXCLUDED.vals\n)");
-    append_touched(&buf, t, c->names,
-                   "SELECT i.target_key FROM w AS i WHERE i.ok AND i.target_key NOT IN (" FRESH_KEYS
-                   ") UNION ALL SELECT target_key FROM old");
+    append_touched(&buf, t, c->names, UNSETTLED_KEYS " UNION ALL SELECT target_key FROM old");
     if (t->on_delete != ON_DELETE_IGNORE) {
         ds_buf_append_str(&buf, ", ");
         append_orphan_keys(&buf, t, c->names, "(SELECT DISTINCT target_key FROM old)");

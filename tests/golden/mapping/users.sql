@@ -229,7 +229,7 @@ WITH i AS (
         DO UPDATE SET vals = EXCLUDED.vals
 ), touched AS (
     INSERT INTO pg_temp.ds_touched (target, target_key)
-    SELECT $1::text, g.target_key FROM (SELECT i.target_key FROM w AS i WHERE i.ok AND i.target_key NOT IN (SELECT u.target_key FROM up AS u JOIN (SELECT s.target_key FROM w AS s WHERE s.ok GROUP BY s.target_key HAVING count(*) = 1) AS s USING (target_key) WHERE u.fresh) UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
+    SELECT $1::text, g.target_key FROM (SELECT g.target_key FROM (SELECT i.target_key, count(*) OVER (PARTITION BY i.target_key) AS n FROM w AS i WHERE i.ok) AS g WHERE g.n > 1 OR g.target_key NOT IN (SELECT u.target_key FROM up AS u WHERE u.fresh) UNION ALL SELECT target_key FROM old) AS g WHERE g.target_key IS NOT NULL
 ), orphan AS (
     SELECT r."id"
     FROM (SELECT DISTINCT target_key FROM old) AS o CROSS JOIN LATERAL json_populate_record(NULL::"public"."global_doctors",
