@@ -11,6 +11,7 @@
  */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -89,6 +90,13 @@ static void region_free(void *p)
     if (!base || off >= REGION_SIZE) {
         free(p);
         return;
+    }
+    /* The counts are the owner's alone: a document parsed into the region and freed by
+     * another thread would race them and reuse a chunk still in use. A bug, never data. */
+    if (!pthread_equal(pthread_self(), owner)) {
+        fputs("dualsync: a JSON document of apply's parse region was freed by another thread\n",
+              stderr);
+        abort();
     }
     chunk = off >> CHUNK_SHIFT;
     if (--live[chunk] > 0)

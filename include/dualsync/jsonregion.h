@@ -15,7 +15,8 @@
  *
  * One thread: the first thread to call ds_json_region_loadb() owns the region; calls from
  * other threads parse with plain json_loadb(). Documents it returns must be freed on that
- * thread too. Without the reservation (the address space is limited), and in sanitizer
+ * thread too: a free on another thread stops the process (abort) rather than race the chunk
+ * counts. Without the reservation (the address space is limited), and in sanitizer
  * builds (so that AddressSanitizer keeps checking jansson's nodes), it is json_loadb().
  */
 #ifndef DUALSYNC_JSONREGION_H

@@ -5,9 +5,12 @@
  * In a sanitizer build the region is off and the chunk counts stay zero.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dualsync/jsonregion.h"
 #include "ds_test.h"
@@ -137,10 +140,42 @@ static void test_other_threads_parse_with_malloc(void)
     DS_CHECK_INT(free_after, free_chunks);
 }
 
+static void *free_elsewhere(void *doc)
+{
+    json_decref(doc);
+    return NULL;
+}
+
+/* A document of the region freed on another thread would race the owner's chunk counts: the
+ * process stops with a message instead (in a child, which the test then examines). */
+static void test_a_region_document_freed_elsewhere_stops_the_process(void)
+{
+#ifndef __SANITIZE_ADDRESS__
+    int status = 0;
+    pid_t child = fork();
+
+    DS_CHECK(child >= 0);
+    if (child == 0) {
+        char text[1024];
+        const char *t = change(text, sizeof(text), 5);
+        json_t *doc = ds_json_region_loadb(t, strlen(t), 0, NULL);
+        pthread_t thread;
+
+        if (!freopen("/dev/null", "w", stderr) || !doc || pthread_create(&thread, NULL, free_elsewhere, doc) != 0)
+            _exit(3);
+        pthread_join(thread, NULL);
+        _exit(0); /* not reached when the free is refused */
+    }
+    DS_CHECK(waitpid(child, &status, 0) == child);
+    DS_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+#endif
+}
+
 int main(void)
 {
     DS_RUN(test_documents_read_as_parsed_and_chunks_are_reused);
     DS_RUN(test_large_values_and_errors);
     DS_RUN(test_other_threads_parse_with_malloc);
+    DS_RUN(test_a_region_document_freed_elsewhere_stops_the_process);
     return ds_test_report();
 }
