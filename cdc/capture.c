@@ -367,6 +367,12 @@ static void on_ack(void *ctx, uint64_t tag, size_t bytes, const char *err)
     advance_confirmed(c);
 
     if (c->paused && c->repl && !over_limits(c, RESUME_PERCENT) && !c->stopping) {
+        /* The rest of a backfill chunk comes before the WAL after it; it is handed over from
+         * the loop, not from within this delivery report. */
+        if (c->incremental && ds_incremental_publishing(c->incremental)) {
+            ev_idle_start(c->loop, &c->resume_idle);
+            return;
+        }
         c->paused = false;
         ev_io_start(c->loop, &c->repl_watcher);
         /* libpq may already hold data the socket will not signal again. */
@@ -573,6 +579,12 @@ static bool window_emit(void *ctx, uint64_t token, const ds_change_record_t *rec
     return send_record(ctx, token, rec, errstr, errstr_size);
 }
 
+/* A chunk's rows wait while capture is at its in-flight limits, like the WAL after them. */
+static bool window_full(void *ctx)
+{
+    return over_limits(ctx, 100);
+}
+
 static void window_release(void *ctx, uint64_t token)
 {
     capture_t *c = ctx;
@@ -696,8 +708,25 @@ static void on_resume_idle(struct ev_loop *loop, ev_idle *w, int revents)
     capture_t *c = w->data;
 
     ev_idle_stop(loop, w);
-    if (c->repl && !c->paused)
-        process_stream(c);
+    if (!c->repl)
+        return;
+    if (c->paused) {
+        char errstr[1024];
+
+        /* Started by on_ack for the rest of a backfill chunk (process_stream paused on it). */
+        if (c->stopping || !c->incremental || !ds_incremental_publishing(c->incremental))
+            return;
+        if (!ds_incremental_resume(c->incremental, errstr, sizeof(errstr))) {
+            fail(c, "%s", errstr);
+            return;
+        }
+        /* Still at the limits: the next acknowledgements come back here or resume reading. */
+        if (ds_incremental_publishing(c->incremental) || over_limits(c, RESUME_PERCENT))
+            return;
+        c->paused = false;
+        ev_io_start(loop, &c->repl_watcher);
+    }
+    process_stream(c);
 }
 
 static void log_progress(capture_t *c)
@@ -1123,7 +1152,7 @@ done:
 
 static bool start_session(capture_t *c, char *errstr, size_t errstr_size)
 {
-    ds_incremental_hooks_t hooks = {window_hold, window_emit, window_release, c};
+    ds_incremental_hooks_t hooks = {window_hold, window_emit, window_release, window_full, c};
     ds_changes_options_t options;
     ds_replication_t *repl;
     ds_lsn_t resume;

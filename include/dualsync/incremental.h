@@ -64,6 +64,9 @@ typedef struct ds_incremental_hooks {
                  size_t errstr_size);
     /* The window held by @token is closed (its rows handed over, or abandoned). */
     void (*release)(void *ctx, uint64_t token);
+    /* Whether capture's in-flight limits are reached: the rows of a HIGH then wait for
+     * ds_incremental_resume. NULL: never. */
+    bool (*full)(void *ctx);
     void *ctx; /* their first argument */
 } ds_incremental_hooks_t;
 
@@ -112,6 +115,10 @@ void ds_incremental_clock(ds_incremental_t *inc, int64_t commit_time_us);
  * and the backfill process redoes the chunk. Other prefixes, other slots and tables that are
  * not capture's are ignored.
  *
+ * A HIGH's rows are handed over until hooks.full says capture's in-flight limits are
+ * reached; the rest wait (ds_incremental_publishing is then true) for ds_incremental_resume,
+ * and the caller reads no more WAL until they are all handed over: they come before it.
+ *
  * @param xid     the transaction of a transactional message (source.txId of the read events).
  * @param now_us  the time, for ts_ms.
  * @return false when a read event cannot be built or emitted, or a dualsync message is
@@ -119,6 +126,16 @@ void ds_incremental_clock(ds_incremental_t *inc, int64_t commit_time_us);
  */
 bool ds_incremental_message(ds_incremental_t *inc, const ds_pgoutput_msg_t *msg, uint32_t xid,
                             int64_t now_us, char *errstr, size_t errstr_size) DS_MUST_CHECK;
+
+/** @brief Whether rows of a HIGH still wait to be handed to Kafka (ds_incremental_message). */
+bool ds_incremental_publishing(const ds_incremental_t *inc);
+
+/**
+ * @brief Hands over more of the waiting rows of a HIGH, until they are all handed over
+ *        (the window then closes) or hooks.full says the limits are reached again.
+ * @return false when a read event cannot be built or emitted (errstr says why).
+ */
+bool ds_incremental_resume(ds_incremental_t *inc, char *errstr, size_t errstr_size) DS_MUST_CHECK;
 
 /* ---- the backfill process ------------------------------------------------------------ */
 
