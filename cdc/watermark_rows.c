@@ -127,22 +127,6 @@ void ds_watermark_rows_close(ds_watermark_rows_t *rows)
     memset(rows, 0, sizeof(*rows));
 }
 
-static int hex4(const char *p, const char *end)
-{
-    int v = 0;
-
-    if (end - p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        int d = ds_hex_value(p[i]);
-
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* The length of the well-formed UTF-8 sequence of two or more bytes at @p s, 0 if it is not
  * one (overlong forms, surrogates and code points past U+10FFFF are not). */
 static size_t utf8_len(const unsigned char *s, const unsigned char *end)
@@ -262,7 +246,7 @@ static bool read_string(ds_watermark_rows_t *rows, ds_value_t *value)
             *w++ = '\t';
             break;
         case 'u': {
-            long cp = hex4(r, end);
+            long cp = ds_hex4_value(r, end);
 
             if (cp < 0)
                 return false;
@@ -270,7 +254,9 @@ static bool read_string(ds_watermark_rows_t *rows, ds_value_t *value)
             if (cp >= 0xDC00 && cp <= 0xDFFF)
                 return false; /* a low surrogate alone */
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                long low = end - r >= 6 && r[0] == '\\' && r[1] == 'u' ? hex4(r + 2, end) : -1;
+                long low = end - r >= 6 && r[0] == '\\' && r[1] == 'u'
+                               ? ds_hex4_value(r + 2, end)
+                               : -1;
 
                 if (low < 0xDC00 || low > 0xDFFF)
                     return false; /* a high surrogate alone */

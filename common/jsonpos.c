@@ -76,21 +76,6 @@ static bool scan_member_key(scanner_t *sc, const char **raw, size_t *raw_len)
     return true;
 }
 
-static long read_hex4(const char *p, const char *end)
-{
-    long v = 0;
-
-    if (end - p < 4)
-        return -1;
-    for (int i = 0; i < 4; i++) {
-        int d = ds_hex_value(p[i]);
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* Lenient (see jsonpos.h) because config.c also decodes keys of text jansson rejected, to tell
  * whether a syntax error sits inside a secret. */
 void ds_json_unescape(const char *raw, size_t len, char *out)
@@ -126,14 +111,14 @@ void ds_json_unescape(const char *raw, size_t len, char *out)
             p++;
             break;
         case 'u': {
-            long cp = read_hex4(p + 1, end);
+            long cp = ds_hex4_value(p + 1, end);
             if (cp < 0) {
                 *o++ = *p++;
                 break;
             }
             p += 5;
             if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-                long lo = read_hex4(p + 2, end);
+                long lo = ds_hex4_value(p + 2, end);
                 if (lo >= 0xDC00 && lo <= 0xDFFF) {
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     p += 6;

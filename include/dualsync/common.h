@@ -51,6 +51,24 @@ static inline int ds_hex_value(char c)
     return -1;
 }
 
+/** @brief The value of the four hex digits at @p p (those of a JSON string's backslash-u
+ *        escape), or -1 when the text before @p end does not start with four. */
+static inline long ds_hex4_value(const char *p, const char *end)
+{
+    long v = 0;
+
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        int d = ds_hex_value(p[i]);
+
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 /** @brief Fills errstr like snprintf and returns false, so callers can `return ds_fail(...)`. */
 bool ds_fail(char *errstr, size_t errstr_size, const char *fmt, ...) DS_PRINTF(3, 4);
 
