@@ -352,7 +352,9 @@ class IncrementalConsistencyTest(IncrementalCase):
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
     def test_sigterm_then_kill_9_mid_way_resume_after_the_recorded_chunk(self):
-        rows = 5000
+        # Enough rows that both signals land mid-way: the backfill reads 16 chunks ahead, and
+        # 5,000 rows were once done before the SIGTERM that followed the 500th arrived.
+        rows = 50000
         table = "public.bf_crash"
         self.psql("CREATE TABLE bf_crash (id int PRIMARY KEY, v text, n int);"
                   f"INSERT INTO bf_crash SELECT g, md5(g::text), g FROM generate_series(1, {rows}) g;"
