@@ -147,8 +147,6 @@ static bool fake_full(void *ctx)
     return fc->emitted - fc->acked >= fc->limit;
 }
 
-static char *table_name = "items";
-static char *schema_name = "public";
 static char *item_pk[] = {"id", NULL};
 
 static ds_pgoutput_msg_t watermark(const char *content, ds_lsn_t lsn)
@@ -164,19 +162,31 @@ static ds_pgoutput_msg_t watermark(const char *content, ds_lsn_t lsn)
     return m;
 }
 
+/* The low watermark of chunk 1 of run "run" on public.items. */
+#define ITEMS_LOW                                                                                  \
+    "{\"watermark\":\"low\",\"slot\":\"slot1\",\"id\":\"run\",\"chunk\":1,"                        \
+    "\"schema\":\"public\",\"table\":\"items\",\"ts\":1700000000000000}"
+
+/* A tracker of slot1 over public.items, publishing into @p fc. */
+static ds_incremental_t *items_tracker(fake_capture_t *fc)
+{
+    static ds_source_table_t table = {.schema = "public",
+                                      .table = "items",
+                                      .replident = 'd',
+                                      .primary_key = item_pk};
+    static ds_source_catalog_t catalog = {.ntables = 1, .tables = &table};
+    static ds_changes_options_t options = {.topic_prefix = "shop", .db = "shopdb",
+                                           .version = "9.9.9"};
+    ds_incremental_hooks_t hooks = {fake_hold, fake_emit, fake_release, fake_full, fc};
+
+    return ds_incremental_new("slot1", &catalog, &options, &hooks);
+}
+
 static void test_a_high_waits_while_capture_is_at_its_limits(void)
 {
-    ds_source_table_t table = {.schema = schema_name,
-                               .table = table_name,
-                               .replident = 'd',
-                               .primary_key = item_pk};
-    ds_source_catalog_t catalog = {.ntables = 1, .tables = &table};
-    ds_changes_options_t options = {.topic_prefix = "shop", .db = "shopdb", .version = "9.9.9"};
     fake_capture_t fc = {.limit = 3};
-    ds_incremental_hooks_t hooks = {fake_hold, fake_emit, fake_release, fake_full, &fc};
-    ds_incremental_t *inc = ds_incremental_new("slot1", &catalog, &options, &hooks);
-    const char *low = "{\"watermark\":\"low\",\"slot\":\"slot1\",\"id\":\"run\",\"chunk\":1,"
-                      "\"schema\":\"public\",\"table\":\"items\",\"ts\":1700000000000000}";
+    ds_incremental_t *inc = items_tracker(&fc);
+    const char *low = ITEMS_LOW;
     char high[2048];
     ds_pgoutput_msg_t m;
     char errstr[512];
@@ -223,17 +233,9 @@ static void test_a_high_waits_while_capture_is_at_its_limits(void)
 
 static void test_a_freed_tracker_drops_a_high_half_handed_over(void)
 {
-    ds_source_table_t table = {.schema = schema_name,
-                               .table = table_name,
-                               .replident = 'd',
-                               .primary_key = item_pk};
-    ds_source_catalog_t catalog = {.ntables = 1, .tables = &table};
-    ds_changes_options_t options = {.topic_prefix = "shop", .db = "shopdb", .version = "9.9.9"};
     fake_capture_t fc = {.limit = 1};
-    ds_incremental_hooks_t hooks = {fake_hold, fake_emit, fake_release, fake_full, &fc};
-    ds_incremental_t *inc = ds_incremental_new("slot1", &catalog, &options, &hooks);
-    const char *low = "{\"watermark\":\"low\",\"slot\":\"slot1\",\"id\":\"run\",\"chunk\":1,"
-                      "\"schema\":\"public\",\"table\":\"items\",\"ts\":1700000000000000}";
+    ds_incremental_t *inc = items_tracker(&fc);
+    const char *low = ITEMS_LOW;
     const char *high = "{\"watermark\":\"high\",\"slot\":\"slot1\",\"id\":\"run\","
                        "\"schema\":\"public\",\"table\":\"items\",\"relid\":16500,"
                        "\"columns\":[[\"id\",23,-1,true]],\"chunk\":1,"
